@@ -1,0 +1,28 @@
+//! One module per command (group). Each exposes `run(args, &GlobalOpts)`.
+
+pub mod cluster;
+pub mod completions;
+pub mod image;
+pub mod init;
+pub mod registry;
+pub mod render;
+pub mod services;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> miette::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(a, g),
+        Command::Validate(a) => validate::run(a, g),
+        Command::Services(a) => services::run(a, g),
+        Command::Render(a) => render::run(a, g),
+        Command::Image(a) => image::run(a, g),
+        Command::Registry(a) => registry::run(a, g),
+        Command::Cluster(a) => cluster::run(a, g),
+        Command::Completions(a) => completions::run(a),
+    }
+}

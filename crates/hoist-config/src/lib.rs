@@ -1,0 +1,1 @@
+//! Project model: hoist.yaml, service manifests, molds, settings overlay, render.

@@ -1,0 +1,1 @@
+//! Container images: references, manifests, deterministic layers, registry client, local store.
