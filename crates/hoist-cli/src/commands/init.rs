@@ -2,11 +2,30 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::project::start_dir;
 use crate::cli::GlobalOpts;
 
 #[derive(Debug, Args)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// The built-in mold to start from.
+    #[arg(long, default_value = "web", value_parser = clap::builder::PossibleValuesParser::new(hoist_config::scaffold::MOLDS))]
+    pub mold: String,
+}
 
-pub fn run(_args: InitArgs, _g: &GlobalOpts) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`hoist init` is not implemented yet"))
+pub fn run(args: InitArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
+    let dir = start_dir(g);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
+    let done = hoist_config::scaffold::init(&dir, &args.mold)?;
+    for p in &done.created {
+        println!("created {}", p.display());
+    }
+    if done.gitignore_updated {
+        println!(
+            "added hoist-settings.yaml to {}",
+            dir.join(".gitignore").display()
+        );
+    }
+    println!("next: hoist render   (or hoist validate, hoist services)");
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod completions;
 pub mod image;
 pub mod init;
+mod project;
 pub mod registry;
 pub mod render;
 pub mod services;

@@ -1,0 +1,514 @@
+//! Model checks that need the whole project: names, duplicates, molds and
+//! their parameters, dependencies and cycles, referenced files, tools.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{ConfigError, ErrorKind, did_you_mean};
+use crate::external;
+use crate::files;
+use crate::names::dns1123_label_problem;
+use crate::project::{Project, Service, suggest_service};
+
+/// Values every service gets without declaring them in a mold.
+const BUILTIN_VALUES: &[&str] = &["name", "image", "env", "ports", "debug_port"];
+
+/// Returns all problems, and the names of services that have one (so a dry-run
+/// render does not repeat them).
+pub fn check(p: &Project) -> (Vec<ConfigError>, BTreeSet<String>) {
+    let mut out = Vec::new();
+    let mut broken = BTreeSet::new();
+    let mut note = |svc: &Service, errs: Vec<ConfigError>, out: &mut Vec<ConfigError>| {
+        if !errs.is_empty() {
+            broken.insert(svc.name.clone());
+            out.extend(errs);
+        }
+    };
+    for svc in &p.services {
+        let mut errs = Vec::new();
+        check_name(svc, &mut errs);
+        check_mold(p, svc, &mut errs);
+        check_dependencies(p, svc, &mut errs);
+        check_image(p, svc, &mut errs);
+        check_escape_hatches(svc, &mut errs);
+        note(svc, errs, &mut out);
+    }
+    let dup = duplicates(p);
+    for (svc, e) in dup {
+        note(svc, vec![e], &mut out);
+    }
+    out.extend(cycles(p));
+    out.extend(check_settings(p));
+    (out, broken)
+}
+
+fn check_name(svc: &Service, out: &mut Vec<ConfigError>) {
+    if let Some(why) = dns1123_label_problem(&svc.name) {
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidName,
+                format!(
+                    "service name `{}` is not a valid Kubernetes name: {why}",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["name"], "invalid name"))
+            .help(format!(
+                "use a DNS-1123 label such as `{}`",
+                suggest_dns_name(&svc.name)
+            )),
+        );
+    }
+}
+
+fn suggest_dns_name(name: &str) -> String {
+    let s: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('-');
+    let s = if s.is_empty() { "my-service" } else { s };
+    s.chars().take(63).collect()
+}
+
+fn duplicates(p: &Project) -> Vec<(&Service, ConfigError)> {
+    let mut by_name: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
+    for s in &p.services {
+        by_name.entry(&s.name).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (name, list) in by_name {
+        let Some((first, rest)) = list.split_first() else {
+            continue;
+        };
+        for dup in rest {
+            let e = ConfigError::new(
+                ErrorKind::DuplicateName,
+                format!(
+                    "service name `{name}` is used twice: in {} and in {}",
+                    first.source.path.display(),
+                    dup.source.path.display()
+                ),
+            )
+            .at(dup.locate(&["name"], "second definition"))
+            .help("service names must be unique within a project")
+            .related(
+                ConfigError::new(
+                    ErrorKind::DuplicateName,
+                    format!("`{name}` first defined here"),
+                )
+                .at(first.locate(&["name"], "first definition")),
+            );
+            out.push((*dup, e));
+        }
+    }
+    out
+}
+
+fn check_mold(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
+    let Some(mold_name) = svc.spec.mold.as_deref() else {
+        if !svc.spec.values.is_empty() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::MissingMold,
+                    format!("service `{}` sets `values` but uses no mold", svc.name),
+                )
+                .at(svc.locate(&["values"], "values without a mold"))
+                .help("add `mold: <name>` (a directory under the molds directory)"),
+            );
+        }
+        return;
+    };
+    let Some(mold) = p.molds.get(mold_name) else {
+        let molds_dir = p.root.join(&p.config.molds);
+        if molds_dir.join(mold_name).is_dir() {
+            return; // it exists but failed to load: that is already a load problem
+        }
+        let available: Vec<String> = std::fs::read_dir(&molds_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("mold.yaml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let help =
+            did_you_mean(mold_name, available.iter().map(String::as_str)).unwrap_or_else(|| {
+                if available.is_empty() {
+                    format!("no molds exist in {}", molds_dir.display())
+                } else {
+                    format!("available molds: {}", available.join(", "))
+                }
+            });
+        out.push(
+            ConfigError::new(
+                ErrorKind::MissingMold,
+                format!(
+                    "service `{}` uses mold `{mold_name}`, but {} does not exist",
+                    svc.name,
+                    molds_dir.join(mold_name).join("mold.yaml").display()
+                ),
+            )
+            .at(svc.locate(&["mold"], "unknown mold"))
+            .help(help),
+        );
+        return;
+    };
+    let at = |param: &str| {
+        if param == "mold" || !svc.spec.values.contains_key(param) {
+            Some(svc.locate(&["mold"], "this mold"))
+        } else {
+            Some(svc.locate(&["values", param], "here"))
+        }
+    };
+    // `image` is filled in at render time for services that have an image.
+    let mut values = svc.values.clone();
+    if let Some(name) = svc.image_name() {
+        values
+            .entry("image")
+            .or_insert_with(|| serde_json::Value::String(name.to_string()));
+    }
+    out.extend(mold.check_values(&values, &svc.name, &at));
+    let known: Vec<&str> = mold
+        .schema
+        .parameters
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(BUILTIN_VALUES.iter().copied())
+        .collect();
+    for key in svc.spec.values.keys() {
+        if !known.contains(&key.as_str()) {
+            let help = did_you_mean(key, known.iter().copied())
+                .unwrap_or_else(|| format!("mold `{mold_name}` takes: {}", known.join(", ")));
+            out.push(
+                ConfigError::new(
+                    ErrorKind::UnknownParameter,
+                    format!("mold `{mold_name}` has no parameter `{key}`"),
+                )
+                .at(svc.locate(&["values", key], "unknown parameter"))
+                .help(help),
+            );
+        }
+    }
+}
+
+fn check_dependencies(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
+    for (i, dep) in svc.spec.depends_on.iter().enumerate() {
+        if p.service(dep).is_none() {
+            let idx = i.to_string();
+            out.push(
+                ConfigError::new(
+                    ErrorKind::UnknownDependency,
+                    format!(
+                        "service `{}` depends on `{dep}`, which does not exist",
+                        svc.name
+                    ),
+                )
+                .at(svc.locate(&["depends_on", &idx], "unknown service"))
+                .help_opt(suggest_service(p, dep)),
+            );
+        }
+    }
+}
+
+/// Every dependency cycle, each printed once as `a → b → c → a`.
+fn cycles(p: &Project) -> Vec<ConfigError> {
+    let graph: BTreeMap<&str, Vec<&str>> = p
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.spec.depends_on.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let mut seen_cycles: BTreeSet<Vec<&str>> = BTreeSet::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    for &start in graph.keys() {
+        let mut path: Vec<&str> = Vec::new();
+        dfs(start, &graph, &mut path, &mut done, &mut seen_cycles);
+    }
+    for cycle in seen_cycles {
+        let first = cycle[0];
+        let next = cycle.get(1).copied().unwrap_or(first);
+        let Some(svc) = p.service(first) else {
+            continue;
+        };
+        let idx = svc
+            .spec
+            .depends_on
+            .iter()
+            .position(|d| d == next)
+            .unwrap_or(0)
+            .to_string();
+        let shown: Vec<&str> = cycle.iter().copied().chain([first]).collect();
+        out.push(
+            ConfigError::new(
+                ErrorKind::Cycle,
+                format!("dependency cycle: {}", shown.join(" → ")),
+            )
+            .at(svc.locate(&["depends_on", &idx], "starts the cycle"))
+            .help("remove one of these `depends_on` entries"),
+        );
+    }
+    out
+}
+
+fn dfs<'a>(
+    node: &'a str,
+    graph: &BTreeMap<&'a str, Vec<&'a str>>,
+    path: &mut Vec<&'a str>,
+    done: &mut BTreeSet<&'a str>,
+    cycles: &mut BTreeSet<Vec<&'a str>>,
+) {
+    if let Some(pos) = path.iter().position(|n| *n == node) {
+        let mut cycle = path[pos..].to_vec();
+        // Canonical rotation (smallest name first) so each cycle is reported once.
+        let min = cycle
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .map_or(0, |(i, _)| i);
+        cycle.rotate_left(min);
+        cycles.insert(cycle);
+        return;
+    }
+    if done.contains(node) {
+        return;
+    }
+    path.push(node);
+    for next in graph.get(node).into_iter().flatten() {
+        if graph.contains_key(next) {
+            dfs(next, graph, path, done, cycles);
+        }
+    }
+    path.pop();
+    done.insert(node);
+}
+
+fn missing_file(svc: &Service, key: &[&str], what: &str, path: &std::path::Path) -> ConfigError {
+    ConfigError::new(
+        ErrorKind::MissingFile,
+        format!(
+            "service `{}`: {what} {} does not exist",
+            svc.name,
+            path.display()
+        ),
+    )
+    .at(svc.locate(key, "missing"))
+    .help("paths are relative to the service directory")
+}
+
+fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
+    let Some(img) = svc.image() else { return };
+    if let Some(df) = &img.dockerfile {
+        let layered = img.base.is_some()
+            || !img.layers.is_empty()
+            || img.entrypoint.is_some()
+            || img.cmd.is_some()
+            || img.workdir.is_some()
+            || img.user.is_some()
+            || !img.env.is_empty();
+        if layered {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::InvalidImage,
+                    format!(
+                        "service `{}`: `image` has both `dockerfile` and layered-image fields",
+                        svc.name
+                    ),
+                )
+                .at(svc.locate(&["image", "dockerfile"], "dockerfile here"))
+                .help("use either `dockerfile:` (+ context, args, target) or `base:` + `layers:` (+ entrypoint, cmd, env, workdir, user)"),
+            );
+        }
+        let path = svc.path(df);
+        if !path.is_file() {
+            out.push(missing_file(
+                svc,
+                &["image", "dockerfile"],
+                "Dockerfile",
+                &path,
+            ));
+        }
+        let ctx = svc.path(img.context.as_deref().unwrap_or("."));
+        if !ctx.is_dir() {
+            out.push(missing_file(
+                svc,
+                &["image", "context"],
+                "build context",
+                &ctx,
+            ));
+        }
+    } else if img.context.is_some() || !img.args.is_empty() || img.target.is_some() {
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidImage,
+                format!(
+                    "service `{}`: `context`, `args` and `target` need `dockerfile`",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["image"], "here"))
+            .help("add `dockerfile: Dockerfile`, or remove them for a layered image"),
+        );
+    }
+    if let Some(base) = &img.base
+        && base == &svc.name
+    {
+        out.push(
+            ConfigError::new(
+                ErrorKind::Cycle,
+                format!("service `{}`: image is based on itself", svc.name),
+            )
+            .at(svc.locate(&["image", "base"], "here")),
+        );
+    }
+    for (i, layer) in img.layers.iter().enumerate() {
+        let idx = i.to_string();
+        let from = svc.path(&layer.from);
+        if std::fs::symlink_metadata(&from).is_err() {
+            out.push(missing_file(
+                svc,
+                &["image", "layers", &idx, "from"],
+                "layer source",
+                &from,
+            ));
+            continue;
+        }
+        for (key, pats) in [("include", &layer.include), ("exclude", &layer.exclude)] {
+            if let Err(e) = files::PathFilter::new(pats) {
+                out.push(
+                    ConfigError::new(
+                        ErrorKind::WrongType,
+                        format!("service `{}`: invalid glob in `{key}`: {e}", svc.name),
+                    )
+                    .at(svc.locate(&["image", "layers", &idx, key], "here")),
+                );
+            }
+        }
+    }
+    let _ = p;
+}
+
+fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {
+    for (i, pattern) in svc.spec.k8s.iter().enumerate() {
+        let idx = i.to_string();
+        match files::expand(&svc.dir, pattern) {
+            Ok(list) if list.is_empty() => out.push(
+                ConfigError::new(
+                    ErrorKind::MissingFile,
+                    format!(
+                        "service `{}`: k8s glob `{pattern}` matches no files",
+                        svc.name
+                    ),
+                )
+                .at(svc.locate(&["k8s", &idx], "matches nothing"))
+                .help("globs are relative to the service directory"),
+            ),
+            Ok(list) => {
+                for f in list.iter().filter(|f| !f.is_file()) {
+                    out.push(missing_file(svc, &["k8s", &idx], "k8s file", f));
+                }
+            }
+            Err(e) => out.push(
+                ConfigError::new(
+                    ErrorKind::WrongType,
+                    format!("service `{}`: invalid k8s glob `{pattern}`: {e}", svc.name),
+                )
+                .at(svc.locate(&["k8s", &idx], "here")),
+            ),
+        }
+    }
+    if let Some(k) = &svc.spec.kustomize {
+        let dir = svc.path(k);
+        if !dir.is_dir() {
+            out.push(missing_file(
+                svc,
+                &["kustomize"],
+                "kustomize directory",
+                &dir,
+            ));
+        } else if let Err(e) = external::kustomize_tool(&svc.name) {
+            out.push(e.at(svc.locate(&["kustomize"], "needs kustomize")));
+        }
+    }
+    if let Some(h) = &svc.spec.helm {
+        let chart = svc.path(&h.chart);
+        if !chart.is_dir() {
+            out.push(missing_file(svc, &["helm", "chart"], "helm chart", &chart));
+        }
+        for (i, f) in h.values_files.iter().enumerate() {
+            let path = svc.path(f);
+            if !path.is_file() {
+                let idx = i.to_string();
+                out.push(missing_file(
+                    svc,
+                    &["helm", "values_files", &idx],
+                    "helm values file",
+                    &path,
+                ));
+            }
+        }
+        if let Err(e) = external::helm_tool(&svc.name) {
+            out.push(e.at(svc.locate(&["helm"], "needs helm")));
+        }
+    }
+}
+
+fn check_settings(p: &Project) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    let s = &p.overlay.settings;
+    let unknown = |name: &str| p.service(name).is_none();
+    if let Some(src) = &p.settings_source {
+        let mut refs: Vec<(Vec<String>, &str)> = Vec::new();
+        for (i, n) in s.enabled.iter().enumerate() {
+            refs.push((vec!["enabled".into(), i.to_string()], n));
+        }
+        for (i, n) in s.disabled.iter().enumerate() {
+            refs.push((vec!["disabled".into(), i.to_string()], n));
+        }
+        for n in s.services.keys() {
+            refs.push((vec!["services".into(), n.clone()], n));
+        }
+        for (path, name) in refs {
+            if unknown(name) {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                out.push(
+                    ConfigError::new(
+                        ErrorKind::UnknownService,
+                        format!("settings name service `{name}`, which does not exist"),
+                    )
+                    .at(src.locate(&path, "unknown service"))
+                    .help_opt(suggest_service(p, name)),
+                );
+            }
+        }
+        for (name, v) in &s.services {
+            if !v.is_object() && !v.is_null() {
+                out.push(
+                    ConfigError::new(
+                        ErrorKind::WrongType,
+                        format!("settings for service `{name}` must be a map of values"),
+                    )
+                    .at(src.locate(&["services", name], "not a map")),
+                );
+            }
+        }
+    }
+    for o in &p.overlay.overrides {
+        if let Some(name) = &o.service
+            && unknown(name)
+        {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::UnknownService,
+                    format!("--set names service `{name}`, which does not exist"),
+                )
+                .help_opt(suggest_service(p, name)),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,266 @@
+//! YAML reading with precise locations: every parse error becomes a
+//! [`ConfigError`] that names the file, line, column and field.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ConfigError, ErrorKind, Location, did_you_mean};
+
+/// The text of one file, kept so errors can point into it.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn read(path: &Path) -> Result<SourceFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+        Ok(SourceFile::new(path, text))
+    }
+
+    pub fn new(path: &Path, text: impl Into<Arc<str>>) -> SourceFile {
+        SourceFile {
+            path: path.to_path_buf(),
+            text: text.into(),
+        }
+    }
+
+    /// A location at 1-based line/column.
+    pub fn location(&self, line: usize, column: usize, label: &str) -> Location {
+        Location::at_line_col(&self.path, &self.text, line, column, label)
+    }
+
+    /// The location of a key path like `["image", "layers", "0", "from"]`, found by
+    /// indentation; falls back to the deepest parent found, then to the file start.
+    pub fn locate(&self, path: &[&str], label: &str) -> Location {
+        let offset = locate_key(&self.text, path).unwrap_or(0);
+        Location::at(&self.path, &self.text, offset, label)
+    }
+
+    /// Parses the whole file as one `T`, mapping errors to located diagnostics.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        // An empty file is an empty mapping (so `missing field` errors read naturally).
+        let text: &str = if self.text.trim().is_empty() {
+            "{}"
+        } else {
+            &self.text
+        };
+        serde_norway::from_str(text).map_err(|e| self.yaml_error(&e))
+    }
+
+    /// Turns a serde_norway error into a diagnostic pointing into this file.
+    pub fn yaml_error(&self, e: &serde_norway::Error) -> ConfigError {
+        let full = e.to_string();
+        let message = strip_location_suffix(&full).to_string();
+        let (path, detail) = split_path(&message);
+        let (kind, label, help) = classify(detail);
+        let location = e
+            .location()
+            .map(|l| self.location(l.line(), l.column(), &label));
+        let message = match path {
+            Some(p) => format!("{detail} (at `{p}`)"),
+            None => detail.to_string(),
+        };
+        ConfigError::new(kind, message)
+            .at_opt(location)
+            .help_opt(help)
+    }
+}
+
+/// Parses a stream of YAML documents (`---` separated) into JSON values,
+/// dropping empty documents.
+pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, serde_norway::Error> {
+    let mut docs = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(doc)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+fn strip_location_suffix(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    }
+}
+
+/// serde_norway prefixes errors with the field path (`image.layers[0]: ...`).
+fn split_path(msg: &str) -> (Option<&str>, &str) {
+    if let Some((p, rest)) = msg.split_once(": ")
+        && !p.contains(' ')
+        && !p.is_empty()
+    {
+        return (Some(p), rest);
+    }
+    (None, msg)
+}
+
+fn backticked(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+fn classify(detail: &str) -> (ErrorKind, String, Option<String>) {
+    if detail.starts_with("unknown field") {
+        let names = backticked(detail);
+        let (wrong, expected) = names.split_first().map_or(("", &[][..]), |(w, e)| (*w, e));
+        let help = did_you_mean(wrong, expected.iter().copied()).or_else(|| {
+            (!expected.is_empty()).then(|| {
+                format!(
+                    "allowed fields here: {}",
+                    expected
+                        .iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        });
+        return (ErrorKind::UnknownField, "unknown field".into(), help);
+    }
+    if detail.starts_with("invalid type") || detail.starts_with("invalid value") {
+        return (ErrorKind::WrongType, "wrong type".into(), None);
+    }
+    if detail.starts_with("missing field") {
+        return (ErrorKind::MissingField, "in this mapping".into(), None);
+    }
+    if detail.starts_with("duplicate field") {
+        return (
+            ErrorKind::Syntax,
+            "duplicate key".into(),
+            Some("each key may appear once per mapping".into()),
+        );
+    }
+    (ErrorKind::Syntax, "here".into(), None)
+}
+
+/// Finds the byte offset of a key path in YAML text by indentation (block style).
+/// Numeric components select the n-th `- ` item of a sequence.
+pub fn locate_key(text: &str, path: &[&str]) -> Option<usize> {
+    let lines: Vec<(usize, &str)> = text
+        .split_inclusive('\n')
+        .scan(0usize, |off, l| {
+            let start = *off;
+            *off += l.len();
+            Some((start, l.trim_end_matches(['\n', '\r'])))
+        })
+        .collect();
+    let mut idx = 0; // next line to look at
+    let mut parent_indent: isize = -1;
+    let mut found = None;
+    for comp in path {
+        if let Ok(n) = comp.parse::<usize>() {
+            let mut hit = None;
+            let mut count = 0;
+            let mut item_indent = None;
+            for (i, (_, line)) in lines.iter().enumerate().skip(idx) {
+                let Some((ind, body)) = content(line) else {
+                    continue;
+                };
+                if (ind as isize) <= parent_indent && !body.starts_with("- ") && body != "-" {
+                    break;
+                }
+                if (body.starts_with("- ") || body == "-") && item_indent.is_none_or(|x| x == ind) {
+                    item_indent = Some(ind);
+                    if count == n {
+                        hit = Some((i, ind + 2, 0usize));
+                        break;
+                    }
+                    count += 1;
+                }
+            }
+            let (i, ind, _) = hit?;
+            found = Some(lines[i].0 + ind.min(lines[i].1.len()));
+            // Keys of the item sit at the dash's indent + 2; the first is on this line.
+            idx = i;
+            parent_indent = ind as isize - 1;
+            continue;
+        }
+        let mut hit = None;
+        for (i, (_, line)) in lines.iter().enumerate().skip(idx) {
+            let Some((ind, body)) = content(line) else {
+                continue;
+            };
+            let (ind, body) = match body.strip_prefix("- ") {
+                Some(rest) => (ind + 2, rest.trim_start()),
+                None => (ind, body),
+            };
+            if (ind as isize) <= parent_indent && i != idx {
+                break;
+            }
+            let key = body
+                .split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(['"', '\'']));
+            if key == Some(comp) && (ind as isize) > parent_indent {
+                hit = Some((i, ind));
+                break;
+            }
+        }
+        let (i, ind) = hit?;
+        found = Some(
+            lines[i].0 + lines[i].1.len() - lines[i].1.trim_start().len() + {
+                let t = lines[i].1.trim_start();
+                t.strip_prefix("- ")
+                    .map_or(0, |rest| t.len() - rest.trim_start().len())
+            },
+        );
+        idx = i + 1;
+        parent_indent = ind as isize;
+    }
+    found
+}
+
+fn content(line: &str) -> Option<(usize, &str)> {
+    let body = line.trim_start();
+    if body.is_empty() || body.starts_with('#') || body == "---" {
+        return None;
+    }
+    Some((line.len() - body.len(), body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "name: api\nimage:\n  base: scratch\n  layers:\n    - from: ./a\n      to: /a\n    - from: ./b\n      to: /b\nports:\n  - name: http\n";
+
+    fn line_of(path: &[&str]) -> usize {
+        let off = locate_key(DOC, path).unwrap();
+        DOC[..off].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn locates_nested_keys_and_list_items() {
+        assert_eq!(line_of(&["name"]), 1);
+        assert_eq!(line_of(&["image", "base"]), 3);
+        assert_eq!(line_of(&["image", "layers", "1", "from"]), 7);
+        assert_eq!(line_of(&["image", "layers", "1", "to"]), 8);
+        assert_eq!(line_of(&["image", "layers", "0", "to"]), 6);
+        assert_eq!(line_of(&["ports", "0", "name"]), 10);
+        assert_eq!(locate_key(DOC, &["nope"]), None);
+    }
+
+    #[test]
+    fn unknown_field_error_names_line_field_and_suggestion() {
+        #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            name: String,
+            replicas: Option<u32>,
+        }
+        let src = SourceFile::new(Path::new("svc/service.yaml"), "name: a\nreplcas: 2\n");
+        let err = src.parse::<S>().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::UnknownField);
+        let text = err.to_string();
+        assert!(text.starts_with("svc/service.yaml:2:1:"), "{text}");
+        assert!(text.contains("replcas"), "{text}");
+        assert_eq!(err.help.as_deref(), Some("did you mean `replicas`?"));
+    }
+}
