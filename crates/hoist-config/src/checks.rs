@@ -194,7 +194,6 @@ fn check_mold(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
 fn check_dependencies(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
     for (i, dep) in svc.spec.depends_on.iter().enumerate() {
         if p.service(dep).is_none() {
-            let idx = i.to_string();
             out.push(
                 ConfigError::new(
                     ErrorKind::UnknownDependency,
@@ -203,7 +202,7 @@ fn check_dependencies(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
                         svc.name
                     ),
                 )
-                .at(svc.locate(&["depends_on", &idx], "unknown service"))
+                .at(svc.locate_item(&["depends_on"], i, dep, "unknown service"))
                 .help_opt(suggest_service(p, dep)),
             );
         }
@@ -240,15 +239,14 @@ fn cycles(p: &Project) -> Vec<ConfigError> {
             .depends_on
             .iter()
             .position(|d| d == next)
-            .unwrap_or(0)
-            .to_string();
+            .unwrap_or(0);
         let shown: Vec<&str> = cycle.iter().copied().chain([first]).collect();
         out.push(
             ConfigError::new(
                 ErrorKind::Cycle,
                 format!("dependency cycle: {}", shown.join(" → ")),
             )
-            .at(svc.locate(&["depends_on", &idx], "starts the cycle"))
+            .at(svc.locate_item(&["depends_on"], idx, next, "starts the cycle"))
             .help("remove one of these `depends_on` entries"),
         );
     }
@@ -394,7 +392,6 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
 
 fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {
     for (i, pattern) in svc.spec.k8s.iter().enumerate() {
-        let idx = i.to_string();
         match files::expand(&svc.dir, pattern) {
             Ok(list) if list.is_empty() => out.push(
                 ConfigError::new(
@@ -404,12 +401,12 @@ fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {
                         svc.name
                     ),
                 )
-                .at(svc.locate(&["k8s", &idx], "matches nothing"))
+                .at(svc.locate_item(&["k8s"], i, pattern, "matches nothing"))
                 .help("globs are relative to the service directory"),
             ),
             Ok(list) => {
                 for f in list.iter().filter(|f| !f.is_file()) {
-                    out.push(missing_file(svc, &["k8s", &idx], "k8s file", f));
+                    out.push(missing_file(svc, &["k8s", &i.to_string()], "k8s file", f));
                 }
             }
             Err(e) => out.push(
@@ -417,7 +414,7 @@ fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {
                     ErrorKind::WrongType,
                     format!("service `{}`: invalid k8s glob `{pattern}`: {e}", svc.name),
                 )
-                .at(svc.locate(&["k8s", &idx], "here")),
+                .at(svc.locate_item(&["k8s"], i, pattern, "here")),
             ),
         }
     }
@@ -475,12 +472,18 @@ fn check_settings(p: &Project) -> Vec<ConfigError> {
         for (path, name) in refs {
             if unknown(name) {
                 let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                let location = match path.as_slice() {
+                    [list @ ("enabled" | "disabled"), i] => {
+                        src.locate_item(&[list], i.parse().unwrap_or(0), name, "unknown service")
+                    }
+                    _ => src.locate(&path, "unknown service"),
+                };
                 out.push(
                     ConfigError::new(
                         ErrorKind::UnknownService,
-                        format!("settings name service `{name}`, which does not exist"),
+                        format!("the settings file names service `{name}`, which does not exist"),
                     )
-                    .at(src.locate(&path, "unknown service"))
+                    .at(location)
                     .help_opt(suggest_service(p, name)),
                 );
             }

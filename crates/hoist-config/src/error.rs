@@ -309,15 +309,40 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-/// "did you mean `x`?" for a misspelt name among `candidates`.
+/// "did you mean `x`?" for a misspelt name among `candidates`: the closest one
+/// within a small edit distance (transpositions count once).
 pub fn did_you_mean<'a>(
     wrong: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    let limit = (wrong.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(wrong, c), c))
-        .filter(|(score, _)| *score > 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|c| (strsim::damerau_levenshtein(wrong, c), c))
+        .filter(|(d, c)| *d <= limit && *c != wrong)
+        .min_by_key(|(d, _)| *d)
         .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let c = ["replicas", "ports", "port", "web"];
+        assert_eq!(
+            did_you_mean("replcas", c).as_deref(),
+            Some("did you mean `replicas`?")
+        );
+        assert_eq!(
+            did_you_mean("wbe", c).as_deref(),
+            Some("did you mean `web`?")
+        );
+        assert_eq!(
+            did_you_mean("prot", c).as_deref(),
+            Some("did you mean `port`?")
+        );
+        assert_eq!(did_you_mean("zzzzzz", c), None);
+    }
 }

@@ -203,6 +203,8 @@ pub struct Templates {
     env: Environment<'static>,
     /// template name → source file, to turn template errors into file:line.
     sources: BTreeMap<String, SourceFile>,
+    /// Templates that failed to compile, with their error (rendering them repeats it).
+    broken: BTreeMap<String, ConfigError>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -234,17 +236,25 @@ impl Templates {
             env.set_syntax(syntax);
         }
         let mut sources = BTreeMap::new();
-        let mut errors = Vec::new();
+        let mut broken = BTreeMap::new();
         for mold in molds {
             for file in &mold.templates {
                 let name = mold.template_name(file);
                 sources.insert(name.clone(), file.clone());
-                if let Err(e) = env.add_template_owned(name, file.text.to_string()) {
-                    errors.push(template_error(&sources, &e));
+                if let Err(e) = env.add_template_owned(name.clone(), file.text.to_string()) {
+                    broken.insert(name, template_error(&sources, &e));
                 }
             }
         }
-        (Templates { env, sources }, errors)
+        let errors = broken.values().cloned().collect();
+        (
+            Templates {
+                env,
+                sources,
+                broken,
+            },
+            errors,
+        )
     }
 
     /// Renders every template of `mold` with `ctx`; returns (template file, text) pairs.
@@ -253,6 +263,9 @@ impl Templates {
         let mut out = Vec::new();
         for file in &mold.templates {
             let name = mold.template_name(file);
+            if let Some(e) = self.broken.get(&name) {
+                return Err(e.clone());
+            }
             let tmpl = self
                 .env
                 .get_template(&name)

@@ -76,6 +76,11 @@ impl Service {
     pub fn locate(&self, path: &[&str], label: &str) -> Location {
         self.source.locate(path, label)
     }
+
+    /// The location of one item of a list in this service's manifest.
+    pub fn locate_item(&self, path: &[&str], index: usize, item: &str, label: &str) -> Location {
+        self.source.locate_item(path, index, item, label)
+    }
 }
 
 impl Project {
@@ -301,6 +306,9 @@ impl Project {
                 out.extend(e);
             }
         }
+        // A broken template fails every service using it: report it once.
+        let mut seen = BTreeSet::new();
+        out.retain(|e| seen.insert(e.to_string()));
         out
     }
 }

@@ -37,8 +37,31 @@ impl SourceFile {
     /// The location of a key path like `["image", "layers", "0", "from"]`, found by
     /// indentation; falls back to the deepest parent found, then to the file start.
     pub fn locate(&self, path: &[&str], label: &str) -> Location {
-        let offset = locate_key(&self.text, path).unwrap_or(0);
+        let offset = (1..=path.len())
+            .rev()
+            .find_map(|n| locate_key(&self.text, &path[..n]))
+            .unwrap_or(0);
         Location::at(&self.path, &self.text, offset, label)
+    }
+
+    /// The location of item `index` (whose text is `item`) of the list at `path`,
+    /// in block style (`- item`) or flow style (`[a, item]`).
+    pub fn locate_item(&self, path: &[&str], index: usize, item: &str, label: &str) -> Location {
+        let idx = index.to_string();
+        let mut full: Vec<&str> = path.to_vec();
+        full.push(&idx);
+        if let Some(off) = locate_key(&self.text, &full) {
+            return Location::at(&self.path, &self.text, off, label);
+        }
+        if let Some(off) = locate_key(&self.text, path) {
+            let line_end = self.text[off..]
+                .find('\n')
+                .map_or(self.text.len(), |e| off + e);
+            if let Some(pos) = self.text[off..line_end].find(item) {
+                return Location::at(&self.path, &self.text, off + pos, label);
+            }
+        }
+        self.locate(path, label)
     }
 
     /// Parses the whole file as one `T`, mapping errors to located diagnostics.

@@ -1,0 +1,385 @@
+//! One test per kind of bad input: the message must name the file, the line
+//! (and column) and the field, and nothing may panic.
+
+use std::path::Path;
+
+use hoist_config::{ConfigError, ErrorKind, Project, RenderOptions, render};
+
+const MOLD: &str = "parameters:\n  - {name: image, type: string, required: true}\n  - {name: port, type: integer, default: 80}\n  - {name: replicas, type: integer, default: 1}\n";
+const TEMPLATE: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ name }}\nspec:\n  containers:\n    - name: c\n      image: {{ image }}\n";
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A valid base project; `files` add or replace files.
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: reg.local\n");
+    write(root, "molds/web/mold.yaml", MOLD);
+    write(root, "molds/web/pod.yaml", TEMPLATE);
+    write(
+        root,
+        "services/a/service.yaml",
+        "name: a\nmold: web\nimage:\n  layers:\n    - from: ./src\n      to: /src\n",
+    );
+    write(root, "services/a/src/main.txt", "hello");
+    for (rel, text) in files {
+        write(root, rel, text);
+    }
+    tmp
+}
+
+fn problems(files: &[(&str, &str)]) -> Vec<ConfigError> {
+    let tmp = project(files);
+    let p = Project::load(tmp.path()).expect("project loads");
+    p.validate()
+}
+
+/// The single problem of `kind`, checked to name `file:line:` and `words`.
+#[track_caller]
+fn expect(
+    problems: &[ConfigError],
+    kind: ErrorKind,
+    file_line: &str,
+    words: &[&str],
+) -> ConfigError {
+    let matching: Vec<&ConfigError> = problems.iter().filter(|p| p.kind == kind).collect();
+    assert_eq!(matching.len(), 1, "expected one {kind:?} in {problems:#?}");
+    let e = matching[0].clone();
+    let text = e.to_string();
+    assert!(text.contains(file_line), "`{file_line}` not in: {text}");
+    for w in words {
+        assert!(text.contains(w), "`{w}` not in: {text}");
+    }
+    e
+}
+
+#[test]
+fn valid_base_project_has_no_problems() {
+    assert!(problems(&[]).is_empty(), "{:#?}", problems(&[]));
+}
+
+#[test]
+fn yaml_syntax_error_names_file_line_column() {
+    let p = problems(&[("services/b/service.yaml", "name: b\nenv: {A: 1\n")]);
+    let e = expect(&p, ErrorKind::Syntax, "services/b/service.yaml:", &[]);
+    let loc = e.location.expect("located");
+    assert!(loc.line >= 3, "{loc:?}");
+}
+
+#[test]
+fn unknown_field_suggests_the_right_one() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  layers:\n    - from: ./x\n      too: /x\n",
+    )]);
+    let e = expect(
+        &p,
+        ErrorKind::UnknownField,
+        "services/b/service.yaml:6:7:",
+        &["`too`", "image.layers[0]"],
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `to`?"));
+}
+
+#[test]
+fn wrong_type_names_field_and_expected_type() {
+    let p = problems(&[("services/b/service.yaml", "name: b\ndebug_port: lots\n")]);
+    expect(
+        &p,
+        ErrorKind::WrongType,
+        "services/b/service.yaml:2:",
+        &["debug_port", "u16"],
+    );
+}
+
+#[test]
+fn wrong_parameter_type_points_at_the_value() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nmold: web\nvalues:\n  image: x\n  replicas: two\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::WrongType,
+        "services/b/service.yaml:5:3:",
+        &["`replicas`", "an integer", "\"two\""],
+    );
+}
+
+#[test]
+fn service_without_name() {
+    let p = problems(&[("services/b/service.yaml", "mold: web\n")]);
+    expect(
+        &p,
+        ErrorKind::MissingField,
+        "services/b/service.yaml:1:",
+        &["`name`"],
+    );
+}
+
+#[test]
+fn invalid_kubernetes_name() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "# the b service\nname: My_Service\n",
+    )]);
+    let e = expect(
+        &p,
+        ErrorKind::InvalidName,
+        "services/b/service.yaml:2:1:",
+        &["My_Service", "lowercase"],
+    );
+    assert!(e.help.unwrap().contains("my-service"));
+}
+
+#[test]
+fn duplicate_names_name_both_files() {
+    let p = problems(&[("services/b/service.yaml", "\nname: a\n")]);
+    let e = expect(
+        &p,
+        ErrorKind::DuplicateName,
+        "services/b/service.yaml:2:1:",
+        &["services/a/service.yaml"],
+    );
+    let first = e.related[0].to_string();
+    assert!(first.contains("services/a/service.yaml:1:1:"), "{first}");
+}
+
+#[test]
+fn missing_mold_suggests_existing_one() {
+    let p = problems(&[("services/b/service.yaml", "name: b\nmold: wbe\n")]);
+    let e = expect(
+        &p,
+        ErrorKind::MissingMold,
+        "services/b/service.yaml:2:1:",
+        &["`wbe`", "molds/wbe/mold.yaml"],
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `web`?"));
+}
+
+#[test]
+fn missing_required_mold_parameter() {
+    // No image section, so nobody provides the required `image` parameter.
+    let p = problems(&[("services/b/service.yaml", "name: b\nmold: web\n")]);
+    expect(
+        &p,
+        ErrorKind::MissingParameter,
+        "services/b/service.yaml:2:1:",
+        &["`image`", "mold `web`"],
+    );
+}
+
+#[test]
+fn unknown_mold_parameter_suggests() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nmold: web\nvalues:\n  image: x\n  replics: 2\n",
+    )]);
+    let e = expect(
+        &p,
+        ErrorKind::UnknownParameter,
+        "services/b/service.yaml:5:3:",
+        &["`replics`"],
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `replicas`?"));
+}
+
+#[test]
+fn template_error_names_template_file_and_line() {
+    let p = problems(&[(
+        "molds/web/pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ name }}\n  annotations:\n    x: {{ nosuchvalue.field }}\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::Template,
+        "molds/web/pod.yaml:6:",
+        &["undefined"],
+    );
+}
+
+#[test]
+fn template_syntax_error_names_template_file_and_line() {
+    let p = problems(&[("molds/web/pod.yaml", "a: 1\nb: {% for %}\n")]);
+    expect(
+        &p,
+        ErrorKind::Template,
+        "molds/web/pod.yaml:2:",
+        &["syntax error"],
+    );
+}
+
+#[test]
+fn template_output_that_is_not_yaml() {
+    let p = problems(&[("molds/web/pod.yaml", "a: [\n")]);
+    expect(
+        &p,
+        ErrorKind::Syntax,
+        "molds/web/pod.yaml:",
+        &["output of template"],
+    );
+}
+
+#[test]
+fn dependency_cycle_is_printed() {
+    let p = problems(&[
+        (
+            "services/a/service.yaml",
+            "name: a\nmold: web\ndepends_on: [b]\nimage: {}\n",
+        ),
+        ("services/b/service.yaml", "name: b\ndepends_on:\n  - c\n"),
+        ("services/c/service.yaml", "name: c\ndepends_on: [a]\n"),
+    ]);
+    expect(
+        &p,
+        ErrorKind::Cycle,
+        "services/a/service.yaml:3:14:",
+        &["a → b → c → a"],
+    );
+}
+
+#[test]
+fn unknown_dependency_suggests() {
+    let p = problems(&[("services/b/service.yaml", "name: b\ndepends_on:\n  - aa\n")]);
+    let e = expect(
+        &p,
+        ErrorKind::UnknownDependency,
+        "services/b/service.yaml:3:5:",
+        &["`aa`"],
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `a`?"));
+}
+
+#[test]
+fn missing_k8s_file_and_empty_glob() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nk8s:\n  - extra.yaml\n  - k8s/*.yaml\n",
+    )]);
+    let missing: Vec<&ConfigError> = p
+        .iter()
+        .filter(|e| e.kind == ErrorKind::MissingFile)
+        .collect();
+    assert_eq!(missing.len(), 2, "{p:#?}");
+    let a = missing[0].to_string();
+    assert!(
+        a.contains("services/b/service.yaml:3:") && a.contains("extra.yaml"),
+        "{a}"
+    );
+    let b = missing[1].to_string();
+    assert!(
+        b.contains("services/b/service.yaml:4:") && b.contains("k8s/*.yaml"),
+        "{b}"
+    );
+}
+
+#[test]
+fn missing_layer_source() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  layers:\n    - from: /bin/sh\n      to: /a\n    - from: ./nope\n      to: /b\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::MissingFile,
+        "services/b/service.yaml:7:",
+        &["layer source", "nope"],
+    );
+}
+
+#[test]
+fn dockerfile_and_layers_together_is_an_error() {
+    let p = problems(&[
+        ("services/b/Dockerfile", "FROM scratch\n"),
+        (
+            "services/b/service.yaml",
+            "name: b\nimage:\n  base: busybox\n  dockerfile: Dockerfile\n",
+        ),
+    ]);
+    expect(
+        &p,
+        ErrorKind::InvalidImage,
+        "services/b/service.yaml:4:",
+        &["dockerfile"],
+    );
+}
+
+#[test]
+fn settings_file_naming_unknown_service() {
+    let p = problems(&[(
+        "hoist-settings.yaml",
+        "disabled: [a, bb]\nservices:\n  aa: {replicas: 2}\n",
+    )]);
+    let unknown: Vec<String> = p
+        .iter()
+        .filter(|e| e.kind == ErrorKind::UnknownService)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(unknown.len(), 2, "{p:#?}");
+    assert!(
+        unknown[0].contains("hoist-settings.yaml:1:15:") && unknown[0].contains("`bb`"),
+        "{}",
+        unknown[0]
+    );
+    assert!(
+        unknown[1].contains("hoist-settings.yaml:3:3:") && unknown[1].contains("`aa`"),
+        "{}",
+        unknown[1]
+    );
+}
+
+#[test]
+fn broken_hoist_yaml_fails_load_with_location() {
+    let tmp = project(&[("hoist.yaml", "name: t\nregistyr: x\n")]);
+    let e = Project::load(tmp.path()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::UnknownField);
+    assert!(e.to_string().contains("hoist.yaml:2:1:"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("did you mean `registry`?"));
+}
+
+#[test]
+fn validate_reports_every_problem_at_once_and_render_refuses() {
+    let tmp = project(&[
+        ("services/b/service.yaml", "name: B\n"),
+        ("services/c/service.yaml", "name: c\nmold: nope\n"),
+        ("services/d/service.yaml", "name: d\nfoo: 1\n"),
+        ("services/e/service.yaml", "name: e\ndepends_on: [zz]\n"),
+    ]);
+    let p = Project::load(tmp.path()).unwrap();
+    let kinds: Vec<ErrorKind> = p.validate().iter().map(|e| e.kind).collect();
+    for k in [
+        ErrorKind::InvalidName,
+        ErrorKind::MissingMold,
+        ErrorKind::UnknownField,
+        ErrorKind::UnknownDependency,
+    ] {
+        assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
+    }
+    let err = render(&p, &RenderOptions::default()).unwrap_err();
+    assert_eq!(err.0.len(), kinds.len());
+}
+
+#[test]
+fn unknown_service_in_render_and_set() {
+    let tmp = project(&[]);
+    let p = Project::load_with(tmp.path(), &["services.x.port=1".parse().unwrap()]).unwrap();
+    let e = p.validate();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("--set names service `x`"), "{}", e[0]);
+    let p = Project::load(tmp.path()).unwrap();
+    let err = render(
+        &p,
+        &RenderOptions {
+            services: vec!["b".into()],
+            tag: None,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no service named `b`"), "{err}");
+    assert_eq!(err.0[0].help.as_deref(), Some("did you mean `a`?"));
+}
