@@ -23,7 +23,11 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 fn generate(root: &Path) {
-    write(root, "hoist.yaml", "name: big\nregistry: localhost:5000\nvalues:\n  log_level: info\n");
+    write(
+        root,
+        "hoist.yaml",
+        "name: big\nregistry: localhost:5000\nvalues:\n  log_level: info\n",
+    );
     let params = "parameters:\n  - {name: image, type: string, required: true}\n  - {name: port, type: integer, default: 8080}\n  - {name: replicas, type: integer, default: 1}\n  - {name: log_level, type: string, default: info}\n  - {name: schedule, type: string, default: '*/5 * * * *'}\n";
     let containers = "      containers:\n        - name: {{ name }}\n          image: {{ image }}\n          env:\n            - {name: LOG_LEVEL, value: {{ log_level|tojson }}}\n{% for k, v in env|items %}\n            - {name: {{ k }}, value: {{ v|tojson }}}\n{% endfor %}\n";
     for mold in ["web", "worker", "cron"] {
@@ -32,7 +36,9 @@ fn generate(root: &Path) {
     write(
         root,
         "molds/web/deployment.yaml",
-        &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  replicas: {{{{ replicas }}}}\n  selector:\n    matchLabels: {{app: {{{{ name }}}}}}\n  template:\n    metadata:\n      labels: {{app: {{{{ name }}}}}}\n    spec:\n{containers}          ports:\n            - containerPort: {{{{ port }}}}\n"),
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  replicas: {{{{ replicas }}}}\n  selector:\n    matchLabels: {{app: {{{{ name }}}}}}\n  template:\n    metadata:\n      labels: {{app: {{{{ name }}}}}}\n    spec:\n{containers}          ports:\n            - containerPort: {{{{ port }}}}\n"
+        ),
     );
     write(
         root,
@@ -42,12 +48,16 @@ fn generate(root: &Path) {
     write(
         root,
         "molds/worker/deployment.yaml",
-        &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  replicas: {{{{ replicas }}}}\n  selector:\n    matchLabels: {{app: {{{{ name }}}}}}\n  template:\n    metadata:\n      labels: {{app: {{{{ name }}}}}}\n    spec:\n{containers}"),
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  replicas: {{{{ replicas }}}}\n  selector:\n    matchLabels: {{app: {{{{ name }}}}}}\n  template:\n    metadata:\n      labels: {{app: {{{{ name }}}}}}\n    spec:\n{containers}"
+        ),
     );
     write(
         root,
         "molds/cron/cronjob.yaml",
-        &format!("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  schedule: {{{{ schedule|tojson }}}}\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n{containers}"),
+        &format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {{{{ name }}}}\nspec:\n  schedule: {{{{ schedule|tojson }}}}\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n{containers}"
+        ),
     );
     write(
         root,
@@ -58,11 +68,18 @@ fn generate(root: &Path) {
     for i in 0..SERVICES {
         let mold = ["web", "worker", "cron"][i % 3];
         let name = format!("svc-{i:03}");
-        let dep = if i > 0 { format!("depends_on: [svc-{:03}]\n", i - 1) } else { String::new() };
+        let dep = if i > 0 {
+            format!("depends_on: [svc-{:03}]\n", i - 1)
+        } else {
+            String::new()
+        };
         write(
             root,
             &format!("services/{name}/service.yaml"),
-            &format!("name: {name}\nmold: {mold}\nvalues:\n  replicas: {}\nimage:\n  base: scratch\n  layers:\n    - from: ./app\n      to: /app\n  entrypoint: [/app/run]\nenv:\n  SERVICE_INDEX: {i}\n  FEATURE_X: \"on\"\n{dep}", 1 + i % 3),
+            &format!(
+                "name: {name}\nmold: {mold}\nvalues:\n  replicas: {}\nimage:\n  base: scratch\n  layers:\n    - from: ./app\n      to: /app\n  entrypoint: [/app/run]\nenv:\n  SERVICE_INDEX: {i}\n  FEATURE_X: \"on\"\n{dep}",
+                1 + i % 3
+            ),
         );
         for f in ["run", "lib.txt", "data.json"] {
             write(root, &format!("services/{name}/app/{f}"), &source);
@@ -73,7 +90,11 @@ fn generate(root: &Path) {
 fn main() {
     let keep = std::env::var_os("HOIST_BENCH_KEEP");
     let tmp = tempfile::tempdir().unwrap();
-    let root = keep.as_ref().map(Path::new).unwrap_or(tmp.path()).to_path_buf();
+    let root = keep
+        .as_ref()
+        .map(Path::new)
+        .unwrap_or(tmp.path())
+        .to_path_buf();
     generate(&root);
     let mut times = Vec::new();
     let mut objects = 0;
@@ -90,7 +111,9 @@ fn main() {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = times[times.len() / 2];
-    println!("render_150: {SERVICES} services, 3 molds, {objects} objects, {bytes} bytes of YAML, {ITERATIONS} runs");
+    println!(
+        "render_150: {SERVICES} services, 3 molds, {objects} objects, {bytes} bytes of YAML, {ITERATIONS} runs"
+    );
     println!("| what | min ms | median ms | max ms | target ms |");
     println!("|---|---|---|---|---|");
     println!(
@@ -107,12 +130,19 @@ fn main() {
         assert!(problems.is_empty(), "{problems:?}");
         t.elapsed()
     };
-    println!("| validate (all checks + dry-run render) | {:.1} | | | |", ms(validate));
+    println!(
+        "| validate (all checks + dry-run render) | {:.1} | | | |",
+        ms(validate)
+    );
     if let Some(k) = keep {
         println!("project kept in {}", Path::new(&k).display());
     }
     if median > TARGET {
-        println!("OVER TARGET: median {:.1} ms > {} ms", ms(median), TARGET.as_millis());
+        println!(
+            "OVER TARGET: median {:.1} ms > {} ms",
+            ms(median),
+            TARGET.as_millis()
+        );
         std::process::exit(1);
     }
 }

@@ -82,15 +82,17 @@ pub struct Location {
 impl Location {
     /// A location at byte `offset` of `source` (the text of `file`).
     pub fn at(file: &Path, source: &Arc<str>, offset: usize, label: impl Into<String>) -> Self {
-        let offset = offset.min(source.len());
+        let offset = floor_char_boundary(source, offset);
         let (line, column) = line_col(source, offset);
         // Underline to the end of the token (or line), which reads better than one char.
         let rest = &source[offset..];
-        let len = rest
-            .find(['\n', ':', ',', ']', '}'])
-            .unwrap_or(rest.len())
-            .max(1)
-            .min(rest.len());
+        let len = rest.find(['\n', ':', ',', ']', '}']).unwrap_or(rest.len());
+        // At least one whole character, when there is one.
+        let len = if len == 0 {
+            rest.chars().next().map_or(0, char::len_utf8)
+        } else {
+            len
+        };
         Location {
             file: file.to_path_buf(),
             line,
@@ -133,11 +135,16 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// Byte offset of a 1-based line and (character) column, as YAML parsers count them.
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let mut off = 0;
     for (n, l) in text.split_inclusive('\n').enumerate() {
         if n + 1 == line {
-            return floor_char_boundary(text, off + column.saturating_sub(1).min(l.len()));
+            let within = l
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map_or(l.len(), |(i, _)| i);
+            return off + within;
         }
         off += l.len();
     }
@@ -327,6 +334,18 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_count_characters_and_never_split_them() {
+        let src: Arc<str> = Arc::from("név: ü\nx: [é\n");
+        let l = Location::at_line_col(Path::new("f"), &src, 2, 5, "here");
+        assert_eq!((l.line, l.column), (2, 5));
+        assert_eq!(&src[l.offset..l.offset + l.len], "é");
+        for off in 0..=src.len() + 2 {
+            let l = Location::at(Path::new("f"), &src, off, "x");
+            assert!(src.is_char_boundary(l.offset) && l.offset + l.len <= src.len());
+        }
+    }
 
     #[test]
     fn suggestions() {

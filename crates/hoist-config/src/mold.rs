@@ -291,15 +291,13 @@ fn template_error(sources: &BTreeMap<String, SourceFile>, e: &minijinja::Error) 
         (None, Some(line)) => s.location(line, 1, "here"),
         (None, None) => s.location(1, 1, "in this template"),
     });
-    let file = src
-        .map(|s| s.path.display().to_string())
-        .or_else(|| e.name().map(str::to_string))
-        .unwrap_or_else(|| "<template>".into());
-    ConfigError::new(
-        ErrorKind::Template,
-        format!("template error in {file}: {} ({detail})", e.kind()),
-    )
-    .at_opt(location)
+    // With a location the headline already names the file; without one, say it.
+    let message = match (&location, e.name()) {
+        (Some(_), _) => format!("template error: {} ({detail})", e.kind()),
+        (None, Some(name)) => format!("template error in {name}: {} ({detail})", e.kind()),
+        (None, None) => format!("template error: {} ({detail})", e.kind()),
+    };
+    ConfigError::new(ErrorKind::Template, message).at_opt(location)
 }
 
 #[cfg(test)]

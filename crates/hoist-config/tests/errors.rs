@@ -383,3 +383,33 @@ fn unknown_service_in_render_and_set() {
     assert!(err.to_string().contains("no service named `b`"), "{err}");
     assert_eq!(err.0[0].help.as_deref(), Some("did you mean `a`?"));
 }
+
+#[test]
+fn mangled_manifests_never_panic() {
+    // Every single-character corruption of a realistic manifest is either
+    // accepted or reported with a location inside the file.
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop/services/api/service.yaml"),
+    )
+    .unwrap();
+    let chars: Vec<char> = base.chars().collect();
+    let tmp = project(&[]);
+    let mut checked = 0;
+    for i in (0..chars.len()).step_by(7) {
+        for c in [':', '-', '[', '{', '"', '\t', 'é', '\n', ' ', '#'] {
+            let mut m = chars.clone();
+            m[i] = c;
+            let text: String = m.into_iter().collect();
+            write(tmp.path(), "services/b/service.yaml", &text);
+            let p = Project::load(tmp.path()).unwrap();
+            for e in p.validate() {
+                if let Some(l) = &e.location {
+                    assert!(l.line >= 1 && l.column >= 1, "{e}");
+                }
+                let _ = format!("{:?}", miette::Report::new(e));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50);
+}
