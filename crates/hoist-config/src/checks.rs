@@ -352,16 +352,27 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             .help("add `dockerfile: Dockerfile`, or remove them for a layered image"),
         );
     }
-    if let Some(base) = &img.base
-        && base == &svc.name
-    {
-        out.push(
-            ConfigError::new(
-                ErrorKind::Cycle,
-                format!("service `{}`: image is based on itself", svc.name),
-            )
-            .at(svc.locate(&["image", "base"], "here")),
-        );
+    // Images built on other services' images must not go round in a circle.
+    let mut chain = vec![svc.name.as_str()];
+    let mut cur = svc;
+    while let Some(base) = p.base_service(cur) {
+        if base.name == svc.name {
+            chain.push(&base.name);
+            out.push(
+                ConfigError::new(
+                    ErrorKind::Cycle,
+                    format!("image base cycle: {}", chain.join(" → ")),
+                )
+                .at(svc.locate(&["image", "base"], "here"))
+                .help("one of these images must start from `scratch` or a registry image"),
+            );
+            break;
+        }
+        if chain.contains(&base.name.as_str()) {
+            break; // a cycle not through `svc`: reported for its own members
+        }
+        chain.push(&base.name);
+        cur = base;
     }
     for (i, layer) in img.layers.iter().enumerate() {
         let idx = i.to_string();
@@ -387,7 +398,6 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             }
         }
     }
-    let _ = p;
 }
 
 fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {

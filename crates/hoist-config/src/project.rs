@@ -251,6 +251,12 @@ impl Project {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// The service whose image `svc`'s image is built on (`image.base: <service>`).
+    pub fn base_service(&self, svc: &Service) -> Option<&Service> {
+        let base = svc.image()?.base.as_deref()?;
+        self.service(base).filter(|b| b.image().is_some())
+    }
+
     pub fn enabled_services(&self) -> impl Iterator<Item = &Service> {
         self.services.iter().filter(|s| s.enabled)
     }
@@ -479,6 +485,33 @@ mod tests {
         assert!(!v.contains_key("e"), "null deletes");
         assert_eq!(v["nested"], serde_json::json!({"x": 1, "y": 2}));
         assert_eq!(v["name"], "s");
+    }
+
+    #[test]
+    fn readme_overlay_example() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(root, "hoist.yaml", "name: p\n");
+        write(
+            root,
+            "molds/web/mold.yaml",
+            "parameters:\n  - {name: replicas, default: 1}\n  - {name: log_level, default: info}\n  - {name: resources}\n",
+        );
+        write(
+            root,
+            "services/web/service.yaml",
+            "name: web\nmold: web\nvalues: {replicas: 1, resources: {cpu: 100m, memory: 64Mi}}\n",
+        );
+        write(
+            root,
+            "hoist-settings.yaml",
+            "values: {log_level: debug}\nservices:\n  web: {replicas: 2, resources: {memory: null}}\n",
+        );
+        let p = Project::load_with(root, &["services.web.replicas=3".parse().unwrap()]).unwrap();
+        let v = &p.services[0].values;
+        assert_eq!(v["replicas"], 3);
+        assert_eq!(v["log_level"], "debug");
+        assert_eq!(v["resources"], serde_json::json!({"cpu": "100m"}));
     }
 
     #[test]

@@ -413,3 +413,22 @@ fn mangled_manifests_never_panic() {
     }
     assert!(checked > 50);
 }
+
+#[test]
+fn image_base_cycle_is_printed() {
+    let p = problems(&[
+        ("services/b/service.yaml", "name: b\nimage:\n  base: c\n"),
+        ("services/c/service.yaml", "name: c\nimage:\n  base: b\n"),
+    ]);
+    let cycles: Vec<String> = p
+        .iter()
+        .filter(|e| e.kind == ErrorKind::Cycle)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(cycles.len(), 2, "{p:#?}");
+    assert!(
+        cycles[0].contains("services/b/service.yaml:3:3:") && cycles[0].contains("b → c → b"),
+        "{}",
+        cycles[0]
+    );
+}
