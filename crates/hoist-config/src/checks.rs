@@ -300,6 +300,21 @@ fn missing_file(svc: &Service, key: &[&str], what: &str, path: &std::path::Path)
 
 fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
     let Some(img) = svc.image() else { return };
+    if let Some(name) = &img.name
+        && let Some(why) = crate::names::repository_problem(name)
+    {
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidName,
+                format!(
+                    "service `{}`: image name `{name}` is not a valid repository: {why}",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["image", "name"], "invalid image name"))
+            .help("e.g. `shop/api`; the registry and tag are added by hoist"),
+        );
+    }
     if let Some(df) = &img.dockerfile {
         let layered = img.base.is_some()
             || !img.layers.is_empty()

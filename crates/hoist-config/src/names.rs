@@ -21,9 +21,42 @@ pub fn dns1123_label_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Why `name` is not a valid OCI repository path (`shop/api`), or `None`.
+pub fn repository_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it is empty");
+    }
+    for part in name.split('/') {
+        if part.is_empty() {
+            return Some("it has an empty path component");
+        }
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Some("it may contain only lowercase letters, digits, `.`, `_`, `-` and `/`");
+        }
+        let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if !edge(part.as_bytes()[0]) || !edge(part.as_bytes()[part.len() - 1]) {
+            return Some("each path component must start and end with a letter or digit");
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories() {
+        for ok in ["api", "shop/api", "a.b/c_d-e"] {
+            assert_eq!(repository_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "Shop/api", "shop//api", "/api", "api:1", "-api"] {
+            assert!(repository_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn dns1123_labels() {

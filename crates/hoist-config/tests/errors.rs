@@ -432,3 +432,17 @@ fn image_base_cycle_is_printed() {
         cycles[0]
     );
 }
+
+#[test]
+fn invalid_image_name() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  name: Shop/B:latest\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::InvalidName,
+        "services/b/service.yaml:3:3:",
+        &["Shop/B:latest", "repository"],
+    );
+}
