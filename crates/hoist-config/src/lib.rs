@@ -1,5 +1,15 @@
 //! Project model: hoist.yaml, service manifests, molds, settings overlay, render.
 //!
+//! - [`Project::discover`] / [`Project::discover_with`] (with `--set` overrides)
+//!   finds `hoist.yaml` by walking up and loads every service with its values
+//!   resolved through the overlay (see [`overlay`]).
+//! - [`Project::validate`] returns every problem as a located [`ConfigError`].
+//! - [`render()`] produces the Kubernetes objects in a deterministic order.
+//! - For image builds: [`Service::image`] (the `image:` section),
+//!   [`layer_files`] (exactly the files a layer copies, after include/exclude),
+//!   [`image_refs`] / [`Project::image_ref`] (the references `render` uses),
+//!   [`Project::base_service`] (an image built on another service's image).
+//!
 //! ```no_run
 //! use hoist_config::{Project, RenderOptions, render};
 //! let project = Project::discover(std::path::Path::new(".")).unwrap();
@@ -33,5 +43,7 @@ pub use manifest::{
 pub use mold::{Mold, MoldFile, ParamType, Parameter};
 pub use overlay::{SetOverride, SettingsFile, SettingsOverlay, merge};
 pub use project::{PROJECT_FILE, Project, SERVICE_FILE, Service, find_root};
-pub use render::{RenderOptions, RenderedObject, SERVICE_LABEL, render, to_json, to_yaml};
+pub use render::{
+    RenderOptions, RenderedObject, SERVICE_LABEL, image_refs, render, to_json, to_yaml,
+};
 pub use tag::content_tags;

@@ -89,8 +89,19 @@ pub fn render(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let started = std::time::Instant::now();
     let selected = select(project, &opts.services)?;
+    let skipped: Vec<&str> = project
+        .services
+        .iter()
+        .filter(|s| !s.enabled && opts.services.is_empty())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !skipped.is_empty() {
+        tracing::info!(services = ?skipped, "skipping disabled services");
+    }
     let refs = image_refs(project, opts.tag.as_deref()).map_err(ConfigErrors)?;
+    tracing::debug!(images = refs.len(), elapsed = ?started.elapsed(), "image references resolved");
     let mut objects = Vec::new();
     for svc in selected {
         match render_service(project, svc, &refs) {
@@ -102,6 +113,7 @@ pub fn render(
         return Err(ConfigErrors(errors));
     }
     objects.sort_by(object_order);
+    tracing::debug!(objects = objects.len(), elapsed = ?started.elapsed(), "rendered");
     Ok(objects)
 }
 
@@ -134,8 +146,10 @@ fn select<'p>(project: &'p Project, names: &[String]) -> Result<Vec<&'p Service>
     }
 }
 
-/// service name → full image reference, for every service with an image.
-fn image_refs(
+/// service name → full image reference, for every service with an image:
+/// `<registry>/<name>:<tag>` with `tag`, else with its content-derived tag.
+/// The images and deploy steps use this so they agree with `render`.
+pub fn image_refs(
     project: &Project,
     tag: Option<&str>,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
