@@ -1,0 +1,104 @@
+//! Content-derived image tags: same inputs, same tag; any input change, new tag.
+
+use std::path::Path;
+
+use hoist_config::{Project, content_tags, image_refs};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn tags(root: &Path) -> std::collections::BTreeMap<String, String> {
+    content_tags(&Project::load(root).unwrap()).unwrap()
+}
+
+#[test]
+fn dockerfile_tags_follow_dockerfile_and_context_but_not_git() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    write(
+        root,
+        "services/d/service.yaml",
+        "name: d\nimage:\n  dockerfile: Dockerfile\n  context: ctx\n  args: {V: '1'}\n",
+    );
+    write(root, "services/d/Dockerfile", "FROM scratch\nCOPY . /\n");
+    write(root, "services/d/ctx/app.txt", "v1");
+    write(root, "services/d/ctx/.git/HEAD", "ref: a");
+    let t0 = tags(root)["d"].clone();
+    assert!(t0.starts_with("h-") && t0.len() == 14, "{t0}");
+    assert_eq!(tags(root)["d"], t0, "stable");
+    write(root, "services/d/ctx/.git/HEAD", "ref: b");
+    assert_eq!(tags(root)["d"], t0, ".git is not an input");
+    write(root, "services/d/ctx/app.txt", "v2");
+    let t1 = tags(root)["d"].clone();
+    assert_ne!(t1, t0);
+    write(
+        root,
+        "services/d/Dockerfile",
+        "FROM scratch\nCOPY . /app/\n",
+    );
+    let t2 = tags(root)["d"].clone();
+    assert_ne!(t2, t1);
+    write(
+        root,
+        "services/d/service.yaml",
+        "name: d\nimage:\n  dockerfile: Dockerfile\n  context: ctx\n  args: {V: '2'}\n",
+    );
+    assert_ne!(tags(root)["d"], t2, "build args are inputs");
+    let p = Project::load(root).unwrap();
+    let refs = image_refs(&p, Some("dev")).unwrap();
+    assert_eq!(refs["d"], "r.local:5000/d:dev");
+}
+
+#[test]
+fn an_image_built_on_another_service_changes_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\n");
+    write(
+        root,
+        "services/base/service.yaml",
+        "name: base\nimage:\n  layers:\n    - {from: ./bin, to: /bin}\n",
+    );
+    write(root, "services/base/bin/tool", "v1");
+    write(
+        root,
+        "services/app/service.yaml",
+        "name: app\nimage:\n  base: base\n  layers:\n    - {from: ./src, to: /src, exclude: ['*.log']}\n",
+    );
+    write(root, "services/app/src/main", "m");
+    let a = tags(root);
+    write(root, "services/app/src/debug.log", "noise");
+    assert_eq!(tags(root), a, "excluded files are not inputs");
+    write(root, "services/base/bin/tool", "v2");
+    let b = tags(root);
+    assert_ne!(a["base"], b["base"]);
+    assert_ne!(a["app"], b["app"], "app is built on base");
+    let p = Project::load(root).unwrap();
+    assert_eq!(
+        p.base_service(p.service("app").unwrap()).unwrap().name,
+        "base"
+    );
+    assert!(p.validate().is_empty(), "{:?}", p.validate());
+}
+
+#[test]
+fn executable_bit_is_an_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\n");
+    write(
+        root,
+        "services/s/service.yaml",
+        "name: s\nimage:\n  layers:\n    - {from: ./run.sh, to: /run.sh}\n",
+    );
+    write(root, "services/s/run.sh", "echo hi");
+    let a = tags(root);
+    let f = root.join("services/s/run.sh");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(tags(root), a);
+}
