@@ -81,9 +81,22 @@ impl SourceFile {
         let message = strip_location_suffix(&full).to_string();
         let (path, detail) = split_path(&message);
         let (kind, label, help) = classify(detail);
-        let location = e
+        let mut location = e
             .location()
             .map(|l| self.location(l.line(), l.column(), &label));
+        // Some errors (missing fields) carry only the document start; the path
+        // in the message (`image.layers[0]`) finds the mapping they are about.
+        if let Some(p) = path
+            && location
+                .as_ref()
+                .is_none_or(|l| l.line == 1 && l.column == 1)
+        {
+            let comps = path_components(p);
+            let comps: Vec<&str> = comps.iter().map(String::as_str).collect();
+            if let Some(off) = locate_key(&self.text, &comps) {
+                location = Some(Location::at(&self.path, &self.text, off, &label));
+            }
+        }
         let message = match path {
             Some(p) => format!("{detail} (at `{p}`)"),
             None => detail.to_string(),
@@ -123,6 +136,27 @@ fn split_path(msg: &str) -> (Option<&str>, &str) {
         return (Some(p), rest);
     }
     (None, msg)
+}
+
+/// `image.layers[0].from` → `["image", "layers", "0", "from"]`.
+fn path_components(p: &str) -> Vec<String> {
+    p.split('.')
+        .flat_map(|part| {
+            let mut out = Vec::new();
+            let mut rest = part;
+            if let Some(i) = rest.find('[') {
+                out.push(rest[..i].to_string());
+                rest = &rest[i..];
+                for idx in rest.split('[').filter(|x| !x.is_empty()) {
+                    out.push(idx.trim_end_matches(']').to_string());
+                }
+            } else {
+                out.push(rest.to_string());
+            }
+            out
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 fn backticked(s: &str) -> Vec<&str> {

@@ -446,3 +446,17 @@ fn invalid_image_name() {
         &["Shop/B:latest", "repository"],
     );
 }
+
+#[test]
+fn missing_nested_field_points_at_its_mapping() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  layers:\n    - from: ./x\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::MissingField,
+        "services/b/service.yaml:5:7:",
+        &["`to`", "image.layers[0]"],
+    );
+}
