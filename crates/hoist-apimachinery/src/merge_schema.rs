@@ -153,14 +153,15 @@ impl MergeSchema for BuiltinMergeSchema {
         if let ["metadata", rest @ ..] = path {
             return metadata_list(rest);
         }
-        if let Some(prefix) = self.pod_template_prefix() {
-            if let Some(rest) = path.strip_prefix(prefix) {
-                if let ["spec", rest @ ..] = rest {
-                    return pod_spec_list(rest);
-                }
-                if let ["metadata", rest @ ..] = rest {
-                    return metadata_list(rest);
-                }
+        if let Some(rest) = self
+            .pod_template_prefix()
+            .and_then(|prefix| path.strip_prefix(prefix))
+        {
+            if let ["spec", rest @ ..] = rest {
+                return pod_spec_list(rest);
+            }
+            if let ["metadata", rest @ ..] = rest {
+                return metadata_list(rest);
             }
         }
         self.kind_list(path)
