@@ -130,12 +130,12 @@ pub fn server_side_apply(
             "metadata.managedFields must be nil".into(),
         ));
     }
-    if let Some(live) = live {
-        if !live.is_object() {
-            return Err(ApplyError::Invalid(
-                "the live object must be an object".into(),
-            ));
-        }
+    if let Some(live) = live
+        && !live.is_object()
+    {
+        return Err(ApplyError::Invalid(
+            "the live object must be an object".into(),
+        ));
     }
     let scope = Scope::for_subresource(ctx.subresource);
     let schema = ctx.schema;
@@ -146,20 +146,20 @@ pub fn server_side_apply(
         Some(l) => read_managed_fields(l)?,
         None => Vec::new(),
     };
-    if let Some(l) = live {
-        if entries.is_empty() {
-            // Objects written before any tracking are owned by a pseudo manager, as in Kubernetes.
-            let fields = fields_in_scope(l, schema, Scope::All);
-            if !fields.is_empty() {
-                entries.push(ManagedFieldsEntry {
-                    manager: "before-first-apply".into(),
-                    operation: "Update".into(),
-                    api_version: api_version(l),
-                    time: None,
-                    subresource: None,
-                    fields,
-                });
-            }
+    if let Some(l) = live
+        && entries.is_empty()
+    {
+        // Objects written before any tracking are owned by a pseudo manager, as in Kubernetes.
+        let fields = fields_in_scope(l, schema, Scope::All);
+        if !fields.is_empty() {
+            entries.push(ManagedFieldsEntry {
+                manager: "before-first-apply".into(),
+                operation: "Update".into(),
+                api_version: api_version(l),
+                time: None,
+                subresource: None,
+                fields,
+            });
         }
     }
     let me = ManagedFieldsEntry {
@@ -248,12 +248,11 @@ pub fn server_side_apply(
     entries.retain(|e| !e.fields.is_empty());
     sort_entries(&mut entries);
     write_managed_fields(&mut new, &entries);
-    if let Some(l) = live {
-        if !changed
-            && l.pointer("/metadata/managedFields") == new.pointer("/metadata/managedFields")
-        {
-            return Ok(l.clone());
-        }
+    if let Some(l) = live
+        && !changed
+        && l.pointer("/metadata/managedFields") == new.pointer("/metadata/managedFields")
+    {
+        return Ok(l.clone());
     }
     Ok(new)
 }
@@ -365,10 +364,8 @@ fn remove_path(v: &mut Value, path: &[PathElement]) {
         (PathElement::Field(f), Value::Object(m)) => {
             m.shift_remove(f);
         }
-        (PathElement::Index(n), Value::Array(items)) => {
-            if *n < items.len() {
-                items.remove(*n);
-            }
+        (PathElement::Index(n), Value::Array(items)) if *n < items.len() => {
+            items.remove(*n);
         }
         (pe, Value::Array(items)) => {
             items.retain(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_none())

@@ -484,12 +484,12 @@ impl ManagedFieldsEntry {
                 Some(other) => Err(FieldsError(format!("{k} must be a string, got {other}"))),
             }
         };
-        if let Some(t) = s("fieldsType")? {
-            if t != "FieldsV1" {
-                return Err(FieldsError(format!(
-                    "fieldsType must be \"FieldsV1\", got {t:?}"
-                )));
-            }
+        if let Some(t) = s("fieldsType")?
+            && t != "FieldsV1"
+        {
+            return Err(FieldsError(format!(
+                "fieldsType must be \"FieldsV1\", got {t:?}"
+            )));
         }
         let operation = s("operation")?.unwrap_or_default();
         if !matches!(operation.as_str(), "Apply" | "Update") {
