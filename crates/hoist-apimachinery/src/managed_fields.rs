@@ -747,7 +747,7 @@ mod tests {
                 .is_err()
         );
         let mut obj = json!({"metadata": {}});
-        write_managed_fields(&mut obj, &[parsed.clone()]);
+        write_managed_fields(&mut obj, std::slice::from_ref(&parsed));
         assert_eq!(read_managed_fields(&obj).unwrap(), vec![parsed]);
         write_managed_fields(&mut obj, &[]);
         assert_eq!(obj, json!({"metadata": {}}));
