@@ -224,7 +224,8 @@ pub fn server_side_apply(
     let mut to_remove: Vec<FieldPath> = removed
         .paths()
         .into_iter()
-        .filter(|p| !others.has_prefix(&p.0))
+        // Still owned by someone, or (a former leaf) now the parent of applied fields.
+        .filter(|p| !others.has_prefix(&p.0) && !applied_set.has_prefix(&p.0))
         .collect();
     // Shallowest first: a removed keyed item takes its fields with it (removing its key
     // field first would make the item impossible to find).
