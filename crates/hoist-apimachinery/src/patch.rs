@@ -330,7 +330,14 @@ fn merge_map(
             continue;
         }
         path.push(k.clone());
-        let merged = merge_value(result.get(k), v, path, schema);
+        let merged = match v {
+            Value::Array(items) => {
+                let order = set_element_order(patch, k)?;
+                let orig = result.get(k).and_then(Value::as_array).map(Vec::as_slice);
+                merge_list(orig, items, order, path, schema).map(|l| Some(Value::Array(l)))
+            }
+            _ => merge_value(result.get(k), v, path, schema),
+        };
         path.pop();
         match merged? {
             Some(m) => {
@@ -351,16 +358,21 @@ fn merge_map(
             }
         }
     }
-    for (k, v) in patch {
+    for k in patch.keys() {
+        // `$setElementOrder` for a list the patch does not touch: reorder the original.
         if let Some(field) = k.strip_prefix(SET_ELEMENT_ORDER) {
-            let Value::Array(order) = v else {
-                return Err(PatchError::Invalid(format!("{k} must be a list, got {v}")));
-            };
-            path.push(field.to_string());
-            let lt = schema.list_type(&path.iter().map(String::as_str).collect::<Vec<_>>());
-            path.pop();
-            if let Some(Value::Array(items)) = result.get_mut(field) {
-                reorder(items, order, &lt);
+            let order = set_element_order(patch, field)?;
+            if patch.contains_key(field) {
+                continue;
+            }
+            if let Some(Value::Array(items)) = result.get(field) {
+                path.push(field.to_string());
+                let lt = schema.list_type(&path.iter().map(String::as_str).collect::<Vec<_>>());
+                path.pop();
+                if let (Some(order), ListType::Map { .. } | ListType::Set) = (order, &lt) {
+                    let reordered = normalize_order(items.clone(), order, items, &lt);
+                    result.insert(field.to_string(), Value::Array(reordered));
+                }
             }
         }
     }
@@ -381,7 +393,7 @@ fn merge_value(
         }
         Value::Array(p) => {
             let orig = original.and_then(Value::as_array).map(Vec::as_slice);
-            Ok(Some(Value::Array(merge_list(orig, p, path, schema)?)))
+            Ok(Some(Value::Array(merge_list(orig, p, None, path, schema)?)))
         }
         other => Ok(Some(other.clone())),
     }
@@ -391,9 +403,23 @@ fn item_key<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object().and_then(|m| m.get(key))
 }
 
+fn set_element_order<'a>(
+    patch: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a [Value]>, PatchError> {
+    match patch.get(&format!("{SET_ELEMENT_ORDER}{field}")) {
+        None => Ok(None),
+        Some(Value::Array(order)) => Ok(Some(order)),
+        Some(other) => Err(PatchError::Invalid(format!(
+            "{SET_ELEMENT_ORDER}{field} must be a list, got {other}"
+        ))),
+    }
+}
+
 fn merge_list(
     original: Option<&[Value]>,
     patch: &[Value],
+    order: Option<&[Value]>,
     path: &mut Vec<String>,
     schema: &dyn MergeSchema,
 ) -> Result<Vec<Value>, PatchError> {
@@ -456,16 +482,38 @@ fn merge_list(
                     }
                 }
             }
-            Ok(result)
+            if replace {
+                return Ok(result);
+            }
+            let patch_order: Vec<Value> = patch.to_vec();
+            let lt = ListType::Map { keys };
+            Ok(normalize_order(
+                result,
+                order.unwrap_or(&patch_order),
+                original.unwrap_or(&[]),
+                &lt,
+            ))
         }
         ListType::Set if patch_items.iter().all(|i| !i.is_object() && !i.is_array()) => {
-            let mut result: Vec<Value> = original.map(<[Value]>::to_vec).unwrap_or_default();
-            for item in patch_items {
+            let mut result: Vec<Value> = Vec::new();
+            for item in original
+                .unwrap_or(&[])
+                .iter()
+                .chain(patch_items.iter().copied())
+            {
                 if !result.contains(item) {
                     result.push(item.clone());
                 }
             }
-            Ok(result)
+            if replace {
+                return Ok(result);
+            }
+            Ok(normalize_order(
+                result,
+                order.unwrap_or(patch),
+                original.unwrap_or(&[]),
+                &ListType::Set,
+            ))
         }
         _ => {
             // Atomic: replaced, but nested directives still have to be resolved.
@@ -480,46 +528,67 @@ fn merge_list(
     }
 }
 
-/// `$setElementOrder`: items named in `order` come first in that order; the others keep
-/// their relative order after them.
-fn reorder(items: &mut Vec<Value>, order: &[Value], lt: &ListType) {
-    let ident = |item: &Value| -> Option<Value> {
+/// Order a merged list as Kubernetes does: items named in `patch_order` (the
+/// `$setElementOrder` list, else the patch list) sorted by it, the others by their
+/// position in `original`, then the two interleaved by their positions in `original`.
+/// The precedence is `$setElementOrder` > order in the patch > order in the live list.
+fn normalize_order(
+    merged: Vec<Value>,
+    patch_order: &[Value],
+    original: &[Value],
+    lt: &ListType,
+) -> Vec<Value> {
+    let ident = |v: &Value| -> Option<Value> {
         match lt {
-            ListType::Map { keys } => {
-                let key = keys.first()?;
-                item_key(item, key).cloned()
-            }
-            _ => Some(item.clone()),
+            ListType::Map { keys } => item_key(v, keys.first()?).cloned(),
+            _ => Some(v.clone()),
         }
     };
-    let order_ident = |o: &Value| -> Option<Value> {
-        match lt {
-            ListType::Map { keys } => {
-                let key = keys.first()?;
-                item_key(o, key).cloned()
+    let index = |list: &[Value], item: &Value| -> Option<usize> {
+        let id = ident(item)?;
+        list.iter().position(|x| ident(x).as_ref() == Some(&id))
+    };
+    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|item| index(patch_order, item).is_some());
+    // Kubernetes' comparator answers "less" when either item is not in the order list;
+    // an insertion sort (what Go's stable sort does on short lists) reproduces that.
+    let sort_by = |items: &mut Vec<Value>, order: &[Value]| {
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 {
+                let less = match (index(order, &items[j]), index(order, &items[j - 1])) {
+                    (Some(a), Some(b)) => a < b,
+                    _ => true,
+                };
+                if !less {
+                    break;
+                }
+                items.swap(j, j - 1);
+                j -= 1;
             }
-            _ => Some(o.clone()),
         }
     };
-    let wanted: Vec<Value> = order.iter().filter_map(order_ident).collect();
-    let mut taken = vec![false; items.len()];
-    let mut out = Vec::with_capacity(items.len());
-    for w in &wanted {
-        if let Some(i) = items
-            .iter()
-            .enumerate()
-            .position(|(i, it)| !taken[i] && ident(it).as_ref() == Some(w))
-        {
-            taken[i] = true;
-            out.push(items[i].clone());
-        }
+    sort_by(&mut from_patch, patch_order);
+    sort_by(&mut server_only, original);
+    let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        from_patch.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => {
+                matches!((index(original, l), index(original, r)), (Some(a), Some(b)) if a < b)
+            }
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
     }
-    for (i, it) in items.iter().enumerate() {
-        if !taken[i] {
-            out.push(it.clone());
-        }
-    }
-    *items = out;
+    out
 }
 
 #[cfg(test)]
@@ -685,7 +754,7 @@ mod tests {
             json!({"spec": {"template": {"spec": {"containers": [{"name": "new", "image": "n"}]}}}}),
         );
         assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][2],
+            out["spec"]["template"]["spec"]["containers"][0],
             json!({"name": "new", "image": "n"})
         );
     }
@@ -705,7 +774,7 @@ mod tests {
         );
         assert_eq!(
             c["ports"],
-            json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 8080}])
+            json!([{"containerPort": 8080}, {"containerPort": 80, "protocol": "TCP"}])
         );
     }
 
@@ -793,7 +862,7 @@ mod tests {
     #[test]
     fn smp_primitive_set_lists() {
         let out = smp(&deploy(), json!({"metadata": {"finalizers": ["c", "a"]}}));
-        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
         let out = smp(
             &deploy(),
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
