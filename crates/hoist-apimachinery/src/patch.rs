@@ -329,6 +329,18 @@ fn merge_map(
             result.shift_remove(k);
             continue;
         }
+        if !result.contains_key(k) && !v.is_array() {
+            // Not in the original: Kubernetes takes a map or scalar as is (minus what its
+            // typed decoding drops, see `strip`), except that `$patch: delete` deletes.
+            // New lists are merged into an empty list, so their directives do apply.
+            if !v
+                .as_object()
+                .is_some_and(|m| m.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("delete"))
+            {
+                result.insert(k.clone(), strip(v));
+            }
+            continue;
+        }
         path.push(k.clone());
         let merged = match v {
             Value::Array(items) => {
@@ -475,11 +487,7 @@ fn merge_list(
                             result[p] = Value::Object(new);
                         }
                     }
-                    None => {
-                        if let Some(new) = merge_map(None, m, path, schema)? {
-                            result.push(Value::Object(new));
-                        }
-                    }
+                    None => result.push(strip(item)),
                 }
             }
             if replace {
@@ -516,15 +524,24 @@ fn merge_list(
             ))
         }
         _ => {
-            // Atomic: replaced, but nested directives still have to be resolved.
-            let mut out = Vec::with_capacity(patch_items.len());
-            for item in patch_items {
-                if let Some(v) = merge_value(None, item, path, schema)? {
-                    out.push(v);
-                }
-            }
-            Ok(out)
+            // Atomic: replaced by the patch value as is (see `strip`).
+            Ok(patch_items.into_iter().map(strip).collect())
         }
+    }
+}
+
+/// A patch value taken as is, minus what Kubernetes' typed decoding would drop:
+/// `$`-directive keys and `null` fields.
+fn strip(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+        other => other.clone(),
     }
 }
 
@@ -922,7 +939,9 @@ mod tests {
     }
 
     #[test]
-    fn smp_directives_in_new_values_are_resolved() {
+    fn smp_new_values_are_taken_as_is_minus_directives_and_nulls() {
+        // Like Kubernetes: a field absent from the original gets the patch value verbatim,
+        // and typed decoding drops `$` keys and nulls (so no directive is ever stored).
         let cm = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
         let out = smp(
             &cm,
@@ -930,7 +949,9 @@ mod tests {
         );
         assert_eq!(
             out["spec"],
-            json!({"containers": [{"name": "a", "env": []}]})
+            json!({"containers": [{"name": "a", "env": [{"name": "X"}]}]})
         );
+        let out = smp(&cm, json!({"metadata": {"labels": {"a": null, "b": "1"}}}));
+        assert_eq!(out["metadata"]["labels"], json!({"b": "1"}));
     }
 }
