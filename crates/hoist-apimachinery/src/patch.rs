@@ -333,10 +333,8 @@ fn merge_map(
             // Not in the original: Kubernetes takes a map or scalar as is (minus what its
             // typed decoding drops, see `strip`), except that `$patch: delete` deletes.
             // New lists are merged into an empty list, so their directives do apply.
-            if !v
-                .as_object()
-                .is_some_and(|m| m.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("delete"))
-            {
+            let deletes = v.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("delete");
+            if !deletes {
                 result.insert(k.clone(), strip(v));
             }
             continue;
