@@ -40,6 +40,29 @@ impl From<FieldsError> for ApplyError {
     }
 }
 
+impl ApplyError {
+    /// The Status body Kubernetes returns: 409 `Conflict` with `FieldManagerConflict`
+    /// causes for conflicts, 400 `BadRequest` for invalid input.
+    pub fn status(&self) -> Value {
+        match self {
+            ApplyError::Conflicts(cs) => {
+                let causes: Vec<Value> = cs
+                    .iter()
+                    .map(|c| serde_json::json!({"reason": "FieldManagerConflict", "message": cause_message(c), "field": c.field}))
+                    .collect();
+                serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": self.to_string(), "reason": "Conflict", "details": {"causes": causes}, "code": 409
+                })
+            }
+            ApplyError::Invalid(msg) => serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": msg, "reason": "BadRequest", "code": 400
+            }),
+        }
+    }
+}
+
 /// `Apply failed with 1 conflict: conflict with "m" using apps/v1: .spec.replicas`, or for
 /// several, grouped by manager (sorted): `Apply failed with 2 conflicts: conflicts with "m":\n- .a\n- .b`.
 pub fn conflict_message(conflicts: &[Conflict]) -> String {
@@ -704,6 +727,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
+        );
+        let status = err.status();
+        assert_eq!(status["code"], 409);
+        assert_eq!(status["reason"], "Conflict");
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".spec.replicas"}])
         );
         let ApplyError::Conflicts(cs) = &err else {
             panic!("{err:?}")
