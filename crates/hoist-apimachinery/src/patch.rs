@@ -409,6 +409,13 @@ fn merge_value(
     }
 }
 
+fn no_merge_key(m: &Map<String, Value>, key: &str) -> PatchError {
+    PatchError::Invalid(format!(
+        "map: {} does not contain declared merge key: {key}",
+        Value::Object(m.clone())
+    ))
+}
+
 fn item_key<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object().and_then(|m| m.get(key))
 }
@@ -452,51 +459,58 @@ fn merge_list(
         ListType::Map { keys } if patch_items.iter().all(|i| i.is_object()) => {
             let key = keys.first().map(String::as_str).unwrap_or("name");
             let mut result: Vec<Value> = original.map(<[Value]>::to_vec).unwrap_or_default();
+            // Special elements first, as Kubernetes does: deletions apply to the original,
+            // and an item-level `$patch: replace` replaces the whole list.
+            let mut plain: Vec<&Map<String, Value>> = Vec::new();
+            let mut replace_all = replace;
             for item in patch_items {
                 let m = item.as_object().expect("checked objects above");
-                let Some(kv) = m.get(key) else {
-                    return Err(PatchError::Invalid(format!(
-                        "map: {} does not contain declared merge key: {key}",
-                        Value::Object(m.clone())
-                    )));
-                };
-                let pos = result.iter().position(|o| item_key(o, key) == Some(kv));
                 match patch_directive(m)? {
+                    None => plain.push(m),
                     Some("delete") => {
+                        let Some(kv) = m.get(key) else {
+                            return Err(no_merge_key(m, key));
+                        };
                         result.retain(|o| item_key(o, key) != Some(kv));
-                        continue;
                     }
-                    Some("replace") => {
-                        let mut rest = m.clone();
-                        rest.shift_remove(PATCH_DIRECTIVE);
-                        let new = merge_map(None, &rest, path, schema)?.unwrap_or_default();
-                        match pos {
-                            Some(p) => result[p] = Value::Object(new),
-                            None => result.push(Value::Object(new)),
-                        }
-                        continue;
+                    Some("replace") => replace_all = true,
+                    Some(_) => {
+                        return Err(PatchError::Invalid(
+                            "merging lists cannot yet be specified in the patch".into(),
+                        ));
                     }
-                    _ => {}
                 }
-                match pos {
+            }
+            if replace_all {
+                return Ok(plain
+                    .into_iter()
+                    .map(|m| strip(&Value::Object(m.clone())))
+                    .collect());
+            }
+            let server_order = result.clone();
+            for m in &plain {
+                let Some(kv) = m.get(key) else {
+                    return Err(no_merge_key(m, key));
+                };
+                match result.iter().position(|o| item_key(o, key) == Some(kv)) {
                     Some(p) => {
                         let orig = result[p].as_object().cloned();
                         if let Some(new) = merge_map(orig.as_ref(), m, path, schema)? {
                             result[p] = Value::Object(new);
                         }
                     }
-                    None => result.push(strip(item)),
+                    None => result.push(strip(&Value::Object((*m).clone()))),
                 }
             }
-            if replace {
-                return Ok(result);
-            }
-            let patch_order: Vec<Value> = patch.to_vec();
+            let patch_order: Vec<Value> = plain
+                .into_iter()
+                .map(|m| Value::Object(m.clone()))
+                .collect();
             let lt = ListType::Map { keys };
             Ok(normalize_order(
                 result,
                 order.unwrap_or(&patch_order),
-                original.unwrap_or(&[]),
+                &server_order,
                 &lt,
             ))
         }
@@ -848,11 +862,13 @@ mod tests {
         );
         let out = smp(
             &deploy(),
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "$patch": "replace", "image": "r"}]}}}}),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "$patch": "replace", "image": "r"}, {"name": "z"}]}}}}),
         );
+        // As in kubectl: an item carrying `$patch: replace` replaces the whole list with
+        // the plain items (the marked item itself is dropped).
         assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][0],
-            json!({"name": "app", "image": "r"})
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "z"}])
         );
         assert_eq!(smp(&deploy(), json!({"$patch": "delete"})), json!({}));
         assert!(
