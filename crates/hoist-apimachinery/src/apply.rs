@@ -94,6 +94,14 @@ pub fn cause_message(conflict: &Conflict) -> String {
     format!("conflict with {}", conflict.manager)
 }
 
+/// The manager name Kubernetes uses when a write has no `fieldManager`: the user agent
+/// up to the first `/` (e.g. `kubectl` for `kubectl/v1.32.0 (linux/amd64) ...`),
+/// at most 128 characters.
+pub fn default_manager(user_agent: &str) -> String {
+    let prefix = user_agent.split('/').next().unwrap_or("");
+    prefix.chars().take(128).collect()
+}
+
 /// What an apply or update is about.
 #[derive(Clone, Copy)]
 pub struct WriteContext<'a> {
@@ -979,6 +987,16 @@ mod tests {
         let dropped =
             server_side_apply(Some(&out), &deploy(1, "a:1"), false, ctx("one", T2, &s)).unwrap();
         assert_eq!(dropped["metadata"]["finalizers"], json!(["b.example/y"]));
+    }
+
+    #[test]
+    fn default_manager_from_user_agent() {
+        assert_eq!(
+            default_manager("kubectl/v1.32.0 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
+        assert_eq!(default_manager("kube-rs"), "kube-rs");
+        assert_eq!(default_manager(&"x".repeat(300)).len(), 128);
     }
 
     #[test]
