@@ -338,14 +338,12 @@ fn merge_applied<'a>(
         (Value::Array(t), Value::Array(a)) => match schema.list_type(path) {
             ListType::Map { keys } => {
                 for item in a {
-                    let Some(pe) = item_key_element(item, &keys) else {
+                    if !keys.iter().any(|k| item.get(k).is_some()) {
+                        // Items without key fields cannot be merged: replace the list.
                         *t = a.clone();
                         return;
-                    };
-                    match t
-                        .iter_mut()
-                        .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe))
-                    {
+                    }
+                    match t.iter_mut().find(|x| same_key(x, item, &keys)) {
                         Some(slot) => merge_applied(slot, item, path, schema),
                         None => t.push(item.clone()),
                     }
@@ -362,6 +360,14 @@ fn merge_applied<'a>(
         },
         (t, a) => *t = a.clone(),
     }
+}
+
+/// Whether two map-list items have the same key (cheaper than comparing key elements).
+fn same_key(a: &Value, b: &Value, keys: &[String]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return false;
+    };
+    keys.iter().any(|k| a.contains_key(k)) && keys.iter().all(|k| a.get(k) == b.get(k))
 }
 
 /// Remove the value at `path` (a field, a keyed item or a set value).
@@ -555,9 +561,7 @@ fn diff_values<'a>(
                         return;
                     };
                     for (item, pe) in n.iter().zip(elems) {
-                        let before = o
-                            .iter()
-                            .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe));
+                        let before = o.iter().find(|x| same_key(x, item, &keys));
                         path.push(pe);
                         if before.is_none() {
                             out.insert(path);
