@@ -7,7 +7,8 @@
 
 use crate::managed_fields::{
     FieldPath, FieldSet, FieldsError, ManagedFieldsEntry, PathElement, Scope, excluded,
-    fields_in_scope, item_key_element, read_managed_fields, sort_entries, write_managed_fields,
+    fields_in_scope, item_key, item_key_element, read_managed_fields, sort_entries,
+    write_managed_fields,
 };
 use crate::merge_schema::{ListType, MergeSchema};
 use serde_json::{Map, Value};
@@ -223,7 +224,10 @@ pub fn server_side_apply(
             ) {
                 continue; // item existence: both sides have it
             }
-            let (Some(lv), Some(av)) = (path.lookup(live_v), path.lookup(applied)) else {
+            let (Some(lv), Some(av)) = (
+                path.lookup_with(live_v, schema),
+                path.lookup_with(applied, schema),
+            ) else {
                 continue;
             };
             if lv != av {
@@ -262,7 +266,7 @@ pub fn server_side_apply(
     // field first would make the item impossible to find).
     to_remove.sort_by_key(|p| p.0.len());
     for p in &to_remove {
-        remove_path(&mut new, &p.0);
+        remove_path(&mut new, &p.0, schema);
     }
 
     // Ownership bookkeeping.
@@ -343,7 +347,7 @@ fn merge_applied<'a>(
                         *t = a.clone();
                         return;
                     }
-                    match t.iter_mut().find(|x| same_key(x, item, &keys)) {
+                    match t.iter_mut().find(|x| same_key(x, item, &keys, schema)) {
                         Some(slot) => merge_applied(slot, item, path, schema),
                         None => t.push(item.clone()),
                     }
@@ -362,16 +366,16 @@ fn merge_applied<'a>(
     }
 }
 
-/// Whether two map-list items have the same key (cheaper than comparing key elements).
-fn same_key(a: &Value, b: &Value, keys: &[String]) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return false;
-    };
-    keys.iter().any(|k| a.contains_key(k)) && keys.iter().all(|k| a.get(k) == b.get(k))
+/// Whether two map-list items have the same key (missing key fields defaulted).
+fn same_key(a: &Value, b: &Value, keys: &[String], schema: &dyn MergeSchema) -> bool {
+    match (item_key(a, keys, schema), item_key(b, keys, schema)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Remove the value at `path` (a field, a keyed item or a set value).
-fn remove_path(v: &mut Value, path: &[PathElement]) {
+fn remove_path(v: &mut Value, path: &[PathElement], schema: &dyn MergeSchema) {
     let Some((last, parent)) = path.split_last() else {
         return;
     };
@@ -383,9 +387,10 @@ fn remove_path(v: &mut Value, path: &[PathElement]) {
                 pe @ (PathElement::Key(_) | PathElement::Value(_) | PathElement::Index(_)),
                 Value::Array(items),
             ) => {
-                let idx = items
-                    .iter()
-                    .position(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_some());
+                let idx = items.iter().position(|i| {
+                    pe.lookup_with(&Value::Array(vec![i.clone()]), Some(schema))
+                        .is_some()
+                });
                 match (pe, idx) {
                     (PathElement::Index(n), _) => items.get_mut(*n),
                     (_, Some(i)) => items.get_mut(i),
@@ -406,9 +411,10 @@ fn remove_path(v: &mut Value, path: &[PathElement]) {
         (PathElement::Index(n), Value::Array(items)) if *n < items.len() => {
             items.remove(*n);
         }
-        (pe, Value::Array(items)) => {
-            items.retain(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_none())
-        }
+        (pe, Value::Array(items)) => items.retain(|i| {
+            pe.lookup_with(&Value::Array(vec![i.clone()]), Some(schema))
+                .is_none()
+        }),
         _ => {}
     }
 }
@@ -554,14 +560,16 @@ fn diff_values<'a>(
         (Some(Value::Array(o)), Value::Array(n)) if !n.is_empty() => {
             match schema.list_type(names) {
                 ListType::Map { keys } => {
-                    let elems: Option<Vec<PathElement>> =
-                        n.iter().map(|i| item_key_element(i, &keys)).collect();
+                    let elems: Option<Vec<PathElement>> = n
+                        .iter()
+                        .map(|i| item_key_element(i, &keys, schema))
+                        .collect();
                     let Some(elems) = elems else {
                         out.insert(path);
                         return;
                     };
                     for (item, pe) in n.iter().zip(elems) {
-                        let before = o.iter().find(|x| same_key(x, item, &keys));
+                        let before = o.iter().find(|x| same_key(x, item, &keys, schema));
                         path.push(pe);
                         if before.is_none() {
                             out.insert(path);
@@ -991,6 +999,38 @@ mod tests {
         let dropped =
             server_side_apply(Some(&out), &deploy(1, "a:1"), false, ctx("one", T2, &s)).unwrap();
         assert_eq!(dropped["metadata"]["finalizers"], json!(["b.example/y"]));
+    }
+
+    #[test]
+    fn port_keys_default_protocol_to_tcp() {
+        let s = BuiltinMergeSchema::new("", "Service");
+        let cfg = |ports: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": ports}});
+        let mut live = server_side_apply(
+            None,
+            &cfg(json!([{"port": 80}, {"port": 443}])),
+            false,
+            ctx("kubectl", T1, &s),
+        )
+        .unwrap();
+        // The server defaulted the protocol, as Kubernetes does.
+        for p in live["spec"]["ports"].as_array_mut().unwrap() {
+            p["protocol"] = json!("TCP");
+        }
+        assert_eq!(
+            live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"],
+            json!({".": {}, "f:port": {}})
+        );
+        let out = server_side_apply(
+            Some(&live),
+            &cfg(json!([{"port": 80, "targetPort": 8080}])),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+        );
     }
 
     #[test]
