@@ -85,6 +85,25 @@ fn main() {
         json_merge_patch(&mut t, &smp_patch);
         black_box(t);
     });
+    let big = |n: usize, v: &str| {
+        let env: Vec<Value> = (0..n)
+            .map(|e| json!({"name": format!("E{e}"), "value": v}))
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "env": env}]}})
+    };
+    let (big_live, big_patch) = (big(1000, "a"), big(1000, "b"));
+    let pod_schema = BuiltinMergeSchema::new("", "Pod");
+    bench("strategic merge patch, 1000-item env list", 20, || {
+        black_box(strategic_merge_patch(&big_live, &big_patch, &pod_schema).ok());
+    });
+    let pod_ctx = WriteContext {
+        schema: &pod_schema,
+        ..ctx
+    };
+    let big_applied = server_side_apply(None, &big_live, false, pod_ctx).expect("apply");
+    bench("server-side apply, 1000-item env list changed", 5, || {
+        black_box(server_side_apply(Some(&big_applied), &big_patch, true, pod_ctx).ok());
+    });
     bench("label selector match", 100_000, || {
         black_box(sel.matches_object(&live));
     });

@@ -567,22 +567,34 @@ fn normalize_order(
     original: &[Value],
     lt: &ListType,
 ) -> Vec<Value> {
-    let ident = |v: &Value| -> Option<Value> {
+    // Items are identified by their merge key value (map lists) or themselves (sets),
+    // as canonical JSON text; positions are looked up in hash maps so that long lists
+    // stay cheap (first occurrence wins, like a linear search).
+    let ident = |v: &Value| -> Option<String> {
         match lt {
-            ListType::Map { keys } => item_key(v, keys.first()?).cloned(),
-            _ => Some(v.clone()),
+            ListType::Map { keys } => item_key(v, keys.first()?).map(Value::to_string),
+            _ => Some(v.to_string()),
         }
     };
-    let index = |list: &[Value], item: &Value| -> Option<usize> {
-        let id = ident(item)?;
-        list.iter().position(|x| ident(x).as_ref() == Some(&id))
+    let positions = |list: &[Value]| -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for (i, x) in list.iter().enumerate() {
+            if let Some(id) = ident(x) {
+                m.entry(id).or_insert(i);
+            }
+        }
+        m
+    };
+    let (patch_pos, original_pos) = (positions(patch_order), positions(original));
+    let index = |pos: &std::collections::HashMap<String, usize>, item: &Value| -> Option<usize> {
+        ident(item).and_then(|id| pos.get(&id).copied())
     };
     let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
         .into_iter()
-        .partition(|item| index(patch_order, item).is_some());
+        .partition(|item| index(&patch_pos, item).is_some());
     // Kubernetes' comparator answers "less" when either item is not in the order list;
     // an insertion sort (what Go's stable sort does on short lists) reproduces that.
-    let sort_by = |items: &mut Vec<Value>, order: &[Value]| {
+    let sort_by = |items: &mut Vec<Value>, order: &std::collections::HashMap<String, usize>| {
         for i in 1..items.len() {
             let mut j = i;
             while j > 0 {
@@ -598,8 +610,8 @@ fn normalize_order(
             }
         }
     };
-    sort_by(&mut from_patch, patch_order);
-    sort_by(&mut server_only, original);
+    sort_by(&mut from_patch, &patch_pos);
+    sort_by(&mut server_only, &original_pos);
     let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
     let (mut left, mut right) = (
         server_only.into_iter().peekable(),
@@ -611,7 +623,7 @@ fn normalize_order(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => {
-                matches!((index(original, l), index(original, r)), (Some(a), Some(b)) if a < b)
+                matches!((index(&original_pos, l), index(&original_pos, r)), (Some(a), Some(b)) if a < b)
             }
         };
         let next = if take_left { left.next() } else { right.next() };
