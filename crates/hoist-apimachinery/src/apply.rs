@@ -626,7 +626,7 @@ fn diff_values<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::managed_fields::read_managed_fields;
+    use crate::managed_fields::{FieldSet, ManagedFieldsEntry, read_managed_fields};
     use crate::merge_schema::BuiltinMergeSchema;
     use serde_json::json;
 
@@ -849,6 +849,49 @@ mod tests {
         let again = server_side_apply(Some(&out), &deploy(3, "a:2"), false, ctx("kubectl", T2, &s))
             .unwrap();
         assert_eq!(again, out);
+    }
+
+    #[test]
+    fn kubectl_csa_to_ssa_migration_patch_is_honoured() {
+        // After a successful `apply --server-side`, kubectl rewrites managedFields with a
+        // JSON patch, merging the client-side-apply manager into its Apply entry.
+        let s = schema();
+        let live = track_update(
+            None,
+            &deploy(2, "a:1"),
+            ctx("kubectl-client-side-apply", T1, &s),
+        )
+        .unwrap();
+        let applied =
+            server_side_apply(Some(&live), &deploy(3, "a:1"), true, ctx("kubectl", T2, &s))
+                .unwrap();
+        let entries = read_managed_fields(&applied).unwrap();
+        let merged = entries
+            .iter()
+            .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
+        let migrated = vec![ManagedFieldsEntry {
+            manager: "kubectl".into(),
+            operation: "Apply".into(),
+            api_version: "apps/v1".into(),
+            time: Some(T2.into()),
+            subresource: None,
+            fields: merged,
+        }];
+        let ops = json!([
+            {"op": "replace", "path": "/metadata/managedFields", "value": migrated.iter().map(ManagedFieldsEntry::to_json).collect::<Vec<_>>()}
+        ]);
+        let patched = crate::patch::json_patch(&applied, &ops).unwrap();
+        let stored = track_update(Some(&applied), &patched, ctx("kubectl", T2, &s)).unwrap();
+        assert_eq!(managers(&stored), vec![("kubectl".into(), "Apply".into())]);
+        // From now on kubectl --server-side edits freely, without conflicts.
+        let next = server_side_apply(
+            Some(&stored),
+            &deploy(4, "a:2"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(next["spec"]["replicas"], 4);
     }
 
     #[test]

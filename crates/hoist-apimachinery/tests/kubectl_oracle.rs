@@ -291,3 +291,80 @@ fn json_patch_matches_kubectl() {
         }
     }
 }
+
+/// Patches `kubectl apply` itself produces for common edits, checked against kubectl.
+#[test]
+fn client_side_apply_style_patches_match_kubectl() {
+    if !kubectl_available() {
+        return;
+    }
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}, "annotations": {"a": "1"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "containers": [{"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "cfg", "mountPath": "/cfg"}]}],
+                "volumes": [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "imagePullSecrets": [{"name": "s1"}]}}}});
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443}]}});
+    let cases = [
+        (
+            &deploy,
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"$setElementOrder/volumes": [{"name": "data"}, {"name": "cfg"}],
+            "volumes": [{"$retainKeys": ["name", "secret"], "name": "data", "secret": {"secretName": "x"}}]}}}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"$setElementOrder/env": [{"name": "B"}, {"name": "C"}], "name": "app",
+                            "env": [{"name": "C", "value": "3"}, {"$patch": "delete", "name": "A"}]}]}}}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app",
+            "$setElementOrder/volumeMounts": [{"mountPath": "/cfg"}],
+            "volumeMounts": [{"$patch": "delete", "mountPath": "/data"}]}]}}}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"tolerations": [{"key": "j", "operator": "Exists"}]}}}}),
+        ),
+        (
+            &deploy,
+            json!({"metadata": {"annotations": {"a": null, "b": "2"}, "labels": {"tier": "x"}}, "spec": {"replicas": 5}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"imagePullSecrets": [{"name": "s2"}]}}}}),
+        ),
+        (
+            &deploy,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"$patch": "replace"}, {"name": "Z", "value": "z"}]}]}}}}),
+        ),
+        (
+            &service,
+            json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}], "ports": [{"port": 80, "targetPort": 9090}]}}),
+        ),
+        (
+            &service,
+            json!({"spec": {"ports": [{"port": 8443, "name": "alt"}], "selector": {"app": null, "role": "api"}}}),
+        ),
+        (
+            &service,
+            json!({"spec": {"ports": [{"$patch": "delete", "port": 443}]}}),
+        ),
+    ];
+    for (obj, patch) in cases {
+        let ours = strategic_merge_patch(obj, &patch, &BuiltinMergeSchema::for_object(obj))
+            .expect("our patch");
+        let theirs = strip(&kubectl_patch(obj, &patch, "strategic").expect("kubectl patch"));
+        assert_eq!(ours, theirs, "patch {patch}");
+    }
+}
