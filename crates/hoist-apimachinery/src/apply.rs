@@ -869,7 +869,7 @@ mod tests {
         let merged = entries
             .iter()
             .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
-        let migrated = vec![ManagedFieldsEntry {
+        let migrated = [ManagedFieldsEntry {
             manager: "kubectl".into(),
             operation: "Apply".into(),
             api_version: "apps/v1".into(),
