@@ -171,6 +171,7 @@ pub fn server_side_apply(
     }
     let scope = Scope::for_subresource(ctx.subresource);
     let schema = ctx.schema;
+    check_duplicate_keys(applied, &mut Vec::new(), &mut FieldPath::default(), schema)?;
     let applied_scoped = restrict(applied_map, scope, schema);
     let applied_set = fields_in_scope(&Value::Object(applied_scoped.clone()), schema, scope);
 
@@ -292,6 +293,48 @@ pub fn server_side_apply(
         return Ok(l.clone());
     }
     Ok(new)
+}
+
+/// Kubernetes rejects an applied configuration whose map lists repeat a key:
+/// `.spec.containers: duplicate entries for key [name="a"]`.
+fn check_duplicate_keys<'a>(
+    v: &'a Value,
+    names: &mut Vec<&'a str>,
+    path: &mut FieldPath,
+    schema: &dyn MergeSchema,
+) -> Result<(), ApplyError> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                names.push(k.as_str());
+                path.0.push(PathElement::Field(k.clone()));
+                check_duplicate_keys(child, names, path, schema)?;
+                path.0.pop();
+                names.pop();
+            }
+        }
+        Value::Array(items) => {
+            if let ListType::Map { keys } = schema.list_type(names) {
+                let mut seen = std::collections::HashSet::new();
+                for item in items {
+                    let Some(pe) = item_key_element(item, &keys, schema) else {
+                        continue;
+                    };
+                    if !seen.insert(pe.clone()) {
+                        let key = FieldPath(vec![pe.clone()]).to_string();
+                        return Err(ApplyError::Invalid(format!(
+                            "{path}: duplicate entries for key {key}"
+                        )));
+                    }
+                    path.0.push(pe);
+                    check_duplicate_keys(item, names, path, schema)?;
+                    path.0.pop();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Keep only the part of an applied configuration that `scope` may change.
@@ -1073,6 +1116,19 @@ mod tests {
         assert_eq!(
             out["spec"]["ports"],
             json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let s = schema();
+        let mut cfg = deploy(1, "a:1");
+        cfg["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]);
+        let err = server_side_apply(None, &cfg, false, ctx("m", T1, &s)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            ".spec.template.spec.containers[name=\"app\"].env: duplicate entries for key [name=\"A\"]"
         );
     }
 
