@@ -463,6 +463,7 @@ fn merge_list(
             // and an item-level `$patch: replace` replaces the whole list.
             let mut plain: Vec<&Map<String, Value>> = Vec::new();
             let mut replace_all = replace;
+            let mut alias = AliasedOriginal::new(original.unwrap_or(&[]));
             for item in patch_items {
                 let m = item.as_object().expect("checked objects above");
                 match patch_directive(m)? {
@@ -471,7 +472,11 @@ fn merge_list(
                         let Some(kv) = m.get(key) else {
                             return Err(no_merge_key(m, key));
                         };
-                        result.retain(|o| item_key(o, key) != Some(kv));
+                        while let Some(i) = result.iter().position(|o| item_key(o, key) == Some(kv))
+                        {
+                            result.remove(i);
+                            alias.delete(i);
+                        }
                     }
                     Some("replace") => replace_all = true,
                     Some(_) => {
@@ -499,7 +504,11 @@ fn merge_list(
                             result[p] = Value::Object(new);
                         }
                     }
-                    None => result.push(strip(&Value::Object((*m).clone()))),
+                    None => {
+                        let new = strip(&Value::Object((*m).clone()));
+                        alias.append(&new);
+                        result.push(new);
+                    }
                 }
             }
             let patch_order: Vec<Value> = plain
@@ -507,12 +516,13 @@ fn merge_list(
                 .map(|m| Value::Object(m.clone()))
                 .collect();
             let lt = ListType::Map { keys };
-            Ok(normalize_order(
-                result,
-                order.unwrap_or(&patch_order),
-                &server_order,
-                &lt,
-            ))
+            let merged = normalize_order(result, &patch_order, &server_order, &lt);
+            Ok(match order {
+                None => merged,
+                // `$setElementOrder` orders the merged list once more, against the live list
+                // as Kubernetes' in-place slice edits left it (see `AliasedOriginal`).
+                Some(order) => normalize_order(merged, order, &alias.items, &lt),
+            })
         }
         ListType::Set if patch_items.iter().all(|i| !i.is_object() && !i.is_array()) => {
             let mut result: Vec<Value> = Vec::new();
@@ -539,6 +549,39 @@ fn merge_list(
             // Atomic: replaced by the patch value as is (see `strip`).
             Ok(patch_items.into_iter().map(strip).collect())
         }
+    }
+}
+
+/// The live list as Kubernetes sees it when applying `$setElementOrder` after merging:
+/// its Go code deletes items in place (shifting the tail left and leaving the last
+/// slots stale) and appends new items into the freed slots, all within the original
+/// length. Reproducing this keeps the order of items the patch does not mention
+/// identical to the real API server's.
+struct AliasedOriginal {
+    items: Vec<Value>,
+    len: usize,
+}
+
+impl AliasedOriginal {
+    fn new(original: &[Value]) -> Self {
+        AliasedOriginal {
+            items: original.to_vec(),
+            len: original.len(),
+        }
+    }
+    fn delete(&mut self, i: usize) {
+        if i < self.len {
+            for j in i..self.len - 1 {
+                self.items[j] = self.items[j + 1].clone();
+            }
+            self.len -= 1;
+        }
+    }
+    fn append(&mut self, item: &Value) {
+        if self.len < self.items.len() {
+            self.items[self.len] = item.clone();
+        }
+        self.len += 1;
     }
 }
 
