@@ -261,7 +261,7 @@ pub fn server_side_apply(
         .paths()
         .into_iter()
         // Still owned by someone, or (a former leaf) now the parent of applied fields.
-        .filter(|p| !others.has_prefix(&p.0) && !applied_set.has_prefix(&p.0))
+        .filter(|p| !others.has_prefix(&p.0) && !applied_set.has_prefix(&p.0) && !is_key_field(p))
         .collect();
     // Shallowest first: a removed keyed item takes its fields with it (removing its key
     // field first would make the item impossible to find).
@@ -293,6 +293,17 @@ pub fn server_side_apply(
         return Ok(l.clone());
     }
     Ok(new)
+}
+
+/// Whether `p` is a key field of a list item (`...[name="x"].name`): an item kept
+/// because someone else owns part of it keeps its key.
+fn is_key_field(p: &FieldPath) -> bool {
+    match p.0.as_slice() {
+        [.., PathElement::Key(k), PathElement::Field(f)] => {
+            serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+        }
+        _ => false,
+    }
 }
 
 /// Kubernetes rejects an applied configuration whose map lists repeat a key:

@@ -376,6 +376,45 @@ proptest! {
     }
 
     #[test]
+    fn ownership_stays_consistent_over_random_write_sequences(
+        steps in prop::collection::vec((arb_deployment(), 0..3usize, 0..3u8), 1..6)
+    ) {
+        let schema = BuiltinMergeSchema::new("apps", "Deployment");
+        let managers = ["alice", "bob", "carol"];
+        let mut live: Option<Value> = None;
+        for (cfg, who, op) in steps {
+            let c = ctx(managers[who], &schema);
+            let next = match op {
+                0 => server_side_apply(live.as_ref(), &cfg, false, c),
+                1 => server_side_apply(live.as_ref(), &cfg, true, c),
+                _ => {
+                    let mut new = cfg.clone();
+                    if let Some(l) = &live {
+                        new["metadata"]["managedFields"] = l["metadata"]["managedFields"].clone();
+                    }
+                    track_update(live.as_ref(), &new, c)
+                }
+            };
+            let Ok(obj) = next else { continue };
+            let entries = read_managed_fields(&obj).unwrap();
+            for e in &entries {
+                prop_assert!(!e.fields.is_empty());
+                for p in e.fields.paths() {
+                    prop_assert!(p.lookup_with(&obj, &schema).is_some(), "{} owns {} which does not exist", e.manager, p);
+                }
+            }
+            if op == 1 {
+                // A forced apply leaves the applier owning exactly its config.
+                let mine = entries.iter().find(|e| e.manager == managers[who] && e.operation == "Apply").unwrap();
+                prop_assert_eq!(&mine.fields, &fields_of(&cfg, &schema));
+                let again = server_side_apply(Some(&obj), &cfg, false, c).unwrap();
+                prop_assert_eq!(&again, &obj);
+            }
+            live = Some(obj);
+        }
+    }
+
+    #[test]
     fn no_entry_point_panics_on_arbitrary_json(a in arb_json(), b in arb_json(), s in ".{0,24}") {
         let schemas: [&dyn MergeSchema; 4] = [
             &BuiltinMergeSchema::new("apps", "Deployment"),
