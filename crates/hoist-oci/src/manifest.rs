@@ -191,7 +191,7 @@ pub struct RawManifest {
 }
 
 pub enum Parsed {
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     Index(ImageIndex),
 }
 
@@ -245,7 +245,7 @@ impl RawManifest {
 
     pub fn image(&self) -> Result<ImageManifest> {
         match self.parse()? {
-            Parsed::Image(m) => Ok(m),
+            Parsed::Image(m) => Ok(*m),
             Parsed::Index(_) => Err(Error::UnsupportedMediaType {
                 what: "image manifest".into(),
                 media_type: self.media_type.clone(),
