@@ -23,3 +23,14 @@ pub mod build;
 pub use build::{BuildOptions, BuildSpec, PushReport, build_and_push};
 pub mod copy;
 pub use copy::{CopyOptions, CopyReport, Location, copy};
+pub mod dockerfile;
+
+/// Run a future to completion on a fresh multi-threaded runtime (for synchronous callers
+/// such as CLI commands).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
