@@ -131,6 +131,7 @@ struct Inner {
     auth: Mutex<HashMap<String, RegistryAuth>>,
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
+    progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
 /// Does a registry get plain HTTP? Loopback always; others only when named insecure.
@@ -167,6 +168,7 @@ impl RegistryClient {
                 auth: Mutex::new(HashMap::new()),
                 overrides: Default::default(),
                 counters: Counters::default(),
+                progress: Default::default(),
             }),
         })
     }
@@ -177,6 +179,17 @@ impl RegistryClient {
 
     pub fn options(&self) -> &ClientOptions {
         &self.inner.opts
+    }
+
+    /// Show transferred bytes on this bar (callers create it only on a TTY).
+    pub fn set_progress(&self, bar: Option<indicatif::ProgressBar>) {
+        *self.inner.progress.lock().unwrap() = bar;
+    }
+
+    fn progress(&self, n: u64) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            b.inc(n);
+        }
     }
 
     /// Use these credentials for `registry` instead of the Docker config (login checks).
@@ -601,6 +614,7 @@ impl RegistryClient {
         d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, bytes.len() as u64);
+        self.progress(bytes.len() as u64);
         Ok(bytes)
     }
 
@@ -737,6 +751,7 @@ impl RegistryClient {
         }
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, total);
+        self.progress(total);
         Ok(())
     }
 

@@ -34,3 +34,4 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("tokio runtime")
         .block_on(f)
 }
+pub use indicatif;
