@@ -785,6 +785,137 @@ impl RegistryClient {
     }
 }
 
+/// A request body fed from a channel, with an exact length (so the registry sees
+/// Content-Length), for streaming a blob from one registry into another.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<http_body::Frame<Bytes>>>> {
+        self.rx.poll_recv(cx).map(|o| {
+            o.map(|r| {
+                r.map(|b| {
+                    self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                    http_body::Frame::data(b)
+                })
+            })
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl RegistryClient {
+    /// Stream blob `d` (`size` bytes) from `src` into `dst` (different registries) without
+    /// holding it in memory: download and upload overlap. The digest is checked on the way;
+    /// a mismatch aborts the upload (and the destination registry checks it again).
+    pub async fn stream_blob(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        d: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let get_url = format!("{}/v2/{}/blobs/{d}", self.base_url(src), src.repository);
+        let scope = pull_scope(&src.repository);
+        let (resp, loc) = tokio::try_join!(
+            self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None),
+            self.start_upload(dst)
+        )?;
+        if !resp.status().is_success() {
+            return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        let (registry, what) = (src.registry.clone(), format!("blob {d} of {}", src.name()));
+        let expected = d.clone();
+        let pump = tokio::spawn(async move {
+            use sha2::Digest as _;
+            let mut resp = resp;
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(b)) => {
+                        h.update(&b);
+                        n += b.len() as u64;
+                        if tx.send(Ok(b)).await.is_err() {
+                            return Err(Error::Invalid(format!("upload of {what} stopped early")));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("source download failed")))
+                            .await;
+                        return Err(Error::Transport {
+                            registry,
+                            url: what,
+                            source,
+                        });
+                    }
+                }
+            }
+            let actual = Digest::from_hasher(h);
+            if actual != expected {
+                let _ = tx.send(Err(std::io::Error::other("digest mismatch"))).await;
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(n)
+        });
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put_url = format!("{loc}{sep}digest={d}");
+        let mut req = self
+            .inner
+            .http
+            .put(&put_url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap(ChannelBody {
+                rx,
+                remaining: size,
+            }));
+        if let Some(h) = self
+            .auth_header(dst, &push_scope(&dst.repository, None))
+            .await
+        {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        add(&self.inner.counters.requests, 1);
+        let put = req.send().await;
+        let pumped = pump
+            .await
+            .map_err(|e| Error::Invalid(format!("blob stream task failed: {e}")))?;
+        let n = pumped?;
+        let resp = put.map_err(|source| Error::Transport {
+            registry: dst.registry.clone(),
+            url: put_url.clone(),
+            source,
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        add(&self.inner.counters.blob_uploads, 1);
+        add(&self.inner.counters.upload_bytes, n);
+        self.progress(n);
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobOutcome {
     Present,

@@ -355,6 +355,28 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .unwrap();
     assert_eq!(m.blobs_mounted, 4, "{m:?}");
     assert_eq!(m.transfer.upload_bytes, 0);
+
+    // A blob corrupted at the source is rejected while streaming, and never lands.
+    let bad = push_base(&c, &open, "lib/bad:1", 1, 40_000, &tmp.path().join("bad")).await;
+    let layer = c.get_manifest(&bad).await.unwrap().image().unwrap().layers[0]
+        .digest
+        .clone();
+    let file = open.blob_file(layer.hex());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let dst = r(&authed.reference("mirror/bad:1"));
+    let e = copy(
+        &c,
+        &Location::Registry(bad),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(!c.has_blob(&dst, &layer).await.unwrap());
+    assert!(c.get_manifest(&dst).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
