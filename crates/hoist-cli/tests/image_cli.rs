@@ -204,3 +204,44 @@ fn bad_input_is_reported_not_panicked() {
         .failure();
     assert!(stderr(&a).contains("invalid platform"), "{}", stderr(&a));
 }
+
+/// Credentials from `credHelpers` and `credsStore` run `docker-credential-NAME get`.
+#[test]
+fn credential_helpers_are_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let authed = Registry::start(true);
+    let open = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = tmp.path().join("helper.log");
+    // A stand-in credential helper (a shell script speaking the helper protocol).
+    let script = format!(
+        "#!/bin/sh\nread server\necho \"$0 $1 $server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASS}\"}}' \"$server\"\n",
+        log.display()
+    );
+    for name in ["docker-credential-hoisttest", "docker-credential-storetest"] {
+        std::fs::write(bin.join(name), &script).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let cfg = tmp.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let src = tmp.path().join("src");
+    write_file(&src.join("a"), b"a", 0o644);
+    hoist(&cfg).args(["image", "append", "--base", "scratch", "--layer"]).arg(format!("{}:/a", src.display())).args(["--tag", &open.reference("h/img:1")]).assert().success();
+    for (conf, helper) in [
+        (serde_json::json!({"credHelpers": {authed.addr.clone(): "hoisttest"}}), "docker-credential-hoisttest"),
+        (serde_json::json!({"credsStore": "storetest"}), "docker-credential-storetest"),
+    ] {
+        std::fs::write(cfg.join("config.json"), conf.to_string()).unwrap();
+        let _ = std::fs::remove_file(&log);
+        hoist(&cfg).env("PATH", &path).args(["image", "copy", &open.reference("h/img:1"), &authed.reference("h/img:1")]).assert().success();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(calls.contains(&format!("{helper} get {}", authed.addr)), "{calls}");
+    }
+    // A helper that is configured but missing: the error names it.
+    std::fs::write(cfg.join("config.json"), serde_json::json!({"credHelpers": {authed.addr.clone(): "absent"}}).to_string()).unwrap();
+    let a = hoist(&cfg).args(["image", "inspect", &authed.reference("h/img:1")]).assert().failure();
+    assert!(stderr(&a).contains("docker-credential-absent"), "{}", stderr(&a));
+}

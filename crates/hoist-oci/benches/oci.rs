@@ -69,7 +69,12 @@ fn main() {
     let open = Registry::start(false);
     let authed = Registry::start(true);
     let tmp = tempfile::tempdir().unwrap();
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let mut opts = ClientOptions::default();
+    if let Some(n) = std::env::var("HOIST_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+        opts.max_concurrency = n;
+    }
+    let only_copy = std::env::var_os("HOIST_BENCH_ONLY_COPY").is_some();
+    let c = RegistryClient::new(opts).unwrap();
     c.set_credential(
         &authed.addr,
         Credential::Basic {
@@ -80,6 +85,7 @@ fn main() {
     let mut rows: Vec<String> = vec![];
 
     // 1. One-file change onto a ~100 MB base.
+    if !only_copy {
     let base = Reference::parse(&open.reference("bench/base:1")).unwrap();
     rt.block_on(base_image(
         &c,
@@ -151,6 +157,7 @@ fn main() {
         "| append: one-file change onto 100 MB base (4 layers) + 2 MB deps layer, push | {med:.1} ms | min {lo:.1} / max {hi:.1} ms; uploaded {} B/push = changed layer + config ({} B) |",
         uploaded[0], layer_sizes[0]
     ));
+    }
 
     // 2. hoist copy vs skopeo copy, 8 layers ~150 MB, open -> authed, alternately.
     let src = Reference::parse(&open.reference("bench/big:1")).unwrap();
