@@ -224,24 +224,62 @@ fn credential_helpers_are_used() {
         std::fs::write(bin.join(name), &script).unwrap();
         std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let cfg = tmp.path().join("docker");
     std::fs::create_dir_all(&cfg).unwrap();
     let src = tmp.path().join("src");
     write_file(&src.join("a"), b"a", 0o644);
-    hoist(&cfg).args(["image", "append", "--base", "scratch", "--layer"]).arg(format!("{}:/a", src.display())).args(["--tag", &open.reference("h/img:1")]).assert().success();
+    hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/a", src.display()))
+        .args(["--tag", &open.reference("h/img:1")])
+        .assert()
+        .success();
     for (conf, helper) in [
-        (serde_json::json!({"credHelpers": {authed.addr.clone(): "hoisttest"}}), "docker-credential-hoisttest"),
-        (serde_json::json!({"credsStore": "storetest"}), "docker-credential-storetest"),
+        (
+            serde_json::json!({"credHelpers": {authed.addr.clone(): "hoisttest"}}),
+            "docker-credential-hoisttest",
+        ),
+        (
+            serde_json::json!({"credsStore": "storetest"}),
+            "docker-credential-storetest",
+        ),
     ] {
         std::fs::write(cfg.join("config.json"), conf.to_string()).unwrap();
         let _ = std::fs::remove_file(&log);
-        hoist(&cfg).env("PATH", &path).args(["image", "copy", &open.reference("h/img:1"), &authed.reference("h/img:1")]).assert().success();
+        hoist(&cfg)
+            .env("PATH", &path)
+            .args([
+                "image",
+                "copy",
+                &open.reference("h/img:1"),
+                &authed.reference("h/img:1"),
+            ])
+            .assert()
+            .success();
         let calls = std::fs::read_to_string(&log).unwrap();
-        assert!(calls.contains(&format!("{helper} get {}", authed.addr)), "{calls}");
+        assert!(
+            calls.contains(&format!("{helper} get {}", authed.addr)),
+            "{calls}"
+        );
     }
     // A helper that is configured but missing: the error names it.
-    std::fs::write(cfg.join("config.json"), serde_json::json!({"credHelpers": {authed.addr.clone(): "absent"}}).to_string()).unwrap();
-    let a = hoist(&cfg).args(["image", "inspect", &authed.reference("h/img:1")]).assert().failure();
-    assert!(stderr(&a).contains("docker-credential-absent"), "{}", stderr(&a));
+    std::fs::write(
+        cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {authed.addr.clone(): "absent"}}).to_string(),
+    )
+    .unwrap();
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &authed.reference("h/img:1")])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains("docker-credential-absent"),
+        "{}",
+        stderr(&a)
+    );
 }

@@ -70,7 +70,10 @@ fn main() {
     let authed = Registry::start(true);
     let tmp = tempfile::tempdir().unwrap();
     let mut opts = ClientOptions::default();
-    if let Some(n) = std::env::var("HOIST_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("HOIST_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.max_concurrency = n;
     }
     let only_copy = std::env::var_os("HOIST_BENCH_ONLY_COPY").is_some();
@@ -86,74 +89,74 @@ fn main() {
 
     // 1. One-file change onto a ~100 MB base.
     if !only_copy {
-    let base = Reference::parse(&open.reference("bench/base:1")).unwrap();
-    rt.block_on(base_image(
-        &c,
-        &base,
-        4,
-        25 * 1024 * 1024,
-        &tmp.path().join("base"),
-    ));
-    let app = tmp.path().join("app");
-    for i in 0..50 {
+        let base = Reference::parse(&open.reference("bench/base:1")).unwrap();
+        rt.block_on(base_image(
+            &c,
+            &base,
+            4,
+            25 * 1024 * 1024,
+            &tmp.path().join("base"),
+        ));
+        let app = tmp.path().join("app");
+        for i in 0..50 {
+            write_file(
+                &app.join(format!("static/f{i}.txt")),
+                format!("file {i}\n").repeat(50).as_bytes(),
+                0o644,
+            );
+        }
+        write_file(&app.join("main.js"), b"console.log(0)\n", 0o644);
+        let deps = tmp.path().join("deps");
         write_file(
-            &app.join(format!("static/f{i}.txt")),
-            format!("file {i}\n").repeat(50).as_bytes(),
+            &deps.join("lib.bin"),
+            &pseudo_random(7, 2 * 1024 * 1024),
             0o644,
         );
-    }
-    write_file(&app.join("main.js"), b"console.log(0)\n", 0o644);
-    let deps = tmp.path().join("deps");
-    write_file(
-        &deps.join("lib.bin"),
-        &pseudo_random(7, 2 * 1024 * 1024),
-        0o644,
-    );
-    let target = Reference::parse(&open.reference("bench/app:dev")).unwrap();
-    let spec = BuildSpec {
-        base: base.to_string(),
-        layers: vec![
-            LayerSpec {
-                from: deps.clone(),
-                to: "/deps".into(),
-                ..Default::default()
-            },
-            LayerSpec {
-                from: app.clone(),
-                to: "/app".into(),
-                ..Default::default()
-            },
-        ],
-        cmd: Some(vec!["node".into(), "/app/main.js".into()]),
-        ..Default::default()
-    };
-    rt.block_on(build_and_push(&c, &spec, &target, &BuildOptions::default()))
-        .unwrap();
-    let mut times = vec![];
-    let mut uploaded = vec![];
-    let mut layer_sizes = vec![];
-    for round in 0..10 {
-        write_file(
-            &app.join("main.js"),
-            format!("console.log({})\n", round + 1).as_bytes(),
-            0o644,
-        );
-        let t = Instant::now();
-        let rep = rt
-            .block_on(build_and_push(&c, &spec, &target, &BuildOptions::default()))
+        let target = Reference::parse(&open.reference("bench/app:dev")).unwrap();
+        let spec = BuildSpec {
+            base: base.to_string(),
+            layers: vec![
+                LayerSpec {
+                    from: deps.clone(),
+                    to: "/deps".into(),
+                    ..Default::default()
+                },
+                LayerSpec {
+                    from: app.clone(),
+                    to: "/app".into(),
+                    ..Default::default()
+                },
+            ],
+            cmd: Some(vec!["node".into(), "/app/main.js".into()]),
+            ..Default::default()
+        };
+        rt.block_on(build_and_push(&c, &spec, &target, &BuildOptions::default()))
             .unwrap();
-        times.push(ms(t.elapsed()));
-        assert_eq!(rep.layers_uploaded, 1);
-        uploaded.push(rep.transfer.upload_bytes);
-        let m = rt
-            .block_on(c.get_manifest(&target))
-            .unwrap()
-            .image()
-            .unwrap();
-        layer_sizes.push(m.layers.last().unwrap().size + m.config.size);
-    }
-    let (lo, med, hi) = stats(&mut times);
-    rows.push(format!(
+        let mut times = vec![];
+        let mut uploaded = vec![];
+        let mut layer_sizes = vec![];
+        for round in 0..10 {
+            write_file(
+                &app.join("main.js"),
+                format!("console.log({})\n", round + 1).as_bytes(),
+                0o644,
+            );
+            let t = Instant::now();
+            let rep = rt
+                .block_on(build_and_push(&c, &spec, &target, &BuildOptions::default()))
+                .unwrap();
+            times.push(ms(t.elapsed()));
+            assert_eq!(rep.layers_uploaded, 1);
+            uploaded.push(rep.transfer.upload_bytes);
+            let m = rt
+                .block_on(c.get_manifest(&target))
+                .unwrap()
+                .image()
+                .unwrap();
+            layer_sizes.push(m.layers.last().unwrap().size + m.config.size);
+        }
+        let (lo, med, hi) = stats(&mut times);
+        rows.push(format!(
         "| append: one-file change onto 100 MB base (4 layers) + 2 MB deps layer, push | {med:.1} ms | min {lo:.1} / max {hi:.1} ms; uploaded {} B/push = changed layer + config ({} B) |",
         uploaded[0], layer_sizes[0]
     ));
