@@ -620,3 +620,53 @@ async fn bad_input_gets_clear_errors() {
     .to_string();
     assert!(e.contains("escapes the image root"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_on_another_registry_is_streamed_across_and_store_builds_work() {
+    let open = Registry::start(false);
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    c.set_credential(
+        &authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let base = push_base(&c, &open, "up/base:1", 2, 30_000, tmp.path()).await;
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    let target = r(&authed.reference("down/app:1"));
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rep.layers_uploaded, 3,
+        "2 base layers streamed across + 1 new: {rep:?}"
+    );
+    let again = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.transfer.blob_uploads, again.digest),
+        (0, rep.digest.clone())
+    );
+
+    // The same spec built into the local store gives the same image digest, with no push.
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let name = r("hoist.local/app:dev");
+    let img = hoist_oci::build::build_to_store(&c, &spec, &store, &name, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(img.manifest_digest, rep.digest);
+    for l in &img.manifest.layers {
+        assert!(store.blob_path(&l.digest).is_file());
+    }
+    assert_eq!(img.config.rootfs.diff_ids.len(), 3);
+}
