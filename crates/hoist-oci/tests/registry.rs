@@ -294,6 +294,14 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
         },
     );
     let src = push_base(&c, &open, "lib/img:1", 3, 150_000, tmp.path()).await;
+    // Layers above the 64 KiB chunk size went up in PATCH chunks.
+    assert!(
+        open.log()
+            .matches("\"PATCH /v2/lib/img/blobs/uploads/")
+            .count()
+            >= 6,
+        "chunked upload expected"
+    );
     let dst = r(&authed.reference("mirror/img:1"));
     let rep = copy(
         &c,
@@ -669,4 +677,61 @@ async fn base_on_another_registry_is_streamed_across_and_store_builds_work() {
         assert!(store.blob_path(&l.digest).is_file());
     }
     assert_eq!(img.config.rootfs.diff_ids.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_base_gives_docker_media_types() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let oci_base = push_base(&c, &reg, "conv/oci:1", 1, 1000, tmp.path()).await;
+    let docker_base = reg.reference("conv/docker:1");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker://{oci_base}"),
+        &format!("docker://{docker_base}"),
+    ]);
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let target = r(&reg.reference("conv/app:1"));
+    let spec = BuildSpec {
+        base: docker_base.clone(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    let m = c.get_manifest(&target).await.unwrap();
+    assert_eq!(m.media_type, media::DOCKER_MANIFEST);
+    let m = m.image().unwrap();
+    assert_eq!(m.config.media_type, media::DOCKER_CONFIG);
+    assert!(
+        m.layers
+            .iter()
+            .all(|l| l.media_type == media::DOCKER_LAYER_GZIP),
+        "{m:?}"
+    );
+    // OCI base stays OCI.
+    let spec = BuildSpec {
+        base: oci_base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_manifest(&target).await.unwrap().media_type,
+        media::OCI_MANIFEST
+    );
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
 }
