@@ -32,6 +32,8 @@ pub struct ClientOptions {
     pub insecure: Vec<String>,
     /// Extra PEM CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// Loopback registries that serve HTTPS (loopback defaults to plain HTTP).
+    pub tls_loopback: Vec<String>,
     /// Upload blobs larger than this in PATCH chunks of this size; `None` = always monolithic.
     pub chunk_size: Option<u64>,
     /// Parallel blob transfers.
@@ -52,6 +54,7 @@ impl Default for ClientOptions {
         Self {
             insecure,
             ca_file: None,
+            tls_loopback: vec![],
             chunk_size: None,
             max_concurrency: 6,
             retries: 3,
@@ -202,11 +205,13 @@ impl RegistryClient {
     }
 
     pub fn base_url(&self, r: &Reference) -> String {
-        let scheme = if is_insecure(&r.registry, &self.inner.opts.insecure) {
-            "http"
-        } else {
-            "https"
-        };
+        let o = &self.inner.opts;
+        let scheme =
+            if is_insecure(&r.registry, &o.insecure) && !o.tls_loopback.contains(&r.registry) {
+                "http"
+            } else {
+                "https"
+            };
         format!("{scheme}://{}", r.api_host())
     }
 

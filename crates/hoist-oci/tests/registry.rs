@@ -735,3 +735,60 @@ async fn docker_schema2_base_gives_docker_media_types() {
         &format!("docker://{target}"),
     ]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_registry_with_custom_ca() {
+    let reg = Registry::start_with(true, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = r(&reg.reference("tls/app:1"));
+    let src = tmp.path().join("a");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&src, "/a")],
+        ..Default::default()
+    };
+    // Without the CA: the certificate is rejected.
+    let no_ca = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    no_ca.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let e = build_and_push(&no_ca, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let c = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    c.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    let e = RegistryClient::new(ClientOptions {
+        ca_file: Some(tmp.path().join("missing.pem")),
+        ..Default::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("missing.pem"), "{e}");
+}
