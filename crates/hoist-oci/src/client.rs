@@ -623,6 +623,64 @@ impl RegistryClient {
         Ok(bytes)
     }
 
+    /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
+    /// digest matches), without holding it in memory. Returns the size.
+    pub async fn download_blob_to(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        dest: &std::path::Path,
+    ) -> Result<u64> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let mut resp = self
+            .send(
+                r,
+                &pull_scope(&r.repository),
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
+        }
+        let dir = dest.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.clone(),
+            source,
+        })? {
+            h.update(&chunk);
+            n += chunk.len() as u64;
+            tmp.write_all(&chunk)
+                .ctx(|| format!("writing {}", dest.display()))?;
+            self.progress(chunk.len() as u64);
+        }
+        let actual = Digest::from_hasher(h);
+        if &actual != d {
+            // `tmp` is deleted on drop: nothing lands.
+            return Err(Error::DigestMismatch {
+                what: format!("blob {d} of {}", r.name()),
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        tmp.persist(dest).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e.error,
+        })?;
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        Ok(n)
+    }
+
     /// Ask the registry to mount `d` from `from` (same registry) into `r`.
     /// `Ok(Some(location))` when declined (202: upload there instead), `Ok(None)` when mounted.
     pub async fn mount_blob(

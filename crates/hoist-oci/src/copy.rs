@@ -264,6 +264,10 @@ async fn copy_image(
                     if l.has_blob(&d) {
                         return Ok(BlobOutcome::Present);
                     }
+                    if let Src::Registry(sr) = &*s {
+                        c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                        return Ok(BlobOutcome::Uploaded);
+                    }
                     let data = s.blob(&c, &d).await?;
                     let l = l.clone();
                     tokio::task::spawn_blocking(move || l.put_blob(&d, &data))
