@@ -531,6 +531,17 @@ async fn local_store_pulls_verified_and_rejects_corrupt_blobs() {
         "nothing written for a mismatching blob"
     );
     assert!(matches!(store.resolve(&bad), Err(Error::NotInStore { .. })));
+    // No temp file left behind either: every file in the store is named by its own digest.
+    for e in std::fs::read_dir(store.layout().root().join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            Digest::of(&std::fs::read(&p).unwrap()).hex(),
+            name,
+            "stray file {}",
+            p.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
