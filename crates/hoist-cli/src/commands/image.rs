@@ -86,8 +86,10 @@ pub struct AppendArgs {
     /// KEY=VALUE environment variable; repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Working directory of the container.
     #[arg(long)]
     pub workdir: Option<String>,
+    /// User (and group) the container runs as, e.g. `1000` or `app:app`.
     #[arg(long)]
     pub user: Option<String>,
     /// KEY=VALUE label; repeatable.
