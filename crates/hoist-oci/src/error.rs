@@ -28,11 +28,6 @@ pub enum Error {
         repository: String,
         reference: String,
     },
-    #[error("repository {repository:?} on {registry} does not exist or is not readable")]
-    RepositoryUnknown {
-        registry: String,
-        repository: String,
-    },
     #[error(
         "{registry} refused the credentials (HTTP 401 on {url}); {lookup}\nhint: run `hoist registry login {registry}`"
     )]
