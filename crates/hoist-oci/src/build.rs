@@ -1,0 +1,416 @@
+//! Append layers onto a base image and push only what the target registry lacks.
+//! Base layers are mounted (same registry) or copied registry-to-registry, never rebuilt.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layer::{Layer, LayerBuilder, LayerSpec, source_date_epoch};
+use crate::manifest::{
+    Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
+};
+use crate::reference::Reference;
+
+/// What to build: a service's `image:` section, or `hoist image append` flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// Base image reference, or `scratch`.
+    pub base: String,
+    /// One layer per spec, in order.
+    pub layers: Vec<LayerSpec>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` pairs; a key already in the base is replaced.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Which image of a multi-platform base to build on (default linux/amd64).
+    pub platform: Platform,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            platform: Platform::linux_amd64(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PushReport {
+    pub reference: String,
+    pub digest: Digest,
+    pub layers_uploaded: usize,
+    pub layers_mounted: usize,
+    pub layers_present: usize,
+    /// Client counters for this push only.
+    pub transfer: CounterSnapshot,
+}
+
+/// A built image, ready to push.
+pub struct BuiltImage {
+    pub base: Option<Reference>,
+    pub base_layers: Vec<Descriptor>,
+    pub new_layers: Vec<Layer>,
+    pub config: ImageConfig,
+    pub config_bytes: Vec<u8>,
+    pub manifest: RawManifest,
+}
+
+pub fn is_scratch(base: &str) -> bool {
+    base.trim() == "scratch"
+}
+
+/// RFC 3339 UTC for a Unix time (no date crate for one function).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Apply the spec's settings to a config, appending the new layers' diff_ids and history.
+pub fn apply_spec(config: &mut ImageConfig, spec: &BuildSpec, layers: &[Layer], created: &str) {
+    let c = config.config.get_or_insert_with(Default::default);
+    if let Some(e) = &spec.entrypoint {
+        c.entrypoint = Some(e.clone());
+        // Like Docker: a new ENTRYPOINT drops the base's CMD unless a CMD is given too.
+        if spec.cmd.is_none() {
+            c.cmd = None;
+        }
+    }
+    if let Some(cmd) = &spec.cmd {
+        c.cmd = Some(cmd.clone());
+    }
+    if !spec.env.is_empty() {
+        let env = c.env.get_or_insert_with(Vec::new);
+        for (k, v) in &spec.env {
+            let prefix = format!("{k}=");
+            let entry = format!("{k}={v}");
+            match env.iter_mut().find(|e| e.starts_with(&prefix) || *e == k) {
+                Some(slot) => *slot = entry,
+                None => env.push(entry),
+            }
+        }
+    }
+    if let Some(w) = &spec.workdir {
+        c.working_dir = Some(w.clone());
+    }
+    if let Some(u) = &spec.user {
+        c.user = Some(u.clone());
+    }
+    if !spec.labels.is_empty() {
+        let labels = c.labels.get_or_insert_with(BTreeMap::new);
+        labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    for l in layers {
+        config.rootfs.diff_ids.push(l.diff_id.clone());
+        config.history.push(History {
+            created: Some(created.into()),
+            created_by: Some(l.created_by.clone()),
+            comment: Some("hoist".into()),
+            ..Default::default()
+        });
+    }
+    config.created = Some(created.into());
+}
+
+/// Build the layers (on blocking threads, one per spec) and the new config + manifest.
+pub async fn build(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    opts: &BuildOptions,
+) -> Result<BuiltImage> {
+    let mut tasks = JoinSet::new();
+    for (i, s) in spec.layers.iter().cloned().enumerate() {
+        tasks.spawn_blocking(move || {
+            LayerBuilder::new()
+                .add(&s)
+                .and_then(|b| b.build())
+                .map(|l| (i, l))
+        });
+    }
+    let base = if is_scratch(&spec.base) {
+        None
+    } else {
+        Some(Reference::parse(&spec.base)?)
+    };
+    let (base_manifest, mut config) = match &base {
+        None => (None, ImageConfig::empty(&opts.platform)),
+        Some(b) => {
+            let (raw, _) = client.resolve_image(b, &opts.platform).await?;
+            let m = raw.image()?;
+            let bytes = client.get_blob(b, &m.config.digest).await?;
+            let cfg = parse_config(&bytes, &m.config.digest)?;
+            (Some(m), cfg)
+        }
+    };
+    let mut layers: Vec<Option<Layer>> = vec![None; spec.layers.len()];
+    while let Some(r) = tasks.join_next().await {
+        let (i, l) = r.map_err(|e| Error::Invalid(format!("layer build task failed: {e}")))??;
+        layers[i] = Some(l);
+    }
+    let new_layers: Vec<Layer> = layers
+        .into_iter()
+        .map(|l| l.expect("every task reported"))
+        .collect();
+    let docker = base_manifest.as_ref().is_some_and(ImageManifest::is_docker);
+    let (manifest_type, config_type, layer_type) = if docker {
+        (
+            media::DOCKER_MANIFEST,
+            media::DOCKER_CONFIG,
+            media::DOCKER_LAYER_GZIP,
+        )
+    } else {
+        (
+            media::OCI_MANIFEST,
+            media::OCI_CONFIG,
+            media::OCI_LAYER_GZIP,
+        )
+    };
+    apply_spec(
+        &mut config,
+        spec,
+        &new_layers,
+        &rfc3339(source_date_epoch()),
+    );
+    let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
+        what: "new image config".into(),
+        source,
+    })?;
+    let base_layers = base_manifest
+        .as_ref()
+        .map(|m| m.layers.clone())
+        .unwrap_or_default();
+    let mut all_layers = base_layers.clone();
+    all_layers.extend(
+        new_layers
+            .iter()
+            .map(|l| Descriptor::new(layer_type, l.digest.clone(), l.blob.len() as u64)),
+    );
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.into()),
+        config: Descriptor::new(
+            config_type,
+            Digest::of(&config_bytes),
+            config_bytes.len() as u64,
+        ),
+        layers: all_layers,
+        annotations: None,
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
+        what: "new manifest".into(),
+        source,
+    })?;
+    let manifest = RawManifest::new(bytes, Some(manifest_type))?;
+    Ok(BuiltImage {
+        base,
+        base_layers,
+        new_layers,
+        config,
+        config_bytes,
+        manifest,
+    })
+}
+
+/// Build `spec` and push it as `target`; only blobs the target lacks are transferred.
+pub async fn build_and_push(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    target: &Reference,
+    opts: &BuildOptions,
+) -> Result<PushReport> {
+    let before = client.counters();
+    let img = build(client, spec, opts).await?;
+    let report = push_built(client, &img, target).await?;
+    let after = client.counters();
+    Ok(PushReport {
+        transfer: diff(after, before),
+        ..report
+    })
+}
+
+fn diff(a: CounterSnapshot, b: CounterSnapshot) -> CounterSnapshot {
+    CounterSnapshot {
+        requests: a.requests - b.requests,
+        blob_uploads: a.blob_uploads - b.blob_uploads,
+        upload_bytes: a.upload_bytes - b.upload_bytes,
+        mounts: a.mounts - b.mounts,
+        mounts_declined: a.mounts_declined - b.mounts_declined,
+        blob_downloads: a.blob_downloads - b.blob_downloads,
+        download_bytes: a.download_bytes - b.download_bytes,
+        manifest_puts: a.manifest_puts - b.manifest_puts,
+    }
+}
+
+pub(crate) fn counters_delta(a: CounterSnapshot, b: CounterSnapshot) -> CounterSnapshot {
+    diff(a, b)
+}
+
+/// Push a built image: base layers (mount/copy), new layers, config, then the manifest.
+pub async fn push_built(
+    client: &RegistryClient,
+    img: &BuiltImage,
+    target: &Reference,
+) -> Result<PushReport> {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        client.options().max_concurrency.max(1),
+    ));
+    let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
+    for d in &img.base_layers {
+        let (c, t, d, base, sem) = (
+            client.clone(),
+            target.clone(),
+            (d.digest.clone(), d.size),
+            img.base.clone().expect("base layers imply a base"),
+            sem.clone(),
+        );
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            if base.registry != t.registry {
+                if c.has_blob(&t, &d.0).await? {
+                    return Ok(BlobOutcome::Present);
+                }
+                c.stream_blob(&base, &t, &d.0, d.1).await?;
+                return Ok(BlobOutcome::Uploaded);
+            }
+            let d = d.0;
+            let from = Some(base.repository.clone());
+            let fetch = {
+                let (c, base, d) = (c.clone(), base.clone(), d.clone());
+                move || async move { c.get_blob(&base, &d).await }
+            };
+            c.ensure_blob(&t, &d, from.as_deref(), fetch).await
+        });
+    }
+    let mut new_blobs: Vec<(Digest, Bytes)> = img
+        .new_layers
+        .iter()
+        .map(|l| (l.digest.clone(), Bytes::from(l.blob.clone())))
+        .collect();
+    new_blobs.push((
+        img.manifest.image()?.config.digest,
+        Bytes::from(img.config_bytes.clone()),
+    ));
+    let n_new = img.new_layers.len();
+    for (i, (d, data)) in new_blobs.into_iter().enumerate() {
+        let (c, t, sem) = (client.clone(), target.clone(), sem.clone());
+        let is_layer = i < n_new;
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            let out = c
+                .ensure_blob(&t, &d, None, move || async move { Ok(data) })
+                .await?;
+            // Config blobs are not layers: report them as Present so counts stay about layers.
+            Ok(if is_layer { out } else { BlobOutcome::Present })
+        });
+    }
+    let (mut up, mut mounted, mut present) = (0usize, 0usize, 0usize);
+    while let Some(r) = tasks.join_next().await {
+        match r.map_err(|e| Error::Invalid(format!("push task failed: {e}")))?? {
+            BlobOutcome::Uploaded => up += 1,
+            BlobOutcome::Mounted => mounted += 1,
+            BlobOutcome::Present => present += 1,
+        }
+    }
+    let digest = client.put_manifest(target, &img.manifest).await?;
+    Ok(PushReport {
+        reference: target.to_string(),
+        digest,
+        layers_uploaded: up,
+        layers_mounted: mounted,
+        layers_present: present.saturating_sub(1),
+        transfer: CounterSnapshot::default(),
+    })
+}
+
+/// Build `spec` straight into the local store as `name` (no push): new blobs are written,
+/// base blobs are pulled from the base registry unless already stored.
+pub async fn build_to_store(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    store: &crate::store::LocalStore,
+    name: &Reference,
+    opts: &BuildOptions,
+) -> Result<crate::store::ResolvedImage> {
+    let img = build(client, spec, opts).await?;
+    if let Some(base) = &img.base {
+        for l in &img.base_layers {
+            if !store.layout().has_blob(&l.digest) {
+                let data = client.get_blob(base, &l.digest).await?;
+                store.layout().put_blob(&l.digest, &data)?;
+            }
+        }
+    }
+    let config_digest = Digest::of(&img.config_bytes);
+    let mut blobs: Vec<(Digest, &[u8])> = img
+        .new_layers
+        .iter()
+        .map(|l| (l.digest.clone(), &l.blob[..]))
+        .collect();
+    blobs.push((config_digest, &img.config_bytes[..]));
+    store.put_image(name, &img.manifest, &blobs)?;
+    store.resolve(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(946_684_800), "2000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn spec_applies_like_docker() {
+        let mut c = ImageConfig::empty(&Platform::linux_amd64());
+        c.config.as_mut().unwrap().cmd = Some(vec!["sh".into()]);
+        c.config.as_mut().unwrap().env = Some(vec!["PATH=/bin".into(), "A=1".into()]);
+        let spec = BuildSpec {
+            entrypoint: Some(vec!["/app".into()]),
+            env: vec![("A".into(), "2".into()), ("B".into(), "3".into())],
+            workdir: Some("/w".into()),
+            user: Some("1000".into()),
+            labels: BTreeMap::from([("k".into(), "v".into())]),
+            ..Default::default()
+        };
+        apply_spec(&mut c, &spec, &[], "2000-01-01T00:00:00Z");
+        let cc = c.config.unwrap();
+        assert_eq!(cc.entrypoint, Some(vec!["/app".to_string()]));
+        assert_eq!(cc.cmd, None);
+        assert_eq!(
+            cc.env,
+            Some(vec!["PATH=/bin".to_string(), "A=2".into(), "B=3".into()])
+        );
+        assert_eq!(cc.working_dir.as_deref(), Some("/w"));
+        assert_eq!(cc.user.as_deref(), Some("1000"));
+        assert_eq!(cc.labels.unwrap()["k"], "v");
+    }
+}

@@ -1,0 +1,1107 @@
+//! OCI distribution API client: ping, auth (anonymous, basic, bearer tokens), manifests,
+//! blobs (HEAD, mount, monolithic and chunked upload, verified download), with retries.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::Mutex;
+
+use crate::auth::{self, Credential, Lookup};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Parsed, Platform, RawManifest, media};
+use crate::reference::Reference;
+
+/// Install ring as the process-wide rustls provider. Safe to call many times; the whole
+/// workspace (kube included) must use this one provider.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Registries (host[:port]) to talk to over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+    /// Extra PEM CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Loopback registries that serve HTTPS (loopback defaults to plain HTTP).
+    pub tls_loopback: Vec<String>,
+    /// Upload blobs larger than this in PATCH chunks of this size; `None` = always monolithic.
+    pub chunk_size: Option<u64>,
+    /// Parallel blob transfers.
+    pub max_concurrency: usize,
+    pub retries: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let insecure = std::env::var("HOIST_INSECURE_REGISTRIES")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            insecure,
+            ca_file: None,
+            tls_loopback: vec![],
+            chunk_size: None,
+            max_concurrency: 6,
+            retries: 3,
+        }
+    }
+}
+
+/// What the client did: tests and benchmarks read these to prove "only the missing blobs".
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub blob_uploads: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    pub mounts: AtomicU64,
+    pub mounts_declined: AtomicU64,
+    pub blob_downloads: AtomicU64,
+    pub download_bytes: AtomicU64,
+    pub manifest_puts: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub requests: u64,
+    pub blob_uploads: u64,
+    pub upload_bytes: u64,
+    pub mounts: u64,
+    pub mounts_declined: u64,
+    pub blob_downloads: u64,
+    pub download_bytes: u64,
+    pub manifest_puts: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterSnapshot {
+            requests: l(&self.requests),
+            blob_uploads: l(&self.blob_uploads),
+            upload_bytes: l(&self.upload_bytes),
+            mounts: l(&self.mounts),
+            mounts_declined: l(&self.mounts_declined),
+            blob_downloads: l(&self.blob_downloads),
+            download_bytes: l(&self.download_bytes),
+            manifest_puts: l(&self.manifest_puts),
+        }
+    }
+}
+
+fn add(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+#[derive(Clone, Debug)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+#[derive(Default)]
+struct RegistryAuth {
+    lookup: Option<Lookup>,
+    challenge: Option<Challenge>,
+    tokens: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    opts: ClientOptions,
+    auth: Mutex<HashMap<String, RegistryAuth>>,
+    overrides: std::sync::Mutex<HashMap<String, Credential>>,
+    counters: Counters,
+    progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+/// Does a registry get plain HTTP? Loopback always; others only when named insecure.
+pub fn is_insecure(registry: &str, insecure: &[String]) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
+    };
+    host == "localhost"
+        || host == "::1"
+        || host.starts_with("127.")
+        || insecure.iter().any(|i| i == registry || i == host)
+}
+
+impl RegistryClient {
+    pub fn new(opts: ClientOptions) -> Result<Self> {
+        install_crypto_provider();
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(16);
+        if let Some(ca) = &opts.ca_file {
+            let pem = std::fs::read(ca).ctx(|| format!("reading CA file {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
+            b = b.tls_certs_merge(certs);
+        }
+        let http = b.build().map_err(|e| Error::Tls(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                opts,
+                auth: Mutex::new(HashMap::new()),
+                overrides: Default::default(),
+                counters: Counters::default(),
+                progress: Default::default(),
+            }),
+        })
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// Show transferred bytes on this bar (callers create it only on a TTY).
+    pub fn set_progress(&self, bar: Option<indicatif::ProgressBar>) {
+        *self.inner.progress.lock().unwrap() = bar;
+    }
+
+    fn progress(&self, n: u64) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            b.inc(n);
+        }
+    }
+
+    /// Use these credentials for `registry` instead of the Docker config (login checks).
+    pub fn set_credential(&self, registry: &str, cred: Credential) {
+        self.inner
+            .overrides
+            .lock()
+            .unwrap()
+            .insert(registry.to_string(), cred);
+    }
+
+    pub fn base_url(&self, r: &Reference) -> String {
+        let o = &self.inner.opts;
+        let scheme =
+            if is_insecure(&r.registry, &o.insecure) && !o.tls_loopback.contains(&r.registry) {
+                "http"
+            } else {
+                "https"
+            };
+        format!("{scheme}://{}", r.api_host())
+    }
+
+    async fn lookup(&self, registry: &str) -> Result<Lookup> {
+        if let Some(c) = self.inner.overrides.lock().unwrap().get(registry) {
+            return Ok(Lookup {
+                credential: Some(c.clone()),
+                description: "credentials given on the command line".into(),
+            });
+        }
+        auth::lookup(registry).await
+    }
+
+    async fn auth_header(&self, r: &Reference, scope: &str) -> Option<HeaderValue> {
+        let map = self.inner.auth.lock().await;
+        let a = map.get(&r.registry)?;
+        match a.challenge.as_ref()? {
+            Challenge::Basic => match a.lookup.as_ref()?.credential.as_ref()? {
+                Credential::Basic { username, password } => HeaderValue::from_str(&format!(
+                    "Basic {}",
+                    B64.encode(format!("{username}:{password}"))
+                ))
+                .ok(),
+                Credential::IdentityToken(_) => None,
+            },
+            Challenge::Bearer { .. } => a
+                .tokens
+                .get(scope)
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()),
+        }
+    }
+
+    /// React to a 401: remember the challenge, find credentials, fetch a token if bearer.
+    async fn authenticate(&self, r: &Reference, scope: &str, www: Option<&str>) -> Result<()> {
+        let challenge = www.and_then(parse_challenge);
+        let lookup = {
+            let map = self.inner.auth.lock().await;
+            map.get(&r.registry).and_then(|a| a.lookup.clone())
+        };
+        let lookup = match lookup {
+            Some(l) => l,
+            None => self.lookup(&r.registry).await?,
+        };
+        let mut token = None;
+        if let Some(Challenge::Bearer { realm, service }) = &challenge {
+            token = Some(
+                self.fetch_token(r, realm, service.as_deref(), scope, &lookup)
+                    .await?,
+            );
+        }
+        let mut map = self.inner.auth.lock().await;
+        let a = map.entry(r.registry.clone()).or_default();
+        a.lookup = Some(lookup);
+        a.challenge = challenge;
+        if let Some(t) = token {
+            a.tokens.insert(scope.to_string(), t);
+        }
+        Ok(())
+    }
+
+    async fn fetch_token(
+        &self,
+        r: &Reference,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        lookup: &Lookup,
+    ) -> Result<String> {
+        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+            Error::Invalid(format!(
+                "{} sent an invalid token realm {realm:?}: {e}",
+                r.registry
+            ))
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                q.append_pair("scope", s);
+            }
+        }
+        let resp = match &lookup.credential {
+            Some(Credential::IdentityToken(t)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", t.clone()),
+                    ("client_id", "hoist".into()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.into()));
+                }
+                if !scope.is_empty() {
+                    form.push(("scope", scope.into()));
+                }
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                self.inner
+                    .http
+                    .post(realm)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+            }
+            Some(Credential::Basic { username, password }) => {
+                self.inner
+                    .http
+                    .get(url.clone())
+                    .basic_auth(username, Some(password))
+                    .send()
+                    .await
+            }
+            None => self.inner.http.get(url.clone()).send().await,
+        }
+        .map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.to_string(),
+            source,
+        })?;
+        add(&self.inner.counters.requests, 1);
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(Error::Unauthorized {
+                    registry: r.registry.clone(),
+                    url: url.to_string(),
+                    lookup: lookup.description.clone(),
+                });
+            }
+            s => return Err(http_error(r, "GET", url.as_str(), s, resp).await),
+        }
+        let v: serde_json::Value = resp.json_bytes().await?;
+        v.get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(String::from)
+            .ok_or_else(|| Error::Invalid(format!("token endpoint {realm} returned no token")))
+    }
+
+    /// Send with auth and retries. `scope` is the token scope this request needs.
+    async fn send(
+        &self,
+        r: &Reference,
+        scope: &str,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Response> {
+        let mut authed = false;
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            if let Some(h) = self.auth_header(r, scope).await {
+                req = req.header(header::AUTHORIZATION, h);
+            }
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            add(&self.inner.counters.requests, 1);
+            let result = req.send().await;
+            let retryable = match &result {
+                Ok(resp) => {
+                    resp.status().is_server_error()
+                        || resp.status() == StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            };
+            if retryable && attempt < self.inner.opts.retries {
+                attempt += 1;
+                let delay = Duration::from_millis(100 * (1 << attempt));
+                tracing::debug!(%url, attempt, ?delay, "retrying after a server error or dropped connection");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let resp = result.map_err(|source| Error::Transport {
+                registry: r.registry.clone(),
+                url: url.to_string(),
+                source,
+            })?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                let www = resp
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                if !authed && www.is_some() {
+                    authed = true;
+                    self.authenticate(r, scope, www.as_deref()).await?;
+                    if self.auth_header(r, scope).await.is_some() {
+                        continue;
+                    }
+                }
+                let lookup = self
+                    .inner
+                    .auth
+                    .lock()
+                    .await
+                    .get(&r.registry)
+                    .and_then(|a| a.lookup.as_ref().map(|l| l.description.clone()));
+                let lookup = match lookup {
+                    Some(l) => l,
+                    None => self
+                        .lookup(&r.registry)
+                        .await
+                        .map(|l| l.description)
+                        .unwrap_or_else(|e| e.to_string()),
+                };
+                return Err(Error::Unauthorized {
+                    registry: r.registry.clone(),
+                    url: url.to_string(),
+                    lookup,
+                });
+            }
+            if resp.status() == StatusCode::FORBIDDEN {
+                let lookup = self
+                    .inner
+                    .auth
+                    .lock()
+                    .await
+                    .get(&r.registry)
+                    .and_then(|a| a.lookup.as_ref().map(|l| l.description.clone()))
+                    .unwrap_or_else(|| "anonymous".into());
+                return Err(Error::Forbidden {
+                    registry: r.registry.clone(),
+                    url: url.to_string(),
+                    lookup,
+                });
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// `GET /v2/`: is the registry there, and do our credentials work?
+    pub async fn ping(&self, r: &Reference) -> Result<()> {
+        let url = format!("{}/v2/", self.base_url(r));
+        let resp = self
+            .send(r, "", Method::GET, &url, HeaderMap::new(), None)
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(http_error(r, "GET", &url, resp.status(), resp).await)
+        }
+    }
+
+    pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
+        let reference = r.reference();
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base_url(r),
+            r.repository,
+            reference
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(media::ACCEPT));
+        let resp = self
+            .send(r, &pull_scope(&r.repository), Method::GET, &url, h, None)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::ManifestUnknown {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                reference,
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
+        }
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| Digest::parse(d).ok());
+        let bytes = resp.bytes().await.map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        let raw = RawManifest::new(bytes.to_vec(), ct.as_deref())?;
+        let expected = r.digest.clone().or(header_digest);
+        if let Some(d) = expected
+            && d != raw.digest
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {r}"),
+                expected: d.to_string(),
+                actual: raw.digest.to_string(),
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Fetch a manifest and, for an index, the manifest for `platform`.
+    /// Returns (image manifest, the index it came from).
+    pub async fn resolve_image(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+    ) -> Result<(RawManifest, Option<RawManifest>)> {
+        let top = self.get_manifest(r).await?;
+        match top.parse()? {
+            Parsed::Image(_) => Ok((top, None)),
+            Parsed::Index(idx) => {
+                let d = idx.select(platform, &r.to_string())?;
+                let child = self.get_manifest(&r.with_digest(d.digest.clone())).await?;
+                Ok((child, Some(top)))
+            }
+        }
+    }
+
+    pub async fn put_manifest(&self, r: &Reference, raw: &RawManifest) -> Result<Digest> {
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base_url(r),
+            r.repository,
+            r.reference()
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&raw.media_type).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        let resp = self
+            .send(
+                r,
+                &push_scope(&r.repository, None),
+                Method::PUT,
+                &url,
+                h,
+                Some(Bytes::from(raw.bytes.clone())),
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(http_error(r, "PUT", &url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.manifest_puts, 1);
+        Ok(raw.digest.clone())
+    }
+
+    /// `HEAD` a blob: does the repository already have it?
+    pub async fn has_blob(&self, r: &Reference, d: &Digest) -> Result<bool> {
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let resp = self
+            .send(
+                r,
+                &push_or_pull(r),
+                Method::HEAD,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(http_error(r, "HEAD", &url, s, resp).await),
+        }
+    }
+
+    /// Download a blob and verify its digest; nothing is returned if it does not match.
+    pub async fn get_blob(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let resp = self
+            .send(
+                r,
+                &pull_scope(&r.repository),
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::Http {
+                registry: r.registry.clone(),
+                method: "GET".into(),
+                url,
+                status: 404,
+                body: format!("blob {d} is not in {}", r.repository),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, bytes.len() as u64);
+        self.progress(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
+    /// digest matches), without holding it in memory. Returns the size.
+    pub async fn download_blob_to(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        dest: &std::path::Path,
+    ) -> Result<u64> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let mut resp = self
+            .send(
+                r,
+                &pull_scope(&r.repository),
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
+        }
+        let dir = dest.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.clone(),
+            source,
+        })? {
+            h.update(&chunk);
+            n += chunk.len() as u64;
+            tmp.write_all(&chunk)
+                .ctx(|| format!("writing {}", dest.display()))?;
+            self.progress(chunk.len() as u64);
+        }
+        let actual = Digest::from_hasher(h);
+        if &actual != d {
+            // `tmp` is deleted on drop: nothing lands.
+            return Err(Error::DigestMismatch {
+                what: format!("blob {d} of {}", r.name()),
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        tmp.persist(dest).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e.error,
+        })?;
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        Ok(n)
+    }
+
+    /// Ask the registry to mount `d` from `from` (same registry) into `r`.
+    /// `Ok(Some(location))` when declined (202: upload there instead), `Ok(None)` when mounted.
+    pub async fn mount_blob(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        from: &str,
+    ) -> Result<Option<String>> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={d}&from={from}",
+            self.base_url(r),
+            r.repository
+        );
+        let resp = self
+            .send(
+                r,
+                &push_scope(&r.repository, Some(from)),
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => {
+                add(&self.inner.counters.mounts, 1);
+                Ok(None)
+            }
+            StatusCode::ACCEPTED => {
+                add(&self.inner.counters.mounts_declined, 1);
+                Ok(Some(self.location(r, &url, &resp)?))
+            }
+            s => Err(http_error(r, "POST", &url, s, resp).await),
+        }
+    }
+
+    fn location(&self, r: &Reference, url: &str, resp: &Response) -> Result<String> {
+        let loc = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: upload response to {url} has no Location",
+                    r.registry
+                ))
+            })?;
+        let base = reqwest::Url::parse(url).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(base
+            .join(loc)
+            .map_err(|e| Error::Invalid(format!("bad upload Location {loc:?}: {e}")))?
+            .to_string())
+    }
+
+    async fn start_upload(&self, r: &Reference) -> Result<String> {
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base_url(r), r.repository);
+        let resp = self
+            .send(
+                r,
+                &push_scope(&r.repository, None),
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(http_error(r, "POST", &url, resp.status(), resp).await);
+        }
+        self.location(r, &url, &resp)
+    }
+
+    /// Upload a blob (monolithic, or chunked above `chunk_size`), into a session or a new one.
+    pub async fn upload_blob(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        data: Bytes,
+        session: Option<String>,
+    ) -> Result<()> {
+        let mut loc = match session {
+            Some(s) => s,
+            None => self.start_upload(r).await?,
+        };
+        let scope = push_scope(&r.repository, None);
+        let total = data.len() as u64;
+        let mut body = data.clone();
+        if let Some(chunk) = self.inner.opts.chunk_size.filter(|c| *c > 0 && total > *c) {
+            let mut off = 0u64;
+            while off < total {
+                let end = (off + chunk).min(total);
+                let mut h = HeaderMap::new();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("{off}-{}", end - 1)).expect("ascii"),
+                );
+                let resp = self
+                    .send(
+                        r,
+                        &scope,
+                        Method::PATCH,
+                        &loc,
+                        h,
+                        Some(data.slice(off as usize..end as usize)),
+                    )
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(http_error(r, "PATCH", &loc, resp.status(), resp).await);
+                }
+                loc = self.location(r, &loc, &resp)?;
+                off = end;
+            }
+            body = Bytes::new();
+        }
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let url = format!("{loc}{sep}digest={d}");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let resp = self
+            .send(r, &scope, Method::PUT, &url, h, Some(body))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(http_error(r, "PUT", &url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.blob_uploads, 1);
+        add(&self.inner.counters.upload_bytes, total);
+        self.progress(total);
+        Ok(())
+    }
+
+    /// Make sure `target` has blob `d`: HEAD, then mount from `mount_from` (same registry),
+    /// then upload the bytes `fetch` produces. Returns what happened.
+    pub async fn ensure_blob<F, Fut>(
+        &self,
+        target: &Reference,
+        d: &Digest,
+        mount_from: Option<&str>,
+        fetch: F,
+    ) -> Result<BlobOutcome>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes>>,
+    {
+        if self.has_blob(target, d).await? {
+            return Ok(BlobOutcome::Present);
+        }
+        let mut session = None;
+        if let Some(from) = mount_from.filter(|f| *f != target.repository) {
+            match self.mount_blob(target, d, from).await? {
+                None => return Ok(BlobOutcome::Mounted),
+                Some(loc) => session = Some(loc),
+            }
+        }
+        let data = fetch().await?;
+        d.verify(&data, &format!("blob {d}"))?;
+        self.upload_blob(target, d, data, session).await?;
+        Ok(BlobOutcome::Uploaded)
+    }
+}
+
+/// A request body fed from a channel, with an exact length (so the registry sees
+/// Content-Length), for streaming a blob from one registry into another.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<http_body::Frame<Bytes>>>> {
+        self.rx.poll_recv(cx).map(|o| {
+            o.map(|r| {
+                r.map(|b| {
+                    self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                    http_body::Frame::data(b)
+                })
+            })
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl RegistryClient {
+    /// Stream blob `d` (`size` bytes) from `src` into `dst` (different registries) without
+    /// holding it in memory: download and upload overlap. The digest is checked on the way;
+    /// a mismatch aborts the upload (and the destination registry checks it again).
+    pub async fn stream_blob(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        d: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let get_url = format!("{}/v2/{}/blobs/{d}", self.base_url(src), src.repository);
+        let scope = pull_scope(&src.repository);
+        let (resp, loc) = tokio::try_join!(
+            self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None),
+            self.start_upload(dst)
+        )?;
+        if !resp.status().is_success() {
+            return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        let (registry, what) = (src.registry.clone(), format!("blob {d} of {}", src.name()));
+        let expected = d.clone();
+        let pump = tokio::spawn(async move {
+            use sha2::Digest as _;
+            let mut resp = resp;
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(b)) => {
+                        h.update(&b);
+                        n += b.len() as u64;
+                        if tx.send(Ok(b)).await.is_err() {
+                            return Err(Error::Invalid(format!("upload of {what} stopped early")));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("source download failed")))
+                            .await;
+                        return Err(Error::Transport {
+                            registry,
+                            url: what,
+                            source,
+                        });
+                    }
+                }
+            }
+            let actual = Digest::from_hasher(h);
+            if actual != expected {
+                let _ = tx.send(Err(std::io::Error::other("digest mismatch"))).await;
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(n)
+        });
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put_url = format!("{loc}{sep}digest={d}");
+        let mut req = self
+            .inner
+            .http
+            .put(&put_url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap(ChannelBody {
+                rx,
+                remaining: size,
+            }));
+        if let Some(h) = self
+            .auth_header(dst, &push_scope(&dst.repository, None))
+            .await
+        {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        add(&self.inner.counters.requests, 1);
+        let put = req.send().await;
+        let pumped = pump
+            .await
+            .map_err(|e| Error::Invalid(format!("blob stream task failed: {e}")))?;
+        let n = pumped?;
+        let resp = put.map_err(|source| Error::Transport {
+            registry: dst.registry.clone(),
+            url: put_url.clone(),
+            source,
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        add(&self.inner.counters.blob_uploads, 1);
+        add(&self.inner.counters.upload_bytes, n);
+        self.progress(n);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobOutcome {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
+fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+fn push_scope(repo: &str, from: Option<&str>) -> String {
+    match from {
+        Some(f) => format!("repository:{repo}:pull,push repository:{f}:pull"),
+        None => format!("repository:{repo}:pull,push"),
+    }
+}
+
+/// HEADs happen while pushing: ask for the push scope so one token covers the whole push.
+fn push_or_pull(r: &Reference) -> String {
+    push_scope(&r.repository, None)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Parse `Bearer realm="…",service="…"` or `Basic realm="…"`.
+fn parse_challenge(h: &str) -> Option<Challenge> {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut params = HashMap::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let after = after.trim_start();
+        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            after.split_once(',').map_or((after, ""), |(v, t)| (v, t))
+        };
+        params.insert(k.trim().to_ascii_lowercase(), v.to_string());
+        s = tail.trim_start_matches([',', ' ']);
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: params.remove("realm")?,
+            service: params.remove("service"),
+        }),
+        _ => None,
+    }
+}
+
+async fn http_error(
+    r: &Reference,
+    method: &str,
+    url: &str,
+    status: StatusCode,
+    resp: Response,
+) -> Error {
+    let body = resp.text().await.unwrap_or_default();
+    let body = body.chars().take(500).collect::<String>();
+    Error::Http {
+        registry: r.registry.clone(),
+        method: method.into(),
+        url: url.into(),
+        status: status.as_u16(),
+        body: body.trim().to_string(),
+    }
+}
+
+trait JsonBytes {
+    async fn json_bytes(self) -> Result<serde_json::Value>;
+}
+
+impl JsonBytes for Response {
+    async fn json_bytes(self) -> Result<serde_json::Value> {
+        let url = self.url().to_string();
+        let b = self
+            .bytes()
+            .await
+            .map_err(|e| Error::Invalid(format!("reading {url}: {e}")))?;
+        serde_json::from_slice(&b).map_err(|source| Error::Json { what: url, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        match parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:x:pull""#,
+        ) {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.docker.io/token");
+                assert_eq!(service.as_deref(), Some("registry.docker.io"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        ));
+        assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn insecure_only_loopback_or_named() {
+        assert!(is_insecure("127.0.0.1:5000", &[]));
+        assert!(is_insecure("localhost:5000", &[]));
+        assert!(is_insecure("[::1]:5000", &[]));
+        assert!(!is_insecure("ghcr.io", &[]));
+        assert!(is_insecure("reg.local:5000", &["reg.local:5000".into()]));
+    }
+}

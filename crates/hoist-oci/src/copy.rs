@@ -1,0 +1,317 @@
+//! Copy images between registries and OCI layout directories, byte for byte (manifest
+//! digests are preserved), transferring only blobs the target lacks and mounting where possible.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use crate::build::counters_delta;
+use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::OciLayout;
+use crate::manifest::{Parsed, Platform, RawManifest};
+use crate::reference::Reference;
+
+/// Where an image lives: a registry, or an OCI layout directory (`oci:DIR[:NAME]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Registry(Reference),
+    Layout { dir: PathBuf, name: Option<String> },
+}
+
+impl FromStr for Location {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            if rest.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "invalid location {s:?}: expected oci:DIR[:NAME]"
+                )));
+            }
+            // `oci:DIR:NAME`: the name is what follows the last ':' if it has no '/'.
+            return Ok(match rest.rsplit_once(':') {
+                Some((dir, name)) if !name.contains('/') && !dir.is_empty() && !name.is_empty() => {
+                    Location::Layout {
+                        dir: dir.into(),
+                        name: Some(name.into()),
+                    }
+                }
+                _ => Location::Layout {
+                    dir: rest.into(),
+                    name: None,
+                },
+            });
+        }
+        let s = s.strip_prefix("docker://").unwrap_or(s);
+        Ok(Location::Registry(Reference::parse(s)?))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Registry(r) => write!(f, "{r}"),
+            Location::Layout { dir, name: Some(n) } => write!(f, "oci:{}:{n}", dir.display()),
+            Location::Layout { dir, name: None } => write!(f, "oci:{}", dir.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Copy every image of an index (the index digest is then preserved).
+    pub all_platforms: bool,
+    /// Otherwise copy only this platform's image.
+    pub platform: Platform,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            all_platforms: false,
+            platform: Platform::linux_amd64(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CopyReport {
+    pub source: String,
+    pub destination: String,
+    pub digest: Digest,
+    pub blobs_copied: usize,
+    pub blobs_mounted: usize,
+    pub blobs_skipped: usize,
+    pub transfer: CounterSnapshot,
+}
+
+enum Src {
+    Registry(Reference),
+    Layout(OciLayout, Option<String>),
+}
+
+enum Dst {
+    Registry(Reference),
+    Layout(OciLayout, Option<String>),
+}
+
+impl Src {
+    async fn top(&self, client: &RegistryClient) -> Result<RawManifest> {
+        match self {
+            Src::Registry(r) => client.get_manifest(r).await,
+            Src::Layout(l, name) => l.get_manifest(name.as_deref()),
+        }
+    }
+    async fn manifest(&self, client: &RegistryClient, d: &Digest) -> Result<RawManifest> {
+        match self {
+            Src::Registry(r) => client.get_manifest(&r.with_digest(d.clone())).await,
+            Src::Layout(l, _) => l.manifest_by_digest(d, None),
+        }
+    }
+    async fn blob(&self, client: &RegistryClient, d: &Digest) -> Result<Bytes> {
+        match self {
+            Src::Registry(r) => client.get_blob(r, d).await,
+            Src::Layout(l, _) => {
+                let (l, d) = (l.clone(), d.clone());
+                tokio::task::spawn_blocking(move || l.read_blob(&d).map(Bytes::from))
+                    .await
+                    .map_err(|e| Error::Invalid(e.to_string()))?
+            }
+        }
+    }
+}
+
+/// Copy `src` to `dst`. Returns the digest of the top manifest written.
+pub async fn copy(
+    client: &RegistryClient,
+    src: &Location,
+    dst: &Location,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
+    let before = client.counters();
+    let source = Arc::new(match src {
+        Location::Registry(r) => Src::Registry(r.clone()),
+        Location::Layout { dir, name } => Src::Layout(OciLayout::open(dir)?, name.clone()),
+    });
+    let dest = Arc::new(match dst {
+        Location::Registry(r) => Dst::Registry(r.clone()),
+        Location::Layout { dir, name } => Dst::Layout(OciLayout::create(dir)?, name.clone()),
+    });
+    let top = source.top(client).await?;
+    let mut stats = (0, 0, 0);
+    let written = match top.parse()? {
+        Parsed::Image(_) => {
+            copy_image(client, &source, &dest, &top, &mut stats).await?;
+            put_manifest(client, &dest, &top, true).await?;
+            top.digest.clone()
+        }
+        Parsed::Index(idx) if opts.all_platforms => {
+            for d in &idx.manifests {
+                let child = source.manifest(client, &d.digest).await?;
+                copy_image(client, &source, &dest, &child, &mut stats).await?;
+                put_manifest(client, &dest, &child, false).await?;
+            }
+            put_manifest(client, &dest, &top, true).await?;
+            top.digest.clone()
+        }
+        Parsed::Index(idx) => {
+            let d = idx.select(&opts.platform, &src.to_string())?;
+            let child = source.manifest(client, &d.digest).await?;
+            copy_image(client, &source, &dest, &child, &mut stats).await?;
+            put_manifest(client, &dest, &child, true).await?;
+            child.digest.clone()
+        }
+    };
+    Ok(CopyReport {
+        source: src.to_string(),
+        destination: dst.to_string(),
+        digest: written,
+        blobs_copied: stats.0,
+        blobs_mounted: stats.1,
+        blobs_skipped: stats.2,
+        transfer: counters_delta(client.counters(), before),
+    })
+}
+
+async fn put_manifest(
+    client: &RegistryClient,
+    dest: &Dst,
+    raw: &RawManifest,
+    named: bool,
+) -> Result<()> {
+    match dest {
+        Dst::Registry(r) => {
+            let target = if named {
+                r.clone()
+            } else {
+                Reference {
+                    tag: None,
+                    digest: Some(raw.digest.clone()),
+                    ..r.clone()
+                }
+            };
+            // A reference with both tag and digest: tag it.
+            let target = if named && target.tag.is_some() {
+                Reference {
+                    digest: None,
+                    ..target
+                }
+            } else {
+                target
+            };
+            client.put_manifest(&target, raw).await.map(|_| ())
+        }
+        Dst::Layout(l, name) => l.put_manifest(raw, if named { name.as_deref() } else { None }),
+    }
+}
+
+async fn copy_image(
+    client: &RegistryClient,
+    source: &Arc<Src>,
+    dest: &Arc<Dst>,
+    raw: &RawManifest,
+    stats: &mut (usize, usize, usize),
+) -> Result<()> {
+    let m = raw.image()?;
+    let sem = Arc::new(tokio::sync::Semaphore::new(
+        client.options().max_concurrency.max(1),
+    ));
+    let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
+    // Biggest first: the long transfers start early and the tail is short.
+    let mut blobs: Vec<_> = std::iter::once(&m.config)
+        .chain(m.layers.iter())
+        .map(|d| (d.digest.clone(), d.size))
+        .collect();
+    blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
+    blobs.dedup_by(|a, b| a.0 == b.0);
+    for (d, size) in blobs {
+        let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            match &*t {
+                Dst::Registry(target) => {
+                    if let Src::Registry(sr) = &*s
+                        && sr.registry != target.registry
+                    {
+                        if c.has_blob(target, &d).await? {
+                            return Ok(BlobOutcome::Present);
+                        }
+                        // Streaming can fail half-way (a dropped connection cannot be replayed):
+                        // fall back to a buffered, retried transfer once.
+                        match c.stream_blob(sr, target, &d, size).await {
+                            Ok(()) => return Ok(BlobOutcome::Uploaded),
+                            Err(e @ Error::DigestMismatch { .. }) => return Err(e),
+                            Err(e) => tracing::debug!(error = %e, "streaming copy failed; retrying buffered"),
+                        }
+                    }
+                    let from = match &*s {
+                        Src::Registry(sr) if sr.registry == target.registry => {
+                            Some(sr.repository.clone())
+                        }
+                        _ => None,
+                    };
+                    let fetch = {
+                        let (c, s, d) = (c.clone(), s.clone(), d.clone());
+                        move || async move { s.blob(&c, &d).await }
+                    };
+                    c.ensure_blob(target, &d, from.as_deref(), fetch).await
+                }
+                Dst::Layout(l, _) => {
+                    if l.has_blob(&d) {
+                        return Ok(BlobOutcome::Present);
+                    }
+                    if let Src::Registry(sr) = &*s {
+                        c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                        return Ok(BlobOutcome::Uploaded);
+                    }
+                    let data = s.blob(&c, &d).await?;
+                    let l = l.clone();
+                    tokio::task::spawn_blocking(move || l.put_blob(&d, &data))
+                        .await
+                        .map_err(|e| Error::Invalid(e.to_string()))??;
+                    Ok(BlobOutcome::Uploaded)
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r.map_err(|e| Error::Invalid(format!("copy task failed: {e}")))?? {
+            BlobOutcome::Uploaded => stats.0 += 1,
+            BlobOutcome::Mounted => stats.1 += 1,
+            BlobOutcome::Present => stats.2 += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            "oci:/tmp/x:v1".parse::<Location>().unwrap(),
+            Location::Layout {
+                dir: "/tmp/x".into(),
+                name: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            "oci:/tmp/x".parse::<Location>().unwrap(),
+            Location::Layout {
+                dir: "/tmp/x".into(),
+                name: None
+            }
+        );
+        assert!(matches!(
+            "docker://busybox".parse::<Location>().unwrap(),
+            Location::Registry(_)
+        ));
+        assert!("oci:".parse::<Location>().is_err());
+    }
+}

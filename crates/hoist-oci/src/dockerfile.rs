@@ -1,0 +1,303 @@
+//! Dockerfile services: build with the first builder found (`docker buildx`, `buildah`,
+//! `podman`) into an OCI layout, then push it with our own client (only missing blobs).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::client::RegistryClient;
+use crate::copy::{CopyOptions, CopyReport, Location, copy};
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Reference;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builder {
+    DockerBuildx,
+    Buildah,
+    Podman,
+}
+
+impl Builder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::DockerBuildx => "docker buildx",
+            Builder::Buildah => "buildah",
+            Builder::Podman => "podman",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DockerfileSpec {
+    /// Build context directory.
+    pub context: PathBuf,
+    /// Dockerfile path (default `<context>/Dockerfile`).
+    pub dockerfile: Option<PathBuf>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+}
+
+/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER` and
+/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers).
+#[derive(Clone, Debug, Default)]
+pub struct BuilderOptions {
+    pub storage_driver: Option<String>,
+    pub isolation: Option<String>,
+    /// buildah/podman storage root (`--root`, with `--runroot` beside it).
+    pub root: Option<PathBuf>,
+}
+
+impl BuilderOptions {
+    pub fn from_env() -> Self {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            storage_driver: var("HOIST_BUILDAH_STORAGE_DRIVER"),
+            isolation: var("HOIST_BUILDAH_ISOLATION"),
+            root: None,
+        }
+    }
+}
+
+async fn works(prog: &std::path::Path, args: &[&str]) -> bool {
+    tokio::process::Command::new(prog)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+fn find_in(path: &std::ffi::OsStr, prog: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// The first available builder, in the order docker buildx (with a reachable daemon),
+/// buildah, podman. `HOIST_BUILDER=docker|buildah|podman` forces one.
+pub async fn detect_builder() -> Result<Builder> {
+    let forced = std::env::var("HOIST_BUILDER")
+        .ok()
+        .filter(|v| !v.is_empty());
+    detect_builder_in(
+        &std::env::var_os("PATH").unwrap_or_default(),
+        forced.as_deref(),
+    )
+    .await
+}
+
+/// [`detect_builder`] over an explicit `PATH` value.
+pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> Result<Builder> {
+    let candidates: &[Builder] = match forced {
+        None => &[Builder::DockerBuildx, Builder::Buildah, Builder::Podman],
+        Some("docker") => &[Builder::DockerBuildx],
+        Some("buildah") => &[Builder::Buildah],
+        Some("podman") => &[Builder::Podman],
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "HOIST_BUILDER={other:?}: expected docker, buildah or podman"
+            )));
+        }
+    };
+    for b in candidates {
+        let ok = match b {
+            Builder::DockerBuildx => match find_in(path, "docker") {
+                Some(p) => {
+                    works(&p, &["buildx", "version"]).await
+                        && works(&p, &["info", "--format", "{{.ServerVersion}}"]).await
+                }
+                None => false,
+            },
+            Builder::Buildah => match find_in(path, "buildah") {
+                Some(p) => works(&p, &["--version"]).await,
+                None => false,
+            },
+            Builder::Podman => match find_in(path, "podman") {
+                Some(p) => works(&p, &["--version"]).await,
+                None => false,
+            },
+        };
+        if ok {
+            return Ok(*b);
+        }
+    }
+    Err(Error::NoBuilder)
+}
+
+async fn run(builder: Builder, prog: &str, args: &[String], dockerfile: &Path) -> Result<()> {
+    tracing::info!(%prog, ?args, "running image builder");
+    let out = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ctx(|| format!("running {prog}"))?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.trim().is_empty() {
+            stderr = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        return Err(Error::BuilderFailed {
+            builder: builder.name().into(),
+            status: out.status.to_string(),
+            dockerfile: dockerfile.into(),
+            stderr: stderr
+                .trim()
+                .chars()
+                .rev()
+                .take(4000)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
+/// Build the Dockerfile into the OCI layout `out` under `name`.
+pub async fn build_to_layout(
+    builder: Builder,
+    spec: &DockerfileSpec,
+    opts: &BuilderOptions,
+    out: &Path,
+    name: &str,
+) -> Result<Location> {
+    let dockerfile = spec
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| spec.context.join("Dockerfile"));
+    if !dockerfile.is_file() {
+        return Err(Error::MissingSource { path: dockerfile });
+    }
+    if !spec.context.is_dir() {
+        return Err(Error::MissingSource {
+            path: spec.context.clone(),
+        });
+    }
+    let mut common: Vec<String> = vec!["-f".into(), dockerfile.display().to_string()];
+    for (k, v) in &spec.build_args {
+        common.extend(["--build-arg".into(), format!("{k}={v}")]);
+    }
+    if let Some(t) = &spec.target {
+        common.extend(["--target".into(), t.clone()]);
+    }
+    std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
+    let tag = format!("localhost/hoist-build/{}:{}", name, std::process::id());
+    let layout = format!("oci:{}:{name}", out.display());
+    match builder {
+        Builder::Buildah => {
+            let mut global = vec![];
+            if let Some(d) = &opts.storage_driver {
+                global.extend(["--storage-driver".to_string(), d.clone()]);
+            }
+            if let Some(r) = &opts.root {
+                global.extend([
+                    "--root".into(),
+                    r.join("root").display().to_string(),
+                    "--runroot".into(),
+                    r.join("run").display().to_string(),
+                ]);
+            }
+            let mut args = global.clone();
+            args.push("bud".into());
+            if let Some(i) = &opts.isolation {
+                args.extend(["--isolation".into(), i.clone()]);
+            }
+            args.extend(["-t".into(), tag.clone()]);
+            args.extend(common);
+            args.push(spec.context.display().to_string());
+            run(builder, "buildah", &args, &dockerfile).await?;
+            let mut push = global.clone();
+            push.extend(["push".into(), tag.clone(), layout]);
+            let pushed = run(builder, "buildah", &push, &dockerfile).await;
+            let mut rmi = global;
+            rmi.extend(["rmi".into(), tag]);
+            let _ = run(builder, "buildah", &rmi, &dockerfile).await;
+            pushed?;
+        }
+        Builder::Podman => {
+            let mut args = vec!["build".into(), "-t".into(), tag.clone()];
+            args.extend(common);
+            args.push(spec.context.display().to_string());
+            run(builder, "podman", &args, &dockerfile).await?;
+            run(
+                builder,
+                "podman",
+                &["push".into(), tag.clone(), layout],
+                &dockerfile,
+            )
+            .await?;
+            let _ = run(builder, "podman", &["rmi".into(), tag], &dockerfile).await;
+        }
+        Builder::DockerBuildx => {
+            let tar = out.with_extension("tar");
+            let mut args = vec![
+                "buildx".into(),
+                "build".into(),
+                "--output".into(),
+                format!("type=oci,dest={},name={name}", tar.display()),
+            ];
+            args.extend(common);
+            args.push(spec.context.display().to_string());
+            run(builder, "docker", &args, &dockerfile).await?;
+            let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
+            tar::Archive::new(f)
+                .unpack(out)
+                .ctx(|| format!("unpacking {} into {}", tar.display(), out.display()))?;
+            let _ = std::fs::remove_file(&tar);
+            // buildx names the image with the full `name=`; point at it by that name.
+            return Ok(Location::Layout {
+                dir: out.into(),
+                name: Some(name.into()),
+            });
+        }
+    }
+    Ok(Location::Layout {
+        dir: out.into(),
+        name: Some(name.into()),
+    })
+}
+
+/// Build with the first builder found and push to `target` (only missing blobs).
+pub async fn build_and_push_dockerfile(
+    client: &RegistryClient,
+    spec: &DockerfileSpec,
+    target: &Reference,
+) -> Result<CopyReport> {
+    let builder = detect_builder().await?;
+    let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
+    let out = tmp.path().join("layout");
+    let loc = build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
+    copy(
+        client,
+        &loc,
+        &Location::Registry(target.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_builder_names_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = detect_builder_in(empty.path().as_os_str(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker") && e.contains("buildah") && e.contains("podman"),
+            "{e}"
+        );
+        let e = detect_builder_in(empty.path().as_os_str(), Some("kaniko"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOIST_BUILDER"), "{e}");
+    }
+}

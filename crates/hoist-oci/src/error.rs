@@ -1,0 +1,151 @@
+//! One error type for the crate: every variant says what was wrong and, where it helps, what to do.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+    #[error("invalid digest {input:?}: expected `sha256:` followed by 64 lowercase hex characters")]
+    InvalidDigest { input: String },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}; nothing was stored")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "manifest unknown: repository {repository:?} on {registry} has no tag or digest {reference:?}"
+    )]
+    ManifestUnknown {
+        registry: String,
+        repository: String,
+        reference: String,
+    },
+    #[error(
+        "{registry} refused the credentials (HTTP 401 on {url}); {lookup}\nhint: run `hoist registry login {registry}`"
+    )]
+    Unauthorized {
+        registry: String,
+        url: String,
+        lookup: String,
+    },
+    #[error("{registry} denied access (HTTP 403 on {url}); {lookup}")]
+    Forbidden {
+        registry: String,
+        url: String,
+        lookup: String,
+    },
+    #[error("registry {registry}: unexpected HTTP {status} for {method} {url}: {body}")]
+    Http {
+        registry: String,
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot reach registry {registry} ({url}): {}", chain(.source))]
+    Transport {
+        registry: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unsupported media type {media_type:?} for {what}")]
+    UnsupportedMediaType { what: String, media_type: String },
+    #[error("no image for platform {wanted} in the index of {reference}; available: {available}")]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("invalid platform {input:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64")]
+    InvalidPlatform { input: String },
+    #[error("layer source {path} does not exist")]
+    MissingSource { path: PathBuf },
+    #[error("layer destination {dest:?} escapes the image root (`..` is not allowed)")]
+    DestinationEscapes { dest: String },
+    #[error("invalid glob {pattern:?} in {origin}: {reason}")]
+    InvalidGlob {
+        pattern: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("invalid JSON in {what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("docker config {path}: {reason}")]
+    DockerConfig { path: PathBuf, reason: String },
+    #[error("credential helper docker-credential-{helper} failed for {registry}: {reason}")]
+    CredentialHelper {
+        helper: String,
+        registry: String,
+        reason: String,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("image {reference} not found in the local store at {store}")]
+    NotInStore { reference: String, store: PathBuf },
+    #[error("invalid OCI layout at {path}: {reason}")]
+    InvalidLayout { path: PathBuf, reason: String },
+    #[error(
+        "no container builder found for Dockerfile builds: install one of `docker` (with buildx), `buildah` or `podman` (e.g. `apt-get install buildah`)"
+    )]
+    NoBuilder,
+    #[error("{builder} failed (exit status {status}) building {dockerfile}:\n{stderr}")]
+    BuilderFailed {
+        builder: String,
+        status: String,
+        dockerfile: PathBuf,
+        stderr: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a human context to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// An error and its causes on one line: reqwest's own message alone ("error sending
+/// request") hides the reason (refused connection, bad certificate, …).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}

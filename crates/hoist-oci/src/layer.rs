@@ -1,0 +1,611 @@
+//! Deterministic layers: the same files give the same digest on every machine.
+//!
+//! Entries are sorted, mtimes fixed (`SOURCE_DATE_EPOCH`, else [`DEFAULT_EPOCH`]), owners 0:0,
+//! modes and symlinks kept, gzip header fixed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use flate2::{Compression, GzBuilder};
+use globset::{Glob, GlobBuilder, GlobMatcher};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+
+/// 2000-01-01T00:00:00Z: a fixed, plausible mtime when SOURCE_DATE_EPOCH is unset.
+pub const DEFAULT_EPOCH: u64 = 946_684_800;
+
+/// The mtime and config `created` time used for reproducible output.
+pub fn source_date_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_EPOCH)
+}
+
+/// One `SRC:DEST` copy into a layer, with optional globs relative to SRC.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerSpec {
+    pub from: PathBuf,
+    pub to: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl LayerSpec {
+    /// Parse the CLI form `SRC:DEST`.
+    pub fn parse_cli(s: &str) -> Result<Self> {
+        let (from, to) = s
+            .rsplit_once(':')
+            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "invalid --layer {s:?}: expected SRC:DEST, e.g. ./dist:/app"
+                ))
+            })?;
+        Ok(Self {
+            from: from.into(),
+            to: to.into(),
+            ..Default::default()
+        })
+    }
+}
+
+/// A finished layer blob.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The gzip-compressed tar.
+    pub blob: Vec<u8>,
+    /// sha256 of `blob`.
+    pub digest: Digest,
+    /// sha256 of the uncompressed tar (goes into the config's rootfs.diff_ids).
+    pub diff_id: Digest,
+    /// Uncompressed size.
+    pub tar_size: u64,
+    /// Human description for the config history.
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Dir {
+        mode: u32,
+    },
+    File {
+        source: PathBuf,
+        mode: u32,
+        size: u64,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+}
+
+pub struct LayerBuilder {
+    entries: BTreeMap<String, Entry>,
+    mtime: u64,
+    descriptions: Vec<String>,
+    level: Compression,
+    owner: (u64, u64),
+}
+
+impl Default for LayerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Normalise an in-image destination into a relative path without `.`/`..`; reject escapes.
+pub fn normalize_dest(dest: &str) -> Result<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => return Err(Error::DestinationEscapes { dest: dest.into() }),
+            Component::Normal(p) => parts.push(
+                p.to_str()
+                    .ok_or_else(|| Error::Invalid(format!("destination {dest:?} is not UTF-8")))?,
+            ),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Ignore rules with `.dockerignore` semantics: patterns relative to the context root,
+/// `!` re-includes, the last matching pattern wins, a matching directory covers its contents.
+struct IgnoreRules {
+    rules: Vec<(GlobMatcher, bool)>,
+}
+
+impl IgnoreRules {
+    fn new() -> Self {
+        Self { rules: vec![] }
+    }
+
+    fn add(&mut self, pattern: &str, origin: &str) -> Result<()> {
+        let p = pattern.trim();
+        if p.is_empty() || p.starts_with('#') {
+            return Ok(());
+        }
+        let (negate, p) = match p.strip_prefix('!') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, p),
+        };
+        let p = p.trim_start_matches('/').trim_end_matches('/');
+        let p = p.strip_prefix("./").unwrap_or(p);
+        if p.is_empty() {
+            return Ok(());
+        }
+        let glob = glob(p, origin)?;
+        self.rules.push((glob, negate));
+        Ok(())
+    }
+
+    fn load_file(&mut self, path: &Path) -> Result<()> {
+        if let Ok(text) = fs::read_to_string(path) {
+            let origin = path.display().to_string();
+            for line in text.lines() {
+                self.add(line, &origin)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Is `rel` (or one of its parent directories) excluded?
+    fn excluded(&self, rel: &str) -> bool {
+        let mut verdict = false;
+        for (m, negate) in &self.rules {
+            if matches_self_or_parent(m, rel) {
+                verdict = !negate;
+            }
+        }
+        verdict
+    }
+}
+
+fn glob(p: &str, origin: &str) -> Result<GlobMatcher> {
+    GlobBuilder::new(p)
+        .literal_separator(true)
+        .build()
+        .map(|g: Glob| g.compile_matcher())
+        .map_err(|e| Error::InvalidGlob {
+            pattern: p.into(),
+            origin: origin.into(),
+            reason: e.kind().to_string(),
+        })
+}
+
+fn matches_self_or_parent(m: &GlobMatcher, rel: &str) -> bool {
+    if m.is_match(rel) {
+        return true;
+    }
+    let mut s = rel;
+    while let Some((parent, _)) = s.rsplit_once('/') {
+        if m.is_match(parent) {
+            return true;
+        }
+        s = parent;
+    }
+    false
+}
+
+impl LayerBuilder {
+    pub fn new() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            mtime: source_date_epoch(),
+            descriptions: vec![],
+            level: Compression::default(),
+            owner: (0, 0),
+        }
+    }
+
+    pub fn mtime(mut self, mtime: u64) -> Self {
+        self.mtime = mtime;
+        self
+    }
+
+    /// Owner of every entry (default 0:0, root).
+    pub fn owner(mut self, uid: u64, gid: u64) -> Self {
+        self.owner = (uid, gid);
+        self
+    }
+
+    /// Faster, larger output (gzip level 1); still deterministic.
+    pub fn fast(mut self) -> Self {
+        self.level = Compression::fast();
+        self
+    }
+
+    /// Add the files of one spec. Errors name the missing source or the escaping destination.
+    pub fn add(&mut self, spec: &LayerSpec) -> Result<&mut Self> {
+        let dest = normalize_dest(&spec.to)?;
+        let meta = fs::symlink_metadata(&spec.from).map_err(|_| Error::MissingSource {
+            path: spec.from.clone(),
+        })?;
+        self.descriptions.push(format!(
+            "COPY {} {}",
+            spec.from.display(),
+            if spec.to.starts_with('/') {
+                spec.to.clone()
+            } else {
+                format!("/{}", spec.to)
+            }
+        ));
+        if meta.is_dir() {
+            let mut ignore = IgnoreRules::new();
+            ignore.load_file(&spec.from.join(".dockerignore"))?;
+            ignore.load_file(&spec.from.join(".hoistignore"))?;
+            for e in &spec.exclude {
+                ignore.add(e, "exclude")?;
+            }
+            let include = spec
+                .include
+                .iter()
+                .map(|p| glob(p.trim_start_matches('/'), "include"))
+                .collect::<Result<Vec<_>>>()?;
+            self.add_parents(&dest);
+            if !dest.is_empty() {
+                self.entries.insert(
+                    dest.clone(),
+                    Entry::Dir {
+                        mode: mode_of(&meta),
+                    },
+                );
+            }
+            self.walk(&spec.from, "", &dest, &ignore, &include)?;
+        } else {
+            // A file into a directory destination (`DEST/`) keeps its name.
+            let dest = if spec.to.ends_with('/') || dest.is_empty() {
+                let name = spec
+                    .from
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("source {} has no file name", spec.from.display()))
+                    })?;
+                if dest.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dest}/{name}")
+                }
+            } else {
+                dest
+            };
+            self.add_parents(&dest);
+            self.entries.insert(dest, entry_for(&spec.from, &meta)?);
+        }
+        Ok(self)
+    }
+
+    fn add_parents(&mut self, dest: &str) {
+        let mut acc = String::new();
+        let parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
+        for p in parts.iter().take(parts.len().saturating_sub(1)) {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(p);
+            self.entries
+                .entry(acc.clone())
+                .or_insert(Entry::Dir { mode: 0o755 });
+        }
+    }
+
+    fn walk(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        dest: &str,
+        ignore: &IgnoreRules,
+        include: &[GlobMatcher],
+    ) -> Result<()> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .ctx(|| format!("reading directory {}", dir.display()))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .ctx(|| format!("reading directory {}", dir.display()))?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name();
+            let name = name.to_str().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "file name {:?} in {} is not UTF-8",
+                    e.file_name(),
+                    dir.display()
+                ))
+            })?;
+            let child_rel = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if ignore.excluded(&child_rel) {
+                continue;
+            }
+            let path = e.path();
+            let meta = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
+            let target = if dest.is_empty() {
+                child_rel.clone()
+            } else {
+                format!("{dest}/{child_rel}")
+            };
+            if meta.is_dir() {
+                let before = self.entries.len();
+                self.walk(&path, &child_rel, dest, ignore, include)?;
+                // With include globs, only directories that hold included files appear.
+                if include.is_empty() || self.entries.len() > before {
+                    self.entries.insert(
+                        target,
+                        Entry::Dir {
+                            mode: mode_of(&meta),
+                        },
+                    );
+                }
+            } else {
+                if !include.is_empty()
+                    && !include
+                        .iter()
+                        .any(|g| matches_self_or_parent(g, &child_rel))
+                {
+                    continue;
+                }
+                self.entries.insert(target, entry_for(&path, &meta)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the tar, gzip it and hash both.
+    pub fn build(&self) -> Result<Layer> {
+        let gz = GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(HashingWriter::new(Vec::new()), self.level);
+        let mut tar = tar::Builder::new(HashingWriter::new(gz));
+        tar.mode(tar::HeaderMode::Complete);
+        for (path, entry) in &self.entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(self.mtime);
+            h.set_uid(self.owner.0);
+            h.set_gid(self.owner.1);
+            let io = |e| Error::Io {
+                context: format!("writing layer entry {path}"),
+                source: e,
+            };
+            match entry {
+                Entry::Dir { mode } => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    tar.append_data(&mut h, format!("{path}/"), std::io::empty())
+                        .map_err(io)?;
+                }
+                Entry::File { source, mode, size } => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_size(*size);
+                    let f =
+                        fs::File::open(source).ctx(|| format!("opening {}", source.display()))?;
+                    tar.append_data(&mut h, path, f).map_err(io)?;
+                }
+                Entry::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    tar.append_link(&mut h, path, target).map_err(io)?;
+                }
+            }
+        }
+        let hw = tar.into_inner().ctx(|| "finishing layer tar".into())?;
+        let (gz, diff_id, tar_size) = hw.finish();
+        let hw = gz.finish().ctx(|| "finishing gzip stream".into())?;
+        let (blob, digest, _) = hw.finish();
+        Ok(Layer {
+            blob,
+            digest,
+            diff_id,
+            tar_size,
+            created_by: format!("hoist: {}", self.descriptions.join("; ")),
+        })
+    }
+}
+
+fn mode_of(meta: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o7777
+}
+
+fn entry_for(path: &Path, meta: &fs::Metadata) -> Result<Entry> {
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).ctx(|| format!("reading symlink {}", path.display()))?;
+        Ok(Entry::Symlink { target })
+    } else if meta.is_file() {
+        Ok(Entry::File {
+            source: path.to_path_buf(),
+            mode: mode_of(meta),
+            size: meta.len(),
+        })
+    } else {
+        Err(Error::Invalid(format!(
+            "{} is not a regular file, directory or symlink (sockets, devices and fifos cannot go into a layer)",
+            path.display()
+        )))
+    }
+}
+
+/// Build one layer from several specs (the usual case: one `--layer` each gives one layer;
+/// callers decide the grouping).
+pub fn build_layer(specs: &[LayerSpec]) -> Result<Layer> {
+    let mut b = LayerBuilder::new();
+    for s in specs {
+        b.add(s)?;
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn list(layer: &Layer) -> Vec<(String, u32, u64, u64, u64)> {
+        let dec = flate2::read::GzDecoder::new(&layer.blob[..]);
+        let mut a = tar::Archive::new(dec);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("b/sub")).unwrap();
+        fs::write(d.path().join("b/sub/z.txt"), "z").unwrap();
+        fs::write(d.path().join("a.sh"), "#!/bin/sh").unwrap();
+        fs::set_permissions(d.path().join("a.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::write(d.path().join("skip.log"), "x").unwrap();
+        fs::write(d.path().join("keep.log"), "x").unwrap();
+        std::os::unix::fs::symlink("a.sh", d.path().join("link")).unwrap();
+        fs::write(d.path().join(".dockerignore"), "*.log\n!keep.log\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn deterministic_sorted_and_modes_kept() {
+        let d = tree();
+        let spec = LayerSpec {
+            from: d.path().into(),
+            to: "/app".into(),
+            ..Default::default()
+        };
+        let l1 = LayerBuilder::new()
+            .mtime(5)
+            .add(&spec)
+            .unwrap()
+            .build()
+            .unwrap();
+        // Touch every file: mtimes change, the digest must not.
+        fs::write(d.path().join("b/sub/z.txt"), "z").unwrap();
+        let l2 = LayerBuilder::new()
+            .mtime(5)
+            .add(&spec)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(l1.digest, l2.digest);
+        assert_eq!(l1.diff_id, l2.diff_id);
+        assert_eq!(Digest::of(&l1.blob), l1.digest);
+        let names: Vec<_> = list(&l1).into_iter().map(|e| (e.0, e.1)).collect();
+        let expected: Vec<(String, u32)> = vec![
+            ("app/".into(), 0o755 & names[0].1),
+            ("app/.dockerignore".into(), 0o644),
+            ("app/a.sh".into(), 0o750),
+            ("app/b/".into(), names[3].1),
+            ("app/b/sub/".into(), names[4].1),
+            ("app/b/sub/z.txt".into(), 0o644),
+            ("app/keep.log".into(), 0o644),
+            ("app/link".into(), 0o777),
+        ];
+        assert_eq!(names, expected);
+        assert!(list(&l1).iter().all(|e| e.2 == 5 && e.3 == 0 && e.4 == 0));
+        // A content change changes the digest.
+        fs::write(d.path().join("b/sub/z.txt"), "zz").unwrap();
+        let l3 = LayerBuilder::new()
+            .mtime(5)
+            .add(&spec)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_ne!(l1.digest, l3.digest);
+    }
+
+    #[test]
+    fn owner_can_be_set() {
+        let d = tree();
+        let spec = LayerSpec {
+            from: d.path().join("a.sh"),
+            to: "/a".into(),
+            ..Default::default()
+        };
+        let mut b = LayerBuilder::new().owner(1000, 2000);
+        let l = b.add(&spec).unwrap().build().unwrap();
+        assert!(list(&l).iter().all(|e| e.3 == 1000 && e.4 == 2000));
+    }
+
+    #[test]
+    fn include_exclude_and_single_files() {
+        let d = tree();
+        let spec = LayerSpec {
+            from: d.path().into(),
+            to: "/srv".into(),
+            include: vec!["**/*.txt".into(), "a.sh".into()],
+            exclude: vec!["b/sub".into()],
+        };
+        let names: Vec<_> = list(&LayerBuilder::new().add(&spec).unwrap().build().unwrap())
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(names, vec!["srv/", "srv/a.sh"]);
+        let spec = LayerSpec {
+            from: d.path().join("a.sh"),
+            to: "/usr/local/bin/".into(),
+            ..Default::default()
+        };
+        let names: Vec<_> = list(&LayerBuilder::new().add(&spec).unwrap().build().unwrap())
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/a.sh"]
+        );
+    }
+
+    #[test]
+    fn rejects_escapes_and_missing_sources() {
+        let d = tree();
+        let e = LayerBuilder::new()
+            .add(&LayerSpec {
+                from: d.path().into(),
+                to: "/app/../../etc".into(),
+                ..Default::default()
+            })
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("escapes the image root") && e.contains("/app/../../etc"),
+            "{e}"
+        );
+        let missing = d.path().join("nope");
+        let e = LayerBuilder::new()
+            .add(&LayerSpec {
+                from: missing.clone(),
+                to: "/x".into(),
+                ..Default::default()
+            })
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&missing.display().to_string()) && e.contains("does not exist"),
+            "{e}"
+        );
+        assert!(LayerSpec::parse_cli("nocolon").is_err());
+        assert_eq!(
+            LayerSpec::parse_cli("./a:b:/x").unwrap().from,
+            PathBuf::from("./a:b")
+        );
+    }
+}

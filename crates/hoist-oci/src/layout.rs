@@ -1,0 +1,193 @@
+//! OCI image layout directories (`oci-layout`, `index.json`, `blobs/sha256/…`).
+//! Every blob is verified before it lands, and lands atomically (temp file + rename).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Descriptor, ImageIndex, RawManifest, media};
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[derive(Clone, Debug)]
+pub struct OciLayout {
+    root: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LayoutMarker {
+    #[serde(rename = "imageLayoutVersion")]
+    version: String,
+}
+
+impl OciLayout {
+    /// Open a layout, creating an empty one if `root` is missing or empty.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blobs/sha256"))
+            .ctx(|| format!("creating {}", root.display()))?;
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            let empty = ImageIndex {
+                schema_version: 2,
+                media_type: Some(media::OCI_INDEX.into()),
+                manifests: vec![],
+                annotations: None,
+            };
+            write_atomic(&index, &serde_json::to_vec(&empty).expect("serialisable"))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// Open an existing layout.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        let marker = root.join("oci-layout");
+        let bytes = fs::read(&marker).map_err(|e| Error::InvalidLayout {
+            path: root.clone(),
+            reason: format!("cannot read oci-layout: {e}"),
+        })?;
+        let m: LayoutMarker = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidLayout {
+            path: root.clone(),
+            reason: format!("oci-layout: {e}"),
+        })?;
+        if !m.version.starts_with("1.") {
+            return Err(Error::InvalidLayout {
+                path: root,
+                reason: format!("unsupported imageLayoutVersion {}", m.version),
+            });
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Store a blob after checking its digest; on mismatch nothing is written.
+    pub fn put_blob(&self, d: &Digest, data: &[u8]) -> Result<()> {
+        d.verify(data, &format!("blob {d}"))?;
+        if self.has_blob(d) {
+            return Ok(());
+        }
+        write_atomic(&self.blob_path(d), data)
+    }
+
+    /// Read a blob and check it still matches its name.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        let data = fs::read(&p).ctx(|| format!("reading blob {}", p.display()))?;
+        d.verify(&data, &format!("blob {}", p.display()))?;
+        Ok(data)
+    }
+
+    pub fn index(&self) -> Result<ImageIndex> {
+        let p = self.root.join("index.json");
+        let bytes = fs::read(&p).map_err(|e| Error::InvalidLayout {
+            path: self.root.clone(),
+            reason: format!("cannot read index.json: {e}"),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: p.display().to_string(),
+            source,
+        })
+    }
+
+    /// Store a manifest blob and list it in index.json, named `name` if given (replacing an
+    /// entry with the same name).
+    pub fn put_manifest(&self, raw: &RawManifest, name: Option<&str>) -> Result<()> {
+        self.put_blob(&raw.digest, &raw.bytes)?;
+        let mut index = self.index()?;
+        let mut desc = raw.descriptor();
+        if let Some(n) = name {
+            desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), n.to_string())]));
+            index.manifests.retain(|m| ref_name(m) != Some(n));
+        } else if index
+            .manifests
+            .iter()
+            .any(|m| m.digest == raw.digest && ref_name(m).is_none())
+        {
+            return Ok(());
+        }
+        index.manifests.push(desc);
+        write_atomic(
+            &self.root.join("index.json"),
+            &serde_json::to_vec(&index).expect("serialisable"),
+        )
+    }
+
+    /// Find a manifest by ref name, by digest, or the only one when `name` is None.
+    pub fn get_manifest(&self, name: Option<&str>) -> Result<RawManifest> {
+        let index = self.index()?;
+        let found = match name {
+            Some(n) if n.starts_with("sha256:") => {
+                let d = Digest::parse(n)?;
+                return self.manifest_by_digest(&d, None);
+            }
+            Some(n) => index.manifests.iter().find(|m| ref_name(m) == Some(n)),
+            None if index.manifests.len() == 1 => index.manifests.first(),
+            None => None,
+        };
+        let Some(desc) = found else {
+            let names: Vec<_> = index.manifests.iter().filter_map(ref_name).collect();
+            return Err(Error::InvalidLayout {
+                path: self.root.clone(),
+                reason: match name {
+                    Some(n) => format!(
+                        "no image named {n:?} (names: {})",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                    None => format!(
+                        "{} images in index.json: name one with oci:DIR:NAME (names: {})",
+                        index.manifests.len(),
+                        names.join(", ")
+                    ),
+                },
+            });
+        };
+        self.manifest_by_digest(&desc.digest, Some(&desc.media_type))
+    }
+
+    pub fn manifest_by_digest(&self, d: &Digest, media_type: Option<&str>) -> Result<RawManifest> {
+        let bytes = self.read_blob(d)?;
+        RawManifest::new(bytes, media_type)
+    }
+}
+
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
+}
+
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(data)
+        .ctx(|| format!("writing {}", path.display()))?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        context: format!("writing {}", path.display()),
+        source: e.error,
+    })?;
+    Ok(())
+}

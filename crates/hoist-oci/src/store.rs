@@ -1,0 +1,137 @@
+//! The local image store: an OCI image layout under the user's cache directory that the
+//! embedded cluster's kubelet reads images from, without any registry.
+
+use std::path::PathBuf;
+
+use crate::client::RegistryClient;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::OciLayout;
+use crate::manifest::{ImageConfig, ImageManifest, Platform, RawManifest, parse_config};
+use crate::reference::Reference;
+
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    layout: OciLayout,
+}
+
+/// An image found in the store.
+#[derive(Clone, Debug)]
+pub struct ResolvedImage {
+    pub manifest_digest: Digest,
+    pub manifest: ImageManifest,
+    pub config_digest: Digest,
+    pub config: ImageConfig,
+}
+
+/// `$HOIST_CACHE_DIR`, else `$XDG_CACHE_HOME/hoist/images`, else `~/.cache/hoist/images`.
+pub fn default_store_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HOIST_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("images");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::auth::home_dir().join(".cache"));
+    cache.join("hoist/images")
+}
+
+impl LocalStore {
+    /// Open (creating if needed) the store at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self {
+            layout: OciLayout::create(dir)?,
+        })
+    }
+
+    pub fn open_default() -> Result<Self> {
+        Self::open(default_store_dir())
+    }
+
+    pub fn layout(&self) -> &OciLayout {
+        &self.layout
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.layout.blob_path(d)
+    }
+
+    /// Add an image whose blobs are already verified in memory: config + layers, then the
+    /// manifest (last, so a listed image always has all its blobs). Named by `reference`.
+    pub fn put_image(
+        &self,
+        reference: &Reference,
+        manifest: &RawManifest,
+        blobs: &[(Digest, &[u8])],
+    ) -> Result<()> {
+        let m = manifest.image()?;
+        for (d, data) in blobs {
+            self.layout.put_blob(d, data)?;
+        }
+        for d in std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest)) {
+            if !self.layout.has_blob(d) {
+                return Err(Error::Invalid(format!(
+                    "put_image {reference}: blob {d} missing"
+                )));
+            }
+        }
+        self.layout
+            .put_manifest(manifest, Some(&reference.to_string()))?;
+        self.layout.put_manifest(
+            manifest,
+            Some(&reference.with_digest(manifest.digest.clone()).to_string()),
+        )
+    }
+
+    /// Pull `reference` (for `platform`) from its registry, skipping blobs already stored.
+    pub async fn pull(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<ResolvedImage> {
+        let (raw, _) = client.resolve_image(reference, platform).await?;
+        let m = raw.image()?;
+        for d in std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest)) {
+            if !self.layout.has_blob(d) {
+                client
+                    .download_blob_to(reference, d, &self.layout.blob_path(d))
+                    .await?;
+            }
+        }
+        self.put_image(reference, &raw, &[])?;
+        self.resolve(reference)
+    }
+
+    /// Look an image up by reference (tag or digest).
+    pub fn resolve(&self, reference: &Reference) -> Result<ResolvedImage> {
+        let index = self.layout.index()?;
+        let want = reference.to_string();
+        let desc = index
+            .manifests
+            .iter()
+            .find(|d| crate::layout::ref_name(d) == Some(want.as_str()))
+            .or_else(|| {
+                reference
+                    .digest
+                    .as_ref()
+                    .and_then(|dg| index.manifests.iter().find(|d| &d.digest == dg))
+            })
+            .ok_or_else(|| Error::NotInStore {
+                reference: want.clone(),
+                store: self.layout.root().to_path_buf(),
+            })?;
+        let raw = self
+            .layout
+            .manifest_by_digest(&desc.digest, Some(&desc.media_type))?;
+        let manifest = raw.image()?;
+        let config_bytes = self.layout.read_blob(&manifest.config.digest)?;
+        let config = parse_config(&config_bytes, &manifest.config.digest)?;
+        Ok(ResolvedImage {
+            manifest_digest: raw.digest,
+            config_digest: manifest.config.digest.clone(),
+            manifest,
+            config,
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Dockerfile builds with the real buildah (vfs storage, chroot isolation: works as root
+//! without daemons), pushed to a real registry and read back by skopeo.
+
+mod support;
+
+use hoist_oci::Reference;
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::copy::{CopyOptions, Location, copy};
+use hoist_oci::dockerfile::{Builder, BuilderOptions, DockerfileSpec, build_to_layout};
+use support::registry::{Registry, write_file};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildah_builds_from_scratch_and_we_push() {
+    if std::process::Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("buildah is required for this test (apt-get install buildah)");
+    }
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write_file(
+        &ctx.join("busybox"),
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nENV GREETING=hi\nCMD [\"/bin/busybox\", \"true\"]\n").unwrap();
+    let spec = DockerfileSpec {
+        context: ctx.clone(),
+        ..Default::default()
+    };
+    // Separate buildah storage per test run, so nothing leaks into the machine's store.
+    let opts = BuilderOptions {
+        storage_driver: Some("vfs".into()),
+        isolation: Some("chroot".into()),
+        root: Some(tmp.path().join("storage")),
+    };
+    let loc = build_to_layout(
+        Builder::Buildah,
+        &spec,
+        &opts,
+        &tmp.path().join("out"),
+        "svc",
+    )
+    .await
+    .unwrap();
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let target = Reference::parse(&reg.reference("df/svc:1")).unwrap();
+    let rep = copy(
+        &c,
+        &loc,
+        &Location::Registry(target.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--config",
+            &format!("docker://{target}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        cfg["config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "true"])
+    );
+    assert!(
+        cfg["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hi")
+    );
+    assert!(rep.blobs_copied >= 2);
+
+    // A broken Dockerfile: the builder's own error comes back, naming the file.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY does-not-exist /x\n",
+    )
+    .unwrap();
+    let e = build_to_layout(
+        Builder::Buildah,
+        &spec,
+        &opts,
+        &tmp.path().join("out2"),
+        "svc",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("buildah failed") && e.contains("Dockerfile"),
+        "{e}"
+    );
+}

@@ -1,0 +1,805 @@
+//! Against a real registry: appended images are valid for skopeo/umoci, pushes send only
+//! what is missing, mounts skip base bytes, copies preserve digests, and bad input fails clearly.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use hoist_oci::auth::Credential;
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::copy::{CopyOptions, Location, copy};
+use hoist_oci::manifest::{Descriptor, ImageIndex, Platform, RawManifest, media};
+use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Reference};
+use support::registry::{PASS, Registry, USER, pseudo_random, write_file};
+
+fn client() -> RegistryClient {
+    RegistryClient::new(ClientOptions::default()).unwrap()
+}
+
+fn layer(from: &Path, to: &str) -> LayerSpec {
+    LayerSpec {
+        from: from.into(),
+        to: to.into(),
+        ..Default::default()
+    }
+}
+
+fn r(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Push a base image (scratch + `n` layers of incompressible data) and return its reference.
+async fn push_base(
+    c: &RegistryClient,
+    reg: &Registry,
+    repo_tag: &str,
+    n: usize,
+    size: usize,
+    tmp: &Path,
+) -> Reference {
+    let mut layers = vec![];
+    for i in 0..n {
+        let d = tmp.join(format!("base{i}"));
+        write_file(
+            &d.join(format!("data{i}.bin")),
+            &pseudo_random(i as u64 + 1, size),
+            0o644,
+        );
+        layers.push(layer(&d, &format!("/base{i}")));
+    }
+    let target = r(&reg.reference(repo_tag));
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers,
+        cmd: Some(vec!["/bin/sh".into()]),
+        env: vec![("PATH".into(), "/bin".into())],
+        ..Default::default()
+    };
+    build_and_push(c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    target
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_image_is_valid_for_skopeo_and_umoci() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_file(
+        &src.join("bin/busybox"),
+        &std::fs::read("/bin/busybox").unwrap(),
+        0o755,
+    );
+    write_file(&src.join("etc/app.conf"), b"x=1\n", 0o640);
+    write_file(&src.join("secret.log"), b"no", 0o644);
+    std::fs::write(src.join(".hoistignore"), "*.log\n").unwrap();
+    std::os::unix::fs::symlink("busybox", src.join("bin/sh")).unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "base/os:1", 1, 1000, tmp.path()).await;
+    let target = r(&reg.reference("app/web:v1"));
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&src, "/")],
+        entrypoint: Some(vec!["/bin/busybox".into()]),
+        cmd: Some(vec!["sh".into()]),
+        env: vec![("MODE".into(), "dev".into())],
+        workdir: Some("/etc".into()),
+        user: Some("1000:1000".into()),
+        labels: BTreeMap::from([("org.example".into(), "yes".into())]),
+    };
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]))
+    .unwrap();
+    assert_eq!(inspect["Digest"], rep.digest.to_string());
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(inspect["Labels"]["org.example"], "yes");
+    assert_eq!(inspect["Env"], serde_json::json!(["PATH=/bin", "MODE=dev"]));
+    let cfg: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{target}"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/bin/busybox"])
+    );
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(cfg["config"]["WorkingDir"], "/etc");
+    assert_eq!(cfg["config"]["User"], "1000:1000");
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+
+    let oci = tmp.path().join("oci");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:v1", oci.display()),
+    ]);
+    let bundle = tmp.path().join("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:v1", oci.display())])
+        .arg(&bundle)
+        .output()
+        .expect("umoci is installed");
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    let mut found = vec![];
+    collect(&rootfs, &rootfs, &mut found);
+    found.sort();
+    let expected: Vec<(String, String)> = [
+        ("base0", "d755"),
+        ("base0/data0.bin", "f644"),
+        ("bin", "d755"),
+        ("bin/busybox", "f755"),
+        ("bin/sh", "l->busybox"),
+        ("etc", "d755"),
+        ("etc/app.conf", "f640"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    // The source root's own mode and the .hoistignore file itself are part of the layer too.
+    let found: Vec<_> = found
+        .into_iter()
+        .filter(|(p, _)| p != ".hoistignore")
+        .collect();
+    assert_eq!(found, expected);
+    let bb = Command::new(rootfs.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(bb.success());
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            out.push((
+                rel,
+                format!("l->{}", std::fs::read_link(&p).unwrap().display()),
+            ));
+        } else if m.is_dir() {
+            out.push((rel, format!("d{:o}", m.permissions().mode() & 0o777)));
+            collect(root, &p, out);
+        } else {
+            out.push((rel, format!("f{:o}", m.permissions().mode() & 0o777)));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_file_change_uploads_one_layer_config_and_manifest() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "app/svc:base", 2, 50_000, tmp.path()).await;
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_file(&a.join("lib.txt"), b"lib", 0o644);
+    write_file(&b.join("main.txt"), b"v1", 0o644);
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&a, "/lib"), layer(&b, "/app")],
+        ..Default::default()
+    };
+    let target = r(&reg.reference("app/svc:dev"));
+    let first = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.layers_uploaded, 2);
+    // Same input: nothing but the manifest is sent, and the digest is identical.
+    let again = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.digest, first.digest);
+    assert_eq!(again.transfer.blob_uploads, 0);
+    write_file(&b.join("main.txt"), b"v2", 0o644);
+    let before_log = reg.log().matches("PUT /v2/app/svc/blobs/uploads").count();
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(rep.digest, first.digest);
+    assert_eq!(rep.layers_uploaded, 1, "{rep:?}");
+    assert_eq!(rep.transfer.blob_uploads, 2, "one layer + config: {rep:?}");
+    assert_eq!(rep.transfer.manifest_puts, 1);
+    assert_eq!(rep.transfer.mounts, 0);
+    // The registry's own access log agrees: exactly two blob upload completions.
+    let after_log = reg.log().matches("PUT /v2/app/svc/blobs/uploads").count();
+    assert_eq!(after_log - before_log, 2, "registry access log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_in_another_repo_is_mounted_not_uploaded() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "platform/base:1", 3, 200_000, tmp.path()).await;
+    let src = tmp.path().join("app");
+    write_file(&src.join("app.bin"), b"app", 0o755);
+    let target = r(&reg.reference("team/app:1"));
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rep.layers_mounted, 3, "{rep:?}");
+    assert_eq!(rep.transfer.mounts, 3);
+    assert_eq!(rep.transfer.blob_uploads, 2, "new layer + config only");
+    assert!(
+        rep.transfer.upload_bytes < 10_000,
+        "no base bytes uploaded: {rep:?}"
+    );
+    // Only the base config was downloaded, never a base layer.
+    assert_eq!(rep.transfer.blob_downloads, 1);
+    assert!(rep.transfer.download_bytes < 5_000);
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_between_registries_and_layouts_keeps_digests() {
+    let open = Registry::start(false);
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = RegistryClient::new(ClientOptions {
+        chunk_size: Some(64 * 1024),
+        ..Default::default()
+    })
+    .unwrap();
+    c.set_credential(
+        &authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let src = push_base(&c, &open, "lib/img:1", 3, 150_000, tmp.path()).await;
+    // Layers above the 64 KiB chunk size went up in PATCH chunks.
+    assert!(
+        open.log()
+            .matches("\"PATCH /v2/lib/img/blobs/uploads/")
+            .count()
+            >= 6,
+        "chunked upload expected"
+    );
+    let dst = r(&authed.reference("mirror/img:1"));
+    let rep = copy(
+        &c,
+        &Location::Registry(src.clone()),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.blobs_copied, 4);
+    let src_digest = c.get_manifest(&src).await.unwrap().digest;
+    assert_eq!(rep.digest, src_digest);
+    assert_eq!(c.get_manifest(&dst).await.unwrap().digest, src_digest);
+    // Again: every blob is skipped.
+    let rep = copy(
+        &c,
+        &Location::Registry(src.clone()),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((rep.blobs_copied, rep.blobs_skipped), (0, 4));
+    // Through an OCI layout and back, and skopeo agrees on the digest.
+    let dir = tmp.path().join("layout");
+    let lay = Location::Layout {
+        dir: dir.clone(),
+        name: Some("v1".into()),
+    };
+    copy(
+        &c,
+        &Location::Registry(dst.clone()),
+        &lay,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sk: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", &format!("oci:{}:v1", dir.display())])).unwrap();
+    assert_eq!(sk["Digest"], src_digest.to_string());
+    let back = r(&open.reference("from/layout:1"));
+    let rep = copy(
+        &c,
+        &lay,
+        &Location::Registry(back.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.digest, src_digest);
+    // Same registry, other repo: mounted.
+    let m = copy(
+        &c,
+        &Location::Registry(src.clone()),
+        &Location::Registry(r(&open.reference("other/img:1"))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.blobs_mounted, 4, "{m:?}");
+    assert_eq!(m.transfer.upload_bytes, 0);
+
+    // A blob corrupted at the source is rejected while streaming, and never lands.
+    let bad = push_base(&c, &open, "lib/bad:1", 1, 40_000, &tmp.path().join("bad")).await;
+    let layer = c.get_manifest(&bad).await.unwrap().image().unwrap().layers[0]
+        .digest
+        .clone();
+    let file = open.blob_file(layer.hex());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let dst = r(&authed.reference("mirror/bad:1"));
+    let e = copy(
+        &c,
+        &Location::Registry(bad),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(!c.has_blob(&dst, &layer).await.unwrap());
+    assert!(c.get_manifest(&dst).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_platform_index_copy_all_and_platform_selection() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let f = tmp.path().join("f");
+    write_file(&f.join("x"), b"x", 0o644);
+    let mut descs = vec![];
+    for p in ["linux/amd64", "linux/arm64/v8"] {
+        let plat: Platform = p.parse().unwrap();
+        let t = r(&reg.reference(&format!("multi/img:{}", p.replace('/', "-"))));
+        let spec = BuildSpec {
+            base: "scratch".into(),
+            layers: vec![layer(&f, &format!("/{}", p.replace('/', "_")))],
+            ..Default::default()
+        };
+        let rep = build_and_push(
+            &c,
+            &spec,
+            &t,
+            &BuildOptions {
+                platform: plat.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let raw = c.get_manifest(&t).await.unwrap();
+        let mut d = Descriptor::new(
+            media::OCI_MANIFEST,
+            rep.digest.clone(),
+            raw.bytes.len() as u64,
+        );
+        d.platform = Some(plat);
+        descs.push(d);
+    }
+    let idx = ImageIndex {
+        schema_version: 2,
+        media_type: Some(media::OCI_INDEX.into()),
+        manifests: descs.clone(),
+        annotations: None,
+    };
+    let raw = RawManifest::new(serde_json::to_vec(&idx).unwrap(), None).unwrap();
+    let top = r(&reg.reference("multi/img:latest"));
+    c.put_manifest(&top, &raw).await.unwrap();
+    // Platform selection picks the right child.
+    let (img, from) = c
+        .resolve_image(&top, &"linux/arm64".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(img.digest, descs[1].digest);
+    assert_eq!(from.unwrap().digest, raw.digest);
+    let e = c
+        .resolve_image(&top, &"linux/s390x".parse().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux/s390x") && e.contains("linux/amd64"),
+        "{e}"
+    );
+    // --all keeps the index digest; the default copies linux/amd64 only.
+    let all = copy(
+        &c,
+        &Location::Registry(top.clone()),
+        &Location::Registry(r(&reg.reference("copy/all:1"))),
+        &CopyOptions {
+            all_platforms: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.digest, raw.digest);
+    let one = copy(
+        &c,
+        &Location::Registry(top.clone()),
+        &Location::Registry(r(&reg.reference("copy/one:1"))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.digest, descs[0].digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_pulls_verified_and_rejects_corrupt_blobs() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let good = push_base(&c, &reg, "store/good:1", 2, 20_000, tmp.path()).await;
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let img = store
+        .pull(&c, &good, &Platform::linux_amd64())
+        .await
+        .unwrap();
+    assert_eq!(img.manifest.layers.len(), 2);
+    for l in &img.manifest.layers {
+        assert_eq!(
+            Digest::of(&std::fs::read(store.blob_path(&l.digest)).unwrap()),
+            l.digest
+        );
+    }
+    let again = store.resolve(&good).unwrap();
+    assert_eq!(again.manifest_digest, img.manifest_digest);
+    assert!(
+        store
+            .resolve(&good.with_digest(img.manifest_digest.clone()))
+            .is_ok()
+    );
+
+    // Corrupt one layer inside the registry's storage: the registry serves the bad bytes.
+    let bad_dir = tmp.path().join("bad");
+    write_file(&bad_dir.join("only.bin"), &pseudo_random(99, 30_000), 0o644);
+    let bad = r(&reg.reference("store/bad:1"));
+    build_and_push(
+        &c,
+        &BuildSpec {
+            base: "scratch".into(),
+            layers: vec![layer(&bad_dir, "/x")],
+            ..Default::default()
+        },
+        &bad,
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap();
+    let m = c.get_manifest(&bad).await.unwrap().image().unwrap();
+    let layer_digest = m.layers[0].digest.clone();
+    let file = reg.blob_file(layer_digest.hex());
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let err = store
+        .pull(&c, &bad, &Platform::linux_amd64())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&layer_digest.to_string()), "{err}");
+    assert!(
+        !store.blob_path(&layer_digest).exists(),
+        "nothing written for a mismatching blob"
+    );
+    assert!(matches!(store.resolve(&bad), Err(Error::NotInStore { .. })));
+    // No temp file left behind either: every file in the store is named by its own digest.
+    for e in std::fs::read_dir(store.layout().root().join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            Digest::of(&std::fs::read(&p).unwrap()).hex(),
+            name,
+            "stray file {}",
+            p.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    let reg = Registry::start(false);
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let e = Reference::parse("127.0.0.1:5000/Bad Name:tag")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid image reference"), "{e}");
+
+    // Missing base tag: names repository and tag.
+    push_base(&c, &reg, "exists/repo:1", 1, 100, tmp.path()).await;
+    let spec = BuildSpec {
+        base: reg.reference("exists/repo:nope"),
+        ..Default::default()
+    };
+    let e = build_and_push(
+        &c,
+        &spec,
+        &r(&reg.reference("t/t:1")),
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("\"exists/repo\"") && e.contains("\"nope\""),
+        "{e}"
+    );
+
+    // 401: says where credentials were looked up. DOCKER_CONFIG is not set in this process
+    // to avoid races between tests; the default path is named.
+    let target = r(&authed.reference("x/y:1"));
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        ..Default::default()
+    };
+    let e = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("401") && e.contains("config.json") && e.contains("hoist registry login"),
+        "{e}"
+    );
+    // Wrong password: same, and says credentials came from where they did.
+    let c2 = client();
+    c2.set_credential(
+        &authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: "wrong".into(),
+        },
+    );
+    let e = c2.ping(&target).await.unwrap_err().to_string();
+    assert!(e.contains("credentials given on the command line"), "{e}");
+
+    // Layer source missing, destination escaping.
+    let missing = tmp.path().join("does-not-exist");
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&missing, "/app")],
+        ..Default::default()
+    };
+    let e = build_and_push(
+        &c,
+        &spec,
+        &r(&reg.reference("t/t:1")),
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&missing.display().to_string()) && e.contains("does not exist"),
+        "{e}"
+    );
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(tmp.path(), "../../etc")],
+        ..Default::default()
+    };
+    let e = build_and_push(
+        &c,
+        &spec,
+        &r(&reg.reference("t/t:1")),
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("escapes the image root"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_on_another_registry_is_streamed_across_and_store_builds_work() {
+    let open = Registry::start(false);
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    c.set_credential(
+        &authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let base = push_base(&c, &open, "up/base:1", 2, 30_000, tmp.path()).await;
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    let target = r(&authed.reference("down/app:1"));
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rep.layers_uploaded, 3,
+        "2 base layers streamed across + 1 new: {rep:?}"
+    );
+    let again = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.transfer.blob_uploads, again.digest),
+        (0, rep.digest.clone())
+    );
+
+    // The same spec built into the local store gives the same image digest, with no push.
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let name = r("hoist.local/app:dev");
+    let img = hoist_oci::build::build_to_store(&c, &spec, &store, &name, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(img.manifest_digest, rep.digest);
+    for l in &img.manifest.layers {
+        assert!(store.blob_path(&l.digest).is_file());
+    }
+    assert_eq!(img.config.rootfs.diff_ids.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_base_gives_docker_media_types() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let oci_base = push_base(&c, &reg, "conv/oci:1", 1, 1000, tmp.path()).await;
+    let docker_base = reg.reference("conv/docker:1");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker://{oci_base}"),
+        &format!("docker://{docker_base}"),
+    ]);
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let target = r(&reg.reference("conv/app:1"));
+    let spec = BuildSpec {
+        base: docker_base.clone(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    let m = c.get_manifest(&target).await.unwrap();
+    assert_eq!(m.media_type, media::DOCKER_MANIFEST);
+    let m = m.image().unwrap();
+    assert_eq!(m.config.media_type, media::DOCKER_CONFIG);
+    assert!(
+        m.layers
+            .iter()
+            .all(|l| l.media_type == media::DOCKER_LAYER_GZIP),
+        "{m:?}"
+    );
+    // OCI base stays OCI.
+    let spec = BuildSpec {
+        base: oci_base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_manifest(&target).await.unwrap().media_type,
+        media::OCI_MANIFEST
+    );
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_registry_with_custom_ca() {
+    let reg = Registry::start_with(true, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = r(&reg.reference("tls/app:1"));
+    let src = tmp.path().join("a");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&src, "/a")],
+        ..Default::default()
+    };
+    // Without the CA: the certificate is rejected.
+    let no_ca = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    no_ca.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let e = build_and_push(&no_ca, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let c = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    c.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    let e = RegistryClient::new(ClientOptions {
+        ca_file: Some(tmp.path().join("missing.pem")),
+        ..Default::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("missing.pem"), "{e}");
+}

@@ -1,0 +1,236 @@
+//! Test and benchmark harness: a real CNCF distribution registry (Debian's `docker-registry`)
+//! on a free loopback port, with or without htpasswd auth, killed on drop.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "user";
+pub const PASS: &str = "pass";
+
+pub struct Registry {
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    pub fn start(with_auth: bool) -> Registry {
+        Self::start_with(with_auth, false)
+    }
+
+    /// With `tls`, serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (its PEM is
+    /// at [`Registry::ca_file`]).
+    pub fn start_with(with_auth: bool, tls: bool) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The port is free now; another process could take it before the registry binds, so
+        // retry a few times with a fresh port.
+        for _ in 0..5 {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let mut cfg = format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            );
+            if tls {
+                let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+                if !cert.exists() {
+                    // A CA and a leaf for IP 127.0.0.1 signed by it (rustls rejects a CA
+                    // certificate used as the server's own).
+                    let d = dir.path();
+                    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+                    let ec = [
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1",
+                        "-nodes",
+                    ];
+                    let steps: Vec<Vec<String>> = vec![
+                        [
+                            &["req", "-x509"][..],
+                            &ec,
+                            &[
+                                "-days",
+                                "1",
+                                "-subj",
+                                "/CN=hoist-test-ca",
+                                "-keyout",
+                                "ca.key",
+                                "-out",
+                                "ca.pem",
+                            ],
+                        ]
+                        .concat()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                        [
+                            &["req"][..],
+                            &ec,
+                            &[
+                                "-subj",
+                                "/CN=127.0.0.1",
+                                "-keyout",
+                                "key.pem",
+                                "-out",
+                                "leaf.csr",
+                            ],
+                        ]
+                        .concat()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                        [
+                            "x509",
+                            "-req",
+                            "-in",
+                            "leaf.csr",
+                            "-CA",
+                            "ca.pem",
+                            "-CAkey",
+                            "ca.key",
+                            "-CAcreateserial",
+                            "-days",
+                            "1",
+                            "-out",
+                            "cert.pem",
+                            "-extfile",
+                            "ext.cnf",
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    ];
+                    for args in steps {
+                        let out = Command::new("openssl")
+                            .args(&args)
+                            .current_dir(d)
+                            .output()
+                            .expect("openssl is installed");
+                        assert!(
+                            out.status.success(),
+                            "openssl {args:?}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                }
+                cfg.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+            if with_auth {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", USER, PASS])
+                    .output()
+                    .expect("htpasswd (apache2-utils) is installed");
+                assert!(out.status.success(), "htpasswd failed");
+                std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+                cfg.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: hoist-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+            }
+            let cfg_path = dir.path().join("config.yml");
+            std::fs::write(&cfg_path, cfg).unwrap();
+            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+            let child = Command::new("/usr/bin/docker-registry")
+                .arg("serve")
+                .arg(&cfg_path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("docker-registry is installed (apt-get install docker-registry)");
+            let mut child = child;
+            if wait_ready(&mut child, &addr, Duration::from_secs(10)) {
+                return Registry { addr, dir, child };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The file holding a blob in the registry's storage (to corrupt it in tests).
+    pub fn blob_file(&self, hex: &str) -> PathBuf {
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.addr)
+    }
+}
+
+fn wait_ready(child: &mut Child, addr: &str, max: Duration) -> bool {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic incompressible bytes (xorshift64*), so tests and benches download nothing.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write_file(path: &Path, data: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
