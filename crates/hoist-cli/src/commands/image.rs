@@ -19,6 +19,8 @@ use crate::output::OutputFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build services' images from the project (service.yaml `image:`) and push them.
+    Build(super::image_build::BuildArgs),
     /// Append layers onto a base image and push the result; only blobs the registry lacks are sent.
     Append(AppendArgs),
     /// Copy an image between registries and OCI layout directories (oci:DIR[:NAME]).
@@ -46,7 +48,7 @@ pub struct RegistryOpts {
 }
 
 impl RegistryOpts {
-    fn client(&self) -> miette::Result<RegistryClient> {
+    pub(super) fn client(&self) -> miette::Result<RegistryClient> {
         let mut o = ClientOptions::default();
         o.insecure.extend(self.insecure.iter().cloned());
         o.ca_file = self.ca_file.clone();
@@ -64,7 +66,7 @@ impl RegistryOpts {
         Ok(c)
     }
 
-    fn platform(&self) -> miette::Result<Platform> {
+    pub(super) fn platform(&self) -> miette::Result<Platform> {
         self.platform.parse().into_diagnostic()
     }
 }
@@ -133,8 +135,9 @@ pub struct PullArgs {
     pub reg: RegistryOpts,
 }
 
-pub fn run(cmd: ImageCommand, _g: &GlobalOpts) -> miette::Result<ExitCode> {
+pub fn run(cmd: ImageCommand, g: &GlobalOpts) -> miette::Result<ExitCode> {
     match cmd {
+        ImageCommand::Build(a) => super::image_build::run(a, g),
         ImageCommand::Append(a) => append(a),
         ImageCommand::Copy(a) => copy_cmd(a),
         ImageCommand::Inspect(a) => inspect(a),

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod completions;
 pub mod image;
+pub mod image_build;
 pub mod init;
 mod project;
 pub mod registry;

@@ -1,0 +1,193 @@
+//! `hoist image build` from the project model, end to end: the real binary builds
+//! examples/shop's images and pushes them to a real registry (or the local store).
+
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+use registry::Registry;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A copy of examples/shop whose developer settings point at `registry`.
+fn shop(registry: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("shop");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop");
+    copy_dir(&example, &root);
+    std::fs::write(
+        root.join("hoist-settings.yaml"),
+        format!("registry: {registry}\n"),
+    )
+    .unwrap();
+    (tmp, root)
+}
+
+fn hoist(root: &Path, home: &Path) -> Command {
+    let mut c = Command::cargo_bin("hoist").unwrap();
+    c.arg("-C")
+        .arg(root)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("HOME", home)
+        .env("HOIST_CACHE_DIR", home.join("cache"))
+        .env_remove("HOIST_INSECURE_REGISTRIES");
+    c
+}
+
+fn json(out: &[u8]) -> Vec<serde_json::Value> {
+    serde_json::from_slice(out).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}", String::from_utf8_lossy(out));
+    })
+}
+
+fn by_service<'a>(built: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    built
+        .iter()
+        .find(|b| b["service"] == name)
+        .unwrap_or_else(|| panic!("{name} not built: {built:?}"))
+}
+
+#[test]
+fn builds_pushes_and_rebuilds_only_what_changed() {
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "-o", "json"])
+        .assert()
+        .success();
+    let first = json(&out.get_output().stdout);
+    let names: Vec<&str> = first
+        .iter()
+        .map(|b| b["service"].as_str().unwrap())
+        .collect();
+    for svc in ["api", "stats", "web"] {
+        assert!(names.contains(&svc), "{svc} missing from {names:?}");
+    }
+
+    // An outside client reads what was pushed, with the config from service.yaml.
+    let web = by_service(&first, "web");
+    let web_ref = web["reference"].as_str().unwrap();
+    let inspect = Std::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--config"])
+        .arg(format!("docker://{web_ref}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        cfg["config"]["Entrypoint"],
+        serde_json::json!(["/bin/busybox", "httpd"])
+    );
+    assert_eq!(cfg["config"]["User"], "65534");
+    assert_eq!(cfg["config"]["WorkingDir"], "/www");
+    // scratch + busybox layer + public layer
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+    // The same inputs again: same tags, same digests, nothing uploaded.
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "-o", "json"])
+        .assert()
+        .success();
+    let again = json(&out.get_output().stdout);
+    for b in &again {
+        let prev = by_service(&first, b["service"].as_str().unwrap());
+        assert_eq!(b["reference"], prev["reference"]);
+        assert_eq!(b["digest"], prev["digest"]);
+        assert_eq!(b["uploaded_bytes"], 0, "{b}");
+    }
+
+    // One page edited: web gets a new tag; it uploads its small page layer and
+    // config, never the busybox layer again; api is untouched.
+    std::fs::write(
+        root.join("services/web/public/index.html"),
+        "<h1>changed</h1>\n",
+    )
+    .unwrap();
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "web", "-o", "json"])
+        .assert()
+        .success();
+    let changed = json(&out.get_output().stdout);
+    assert_eq!(changed.len(), 1);
+    assert_ne!(changed[0]["reference"], web["reference"]);
+    let uploaded = changed[0]["uploaded_bytes"].as_u64().unwrap();
+    assert!(
+        uploaded > 0 && uploaded < 64 * 1024,
+        "uploaded {uploaded} bytes"
+    );
+}
+
+#[test]
+fn builds_into_the_local_store() {
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let out = hoist(&root, tmp.path())
+        .args([
+            "image", "build", "api", "--store", "--tag", "dev", "-o", "json",
+        ])
+        .assert()
+        .success();
+    let built = json(&out.get_output().stdout);
+    assert_eq!(built[0]["destination"], "store");
+    // Nothing went to the registry.
+    assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
+    // The store is an OCI layout an outside tool reads.
+    let layout = tmp.path().join("cache/images");
+    let inspect = Std::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!(
+            "oci:{}:{}",
+            layout.display(),
+            built[0]["reference"].as_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
+#[test]
+fn names_what_is_wrong() {
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "nope"])
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        e.contains("no service named `nope`") && e.contains("web"),
+        "{e}"
+    );
+
+    // A layer source that is gone is reported with the file before anything is pushed.
+    std::fs::remove_dir_all(root.join("services/api/data")).unwrap();
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "api"])
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(e.contains("service.yaml") && e.contains("data"), "{e}");
+    assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
+}
