@@ -1,0 +1,213 @@
+//! Real runc, as root: pods of a scratch + busybox image built with hoist-oci.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hoist_runtime::{ContainerSpec, ImageUnpacker, RootfsMode, parse_record};
+use support::{Env, PAGE, runnable};
+
+fn sh(script: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: "main".into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn httpd_pod_serves_execs_logs_and_cleans_up() {
+    if !runnable("httpd_pod_serves_execs_logs_and_cleans_up") {
+        return;
+    }
+    let env = Env::new();
+    let mut pod = env.start_pod(
+        "web",
+        sh("echo started; echo oops >&2; exec httpd -f -p 8080 -h /www"),
+    );
+    let st = env.runtime.state(&pod.id).unwrap();
+    assert_eq!(st.status, "running", "{st:?}");
+
+    let resp = pod.http_get(8080, "/index.html", Duration::from_secs(10));
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp}"
+    );
+    assert!(resp.ends_with(PAGE), "{resp}");
+
+    let out = env
+        .runtime
+        .exec_output(
+            &pod.id,
+            &["cat".into(), "/etc/hostname".into()],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        (out.code, String::from_utf8_lossy(&out.stdout).as_ref()),
+        (0, "web\n")
+    );
+    // Exec carries stdin through and reports the process's own exit code.
+    let out = env
+        .runtime
+        .exec_output(
+            &pod.id,
+            &["sh".into(), "-c".into(), "cat; echo err >&2; exit 7".into()],
+            b"piped-in\n",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(out.code, 7);
+    assert_eq!(out.stdout, b"piped-in\n");
+    assert_eq!(out.stderr, b"err\n");
+    // The pod's IP is on lo inside its namespace, and the env precedence held.
+    let out = env
+        .runtime
+        .exec_output(
+            &pod.id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "ip -4 addr show lo; echo $IMAGE_ONLY $HOSTNAME".into(),
+            ],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("inet {}/32", pod.ip)), "{text}");
+    assert!(text.contains("1 web"), "{text}");
+
+    let log = pod.wait_log("stderr F oops", Duration::from_secs(5));
+    let recs: Vec<_> = log
+        .lines()
+        .map(|l| parse_record(l).unwrap_or_else(|| panic!("not CRI: {l:?}")))
+        .collect();
+    assert!(
+        recs.iter()
+            .any(|r| r.stream == "stdout" && !r.partial && r.text == "started"),
+        "{log}"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r.stream == "stderr" && r.text == "oops"),
+        "{log}"
+    );
+
+    // httpd as pid 1 ignores SIGTERM: the grace period runs out and SIGKILL ends it.
+    let t = Instant::now();
+    let exited = env
+        .runtime
+        .kill(&pod.id, Duration::from_millis(300))
+        .unwrap();
+    assert_eq!(exited.code, Some(137));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    let id = pod.id.clone();
+    let ns_path = pod.net().path.clone();
+    pod.teardown();
+    assert!(env.runtime.list().unwrap().iter().all(|c| c.id != id));
+    assert!(!ns_path.exists(), "netns {} still there", ns_path.display());
+    assert!(
+        !hoist_runtime::netns::list_netns()
+            .unwrap()
+            .contains(&format!("hoist-{id}"))
+    );
+    assert!(env.ips.allocations().unwrap().is_empty());
+}
+
+#[test]
+fn exit_code_is_reported() {
+    if !runnable("exit_code_is_reported") {
+        return;
+    }
+    let env = Env::new();
+    let mut pod = env.start_pod("exits", sh("echo bye; exit 3"));
+    let exited = env.runtime.wait(&pod.id, Duration::from_secs(10)).unwrap();
+    assert_eq!(exited.map(|e| e.code), Some(Some(3)));
+    assert_eq!(env.runtime.state(&pod.id).unwrap().status, "stopped");
+    assert!(
+        pod.wait_log("stdout F bye", Duration::from_secs(5))
+            .contains("stdout F bye")
+    );
+    pod.teardown();
+}
+
+#[test]
+fn sigterm_within_grace_ends_a_trapping_container() {
+    if !runnable("sigterm_within_grace_ends_a_trapping_container") {
+        return;
+    }
+    let env = Env::new();
+    let mut pod = env.start_pod(
+        "trap",
+        sh("trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.05; done"),
+    );
+    pod.wait_log("stdout F ready", Duration::from_secs(5));
+    let t = Instant::now();
+    let exited = env.runtime.kill(&pod.id, Duration::from_secs(20)).unwrap();
+    assert_eq!(exited.code, Some(0), "SIGTERM should have run the trap");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(
+        pod.wait_log("got-term", Duration::from_secs(2))
+            .contains("stdout F got-term")
+    );
+    pod.teardown();
+}
+
+#[test]
+fn two_pods_get_distinct_loopback_ips_and_copy_rootfs_works() {
+    if !runnable("two_pods_get_distinct_loopback_ips_and_copy_rootfs_works") {
+        return;
+    }
+    let env = Env::new();
+    let copy = ImageUnpacker::new(env.dir.path().join("cache-copy"))
+        .unwrap()
+        .with_mode(RootfsMode::Copy);
+    let mut a = env.start_pod("a", sh("exec httpd -f -p 80 -h /www"));
+    let mut spec = sh("echo written > /www/index.html; exec httpd -f -p 80 -h /www");
+    spec.user = None;
+    let mut b = env.start_pod_with(&copy, "b", &mut spec);
+    assert_ne!(a.ip, b.ip);
+    for ip in [a.ip, b.ip] {
+        let o = ip.octets();
+        assert!(
+            o[0] == 127 && (64..128).contains(&o[1]),
+            "{ip} outside 127.64.0.0/10"
+        );
+    }
+    // Same port in both pods: separate namespaces.
+    assert!(a.http_get(80, "/", Duration::from_secs(10)).ends_with(PAGE));
+    let rb = b.http_get(80, "/", Duration::from_secs(10));
+    assert!(rb.ends_with("written\n"), "{rb}");
+    // The copy-mode write stayed in b's rootfs; the shared cache is untouched.
+    let cached = std::fs::read_to_string(env.image().rootfs.join("www/index.html")).unwrap();
+    assert_eq!(cached, PAGE);
+    assert!(a.http_get(80, "/", Duration::from_secs(10)).ends_with(PAGE));
+    a.teardown();
+    b.teardown();
+}
+
+#[test]
+fn bad_command_fails_with_runc_reason_and_leaves_nothing() {
+    if !runnable("bad_command_fails_with_runc_reason_and_leaves_nothing") {
+        return;
+    }
+    let env = Env::new();
+    let image = env.image();
+    let dir = env.dir.path().join("badpod");
+    let rootfs = env.unpacker.prepare_rootfs(&image, &dir).unwrap();
+    let id = support::unique("bad");
+    let spec = ContainerSpec {
+        name: "bad".into(),
+        command: vec!["/no/such/binary".into()],
+        ..Default::default()
+    };
+    hoist_runtime::Bundle::write(&dir, &id, &rootfs.path, &image.config, &spec).unwrap();
+    let err = env.runtime.run(&id, &dir, &dir.join("log")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("/no/such/binary"), "{msg}");
+    assert!(env.runtime.list().unwrap().iter().all(|c| c.id != id));
+    ImageUnpacker::release_rootfs(&dir).unwrap();
+}
