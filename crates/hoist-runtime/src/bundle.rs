@@ -374,3 +374,173 @@ pub fn runtime_config(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_oci::Platform;
+
+    fn image(entrypoint: &[&str], cmd: &[&str], env: &[&str], user: Option<&str>) -> ImageConfig {
+        let mut c = ImageConfig::empty(&Platform::linux_amd64());
+        let cc = c.config.as_mut().unwrap();
+        let v = |s: &[&str]| (!s.is_empty()).then(|| s.iter().map(|x| x.to_string()).collect());
+        cc.entrypoint = v(entrypoint);
+        cc.cmd = v(cmd);
+        cc.env = v(env);
+        cc.user = user.map(str::to_string);
+        c
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules() {
+        let img = image(&["/ep", "-x"], &["cmd1"], &[], None);
+        let spec = |command: &[&str], args: &[&str]| ContainerSpec {
+            command: strings(command),
+            args: strings(args),
+            ..Default::default()
+        };
+        let run = |s: ContainerSpec| effective_args(&img, &s).unwrap();
+        assert_eq!(run(spec(&[], &[])), strings(&["/ep", "-x", "cmd1"]));
+        assert_eq!(run(spec(&["/c"], &[])), strings(&["/c"]));
+        assert_eq!(run(spec(&["/c"], &["a"])), strings(&["/c", "a"]));
+        assert_eq!(
+            run(spec(&[], &["a", "b"])),
+            strings(&["/ep", "-x", "a", "b"])
+        );
+        let empty = image(&[], &[], &[], None);
+        let err = effective_args(
+            &empty,
+            &ContainerSpec {
+                name: "app".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"app\"") && err.contains("no command"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_spec_overrides_image_and_defaults_fill_in() {
+        let img = image(&[], &["x"], &["A=1", "B=img", "EMPTY"], None);
+        let spec = ContainerSpec {
+            env: vec![("B".into(), "spec".into()), ("C".into(), "3=3".into())],
+            hostname: "pod-a".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            effective_env(&img, &spec),
+            strings(&[
+                "A=1",
+                "B=spec",
+                "EMPTY=",
+                "C=3=3",
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=pod-a"
+            ])
+        );
+    }
+
+    #[test]
+    fn image_user_resolves_through_passwd_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\nweb:x:1000:1001::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let user = |u: Option<&str>| {
+            effective_user(
+                &image(&[], &["x"], &[], u),
+                &ContainerSpec::default(),
+                dir.path(),
+            )
+        };
+        assert_eq!(user(None).unwrap(), (0, 0));
+        assert_eq!(user(Some("web")).unwrap(), (1000, 1001));
+        assert_eq!(user(Some("1000")).unwrap(), (1000, 1001));
+        assert_eq!(user(Some("42")).unwrap(), (42, 0));
+        assert_eq!(user(Some("web:staff")).unwrap(), (1000, 50));
+        assert_eq!(user(Some("7:8")).unwrap(), (7, 8));
+        let err = user(Some("nobody")).unwrap_err().to_string();
+        assert!(
+            err.contains("nobody") && err.contains("/etc/passwd"),
+            "{err}"
+        );
+        // runAsUser from the pod wins over the image.
+        let spec = ContainerSpec {
+            user: Some((5, 6)),
+            ..Default::default()
+        };
+        assert_eq!(
+            effective_user(&image(&[], &["x"], &[], Some("web")), &spec, dir.path()).unwrap(),
+            (5, 6)
+        );
+    }
+
+    #[test]
+    fn config_joins_the_pod_netns_and_mounts_what_the_caller_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+        let spec = ContainerSpec {
+            name: "app".into(),
+            hostname: "web-0".into(),
+            netns: Some("/run/netns/hoist-p1".into()),
+            etc_hosts: Some(hosts.clone()),
+            working_dir: Some("/srv".into()),
+            readonly_rootfs: true,
+            mounts: vec![BindMount {
+                source: dir.path().to_path_buf(),
+                destination: "/data".into(),
+                readonly: true,
+            }],
+            ..Default::default()
+        };
+        let img = image(&[], &["x"], &[], None);
+        let c = runtime_config("c1", Path::new("/r"), &img, &spec).unwrap();
+        assert_eq!(c["process"]["cwd"], "/srv");
+        assert_eq!(c["root"], json!({"path": "/r", "readonly": true}));
+        assert_eq!(c["hostname"], "web-0");
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/hoist-p1"})));
+        for t in ["pid", "ipc", "uts", "mount"] {
+            assert!(ns.contains(&json!({"type": t})), "{t}");
+        }
+        let mounts = c["mounts"].as_array().unwrap();
+        let dest = |d: &str| mounts.iter().find(|m| m["destination"] == d).cloned();
+        assert_eq!(
+            dest("/etc/hosts").unwrap()["source"],
+            hosts.to_str().unwrap()
+        );
+        assert_eq!(
+            dest("/data").unwrap()["options"],
+            json!(["rbind", "rprivate", "ro"])
+        );
+        assert_eq!(dest("/sys").unwrap()["options"][3], "ro");
+        assert!(dest("/etc/resolv.conf").is_none());
+
+        let mut bad = spec.clone();
+        bad.mounts[0].source = dir.path().join("missing");
+        let err = runtime_config("c1", Path::new("/r"), &img, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing") && err.contains("/data"), "{err}");
+        let mut bad = spec;
+        bad.working_dir = Some("rel".into());
+        let err = runtime_config("c1", Path::new("/r"), &img, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute"), "{err}");
+    }
+}

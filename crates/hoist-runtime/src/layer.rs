@@ -213,3 +213,161 @@ fn remove_any(p: &Path) -> Result<()> {
         Err(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    enum E<'a> {
+        Dir(&'a str, u32),
+        File(&'a str, &'a str, u32),
+        Link(&'a str, &'a str),
+        Hard(&'a str, &'a str),
+    }
+
+    /// A tar with names written raw (tar::Builder refuses `..`, which we must test).
+    fn tar(entries: &[E]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            let (name, data, kind, mode, link): (&str, &[u8], tar::EntryType, u32, Option<&str>) =
+                match e {
+                    E::Dir(n, m) => (n, b"", tar::EntryType::Directory, *m, None),
+                    E::File(n, d, m) => (n, d.as_bytes(), tar::EntryType::Regular, *m, None),
+                    E::Link(n, t) => (n, b"", tar::EntryType::Symlink, 0o777, Some(t)),
+                    E::Hard(n, t) => (n, b"", tar::EntryType::Link, 0o644, Some(t)),
+                };
+            let raw = &mut h.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_modes_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let l1 = tar(&[
+            E::Dir("a/", 0o755),
+            E::File("a/x", "x1", 0o644),
+            E::File("a/y", "y1", 0o4755),
+            E::Dir("o/", 0o700),
+            E::File("o/old", "old", 0o644),
+            E::Dir("o/sub/", 0o755),
+            E::Link("bin/sh", "busybox"),
+            E::File("bin/busybox", "bb", 0o755),
+            E::Hard("bin/bb2", "bin/busybox"),
+            E::File("f-becomes-dir", "f", 0o644),
+        ]);
+        apply_layer(root, &gz(&l1)[..], "l1").unwrap();
+        assert_eq!(read(&root.join("a/x")), "x1");
+        assert_eq!(
+            fs::metadata(root.join("a/y")).unwrap().permissions().mode() & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            fs::read_link(root.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        assert_eq!(read(&root.join("bin/bb2")), "bb");
+        assert_eq!(
+            fs::metadata(root.join("o")).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+
+        // Uncompressed layer: whiteout, opaque dir (new content survives), type change.
+        let l2 = tar(&[
+            E::File("a/.wh.x", "", 0o644),
+            E::File("o/new", "new", 0o644),
+            E::File("o/.wh..wh..opq", "", 0o644),
+            E::Dir("f-becomes-dir/", 0o755),
+            E::File("f-becomes-dir/inner", "i", 0o644),
+            E::File(".wh.missing", "", 0o644),
+        ]);
+        apply_layer(root, &l2[..], "l2").unwrap();
+        assert!(!root.join("a/x").exists());
+        assert_eq!(read(&root.join("a/y")), "y1");
+        assert_eq!(read(&root.join("o/new")), "new");
+        assert!(!root.join("o/old").exists() && !root.join("o/sub").exists());
+        assert!(!root.join("o/.wh..wh..opq").exists());
+        assert_eq!(read(&root.join("f-becomes-dir/inner")), "i");
+    }
+
+    #[test]
+    fn nothing_escapes_the_root() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let err = apply_layer(&root, &tar(&[E::File("../evil", "x", 0o644)])[..], "dots")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("..") && err.contains("layer dots"), "{err}");
+        assert!(!outer.path().join("evil").exists());
+
+        // Symlinks planted by a layer resolve inside the root, absolute or relative.
+        let target = outer.path().join("host");
+        fs::create_dir(&target).unwrap();
+        let l = tar(&[
+            E::Link("abs", target.to_str().unwrap()),
+            E::Link("rel", "../../.."),
+            E::Link("lib", "usr/lib"),
+            E::Dir("usr/lib/", 0o755),
+        ]);
+        apply_layer(&root, &l[..], "links").unwrap();
+        let l = tar(&[
+            E::File("abs/pwned", "x", 0o644),
+            E::File("rel/pwned2", "x", 0o644),
+            E::File("lib/libc.so", "c", 0o644),
+            E::Hard("stolen", "abs/../../../../etc/hostname"),
+        ]);
+        let err = apply_layer(&root, &l[..], "through-links");
+        assert!(err.is_err(), "a `..` hard link target must be refused");
+        assert!(
+            !target.join("pwned").exists(),
+            "wrote through an absolute symlink"
+        );
+        assert!(!outer.path().join("pwned2").exists());
+        assert_eq!(
+            read(&root.join(target.strip_prefix("/").unwrap()).join("pwned")),
+            "x"
+        );
+        assert_eq!(read(&root.join("pwned2")), "x");
+        assert_eq!(read(&root.join("usr/lib/libc.so")), "c");
+    }
+
+    #[test]
+    fn zstd_and_garbage_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = apply_layer(dir.path(), &[0x28, 0xb5, 0x2f, 0xfd, 0, 0][..], "z")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zstd"), "{err}");
+        let err = apply_layer(dir.path(), &[0x1f, 0x8b, 1, 2, 3][..], "g")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer g"), "{err}");
+    }
+}

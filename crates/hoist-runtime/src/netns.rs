@@ -267,3 +267,49 @@ impl IpAllocator {
         self.with_table(|t| Ok(t.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocator_persists_reuses_and_stays_in_the_loopback_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ipam.json");
+        let a = IpAllocator::new(&file);
+        let ip1 = a.allocate("p1").unwrap();
+        let ip2 = a.allocate("p2").unwrap();
+        assert_eq!(ip1, Ipv4Addr::new(127, 64, 0, 1));
+        assert_eq!(ip2, Ipv4Addr::new(127, 64, 0, 2));
+        assert_eq!(a.allocate("p1").unwrap(), ip1, "stable per pod");
+        // A second allocator (a restarted process) sees the same table.
+        let b = IpAllocator::new(&file);
+        assert_eq!(b.allocate("p3").unwrap(), Ipv4Addr::new(127, 64, 0, 3));
+        b.release("p1").unwrap();
+        assert_eq!(a.allocate("p4").unwrap(), ip1, "freed addresses are reused");
+        for ip in a.allocations().unwrap().values() {
+            assert!(ip.is_loopback());
+        }
+        std::fs::write(&file, "not json").unwrap();
+        let err = a.allocate("p5").unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains("ipam.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_loopback_addresses_are_refused() {
+        for ip in ["10.0.0.1", "192.168.1.1", "172.16.0.1"] {
+            let err = PodNetwork::create("x", ip.parse().unwrap()).unwrap_err();
+            assert!(err.to_string().contains("loopback"), "{err}");
+            let err = connect_addr(
+                Path::new("/proc/self/ns/net"),
+                SocketAddr::new(ip.parse().unwrap(), 80),
+                Duration::from_millis(10),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("non-loopback"), "{err}");
+        }
+    }
+}
