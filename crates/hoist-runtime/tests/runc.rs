@@ -197,6 +197,13 @@ fn bad_command_fails_with_runc_reason_and_leaves_nothing() {
     let env = Env::new();
     let image = env.image();
     let dir = env.dir.path().join("badpod");
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = ImageUnpacker::release_rootfs(self.0);
+        }
+    }
+    let _unmount = Unmount(&dir);
     let rootfs = env.unpacker.prepare_rootfs(&image, &dir).unwrap();
     let id = support::unique("bad");
     let spec = ContainerSpec {
@@ -210,4 +217,104 @@ fn bad_command_fails_with_runc_reason_and_leaves_nothing() {
     assert!(msg.contains("/no/such/binary"), "{msg}");
     assert!(env.runtime.list().unwrap().iter().all(|c| c.id != id));
     ImageUnpacker::release_rootfs(&dir).unwrap();
+}
+
+#[test]
+fn user_bind_mounts_and_readonly_rootfs_apply() {
+    if !runnable("user_bind_mounts_and_readonly_rootfs_apply") {
+        return;
+    }
+    let env = Env::new();
+    let vol = env.dir.path().join("configmap");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("key"), "value-from-volume").unwrap();
+    let empty_dir = env.dir.path().join("emptydir");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    std::fs::set_permissions(
+        &empty_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut spec = sh(
+        "id -u; id -g; cat /config/key; echo; echo scratch > /scratch/out; \
+         touch /rootfile 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; \
+         echo x > /config/new 2>/dev/null && echo config-writable || echo config-readonly",
+    );
+    spec.user = Some((1000, 1001));
+    spec.readonly_rootfs = true;
+    spec.mounts = vec![
+        hoist_runtime::BindMount {
+            source: vol,
+            destination: "/config".into(),
+            readonly: true,
+        },
+        hoist_runtime::BindMount {
+            source: empty_dir.clone(),
+            destination: "/scratch".into(),
+            readonly: false,
+        },
+    ];
+    spec.working_dir = Some("/scratch".into());
+    let mut pod = env.start_pod("vols", spec);
+    let exited = env.runtime.wait(&pod.id, Duration::from_secs(10)).unwrap();
+    assert_eq!(exited.map(|e| e.code), Some(Some(0)));
+    let log = pod.wait_log("config-", Duration::from_secs(5));
+    let lines: Vec<String> = log
+        .lines()
+        .filter_map(parse_record)
+        .filter(|r| r.stream == "stdout")
+        .map(|r| r.text)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "1000",
+            "1001",
+            "value-from-volume",
+            "rootfs-readonly",
+            "config-readonly"
+        ],
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(empty_dir.join("out")).unwrap(),
+        "scratch\n"
+    );
+    pod.teardown();
+}
+
+#[test]
+fn a_restarted_runtime_lists_adopts_and_kills_running_containers() {
+    if !runnable("a_restarted_runtime_lists_adopts_and_kills_running_containers") {
+        return;
+    }
+    let env = Env::new();
+    let mut pod = env.start_pod("adopt", sh("exec httpd -f -p 8080 -h /www"));
+    // A second Runtime on the same runc root stands in for hoist after a restart.
+    let again = hoist_runtime::Runtime::new(env.runtime.runc_root()).unwrap();
+    let listed = again.list().unwrap();
+    let st = listed
+        .iter()
+        .find(|c| c.id == pod.id)
+        .unwrap_or_else(|| panic!("{} not in {listed:?}", pod.id));
+    assert!(st.is_running(), "{st:?}");
+    assert_eq!(st.bundle, pod.dir);
+    let adopted = again.adopt(&pod.id).unwrap();
+    assert_eq!(adopted.pid, st.pid);
+    assert_eq!(
+        again.wait(&pod.id, Duration::from_millis(50)).unwrap(),
+        None
+    );
+    // The exit code of a container we did not start cannot be known: None, not a guess.
+    let exited = again.kill(&pod.id, Duration::from_millis(200)).unwrap();
+    assert_eq!(exited.code, None);
+    again.delete(&pod.id).unwrap();
+    assert!(again.list().unwrap().iter().all(|c| c.id != pod.id));
+    let err = again.state(&pod.id).unwrap_err();
+    assert!(
+        matches!(err, hoist_runtime::Error::NoSuchContainer { .. }),
+        "{err}"
+    );
+    pod.started = false;
+    pod.teardown();
 }
