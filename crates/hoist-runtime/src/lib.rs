@@ -2,10 +2,12 @@
 //! shared cache, per-container rootfs (overlay or copy), OCI bundles, pod network
 //! namespaces on loopback, CRI-format logs, wait/kill/delete and exec.
 //!
-//! The kubelet's pod path: [`IpAllocator::allocate`] → [`PodNetwork::create`] →
-//! [`ImageUnpacker::unpack`] → [`ImageUnpacker::prepare_rootfs`] → [`Bundle::write`] →
-//! [`Runtime::run`]; teardown is [`Runtime::kill`] → [`Runtime::delete`] →
-//! [`ImageUnpacker::release_rootfs`] → [`PodNetwork::delete`] → [`IpAllocator::release`].
+//! The kubelet's pod path: [`PodSandbox::create`] (IP from [`IpAllocator`], [`PodNetwork`],
+//! shared /etc files) → [`ImageUnpacker::unpack`] → [`PodSandbox::start_container`]
+//! ([`ImageUnpacker::prepare_rootfs`], [`Bundle::write`], [`Runtime::run`]) →
+//! [`Runtime::wait`] / [`Runtime::exec`] / [`connect`]; teardown is
+//! [`PodSandbox::remove_container`] (SIGTERM, grace, SIGKILL, delete, free rootfs) →
+//! [`PodSandbox::destroy`]. Everything blocks: call it from `spawn_blocking` in async code.
 
 pub mod bundle;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod layer;
 pub mod logs;
 pub mod netns;
 pub mod runtime;
+pub mod sandbox;
 mod sys;
 pub mod unpack;
 
@@ -21,4 +24,5 @@ pub use error::{Error, Result};
 pub use logs::{LogRecord, LogSink, Stream, parse_record};
 pub use netns::{IpAllocator, PodNetwork, connect};
 pub use runtime::{ContainerState, ExecOutput, Exited, Runtime, check_host, find_runc};
+pub use sandbox::{ContainerHandle, PodSandbox, SandboxConfig};
 pub use unpack::{ImageUnpacker, PreparedRootfs, RootfsMode, UnpackedImage};

@@ -15,6 +15,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::logs::{LogSink, Stream};
 use crate::sys;
 
+/// Written into the bundle directory by the reaper when the container's process exits.
+pub const EXIT_CODE_FILE: &str = "exit-code";
+
 /// What `runc state` / `runc list` report about a container.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct ContainerState {
@@ -33,8 +36,8 @@ impl ContainerState {
     }
 }
 
-/// How a container's process ended. `code` is `None` when it ended while nobody watched
-/// (a container re-adopted after a restart): the exit code is then unknowable.
+/// How a container's process ended. `code` is `None` when it ended while no hoist process
+/// watched it (re-adopted after a restart, exit not recorded): it is then unknowable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exited {
     pub code: Option<i32>,
@@ -168,6 +171,7 @@ impl Runtime {
     pub fn run(&self, id: &str, bundle_dir: &Path, log_path: &Path) -> Result<i32> {
         let sink = LogSink::open(log_path)?;
         let pid_file = bundle_dir.join("pid");
+        let _ = std::fs::remove_file(bundle_dir.join(EXIT_CODE_FILE));
         let runc_log = bundle_dir.join("runc.log");
         let _ = std::fs::remove_file(&pid_file);
         let mut child = self
@@ -219,6 +223,7 @@ impl Runtime {
             .expect("exit map poisoned")
             .insert(id.to_string(), cell.clone());
         let id_owned = id.to_string();
+        let exit_file = bundle_dir.join(EXIT_CODE_FILE);
         std::thread::Builder::new()
             .name(format!("reap-{id}"))
             .spawn(move || {
@@ -229,6 +234,10 @@ impl Runtime {
                         None
                     }
                 };
+                // Kept next to the bundle so a restarted hoist still knows how it ended.
+                if let Some(c) = code {
+                    let _ = std::fs::write(&exit_file, c.to_string());
+                }
                 cell.set(Exited { code });
             })
             .ctx(|| "spawning the reaper thread")?;
@@ -262,7 +271,10 @@ impl Runtime {
         let st = self.state(id)?;
         let cell = Arc::new(ExitCell::default());
         if st.status == "stopped" || st.pid <= 0 {
-            cell.set(Exited { code: None });
+            let code = std::fs::read_to_string(st.bundle.join(EXIT_CODE_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            cell.set(Exited { code });
         } else {
             let fd = sys::pidfd_open(st.pid).ctx(|| format!("pidfd_open({})", st.pid))?;
             let c = cell.clone();

@@ -78,6 +78,20 @@ fn httpd_pod_serves_execs_logs_and_cleans_up() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("inet {}/32", pod.ip)), "{text}");
     assert!(text.contains("1 web"), "{text}");
+    // The sandbox's shared /etc files are mounted.
+    let out = env
+        .runtime
+        .exec_output(
+            &pod.id,
+            &["cat".into(), "/etc/hosts".into(), "/etc/resolv.conf".into()],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{}\tweb\n", pod.ip)), "{text}");
+    assert!(text.contains("127.64.255.1\tweb.default.svc\n"), "{text}");
+    assert!(text.contains("search default.svc.cluster.local"), "{text}");
 
     let log = pod.wait_log("stderr F oops", Duration::from_secs(5));
     let recs: Vec<_> = log

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use hoist_oci::manifest::ImageConfig;
 use hoist_oci::{Digest, LayerBuilder, LayerSpec, LocalStore, Platform, RawManifest, Reference};
 use hoist_runtime::{
-    Bundle, ContainerSpec, ImageUnpacker, IpAllocator, PodNetwork, Runtime, UnpackedImage,
+    ContainerHandle, ContainerSpec, ImageUnpacker, IpAllocator, PodNetwork, PodSandbox, Runtime,
+    SandboxConfig, UnpackedImage,
 };
 
 pub const IMAGE: &str = "hoist.test/busybox:1";
@@ -139,30 +140,40 @@ impl Env {
         name: &str,
         spec: &mut ContainerSpec,
     ) -> Pod<'a> {
-        let id = unique(name);
-        let ip = self.ips.allocate(&id).unwrap();
+        let pod_id = unique(name);
+        let sandbox = PodSandbox::create(
+            &self.dir.path().join("pods"),
+            &self.ips,
+            &pod_id,
+            &SandboxConfig {
+                hostname: name.into(),
+                hosts: vec![(
+                    Ipv4Addr::new(127, 64, 255, 1),
+                    vec!["web.default.svc".into()],
+                )],
+                resolv_conf: Some("search default.svc.cluster.local\noptions ndots:5\n".into()),
+            },
+        )
+        .unwrap();
         let mut pod = Pod {
             env: self,
-            id: id.clone(),
-            dir: self.dir.path().join("pods").join(&id),
-            net: None,
-            ip,
+            id: String::new(),
+            dir: PathBuf::new(),
+            ip: sandbox.net.ip,
+            sandbox: Some(sandbox),
+            container: None,
             started: false,
         };
-        pod.net = Some(PodNetwork::create(&id, ip).unwrap());
-        std::fs::create_dir_all(&pod.dir).unwrap();
-        let hostname = pod.dir.join("hostname");
-        std::fs::write(&hostname, format!("{name}\n")).unwrap();
-        let hosts = pod.dir.join("hosts");
-        std::fs::write(&hosts, format!("127.0.0.1 localhost\n{ip} {name}\n")).unwrap();
-        spec.hostname = name.into();
-        spec.netns = Some(pod.net.as_ref().unwrap().path.clone());
-        spec.etc_hostname = Some(hostname);
-        spec.etc_hosts = Some(hosts);
         let image = unpacker.unpack(&self.store, &self.reference).unwrap();
-        let rootfs = unpacker.prepare_rootfs(&image, &pod.dir).unwrap();
-        Bundle::write(&pod.dir, &id, &rootfs.path, &image.config, spec).unwrap();
-        self.runtime.run(&id, &pod.dir, &pod.log_path()).unwrap();
+        let c = pod
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .start_container(&self.runtime, unpacker, &image, spec, 0)
+            .unwrap();
+        pod.id = c.id.clone();
+        pod.dir = c.bundle_dir.clone();
+        pod.container = Some(c);
         pod.started = true;
         pod
     }
@@ -170,20 +181,23 @@ impl Env {
 
 pub struct Pod<'a> {
     pub env: &'a Env,
+    /// The runc id of the pod's one container.
     pub id: String,
+    /// Its bundle directory.
     pub dir: PathBuf,
-    pub net: Option<PodNetwork>,
     pub ip: Ipv4Addr,
+    pub sandbox: Option<PodSandbox>,
+    pub container: Option<ContainerHandle>,
     pub started: bool,
 }
 
 impl Pod<'_> {
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("container.log")
+        self.container.as_ref().unwrap().log_path.clone()
     }
 
     pub fn net(&self) -> &PodNetwork {
-        self.net.as_ref().unwrap()
+        &self.sandbox.as_ref().unwrap().net
     }
 
     /// Poll the log until `needle` appears (bounded).
@@ -210,8 +224,7 @@ impl Pod<'_> {
                     s.read_to_string(&mut resp).unwrap();
                     return resp;
                 }
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => panic!("connecting to port {port} in pod {}: {e}", self.id),
@@ -220,30 +233,24 @@ impl Pod<'_> {
     }
 
     pub fn teardown(&mut self) {
-        if self.started {
-            let _ = self.env.runtime.kill(&self.id, Duration::from_millis(200));
-            self.env.runtime.delete(&self.id).unwrap();
+        if let Some(c) = self.container.take()
+            && self.started
+        {
+            PodSandbox::remove_container(&self.env.runtime, &c, Duration::from_millis(200))
+                .unwrap();
             self.started = false;
         }
-        ImageUnpacker::release_rootfs(&self.dir).unwrap();
-        if let Some(n) = self.net.take() {
-            n.delete().unwrap();
+        if let Some(s) = self.sandbox.take() {
+            s.destroy(&self.env.runtime, &self.env.ips).unwrap();
         }
-        self.env.ips.release(&self.id).unwrap();
     }
 }
 
 impl Drop for Pod<'_> {
     fn drop(&mut self) {
-        if self.started || self.net.is_some() {
-            // Best effort while unwinding from a failed assertion.
-            if self.started {
-                let _ = self.env.runtime.delete(&self.id);
-            }
-            let _ = ImageUnpacker::release_rootfs(&self.dir);
-            if let Some(n) = self.net.take() {
-                let _ = n.delete();
-            }
+        // Best effort while unwinding from a failed assertion: destroy force-deletes.
+        if let Some(s) = self.sandbox.take() {
+            let _ = s.destroy(&self.env.runtime, &self.env.ips);
         }
     }
 }
