@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hoist_runtime::{Bundle, ContainerSpec, ImageUnpacker, PodNetwork};
+use hoist_runtime::{Bundle, ContainerSpec, ImageUnpacker, PodNetwork, PodSandbox, SandboxConfig};
 
 fn stats(name: &str, target: Option<f64>, mut v: Vec<f64>) -> String {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -116,6 +116,40 @@ fn main() {
         t_down.push(ms(d.elapsed()));
     }
 
+    // The same path through the API the kubelet calls.
+    let (mut t_sandbox, mut t_remove) = (vec![], vec![]);
+    let root = env.dir.path().join("sandboxes");
+    for _ in 0..pods {
+        let pod_id = support::unique("sb");
+        let t = Instant::now();
+        let sb = PodSandbox::create(
+            &root,
+            &env.ips,
+            &pod_id,
+            &SandboxConfig {
+                hostname: pod_id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let image = env.image();
+        let spec = ContainerSpec {
+            name: "web".into(),
+            command: vec!["httpd".into(), "-f".into(), "-p".into(), "80".into()],
+            ..Default::default()
+        };
+        let c = sb
+            .start_container(&env.runtime, &env.unpacker, &image, &spec, 0)
+            .unwrap();
+        t_sandbox.push(ms(t.elapsed()));
+        assert!(env.runtime.state(&c.id).unwrap().is_running());
+        let t = Instant::now();
+        PodSandbox::remove_container(&env.runtime, &c, Duration::ZERO).unwrap();
+        sb.destroy(&env.runtime, &env.ips).unwrap();
+        t_remove.push(ms(t.elapsed()));
+    }
+    let zombies = zombie_children();
+
     println!(
         "hoist-runtime pod_start bench (runc {}, rootfs mode {:?}, {} pods, times in ms)\n",
         runc_version(),
@@ -148,6 +182,34 @@ fn main() {
         "{}",
         stats("teardown (kill, delete, umount, netns)", None, t_down)
     );
+    println!(
+        "{}",
+        stats("PodSandbox create+start_container", Some(300.0), t_sandbox)
+    );
+    println!(
+        "{}",
+        stats("PodSandbox remove_container+destroy", None, t_remove)
+    );
+    println!(
+        "\nzombie children left: {zombies}; hoist netns left: {}",
+        hoist_runtime::netns::list_netns().unwrap().len()
+    );
+}
+
+/// Children of this process that exited but were never reaped (should be none).
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // After the `(comm)` field: state, ppid.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.first() == Some(&"Z") && f.get(1) == Some(&me.as_str())
+        })
+        .count()
 }
 
 fn runc_version() -> String {
