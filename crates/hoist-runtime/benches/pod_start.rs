@@ -148,6 +148,64 @@ fn main() {
         sb.destroy(&env.runtime, &env.ips).unwrap();
         t_remove.push(ms(t.elapsed()));
     }
+    // Many pods at once (a Deployment scale-up): wall time with a few worker threads.
+    let burst: usize = args
+        .iter()
+        .position(|a| a == "--burst")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(50);
+    let workers = 4;
+    let t = Instant::now();
+    let started: Vec<(PodSandbox, hoist_runtime::ContainerHandle)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let env = &env;
+                let root = &root;
+                s.spawn(move || {
+                    let mut mine = vec![];
+                    for _ in (w..burst).step_by(workers) {
+                        let pod_id = support::unique("burst");
+                        let sb =
+                            PodSandbox::create(root, &env.ips, &pod_id, &SandboxConfig::default())
+                                .unwrap();
+                        let spec = ContainerSpec {
+                            name: "web".into(),
+                            command: vec!["httpd".into(), "-f".into(), "-p".into(), "80".into()],
+                            ..Default::default()
+                        };
+                        let c = sb
+                            .start_container(&env.runtime, &env.unpacker, &env.image(), &spec, 0)
+                            .unwrap();
+                        mine.push((sb, c));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let burst_start = ms(t.elapsed());
+    let running = env
+        .runtime
+        .list()
+        .unwrap()
+        .iter()
+        .filter(|c| c.is_running())
+        .count();
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let t = Instant::now();
+    for (sb, c) in started {
+        PodSandbox::remove_container(&env.runtime, &c, Duration::ZERO).unwrap();
+        sb.destroy(&env.runtime, &env.ips).unwrap();
+    }
+    let burst_stop = ms(t.elapsed());
     let zombies = zombie_children();
 
     println!(
@@ -191,7 +249,11 @@ fn main() {
         stats("PodSandbox remove_container+destroy", None, t_remove)
     );
     println!(
-        "\nzombie children left: {zombies}; hoist netns left: {}",
+        "\nburst: {burst} pods started by {workers} threads in {burst_start:.0} ms \
+         ({running} running at once; bench process RSS {rss_kib}); removed sequentially in {burst_stop:.0} ms"
+    );
+    println!(
+        "zombie children left: {zombies}; hoist netns left: {}",
         hoist_runtime::netns::list_netns().unwrap().len()
     );
 }
