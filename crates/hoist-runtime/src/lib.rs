@@ -21,7 +21,7 @@ pub mod unpack;
 
 pub use bundle::{BindMount, Bundle, ContainerSpec};
 pub use error::{Error, Result};
-pub use logs::{LogRecord, LogSink, Stream, parse_record};
+pub use logs::{LogQuery, LogRecord, LogSink, Stream, follow_log, parse_record, read_log};
 pub use netns::{IpAllocator, PodNetwork, connect};
 pub use runtime::{ContainerState, ExecOutput, Exited, Runtime, check_host, find_runc};
 pub use sandbox::{ContainerHandle, PodSandbox, SandboxConfig};

@@ -213,3 +213,222 @@ mod tests {
         assert!(recs[0].timestamp.ends_with('Z') && recs[0].timestamp.len() == 30);
     }
 }
+
+/// What `kubectl logs` asks for (pods/log query parameters).
+#[derive(Clone, Debug, Default)]
+pub struct LogQuery {
+    /// `tailLines`: only the last N lines.
+    pub tail_lines: Option<usize>,
+    /// `sinceSeconds`/`sinceTime`: only lines at or after this instant.
+    pub since: Option<SystemTime>,
+    /// `timestamps`: prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// `limitBytes`: stop after this many bytes of output.
+    pub limit_bytes: Option<usize>,
+}
+
+/// Whole lines (partial records joined) from CRI log text, as `(timestamp, text)`.
+fn lines_of(text: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut pending: Option<(String, String)> = None;
+    for rec in text.lines().filter_map(parse_record) {
+        let (ts, mut acc) = pending
+            .take()
+            .unwrap_or_else(|| (rec.timestamp.clone(), String::new()));
+        acc.push_str(&rec.text);
+        if rec.partial {
+            pending = Some((ts, acc));
+        } else {
+            out.push((ts, acc));
+        }
+    }
+    out.extend(pending);
+    out
+}
+
+fn render(lines: &[(String, String)], timestamps: bool, out: &mut Vec<u8>) {
+    for (ts, text) in lines {
+        if timestamps {
+            out.extend_from_slice(ts.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Render a container log for `kubectl logs`. Also returns the file offset reached, from
+/// which [`follow_log`] continues.
+pub fn read_log(path: &Path, q: &LogQuery) -> Result<(Vec<u8>, u64)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => {
+            return Err(crate::Error::Io {
+                context: format!("reading log {}", path.display()),
+                source: e,
+            });
+        }
+    };
+    // Only whole records: a pump may be mid-write.
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&bytes[..complete]);
+    let mut lines = lines_of(&text);
+    if let Some(since) = q.since {
+        // Fixed-width UTC timestamps compare correctly as strings.
+        let since = rfc3339_nanos(since);
+        lines.retain(|(ts, _)| *ts >= since);
+    }
+    if let Some(n) = q.tail_lines {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let mut out = vec![];
+    render(&lines, q.timestamps, &mut out);
+    if let Some(limit) = q.limit_bytes {
+        out.truncate(limit);
+    }
+    Ok((out, complete as u64))
+}
+
+/// Stream what is appended to the log after `offset` to `sink` (which returns false to stop),
+/// polling every `poll`, until `done()` says the container has exited and the file is drained.
+pub fn follow_log(
+    path: &Path,
+    mut offset: u64,
+    timestamps: bool,
+    poll: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+    mut sink: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut carry: Vec<u8> = vec![];
+    loop {
+        // Decide before reading so the final read sees everything written before exit.
+        let finished = done();
+        if let Ok(mut f) = File::open(path) {
+            f.seek(SeekFrom::Start(offset))
+                .ctx(|| format!("seeking in {}", path.display()))?;
+            let mut buf = vec![];
+            f.read_to_end(&mut buf)
+                .ctx(|| format!("reading {}", path.display()))?;
+            offset += buf.len() as u64;
+            carry.extend_from_slice(&buf);
+            if let Some(end) = carry.iter().rposition(|&b| b == b'\n') {
+                let whole: Vec<u8> = carry.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&whole);
+                // Partial records whose final part has not arrived wait for the next round.
+                let mut lines = vec![];
+                let mut held = String::new();
+                for l in text.lines() {
+                    held.push_str(l);
+                    held.push('\n');
+                    if parse_record(l).is_some_and(|r| !r.partial) {
+                        lines.extend(lines_of(&held));
+                        held.clear();
+                    }
+                }
+                let mut held_bytes = held.into_bytes();
+                held_bytes.extend_from_slice(&carry);
+                carry = held_bytes;
+                let mut out = vec![];
+                render(&lines, timestamps, &mut out);
+                if !out.is_empty() && !sink(&out) {
+                    return Ok(());
+                }
+            }
+        }
+        if finished {
+            return Ok(());
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LOG: &str = "2026-11-23T20:00:00.000000001Z stdout F one\n\
+2026-11-23T20:00:01.000000000Z stderr P tw\n\
+2026-11-23T20:00:01.500000000Z stderr F o\n\
+2026-11-23T20:00:02.000000000Z stdout F three\n\
+2026-11-23T20:00:03.000000000Z stdout F fou";
+
+    #[test]
+    fn read_log_joins_partials_and_applies_tail_since_timestamps_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, LOG).unwrap();
+        let read = |q: LogQuery| String::from_utf8(read_log(&p, &q).unwrap().0).unwrap();
+        assert_eq!(read(LogQuery::default()), "one\ntwo\nthree\n");
+        assert_eq!(
+            read(LogQuery {
+                tail_lines: Some(1),
+                timestamps: true,
+                ..Default::default()
+            }),
+            "2026-11-23T20:00:02.000000000Z three\n"
+        );
+        let since = UNIX_EPOCH + Duration::new(1_795_464_001, 0);
+        assert_eq!(
+            read(LogQuery {
+                since: Some(since),
+                ..Default::default()
+            }),
+            "two\nthree\n"
+        );
+        assert_eq!(
+            read(LogQuery {
+                limit_bytes: Some(6),
+                ..Default::default()
+            }),
+            "one\ntw"
+        );
+        assert_eq!(
+            read_log(&dir.path().join("none"), &LogQuery::default())
+                .unwrap()
+                .0,
+            b""
+        );
+    }
+
+    #[test]
+    fn follow_streams_appended_lines_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, "2026-11-23T20:00:00.000000001Z stdout F old\n").unwrap();
+        let (_, offset) = read_log(&p, &LogQuery::default()).unwrap();
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let sink = LogSink::open(&p).unwrap();
+                sink.pump(
+                    Stream::Stdout,
+                    std::io::Cursor::new(b"new-1\nnew-2\n".to_vec()),
+                )
+                .join()
+                .unwrap();
+            })
+        };
+        let mut got = vec![];
+        let mut rounds = 0;
+        follow_log(
+            &p,
+            offset,
+            false,
+            Duration::from_millis(5),
+            || {
+                rounds += 1;
+                writer.is_finished() || rounds > 400
+            },
+            |b| {
+                got.extend_from_slice(b);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), "new-1\nnew-2\n");
+    }
+}
