@@ -108,6 +108,12 @@ fn httpd_pod_serves_execs_logs_and_cleans_up() {
             .any(|r| r.stream == "stderr" && r.text == "oops"),
         "{log}"
     );
+    let (text, _) = hoist_runtime::read_log(&pod.log_path(), &Default::default()).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("started\n") && text.contains("oops\n"),
+        "{text}"
+    );
 
     // httpd as pid 1 ignores SIGTERM: the grace period runs out and SIGKILL ends it.
     let t = Instant::now();
