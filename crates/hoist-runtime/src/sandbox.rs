@@ -212,6 +212,59 @@ impl PodSandbox {
     }
 }
 
+/// What [`remove_everything`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub containers: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub pods: Vec<String>,
+}
+
+/// `hoist cluster down` / start-up after a crash with nothing to re-adopt: force-delete every
+/// container under our runc root, the netns of every pod under `root` or in `ips`, unmount and remove every sandbox
+/// under `root` and forget all IPs.
+pub fn remove_everything(runtime: &Runtime, root: &Path, ips: &IpAllocator) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    for c in runtime.list()? {
+        runtime.delete(&c.id)?;
+        ImageUnpacker::release_rootfs(&c.bundle)?;
+        done.containers.push(c.id);
+    }
+    // Only namespaces of pods this cluster knows (its sandbox dirs and IP table): another
+    // hoist cluster on the machine keeps its own.
+    let mut pods: std::collections::BTreeSet<String> = ips.allocations()?.into_keys().collect();
+    if let Ok(rd) = fs::read_dir(root) {
+        pods.extend(
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned()),
+        );
+    }
+    let existing = crate::netns::list_netns()?;
+    for pod in &pods {
+        let name = PodNetwork::name_for(pod);
+        if existing.contains(&name) {
+            crate::netns::delete_netns(&name)?;
+            done.namespaces.push(name);
+        }
+    }
+    if let Ok(rd) = fs::read_dir(root) {
+        for pod in rd.flatten() {
+            if let Ok(cs) = fs::read_dir(pod.path().join("containers")) {
+                for c in cs.flatten() {
+                    ImageUnpacker::release_rootfs(&c.path())?;
+                }
+            }
+            fs::remove_dir_all(pod.path()).ctx(|| format!("removing {}", pod.path().display()))?;
+            done.pods
+                .push(pod.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for pod in ips.allocations()?.keys() {
+        ips.release(pod)?;
+    }
+    Ok(done)
+}
+
 /// Rewrite a file keeping its inode, so bind mounts of it in running containers follow.
 fn write_in_place(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).ctx(|| format!("writing {}", path.display()))

@@ -338,3 +338,42 @@ fn a_restarted_runtime_lists_adopts_and_kills_running_containers() {
     pod.started = false;
     pod.teardown();
 }
+
+#[test]
+fn remove_everything_leaves_no_container_mount_or_netns() {
+    if !runnable("remove_everything_leaves_no_container_mount_or_netns") {
+        return;
+    }
+    let env = Env::new();
+    let mut a = env.start_pod("gone-a", sh("exec httpd -f -p 80 -h /www"));
+    let mut b = env.start_pod("gone-b", sh("sleep 1000"));
+    let root = env.dir.path().join("pods");
+    let netns: Vec<String> = [&a, &b].iter().map(|p| p.net().name.clone()).collect();
+    let done = hoist_runtime::remove_everything(&env.runtime, &root, &env.ips).unwrap();
+    let mut ids = done.containers.clone();
+    ids.sort();
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(env.runtime.list().unwrap().is_empty());
+    let left = hoist_runtime::netns::list_netns().unwrap();
+    assert!(netns.iter().all(|n| !left.contains(n)), "{left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "overlay mounts left"
+    );
+    assert!(env.ips.allocations().unwrap().is_empty());
+    assert!(std::fs::read_dir(&root).unwrap().next().is_none());
+    let mut ns = done.namespaces.clone();
+    ns.sort();
+    let mut want_ns = netns.clone();
+    want_ns.sort();
+    assert_eq!(ns, want_ns, "only this cluster's namespaces");
+    // Nothing left for the guards to do.
+    for p in [&mut a, &mut b] {
+        p.started = false;
+        p.container = None;
+        p.sandbox = None;
+    }
+}
