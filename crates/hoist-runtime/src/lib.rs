@@ -23,6 +23,6 @@ pub use bundle::{BindMount, Bundle, ContainerSpec};
 pub use error::{Error, Result};
 pub use logs::{LogQuery, LogRecord, LogSink, Stream, follow_log, parse_record, read_log};
 pub use netns::{IpAllocator, PodNetwork, connect};
-pub use runtime::{ContainerState, ExecOutput, Exited, Runtime, check_host, find_runc};
+pub use runtime::{ContainerState, ExecOutput, Exited, Runtime, TtyExec, check_host, find_runc};
 pub use sandbox::{Cleanup, ContainerHandle, PodSandbox, SandboxConfig, remove_everything};
 pub use unpack::{ImageUnpacker, PreparedRootfs, RootfsMode, UnpackedImage};

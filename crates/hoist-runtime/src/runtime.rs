@@ -423,6 +423,187 @@ impl Runtime {
     }
 }
 
+/// A process started with a terminal (`kubectl exec -it`): read and write `terminal` (the
+/// pty master), `resize` it, `wait` for the exit code.
+pub struct TtyExec {
+    pub terminal: std::fs::File,
+    pub pid: i32,
+    exit: Arc<ExitCell>,
+}
+
+impl TtyExec {
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        let fd = std::os::fd::OwnedFd::from(self.terminal.try_clone().ctx(|| "dup pty")?);
+        sys::set_winsize(&fd, cols, rows).ctx(|| "resizing the exec terminal")
+    }
+
+    /// The exit code, if the process ended within `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Option<i32> {
+        self.exit.wait(timeout).and_then(|e| e.code)
+    }
+}
+
+impl Runtime {
+    /// Start `args` in the container on a new pseudo-terminal of `cols`x`rows`. runc runs it
+    /// detached and hands us the pty master over a console socket; the process becomes our
+    /// child (subreaper), so its exit code is collected here.
+    pub fn exec_tty(
+        &self,
+        id: &str,
+        args: &[String],
+        env: &[String],
+        cols: u16,
+        rows: u16,
+    ) -> Result<TtyExec> {
+        use std::os::unix::net::UnixListener;
+        if args.is_empty() {
+            return Err(Error::Spec {
+                container: id.into(),
+                reason: "exec needs a command".into(),
+            });
+        }
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = self
+            .runc_root
+            .join(format!("exec-{}-{n}", std::process::id()));
+        let sock_path = base.with_extension("sock");
+        let pid_file = base.with_extension("pid");
+        let _ = std::fs::remove_file(&sock_path);
+        let listener =
+            UnixListener::bind(&sock_path).ctx(|| format!("binding {}", sock_path.display()))?;
+        listener.set_nonblocking(true).ctx(|| "console socket")?;
+        // A full process spec (the container's own, with our args) so runc sizes the
+        // terminal before the command starts: `stty size` is right from the first moment.
+        let process_file = base.with_extension("json");
+        let cleanup = || {
+            let _ = std::fs::remove_file(&sock_path);
+            let _ = std::fs::remove_file(&pid_file);
+            let _ = std::fs::remove_file(&process_file);
+        };
+        let cfg = (|| -> Result<serde_json::Value> {
+            let bundle_cfg = self.state(id)?.bundle.join("config.json");
+            let bytes =
+                std::fs::read(&bundle_cfg).ctx(|| format!("reading {}", bundle_cfg.display()))?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Spec {
+                container: id.into(),
+                reason: format!("{}: {e}", bundle_cfg.display()),
+            })
+        })();
+        let cfg = match cfg {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        };
+        let mut process = cfg["process"].clone();
+        process["args"] = serde_json::json!(args);
+        process["terminal"] = serde_json::json!(true);
+        process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+        if let Some(list) = process["env"].as_array_mut() {
+            list.extend(env.iter().map(|e| serde_json::json!(e)));
+        }
+        if let Err(e) = std::fs::write(&process_file, process.to_string()) {
+            cleanup();
+            return Err(Error::Io {
+                context: format!("writing {}", process_file.display()),
+                source: e,
+            });
+        }
+        let mut child = self
+            .command()
+            .args(["exec", "--detach", "--console-socket"])
+            .arg(&sock_path)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--process")
+            .arg(&process_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ctx(|| format!("starting runc exec --tty in {id}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let terminal = loop {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).ctx(|| "console socket")?;
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .ctx(|| "console socket")?;
+                    break sys::recv_fd(&conn).ctx(|| "receiving the pty from runc")?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(st) = child.try_wait().ctx(|| "waiting for runc exec")? {
+                        let mut err = String::new();
+                        if let Some(mut e) = child.stderr.take() {
+                            let _ = e.read_to_string(&mut err);
+                        }
+                        cleanup();
+                        return Err(Error::Runc {
+                            args: format!("exec --tty {id}"),
+                            code: st.code(),
+                            stderr: err.trim().to_string(),
+                        });
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        cleanup();
+                        return Err(Error::Timeout {
+                            what: format!("runc exec --tty in {id} to send its terminal"),
+                            secs: 10.0,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    cleanup();
+                    return Err(Error::Io {
+                        context: "accepting on the console socket".into(),
+                        source: e,
+                    });
+                }
+            }
+        };
+        let out = child.wait_with_output().ctx(|| "waiting for runc exec")?;
+        if !out.status.success() {
+            cleanup();
+            return Err(Error::Runc {
+                args: format!("exec --tty {id}"),
+                code: out.status.code(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ctx(|| format!("reading {}", pid_file.display()))?
+            .trim()
+            .parse()
+            .map_err(|_| Error::Runc {
+                args: format!("exec --tty {id}"),
+                code: None,
+                stderr: "bad pid file".into(),
+            })?;
+        cleanup();
+        let _ = sys::set_winsize(&terminal, cols, rows);
+        let exit = Arc::new(ExitCell::default());
+        let cell = exit.clone();
+        std::thread::Builder::new()
+            .name(format!("reap-exec-{pid}"))
+            .spawn(move || {
+                let code = sys::wait_pid(pid).ok();
+                cell.set(Exited { code });
+            })
+            .ctx(|| "spawning the exec reaper")?;
+        Ok(TtyExec {
+            terminal: std::fs::File::from(terminal),
+            pid,
+            exit,
+        })
+    }
+}
+
 /// The `error`-level messages of a runc JSON log, joined.
 fn runc_log_errors(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;

@@ -154,3 +154,55 @@ pub fn flock_exclusive(f: &std::fs::File) -> io::Result<()> {
         }
     }
 }
+
+/// Receive one file descriptor sent with SCM_RIGHTS over a unix socket (runc's
+/// `--console-socket` protocol: the pty master of a `--tty` process).
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // Room for one fd of control data, aligned as cmsghdr requires.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; every pointer in it refers to live buffers above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: valid socket fd and msghdr.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: walking the control buffer the kernel filled, with the libc helpers.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return Ok(std::os::fd::OwnedFd::from_raw_fd(fd));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "no file descriptor received on the console socket",
+    ))
+}
+
+/// Set a terminal's window size.
+pub fn set_winsize(fd: &std::os::fd::OwnedFd, cols: u16, rows: u16) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: valid fd and winsize struct.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+}

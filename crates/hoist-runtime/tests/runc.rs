@@ -377,3 +377,53 @@ fn remove_everything_leaves_no_container_mount_or_netns() {
         p.sandbox = None;
     }
 }
+
+#[test]
+fn exec_with_a_terminal_reads_writes_resizes_and_reports_exit() {
+    if !runnable("exec_with_a_terminal_reads_writes_resizes_and_reports_exit") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let mut pod = env.start_pod("tty", sh("exec sleep 1000"));
+    // busybox has no `stty` symlink in the image: call it through busybox.
+    let script = "busybox stty size; read line; busybox stty size; echo got:$line; exit 4";
+    let t = env
+        .runtime
+        .exec_tty(
+            &pod.id,
+            &["sh".into(), "-c".into(), script.into()],
+            &[],
+            100,
+            30,
+        )
+        .unwrap();
+    let mut term = t.terminal.try_clone().unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_until = |needle: &str, out: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !String::from_utf8_lossy(out).contains(needle) && Instant::now() < deadline {
+            match term.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(out).into_owned()
+    };
+    let text = read_until("30 100", &mut out);
+    assert!(text.contains("30 100"), "initial size: {text:?}");
+    t.resize(80, 24).unwrap();
+    t.terminal
+        .try_clone()
+        .unwrap()
+        .write_all(b"hello\n")
+        .unwrap();
+    let text = read_until("got:hello", &mut out);
+    assert!(
+        text.contains("24 80") && text.contains("got:hello"),
+        "{text:?}"
+    );
+    assert_eq!(t.wait(Duration::from_secs(10)), Some(4));
+    pod.teardown();
+}
