@@ -44,7 +44,8 @@ fn apply_tar(root: &Path, reader: impl Read, layer: &str) -> Result<()> {
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
+    // Owners need root; a rootless unpack (tests, tools) keeps its own uid instead of failing.
+    archive.set_preserve_ownerships(crate::sys::geteuid() == 0);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
