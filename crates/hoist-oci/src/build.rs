@@ -285,13 +285,21 @@ pub async fn push_built(
         let (c, t, d, base, sem) = (
             client.clone(),
             target.clone(),
-            d.digest.clone(),
+            (d.digest.clone(), d.size),
             img.base.clone().expect("base layers imply a base"),
             sem.clone(),
         );
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            let from = (base.registry == t.registry).then(|| base.repository.clone());
+            if base.registry != t.registry {
+                if c.has_blob(&t, &d.0).await? {
+                    return Ok(BlobOutcome::Present);
+                }
+                c.stream_blob(&base, &t, &d.0, d.1).await?;
+                return Ok(BlobOutcome::Uploaded);
+            }
+            let d = d.0;
+            let from = Some(base.repository.clone());
             let fetch = {
                 let (c, base, d) = (c.clone(), base.clone(), d.clone());
                 move || async move { c.get_blob(&base, &d).await }
@@ -338,6 +346,35 @@ pub async fn push_built(
         layers_present: present.saturating_sub(1),
         transfer: CounterSnapshot::default(),
     })
+}
+
+/// Build `spec` straight into the local store as `name` (no push): new blobs are written,
+/// base blobs are pulled from the base registry unless already stored.
+pub async fn build_to_store(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    store: &crate::store::LocalStore,
+    name: &Reference,
+    opts: &BuildOptions,
+) -> Result<crate::store::ResolvedImage> {
+    let img = build(client, spec, opts).await?;
+    if let Some(base) = &img.base {
+        for l in &img.base_layers {
+            if !store.layout().has_blob(&l.digest) {
+                let data = client.get_blob(base, &l.digest).await?;
+                store.layout().put_blob(&l.digest, &data)?;
+            }
+        }
+    }
+    let config_digest = Digest::of(&img.config_bytes);
+    let mut blobs: Vec<(Digest, &[u8])> = img
+        .new_layers
+        .iter()
+        .map(|l| (l.digest.clone(), &l.blob[..]))
+        .collect();
+    blobs.push((config_digest, &img.config_bytes[..]));
+    store.put_image(name, &img.manifest, &blobs)?;
+    store.resolve(name)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct ClientOptions {
     pub insecure: Vec<String>,
     /// Extra PEM CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// Loopback registries that serve HTTPS (loopback defaults to plain HTTP).
+    pub tls_loopback: Vec<String>,
     /// Upload blobs larger than this in PATCH chunks of this size; `None` = always monolithic.
     pub chunk_size: Option<u64>,
     /// Parallel blob transfers.
@@ -52,6 +54,7 @@ impl Default for ClientOptions {
         Self {
             insecure,
             ca_file: None,
+            tls_loopback: vec![],
             chunk_size: None,
             max_concurrency: 6,
             retries: 3,
@@ -131,6 +134,7 @@ struct Inner {
     auth: Mutex<HashMap<String, RegistryAuth>>,
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
+    progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
 /// Does a registry get plain HTTP? Loopback always; others only when named insecure.
@@ -167,6 +171,7 @@ impl RegistryClient {
                 auth: Mutex::new(HashMap::new()),
                 overrides: Default::default(),
                 counters: Counters::default(),
+                progress: Default::default(),
             }),
         })
     }
@@ -179,6 +184,17 @@ impl RegistryClient {
         &self.inner.opts
     }
 
+    /// Show transferred bytes on this bar (callers create it only on a TTY).
+    pub fn set_progress(&self, bar: Option<indicatif::ProgressBar>) {
+        *self.inner.progress.lock().unwrap() = bar;
+    }
+
+    fn progress(&self, n: u64) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            b.inc(n);
+        }
+    }
+
     /// Use these credentials for `registry` instead of the Docker config (login checks).
     pub fn set_credential(&self, registry: &str, cred: Credential) {
         self.inner
@@ -189,11 +205,13 @@ impl RegistryClient {
     }
 
     pub fn base_url(&self, r: &Reference) -> String {
-        let scheme = if is_insecure(&r.registry, &self.inner.opts.insecure) {
-            "http"
-        } else {
-            "https"
-        };
+        let o = &self.inner.opts;
+        let scheme =
+            if is_insecure(&r.registry, &o.insecure) && !o.tls_loopback.contains(&r.registry) {
+                "http"
+            } else {
+                "https"
+            };
         format!("{scheme}://{}", r.api_host())
     }
 
@@ -601,7 +619,66 @@ impl RegistryClient {
         d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, bytes.len() as u64);
+        self.progress(bytes.len() as u64);
         Ok(bytes)
+    }
+
+    /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
+    /// digest matches), without holding it in memory. Returns the size.
+    pub async fn download_blob_to(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        dest: &std::path::Path,
+    ) -> Result<u64> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let mut resp = self
+            .send(
+                r,
+                &pull_scope(&r.repository),
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
+        }
+        let dir = dest.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
+            registry: r.registry.clone(),
+            url: url.clone(),
+            source,
+        })? {
+            h.update(&chunk);
+            n += chunk.len() as u64;
+            tmp.write_all(&chunk)
+                .ctx(|| format!("writing {}", dest.display()))?;
+            self.progress(chunk.len() as u64);
+        }
+        let actual = Digest::from_hasher(h);
+        if &actual != d {
+            // `tmp` is deleted on drop: nothing lands.
+            return Err(Error::DigestMismatch {
+                what: format!("blob {d} of {}", r.name()),
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        tmp.persist(dest).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e.error,
+        })?;
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        Ok(n)
     }
 
     /// Ask the registry to mount `d` from `from` (same registry) into `r`.
@@ -737,6 +814,7 @@ impl RegistryClient {
         }
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, total);
+        self.progress(total);
         Ok(())
     }
 
@@ -767,6 +845,137 @@ impl RegistryClient {
         d.verify(&data, &format!("blob {d}"))?;
         self.upload_blob(target, d, data, session).await?;
         Ok(BlobOutcome::Uploaded)
+    }
+}
+
+/// A request body fed from a channel, with an exact length (so the registry sees
+/// Content-Length), for streaming a blob from one registry into another.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<http_body::Frame<Bytes>>>> {
+        self.rx.poll_recv(cx).map(|o| {
+            o.map(|r| {
+                r.map(|b| {
+                    self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                    http_body::Frame::data(b)
+                })
+            })
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl RegistryClient {
+    /// Stream blob `d` (`size` bytes) from `src` into `dst` (different registries) without
+    /// holding it in memory: download and upload overlap. The digest is checked on the way;
+    /// a mismatch aborts the upload (and the destination registry checks it again).
+    pub async fn stream_blob(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        d: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let get_url = format!("{}/v2/{}/blobs/{d}", self.base_url(src), src.repository);
+        let scope = pull_scope(&src.repository);
+        let (resp, loc) = tokio::try_join!(
+            self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None),
+            self.start_upload(dst)
+        )?;
+        if !resp.status().is_success() {
+            return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        let (registry, what) = (src.registry.clone(), format!("blob {d} of {}", src.name()));
+        let expected = d.clone();
+        let pump = tokio::spawn(async move {
+            use sha2::Digest as _;
+            let mut resp = resp;
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(b)) => {
+                        h.update(&b);
+                        n += b.len() as u64;
+                        if tx.send(Ok(b)).await.is_err() {
+                            return Err(Error::Invalid(format!("upload of {what} stopped early")));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("source download failed")))
+                            .await;
+                        return Err(Error::Transport {
+                            registry,
+                            url: what,
+                            source,
+                        });
+                    }
+                }
+            }
+            let actual = Digest::from_hasher(h);
+            if actual != expected {
+                let _ = tx.send(Err(std::io::Error::other("digest mismatch"))).await;
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(n)
+        });
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put_url = format!("{loc}{sep}digest={d}");
+        let mut req = self
+            .inner
+            .http
+            .put(&put_url)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap(ChannelBody {
+                rx,
+                remaining: size,
+            }));
+        if let Some(h) = self
+            .auth_header(dst, &push_scope(&dst.repository, None))
+            .await
+        {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        add(&self.inner.counters.requests, 1);
+        let put = req.send().await;
+        let pumped = pump
+            .await
+            .map_err(|e| Error::Invalid(format!("blob stream task failed: {e}")))?;
+        let n = pumped?;
+        let resp = put.map_err(|source| Error::Transport {
+            registry: dst.registry.clone(),
+            url: put_url.clone(),
+            source,
+        })?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        add(&self.inner.counters.blob_uploads, 1);
+        add(&self.inner.counters.upload_bytes, n);
+        self.progress(n);
+        Ok(())
     }
 }
 

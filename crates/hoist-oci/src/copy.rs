@@ -228,12 +228,26 @@ async fn copy_image(
         .collect();
     blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
     blobs.dedup_by(|a, b| a.0 == b.0);
-    for (d, _) in blobs {
+    for (d, size) in blobs {
         let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
             match &*t {
                 Dst::Registry(target) => {
+                    if let Src::Registry(sr) = &*s
+                        && sr.registry != target.registry
+                    {
+                        if c.has_blob(target, &d).await? {
+                            return Ok(BlobOutcome::Present);
+                        }
+                        // Streaming can fail half-way (a dropped connection cannot be replayed):
+                        // fall back to a buffered, retried transfer once.
+                        match c.stream_blob(sr, target, &d, size).await {
+                            Ok(()) => return Ok(BlobOutcome::Uploaded),
+                            Err(e @ Error::DigestMismatch { .. }) => return Err(e),
+                            Err(e) => tracing::debug!(error = %e, "streaming copy failed; retrying buffered"),
+                        }
+                    }
                     let from = match &*s {
                         Src::Registry(sr) if sr.registry == target.registry => {
                             Some(sr.repository.clone())
@@ -249,6 +263,10 @@ async fn copy_image(
                 Dst::Layout(l, _) => {
                     if l.has_blob(&d) {
                         return Ok(BlobOutcome::Present);
+                    }
+                    if let Src::Registry(sr) = &*s {
+                        c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                        return Ok(BlobOutcome::Uploaded);
                     }
                     let data = s.blob(&c, &d).await?;
                     let l = l.clone();

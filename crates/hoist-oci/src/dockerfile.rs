@@ -58,7 +58,7 @@ impl BuilderOptions {
     }
 }
 
-async fn works(prog: &str, args: &[&str]) -> bool {
+async fn works(prog: &std::path::Path, args: &[&str]) -> bool {
     tokio::process::Command::new(prog)
         .args(args)
         .stdout(Stdio::null())
@@ -68,16 +68,59 @@ async fn works(prog: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The first available builder, in the order docker buildx, buildah, podman.
+fn find_in(path: &std::ffi::OsStr, prog: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// The first available builder, in the order docker buildx (with a reachable daemon),
+/// buildah, podman. `HOIST_BUILDER=docker|buildah|podman` forces one.
 pub async fn detect_builder() -> Result<Builder> {
-    if works("docker", &["buildx", "version"]).await {
-        return Ok(Builder::DockerBuildx);
-    }
-    if works("buildah", &["--version"]).await {
-        return Ok(Builder::Buildah);
-    }
-    if works("podman", &["--version"]).await {
-        return Ok(Builder::Podman);
+    let forced = std::env::var("HOIST_BUILDER")
+        .ok()
+        .filter(|v| !v.is_empty());
+    detect_builder_in(
+        &std::env::var_os("PATH").unwrap_or_default(),
+        forced.as_deref(),
+    )
+    .await
+}
+
+/// [`detect_builder`] over an explicit `PATH` value.
+pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> Result<Builder> {
+    let candidates: &[Builder] = match forced {
+        None => &[Builder::DockerBuildx, Builder::Buildah, Builder::Podman],
+        Some("docker") => &[Builder::DockerBuildx],
+        Some("buildah") => &[Builder::Buildah],
+        Some("podman") => &[Builder::Podman],
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "HOIST_BUILDER={other:?}: expected docker, buildah or podman"
+            )));
+        }
+    };
+    for b in candidates {
+        let ok = match b {
+            Builder::DockerBuildx => match find_in(path, "docker") {
+                Some(p) => {
+                    works(&p, &["buildx", "version"]).await
+                        && works(&p, &["info", "--format", "{{.ServerVersion}}"]).await
+                }
+                None => false,
+            },
+            Builder::Buildah => match find_in(path, "buildah") {
+                Some(p) => works(&p, &["--version"]).await,
+                None => false,
+            },
+            Builder::Podman => match find_in(path, "podman") {
+                Some(p) => works(&p, &["--version"]).await,
+                None => false,
+            },
+        };
+        if ok {
+            return Ok(*b);
+        }
     }
     Err(Error::NoBuilder)
 }
@@ -234,4 +277,27 @@ pub async fn build_and_push_dockerfile(
         &CopyOptions::default(),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_builder_names_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = detect_builder_in(empty.path().as_os_str(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker") && e.contains("buildah") && e.contains("podman"),
+            "{e}"
+        );
+        let e = detect_builder_in(empty.path().as_os_str(), Some("kaniko"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOIST_BUILDER"), "{e}");
+    }
 }

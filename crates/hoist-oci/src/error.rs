@@ -55,7 +55,7 @@ pub enum Error {
         status: u16,
         body: String,
     },
-    #[error("cannot reach registry {registry} ({url}): {source}")]
+    #[error("cannot reach registry {registry} ({url}): {}", chain(.source))]
     Transport {
         registry: String,
         url: String,
@@ -137,4 +137,20 @@ impl<T> IoContext<T> for std::io::Result<T> {
             source,
         })
     }
+}
+
+/// An error and its causes on one line: reqwest's own message alone ("error sending
+/// request") hides the reason (refused connection, bad certificate, …).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }

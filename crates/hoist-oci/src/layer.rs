@@ -87,6 +87,7 @@ pub struct LayerBuilder {
     mtime: u64,
     descriptions: Vec<String>,
     level: Compression,
+    owner: (u64, u64),
 }
 
 impl Default for LayerBuilder {
@@ -196,11 +197,18 @@ impl LayerBuilder {
             mtime: source_date_epoch(),
             descriptions: vec![],
             level: Compression::default(),
+            owner: (0, 0),
         }
     }
 
     pub fn mtime(mut self, mtime: u64) -> Self {
         self.mtime = mtime;
+        self
+    }
+
+    /// Owner of every entry (default 0:0, root).
+    pub fn owner(mut self, uid: u64, gid: u64) -> Self {
+        self.owner = (uid, gid);
         self
     }
 
@@ -359,8 +367,8 @@ impl LayerBuilder {
         for (path, entry) in &self.entries {
             let mut h = tar::Header::new_gnu();
             h.set_mtime(self.mtime);
-            h.set_uid(0);
-            h.set_gid(0);
+            h.set_uid(self.owner.0);
+            h.set_gid(self.owner.1);
             let io = |e| Error::Io {
                 context: format!("writing layer entry {path}"),
                 source: e,
@@ -520,6 +528,19 @@ mod tests {
             .build()
             .unwrap();
         assert_ne!(l1.digest, l3.digest);
+    }
+
+    #[test]
+    fn owner_can_be_set() {
+        let d = tree();
+        let spec = LayerSpec {
+            from: d.path().join("a.sh"),
+            to: "/a".into(),
+            ..Default::default()
+        };
+        let mut b = LayerBuilder::new().owner(1000, 2000);
+        let l = b.add(&spec).unwrap().build().unwrap();
+        assert!(list(&l).iter().all(|e| e.3 == 1000 && e.4 == 2000));
     }
 
     #[test]

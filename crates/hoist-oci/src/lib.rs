@@ -1,29 +1,39 @@
 //! Container images without a daemon: references, manifests, deterministic layers,
 //! a registry client that pushes only what is missing, copies, and a local image store.
+//!
+//! Entry points:
+//! - [`build_and_push`] (a [`BuildSpec`]: base + layers + config changes → registry), and
+//!   [`build::build_to_store`] (the same into the [`LocalStore`], no registry needed);
+//! - [`copy()`] between registries and OCI layout directories ([`Location`]);
+//! - [`LocalStore`]: `open`/`open_default`, `pull`, `put_image`, `resolve`, `blob_path`;
+//! - [`dockerfile::build_and_push_dockerfile`] for `dockerfile:` services;
+//! - [`RegistryClient`] for everything lower level. Call [`client::install_crypto_provider`]
+//!   once at start-up (the client does it too): rustls uses `ring` only.
 
+pub mod auth;
+pub mod build;
+pub mod client;
+pub mod copy;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod layer;
+pub mod layout;
 pub mod manifest;
 pub mod reference;
+pub mod store;
 
+pub use build::{BuildOptions, BuildSpec, PushReport, build_and_push};
+pub use client::{ClientOptions, RegistryClient};
+pub use copy::{CopyOptions, CopyReport, Location, copy};
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use indicatif;
 pub use layer::{Layer, LayerBuilder, LayerSpec};
+pub use layout::OciLayout;
 pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest};
 pub use reference::Reference;
-pub mod auth;
-pub mod client;
-pub use client::{ClientOptions, RegistryClient};
-pub mod layout;
-pub mod store;
-pub use layout::OciLayout;
 pub use store::{LocalStore, ResolvedImage};
-pub mod build;
-pub use build::{BuildOptions, BuildSpec, PushReport, build_and_push};
-pub mod copy;
-pub use copy::{CopyOptions, CopyReport, Location, copy};
-pub mod dockerfile;
 
 /// Run a future to completion on a fresh multi-threaded runtime (for synchronous callers
 /// such as CLI commands).

@@ -94,8 +94,9 @@ impl LocalStore {
         let m = raw.image()?;
         for d in std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest)) {
             if !self.layout.has_blob(d) {
-                let data = client.get_blob(reference, d).await?;
-                self.layout.put_blob(d, &data)?;
+                client
+                    .download_blob_to(reference, d, &self.layout.blob_path(d))
+                    .await?;
             }
         }
         self.put_image(reference, &raw, &[])?;

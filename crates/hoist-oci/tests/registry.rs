@@ -294,6 +294,14 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
         },
     );
     let src = push_base(&c, &open, "lib/img:1", 3, 150_000, tmp.path()).await;
+    // Layers above the 64 KiB chunk size went up in PATCH chunks.
+    assert!(
+        open.log()
+            .matches("\"PATCH /v2/lib/img/blobs/uploads/")
+            .count()
+            >= 6,
+        "chunked upload expected"
+    );
     let dst = r(&authed.reference("mirror/img:1"));
     let rep = copy(
         &c,
@@ -355,6 +363,28 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .unwrap();
     assert_eq!(m.blobs_mounted, 4, "{m:?}");
     assert_eq!(m.transfer.upload_bytes, 0);
+
+    // A blob corrupted at the source is rejected while streaming, and never lands.
+    let bad = push_base(&c, &open, "lib/bad:1", 1, 40_000, &tmp.path().join("bad")).await;
+    let layer = c.get_manifest(&bad).await.unwrap().image().unwrap().layers[0]
+        .digest
+        .clone();
+    let file = open.blob_file(layer.hex());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let dst = r(&authed.reference("mirror/bad:1"));
+    let e = copy(
+        &c,
+        &Location::Registry(bad),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(!c.has_blob(&dst, &layer).await.unwrap());
+    assert!(c.get_manifest(&dst).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,6 +531,17 @@ async fn local_store_pulls_verified_and_rejects_corrupt_blobs() {
         "nothing written for a mismatching blob"
     );
     assert!(matches!(store.resolve(&bad), Err(Error::NotInStore { .. })));
+    // No temp file left behind either: every file in the store is named by its own digest.
+    for e in std::fs::read_dir(store.layout().root().join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            Digest::of(&std::fs::read(&p).unwrap()).hex(),
+            name,
+            "stray file {}",
+            p.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,4 +638,168 @@ async fn bad_input_gets_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("escapes the image root"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_on_another_registry_is_streamed_across_and_store_builds_work() {
+    let open = Registry::start(false);
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    c.set_credential(
+        &authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let base = push_base(&c, &open, "up/base:1", 2, 30_000, tmp.path()).await;
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    let target = r(&authed.reference("down/app:1"));
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rep.layers_uploaded, 3,
+        "2 base layers streamed across + 1 new: {rep:?}"
+    );
+    let again = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.transfer.blob_uploads, again.digest),
+        (0, rep.digest.clone())
+    );
+
+    // The same spec built into the local store gives the same image digest, with no push.
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let name = r("hoist.local/app:dev");
+    let img = hoist_oci::build::build_to_store(&c, &spec, &store, &name, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(img.manifest_digest, rep.digest);
+    for l in &img.manifest.layers {
+        assert!(store.blob_path(&l.digest).is_file());
+    }
+    assert_eq!(img.config.rootfs.diff_ids.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_base_gives_docker_media_types() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let oci_base = push_base(&c, &reg, "conv/oci:1", 1, 1000, tmp.path()).await;
+    let docker_base = reg.reference("conv/docker:1");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker://{oci_base}"),
+        &format!("docker://{docker_base}"),
+    ]);
+    let src = tmp.path().join("app");
+    write_file(&src.join("x"), b"x", 0o644);
+    let target = r(&reg.reference("conv/app:1"));
+    let spec = BuildSpec {
+        base: docker_base.clone(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    let m = c.get_manifest(&target).await.unwrap();
+    assert_eq!(m.media_type, media::DOCKER_MANIFEST);
+    let m = m.image().unwrap();
+    assert_eq!(m.config.media_type, media::DOCKER_CONFIG);
+    assert!(
+        m.layers
+            .iter()
+            .all(|l| l.media_type == media::DOCKER_LAYER_GZIP),
+        "{m:?}"
+    );
+    // OCI base stays OCI.
+    let spec = BuildSpec {
+        base: oci_base.to_string(),
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_manifest(&target).await.unwrap().media_type,
+        media::OCI_MANIFEST
+    );
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_registry_with_custom_ca() {
+    let reg = Registry::start_with(true, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = r(&reg.reference("tls/app:1"));
+    let src = tmp.path().join("a");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&src, "/a")],
+        ..Default::default()
+    };
+    // Without the CA: the certificate is rejected.
+    let no_ca = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    no_ca.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let e = build_and_push(&no_ca, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let c = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    c.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    let e = RegistryClient::new(ClientOptions {
+        ca_file: Some(tmp.path().join("missing.pem")),
+        ..Default::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("missing.pem"), "{e}");
 }

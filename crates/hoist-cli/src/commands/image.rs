@@ -1,12 +1,371 @@
+//! `hoist image …`: append layers onto a base and push, copy, inspect, pull into the local store.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::copy::{CopyOptions, Location, copy};
+use hoist_oci::layout::OciLayout;
+use hoist_oci::manifest::{Parsed, Platform, RawManifest, parse_config};
+use hoist_oci::{LayerSpec, LocalStore, Reference, block_on};
+use miette::{IntoDiagnostic, miette};
 
 use crate::cli::GlobalOpts;
+use crate::output::OutputFormat;
 
 #[derive(Debug, Subcommand)]
-pub enum ImageCommand {}
+pub enum ImageCommand {
+    /// Append layers onto a base image and push the result; only blobs the registry lacks are sent.
+    Append(AppendArgs),
+    /// Copy an image between registries and OCI layout directories (oci:DIR[:NAME]).
+    Copy(CopyArgs),
+    /// Show an image's manifest, config, layers and sizes.
+    Inspect(InspectArgs),
+    /// Pull an image into the local store the embedded cluster runs images from.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegistryOpts {
+    /// Talk plain HTTP to this registry (loopback registries always are); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for HTTPS registries.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Platform to pick from multi-platform images.
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+impl RegistryOpts {
+    fn client(&self) -> miette::Result<RegistryClient> {
+        let mut o = ClientOptions::default();
+        o.insecure.extend(self.insecure.iter().cloned());
+        o.ca_file = self.ca_file.clone();
+        let c = RegistryClient::new(o).into_diagnostic()?;
+        if std::io::stderr().is_terminal() && self.output == OutputFormat::Text {
+            let bar = hoist_oci::indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = hoist_oci::indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes} transferred ({binary_bytes_per_sec})",
+            ) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            c.set_progress(Some(bar));
+        }
+        Ok(c)
+    }
+
+    fn platform(&self) -> miette::Result<Platform> {
+        self.platform.parse().into_diagnostic()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Base image reference, or `scratch`.
+    #[arg(long)]
+    pub base: String,
+    /// SRC:DEST — copy a file or directory into the image as one new layer; repeatable.
+    #[arg(long = "layer", value_name = "SRC:DEST")]
+    pub layers: Vec<String>,
+    /// Entrypoint: a JSON array (`["/app","--flag"]`) or words split on spaces.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Command: a JSON array or words split on spaces.
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// KEY=VALUE environment variable; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub workdir: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// KEY=VALUE label; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Where to push the result.
+    #[arg(long, short = 't')]
+    pub tag: String,
+    #[command(flatten)]
+    pub reg: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source: a registry reference or oci:DIR[:NAME].
+    pub src: String,
+    /// Destination: a registry reference or oci:DIR[:NAME].
+    pub dst: String,
+    /// Copy every platform of a multi-platform image (keeps the index digest).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub reg: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A registry reference or oci:DIR[:NAME].
+    pub image: String,
+    #[command(flatten)]
+    pub reg: RegistryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    pub image: String,
+    /// Store directory (default: $HOIST_CACHE_DIR/images, else the user cache dir).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub reg: RegistryOpts,
+}
 
 pub fn run(cmd: ImageCommand, _g: &GlobalOpts) -> miette::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        ImageCommand::Append(a) => append(a),
+        ImageCommand::Copy(a) => copy_cmd(a),
+        ImageCommand::Inspect(a) => inspect(a),
+        ImageCommand::Pull(a) => pull(a),
+    }
+}
+
+fn words(flag: &str, s: &str) -> miette::Result<Vec<String>> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| miette!("--{flag} {s:?}: invalid JSON array: {e}"))
+    } else {
+        Ok(t.split_whitespace().map(String::from).collect())
+    }
+}
+
+fn key_value(flag: &str, s: &str) -> miette::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(miette!("--{flag} {s:?}: expected KEY=VALUE")),
+    }
+}
+
+fn append(a: AppendArgs) -> miette::Result<ExitCode> {
+    let layers = a
+        .layers
+        .iter()
+        .map(|l| LayerSpec::parse_cli(l))
+        .collect::<Result<Vec<_>, _>>()
+        .into_diagnostic()?;
+    let spec = BuildSpec {
+        base: a.base.clone(),
+        layers,
+        entrypoint: a
+            .entrypoint
+            .as_deref()
+            .map(|e| words("entrypoint", e))
+            .transpose()?,
+        cmd: a.cmd.as_deref().map(|c| words("cmd", c)).transpose()?,
+        env: a
+            .env
+            .iter()
+            .map(|e| key_value("env", e))
+            .collect::<miette::Result<_>>()?,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        labels: a
+            .labels
+            .iter()
+            .map(|l| key_value("label", l))
+            .collect::<miette::Result<BTreeMap<_, _>>>()?,
+    };
+    let target = Reference::parse(&a.tag).into_diagnostic()?;
+    let client = a.reg.client()?;
+    let opts = BuildOptions {
+        platform: a.reg.platform()?,
+    };
+    let rep = block_on(build_and_push(&client, &spec, &target, &opts)).into_diagnostic()?;
+    client.set_progress(None);
+    match a.reg.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
+        _ => println!(
+            "pushed {}@{} ({} layer(s) uploaded, {} mounted, {} already present; {} bytes uploaded)",
+            rep.reference,
+            rep.digest,
+            rep.layers_uploaded,
+            rep.layers_mounted,
+            rep.layers_present,
+            rep.transfer.upload_bytes
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
+    let src: Location = a.src.parse().into_diagnostic()?;
+    let dst: Location = a.dst.parse().into_diagnostic()?;
+    let client = a.reg.client()?;
+    let opts = CopyOptions {
+        all_platforms: a.all,
+        platform: a.reg.platform()?,
+    };
+    let rep = block_on(copy(&client, &src, &dst, &opts)).into_diagnostic()?;
+    client.set_progress(None);
+    match a.reg.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
+        _ => println!(
+            "copied {} -> {} ({}): {} blob(s) copied, {} mounted, {} already present",
+            rep.source,
+            rep.destination,
+            rep.digest,
+            rep.blobs_copied,
+            rep.blobs_mounted,
+            rep.blobs_skipped
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
+    let loc: Location = a.image.parse().into_diagnostic()?;
+    let platform = a.reg.platform()?;
+    let client = a.reg.client()?;
+    client.set_progress(None);
+    let (raw, index, config_bytes) = block_on(async {
+        match &loc {
+            Location::Registry(r) => {
+                let (raw, index) = client.resolve_image(r, &platform).await?;
+                let m = raw.image()?;
+                let cfg = client.get_blob(r, &m.config.digest).await?;
+                Ok::<_, hoist_oci::Error>((raw, index, cfg.to_vec()))
+            }
+            Location::Layout { dir, name } => {
+                let l = OciLayout::open(dir)?;
+                let top = l.get_manifest(name.as_deref())?;
+                let (raw, index) = match top.parse()? {
+                    Parsed::Image(_) => (top, None),
+                    Parsed::Index(idx) => {
+                        let d = idx.select(&platform, &loc.to_string())?;
+                        (
+                            l.manifest_by_digest(&d.digest, Some(&d.media_type))?,
+                            Some(top),
+                        )
+                    }
+                };
+                let m = raw.image()?;
+                let cfg = l.read_blob(&m.config.digest)?;
+                Ok((raw, index, cfg))
+            }
+        }
+    })
+    .into_diagnostic()?;
+    let m = raw.image().into_diagnostic()?;
+    let config = parse_config(&config_bytes, &m.config.digest).into_diagnostic()?;
+    let total: u64 = m.layers.iter().map(|l| l.size).sum();
+    if a.reg.output == OutputFormat::Json {
+        let v = serde_json::json!({
+            "reference": loc.to_string(),
+            "digest": raw.digest,
+            "mediaType": raw.media_type,
+            "index": index.as_ref().map(|i: &RawManifest| serde_json::json!({"digest": i.digest, "mediaType": i.media_type})),
+            "size": total,
+            "layers": m.layers,
+            "manifest": m,
+            "config": config,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Image:       {loc}");
+    println!("Digest:      {}", raw.digest);
+    if let Some(i) = &index {
+        println!("Index:       {} ({})", i.digest, i.media_type);
+    }
+    println!("Media type:  {}", raw.media_type);
+    println!(
+        "Platform:    {}/{}{}",
+        config.os,
+        config.architecture,
+        config
+            .variant
+            .as_deref()
+            .map(|v| format!("/{v}"))
+            .unwrap_or_default()
+    );
+    if let Some(c) = &config.created {
+        println!("Created:     {c}");
+    }
+    if let Some(cc) = &config.config {
+        if let Some(e) = &cc.entrypoint {
+            println!(
+                "Entrypoint:  {}",
+                serde_json::to_string(e).into_diagnostic()?
+            );
+        }
+        if let Some(c) = &cc.cmd {
+            println!(
+                "Cmd:         {}",
+                serde_json::to_string(c).into_diagnostic()?
+            );
+        }
+        if let Some(w) = &cc.working_dir {
+            println!("WorkingDir:  {w}");
+        }
+        if let Some(u) = &cc.user {
+            println!("User:        {u}");
+        }
+        for e in cc.env.iter().flatten() {
+            println!("Env:         {e}");
+        }
+        for (k, v) in cc.labels.iter().flatten() {
+            println!("Label:       {k}={v}");
+        }
+    }
+    println!(
+        "Layers:      {} ({} bytes compressed)",
+        m.layers.len(),
+        total
+    );
+    for (l, diff) in m.layers.iter().zip(
+        config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(Some)
+            .chain(std::iter::repeat(None)),
+    ) {
+        println!(
+            "  {}  {:>12}  {}",
+            l.digest,
+            l.size,
+            diff.map(|d| format!("diff {d}")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(a: PullArgs) -> miette::Result<ExitCode> {
+    let r = Reference::parse(&a.image).into_diagnostic()?;
+    let store = match &a.store {
+        Some(d) => LocalStore::open(d),
+        None => LocalStore::open_default(),
+    }
+    .into_diagnostic()?;
+    let client = a.reg.client()?;
+    let img = block_on(store.pull(&client, &r, &a.reg.platform()?)).into_diagnostic()?;
+    client.set_progress(None);
+    match a.reg.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"reference": r.to_string(), "digest": img.manifest_digest, "store": store.layout().root()})).into_diagnostic()?
+        ),
+        _ => println!("pulled {r}@{} into {}", img.manifest_digest, store.layout().root().display()),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,12 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(with_auth: bool) -> Registry {
+        Self::start_with(with_auth, false)
+    }
+
+    /// With `tls`, serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (its PEM is
+    /// at [`Registry::ca_file`]).
+    pub fn start_with(with_auth: bool, tls: bool) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         // The port is free now; another process could take it before the registry binds, so
         // retry a few times with a fresh port.
@@ -36,6 +42,95 @@ impl Registry {
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
                 dir.path().join("data").display()
             );
+            if tls {
+                let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+                if !cert.exists() {
+                    // A CA and a leaf for IP 127.0.0.1 signed by it (rustls rejects a CA
+                    // certificate used as the server's own).
+                    let d = dir.path();
+                    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+                    let ec = [
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1",
+                        "-nodes",
+                    ];
+                    let steps: Vec<Vec<String>> = vec![
+                        [
+                            &["req", "-x509"][..],
+                            &ec,
+                            &[
+                                "-days",
+                                "1",
+                                "-subj",
+                                "/CN=hoist-test-ca",
+                                "-keyout",
+                                "ca.key",
+                                "-out",
+                                "ca.pem",
+                            ],
+                        ]
+                        .concat()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                        [
+                            &["req"][..],
+                            &ec,
+                            &[
+                                "-subj",
+                                "/CN=127.0.0.1",
+                                "-keyout",
+                                "key.pem",
+                                "-out",
+                                "leaf.csr",
+                            ],
+                        ]
+                        .concat()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                        [
+                            "x509",
+                            "-req",
+                            "-in",
+                            "leaf.csr",
+                            "-CA",
+                            "ca.pem",
+                            "-CAkey",
+                            "ca.key",
+                            "-CAcreateserial",
+                            "-days",
+                            "1",
+                            "-out",
+                            "cert.pem",
+                            "-extfile",
+                            "ext.cnf",
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    ];
+                    for args in steps {
+                        let out = Command::new("openssl")
+                            .args(&args)
+                            .current_dir(d)
+                            .output()
+                            .expect("openssl is installed");
+                        assert!(
+                            out.status.success(),
+                            "openssl {args:?}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                }
+                cfg.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
             if with_auth {
                 let out = Command::new("htpasswd")
                     .args(["-Bbn", USER, PASS])
@@ -74,6 +169,10 @@ impl Registry {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     pub fn storage(&self) -> PathBuf {

@@ -1,0 +1,285 @@
+//! `hoist image` and `hoist registry` end to end: the real binary against real registries.
+
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
+use assert_cmd::Command;
+use registry::{PASS, Registry, USER, write_file};
+
+fn hoist(docker_config: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("hoist").unwrap();
+    c.env("DOCKER_CONFIG", docker_config)
+        .env("HOME", docker_config)
+        .env_remove("HOIST_INSECURE_REGISTRIES");
+    c
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stdout.clone()).unwrap()
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stderr.clone()).unwrap()
+}
+
+#[test]
+fn login_append_inspect_copy_logout() {
+    let authed = Registry::start(true);
+    let open = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("docker");
+    let src = tmp.path().join("src");
+    write_file(&src.join("run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    let target = authed.reference("team/app:v1");
+
+    // Without credentials: 401 that says where we looked.
+    let a = hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/app", src.display()))
+        .args(["--tag", &target])
+        .assert()
+        .failure();
+    let e = stderr(&a);
+    assert!(
+        e.contains("401") && e.contains(&cfg.join("config.json").display().to_string()),
+        "{e}"
+    );
+
+    // Wrong password: refused, nothing stored.
+    let a = hoist(&cfg)
+        .args([
+            "registry",
+            "login",
+            &authed.addr,
+            "-u",
+            USER,
+            "--password-stdin",
+        ])
+        .write_stdin("nope\n")
+        .assert()
+        .failure();
+    assert!(stderr(&a).contains("login to"), "{}", stderr(&a));
+    assert!(!cfg.join("config.json").exists());
+    hoist(&cfg)
+        .args([
+            "registry",
+            "login",
+            &authed.addr,
+            "-u",
+            USER,
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{PASS}\n"))
+        .assert()
+        .success();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg.join("config.json")).unwrap()).unwrap();
+    assert!(
+        stored["auths"][&authed.addr]["auth"].is_string(),
+        "{stored}"
+    );
+
+    let a = hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/app", src.display()))
+        .args([
+            "--entrypoint",
+            r#"["/app/run.sh"]"#,
+            "--env",
+            "A=1",
+            "--label",
+            "team=x",
+            "--workdir",
+            "/app",
+            "--tag",
+            &target,
+            "-o",
+            "json",
+        ])
+        .assert()
+        .success();
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(rep["layers_uploaded"], 1);
+
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &target, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["digest"], rep["digest"]);
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["config"]["config"]["Entrypoint"],
+        serde_json::json!(["/app/run.sh"])
+    );
+    assert_eq!(v["config"]["config"]["Labels"]["team"], "x");
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &target])
+        .assert()
+        .success();
+    assert!(
+        stdout(&a).contains("Entrypoint:  [\"/app/run.sh\"]"),
+        "{}",
+        stdout(&a)
+    );
+
+    // Copy to the other registry keeps the digest.
+    let dst = open.reference("mirror/app:v1");
+    let a = hoist(&cfg)
+        .args(["image", "copy", &target, &dst, "-o", "json"])
+        .assert()
+        .success();
+    let c: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(c["digest"], rep["digest"]);
+
+    // Pull into the local store.
+    let store = tmp.path().join("cache");
+    hoist(&cfg)
+        .env("HOIST_CACHE_DIR", &store)
+        .args(["image", "pull", &dst])
+        .assert()
+        .success();
+    assert!(store.join("images/index.json").is_file());
+
+    hoist(&cfg)
+        .args(["registry", "logout", &authed.addr])
+        .assert()
+        .success();
+    hoist(&cfg)
+        .args(["image", "inspect", &target])
+        .assert()
+        .failure();
+}
+
+#[test]
+fn bad_input_is_reported_not_panicked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = hoist(tmp.path())
+        .args(["image", "inspect", "Not A Ref"])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains("invalid image reference"),
+        "{}",
+        stderr(&a)
+    );
+    let a = hoist(tmp.path())
+        .args([
+            "image",
+            "append",
+            "--base",
+            "scratch",
+            "--layer",
+            "nocolon",
+            "--tag",
+            "127.0.0.1:1/x:y",
+        ])
+        .assert()
+        .failure();
+    assert!(stderr(&a).contains("expected SRC:DEST"), "{}", stderr(&a));
+    let a = hoist(tmp.path())
+        .args([
+            "image",
+            "append",
+            "--base",
+            "scratch",
+            "--env",
+            "NOEQ",
+            "--tag",
+            "127.0.0.1:1/x:y",
+        ])
+        .assert()
+        .failure();
+    assert!(stderr(&a).contains("expected KEY=VALUE"), "{}", stderr(&a));
+    let a = hoist(tmp.path())
+        .args([
+            "image",
+            "copy",
+            "127.0.0.1:1/x:y",
+            "oci:/tmp/x",
+            "--platform",
+            "linux",
+        ])
+        .assert()
+        .failure();
+    assert!(stderr(&a).contains("invalid platform"), "{}", stderr(&a));
+}
+
+/// Credentials from `credHelpers` and `credsStore` run `docker-credential-NAME get`.
+#[test]
+fn credential_helpers_are_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let authed = Registry::start(true);
+    let open = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = tmp.path().join("helper.log");
+    // A stand-in credential helper (a shell script speaking the helper protocol).
+    let script = format!(
+        "#!/bin/sh\nread server\necho \"$0 $1 $server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASS}\"}}' \"$server\"\n",
+        log.display()
+    );
+    for name in ["docker-credential-hoisttest", "docker-credential-storetest"] {
+        std::fs::write(bin.join(name), &script).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cfg = tmp.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let src = tmp.path().join("src");
+    write_file(&src.join("a"), b"a", 0o644);
+    hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/a", src.display()))
+        .args(["--tag", &open.reference("h/img:1")])
+        .assert()
+        .success();
+    for (conf, helper) in [
+        (
+            serde_json::json!({"credHelpers": {authed.addr.clone(): "hoisttest"}}),
+            "docker-credential-hoisttest",
+        ),
+        (
+            serde_json::json!({"credsStore": "storetest"}),
+            "docker-credential-storetest",
+        ),
+    ] {
+        std::fs::write(cfg.join("config.json"), conf.to_string()).unwrap();
+        let _ = std::fs::remove_file(&log);
+        hoist(&cfg)
+            .env("PATH", &path)
+            .args([
+                "image",
+                "copy",
+                &open.reference("h/img:1"),
+                &authed.reference("h/img:1"),
+            ])
+            .assert()
+            .success();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            calls.contains(&format!("{helper} get {}", authed.addr)),
+            "{calls}"
+        );
+    }
+    // A helper that is configured but missing: the error names it.
+    std::fs::write(
+        cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {authed.addr.clone(): "absent"}}).to_string(),
+    )
+    .unwrap();
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &authed.reference("h/img:1")])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains("docker-credential-absent"),
+        "{}",
+        stderr(&a)
+    );
+}

@@ -1,0 +1,193 @@
+//! The bearer-token flow and retries, against a FAKE registry: Debian's docker-registry cannot
+//! issue tokens without a separate auth server and never fails on purpose, so this small
+//! loopback HTTP server plays a token-auth registry that answers 503 once and drops a
+//! connection once.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use hoist_oci::auth::Credential;
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::{Digest, Reference};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Default)]
+struct Seen {
+    token_queries: Vec<String>,
+    manifest_gets: usize,
+    blob_gets: usize,
+}
+
+const CONFIG: &[u8] =
+    br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>) {
+    let port = listener.local_addr().unwrap().port();
+    let challenge =
+        format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake-registry\"");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("user:pass")
+    );
+    let config_digest = Digest::of(CONFIG).to_string();
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 8192];
+        let mut n = 0;
+        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+        let line = req.lines().next().unwrap_or_default().to_string();
+        let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+        let auth = req
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("authorization: ")
+                    .or_else(|| l.strip_prefix("Authorization: "))
+            })
+            .unwrap_or_default()
+            .to_string();
+        let (status, headers, body): (&str, Vec<(String, String)>, Vec<u8>) = if path
+            .starts_with("/token")
+        {
+            seen.lock().unwrap().token_queries.push(path.clone());
+            if auth == basic {
+                ("200 OK", vec![], br#"{"token":"good-token"}"#.to_vec())
+            } else {
+                ("401 Unauthorized", vec![], b"{}".to_vec())
+            }
+        } else if auth != "Bearer good-token" {
+            (
+                "401 Unauthorized",
+                vec![("WWW-Authenticate".into(), challenge.clone())],
+                b"{}".to_vec(),
+            )
+        } else if path == "/v2/team/app/manifests/v1" {
+            let k = {
+                let mut s = seen.lock().unwrap();
+                s.manifest_gets += 1;
+                s.manifest_gets
+            };
+            if k == 1 {
+                ("503 Service Unavailable", vec![], b"busy".to_vec())
+            } else {
+                (
+                    "200 OK",
+                    vec![
+                        (
+                            "Content-Type".into(),
+                            "application/vnd.oci.image.manifest.v1+json".into(),
+                        ),
+                        (
+                            "Docker-Content-Digest".into(),
+                            Digest::of(&manifest).to_string(),
+                        ),
+                    ],
+                    manifest.clone(),
+                )
+            }
+        } else if path == format!("/v2/team/app/blobs/{config_digest}") {
+            let k = {
+                let mut s = seen.lock().unwrap();
+                s.blob_gets += 1;
+                s.blob_gets
+            };
+            if k == 1 {
+                drop(sock); // a dropped connection, mid-request
+                continue;
+            }
+            ("200 OK", vec![], CONFIG.to_vec())
+        } else if path
+            == "/v2/team/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000"
+        {
+            ("200 OK", vec![], b"lies".to_vec())
+        } else {
+            ("404 Not Found", vec![], b"{}".to_vec())
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str("\r\n");
+        let _ = sock.write_all(resp.as_bytes()).await;
+        let _ = sock.write_all(&body).await;
+        let _ = sock.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn bearer_token_flow_retries_and_verification() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+        Digest::of(CONFIG),
+        CONFIG.len()
+    )
+    .into_bytes();
+    let server = tokio::spawn(serve(listener, seen.clone(), manifest.clone()));
+
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    c.set_credential(
+        &r.registry,
+        Credential::Basic {
+            username: "user".into(),
+            password: "pass".into(),
+        },
+    );
+    let raw = c.get_manifest(&r).await.unwrap();
+    assert_eq!(raw.digest, Digest::of(&manifest));
+    let cfg = c.get_blob(&r, &Digest::of(CONFIG)).await.unwrap();
+    assert_eq!(&cfg[..], CONFIG);
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(
+            s.token_queries.len(),
+            1,
+            "token cached per scope: {:?}",
+            s.token_queries
+        );
+        assert!(
+            s.token_queries[0].contains("service=fake-registry")
+                && s.token_queries[0].contains("scope=repository%3Ateam%2Fapp%3Apull"),
+            "{:?}",
+            s.token_queries
+        );
+        assert_eq!(s.manifest_gets, 2, "503 retried once");
+        assert_eq!(s.blob_gets, 2, "dropped connection retried once");
+    }
+    // The fake lies about a blob: rejected.
+    let zero =
+        Digest::parse("sha256:0000000000000000000000000000000000000000000000000000000000000000")
+            .unwrap();
+    let e = c.get_blob(&r, &zero).await.unwrap_err().to_string();
+    assert!(e.contains("digest mismatch"), "{e}");
+
+    // Wrong password at the token endpoint: a 401 that names the credential source.
+    let c2 = RegistryClient::new(ClientOptions::default()).unwrap();
+    c2.set_credential(
+        &r.registry,
+        Credential::Basic {
+            username: "user".into(),
+            password: "bad".into(),
+        },
+    );
+    let e = c2.get_manifest(&r).await.unwrap_err().to_string();
+    assert!(
+        e.contains("401") && e.contains("credentials given on the command line"),
+        "{e}"
+    );
+    server.abort();
+}
