@@ -8,6 +8,11 @@
 //! [`Runtime::wait`] / [`Runtime::exec`] / [`connect`]; teardown is
 //! [`PodSandbox::remove_container`] (SIGTERM, grace, SIGKILL, delete, free rootfs) →
 //! [`PodSandbox::destroy`]. Everything blocks: call it from `spawn_blocking` in async code.
+//!
+//! Limits to know: stdout/stderr pipes are read by this process, so after hoist restarts a
+//! re-adopted container's next write meets a closed pipe (SIGPIPE) — the kubelet should
+//! treat re-adopted containers as needing a restart or add a log-holding shim; each running
+//! container costs three threads (two log pumps, one reaper).
 
 pub mod bundle;
 pub mod error;
