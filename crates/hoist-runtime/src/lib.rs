@@ -9,10 +9,11 @@
 //! [`PodSandbox::remove_container`] (SIGTERM, grace, SIGKILL, delete, free rootfs) →
 //! [`PodSandbox::destroy`]. Everything blocks: call it from `spawn_blocking` in async code.
 //!
-//! Limits to know: stdout/stderr pipes are read by this process, so after hoist restarts a
-//! re-adopted container's next write meets a closed pipe (SIGPIPE) — the kubelet should
-//! treat re-adopted containers as needing a restart or add a log-holding shim; each running
-//! container costs three threads (two log pumps, one reaper).
+//! Output goes through FIFOs in the bundle that the container holds read-write, so it never
+//! meets SIGPIPE while hoist is down: after a restart, [`Runtime::adopt`] +
+//! [`Runtime::reattach_logs`] resume watching and logging (output beyond the 64 KiB pipe
+//! buffer blocks the writer until then). Each running container costs three threads (two
+//! log pumps, one reaper).
 
 pub mod bundle;
 pub mod error;

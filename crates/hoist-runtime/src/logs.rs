@@ -108,6 +108,43 @@ impl LogSink {
     }
 }
 
+/// A FIFO read end that reports EOF when its writers are gone or `stop` is set (polled
+/// every 200 ms), so a pump can be detached from a container that keeps running.
+pub struct StoppableFifo {
+    file: File,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StoppableFifo {
+    /// Open `path` for reading without blocking (a FIFO without a writer reads as EOF).
+    pub fn open(path: &Path, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .ctx(|| format!("opening {}", path.display()))?;
+        Ok(Self { file, stop })
+    }
+}
+
+impl Read for StoppableFifo {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(0);
+            }
+            if !crate::sys::poll_readable(&self.file, 200)? {
+                continue;
+            }
+            match self.file.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }

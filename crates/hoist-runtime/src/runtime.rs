@@ -6,14 +6,18 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::logs::{LogSink, Stream};
+use crate::logs::{LogSink, StoppableFifo, Stream};
 use crate::sys;
+
+/// The container's stdout and stderr FIFOs, in the bundle directory.
+pub const FIFOS: [&str; 2] = ["stdout.fifo", "stderr.fifo"];
 
 /// Written into the bundle directory by the reaper when the container's process exits.
 pub const EXIT_CODE_FILE: &str = "exit-code";
@@ -77,6 +81,7 @@ pub struct Runtime {
     runc: PathBuf,
     runc_root: PathBuf,
     exits: Mutex<HashMap<String, Arc<ExitCell>>>,
+    log_stops: Mutex<HashMap<String, Arc<AtomicBool>>>,
 }
 
 /// Find runc: `$HOIST_RUNC`, else `runc` on PATH or in the sbin directories.
@@ -127,6 +132,7 @@ impl Runtime {
             runc,
             runc_root,
             exits: Mutex::new(HashMap::new()),
+            log_stops: Mutex::new(HashMap::new()),
         })
     }
 
@@ -174,7 +180,27 @@ impl Runtime {
         let _ = std::fs::remove_file(bundle_dir.join(EXIT_CODE_FILE));
         let runc_log = bundle_dir.join("runc.log");
         let _ = std::fs::remove_file(&pid_file);
-        let mut child = self
+        // stdout/stderr are FIFOs in the bundle that the container holds open read-write:
+        // with a reader always present a write never meets SIGPIPE, even while hoist is
+        // down; a restarted hoist reattaches by opening them again (`reattach_logs`).
+        let mut fifos = vec![];
+        for name in FIFOS {
+            let p = bundle_dir.join(name);
+            let _ = std::fs::remove_file(&p);
+            sys::mkfifo(&p, 0o600).ctx(|| format!("mkfifo {}", p.display()))?;
+            let rw = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p)
+                .ctx(|| format!("opening {}", p.display()))?;
+            fifos.push((p, rw));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let out = StoppableFifo::open(&fifos[0].0, stop.clone())?;
+        let mut err = StoppableFifo::open(&fifos[1].0, stop.clone())?;
+        let [(_, w_out), (_, w_err)]: [(PathBuf, std::fs::File); 2] =
+            fifos.try_into().expect("two fifos");
+        let status = self
             .command()
             .arg("--log")
             .arg(&runc_log)
@@ -184,22 +210,17 @@ impl Runtime {
             .arg(bundle_dir)
             .arg(id)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ctx(|| format!("starting {}", self.runc.display()))?;
-        // In detached, non-terminal mode runc hands its own stdio to the container: these
-        // pipes stay open as long as the container holds them.
-        let out = child.stdout.take().expect("piped stdout");
-        let err = child.stderr.take().expect("piped stderr");
-        let status = child.wait().ctx(|| "waiting for runc run")?;
+            .stdout(Stdio::from(w_out))
+            .stderr(Stdio::from(w_err))
+            .status()
+            .ctx(|| format!("running {}", self.runc.display()))?;
         if !status.success() {
-            // runc's own complaint went to the pipe (now in the log) and to runc.log.
+            // runc's own complaint went to runc.log and to the stderr FIFO (no writer is
+            // left now, so reading it ends).
             let mut msg = String::new();
-            let mut e = err;
-            let _ = e.read_to_string(&mut msg);
-            let detail = runc_log_errors(&runc_log).unwrap_or_else(|| msg.trim().to_string());
             let _ = self.runc_output(&["delete", "--force", id]);
+            let _ = err.read_to_string(&mut msg);
+            let detail = runc_log_errors(&runc_log).unwrap_or_else(|| msg.trim().to_string());
             return Err(Error::Runc {
                 args: format!("run --detach {id}"),
                 code: status.code(),
@@ -217,6 +238,10 @@ impl Runtime {
             })?;
         sink.pump(Stream::Stdout, out);
         sink.pump(Stream::Stderr, err);
+        self.log_stops
+            .lock()
+            .expect("log map poisoned")
+            .insert(id.to_string(), stop);
         let cell = Arc::new(ExitCell::default());
         self.exits
             .lock()
@@ -293,6 +318,31 @@ impl Runtime {
         Ok(st)
     }
 
+    /// Stop copying the container's output (it keeps running; output waits in the FIFO,
+    /// up to the pipe buffer, until `reattach_logs`). What a hoist shutdown that leaves
+    /// containers running does; tests use it to stand in for a crash.
+    pub fn detach_logs(&self, id: &str) {
+        if let Some(stop) = self.log_stops.lock().expect("log map poisoned").remove(id) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Resume copying a (re-adopted) container's output into `log_path`.
+    pub fn reattach_logs(&self, id: &str, bundle_dir: &Path, log_path: &Path) -> Result<()> {
+        self.detach_logs(id);
+        let sink = LogSink::open(log_path)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let out = StoppableFifo::open(&bundle_dir.join(FIFOS[0]), stop.clone())?;
+        let err = StoppableFifo::open(&bundle_dir.join(FIFOS[1]), stop.clone())?;
+        sink.pump(Stream::Stdout, out);
+        sink.pump(Stream::Stderr, err);
+        self.log_stops
+            .lock()
+            .expect("log map poisoned")
+            .insert(id.to_string(), stop);
+        Ok(())
+    }
+
     fn cell(&self, id: &str) -> Result<Arc<ExitCell>> {
         if let Some(c) = self.exits.lock().expect("exit map poisoned").get(id) {
             return Ok(c.clone());
@@ -342,6 +392,8 @@ impl Runtime {
             Err(e) => return Err(e),
         }
         self.exits.lock().expect("exit map poisoned").remove(id);
+        // The pumps end by themselves once the last output is drained (EOF).
+        self.log_stops.lock().expect("log map poisoned").remove(id);
         Ok(())
     }
 

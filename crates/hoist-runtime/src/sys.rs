@@ -111,9 +111,8 @@ pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Wait up to `timeout_ms` for `fd` to become readable; true if it did.
-pub fn poll_readable(fd: &std::os::fd::OwnedFd, timeout_ms: i32) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
+/// Wait up to `timeout_ms` for `fd` to become readable (or hung up); true if it did.
+pub fn poll_readable(fd: &impl std::os::fd::AsRawFd, timeout_ms: i32) -> io::Result<bool> {
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
@@ -205,4 +204,10 @@ pub fn set_winsize(fd: &std::os::fd::OwnedFd, cols: u16, rows: u16) -> io::Resul
     };
     // SAFETY: valid fd and winsize struct.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+}
+
+pub fn mkfifo(p: &Path, mode: u32) -> io::Result<()> {
+    let c = cstr(p)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) })
 }
