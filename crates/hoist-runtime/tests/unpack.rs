@@ -1,0 +1,110 @@
+//! The image cache: one unpack per image even under concurrency, atomic, faithful.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use hoist_runtime::{ImageUnpacker, RootfsMode};
+
+#[test]
+fn concurrent_unpacks_share_one_atomic_cache_entry() {
+    if !support::runnable("concurrent_unpacks_share_one_atomic_cache_entry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (store, reference) = support::busybox_store(dir.path());
+    let unpacker = ImageUnpacker::new(dir.path().join("cache")).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| unpacker.unpack(&store, &reference).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results.windows(2).all(|w| w[0].rootfs == w[1].rootfs));
+    let img = &results[0];
+    let entries: Vec<_> = std::fs::read_dir(unpacker.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        entries,
+        vec![img.manifest_digest.hex().to_string()],
+        "no temp dirs left"
+    );
+
+    let root = &img.rootfs;
+    assert_eq!(
+        std::fs::read_link(root.join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    let bb = std::fs::metadata(root.join("bin/busybox")).unwrap();
+    assert_eq!(bb.permissions().mode() & 0o777, 0o755);
+    assert_eq!(bb.len(), std::fs::metadata("/bin/busybox").unwrap().len());
+    assert_eq!((bb.uid(), bb.gid()), (0, 0));
+    assert_eq!(
+        std::fs::read_to_string(root.join("www/index.html")).unwrap(),
+        support::PAGE
+    );
+    assert_eq!(
+        img.config.config.as_ref().unwrap().cmd,
+        Some(vec!["sh".into()])
+    );
+
+    // The same image through the OCI layout API, by ref name, hits the cache.
+    let again = unpacker
+        .unpack_layout(store.layout(), Some(&reference.to_string()))
+        .unwrap();
+    assert_eq!(again.rootfs, img.rootfs);
+    assert!(unpacker.cached(&img.manifest_digest).is_some());
+
+    // Both rootfs modes give the container the image's files; its writes stay its own.
+    for mode in [RootfsMode::Overlay, RootfsMode::Copy] {
+        let u = ImageUnpacker::new(unpacker.cache_dir())
+            .unwrap()
+            .with_mode(mode);
+        let cdir = dir.path().join(format!("c-{mode:?}"));
+        struct Release<'a>(&'a std::path::Path);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                let _ = ImageUnpacker::release_rootfs(self.0);
+            }
+        }
+        let _guard = Release(&cdir);
+        let r = u.prepare_rootfs(img, &cdir).unwrap();
+        assert_eq!(r.mode, mode);
+        std::fs::write(r.path.join("www/index.html"), "changed").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("www/index.html")).unwrap(),
+            support::PAGE,
+            "{mode:?} wrote through to the shared cache"
+        );
+        ImageUnpacker::release_rootfs(&cdir).unwrap();
+        assert!(!cdir.join("rootfs").exists());
+    }
+
+    unpacker.remove(&img.manifest_digest).unwrap();
+    assert!(unpacker.cached(&img.manifest_digest).is_none());
+}
+
+#[test]
+fn missing_image_and_missing_layer_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, reference) = support::busybox_store(dir.path());
+    let unpacker = ImageUnpacker::new(dir.path().join("cache")).unwrap();
+    let other = hoist_oci::Reference::parse("hoist.test/nope:1").unwrap();
+    let err = unpacker.unpack(&store, &other).unwrap_err().to_string();
+    assert!(err.contains("hoist.test/nope:1"), "{err}");
+
+    let img = store.resolve(&reference).unwrap();
+    std::fs::remove_file(store.blob_path(&img.manifest.layers[0].digest)).unwrap();
+    let err = unpacker.unpack(&store, &reference).unwrap_err().to_string();
+    assert!(
+        err.contains("missing") && err.contains(&img.manifest.layers[0].digest.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(unpacker.cache_dir()).unwrap().count(),
+        0,
+        "a failed unpack leaves nothing"
+    );
+}
