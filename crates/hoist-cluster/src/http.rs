@@ -54,10 +54,18 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(ApiError::new(413, "RequestEntityTooLarge", "the request body is larger than the 3 MiB limit"))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "the request body is larger than the 3 MiB limit",
+                ))
             } else {
-                Err(ApiError::bad_request(format!("cannot read the request body: {e}")))
+                Err(ApiError::bad_request(format!(
+                    "cannot read the request body: {e}"
+                )))
             }
         }
     }
@@ -77,7 +85,10 @@ impl ChannelBody {
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -96,7 +107,10 @@ impl Query {
         )
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))

@@ -86,29 +86,239 @@ fn builtin(
 pub fn builtin_kinds() -> Vec<ResourceKind> {
     use Columns::*;
     vec![
-        builtin("", "v1", "Namespace", "namespaces", &["ns"], false, true, Namespace, false),
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            &["ns"],
+            false,
+            true,
+            Namespace,
+            false,
+        ),
         builtin("", "v1", "Pod", "pods", &["po"], true, true, Pod, true),
-        builtin("", "v1", "Service", "services", &["svc"], true, true, Service, true),
-        builtin("", "v1", "Endpoints", "endpoints", &["ep"], true, false, Default, false),
-        builtin("", "v1", "ConfigMap", "configmaps", &["cm"], true, false, ConfigMap, false),
-        builtin("", "v1", "Secret", "secrets", &[], true, false, Secret, false),
-        builtin("", "v1", "ServiceAccount", "serviceaccounts", &["sa"], true, false, Default, false),
-        builtin("", "v1", "Event", "events", &["ev"], true, false, Default, false),
-        builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", &["pvc"], true, true, Default, false),
-        builtin("", "v1", "Node", "nodes", &["no"], false, true, Default, false),
-        builtin("apps", "v1", "Deployment", "deployments", &["deploy"], true, true, Deployment, true),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", &["rs"], true, true, Default, true),
-        builtin("apps", "v1", "StatefulSet", "statefulsets", &["sts"], true, true, Default, true),
-        builtin("apps", "v1", "DaemonSet", "daemonsets", &["ds"], true, true, Default, true),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            &["svc"],
+            true,
+            true,
+            Service,
+            true,
+        ),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            &["ep"],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            &["cm"],
+            true,
+            false,
+            ConfigMap,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "Secret",
+            "secrets",
+            &[],
+            true,
+            false,
+            Secret,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            &["sa"],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "Event",
+            "events",
+            &["ev"],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            &["pvc"],
+            true,
+            true,
+            Default,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            &["no"],
+            false,
+            true,
+            Default,
+            false,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            &["deploy"],
+            true,
+            true,
+            Deployment,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            &["rs"],
+            true,
+            true,
+            Default,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            &["sts"],
+            true,
+            true,
+            Default,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            &["ds"],
+            true,
+            true,
+            Default,
+            true,
+        ),
         builtin("batch", "v1", "Job", "jobs", &[], true, true, Default, true),
-        builtin("batch", "v1", "CronJob", "cronjobs", &["cj"], true, true, Default, true),
-        builtin("coordination.k8s.io", "v1", "Lease", "leases", &[], true, false, Default, false),
-        builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", &[], true, false, Default, false),
-        builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", &[], true, false, Default, false),
-        builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", &[], false, false, Default, false),
-        builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", &[], false, false, Default, false),
-        builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", &[], true, false, Default, false),
-        builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], false, true, Default, false),
+        builtin(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            &["cj"],
+            true,
+            true,
+            Default,
+            true,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            &[],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            &[],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            &[],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            &[],
+            false,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            &[],
+            false,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            &[],
+            true,
+            false,
+            Default,
+            false,
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            &["crd", "crds"],
+            false,
+            true,
+            Default,
+            false,
+        ),
     ]
 }
 
@@ -135,13 +345,20 @@ impl Registry {
 
     pub fn all(&self) -> Vec<ResourceKind> {
         let mut v = (*self.builtin).clone();
-        v.extend(self.custom.read().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        v.extend(
+            self.custom
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         v
     }
 
     /// The kind served at `group/version` under `plural`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<ResourceKind> {
-        let hit = |k: &&ResourceKind| k.group == group && k.version == version && k.plural == plural;
+        let hit =
+            |k: &&ResourceKind| k.group == group && k.version == version && k.plural == plural;
         if let Some(k) = self.builtin.iter().find(hit) {
             return Some(k.clone());
         }
@@ -187,7 +404,10 @@ impl Registry {
 /// The kinds a CRD object defines (one per served version), or an explanation why none.
 pub fn kinds_from_crd(crd: &Value) -> Result<Vec<ResourceKind>, String> {
     let spec = crd.get("spec").ok_or("spec is required")?;
-    let group = spec.get("group").and_then(Value::as_str).ok_or("spec.group is required")?;
+    let group = spec
+        .get("group")
+        .and_then(Value::as_str)
+        .ok_or("spec.group is required")?;
     let names = spec.get("names").ok_or("spec.names is required")?;
     let s = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
     let plural = s(names, "plural").ok_or("spec.names.plural is required")?;
@@ -195,7 +415,11 @@ pub fn kinds_from_crd(crd: &Value) -> Result<Vec<ResourceKind>, String> {
     let singular = s(names, "singular").unwrap_or_else(|| kind.to_ascii_lowercase());
     let strs = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let short_names = strs(names.get("shortNames"));
@@ -203,16 +427,25 @@ pub fn kinds_from_crd(crd: &Value) -> Result<Vec<ResourceKind>, String> {
     let namespaced = match spec.get("scope").and_then(Value::as_str) {
         Some("Namespaced") => true,
         Some("Cluster") => false,
-        other => return Err(format!("spec.scope must be Namespaced or Cluster, got {other:?}")),
+        other => {
+            return Err(format!(
+                "spec.scope must be Namespaced or Cluster, got {other:?}"
+            ));
+        }
     };
     let versions = spec
         .get("versions")
         .and_then(Value::as_array)
         .ok_or("spec.versions is required")?;
     let expected_name = format!("{plural}.{group}");
-    let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = crd
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if name != expected_name {
-        return Err(format!("metadata.name must be spec.names.plural+\".\"+spec.group ({expected_name})"));
+        return Err(format!(
+            "metadata.name must be spec.names.plural+\".\"+spec.group ({expected_name})"
+        ));
     }
     let mut out = Vec::new();
     for v in versions {

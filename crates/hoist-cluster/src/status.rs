@@ -43,8 +43,12 @@ impl ApiError {
         } else {
             format!("{plural}.{group}")
         };
-        Self::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists"))
-            .with_details(json!({"name": name, "group": group, "kind": plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
         let what = if group.is_empty() {
@@ -71,8 +75,12 @@ impl ApiError {
             .into_iter()
             .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
             .collect();
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {msg}"))
-            .with_details(json!({"name": name, "kind": kind, "causes": causes}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {msg}"),
+        )
+        .with_details(json!({"name": name, "kind": kind, "causes": causes}))
     }
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(500, "InternalError", msg)

@@ -72,7 +72,10 @@ pub enum Written {
 impl Written {
     pub fn into_value(self) -> Value {
         match self {
-            Written::Created(v) | Written::Updated(v) | Written::Unchanged(v) | Written::Deleted(v) => v,
+            Written::Created(v)
+            | Written::Updated(v)
+            | Written::Unchanged(v)
+            | Written::Deleted(v) => v,
         }
     }
 }
@@ -128,7 +131,9 @@ impl Store {
         )
         .map_err(open_err)?;
         let rv: u64 = conn
-            .query_row("SELECT v FROM meta WHERE k = 'rv'", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT v FROM meta WHERE k = 'rv'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()
             .map_err(open_err)?
             .unwrap_or(0) as u64;
@@ -185,12 +190,22 @@ impl Store {
             .prepare_cached("SELECT resource, namespace, data FROM objects")
             .map_err(db_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
             let (res, ns, data) = row.map_err(db_err)?;
-            out.push((res, ns, serde_json::from_str(&data).map_err(|e| ApiError::internal(e.to_string()))?));
+            out.push((
+                res,
+                ns,
+                serde_json::from_str(&data).map_err(|e| ApiError::internal(e.to_string()))?,
+            ));
         }
         Ok(out)
     }
@@ -238,7 +253,8 @@ impl Store {
                 .map_err(db_err)?;
             }
             _ => {
-                let data = serde_json::to_string(&object).map_err(|e| ApiError::internal(e.to_string()))?;
+                let data = serde_json::to_string(&object)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 tx.execute(
                     "INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![resource, namespace, name, rv as i64, data],
@@ -282,7 +298,12 @@ impl Store {
         if since < inner.history_floor {
             return Err(inner.history_floor);
         }
-        let replay = inner.history.iter().filter(|c| c.rv > since).cloned().collect();
+        let replay = inner
+            .history
+            .iter()
+            .filter(|c| c.rv > since)
+            .cloned()
+            .collect();
         Ok(Subscription {
             replay,
             live: self.tx.subscribe(),
@@ -309,9 +330,16 @@ impl Store {
     }
 }
 
-fn get_locked(conn: &Connection, resource: &str, namespace: &str, name: &str) -> ApiResult<Option<Value>> {
+fn get_locked(
+    conn: &Connection,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<Option<Value>> {
     let mut stmt = conn
-        .prepare_cached("SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")
+        .prepare_cached(
+            "SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
+        )
         .map_err(db_err)?;
     let data: Option<String> = stmt
         .query_row(params![resource, namespace, name], |r| r.get(0))
@@ -321,7 +349,11 @@ fn get_locked(conn: &Connection, resource: &str, namespace: &str, name: &str) ->
         .transpose()
 }
 
-fn list_locked(conn: &Connection, resource: &str, namespace: Option<&str>) -> ApiResult<Vec<Value>> {
+fn list_locked(
+    conn: &Connection,
+    resource: &str,
+    namespace: Option<&str>,
+) -> ApiResult<Vec<Value>> {
     let mut out = Vec::new();
     let mut push = |row: &rusqlite::Row| -> rusqlite::Result<()> {
         let d: String = row.get(0)?;
@@ -333,7 +365,9 @@ fn list_locked(conn: &Connection, resource: &str, namespace: Option<&str>) -> Ap
     match namespace {
         Some(ns) => {
             let mut stmt = conn
-                .prepare_cached("SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 ORDER BY name")
+                .prepare_cached(
+                    "SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 ORDER BY name",
+                )
                 .map_err(db_err)?;
             let mut rows = stmt.query(params![resource, ns]).map_err(db_err)?;
             while let Some(r) = rows.next().map_err(db_err)? {
@@ -342,7 +376,9 @@ fn list_locked(conn: &Connection, resource: &str, namespace: Option<&str>) -> Ap
         }
         None => {
             let mut stmt = conn
-                .prepare_cached("SELECT data FROM objects WHERE resource = ?1 ORDER BY namespace, name")
+                .prepare_cached(
+                    "SELECT data FROM objects WHERE resource = ?1 ORDER BY namespace, name",
+                )
                 .map_err(db_err)?;
             let mut rows = stmt.query(params![resource]).map_err(db_err)?;
             while let Some(r) = rows.next().map_err(db_err)? {
@@ -364,18 +400,31 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         let store = Store::open(&path).unwrap();
         let obj = json!({"metadata": {"name": "a"}, "data": {"k": "v"}});
-        let w = store.write("/configmaps", "default", "a", |_| Ok(Write::Put(obj.clone()))).unwrap();
+        let w = store
+            .write("/configmaps", "default", "a", |_| {
+                Ok(Write::Put(obj.clone()))
+            })
+            .unwrap();
         assert!(matches!(w, Written::Created(_)));
         assert_eq!(store.current_rv(), 1);
-        let w = store.write("/configmaps", "default", "a", |cur| Ok(Write::Put(cur.unwrap().clone()))).unwrap();
+        let w = store
+            .write("/configmaps", "default", "a", |cur| {
+                Ok(Write::Put(cur.unwrap().clone()))
+            })
+            .unwrap();
         assert!(matches!(w, Written::Unchanged(_)));
         assert_eq!(store.current_rv(), 1);
-        store.write("/configmaps", "default", "a", |_| Ok(Write::Delete)).unwrap();
+        store
+            .write("/configmaps", "default", "a", |_| Ok(Write::Delete))
+            .unwrap();
         assert_eq!(store.current_rv(), 2);
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.current_rv(), 2);
-        assert!(store.subscribe(1).is_err(), "history before restart must be expired");
+        assert!(
+            store.subscribe(1).is_err(),
+            "history before restart must be expired"
+        );
         assert!(store.subscribe(2).is_ok());
     }
 }

@@ -39,7 +39,14 @@ pub struct Pki {
     pub client_key: String,
 }
 
-const FILES: [&str; 6] = ["ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key"];
+const FILES: [&str; 6] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "client.crt",
+    "client.key",
+];
 
 impl Pki {
     /// Loads the PKI from `dir`, generating it first when missing.
@@ -78,16 +85,20 @@ impl Pki {
             detail: e.to_string(),
         };
         let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(self.ca_cert.as_bytes()).map_err(|e| pem_err("ca.crt", e))?;
+        let ca = CertificateDer::from_pem_slice(self.ca_cert.as_bytes())
+            .map_err(|e| pem_err("ca.crt", e))?;
         roots.add(ca).map_err(|e| TlsError::Rustls(e.to_string()))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let chain = vec![
-            CertificateDer::from_pem_slice(self.server_cert.as_bytes()).map_err(|e| pem_err("server.crt", e))?,
+            CertificateDer::from_pem_slice(self.server_cert.as_bytes())
+                .map_err(|e| pem_err("server.crt", e))?,
         ];
-        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes()).map_err(|e| pem_err("server.key", e))?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes())
+            .map_err(|e| pem_err("server.key", e))?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Rustls(e.to_string()))?
@@ -116,25 +127,44 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 fn generate() -> Result<Vec<String>, rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "hoist-cluster-ca");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "hoist-cluster-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
     let server_key = KeyPair::generate()?;
-    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
-    sp.distinguished_name.push(DnType::CommonName, "hoist-apiserver");
+    let mut sp = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    sp.distinguished_name
+        .push(DnType::CommonName, "hoist-apiserver");
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    sp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    sp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let server_cert = sp.signed_by(&server_key, &issuer)?;
 
     let client_key = KeyPair::generate()?;
     let mut cp = CertificateParams::new(Vec::<String>::new())?;
-    cp.distinguished_name.push(DnType::CommonName, "hoist-admin");
-    cp.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    cp.distinguished_name
+        .push(DnType::CommonName, "hoist-admin");
+    cp.distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
     cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    cp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    cp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let client_cert = cp.signed_by(&client_key, &issuer)?;
 
     Ok(vec![
