@@ -1,8 +1,16 @@
 //! Server-side apply and ownership tracking for ordinary writes.
+//!
+//! Ownership follows Kubernetes: an `Apply` by manager M owns exactly the fields of its
+//! last applied configuration; an `Update` (create/update/patch) by M takes the fields it
+//! changed away from everyone else. Applying a value that differs from the live value of
+//! a field owned by another manager is a conflict unless `force` is set.
 
-use crate::managed_fields::FieldPath;
-use crate::merge_schema::MergeSchema;
-use serde_json::Value;
+use crate::managed_fields::{
+    FieldPath, FieldSet, FieldsError, ManagedFieldsEntry, PathElement, Scope, excluded,
+    fields_in_scope, item_key_element, read_managed_fields, sort_entries, write_managed_fields,
+};
+use crate::merge_schema::{ListType, MergeSchema};
+use serde_json::{Map, Value};
 
 /// One conflicting field: another manager owns it with a different value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,29 +22,53 @@ pub struct Conflict {
     pub path: FieldPath,
 }
 
-/// Why an apply failed. The server turns `Conflicts` into a 409 with `reason: Conflict`,
-/// `details.causes[] = {reason: "FieldManagerConflict", message: cause_message(c), field}`
-/// and `message = to_string()`.
+/// Why an apply or update failed. The server turns `Conflicts` into a 409 with
+/// `reason: Conflict`, `details.causes[] = {reason: "FieldManagerConflict",
+/// message: cause_message(c), field: c.field}` and `message = to_string()`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     #[error("{}", conflict_message(.0))]
     Conflicts(Vec<Conflict>),
-    /// The applied configuration or live object is malformed (400/422).
+    /// The applied configuration or managed fields are malformed (400/422).
     #[error("{0}")]
     Invalid(String),
 }
 
+impl From<FieldsError> for ApplyError {
+    fn from(e: FieldsError) -> Self {
+        ApplyError::Invalid(e.to_string())
+    }
+}
+
 /// `Apply failed with 1 conflict: conflict with "m" using apps/v1: .spec.replicas`, or for
-/// several, grouped by manager: `Apply failed with 2 conflicts: conflicts with "m":\n- .a\n- .b`.
+/// several, grouped by manager (sorted): `Apply failed with 2 conflicts: conflicts with "m":\n- .a\n- .b`.
 pub fn conflict_message(conflicts: &[Conflict]) -> String {
-    let _ = conflicts;
-    todo!()
+    if let [c] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager, c.field
+        );
+    }
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.sort();
+    managers.dedup();
+    let mut lines = Vec::new();
+    for m in managers {
+        lines.push(format!("conflicts with {m}:"));
+        for c in conflicts.iter().filter(|c| c.manager == m) {
+            lines.push(format!("- {}", c.field));
+        }
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 /// The message of one conflict's Status cause: `conflict with "m" using apps/v1`.
 pub fn cause_message(conflict: &Conflict) -> String {
-    let _ = conflict;
-    todo!()
+    format!("conflict with {}", conflict.manager)
 }
 
 /// What an apply or update is about.
@@ -50,26 +82,498 @@ pub struct WriteContext<'a> {
     pub schema: &'a dyn MergeSchema,
 }
 
+fn api_version(v: &Value) -> String {
+    v.get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn without_managed_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(Value::Object(meta)) = v.get_mut("metadata") {
+        meta.shift_remove("managedFields");
+    }
+    v
+}
+
 /// Server-side apply `applied` onto `live` (None = create). Returns the new object with
-/// `metadata.managedFields` updated; the caller then sets server fields (RV, uid...).
+/// `metadata.managedFields` updated; the caller then sets server fields (RV, uid, ...).
+/// `status` is ignored on the main resource when the schema has a status subresource,
+/// and only `status` is applied for `subresource: Some("status")`.
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
     force: bool,
     ctx: WriteContext<'_>,
 ) -> Result<Value, ApplyError> {
-    let _ = (live, applied, force, ctx);
-    todo!()
+    let Value::Object(applied_map) = applied else {
+        return Err(ApplyError::Invalid(
+            "the applied configuration must be an object".into(),
+        ));
+    };
+    if api_version(applied).is_empty()
+        || applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return Err(ApplyError::Invalid(
+            "the applied configuration must set apiVersion and kind".into(),
+        ));
+    }
+    if applied
+        .pointer("/metadata/managedFields")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApplyError::Invalid(
+            "metadata.managedFields must be nil".into(),
+        ));
+    }
+    if let Some(live) = live
+        && !live.is_object()
+    {
+        return Err(ApplyError::Invalid(
+            "the live object must be an object".into(),
+        ));
+    }
+    let scope = Scope::for_subresource(ctx.subresource);
+    let schema = ctx.schema;
+    let applied_scoped = restrict(applied_map, scope, schema);
+    let applied_set = fields_in_scope(&Value::Object(applied_scoped.clone()), schema, scope);
+
+    let mut entries = match live {
+        Some(l) => read_managed_fields(l)?,
+        None => Vec::new(),
+    };
+    if let Some(l) = live
+        && entries.is_empty()
+    {
+        // Objects written before any tracking are owned by a pseudo manager, as in Kubernetes.
+        let fields = fields_in_scope(l, schema, Scope::All);
+        if !fields.is_empty() {
+            entries.push(ManagedFieldsEntry {
+                manager: "before-first-apply".into(),
+                operation: "Update".into(),
+                api_version: api_version(l),
+                time: None,
+                subresource: None,
+                fields,
+            });
+        }
+    }
+    let me = ManagedFieldsEntry {
+        manager: ctx.manager.to_string(),
+        operation: "Apply".into(),
+        api_version: api_version(applied),
+        time: Some(ctx.now.to_string()),
+        subresource: ctx.subresource.map(str::to_string),
+        fields: applied_set.clone(),
+    };
+    let prev_set = entries
+        .iter()
+        .find(|e| e.same_identity(&me))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+
+    // Conflicts: fields another manager owns whose value this apply would change.
+    let empty = Value::Object(Map::new());
+    let live_v = live.unwrap_or(&empty);
+    let mut conflicts = Vec::new();
+    let mut conflict_sets: Vec<FieldSet> = vec![FieldSet::default(); entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        if e.same_identity(&me) {
+            continue;
+        }
+        for path in e.fields.intersection(&applied_set).paths() {
+            if matches!(
+                path.0.last(),
+                Some(PathElement::Key(_) | PathElement::Value(_))
+            ) {
+                continue; // item existence: both sides have it
+            }
+            let (Some(lv), Some(av)) = (path.lookup(live_v), path.lookup(applied)) else {
+                continue;
+            };
+            if lv != av {
+                conflict_sets[i].insert(&path.0);
+                conflicts.push(Conflict {
+                    manager: e.display_name(),
+                    field: path.to_string(),
+                    path,
+                });
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(ApplyError::Conflicts(conflicts));
+    }
+    for (e, c) in entries.iter_mut().zip(&conflict_sets) {
+        e.fields = e.fields.difference(c);
+    }
+
+    // Merge, then remove what this manager applied before, dropped now, and nobody else owns.
+    let mut new = live.cloned().unwrap_or_else(|| empty.clone());
+    let mut path = Vec::new();
+    merge_applied(&mut new, &Value::Object(applied_scoped), &mut path, schema);
+    let others = entries
+        .iter()
+        .filter(|e| !e.same_identity(&me))
+        .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
+    let removed = prev_set.difference(&applied_set);
+    let mut to_remove: Vec<FieldPath> = removed
+        .paths()
+        .into_iter()
+        .filter(|p| !others.has_prefix(&p.0))
+        .collect();
+    // Deepest first so that removing list items does not shift later lookups.
+    to_remove.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+    for p in &to_remove {
+        remove_path(&mut new, &p.0);
+    }
+
+    // Ownership bookkeeping.
+    let changed = live.map(without_managed_fields) != Some(without_managed_fields(&new))
+        || prev_set != applied_set;
+    let old_time = entries
+        .iter()
+        .find(|e| e.same_identity(&me))
+        .and_then(|e| e.time.clone());
+    entries.retain(|e| !e.same_identity(&me));
+    let mut me = me;
+    if !changed {
+        me.time = old_time.or(me.time);
+    }
+    entries.push(me);
+    entries.retain(|e| !e.fields.is_empty());
+    sort_entries(&mut entries);
+    write_managed_fields(&mut new, &entries);
+    if let Some(l) = live
+        && !changed
+        && l.pointer("/metadata/managedFields") == new.pointer("/metadata/managedFields")
+    {
+        return Ok(l.clone());
+    }
+    Ok(new)
+}
+
+/// Keep only the part of an applied configuration that `scope` may change.
+fn restrict(
+    applied: &Map<String, Value>,
+    scope: Scope,
+    schema: &dyn MergeSchema,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in applied {
+        let keep = match k.as_str() {
+            "apiVersion" | "kind" => true,
+            "metadata" => scope != Scope::Status,
+            _ => !excluded(&[k.as_str()], scope, schema),
+        };
+        if keep {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Merge an applied configuration into `target`: objects field by field, map lists by
+/// key, set lists as a union, everything else replaced.
+fn merge_applied<'a>(
+    target: &mut Value,
+    applied: &'a Value,
+    path: &mut Vec<&'a str>,
+    schema: &dyn MergeSchema,
+) {
+    match (target, applied) {
+        (Value::Object(t), Value::Object(a)) if path.is_empty() || !schema.is_atomic_map(path) => {
+            for (k, v) in a {
+                path.push(k.as_str());
+                if v.is_null() {
+                    t.shift_remove(k);
+                } else {
+                    match t.get_mut(k) {
+                        Some(slot) => merge_applied(slot, v, path, schema),
+                        None => {
+                            t.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                path.pop();
+            }
+        }
+        (Value::Array(t), Value::Array(a)) => match schema.list_type(path) {
+            ListType::Map { keys } => {
+                for item in a {
+                    let Some(pe) = item_key_element(item, &keys) else {
+                        *t = a.clone();
+                        return;
+                    };
+                    match t
+                        .iter_mut()
+                        .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe))
+                    {
+                        Some(slot) => merge_applied(slot, item, path, schema),
+                        None => t.push(item.clone()),
+                    }
+                }
+            }
+            ListType::Set => {
+                for item in a {
+                    if !t.contains(item) {
+                        t.push(item.clone());
+                    }
+                }
+            }
+            ListType::Atomic => *t = a.clone(),
+        },
+        (t, a) => *t = a.clone(),
+    }
+}
+
+/// Remove the value at `path` (a field, a keyed item or a set value).
+fn remove_path(v: &mut Value, path: &[PathElement]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for pe in parent {
+        let next = match (pe, cur) {
+            (PathElement::Field(f), Value::Object(m)) => m.get_mut(f),
+            (
+                pe @ (PathElement::Key(_) | PathElement::Value(_) | PathElement::Index(_)),
+                Value::Array(items),
+            ) => {
+                let idx = items
+                    .iter()
+                    .position(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_some());
+                match (pe, idx) {
+                    (PathElement::Index(n), _) => items.get_mut(*n),
+                    (_, Some(i)) => items.get_mut(i),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match (last, cur) {
+        (PathElement::Field(f), Value::Object(m)) => {
+            m.shift_remove(f);
+        }
+        (PathElement::Index(n), Value::Array(items)) if *n < items.len() => {
+            items.remove(*n);
+        }
+        (pe, Value::Array(items)) => {
+            items.retain(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_none())
+        }
+        _ => {}
+    }
 }
 
 /// Record a non-apply write (create/update/patch): `ctx.manager` (operation `Update`)
-/// takes ownership of every field whose value it changed, other managers lose them.
-/// Honours managedFields sent by the client (kept as given; `[{}]` resets them).
+/// takes ownership of every field whose value it changed; other managers lose those
+/// fields, and everyone loses fields that no longer exist. Managed fields sent by the
+/// client are honoured as Kubernetes does: a changed non-empty list is taken as the new
+/// base, `[{}]` resets tracking, an empty or missing list keeps the old entries.
 pub fn track_update(
     old: Option<&Value>,
     new: &Value,
     ctx: WriteContext<'_>,
 ) -> Result<Value, ApplyError> {
-    let _ = (old, new, ctx);
-    todo!()
+    if !new.is_object() {
+        return Err(ApplyError::Invalid(
+            "the object must be a JSON object".into(),
+        ));
+    }
+    let schema = ctx.schema;
+    let old_entries = match old {
+        Some(o) => read_managed_fields(o).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let sent = new.pointer("/metadata/managedFields");
+    let mut entries = match sent {
+        Some(Value::Array(items))
+            if items.len() == 1 && items[0].as_object().is_some_and(Map::is_empty) =>
+        {
+            Vec::new()
+        }
+        Some(Value::Array(items))
+            if !items.is_empty()
+                && Some(sent) != old.map(|o| o.pointer("/metadata/managedFields")) =>
+        {
+            read_managed_fields(new)?
+        }
+        _ => old_entries,
+    };
+    let scope = Scope::for_subresource(ctx.subresource);
+    let changed = match old {
+        Some(o) => changed_fields(o, new, schema, scope),
+        None => fields_in_scope(new, schema, scope),
+    };
+    let present = fields_in_scope(new, schema, Scope::All);
+    let me = ManagedFieldsEntry {
+        manager: ctx.manager.to_string(),
+        operation: "Update".into(),
+        api_version: api_version(new),
+        time: Some(ctx.now.to_string()),
+        subresource: ctx.subresource.map(str::to_string),
+        fields: FieldSet::default(),
+    };
+    let mut found = false;
+    for e in entries.iter_mut() {
+        if e.same_identity(&me) {
+            found = true;
+            let before = e.fields.clone();
+            e.fields = e.fields.union(&changed).intersection(&present);
+            if e.fields != before {
+                e.time = me.time.clone();
+            }
+        } else {
+            e.fields = e.fields.difference(&changed).intersection(&present);
+        }
+    }
+    if !found && !changed.is_empty() {
+        entries.push(ManagedFieldsEntry {
+            fields: changed.intersection(&present),
+            ..me
+        });
+    }
+    entries.retain(|e| !e.fields.is_empty());
+    sort_entries(&mut entries);
+    let mut out = new.clone();
+    write_managed_fields(&mut out, &entries);
+    Ok(out)
+}
+
+/// The fields whose value differs between `old` and `new` (added or changed, within scope).
+pub fn changed_fields(
+    old: &Value,
+    new: &Value,
+    schema: &dyn MergeSchema,
+    scope: Scope,
+) -> FieldSet {
+    let mut out = FieldSet::default();
+    let mut path_names = Vec::new();
+    let mut path = Vec::new();
+    if let (Value::Object(o), Value::Object(n)) = (old, new) {
+        diff_maps(o, n, &mut path_names, &mut path, schema, scope, &mut out);
+    }
+    out
+}
+
+fn diff_maps<'a>(
+    old: &Map<String, Value>,
+    new: &'a Map<String, Value>,
+    names: &mut Vec<&'a str>,
+    path: &mut Vec<PathElement>,
+    schema: &dyn MergeSchema,
+    scope: Scope,
+    out: &mut FieldSet,
+) {
+    for (k, nv) in new {
+        names.push(k.as_str());
+        if !excluded(names, scope, schema) {
+            path.push(PathElement::Field(k.clone()));
+            diff_values(old.get(k), nv, names, path, schema, scope, out);
+            path.pop();
+        }
+        names.pop();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn diff_values<'a>(
+    old: Option<&Value>,
+    new: &'a Value,
+    names: &mut Vec<&'a str>,
+    path: &mut Vec<PathElement>,
+    schema: &dyn MergeSchema,
+    scope: Scope,
+    out: &mut FieldSet,
+) {
+    if old == Some(new) {
+        return;
+    }
+    // A value that changed type is new as a whole.
+    let same_kind = |o: &&Value| {
+        matches!(
+            (o, new),
+            (Value::Object(_), Value::Object(_)) | (Value::Array(_), Value::Array(_))
+        )
+    };
+    let old = old.filter(|o| same_kind(o) || !(new.is_object() || new.is_array()));
+    match (old, new) {
+        (Some(Value::Object(o)), Value::Object(n))
+            if !n.is_empty() && !schema.is_atomic_map(names) =>
+        {
+            diff_maps(o, n, names, path, schema, scope, out);
+        }
+        (Some(Value::Array(o)), Value::Array(n)) if !n.is_empty() => {
+            match schema.list_type(names) {
+                ListType::Map { keys } => {
+                    let elems: Option<Vec<PathElement>> =
+                        n.iter().map(|i| item_key_element(i, &keys)).collect();
+                    let Some(elems) = elems else {
+                        out.insert(path);
+                        return;
+                    };
+                    for (item, pe) in n.iter().zip(elems) {
+                        let before = o
+                            .iter()
+                            .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe));
+                        path.push(pe);
+                        if before.is_none() {
+                            out.insert(path);
+                        }
+                        diff_values(
+                            before.or(Some(&Value::Object(Map::new()))),
+                            item,
+                            names,
+                            path,
+                            schema,
+                            scope,
+                            out,
+                        );
+                        path.pop();
+                    }
+                }
+                ListType::Set if n.iter().all(|i| !i.is_object() && !i.is_array()) => {
+                    for item in n {
+                        if !o.contains(item) {
+                            path.push(PathElement::value(item));
+                            out.insert(path);
+                            path.pop();
+                        }
+                    }
+                }
+                _ => out.insert(path),
+            }
+        }
+        (None, Value::Object(n)) if !n.is_empty() && !schema.is_atomic_map(names) => {
+            let sub = Map::new();
+            diff_maps(&sub, n, names, path, schema, scope, out);
+        }
+        (None, Value::Array(_)) => {
+            // A new list: everything in it is new.
+            diff_values(
+                Some(&Value::Array(Vec::new())),
+                new,
+                names,
+                path,
+                schema,
+                scope,
+                out,
+            );
+            if new.as_array().is_some_and(Vec::is_empty)
+                || matches!(schema.list_type(names), ListType::Atomic)
+            {
+                out.insert(path);
+            }
+        }
+        _ => out.insert(path),
+    }
 }

@@ -85,7 +85,26 @@ impl FieldError {
     /// The message without the field prefix (`Invalid value: "x": detail`), as used in
     /// Status `details.causes[].message`.
     pub fn body(&self) -> String {
-        todo!()
+        let mut out = self.kind.phrase().to_string();
+        match (self.kind, &self.value) {
+            (
+                FieldErrorKind::Required
+                | FieldErrorKind::Forbidden
+                | FieldErrorKind::TooLong
+                | FieldErrorKind::NotFound,
+                _,
+            )
+            | (_, None) => {}
+            (_, Some(v)) => {
+                out.push_str(": ");
+                out.push_str(&go_value(v));
+            }
+        }
+        if !self.detail.is_empty() {
+            out.push_str(": ");
+            out.push_str(&self.detail);
+        }
+        out
     }
 }
 
@@ -98,6 +117,25 @@ impl fmt::Display for FieldError {
 /// The message of a 422 Invalid Status: `Kind "name" is invalid: <err>` or with
 /// several errors `Kind "name" is invalid: [<err1>, <err2>]`.
 pub fn invalid_message(kind: &str, name: &str, errors: &[FieldError]) -> String {
-    let _ = (kind, name, errors);
-    todo!()
+    let errs: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let list = if errs.len() == 1 {
+        errs[0].clone()
+    } else {
+        format!("[{}]", errs.join(", "))
+    };
+    format!("{kind} {} is invalid: {list}", quote(name))
+}
+
+/// Go's `%q` for the strings we print (JSON string escaping is the same for printable text).
+pub fn quote(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+/// How Kubernetes prints a bad value: strings quoted, numbers and booleans bare,
+/// objects and lists as JSON.
+pub fn go_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_string(),
+        other => other.to_string(),
+    }
 }
