@@ -166,6 +166,7 @@ fn apply_kind_defaults(kind: &ResourceKind, obj: &mut Value) {
             }
             obj["status"] = json!({"phase": "Active"});
         }
+        ("", "Secret") => fold_string_data(obj),
         ("", "Pod") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
@@ -184,6 +185,27 @@ fn apply_kind_defaults(kind: &ResourceKind, obj: &mut Value) {
             });
         }
         _ => {}
+    }
+}
+
+/// `stringData` is write-only: merged into `data` (base64) as the apiserver does.
+pub fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(sd) = sd.as_object().cloned() else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in sd {
+        let text = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        obj["data"][k] = Value::String(base64::engine::general_purpose::STANDARD.encode(text));
     }
 }
 
@@ -210,6 +232,9 @@ pub fn merge_update(
     }
     new["apiVersion"] = Value::String(kind.api_version());
     new["kind"] = Value::String(kind.kind.clone());
+    if kind.group.is_empty() && kind.kind == "Secret" {
+        fold_string_data(&mut new);
+    }
     let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
     let meta = metadata_mut(&mut new);
     for field in [

@@ -108,11 +108,13 @@ fn operation(k: &ResourceKind, verb: &str, action: &str, schema_ref: &Value) -> 
     });
     if action == "patch" {
         let body = json!({"schema": {"type": "object"}});
+        // Strategic merge is deliberately not listed: kubectl would then compute client-side
+        // apply patches from these schemas, which are not detailed enough; without it kubectl
+        // uses its compiled-in types for built-in kinds (and merge patch for CRs).
         op["requestBody"] = json!({"content": {
             "application/apply-patch+yaml": body,
             "application/json-patch+json": body,
             "application/merge-patch+json": body,
-            "application/strategic-merge-patch+json": body,
         }, "required": true});
     }
     op

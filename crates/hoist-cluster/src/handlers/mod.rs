@@ -81,6 +81,14 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
             "the request body is empty; an object was expected",
         ));
     }
+    if content_type.contains("protobuf") {
+        // client-go retries with JSON after a 415 for protobuf.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
     let yaml = content_type.contains("yaml");
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
