@@ -226,8 +226,9 @@ pub fn server_side_apply(
         .into_iter()
         .filter(|p| !others.has_prefix(&p.0))
         .collect();
-    // Deepest first so that removing list items does not shift later lookups.
-    to_remove.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+    // Shallowest first: a removed keyed item takes its fields with it (removing its key
+    // field first would make the item impossible to find).
+    to_remove.sort_by_key(|p| p.0.len());
     for p in &to_remove {
         remove_path(&mut new, &p.0);
     }
@@ -575,5 +576,407 @@ fn diff_values<'a>(
             }
         }
         _ => out.insert(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::managed_fields::read_managed_fields;
+    use crate::merge_schema::BuiltinMergeSchema;
+    use serde_json::json;
+
+    const T1: &str = "2026-01-01T00:00:00Z";
+    const T2: &str = "2026-01-02T00:00:00Z";
+
+    fn schema() -> BuiltinMergeSchema {
+        BuiltinMergeSchema::new("apps", "Deployment")
+    }
+
+    fn ctx<'a>(manager: &'a str, now: &'a str, schema: &'a BuiltinMergeSchema) -> WriteContext<'a> {
+        WriteContext {
+            manager,
+            subresource: None,
+            now,
+            schema,
+        }
+    }
+
+    fn deploy(replicas: i64, image: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": image}]}}}
+        })
+    }
+
+    fn managers(obj: &Value) -> Vec<(String, String)> {
+        read_managed_fields(obj)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.manager, e.operation))
+            .collect()
+    }
+
+    #[test]
+    fn apply_creates_and_records_ownership() {
+        let s = schema();
+        let out =
+            server_side_apply(None, &deploy(2, "a:1"), false, ctx("kubectl", T1, &s)).unwrap();
+        assert_eq!(out["spec"]["replicas"], 2);
+        let mf = &out["metadata"]["managedFields"][0];
+        assert_eq!(mf["manager"], "kubectl");
+        assert_eq!(mf["operation"], "Apply");
+        assert_eq!(mf["apiVersion"], "apps/v1");
+        assert_eq!(mf["time"], T1);
+        assert_eq!(mf["fieldsType"], "FieldsV1");
+        assert_eq!(mf["fieldsV1"]["f:spec"]["f:replicas"], json!({}));
+        assert!(mf.get("subresource").is_none());
+    }
+
+    #[test]
+    fn applying_the_same_config_twice_changes_nothing() {
+        let s = schema();
+        let first =
+            server_side_apply(None, &deploy(2, "a:1"), false, ctx("kubectl", T1, &s)).unwrap();
+        let second = server_side_apply(
+            Some(&first),
+            &deploy(2, "a:1"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn dropped_fields_are_removed_unless_co_owned() {
+        let s = schema();
+        let mut cfg = deploy(2, "a:1");
+        cfg["metadata"]["labels"]["tier"] = json!("front");
+        cfg["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "side", "image": "s:1"}));
+        let live = server_side_apply(None, &cfg, false, ctx("kubectl", T1, &s)).unwrap();
+        let out = server_side_apply(
+            Some(&live),
+            &deploy(2, "a:1"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "app", "image": "a:1"}])
+        );
+
+        // Another manager also owns the label with the same value: it survives.
+        let other = server_side_apply(
+            Some(&live),
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"tier": "front"}}}),
+            false,
+            ctx("helm", T1, &s),
+        )
+        .unwrap();
+        let out = server_side_apply(
+            Some(&other),
+            &deploy(2, "a:1"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"app": "web", "tier": "front"})
+        );
+    }
+
+    #[test]
+    fn conflict_between_appliers_and_force() {
+        let s = schema();
+        let live = server_side_apply(None, &deploy(2, "a:1"), false, ctx("alice", T1, &s)).unwrap();
+        let err = server_side_apply(Some(&live), &deploy(3, "a:1"), false, ctx("bob", T2, &s))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
+        );
+        let ApplyError::Conflicts(cs) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(cs[0].field, ".spec.replicas");
+        assert_eq!(cause_message(&cs[0]), "conflict with \"alice\"");
+
+        let forced =
+            server_side_apply(Some(&live), &deploy(3, "a:1"), true, ctx("bob", T2, &s)).unwrap();
+        assert_eq!(forced["spec"]["replicas"], 3);
+        let entries = read_managed_fields(&forced).unwrap();
+        let alice = entries.iter().find(|e| e.manager == "alice").unwrap();
+        let bob = entries.iter().find(|e| e.manager == "bob").unwrap();
+        let replicas = [
+            PathElement::Field("spec".into()),
+            PathElement::Field("replicas".into()),
+        ];
+        assert!(!alice.fields.contains(&replicas));
+        assert!(bob.fields.contains(&replicas));
+        // Same value elsewhere: shared, not conflicting.
+        let image = FieldPath(vec![
+            PathElement::Field("spec".into()),
+            PathElement::Field("template".into()),
+            PathElement::Field("spec".into()),
+            PathElement::Field("containers".into()),
+            PathElement::decode("k:{\"name\":\"app\"}").unwrap(),
+            PathElement::Field("image".into()),
+        ]);
+        assert!(alice.fields.contains(&image.0) && bob.fields.contains(&image.0));
+    }
+
+    #[test]
+    fn client_side_apply_then_server_side_apply_conflicts_like_kubernetes() {
+        let s = schema();
+        // `kubectl apply` (client-side) creates with fieldManager=kubectl-client-side-apply.
+        let mut created = deploy(2, "a:1");
+        created["metadata"]["annotations"] =
+            json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+        let live = track_update(None, &created, ctx("kubectl-client-side-apply", T1, &s)).unwrap();
+        assert_eq!(
+            managers(&live),
+            vec![("kubectl-client-side-apply".into(), "Update".into())]
+        );
+
+        // Unchanged config: no conflict, shared ownership.
+        assert!(
+            server_side_apply(
+                Some(&live),
+                &deploy(2, "a:1"),
+                false,
+                ctx("kubectl", T2, &s)
+            )
+            .is_ok()
+        );
+
+        // Edited replicas and image: conflicts, grouped by manager.
+        let err = server_side_apply(
+            Some(&live),
+            &deploy(3, "a:1"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+        );
+        let err = server_side_apply(
+            Some(&live),
+            &deploy(3, "a:2"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"app\"].image"
+        );
+
+        // --force-conflicts takes ownership.
+        let out = server_side_apply(Some(&live), &deploy(3, "a:2"), true, ctx("kubectl", T2, &s))
+            .unwrap();
+        assert_eq!(out["spec"]["replicas"], 3);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["image"],
+            "a:2"
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "{}"
+        );
+        // And the next apply of the same config is clean.
+        let again = server_side_apply(Some(&out), &deploy(3, "a:2"), false, ctx("kubectl", T2, &s))
+            .unwrap();
+        assert_eq!(again, out);
+    }
+
+    #[test]
+    fn update_takes_ownership_from_applier() {
+        let s = schema();
+        let live =
+            server_side_apply(None, &deploy(2, "a:1"), false, ctx("kubectl", T1, &s)).unwrap();
+        let mut edited = live.clone();
+        edited["spec"]["replicas"] = json!(5);
+        let updated = track_update(Some(&live), &edited, ctx("kubectl-scale", T2, &s)).unwrap();
+        let entries = read_managed_fields(&updated).unwrap();
+        assert_eq!(entries.len(), 2);
+        let scale = entries
+            .iter()
+            .find(|e| e.manager == "kubectl-scale")
+            .unwrap();
+        assert_eq!(
+            scale.fields.to_fields_v1(),
+            json!({"f:spec": {"f:replicas": {}}})
+        );
+        assert_eq!(scale.time.as_deref(), Some(T2));
+        let applier = entries.iter().find(|e| e.manager == "kubectl").unwrap();
+        assert!(!applier.fields.contains(&[
+            PathElement::Field("spec".into()),
+            PathElement::Field("replicas".into())
+        ]));
+        // Applying the old value again now conflicts with the updater.
+        let err = server_side_apply(
+            Some(&updated),
+            &deploy(2, "a:1"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
+        );
+    }
+
+    #[test]
+    fn noop_update_keeps_managed_fields() {
+        let s = schema();
+        let live = track_update(None, &deploy(2, "a:1"), ctx("m", T1, &s)).unwrap();
+        let again = track_update(Some(&live), &live, ctx("m", T2, &s)).unwrap();
+        assert_eq!(again, live);
+        let other = track_update(Some(&live), &live, ctx("other", T2, &s)).unwrap();
+        assert_eq!(other, live);
+    }
+
+    #[test]
+    fn removed_fields_lose_their_owners() {
+        let s = schema();
+        let live = track_update(None, &deploy(2, "a:1"), ctx("m", T1, &s)).unwrap();
+        let mut edited = live.clone();
+        edited["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("app");
+        let out = track_update(Some(&live), &edited, ctx("other", T2, &s)).unwrap();
+        let entries = read_managed_fields(&out).unwrap();
+        let m = entries.iter().find(|e| e.manager == "m").unwrap();
+        assert!(!m.fields.has_prefix(&[
+            PathElement::Field("metadata".into()),
+            PathElement::Field("labels".into())
+        ]));
+        assert!(m.fields.has_prefix(&[PathElement::Field("spec".into())]));
+    }
+
+    #[test]
+    fn client_managed_fields_are_honoured_or_reset() {
+        let s = schema();
+        let live = track_update(None, &deploy(2, "a:1"), ctx("m", T1, &s)).unwrap();
+        let mut reset = live.clone();
+        reset["metadata"]["managedFields"] = json!([{}]);
+        let out = track_update(Some(&live), &reset, ctx("m", T2, &s)).unwrap();
+        assert!(out["metadata"].get("managedFields").is_none());
+        let mut given = live.clone();
+        given["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+        let out = track_update(Some(&live), &given, ctx("m", T2, &s)).unwrap();
+        assert_eq!(managers(&out), vec![("x".into(), "Apply".into())]);
+        let mut emptied = live.clone();
+        emptied["metadata"]["managedFields"] = json!([]);
+        assert_eq!(
+            track_update(Some(&live), &emptied, ctx("m", T2, &s)).unwrap(),
+            live
+        );
+    }
+
+    #[test]
+    fn status_is_ignored_on_the_main_resource() {
+        let s = schema();
+        let mut live =
+            server_side_apply(None, &deploy(2, "a:1"), false, ctx("kubectl", T1, &s)).unwrap();
+        live["status"] = json!({"replicas": 2});
+        let mut cfg = deploy(2, "a:1");
+        cfg["status"] = json!({"replicas": 99});
+        let out = server_side_apply(Some(&live), &cfg, false, ctx("kubectl", T2, &s)).unwrap();
+        assert_eq!(out["status"], json!({"replicas": 2}));
+        let sub = WriteContext {
+            subresource: Some("status"),
+            ..ctx("controller", T2, &s)
+        };
+        let out = server_side_apply(Some(&live), &cfg, false, sub).unwrap();
+        assert_eq!(out["status"], json!({"replicas": 99}));
+        assert_eq!(out["spec"], live["spec"]);
+        let e = read_managed_fields(&out)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.manager == "controller")
+            .unwrap();
+        assert_eq!(e.subresource.as_deref(), Some("status"));
+        assert_eq!(
+            e.fields.to_fields_v1(),
+            json!({"f:status": {"f:replicas": {}}})
+        );
+    }
+
+    #[test]
+    fn objects_without_managed_fields_belong_to_before_first_apply() {
+        let s = schema();
+        let live = deploy(2, "a:1");
+        let err = server_side_apply(
+            Some(&live),
+            &deploy(4, "a:1"),
+            false,
+            ctx("kubectl", T1, &s),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
+        );
+    }
+
+    #[test]
+    fn set_lists_merge_and_keyed_items_co_owned_survive() {
+        let s = schema();
+        let mut a = deploy(1, "a:1");
+        a["metadata"]["finalizers"] = json!(["a.example/x"]);
+        let live = server_side_apply(None, &a, false, ctx("one", T1, &s)).unwrap();
+        let b = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "finalizers": ["b.example/y"]}});
+        let out = server_side_apply(Some(&live), &b, false, ctx("two", T1, &s)).unwrap();
+        assert_eq!(
+            out["metadata"]["finalizers"],
+            json!(["a.example/x", "b.example/y"])
+        );
+        let dropped =
+            server_side_apply(Some(&out), &deploy(1, "a:1"), false, ctx("one", T2, &s)).unwrap();
+        assert_eq!(dropped["metadata"]["finalizers"], json!(["b.example/y"]));
+    }
+
+    #[test]
+    fn invalid_inputs_are_errors() {
+        let s = schema();
+        for bad in [
+            json!(1),
+            json!({"kind": "Deployment"}),
+            json!({"apiVersion": "apps/v1", "kind": ""}),
+        ] {
+            assert!(
+                matches!(
+                    server_side_apply(None, &bad, false, ctx("m", T1, &s)),
+                    Err(ApplyError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+        let mut with_mf = deploy(1, "a");
+        with_mf["metadata"]["managedFields"] = json!([]);
+        assert_eq!(
+            server_side_apply(None, &with_mf, false, ctx("m", T1, &s))
+                .unwrap_err()
+                .to_string(),
+            "metadata.managedFields must be nil"
+        );
+        assert!(
+            server_side_apply(Some(&json!([])), &deploy(1, "a"), false, ctx("m", T1, &s)).is_err()
+        );
+        assert!(track_update(None, &json!("x"), ctx("m", T1, &s)).is_err());
     }
 }
