@@ -77,7 +77,7 @@ pub struct ChannelBody {
 }
 
 impl ChannelBody {
-    pub fn new(rx: mpsc::Receiver<Bytes>) -> Body {
+    pub fn boxed(rx: mpsc::Receiver<Bytes>) -> Body {
         BoxBody::new(Self { rx })
     }
 }

@@ -18,6 +18,7 @@ pub mod kubeconfig;
 pub mod machinery;
 pub mod objects;
 pub mod openapi;
+mod protobuf;
 pub mod registry;
 pub mod routes;
 pub mod server;

@@ -142,10 +142,11 @@ pub fn prepare_create(
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     machinery::validate_name(kind, &name)?;
-    if kind.status_subresource && kind.custom {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if kind.status_subresource
+        && kind.custom
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     apply_kind_defaults(kind, &mut obj);
     Ok(obj)

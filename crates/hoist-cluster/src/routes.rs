@@ -18,7 +18,7 @@ pub enum Route {
         group: String,
         version: String,
     },
-    Resource(Target),
+    Resource(Box<Target>),
     NotFound,
 }
 
@@ -90,12 +90,12 @@ fn resource(registry: &Registry, group: &str, version: &str, rest: &[&str]) -> R
         if tail.len() > 2 {
             return Route::NotFound;
         }
-        Route::Resource(Target {
+        Route::Resource(Box::new(Target {
             kind,
             namespace: ns.map(str::to_string),
             name: tail.first().map(|s| s.to_string()),
             subresource: tail.get(1).map(|s| s.to_string()),
-        })
+        }))
     };
     if rest[0] == "namespaces"
         && rest.len() >= 3

@@ -285,7 +285,7 @@ async fn serve_inner(
         Route::Resource(t) => {
             handlers::handle(
                 &app,
-                t,
+                *t,
                 handlers::Request {
                     method,
                     query,

@@ -82,12 +82,8 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         ));
     }
     if content_type.contains("protobuf") {
-        // client-go retries with JSON after a 415 for protobuf.
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
+        return crate::protobuf::decode(body)
+            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e.0));
     }
     let yaml = content_type.contains("yaml");
     if let Ok(v) = serde_json::from_slice::<Value>(body) {

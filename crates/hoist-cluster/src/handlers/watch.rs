@@ -140,7 +140,7 @@ pub fn watch(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<Bo
         .status(200)
         .header("content-type", content_type)
         .header("cache-control", "no-cache, private")
-        .body(ChannelBody::new(rx))
+        .body(ChannelBody::boxed(rx))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
