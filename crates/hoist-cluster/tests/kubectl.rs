@@ -215,3 +215,163 @@ fn apply_get_edit_delete_roundtrip() {
         "contents left: {out}"
     );
 }
+
+#[test]
+fn server_side_apply_conflicts_and_force() {
+    let c = TestCluster::start();
+    let dir = c.dir.path();
+    let manifest = |replicas: u32, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: default\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: api}}\n  template:\n    metadata:\n      labels: {{app: api}}\n    spec:\n      containers:\n      - name: api\n        image: {image}\n"
+        )
+    };
+    let f = dir.join("api.yaml");
+    std::fs::write(&f, manifest(1, "busybox:1")).unwrap();
+    let f = f.to_str().unwrap();
+    let out = c.ok(&["apply", "--server-side", "-f", f]);
+    assert!(
+        out.contains("deployment.apps/api serverside-applied"),
+        "{out}"
+    );
+    let d = c.json(&["get", "deploy", "api", "--show-managed-fields"]);
+    let managers: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl"], "{d}");
+    assert_eq!(d["metadata"]["managedFields"][0]["operation"], "Apply");
+    // Another manager takes spec.replicas; applying a different value then conflicts.
+    c.ok(&[
+        "patch",
+        "deploy",
+        "api",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ]);
+    std::fs::write(f, manifest(2, "busybox:1")).unwrap();
+    let err = c.fails(&["apply", "--server-side", "-f", f]);
+    assert!(
+        err.contains("conflict") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    let out = c.ok(&["apply", "--server-side", "--force-conflicts", "-f", f]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(c.json(&["get", "deploy", "api"])["spec"]["replicas"], 2);
+    // Re-applying the same configuration is a no-op (same resourceVersion).
+    let rv = c.json(&["get", "deploy", "api"])["metadata"]["resourceVersion"].clone();
+    c.ok(&["apply", "--server-side", "-f", f]);
+    assert_eq!(
+        c.json(&["get", "deploy", "api"])["metadata"]["resourceVersion"],
+        rv
+    );
+}
+
+#[test]
+fn watch_streams_changes_and_wait_for_delete() {
+    let c = TestCluster::start();
+    c.ok(&["create", "configmap", "w1", "--from-literal=a=1"]);
+    // Start a bounded watch, then change things while it runs.
+    let mut child = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &c.kubeconfig)
+        .args([
+            "get",
+            "cm",
+            "-w",
+            "--request-timeout=4s",
+            "--output-watch-events",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give kubectl time to list and start watching (bounded; the watch itself ends at 4 s).
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    c.ok(&["create", "configmap", "w2", "--from-literal=b=2"]);
+    c.ok(&["label", "cm", "w1", "x=y"]);
+    c.ok(&["delete", "cm", "w2"]);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (event, name) in [
+        ("ADDED", "w1"),
+        ("ADDED", "w2"),
+        ("MODIFIED", "w1"),
+        ("DELETED", "w2"),
+    ] {
+        let found = text.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.first() == Some(&event) && cols.get(1) == Some(&name)
+        });
+        assert!(found, "watch output lacks {event} {name}:\n{text}");
+    }
+    // wait --for=delete returns once a finalizer-held object is really gone.
+    c.ok(&[
+        "patch",
+        "cm",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    c.ok(&["delete", "cm", "w1", "--wait=false"]);
+    let held = c.json(&["get", "cm", "w1"]);
+    assert!(
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "finalizer keeps the object: {held}"
+    );
+    let mut waiter = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &c.kubeconfig)
+        .args(["wait", "--for=delete", "cm/w1", "--timeout=20s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.ok(&[
+        "patch",
+        "cm",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let status = waiter.wait().unwrap();
+    assert!(status.success(), "kubectl wait --for=delete failed");
+    c.fails(&["get", "cm", "w1"]);
+}
+
+#[test]
+fn garbage_collection_follows_owner_references() {
+    let c = TestCluster::start();
+    c.ok(&["create", "configmap", "owner"]);
+    let uid = c.json(&["get", "cm", "owner"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in ["dep1", "dep2"] {
+        let f = c.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &f,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: owner\n    uid: {uid}\n"),
+        )
+        .unwrap();
+        c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+    c.ok(&["delete", "cm", "owner", "--cascade=orphan"]);
+    let dep = c.json(&["get", "cm", "dep1"]);
+    assert!(
+        dep["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "orphaned dependents lose the reference: {dep}"
+    );
+    // Background deletion removes dependents.
+    c.ok(&["create", "configmap", "owner2"]);
+    let uid2 = c.json(&["get", "cm", "owner2"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&["patch", "cm", "dep2", "--type=merge", "-p", &format!(r#"{{"metadata":{{"ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"owner2","uid":"{uid2}"}}]}}}}"#)]);
+    c.ok(&["delete", "cm", "owner2"]);
+    c.ok(&["wait", "--for=delete", "cm/dep2", "--timeout=15s"]);
+    c.ok(&["get", "cm", "dep1"]);
+}
