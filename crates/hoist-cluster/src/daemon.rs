@@ -74,6 +74,20 @@ pub fn probe(
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    request(addr, pki, true, "GET", path, None, timeout)
+}
+
+/// One HTTP/1.1 request over TLS (`authenticate` = present the client certificate);
+/// `body` is (content type, bytes). Returns (status, body). Used by probes and tests.
+pub fn request(
+    addr: SocketAddr,
+    pki: &Pki,
+    authenticate: bool,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let err = |e: String| std::io::Error::other(e);
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -82,20 +96,25 @@ pub fn probe(
                 .map_err(|e| err(e.to_string()))?,
         )
         .map_err(|e| err(e.to_string()))?;
-    let certs = vec![
-        CertificateDer::from_pem_slice(pki.client_cert.as_bytes())
-            .map_err(|e| err(e.to_string()))?,
-    ];
-    let key =
-        PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).map_err(|e| err(e.to_string()))?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| err(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .map_err(|e| err(e.to_string()))?;
+    .with_root_certificates(roots);
+    let config = if authenticate {
+        let certs = vec![
+            CertificateDer::from_pem_slice(pki.client_cert.as_bytes())
+                .map_err(|e| err(e.to_string()))?,
+        ];
+        let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| err(e.to_string()))?
+    } else {
+        builder.with_no_client_auth()
+    };
     let name = ServerName::IpAddress(addr.ip().into());
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| err(e.to_string()))?;
@@ -103,15 +122,23 @@ pub fn probe(
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let (ct, bytes) = body.unwrap_or(("application/json", &[]));
     write!(
         tls,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
     )?;
+    tls.write_all(bytes)?;
     let mut resp = Vec::new();
     match tls.read_to_end(&mut resp) {
         Ok(_) => {}
         // Servers may close without close_notify; what was read is still the response.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {}
+        Err(e)
+            if !resp.is_empty()
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) => {}
         Err(e) => return Err(e),
     }
     let text = String::from_utf8_lossy(&resp).into_owned();

@@ -274,7 +274,7 @@ fn watch_streams_changes_and_wait_for_delete() {
     let c = TestCluster::start();
     c.ok(&["create", "configmap", "w1", "--from-literal=a=1"]);
     // Start a bounded watch, then change things while it runs.
-    let mut child = std::process::Command::new("kubectl")
+    let child = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &c.kubeconfig)
         .args([
             "get",
