@@ -28,4 +28,6 @@ pub mod tables;
 pub mod tls;
 mod versions;
 
+pub use handlers::decode_body;
+pub use protobuf::decode as decode_protobuf;
 pub use server::{RunningServer, ServerConfig, ServerError, start};
