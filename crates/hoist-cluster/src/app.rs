@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::objects;
 use crate::registry::{Registry, ResourceKind, kinds_from_crd};
@@ -15,6 +15,8 @@ pub struct App {
     pub registry: Registry,
     /// Wakes the garbage collector / namespace controller after deletions.
     pub controllers: Notify,
+    /// Set to true when the server stops: long-running responses (watches) end then.
+    pub stopping: watch::Sender<bool>,
 }
 
 /// How dependents are handled when their owner is deleted.
@@ -31,6 +33,7 @@ impl App {
             store,
             registry: Registry::new(),
             controllers: Notify::new(),
+            stopping: watch::channel(false).0,
         });
         let (crds, _) = app
             .store

@@ -45,6 +45,9 @@ fn aggregated_resource(k: &ResourceKind) -> Value {
     if k.status_subresource {
         subs.push(json!({"subresource": "status", "responseKind": response_kind(k), "verbs": ["get", "patch", "update"]}));
     }
+    if k.has_scale() {
+        subs.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
+    }
     if k.group.is_empty() && k.kind == "Namespace" {
         subs.push(json!({"subresource": "finalize", "responseKind": response_kind(k), "verbs": ["update"]}));
     }
@@ -146,6 +149,9 @@ pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Val
             r["categories"] = json!(k.categories);
         }
         resources.push(r);
+        if k.has_scale() {
+            resources.push(json!({"name": format!("{}/scale", k.plural), "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
         if k.status_subresource {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
         }

@@ -57,12 +57,17 @@ fn gvk(k: &ResourceKind) -> Value {
 fn kind_schema(k: &ResourceKind) -> Value {
     let mut schema = match &k.schema {
         Some(s) => s.clone(),
+        None if matches!(k.kind.as_str(), "ConfigMap" | "Secret") && k.group.is_empty() => json!({
+            "type": "object",
+            "properties": {
+                "data": {"type": "object", "description": "The stored key-value pairs.", "additionalProperties": {"type": "string"}},
+            }
+        }),
         None => json!({
             "type": "object",
             "properties": {
                 "spec": {"type": "object", "description": format!("Desired state of the {}.", k.kind), "x-kubernetes-preserve-unknown-fields": true},
                 "status": {"type": "object", "description": format!("Observed state of the {}.", k.kind), "x-kubernetes-preserve-unknown-fields": true},
-                "data": {"type": "object", "additionalProperties": {"type": "string"}},
             }
         }),
     };

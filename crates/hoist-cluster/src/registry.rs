@@ -49,6 +49,14 @@ impl ResourceKind {
     pub fn storage_key(&self) -> String {
         format!("{}/{}", self.group, self.plural)
     }
+    /// Deployments, ReplicaSets and StatefulSets serve `/scale` (autoscaling/v1 Scale).
+    pub fn has_scale(&self) -> bool {
+        self.group == "apps"
+            && matches!(
+                self.kind.as_str(),
+                "Deployment" | "ReplicaSet" | "StatefulSet"
+            )
+    }
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }

@@ -69,6 +69,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub async fn shutdown(self) {
+        self.app.stopping.send_replace(true);
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }

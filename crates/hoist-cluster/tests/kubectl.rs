@@ -243,14 +243,9 @@ fn server_side_apply_conflicts_and_force() {
     assert_eq!(managers, ["kubectl"], "{d}");
     assert_eq!(d["metadata"]["managedFields"][0]["operation"], "Apply");
     // Another manager takes spec.replicas; applying a different value then conflicts.
-    c.ok(&[
-        "patch",
-        "deploy",
-        "api",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":5}}"#,
-    ]);
+    let out = c.ok(&["scale", "deploy", "api", "--replicas=5"]);
+    assert!(out.contains("scaled"), "{out}");
+    assert_eq!(c.json(&["get", "deploy", "api"])["spec"]["replicas"], 5);
     std::fs::write(f, manifest(2, "busybox:1")).unwrap();
     let err = c.fails(&["apply", "--server-side", "-f", f]);
     assert!(

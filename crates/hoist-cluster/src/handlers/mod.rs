@@ -3,6 +3,7 @@
 mod delete;
 mod patch;
 mod read;
+mod scale;
 mod watch;
 mod write;
 
@@ -36,6 +37,7 @@ pub async fn handle(app: &Arc<App>, t: Target, req: Request) -> ApiResult<Respon
     if let Some(sub) = &t.subresource {
         let allowed = match sub.as_str() {
             "status" => t.kind.status_subresource,
+            "scale" => t.kind.has_scale(),
             "finalize" => t.kind.kind == "Namespace" && t.kind.group.is_empty(),
             _ => false,
         };
@@ -56,6 +58,9 @@ pub async fn handle(app: &Arc<App>, t: Target, req: Request) -> ApiResult<Respon
             "NotFound",
             "the server could not find the requested resource",
         ));
+    }
+    if t.subresource.as_deref() == Some("scale") {
+        return scale::handle(app, &t, &req);
     }
     match (req.method.clone(), t.name.is_some()) {
         (Method::GET, false) if req.query.flag("watch") => watch::watch(app, &t, &req),

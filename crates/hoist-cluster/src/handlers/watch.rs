@@ -185,8 +185,13 @@ async fn run(app: Arc<App>, s: Stream, since: Option<u64>, initial_events: bool,
     };
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
+    let mut stopping = app.stopping.subscribe();
+    if *stopping.borrow_and_update() {
+        return;
+    }
     loop {
         tokio::select! {
+            _ = stopping.changed() => return,
             msg = live.recv() => match msg {
                 Ok(c) => {
                     if c.rv <= last_rv { continue; }
