@@ -7,7 +7,8 @@
 
 use crate::managed_fields::{
     FieldPath, FieldSet, FieldsError, ManagedFieldsEntry, PathElement, Scope, excluded,
-    fields_in_scope, item_key_element, read_managed_fields, sort_entries, write_managed_fields,
+    fields_in_scope, item_key, item_key_element, read_managed_fields, sort_entries,
+    write_managed_fields,
 };
 use crate::merge_schema::{ListType, MergeSchema};
 use serde_json::{Map, Value};
@@ -40,6 +41,29 @@ impl From<FieldsError> for ApplyError {
     }
 }
 
+impl ApplyError {
+    /// The Status body Kubernetes returns: 409 `Conflict` with `FieldManagerConflict`
+    /// causes for conflicts, 400 `BadRequest` for invalid input.
+    pub fn status(&self) -> Value {
+        match self {
+            ApplyError::Conflicts(cs) => {
+                let causes: Vec<Value> = cs
+                    .iter()
+                    .map(|c| serde_json::json!({"reason": "FieldManagerConflict", "message": cause_message(c), "field": c.field}))
+                    .collect();
+                serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": self.to_string(), "reason": "Conflict", "details": {"causes": causes}, "code": 409
+                })
+            }
+            ApplyError::Invalid(msg) => serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": msg, "reason": "BadRequest", "code": 400
+            }),
+        }
+    }
+}
+
 /// `Apply failed with 1 conflict: conflict with "m" using apps/v1: .spec.replicas`, or for
 /// several, grouped by manager (sorted): `Apply failed with 2 conflicts: conflicts with "m":\n- .a\n- .b`.
 pub fn conflict_message(conflicts: &[Conflict]) -> String {
@@ -69,6 +93,14 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
 /// The message of one conflict's Status cause: `conflict with "m" using apps/v1`.
 pub fn cause_message(conflict: &Conflict) -> String {
     format!("conflict with {}", conflict.manager)
+}
+
+/// The manager name Kubernetes uses when a write has no `fieldManager`: the user agent
+/// up to the first `/` (e.g. `kubectl` for `kubectl/v1.32.0 (linux/amd64) ...`),
+/// at most 128 characters.
+pub fn default_manager(user_agent: &str) -> String {
+    let prefix = user_agent.split('/').next().unwrap_or("");
+    prefix.chars().take(128).collect()
 }
 
 /// What an apply or update is about.
@@ -139,6 +171,7 @@ pub fn server_side_apply(
     }
     let scope = Scope::for_subresource(ctx.subresource);
     let schema = ctx.schema;
+    check_duplicate_keys(applied, &mut Vec::new(), &mut FieldPath::default(), schema)?;
     let applied_scoped = restrict(applied_map, scope, schema);
     let applied_set = fields_in_scope(&Value::Object(applied_scoped.clone()), schema, scope);
 
@@ -192,7 +225,10 @@ pub fn server_side_apply(
             ) {
                 continue; // item existence: both sides have it
             }
-            let (Some(lv), Some(av)) = (path.lookup(live_v), path.lookup(applied)) else {
+            let (Some(lv), Some(av)) = (
+                path.lookup_with(live_v, schema),
+                path.lookup_with(applied, schema),
+            ) else {
                 continue;
             };
             if lv != av {
@@ -224,13 +260,14 @@ pub fn server_side_apply(
     let mut to_remove: Vec<FieldPath> = removed
         .paths()
         .into_iter()
-        .filter(|p| !others.has_prefix(&p.0))
+        // Still owned by someone, or (a former leaf) now the parent of applied fields.
+        .filter(|p| !others.has_prefix(&p.0) && !applied_set.has_prefix(&p.0) && !is_key_field(p))
         .collect();
     // Shallowest first: a removed keyed item takes its fields with it (removing its key
     // field first would make the item impossible to find).
     to_remove.sort_by_key(|p| p.0.len());
     for p in &to_remove {
-        remove_path(&mut new, &p.0);
+        remove_path(&mut new, &p.0, schema);
     }
 
     // Ownership bookkeeping.
@@ -256,6 +293,59 @@ pub fn server_side_apply(
         return Ok(l.clone());
     }
     Ok(new)
+}
+
+/// Whether `p` is a key field of a list item (`...[name="x"].name`): an item kept
+/// because someone else owns part of it keeps its key.
+fn is_key_field(p: &FieldPath) -> bool {
+    match p.0.as_slice() {
+        [.., PathElement::Key(k), PathElement::Field(f)] => {
+            serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+        }
+        _ => false,
+    }
+}
+
+/// Kubernetes rejects an applied configuration whose map lists repeat a key:
+/// `.spec.containers: duplicate entries for key [name="a"]`.
+fn check_duplicate_keys<'a>(
+    v: &'a Value,
+    names: &mut Vec<&'a str>,
+    path: &mut FieldPath,
+    schema: &dyn MergeSchema,
+) -> Result<(), ApplyError> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                names.push(k.as_str());
+                path.0.push(PathElement::Field(k.clone()));
+                check_duplicate_keys(child, names, path, schema)?;
+                path.0.pop();
+                names.pop();
+            }
+        }
+        Value::Array(items) => {
+            if let ListType::Map { keys } = schema.list_type(names) {
+                let mut seen = std::collections::HashSet::new();
+                for item in items {
+                    let Some(pe) = item_key_element(item, &keys, schema) else {
+                        continue;
+                    };
+                    if !seen.insert(pe.clone()) {
+                        let key = FieldPath(vec![pe.clone()]).to_string();
+                        return Err(ApplyError::Invalid(format!(
+                            "{path}: duplicate entries for key {key}"
+                        )));
+                    }
+                    path.0.push(pe);
+                    check_duplicate_keys(item, names, path, schema)?;
+                    path.0.pop();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Keep only the part of an applied configuration that `scope` may change.
@@ -306,14 +396,12 @@ fn merge_applied<'a>(
         (Value::Array(t), Value::Array(a)) => match schema.list_type(path) {
             ListType::Map { keys } => {
                 for item in a {
-                    let Some(pe) = item_key_element(item, &keys) else {
+                    if !keys.iter().any(|k| item.get(k).is_some()) {
+                        // Items without key fields cannot be merged: replace the list.
                         *t = a.clone();
                         return;
-                    };
-                    match t
-                        .iter_mut()
-                        .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe))
-                    {
+                    }
+                    match t.iter_mut().find(|x| same_key(x, item, &keys, schema)) {
                         Some(slot) => merge_applied(slot, item, path, schema),
                         None => t.push(item.clone()),
                     }
@@ -332,8 +420,16 @@ fn merge_applied<'a>(
     }
 }
 
+/// Whether two map-list items have the same key (missing key fields defaulted).
+fn same_key(a: &Value, b: &Value, keys: &[String], schema: &dyn MergeSchema) -> bool {
+    match (item_key(a, keys, schema), item_key(b, keys, schema)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// Remove the value at `path` (a field, a keyed item or a set value).
-fn remove_path(v: &mut Value, path: &[PathElement]) {
+fn remove_path(v: &mut Value, path: &[PathElement], schema: &dyn MergeSchema) {
     let Some((last, parent)) = path.split_last() else {
         return;
     };
@@ -345,9 +441,10 @@ fn remove_path(v: &mut Value, path: &[PathElement]) {
                 pe @ (PathElement::Key(_) | PathElement::Value(_) | PathElement::Index(_)),
                 Value::Array(items),
             ) => {
-                let idx = items
-                    .iter()
-                    .position(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_some());
+                let idx = items.iter().position(|i| {
+                    pe.lookup_with(&Value::Array(vec![i.clone()]), Some(schema))
+                        .is_some()
+                });
                 match (pe, idx) {
                     (PathElement::Index(n), _) => items.get_mut(*n),
                     (_, Some(i)) => items.get_mut(i),
@@ -368,9 +465,10 @@ fn remove_path(v: &mut Value, path: &[PathElement]) {
         (PathElement::Index(n), Value::Array(items)) if *n < items.len() => {
             items.remove(*n);
         }
-        (pe, Value::Array(items)) => {
-            items.retain(|i| pe.lookup(&Value::Array(vec![i.clone()])).is_none())
-        }
+        (pe, Value::Array(items)) => items.retain(|i| {
+            pe.lookup_with(&Value::Array(vec![i.clone()]), Some(schema))
+                .is_none()
+        }),
         _ => {}
     }
 }
@@ -516,16 +614,16 @@ fn diff_values<'a>(
         (Some(Value::Array(o)), Value::Array(n)) if !n.is_empty() => {
             match schema.list_type(names) {
                 ListType::Map { keys } => {
-                    let elems: Option<Vec<PathElement>> =
-                        n.iter().map(|i| item_key_element(i, &keys)).collect();
+                    let elems: Option<Vec<PathElement>> = n
+                        .iter()
+                        .map(|i| item_key_element(i, &keys, schema))
+                        .collect();
                     let Some(elems) = elems else {
                         out.insert(path);
                         return;
                     };
                     for (item, pe) in n.iter().zip(elems) {
-                        let before = o
-                            .iter()
-                            .find(|x| item_key_element(x, &keys).as_ref() == Some(&pe));
+                        let before = o.iter().find(|x| same_key(x, item, &keys, schema));
                         path.push(pe);
                         if before.is_none() {
                             out.insert(path);
@@ -582,7 +680,7 @@ fn diff_values<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::managed_fields::read_managed_fields;
+    use crate::managed_fields::{FieldSet, ManagedFieldsEntry, read_managed_fields};
     use crate::merge_schema::BuiltinMergeSchema;
     use serde_json::json;
 
@@ -704,6 +802,13 @@ mod tests {
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
         );
+        let status = err.status();
+        assert_eq!(status["code"], 409);
+        assert_eq!(status["reason"], "Conflict");
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".spec.replicas"}])
+        );
         let ApplyError::Conflicts(cs) = &err else {
             panic!("{err:?}")
         };
@@ -798,6 +903,49 @@ mod tests {
         let again = server_side_apply(Some(&out), &deploy(3, "a:2"), false, ctx("kubectl", T2, &s))
             .unwrap();
         assert_eq!(again, out);
+    }
+
+    #[test]
+    fn kubectl_csa_to_ssa_migration_patch_is_honoured() {
+        // After a successful `apply --server-side`, kubectl rewrites managedFields with a
+        // JSON patch, merging the client-side-apply manager into its Apply entry.
+        let s = schema();
+        let live = track_update(
+            None,
+            &deploy(2, "a:1"),
+            ctx("kubectl-client-side-apply", T1, &s),
+        )
+        .unwrap();
+        let applied =
+            server_side_apply(Some(&live), &deploy(3, "a:1"), true, ctx("kubectl", T2, &s))
+                .unwrap();
+        let entries = read_managed_fields(&applied).unwrap();
+        let merged = entries
+            .iter()
+            .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
+        let migrated = [ManagedFieldsEntry {
+            manager: "kubectl".into(),
+            operation: "Apply".into(),
+            api_version: "apps/v1".into(),
+            time: Some(T2.into()),
+            subresource: None,
+            fields: merged,
+        }];
+        let ops = json!([
+            {"op": "replace", "path": "/metadata/managedFields", "value": migrated.iter().map(ManagedFieldsEntry::to_json).collect::<Vec<_>>()}
+        ]);
+        let patched = crate::patch::json_patch(&applied, &ops).unwrap();
+        let stored = track_update(Some(&applied), &patched, ctx("kubectl", T2, &s)).unwrap();
+        assert_eq!(managers(&stored), vec![("kubectl".into(), "Apply".into())]);
+        // From now on kubectl --server-side edits freely, without conflicts.
+        let next = server_side_apply(
+            Some(&stored),
+            &deploy(4, "a:2"),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(next["spec"]["replicas"], 4);
     }
 
     #[test]
@@ -948,6 +1096,61 @@ mod tests {
         let dropped =
             server_side_apply(Some(&out), &deploy(1, "a:1"), false, ctx("one", T2, &s)).unwrap();
         assert_eq!(dropped["metadata"]["finalizers"], json!(["b.example/y"]));
+    }
+
+    #[test]
+    fn port_keys_default_protocol_to_tcp() {
+        let s = BuiltinMergeSchema::new("", "Service");
+        let cfg = |ports: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": ports}});
+        let mut live = server_side_apply(
+            None,
+            &cfg(json!([{"port": 80}, {"port": 443}])),
+            false,
+            ctx("kubectl", T1, &s),
+        )
+        .unwrap();
+        // The server defaulted the protocol, as Kubernetes does.
+        for p in live["spec"]["ports"].as_array_mut().unwrap() {
+            p["protocol"] = json!("TCP");
+        }
+        assert_eq!(
+            live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"],
+            json!({".": {}, "f:port": {}})
+        );
+        let out = server_side_apply(
+            Some(&live),
+            &cfg(json!([{"port": 80, "targetPort": 8080}])),
+            false,
+            ctx("kubectl", T2, &s),
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let s = schema();
+        let mut cfg = deploy(1, "a:1");
+        cfg["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]);
+        let err = server_side_apply(None, &cfg, false, ctx("m", T1, &s)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            ".spec.template.spec.containers[name=\"app\"].env: duplicate entries for key [name=\"A\"]"
+        );
+    }
+
+    #[test]
+    fn default_manager_from_user_agent() {
+        assert_eq!(
+            default_manager("kubectl/v1.32.0 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
+        assert_eq!(default_manager("kube-rs"), "kube-rs");
+        assert_eq!(default_manager(&"x".repeat(300)).len(), 128);
     }
 
     #[test]

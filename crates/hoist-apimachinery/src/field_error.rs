@@ -139,3 +139,75 @@ pub fn go_value(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// The 422 `Invalid` Status Kubernetes returns for field errors:
+/// `{"kind":"Status",...,"reason":"Invalid","details":{"name","group","kind","causes":[...]},"code":422}`.
+/// `kind` is the object kind (`Deployment`), `group` its API group (`apps`, `""` for core).
+pub fn invalid_status(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Value {
+    let causes: Vec<Value> = errors
+        .iter()
+        .map(|e| serde_json::json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field}))
+        .collect();
+    serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": invalid_message(kind, name, errors),
+        "reason": "Invalid",
+        "details": {"name": name, "group": group, "kind": kind, "causes": causes},
+        "code": 422
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_like_kubernetes() {
+        let e = FieldError::invalid(
+            "metadata.name",
+            json!("Foo"),
+            "a lowercase RFC 1123 subdomain must ...",
+        );
+        assert_eq!(
+            e.to_string(),
+            "metadata.name: Invalid value: \"Foo\": a lowercase RFC 1123 subdomain must ..."
+        );
+        assert_eq!(
+            FieldError::required("spec.containers", "").to_string(),
+            "spec.containers: Required value"
+        );
+        let n = FieldError::new(
+            FieldErrorKind::NotSupported,
+            "spec.type",
+            Some(json!("X")),
+            "supported values: \"A\"",
+        );
+        assert_eq!(
+            n.to_string(),
+            "spec.type: Unsupported value: \"X\": supported values: \"A\""
+        );
+        let i = FieldError::invalid(
+            "spec.replicas",
+            json!(-1),
+            "must be greater than or equal to 0",
+        );
+        assert_eq!(
+            i.to_string(),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        assert_eq!(
+            invalid_message("ConfigMap", "Foo", std::slice::from_ref(&e)),
+            "ConfigMap \"Foo\" is invalid: metadata.name: Invalid value: \"Foo\": a lowercase RFC 1123 subdomain must ..."
+        );
+        let s = invalid_status("", "ConfigMap", "Foo", &[e]);
+        assert_eq!(s["code"], 422);
+        assert_eq!(
+            s["details"]["causes"][0],
+            json!({"reason": "FieldValueInvalid", "message": "Invalid value: \"Foo\": a lowercase RFC 1123 subdomain must ...", "field": "metadata.name"})
+        );
+    }
+}

@@ -83,11 +83,20 @@ impl PathElement {
 
     /// Find the child this element designates inside `v`.
     pub fn lookup<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+        self.lookup_with(v, None)
+    }
+
+    /// [`PathElement::lookup`], with missing key fields of items defaulted by `schema`.
+    pub fn lookup_with<'a>(
+        &self,
+        v: &'a Value,
+        schema: Option<&dyn MergeSchema>,
+    ) -> Option<&'a Value> {
         match (self, v) {
             (PathElement::Field(f), Value::Object(m)) => m.get(f),
             (PathElement::Key(k), Value::Array(items)) => {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-                items.iter().find(|i| item_matches_key(i, &key))
+                items.iter().find(|i| item_matches_key(i, &key, schema))
             }
             (PathElement::Value(want), Value::Array(items)) => {
                 items.iter().find(|i| canonical(i) == *want)
@@ -98,9 +107,17 @@ impl PathElement {
     }
 }
 
-fn item_matches_key(item: &Value, key: &Map<String, Value>) -> bool {
-    item.as_object()
-        .is_some_and(|m| key.iter().all(|(k, v)| m.get(k) == Some(v)))
+fn item_matches_key(
+    item: &Value,
+    key: &Map<String, Value>,
+    schema: Option<&dyn MergeSchema>,
+) -> bool {
+    item.as_object().is_some_and(|m| {
+        key.iter().all(|(k, v)| match m.get(k) {
+            Some(x) => x == v,
+            None => schema.and_then(|s| s.default_key_value(k)).as_ref() == Some(v),
+        })
+    })
 }
 
 /// Malformed `FieldsV1` or `managedFields`.
@@ -135,6 +152,13 @@ impl FieldPath {
     /// The value at this path inside `v`.
     pub fn lookup<'a>(&self, v: &'a Value) -> Option<&'a Value> {
         self.0.iter().try_fold(v, |cur, pe| pe.lookup(cur))
+    }
+
+    /// [`FieldPath::lookup`], with missing key fields of items defaulted by `schema`.
+    pub fn lookup_with<'a>(&self, v: &'a Value, schema: &dyn MergeSchema) -> Option<&'a Value> {
+        self.0
+            .iter()
+            .try_fold(v, |cur, pe| pe.lookup_with(cur, Some(schema)))
     }
 }
 
@@ -372,18 +396,36 @@ pub fn fields_in_scope(object: &Value, schema: &dyn MergeSchema, scope: Scope) -
     }
 }
 
-/// The key element of a map-list item, or None if it has none of the key fields.
-pub(crate) fn item_key_element(item: &Value, keys: &[String]) -> Option<PathElement> {
+/// The key fields of a map-list item (missing ones defaulted by the schema), or None
+/// if it has none of them.
+pub(crate) fn item_key(
+    item: &Value,
+    keys: &[String],
+    schema: &dyn MergeSchema,
+) -> Option<Map<String, Value>> {
     let m = item.as_object()?;
+    if !keys.iter().any(|k| m.contains_key(k)) {
+        return None;
+    }
     let key: Map<String, Value> = keys
         .iter()
-        .filter_map(|k| m.get(k).map(|v| (k.clone(), v.clone())))
+        .filter_map(|k| {
+            m.get(k)
+                .cloned()
+                .or_else(|| schema.default_key_value(k))
+                .map(|v| (k.clone(), v))
+        })
         .collect();
-    if key.is_empty() {
-        None
-    } else {
-        Some(PathElement::key(&key))
-    }
+    Some(key)
+}
+
+/// The `k:` element of a map-list item, or None if it has none of the key fields.
+pub(crate) fn item_key_element(
+    item: &Value,
+    keys: &[String],
+    schema: &dyn MergeSchema,
+) -> Option<PathElement> {
+    item_key(item, keys, schema).map(|k| PathElement::key(&k))
 }
 
 fn map_fields<'a>(
@@ -437,8 +479,10 @@ fn value_fields<'a>(
                 })
             }
             ListType::Map { keys } => {
-                let elems: Option<Vec<PathElement>> =
-                    items.iter().map(|i| item_key_element(i, &keys)).collect();
+                let elems: Option<Vec<PathElement>> = items
+                    .iter()
+                    .map(|i| item_key_element(i, &keys, schema))
+                    .collect();
                 let elems = elems?;
                 let mut set = FieldSet::default();
                 for (item, pe) in items.iter().zip(elems) {

@@ -34,6 +34,12 @@ pub trait MergeSchema {
     fn has_status_subresource(&self) -> bool {
         true
     }
+    /// The value a missing map-list key field defaults to (Kubernetes defaults the
+    /// object before computing keys, e.g. a port's `protocol` is `TCP`).
+    fn default_key_value(&self, key: &str) -> Option<Value> {
+        let _ = key;
+        None
+    }
 }
 
 /// Merge rules of built-in kinds (core/v1, apps/v1, batch/v1, ...), by group and kind,
@@ -165,6 +171,12 @@ impl MergeSchema for BuiltinMergeSchema {
             }
         }
         self.kind_list(path)
+    }
+
+    fn default_key_value(&self, key: &str) -> Option<Value> {
+        // Every built-in list keyed by `protocol` (container, service, endpoint ports)
+        // defaults it to TCP.
+        (key == "protocol").then(|| Value::String("TCP".into()))
     }
 
     fn is_atomic_map(&self, path: &[&str]) -> bool {

@@ -329,8 +329,25 @@ fn merge_map(
             result.shift_remove(k);
             continue;
         }
+        if !result.contains_key(k) && !v.is_array() {
+            // Not in the original: Kubernetes takes a map or scalar as is (minus what its
+            // typed decoding drops, see `strip`), except that `$patch: delete` deletes.
+            // New lists are merged into an empty list, so their directives do apply.
+            let deletes = v.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("delete");
+            if !deletes {
+                result.insert(k.clone(), strip(v));
+            }
+            continue;
+        }
         path.push(k.clone());
-        let merged = merge_value(result.get(k), v, path, schema);
+        let merged = match v {
+            Value::Array(items) => {
+                let order = set_element_order(patch, k)?;
+                let orig = result.get(k).and_then(Value::as_array).map(Vec::as_slice);
+                merge_list(orig, items, order, path, schema).map(|l| Some(Value::Array(l)))
+            }
+            _ => merge_value(result.get(k), v, path, schema),
+        };
         path.pop();
         match merged? {
             Some(m) => {
@@ -351,16 +368,21 @@ fn merge_map(
             }
         }
     }
-    for (k, v) in patch {
+    for k in patch.keys() {
+        // `$setElementOrder` for a list the patch does not touch: reorder the original.
         if let Some(field) = k.strip_prefix(SET_ELEMENT_ORDER) {
-            let Value::Array(order) = v else {
-                return Err(PatchError::Invalid(format!("{k} must be a list, got {v}")));
-            };
-            path.push(field.to_string());
-            let lt = schema.list_type(&path.iter().map(String::as_str).collect::<Vec<_>>());
-            path.pop();
-            if let Some(Value::Array(items)) = result.get_mut(field) {
-                reorder(items, order, &lt);
+            let order = set_element_order(patch, field)?;
+            if patch.contains_key(field) {
+                continue;
+            }
+            if let Some(Value::Array(items)) = result.get(field) {
+                path.push(field.to_string());
+                let lt = schema.list_type(&path.iter().map(String::as_str).collect::<Vec<_>>());
+                path.pop();
+                if let (Some(order), ListType::Map { .. } | ListType::Set) = (order, &lt) {
+                    let reordered = normalize_order(items.clone(), order, items, &lt);
+                    result.insert(field.to_string(), Value::Array(reordered));
+                }
             }
         }
     }
@@ -381,19 +403,40 @@ fn merge_value(
         }
         Value::Array(p) => {
             let orig = original.and_then(Value::as_array).map(Vec::as_slice);
-            Ok(Some(Value::Array(merge_list(orig, p, path, schema)?)))
+            Ok(Some(Value::Array(merge_list(orig, p, None, path, schema)?)))
         }
         other => Ok(Some(other.clone())),
     }
+}
+
+fn no_merge_key(m: &Map<String, Value>, key: &str) -> PatchError {
+    PatchError::Invalid(format!(
+        "map: {} does not contain declared merge key: {key}",
+        Value::Object(m.clone())
+    ))
 }
 
 fn item_key<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object().and_then(|m| m.get(key))
 }
 
+fn set_element_order<'a>(
+    patch: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a [Value]>, PatchError> {
+    match patch.get(&format!("{SET_ELEMENT_ORDER}{field}")) {
+        None => Ok(None),
+        Some(Value::Array(order)) => Ok(Some(order)),
+        Some(other) => Err(PatchError::Invalid(format!(
+            "{SET_ELEMENT_ORDER}{field} must be a list, got {other}"
+        ))),
+    }
+}
+
 fn merge_list(
     original: Option<&[Value]>,
     patch: &[Value],
+    order: Option<&[Value]>,
     path: &mut Vec<String>,
     schema: &dyn MergeSchema,
 ) -> Result<Vec<Value>, PatchError> {
@@ -416,33 +459,45 @@ fn merge_list(
         ListType::Map { keys } if patch_items.iter().all(|i| i.is_object()) => {
             let key = keys.first().map(String::as_str).unwrap_or("name");
             let mut result: Vec<Value> = original.map(<[Value]>::to_vec).unwrap_or_default();
+            // Special elements first, as Kubernetes does: deletions apply to the original,
+            // and an item-level `$patch: replace` replaces the whole list.
+            let mut plain: Vec<&Map<String, Value>> = Vec::new();
+            let mut replace_all = replace;
+            let mut alias = AliasedOriginal::new(original.unwrap_or(&[]));
             for item in patch_items {
                 let m = item.as_object().expect("checked objects above");
-                let Some(kv) = m.get(key) else {
-                    return Err(PatchError::Invalid(format!(
-                        "map: {} does not contain declared merge key: {key}",
-                        Value::Object(m.clone())
-                    )));
-                };
-                let pos = result.iter().position(|o| item_key(o, key) == Some(kv));
                 match patch_directive(m)? {
+                    None => plain.push(m),
                     Some("delete") => {
-                        result.retain(|o| item_key(o, key) != Some(kv));
-                        continue;
-                    }
-                    Some("replace") => {
-                        let mut rest = m.clone();
-                        rest.shift_remove(PATCH_DIRECTIVE);
-                        let new = merge_map(None, &rest, path, schema)?.unwrap_or_default();
-                        match pos {
-                            Some(p) => result[p] = Value::Object(new),
-                            None => result.push(Value::Object(new)),
+                        let Some(kv) = m.get(key) else {
+                            return Err(no_merge_key(m, key));
+                        };
+                        while let Some(i) = result.iter().position(|o| item_key(o, key) == Some(kv))
+                        {
+                            result.remove(i);
+                            alias.delete(i);
                         }
-                        continue;
                     }
-                    _ => {}
+                    Some("replace") => replace_all = true,
+                    Some(_) => {
+                        return Err(PatchError::Invalid(
+                            "merging lists cannot yet be specified in the patch".into(),
+                        ));
+                    }
                 }
-                match pos {
+            }
+            if replace_all {
+                return Ok(plain
+                    .into_iter()
+                    .map(|m| strip(&Value::Object(m.clone())))
+                    .collect());
+            }
+            let server_order = result.clone();
+            for m in &plain {
+                let Some(kv) = m.get(key) else {
+                    return Err(no_merge_key(m, key));
+                };
+                match result.iter().position(|o| item_key(o, key) == Some(kv)) {
                     Some(p) => {
                         let orig = result[p].as_object().cloned();
                         if let Some(new) = merge_map(orig.as_ref(), m, path, schema)? {
@@ -450,76 +505,174 @@ fn merge_list(
                         }
                     }
                     None => {
-                        if let Some(new) = merge_map(None, m, path, schema)? {
-                            result.push(Value::Object(new));
-                        }
+                        let new = strip(&Value::Object((*m).clone()));
+                        alias.append(&new);
+                        result.push(new);
                     }
                 }
             }
-            Ok(result)
+            let patch_order: Vec<Value> = plain
+                .into_iter()
+                .map(|m| Value::Object(m.clone()))
+                .collect();
+            let lt = ListType::Map { keys };
+            let merged = normalize_order(result, &patch_order, &server_order, &lt);
+            Ok(match order {
+                None => merged,
+                // `$setElementOrder` orders the merged list once more, against the live list
+                // as Kubernetes' in-place slice edits left it (see `AliasedOriginal`).
+                Some(order) => normalize_order(merged, order, &alias.items, &lt),
+            })
         }
         ListType::Set if patch_items.iter().all(|i| !i.is_object() && !i.is_array()) => {
-            let mut result: Vec<Value> = original.map(<[Value]>::to_vec).unwrap_or_default();
-            for item in patch_items {
+            let mut result: Vec<Value> = Vec::new();
+            for item in original
+                .unwrap_or(&[])
+                .iter()
+                .chain(patch_items.iter().copied())
+            {
                 if !result.contains(item) {
                     result.push(item.clone());
                 }
             }
-            Ok(result)
+            if replace {
+                return Ok(result);
+            }
+            Ok(normalize_order(
+                result,
+                order.unwrap_or(patch),
+                original.unwrap_or(&[]),
+                &ListType::Set,
+            ))
         }
         _ => {
-            // Atomic: replaced, but nested directives still have to be resolved.
-            let mut out = Vec::with_capacity(patch_items.len());
-            for item in patch_items {
-                if let Some(v) = merge_value(None, item, path, schema)? {
-                    out.push(v);
-                }
-            }
-            Ok(out)
+            // Atomic: replaced by the patch value as is (see `strip`).
+            Ok(patch_items.into_iter().map(strip).collect())
         }
     }
 }
 
-/// `$setElementOrder`: items named in `order` come first in that order; the others keep
-/// their relative order after them.
-fn reorder(items: &mut Vec<Value>, order: &[Value], lt: &ListType) {
-    let ident = |item: &Value| -> Option<Value> {
-        match lt {
-            ListType::Map { keys } => {
-                let key = keys.first()?;
-                item_key(item, key).cloned()
-            }
-            _ => Some(item.clone()),
-        }
-    };
-    let order_ident = |o: &Value| -> Option<Value> {
-        match lt {
-            ListType::Map { keys } => {
-                let key = keys.first()?;
-                item_key(o, key).cloned()
-            }
-            _ => Some(o.clone()),
-        }
-    };
-    let wanted: Vec<Value> = order.iter().filter_map(order_ident).collect();
-    let mut taken = vec![false; items.len()];
-    let mut out = Vec::with_capacity(items.len());
-    for w in &wanted {
-        if let Some(i) = items
-            .iter()
-            .enumerate()
-            .position(|(i, it)| !taken[i] && ident(it).as_ref() == Some(w))
-        {
-            taken[i] = true;
-            out.push(items[i].clone());
+/// The live list as Kubernetes sees it when applying `$setElementOrder` after merging:
+/// its Go code deletes items in place (shifting the tail left and leaving the last
+/// slots stale) and appends new items into the freed slots, all within the original
+/// length. Reproducing this keeps the order of items the patch does not mention
+/// identical to the real API server's.
+struct AliasedOriginal {
+    items: Vec<Value>,
+    len: usize,
+}
+
+impl AliasedOriginal {
+    fn new(original: &[Value]) -> Self {
+        AliasedOriginal {
+            items: original.to_vec(),
+            len: original.len(),
         }
     }
-    for (i, it) in items.iter().enumerate() {
-        if !taken[i] {
-            out.push(it.clone());
+    fn delete(&mut self, i: usize) {
+        if i < self.len {
+            for j in i..self.len - 1 {
+                self.items[j] = self.items[j + 1].clone();
+            }
+            self.len -= 1;
         }
     }
-    *items = out;
+    fn append(&mut self, item: &Value) {
+        if self.len < self.items.len() {
+            self.items[self.len] = item.clone();
+        }
+        self.len += 1;
+    }
+}
+
+/// A patch value taken as is, minus what Kubernetes' typed decoding would drop:
+/// `$`-directive keys and `null` fields.
+fn strip(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Order a merged list as Kubernetes does: items named in `patch_order` (the
+/// `$setElementOrder` list, else the patch list) sorted by it, the others by their
+/// position in `original`, then the two interleaved by their positions in `original`.
+/// The precedence is `$setElementOrder` > order in the patch > order in the live list.
+fn normalize_order(
+    merged: Vec<Value>,
+    patch_order: &[Value],
+    original: &[Value],
+    lt: &ListType,
+) -> Vec<Value> {
+    // Items are identified by their merge key value (map lists) or themselves (sets),
+    // as canonical JSON text; positions are looked up in hash maps so that long lists
+    // stay cheap (first occurrence wins, like a linear search).
+    let ident = |v: &Value| -> Option<String> {
+        match lt {
+            ListType::Map { keys } => item_key(v, keys.first()?).map(Value::to_string),
+            _ => Some(v.to_string()),
+        }
+    };
+    let positions = |list: &[Value]| -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for (i, x) in list.iter().enumerate() {
+            if let Some(id) = ident(x) {
+                m.entry(id).or_insert(i);
+            }
+        }
+        m
+    };
+    let (patch_pos, original_pos) = (positions(patch_order), positions(original));
+    let index = |pos: &std::collections::HashMap<String, usize>, item: &Value| -> Option<usize> {
+        ident(item).and_then(|id| pos.get(&id).copied())
+    };
+    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|item| index(&patch_pos, item).is_some());
+    // Kubernetes' comparator answers "less" when either item is not in the order list;
+    // an insertion sort (what Go's stable sort does on short lists) reproduces that.
+    let sort_by = |items: &mut Vec<Value>, order: &std::collections::HashMap<String, usize>| {
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 {
+                let less = match (index(order, &items[j]), index(order, &items[j - 1])) {
+                    (Some(a), Some(b)) => a < b,
+                    _ => true,
+                };
+                if !less {
+                    break;
+                }
+                items.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    };
+    sort_by(&mut from_patch, &patch_pos);
+    sort_by(&mut server_only, &original_pos);
+    let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        from_patch.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => {
+                matches!((index(&original_pos, l), index(&original_pos, r)), (Some(a), Some(b)) if a < b)
+            }
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -685,7 +838,7 @@ mod tests {
             json!({"spec": {"template": {"spec": {"containers": [{"name": "new", "image": "n"}]}}}}),
         );
         assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][2],
+            out["spec"]["template"]["spec"]["containers"][0],
             json!({"name": "new", "image": "n"})
         );
     }
@@ -705,7 +858,7 @@ mod tests {
         );
         assert_eq!(
             c["ports"],
-            json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 8080}])
+            json!([{"containerPort": 8080}, {"containerPort": 80, "protocol": "TCP"}])
         );
     }
 
@@ -764,11 +917,13 @@ mod tests {
         );
         let out = smp(
             &deploy(),
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "$patch": "replace", "image": "r"}]}}}}),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "$patch": "replace", "image": "r"}, {"name": "z"}]}}}}),
         );
+        // As in kubectl: an item carrying `$patch: replace` replaces the whole list with
+        // the plain items (the marked item itself is dropped).
         assert_eq!(
-            out["spec"]["template"]["spec"]["containers"][0],
-            json!({"name": "app", "image": "r"})
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "z"}])
         );
         assert_eq!(smp(&deploy(), json!({"$patch": "delete"})), json!({}));
         assert!(
@@ -793,7 +948,7 @@ mod tests {
     #[test]
     fn smp_primitive_set_lists() {
         let out = smp(&deploy(), json!({"metadata": {"finalizers": ["c", "a"]}}));
-        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
         let out = smp(
             &deploy(),
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
@@ -853,7 +1008,9 @@ mod tests {
     }
 
     #[test]
-    fn smp_directives_in_new_values_are_resolved() {
+    fn smp_new_values_are_taken_as_is_minus_directives_and_nulls() {
+        // Like Kubernetes: a field absent from the original gets the patch value verbatim,
+        // and typed decoding drops `$` keys and nulls (so no directive is ever stored).
         let cm = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
         let out = smp(
             &cm,
@@ -861,7 +1018,9 @@ mod tests {
         );
         assert_eq!(
             out["spec"],
-            json!({"containers": [{"name": "a", "env": []}]})
+            json!({"containers": [{"name": "a", "env": [{"name": "X"}]}]})
         );
+        let out = smp(&cm, json!({"metadata": {"labels": {"a": null, "b": "1"}}}));
+        assert_eq!(out["metadata"]["labels"], json!({"b": "1"}));
     }
 }

@@ -705,10 +705,11 @@ fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
             i += 2;
             continue;
         }
-        if term[i..].starts_with("!=") {
+        // Compare bytes: `i` may sit inside a multi-byte character of the value.
+        if b[i..].starts_with(b"!=") {
             return Some((&term[..i], FieldOperator::NotEquals, &term[i + 2..]));
         }
-        if term[i..].starts_with("==") {
+        if b[i..].starts_with(b"==") {
             return Some((&term[..i], FieldOperator::DoubleEquals, &term[i + 2..]));
         }
         if b[i] == b'=' {
