@@ -62,12 +62,39 @@ impl App {
         if kind.group == "apiextensions.k8s.io" && kind.kind == "CustomResourceDefinition" {
             match written {
                 Written::Created(o) | Written::Updated(o) => self.sync_crd(o, false),
-                Written::Deleted(o) => self.sync_crd(o, true),
+                Written::Deleted(o) => {
+                    self.sync_crd(o, true);
+                    self.delete_custom_resources(o);
+                }
                 Written::Unchanged(_) => {}
             }
         }
         if matches!(written, Written::Deleted(_) | Written::Updated(_)) {
             self.controllers.notify_one();
+        }
+    }
+
+    /// A deleted CRD takes its custom resources with it.
+    fn delete_custom_resources(&self, crd: &Value) {
+        let (Some(group), Some(plural)) = (
+            crd.pointer("/spec/group").and_then(Value::as_str),
+            crd.pointer("/spec/names/plural").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let key = format!("{group}/{plural}");
+        let Ok((items, _)) = self.store.list(&key, None) else {
+            return;
+        };
+        for o in items {
+            let ns = o
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let name = objects::name_of(&o).to_string();
+            if let Err(e) = self.store.write(&key, ns, &name, |_| Ok(Write::Delete)) {
+                tracing::warn!(%key, %name, error = %e, "cannot delete custom resource of a deleted CRD");
+            }
         }
     }
 

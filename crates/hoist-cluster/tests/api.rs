@@ -433,3 +433,102 @@ fn watch_resume_expired_and_initial_events() {
         "RVs continue upward after restart ({rv_d} vs {rv_a})"
     );
 }
+
+#[test]
+fn filtered_watch_turns_label_changes_into_added_and_deleted() {
+    let c = TestCluster::start();
+    let p = "/api/v1/namespaces/default/configmaps";
+    let (_, a) = call_json(
+        &c,
+        "POST",
+        p,
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})),
+    );
+    let rv: u64 = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Starts matching, changes while matching, stops matching.
+    call(
+        &c,
+        "PATCH",
+        &format!("{p}/a"),
+        Some((
+            "application/merge-patch+json",
+            br#"{"metadata":{"labels":{"sel":"yes"}}}"#,
+        )),
+    );
+    call(
+        &c,
+        "PATCH",
+        &format!("{p}/a"),
+        Some(("application/merge-patch+json", br#"{"data":{"x":"1"}}"#)),
+    );
+    call(
+        &c,
+        "PATCH",
+        &format!("{p}/a"),
+        Some((
+            "application/merge-patch+json",
+            br#"{"metadata":{"labels":{"sel":"no"}}}"#,
+        )),
+    );
+    let (_, body) = call(
+        &c,
+        "GET",
+        &format!("{p}?watch=true&labelSelector=sel%3Dyes&resourceVersion={rv}&timeoutSeconds=1"),
+        None,
+    );
+    let types: Vec<String> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"], "{body}");
+}
+
+#[test]
+fn deleting_a_crd_removes_its_resources_and_kind() {
+    let c = TestCluster::start();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster", "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let (code, s) = call_json(
+        &c,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(crd),
+    );
+    assert_eq!(code, 201, "{s}");
+    let (code, s) = call_json(
+        &c,
+        "POST",
+        "/apis/example.com/v1/gadgets",
+        Some(json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})),
+    );
+    assert_eq!(code, 201, "cluster-scoped custom resource: {s}");
+    let (code, _) = call_json(
+        &c,
+        "DELETE",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com",
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, _) = call_json(&c, "GET", "/apis/example.com/v1/gadgets/g", None);
+    assert_eq!(code, 404);
+    let stored = c
+        .server
+        .as_ref()
+        .unwrap()
+        .app
+        .store
+        .list("example.com/gadgets", None)
+        .unwrap()
+        .0;
+    assert!(
+        stored.is_empty(),
+        "custom resources of a deleted CRD are removed"
+    );
+}
