@@ -212,3 +212,13 @@ pub fn validate_custom(kind: &ResourceKind, obj: &Value, name: &str) -> ApiResul
     let causes = errors.iter().map(|e| (e.field.clone(), e.body())).collect();
     Err(ApiError::invalid(&kind.kind, name, causes))
 }
+
+/// Removes fields the CRD schema does not declare; returns their paths.
+pub fn prune_custom(kind: &ResourceKind, obj: &mut Value) -> ApiResult<Vec<String>> {
+    let Some(schema) = &kind.schema else {
+        return Ok(Vec::new());
+    };
+    guard("schema pruning", || {
+        am::schema_validation::prune(obj, schema)
+    })
+}

@@ -532,3 +532,46 @@ fn deleting_a_crd_removes_its_resources_and_kind() {
         "custom resources of a deleted CRD are removed"
     );
 }
+
+#[test]
+fn custom_resources_are_validated_and_pruned() {
+    let c = TestCluster::start();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "things.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "required": ["size"], "properties": {"size": {"type": "integer"}}}}}}}]}});
+    assert_eq!(
+        call_json(
+            &c,
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Some(crd)
+        )
+        .0,
+        201
+    );
+    let p = "/apis/example.com/v1/namespaces/default/things";
+    let thing = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": spec});
+    let (code, s) = call_json(&c, "POST", p, Some(thing(json!({"size": "big"}))));
+    assert_eq!(code, 422, "wrong type: {s}");
+    let (code, s) = call_json(&c, "POST", p, Some(thing(json!({}))));
+    assert_eq!(code, 422, "missing required: {s}");
+    let (code, s) = call_json(
+        &c,
+        "POST",
+        &format!("{p}?fieldValidation=Strict"),
+        Some(thing(json!({"size": 1, "extra": true}))),
+    );
+    assert_eq!(code, 400, "strict rejects unknown fields: {s}");
+    let (code, s) = call_json(
+        &c,
+        "POST",
+        p,
+        Some(thing(json!({"size": 1, "extra": true}))),
+    );
+    assert_eq!(code, 201, "{s}");
+    assert!(
+        s["spec"].get("extra").is_none(),
+        "unknown fields are pruned: {s}"
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hyper::Response;
 use serde_json::Value;
 
-use super::write::{create_prepared, dry_run, manager, write_existing};
+use super::write::{create_prepared, manager, opts, write_existing};
 use super::{Request, decode_body, write_namespace};
 use crate::app::App;
 use crate::clock;
@@ -56,7 +56,7 @@ pub fn patch(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<Bo
         _ => {}
     }
     let mgr = manager(req);
-    let value = write_existing(app, t, dry_run(req), |kind, cur| {
+    let value = write_existing(app, t, opts(req), |kind, cur| {
         let patched = match ptype {
             PatchType::Merge => {
                 if !body.is_object() {
@@ -117,10 +117,10 @@ fn apply(app: &Arc<App>, t: &Target, req: &Request, body: &Value) -> ApiResult<R
             machinery::server_side_apply(&t.kind, None, body, force, mgr, None, &now)?;
         applied["metadata"]["name"] = Value::String(name.to_string());
         let obj = objects::prepare_create(&t.kind, ns.as_deref(), applied)?;
-        let created = create_prepared(app, t, ns.as_deref(), obj, dry_run(req))?;
+        let created = create_prepared(app, t, ns.as_deref(), obj, opts(req))?;
         return Ok(json_response(201, &created));
     }
-    let value = write_existing(app, t, dry_run(req), |kind, cur| {
+    let value = write_existing(app, t, opts(req), |kind, cur| {
         let applied = machinery::server_side_apply(kind, Some(cur), body, force, mgr, sub, &now)?;
         objects::check_precondition(kind, cur, &applied)?;
         objects::merge_update(kind, cur, applied, sub)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::{Method, Response};
 use serde_json::{Value, json};
 
-use super::write::{dry_run, manager, write_existing};
+use super::write::{manager, opts, write_existing};
 use super::{Request, decode_body};
 use crate::app::App;
 use crate::http::{Body, json_response};
@@ -60,7 +60,7 @@ pub fn handle(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<B
         .unwrap_or("")
         .trim()
         .to_string();
-    let value = write_existing(app, &main, dry_run(req), |kind, cur| {
+    let value = write_existing(app, &main, opts(req), |kind, cur| {
         let scale = to_scale(cur);
         let new_scale = match (&method, ct.as_str()) {
             (&Method::PUT, _) => body.clone(),

@@ -24,8 +24,44 @@ pub fn manager(req: &Request) -> String {
         .to_string()
 }
 
-pub fn dry_run(req: &Request) -> bool {
-    req.query.get("dryRun") == Some("All")
+/// Per-request write options: `?dryRun=All` and `?fieldValidation=Strict`.
+#[derive(Clone, Copy)]
+pub struct WriteOpts {
+    pub dry: bool,
+    pub strict: bool,
+}
+
+pub fn opts(req: &Request) -> WriteOpts {
+    WriteOpts {
+        dry: req.query.get("dryRun") == Some("All"),
+        strict: req.query.get("fieldValidation") == Some("Strict"),
+    }
+}
+
+/// Custom resources: validate against the CRD schema, then drop undeclared fields
+/// (rejected instead under `fieldValidation=Strict`, as Kubernetes does).
+fn check_custom(
+    kind: &crate::registry::ResourceKind,
+    obj: &mut Value,
+    name: &str,
+    strict: bool,
+) -> ApiResult<()> {
+    if !kind.custom {
+        return Ok(());
+    }
+    machinery::validate_custom(kind, obj, name)?;
+    let pruned = machinery::prune_custom(kind, obj)?;
+    if strict && !pruned.is_empty() {
+        let fields = pruned
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {fields}"
+        )));
+    }
+    Ok(())
 }
 
 pub fn create(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<Body>> {
@@ -40,7 +76,7 @@ pub fn create(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<B
         None,
         &clock::now_rfc3339(),
     )?;
-    let written = create_prepared(app, t, ns.as_deref(), obj, dry_run(req))?;
+    let written = create_prepared(app, t, ns.as_deref(), obj, opts(req))?;
     Ok(json_response(201, &written))
 }
 
@@ -49,13 +85,12 @@ pub fn create_prepared(
     app: &Arc<App>,
     t: &Target,
     ns: Option<&str>,
-    obj: Value,
-    dry: bool,
+    mut obj: Value,
+    o: WriteOpts,
 ) -> ApiResult<Value> {
     let name = objects::name_of(&obj).to_string();
-    if t.kind.custom {
-        machinery::validate_custom(&t.kind, &obj, &name)?;
-    }
+    check_custom(&t.kind, &mut obj, &name, o.strict)?;
+    let dry = o.dry;
     if t.kind.kind == "CustomResourceDefinition" {
         crate::registry::kinds_from_crd(&obj)
             .map_err(|e| ApiError::invalid(&t.kind.kind, &name, vec![("spec".into(), e)]))?;
@@ -104,7 +139,7 @@ pub fn update(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<B
         )));
     }
     let mgr = manager(req);
-    let value = write_existing(app, t, dry_run(req), |kind, cur| {
+    let value = write_existing(app, t, opts(req), |kind, cur| {
         objects::check_precondition(kind, cur, &body)?;
         let sub = t.subresource.as_deref();
         if sub == Some("finalize") {
@@ -127,7 +162,7 @@ pub fn update(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<B
 pub fn write_existing(
     app: &Arc<App>,
     t: &Target,
-    dry: bool,
+    o: WriteOpts,
     f: impl FnOnce(&crate::registry::ResourceKind, &Value) -> ApiResult<Value>,
 ) -> ApiResult<Value> {
     let name = t.name.as_deref().unwrap_or("");
@@ -135,11 +170,9 @@ pub fn write_existing(
     let kind = &t.kind;
     let written = app.store.write(&kind.storage_key(), ns, name, |cur| {
         let cur = cur.ok_or_else(|| ApiError::not_found(&kind.group, &kind.plural, name))?;
-        let new = f(kind, cur)?;
-        if kind.custom {
-            machinery::validate_custom(kind, &new, name)?;
-        }
-        if dry {
+        let mut new = f(kind, cur)?;
+        check_custom(kind, &mut new, name, o.strict)?;
+        if o.dry {
             return Ok(Write::Unchanged(new));
         }
         if finished_deleting(kind, &new) {
