@@ -137,7 +137,11 @@ pub fn prepare_create(
         "creationTimestamp".into(),
         Value::String(clock::now_rfc3339()),
     );
-    meta.insert("generation".into(), json!(1));
+    if kind.tracks_generation() {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
@@ -267,7 +271,7 @@ pub fn merge_update(
             }
         }
     }
-    if machinery::spec_changed(current, &new)? {
+    if kind.tracks_generation() && machinery::spec_changed(current, &new)? {
         let g = current
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

@@ -3,7 +3,8 @@
 //! client-go's typed clients (e.g. `kubectl create namespace|configmap|secret`) send
 //! `application/vnd.kubernetes.protobuf` and do not fall back to JSON. The server answers
 //! in JSON; only these request bodies are decoded: Namespace, ConfigMap, Secret,
-//! ServiceAccount (field numbers from k8s.io/api generated.proto). Anything else is a 415.
+//! ServiceAccount, and the parts of Deployment and Job that `kubectl create deployment|job`
+//! send (field numbers from k8s.io/api generated.proto). Anything else is a 415.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -149,6 +150,133 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     Ok(Value::Object(m))
 }
 
+fn strings(b: &[u8], into: &mut Vec<Value>) -> Result<(), DecodeError> {
+    into.push(Value::String(string(b)?));
+    Ok(())
+}
+
+fn container(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut c = Map::new();
+    let (mut command, mut args, mut ports, mut env) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => {
+                c.insert("name".into(), Value::String(string(b)?));
+            }
+            (2, Field::Bytes(b)) => {
+                c.insert("image".into(), Value::String(string(b)?));
+            }
+            (3, Field::Bytes(b)) => strings(b, &mut command)?,
+            (4, Field::Bytes(b)) => strings(b, &mut args)?,
+            (5, Field::Bytes(b)) => {
+                c.insert("workingDir".into(), Value::String(string(b)?));
+            }
+            (6, Field::Bytes(b)) => {
+                let mut p = Reader::new(b);
+                let mut port = Map::new();
+                while let Some((n, f)) = p.next()? {
+                    match (n, f) {
+                        (1, Field::Bytes(b)) => {
+                            port.insert("name".into(), Value::String(string(b)?));
+                        }
+                        (3, Field::Varint(v)) => {
+                            port.insert("containerPort".into(), json!(v));
+                        }
+                        (4, Field::Bytes(b)) => {
+                            port.insert("protocol".into(), Value::String(string(b)?));
+                        }
+                        _ => {}
+                    }
+                }
+                ports.push(Value::Object(port));
+            }
+            (7, Field::Bytes(b)) => {
+                let (k, v) = map_entry(b, false)?;
+                env.push(json!({"name": k, "value": v}));
+            }
+            (8, Field::Bytes(_)) => {
+                c.insert("resources".into(), json!({}));
+            }
+            (14, Field::Bytes(b)) => {
+                c.insert("imagePullPolicy".into(), Value::String(string(b)?));
+            }
+            _ => {}
+        }
+    }
+    for (k, v) in [
+        ("command", command),
+        ("args", args),
+        ("ports", ports),
+        ("env", env),
+    ] {
+        if !v.is_empty() {
+            c.insert(k.into(), Value::Array(v));
+        }
+    }
+    Ok(Value::Object(c))
+}
+
+/// PodTemplateSpec: metadata = 1, spec = 2 (containers = 2, restartPolicy = 3).
+fn pod_template(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut t = json!({});
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => t["metadata"] = object_meta(b)?,
+            (2, Field::Bytes(b)) => {
+                let mut s = Reader::new(b);
+                let mut spec = json!({"containers": []});
+                while let Some((n, f)) = s.next()? {
+                    match (n, f) {
+                        (2, Field::Bytes(b)) => {
+                            if let Some(a) = spec["containers"].as_array_mut() {
+                                a.push(container(b)?);
+                            }
+                        }
+                        (3, Field::Bytes(b)) => spec["restartPolicy"] = Value::String(string(b)?),
+                        _ => {}
+                    }
+                }
+                t["spec"] = spec;
+            }
+            _ => {}
+        }
+    }
+    Ok(t)
+}
+
+/// LabelSelector: matchLabels = 1.
+fn label_selector(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut labels = Map::new();
+    while let Some((n, f)) = r.next()? {
+        if let (1, Field::Bytes(b)) = (n, f) {
+            let (k, v) = map_entry(b, false)?;
+            labels.insert(k, v);
+        }
+    }
+    Ok(json!({"matchLabels": labels}))
+}
+
+/// DeploymentSpec (replicas 1, selector 2, template 3) or JobSpec (template 6).
+fn workload_spec(kind: &str, b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut spec = json!({});
+    while let Some((n, f)) = r.next()? {
+        match (kind, n, f) {
+            ("Deployment", 1, Field::Varint(v)) => spec["replicas"] = json!(v as i32),
+            ("Deployment", 2, Field::Bytes(b)) => spec["selector"] = label_selector(b)?,
+            ("Deployment", 3, Field::Bytes(b)) | ("Job", 6, Field::Bytes(b)) => {
+                spec["template"] = pod_template(b)?
+            }
+            _ => {}
+        }
+    }
+    Ok(spec)
+}
+
 /// Decodes an enveloped protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
@@ -208,9 +336,14 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
                 obj["immutable"] = Value::Bool(v != 0)
             }
             ("v1", "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount", _, _) => {}
+            ("apps/v1", "Deployment", 1, Field::Bytes(b))
+            | ("batch/v1", "Job", 1, Field::Bytes(b)) => obj["metadata"] = object_meta(b)?,
+            ("apps/v1", "Deployment", 2, Field::Bytes(b))
+            | ("batch/v1", "Job", 2, Field::Bytes(b)) => obj["spec"] = workload_spec(&kind, b)?,
+            ("apps/v1", "Deployment", _, _) | ("batch/v1", "Job", _, _) => {}
             _ => {
                 return err(format!(
-                    "protobuf request bodies are only understood for Namespace, ConfigMap, Secret and ServiceAccount (got {api_version} {kind}); send JSON"
+                    "protobuf request bodies are only understood for Namespace, ConfigMap, Secret, ServiceAccount, Deployment and Job (got {api_version} {kind}); send JSON"
                 ));
             }
         }

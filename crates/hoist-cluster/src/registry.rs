@@ -49,6 +49,16 @@ impl ResourceKind {
     pub fn storage_key(&self) -> String {
         format!("{}/{}", self.group, self.plural)
     }
+    /// Whether objects of this kind carry `metadata.generation` (kinds with a spec that
+    /// controllers observe; ConfigMaps, Secrets, Services... have none in Kubernetes).
+    pub fn tracks_generation(&self) -> bool {
+        self.custom
+            || matches!(
+                self.group.as_str(),
+                "apps" | "batch" | "apiextensions.k8s.io"
+            )
+            || (self.group.is_empty() && self.kind == "Pod")
+    }
     /// Deployments, ReplicaSets and StatefulSets serve `/scale` (autoscaling/v1 Scale).
     pub fn has_scale(&self) -> bool {
         self.group == "apps"

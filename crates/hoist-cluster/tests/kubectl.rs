@@ -28,6 +28,42 @@ fn version_discovery_and_default_namespaces() {
     c.ok(&["create", "ns", "team-a"]);
     let err = c.fails(&["create", "ns", "team-a"]);
     assert!(err.contains("AlreadyExists"), "{err}");
+    // Typed creates send protobuf bodies.
+    c.ok(&[
+        "create",
+        "deployment",
+        "d1",
+        "--image=busybox",
+        "--replicas=2",
+        "--port=8080",
+    ]);
+    let d = c.json(&["get", "deploy", "d1"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "d1");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        8080
+    );
+    c.ok(&["create", "job", "j1", "--image=busybox", "--", "echo", "hi"]);
+    let j = c.json(&["get", "job", "j1"]);
+    assert_eq!(
+        j["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    c.ok(&["create", "secret", "generic", "s1", "--from-literal=a=b"]);
+    assert_eq!(c.json(&["get", "secret", "s1"])["data"]["a"], "Yg==");
+    c.ok(&["create", "serviceaccount", "sa1"]);
+    c.ok(&["run", "p1", "--image=busybox"]);
+    let out = c.ok(&["get", "pods"]);
+    assert!(
+        out.contains("READY") && out.contains("Pending") && out.contains("0/1"),
+        "{out}"
+    );
     let err = c.fails(&["get", "frobnicators"]);
     assert!(err.contains("doesn't have a resource type"), "{err}");
 }
