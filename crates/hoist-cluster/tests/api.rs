@@ -578,3 +578,23 @@ fn custom_resources_are_validated_and_pruned() {
         "unknown fields are pruned: {s}"
     );
 }
+
+#[test]
+fn bookmarks_are_sent_when_allowed() {
+    let c = TestCluster::start();
+    let p = "/api/v1/namespaces/default/configmaps";
+    let (_, body) = call(
+        &c,
+        "GET",
+        &format!("{p}?watch=true&allowWatchBookmarks=true&resourceVersion=1&timeoutSeconds=6"),
+        None,
+    );
+    let bookmark = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "BOOKMARK")
+        .unwrap_or_else(|| panic!("no bookmark in {body}"));
+    assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+    assert_eq!(bookmark["object"]["apiVersion"], "v1");
+    assert!(bookmark["object"]["metadata"]["resourceVersion"].is_string());
+}

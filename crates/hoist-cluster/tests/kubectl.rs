@@ -405,4 +405,20 @@ fn garbage_collection_follows_owner_references() {
     c.ok(&["delete", "cm", "owner2"]);
     c.ok(&["wait", "--for=delete", "cm/dep2", "--timeout=15s"]);
     c.ok(&["get", "cm", "dep1"]);
+    // Foreground: the owner waits (foregroundDeletion finalizer) until dependents are gone.
+    c.ok(&["create", "configmap", "owner3"]);
+    let uid3 = c.json(&["get", "cm", "owner3"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&["patch", "cm", "dep1", "--type=merge", "-p", &format!(r#"{{"metadata":{{"ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"owner3","uid":"{uid3}"}}]}}}}"#)]);
+    c.ok(&[
+        "delete",
+        "cm",
+        "owner3",
+        "--cascade=foreground",
+        "--timeout=15s",
+    ]);
+    c.fails(&["get", "cm", "owner3"]);
+    c.fails(&["get", "cm", "dep1"]);
 }
