@@ -35,6 +35,16 @@ pub struct ResourceKind {
     pub custom: bool,
     /// The CRD's `openAPIV3Schema`, when this kind comes from a CRD.
     pub schema: Option<Value>,
+    /// The CRD version's `additionalPrinterColumns` (name, type, jsonPath, priority).
+    pub printer_columns: Vec<PrinterColumn>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub type_: String,
+    pub json_path: String,
+    pub priority: i64,
 }
 
 impl ResourceKind {
@@ -97,6 +107,7 @@ fn builtin(
         columns,
         custom: false,
         schema: None,
+        printer_columns: Vec::new(),
     }
 }
 
@@ -484,6 +495,22 @@ pub fn kinds_from_crd(crd: &Value) -> Result<Vec<ResourceKind>, String> {
             columns: Columns::Default,
             custom: true,
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            printer_columns: v
+                .get("additionalPrinterColumns")
+                .and_then(Value::as_array)
+                .map(|cols| {
+                    cols.iter()
+                        .filter_map(|c| {
+                            Some(PrinterColumn {
+                                name: s(c, "name")?,
+                                type_: s(c, "type").unwrap_or_else(|| "string".into()),
+                                json_path: s(c, "jsonPath")?,
+                                priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     Ok(out)

@@ -175,8 +175,37 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
     }
 }
 
+/// Value at a simple JSONPath (`.spec.size`, `.status.conditions[0].type`) as a cell.
+fn json_path_cell(o: &Value, path: &str) -> Value {
+    let mut cur = o;
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        let (field, index) = match part.split_once('[') {
+            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        cur = match cur.get(field) {
+            Some(v) => v,
+            None => return Value::Null,
+        };
+        if let Some(i) = index {
+            cur = match cur.get(i) {
+                Some(v) => v,
+                None => return Value::Null,
+            };
+        }
+    }
+    cur.clone()
+}
+
 /// The Table for `objects`; rows carry PartialObjectMetadata (or the object itself).
 pub fn table(kind: &ResourceKind, objects: &[Value], rv: &str, include_object: bool) -> Value {
+    if !kind.printer_columns.is_empty() {
+        return custom_table(kind, objects, rv, include_object);
+    }
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -193,6 +222,58 @@ pub fn table(kind: &ResourceKind, objects: &[Value], rv: &str, include_object: b
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": rv},
         "columnDefinitions": definitions(kind.columns),
+        "rows": rows,
+    })
+}
+
+/// Tables of custom resources with `additionalPrinterColumns`: Name, the columns, Age.
+fn custom_table(kind: &ResourceKind, objects: &[Value], rv: &str, include_object: bool) -> Value {
+    let mut defs = vec![col("Name", "string", "name", 0)];
+    let mut has_age = false;
+    for c in &kind.printer_columns {
+        let ty = if c.type_ == "date" {
+            "date"
+        } else {
+            c.type_.as_str()
+        };
+        has_age |= c.json_path == ".metadata.creationTimestamp";
+        defs.push(col(
+            &c.name,
+            if ty == "date" { "string" } else { ty },
+            "",
+            c.priority.clamp(0, 255) as u8,
+        ));
+    }
+    if !has_age {
+        defs.push(col("Age", "string", "", 0));
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![json!(s(o, "/metadata/name"))];
+            for c in &kind.printer_columns {
+                let v = json_path_cell(o, &c.json_path);
+                cells.push(match (c.type_.as_str(), v.as_str()) {
+                    ("date", Some(t)) => json!(human_age(t)),
+                    _ => v,
+                });
+            }
+            if !has_age {
+                cells.push(json!(human_age(s(o, "/metadata/creationTimestamp"))));
+            }
+            let object = if include_object {
+                o.clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": defs,
         "rows": rows,
     })
 }

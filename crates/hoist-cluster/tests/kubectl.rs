@@ -122,6 +122,11 @@ fn apply_get_edit_delete_roundtrip() {
         secret["data"]["password"], "czNjcmV0",
         "stringData is folded into data"
     );
+    let out = c.ok(&["get", "widgets", "-n", "demo"]);
+    assert!(
+        out.contains("SIZE") && out.contains("COLOR") && out.contains("blue"),
+        "printer columns: {out}"
+    );
     let yaml = c.ok(&["get", "widget", "w1", "-n", "demo", "-o", "yaml"]);
     assert!(yaml.contains("size: 3"), "{yaml}");
     let out = c.ok(&["describe", "deploy", "web", "-n", "demo"]);
