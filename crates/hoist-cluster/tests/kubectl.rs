@@ -312,6 +312,7 @@ fn watch_streams_changes_and_wait_for_delete() {
     // Start a bounded watch, then change things while it runs.
     let child = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
         .args([
             "get",
             "cm",
@@ -358,6 +359,7 @@ fn watch_streams_changes_and_wait_for_delete() {
     );
     let mut waiter = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
         .args(["wait", "--for=delete", "cm/w1", "--timeout=20s"])
         .stdout(std::process::Stdio::piped())
         .spawn()
