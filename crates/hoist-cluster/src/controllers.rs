@@ -24,11 +24,18 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
             // Passes repeat while they make progress (deletions cascade level by level).
             for _ in 0..20 {
-                match reconcile(&app) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
+                // A malformed stored object must not take the controllers down with it.
+                let pass =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(&app)));
+                match pass {
+                    Ok(Ok(true)) => continue,
+                    Ok(Ok(false)) => break,
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "controller pass failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::error!("controller pass panicked; retrying later");
                         break;
                     }
                 }

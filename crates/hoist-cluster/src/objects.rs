@@ -68,11 +68,14 @@ pub fn check_type(kind: &ResourceKind, obj: &Value) -> ApiResult<()> {
             kind.kind
         )));
     }
-    if let Some(m) = obj.get("metadata")
-        && !m.is_object()
-        && !m.is_null()
-    {
-        return Err(ApiError::bad_request("metadata must be an object"));
+    for field in ["metadata", "spec", "status"] {
+        if let Some(m) = obj.get(field)
+            && !m.is_object()
+            && !m.is_null()
+            && !(field == "spec" && kind.custom)
+        {
+            return Err(ApiError::bad_request(format!("{field} must be an object")));
+        }
     }
     Ok(())
 }
