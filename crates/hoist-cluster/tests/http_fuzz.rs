@@ -98,7 +98,7 @@ fn random_writes_never_break_the_server() {
                         bytes.as_bytes(),
                     )
                 };
-                prop_assert!(code < 500 && code >= 200, "{code} for {bytes}: {text}");
+                prop_assert!((200..500).contains(&code), "{code} for {bytes}: {text}");
                 Ok(())
             },
         )
