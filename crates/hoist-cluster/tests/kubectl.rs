@@ -233,6 +233,12 @@ fn apply_get_edit_delete_roundtrip() {
         r#"{"spec":{"size":4}}"#,
     ]);
 
+    // Unknown fields are refused (kubectl sends fieldValidation=Strict).
+    let typo = c.dir.path().join("typo.yaml");
+    std::fs::write(&typo, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\n  namespace: demo\nspc:\n  replicas: 1\n").unwrap();
+    let err = c.fails(&["apply", "-f", typo.to_str().unwrap()]);
+    assert!(err.contains("unknown field \"spc\""), "{err}");
+
     // Label selectors.
     let out = c.ok(&[
         "get",
