@@ -8,6 +8,7 @@ pub mod error;
 pub mod inventory;
 pub mod labels;
 pub mod object;
+pub mod readiness;
 pub mod target;
 pub mod teardown;
 
