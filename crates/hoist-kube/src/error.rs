@@ -13,6 +13,11 @@ pub enum KubeError {
     UnknownContext { name: String, known: String },
 
     #[error(
+        "the kubeconfig has no `hoist` context: the embedded cluster was never started with this kubeconfig; start it with `hoist cluster up`"
+    )]
+    NoEmbeddedContext,
+
+    #[error(
         "no kubeconfig context chosen: the kubeconfig has no current context; pass `--context NAME` or set `cluster: NAME` in hoist.yaml"
     )]
     NoContext,

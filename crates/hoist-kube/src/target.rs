@@ -35,6 +35,9 @@ pub struct TargetOptions {
     pub context: Option<String>,
     /// The project's choice (hoist.yaml/settings `cluster:` naming a context).
     pub project_context: Option<String>,
+    /// When nothing names a context, use the embedded cluster's (`hoist`) if the
+    /// kubeconfig has it.
+    pub prefer_embedded: bool,
     /// Use the kubeconfig's current context when nothing else names one.
     pub allow_current_context: bool,
     /// Contexts that may be used although they look remote (`allowed_contexts`).
@@ -45,6 +48,23 @@ pub struct TargetOptions {
     pub namespace: Option<String>,
     /// The developer; `None`: `$HOIST_USER`, else `$USER`, else `dev`.
     pub developer: Option<String>,
+}
+
+impl TargetOptions {
+    /// Applies the project's `cluster:` setting: `auto` (the embedded cluster's context
+    /// if present, else the current context), `embedded` (the `hoist` context) or the
+    /// name of a kubeconfig context.
+    pub fn with_cluster_setting(mut self, setting: &str) -> Self {
+        match setting {
+            "auto" | "" => {
+                self.prefer_embedded = true;
+                self.allow_current_context = true;
+            }
+            "embedded" => self.project_context = Some(EMBEDDED_CONTEXT.into()),
+            context => self.project_context = Some(context.into()),
+        }
+        self
+    }
 }
 
 /// Why a context counts as local (or that it does not).
@@ -177,6 +197,10 @@ impl ClusterTarget {
             .context
             .clone()
             .or_else(|| opts.project_context.clone())
+            .or_else(|| {
+                (opts.prefer_embedded && kc.contexts.iter().any(|c| c.name == EMBEDDED_CONTEXT))
+                    .then(|| EMBEDDED_CONTEXT.to_string())
+            })
             .or_else(|| {
                 opts.allow_current_context
                     .then(|| kc.current_context.clone())
@@ -400,6 +424,37 @@ current-context: prod\nusers: []\n",
             ClusterTarget::resolve(&kc, &o),
             Err(KubeError::NoContext)
         ));
+    }
+
+    #[test]
+    fn cluster_setting() {
+        let kc = kubeconfig();
+        let base = || TargetOptions {
+            project: "shop".into(),
+            ..Default::default()
+        };
+        let t = ClusterTarget::resolve(&kc, &base().with_cluster_setting("auto")).unwrap();
+        assert_eq!(
+            (t.context.as_str(), &t.locality),
+            ("hoist", &Locality::Embedded)
+        );
+        let t = ClusterTarget::resolve(&kc, &base().with_cluster_setting("kind-dev")).unwrap();
+        assert_eq!(t.context, "kind-dev");
+        let mut no_hoist = kc.clone();
+        no_hoist.contexts.retain(|c| c.name != "hoist");
+        // auto without the embedded context falls back to the current one (guarded).
+        let err =
+            ClusterTarget::resolve(&no_hoist, &base().with_cluster_setting("auto")).unwrap_err();
+        assert!(
+            matches!(err, KubeError::RemoteContextRefused { .. }),
+            "{err}"
+        );
+        let err = ClusterTarget::resolve(&no_hoist, &base().with_cluster_setting("embedded"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("start it with `hoist cluster up`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod completions;
+pub mod down;
 pub mod image;
 pub mod init;
 mod project;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Image(a) => image::run(a, g),
         Command::Registry(a) => registry::run(a, g),
         Command::Cluster(a) => cluster::run(a, g),
+        Command::Down(a) => down::run(a, g),
         Command::Completions(a) => completions::run(a),
     }
 }
