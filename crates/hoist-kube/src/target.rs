@@ -209,9 +209,13 @@ impl ClusterTarget {
             .filter(|n| !n.is_empty())
             .ok_or(KubeError::NoContext)?;
         let ctx = kc.contexts.iter().find(|c| c.name == name).ok_or_else(|| {
-            KubeError::UnknownContext {
-                name: name.clone(),
-                known: known_contexts(kc),
+            if name == EMBEDDED_CONTEXT {
+                KubeError::NoEmbeddedContext
+            } else {
+                KubeError::UnknownContext {
+                    name: name.clone(),
+                    known: known_contexts(kc),
+                }
             }
         })?;
         let cluster_name = ctx
