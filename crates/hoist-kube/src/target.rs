@@ -35,8 +35,8 @@ pub struct TargetOptions {
     pub context: Option<String>,
     /// The project's choice (hoist.yaml/settings `cluster:` naming a context).
     pub project_context: Option<String>,
-    /// When nothing names a context, use the embedded cluster's (`hoist`) if the
-    /// kubeconfig has it.
+    /// When nothing names a context and the current one is not usable (missing, or
+    /// remote and not allowed), use the embedded cluster's (`hoist`).
     pub prefer_embedded: bool,
     /// Use the kubeconfig's current context when nothing else names one.
     pub allow_current_context: bool,
@@ -51,9 +51,9 @@ pub struct TargetOptions {
 }
 
 impl TargetOptions {
-    /// Applies the project's `cluster:` setting: `auto` (the embedded cluster's context
-    /// if present, else the current context), `embedded` (the `hoist` context) or the
-    /// name of a kubeconfig context.
+    /// Applies the project's `cluster:` setting: `auto` (the current context if it is
+    /// local or allowed, else the embedded cluster's), `embedded` (the `hoist` context)
+    /// or the name of a kubeconfig context.
     pub fn with_cluster_setting(mut self, setting: &str) -> Self {
         match setting {
             "auto" | "" => {
@@ -193,21 +193,14 @@ impl ClusterTarget {
     /// Chooses the context (explicit > project > current if allowed), classifies it,
     /// applies the remote guard and computes the namespace. Pure: no I/O.
     pub fn resolve(kc: &Kubeconfig, opts: &TargetOptions) -> Result<Self> {
-        let name = opts
+        let name = match opts
             .context
             .clone()
             .or_else(|| opts.project_context.clone())
-            .or_else(|| {
-                (opts.prefer_embedded && kc.contexts.iter().any(|c| c.name == EMBEDDED_CONTEXT))
-                    .then(|| EMBEDDED_CONTEXT.to_string())
-            })
-            .or_else(|| {
-                opts.allow_current_context
-                    .then(|| kc.current_context.clone())
-                    .flatten()
-            })
-            .filter(|n| !n.is_empty())
-            .ok_or(KubeError::NoContext)?;
+        {
+            Some(n) if !n.is_empty() => n,
+            _ => Self::fallback_context(kc, opts)?,
+        };
         let ctx = kc.contexts.iter().find(|c| c.name == name).ok_or_else(|| {
             if name == EMBEDDED_CONTEXT {
                 KubeError::NoEmbeddedContext
@@ -256,6 +249,28 @@ impl ClusterTarget {
             project: opts.project.clone(),
             kubeconfig: opts.kubeconfig.clone(),
         })
+    }
+
+    /// No context named: the current one if it passes the guard, else the embedded
+    /// cluster's (when preferred and present), else the current one (to be refused).
+    fn fallback_context(kc: &Kubeconfig, opts: &TargetOptions) -> Result<String> {
+        let current = opts
+            .allow_current_context
+            .then(|| kc.current_context.clone())
+            .flatten()
+            .filter(|c| !c.is_empty());
+        let usable = |name: &str| {
+            classify(name, &server_of(kc, name)).is_local()
+                || opts.allowed_contexts.iter().any(|a| a == name)
+        };
+        let has_embedded = kc.contexts.iter().any(|c| c.name == EMBEDDED_CONTEXT);
+        match current {
+            Some(c) if usable(&c) => Ok(c),
+            _ if opts.prefer_embedded && has_embedded => Ok(EMBEDDED_CONTEXT.into()),
+            Some(c) => Ok(c),
+            None if opts.prefer_embedded => Err(KubeError::NoEmbeddedContext),
+            None => Err(KubeError::NoContext),
+        }
     }
 
     /// A kube-rs client for this context.
@@ -319,6 +334,23 @@ fn read_kubeconfig(opts: &TargetOptions) -> Result<Kubeconfig> {
         None => Kubeconfig::read(),
     }
     .map_err(|e| KubeError::Kubeconfig(e.to_string()))
+}
+
+/// The API server URL of a context (`""` when the kubeconfig does not say).
+fn server_of(kc: &Kubeconfig, context: &str) -> String {
+    let cluster = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.as_str())
+        .unwrap_or("");
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .unwrap_or_default()
 }
 
 fn known_contexts(kc: &Kubeconfig) -> String {
