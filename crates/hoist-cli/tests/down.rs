@@ -184,3 +184,93 @@ fn down_refuses_a_remote_context() {
         text(&out)
     );
 }
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    let mut n: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn deploy_prune_readiness_report_and_down_on_the_example() {
+    let env = Env::new();
+    env.up();
+    let shop = env.dir.path().join("example");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop");
+    let cp = Command::new("cp")
+        .arg("-r")
+        .arg(&repo)
+        .arg(&shop)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let dir = shop.to_str().unwrap();
+
+    let doc = json_of(&env.hoist(&["-C", dir, "deploy", "--no-wait", "-o", "json"]));
+    assert_eq!(
+        (doc["context"].as_str(), doc["namespace"].as_str()),
+        (Some("hoist"), Some("shop-ann"))
+    );
+    assert_eq!(doc["applied"].as_array().unwrap().len(), 9, "{doc}");
+    assert!(doc["pruned"].as_array().unwrap().is_empty());
+    let deployments = env.kubectl(&[
+        "get",
+        "deployments",
+        "-n",
+        "shop-ann",
+        "-o",
+        "name",
+        "-l",
+        "app.kubernetes.io/managed-by=hoist,hoist.dev/project=shop,hoist.dev/developer=ann",
+    ]);
+    assert_eq!(deployments.lines().count(), 4, "{deployments}");
+
+    // Pods do not run on the embedded cluster yet: waiting ends with an explanation.
+    let out = env.hoist(&["-C", dir, "deploy", "web", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not ready after 1s:\nDeployment/web in namespace shop-ann is not ready: "),
+        "{stderr}"
+    );
+
+    // A removed service is pruned on the next full deploy; the others stay untouched.
+    std::fs::remove_dir_all(shop.join("services/stats")).unwrap();
+    let doc = json_of(&env.hoist(&["-C", dir, "deploy", "--no-wait", "-o", "json"]));
+    assert_eq!(
+        names(&doc["pruned"]),
+        ["Deployment/stats", "Service/stats"],
+        "{doc}"
+    );
+    assert_eq!(doc["applied"].as_array().unwrap().len(), 7);
+
+    let doc = json_of(&env.hoist(&["-C", dir, "down", "-o", "json"]));
+    assert_eq!(doc["deleted"].as_array().unwrap().len(), 7, "{doc}");
+    let left = env.kubectl(&[
+        "get",
+        "deployments,services,configmaps,serviceaccounts",
+        "-n",
+        "shop-ann",
+        "-o",
+        "name",
+        "-l",
+        "hoist.dev/project=shop",
+    ]);
+    assert_eq!(left.trim(), "", "{left}");
+}
