@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -19,6 +20,8 @@ use crate::target::{ClusterTarget, ensure_namespace};
 pub const FIELD_MANAGER: &str = "hoist";
 /// How long a kind whose CRD is in the same batch may take to be served.
 const CRD_ESTABLISH_WAIT: Duration = Duration::from_secs(20);
+/// Applies in flight at once (order of the report stays the input order).
+const APPLY_CONCURRENCY: usize = 16;
 
 /// One object to apply, and the service it belongs to.
 #[derive(Debug, Clone)]
@@ -155,6 +158,7 @@ impl ApplySet {
 
         let mut report = ApplyReport::default();
         let mut final_entries = BTreeSet::new();
+        let mut later = Vec::new();
         for (mut key, d) in batch {
             let gvk = key.gvk();
             let resolved = match self.resolver.resolve(&self.client, &gvk).await {
@@ -186,24 +190,26 @@ impl ApplySet {
                 inventory::write(&self.client, &self.namespace, &self.owner, &union).await?;
             }
             final_entries.insert(entry);
-            let api = self.api(&resolved, key.namespace.as_deref());
-            let out = api
-                .patch(
-                    &key.name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&object),
-                )
-                .await
-                .map_err(|e| KubeError::api_key("apply", &key, e))?;
-            tracing::debug!(object = %key, "applied");
-            report.applied.push(Applied {
-                resource_version: out.metadata.resource_version.clone().unwrap_or_default(),
-                object: serde_json::to_value(&out).unwrap_or(Value::Null),
+            let job = Prepared {
+                api: self.api(&resolved, key.namespace.as_deref()),
                 key,
+                object,
                 service: d.service,
                 resource: resolved.resource,
-            });
+            };
+            // CRDs and Namespaces first, one by one: what follows may need them.
+            if rank(&job.key) < 2 {
+                report.applied.push(job.run().await?);
+            } else {
+                later.push(job);
+            }
         }
+        let mut results = futures_util::stream::iter(later.into_iter().map(Prepared::run))
+            .buffered(APPLY_CONCURRENCY);
+        while let Some(applied) = results.next().await {
+            report.applied.push(applied?);
+        }
+        drop(results);
 
         let services = match &prune {
             PruneScope::All => None,
@@ -293,6 +299,37 @@ impl ApplySet {
                     .unwrap_or_else(|| self.namespace.clone())
             }),
         }
+    }
+}
+
+/// One object ready to be sent.
+struct Prepared {
+    api: Api<DynamicObject>,
+    key: ObjectKey,
+    object: Value,
+    service: String,
+    resource: ApiResource,
+}
+
+impl Prepared {
+    async fn run(self) -> Result<Applied> {
+        let out = self
+            .api
+            .patch(
+                &self.key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&self.object),
+            )
+            .await
+            .map_err(|e| KubeError::api_key("apply", &self.key, e))?;
+        tracing::debug!(object = %self.key, "applied");
+        Ok(Applied {
+            resource_version: out.metadata.resource_version.clone().unwrap_or_default(),
+            object: serde_json::to_value(&out).unwrap_or(Value::Null),
+            key: self.key,
+            service: self.service,
+            resource: self.resource,
+        })
     }
 }
 

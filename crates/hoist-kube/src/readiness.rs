@@ -61,10 +61,19 @@ fn generation_observed(obj: &Value) -> bool {
     int(&obj["metadata"]["generation"]) <= int(&obj["status"]["observedGeneration"])
 }
 
+/// `rollout status`'s words, plus a hint when no controller ever reported a status.
+fn unobserved(what: &str, obj: &Value) -> Readiness {
+    let mut s = format!("waiting for {what} spec update to be observed");
+    if obj["status"]["observedGeneration"].is_null() {
+        s.push_str(" (no status yet: is the cluster's controller for it running?)");
+    }
+    Readiness::Progressing(s)
+}
+
 /// kubectl's `DeploymentStatusViewer`.
 pub fn deployment(obj: &Value) -> Readiness {
     if !generation_observed(obj) {
-        return Readiness::Progressing("waiting for deployment spec update to be observed".into());
+        return unobserved("deployment", obj);
     }
     if let Some(c) = condition(obj, "Progressing")
         && c["reason"] == "ProgressDeadlineExceeded"
@@ -101,7 +110,7 @@ pub fn deployment(obj: &Value) -> Readiness {
 /// kubectl's `StatefulSetStatusViewer` (RollingUpdate strategy).
 pub fn statefulset(obj: &Value) -> Readiness {
     if !generation_observed(obj) {
-        return Readiness::Progressing("waiting for statefulset spec update to be observed".into());
+        return unobserved("statefulset", obj);
     }
     let st = &obj["status"];
     let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -136,7 +145,7 @@ pub fn statefulset(obj: &Value) -> Readiness {
 /// kubectl's `DaemonSetStatusViewer`.
 pub fn daemonset(obj: &Value) -> Readiness {
     if !generation_observed(obj) {
-        return Readiness::Progressing("waiting for daemon set spec update to be observed".into());
+        return unobserved("daemon set", obj);
     }
     let st = &obj["status"];
     let desired = int(&st["desiredNumberScheduled"]);

@@ -47,8 +47,11 @@ fn deployment_like_rollout_status() {
         json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2}),
     ));
     assert_eq!(progressing(&r), "2 of 3 updated replicas are available");
-    // No status at all (fresh object).
-    assert!(!evaluate(&deployment(1, json!({}))).is_ready());
+    // No status at all (fresh object, or no controller).
+    assert_eq!(
+        progressing(&evaluate(&deployment(1, json!({})))),
+        "waiting for deployment spec update to be observed (no status yet: is the cluster's controller for it running?)"
+    );
     let stalled = deployment(
         2,
         json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 0,
