@@ -224,14 +224,9 @@ impl ApplySet {
             let Some((resolved, found)) = self.list(entry, &selector).await? else {
                 continue;
             };
-            for key in found {
-                if keep.contains(&key) {
-                    continue;
-                }
-                delete(&self.client, &resolved, &key).await?;
-                tracing::debug!(object = %key, "pruned");
-                report.pruned.push(key);
-            }
+            let gone: Vec<ObjectKey> = found.into_iter().filter(|k| !keep.contains(k)).collect();
+            delete_all(&self.client, &resolved, &gone).await?;
+            report.pruned.extend(gone);
         }
         // Kinds still holding objects of services not rendered this time stay recorded.
         if services.is_some() {
@@ -333,6 +328,16 @@ impl Prepared {
     }
 }
 
+/// Deletes `keys` (all of one kind), several at a time.
+pub(crate) async fn delete_all(client: &Client, r: &Resolved, keys: &[ObjectKey]) -> Result<()> {
+    let mut results = futures_util::stream::iter(keys.iter().map(|k| delete(client, r, k)))
+        .buffer_unordered(APPLY_CONCURRENCY);
+    while let Some(res) = results.next().await {
+        res?;
+    }
+    Ok(())
+}
+
 /// Deletes one object (background propagation, so dependents are collected by GC);
 /// an object already gone is fine.
 pub(crate) async fn delete(client: &Client, r: &Resolved, key: &ObjectKey) -> Result<()> {
@@ -341,7 +346,10 @@ pub(crate) async fn delete(client: &Client, r: &Resolved, key: &ObjectKey) -> Re
         _ => Api::all_with(client.clone(), &r.resource),
     };
     match api.delete(&key.name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            tracing::debug!(object = %key, "deleted");
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(KubeError::api_key("delete", key, e)),
     }

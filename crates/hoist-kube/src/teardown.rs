@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 
-use crate::apply::{ApplySet, delete};
+use crate::apply::{ApplySet, delete_all};
 use crate::error::{KubeError, Result};
 use crate::inventory::{self, Entry};
 use crate::object::ObjectKey;
@@ -73,12 +73,12 @@ pub async fn teardown(set: &mut ApplySet, opts: &TeardownOptions) -> Result<Tear
         let Some((resolved, keys)) = set.list(entry, &selector).await? else {
             continue;
         };
-        for key in keys {
-            delete(&client, &resolved, &key).await?;
-            tracing::debug!(object = %key, "deleted");
-            report.deleted.push(key);
-            pending.insert(entry);
+        if keys.is_empty() {
+            continue;
         }
+        delete_all(&client, &resolved, &keys).await?;
+        report.deleted.extend(keys);
+        pending.insert(entry);
     }
 
     let deadline = tokio::time::Instant::now() + opts.timeout;
