@@ -3,7 +3,7 @@
 //! The evaluation is pure (JSON in, verdict out); [`wait_ready`] watches until every
 //! object is ready or the deadline passes, then explains what is not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
-use kube::runtime::watcher::watch_object;
+use kube::runtime::watcher::{self, Event as WatchEvent, watcher};
 use serde_json::Value;
 
 use crate::object::ObjectKey;
@@ -328,33 +328,90 @@ impl fmt::Display for NotReadyReport {
 
 impl std::error::Error for NotReadyReport {}
 
-/// Watches every target until all are ready, or any has failed and the others are
-/// settled, or `timeout` passes. `Err` explains each object that is not ready.
+/// Watches every target until each is ready or failed, or `timeout` passes. `Err` explains each object that is not ready.
 pub async fn wait_ready(
     client: &Client,
     targets: &[WaitTarget],
     timeout: Duration,
 ) -> Result<(), NotReadyReport> {
     let latest: Arc<Mutex<BTreeMap<usize, Option<Value>>>> = Arc::default();
-    let watches = targets.iter().enumerate().map(|(i, t)| {
+    // One watch per kind and namespace, not per object: 150 Deployments are one stream.
+    let mut groups: BTreeMap<(String, String, Option<String>), Vec<usize>> = BTreeMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        groups
+            .entry((
+                t.key.api_version(),
+                t.key.kind.clone(),
+                t.key.namespace.clone(),
+            ))
+            .or_default()
+            .push(i);
+    }
+    let watches = groups.into_values().map(|idxs| {
         let latest = latest.clone();
-        let api = dyn_api(client, t);
-        let name = t.key.name.clone();
+        let api = dyn_api(client, &targets[idxs[0]]);
+        let mut names: HashMap<String, Vec<usize>> = HashMap::new();
+        for &i in &idxs {
+            names
+                .entry(targets[i].key.name.clone())
+                .or_default()
+                .push(i);
+        }
         async move {
-            let mut stream = std::pin::pin!(watch_object(api, &name));
+            let set = |name: &str, v: Option<Value>, settled: &mut HashSet<String>| {
+                let terminal = v
+                    .as_ref()
+                    .is_some_and(|v| !matches!(evaluate(v), Readiness::Progressing(_)));
+                let mut l = latest.lock().expect("not poisoned");
+                for &i in &names[name] {
+                    l.insert(i, v.clone());
+                }
+                if terminal {
+                    settled.insert(name.to_string());
+                } else {
+                    settled.remove(name);
+                }
+            };
+            let mut settled: HashSet<String> = HashSet::new();
+            let mut listed: HashSet<String> = HashSet::new();
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
             while let Some(ev) = stream.next().await {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    // The watcher retries on its own; keep the last state we saw.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watch error");
+                        continue;
+                    }
+                };
                 match ev {
-                    Ok(obj) => {
-                        let v = obj.and_then(|o| serde_json::to_value(o).ok());
-                        let verdict = v.as_ref().map(evaluate);
-                        latest.lock().expect("not poisoned").insert(i, v);
-                        match verdict {
-                            Some(Readiness::Ready) | Some(Readiness::Failed(_)) => return,
-                            _ => {}
+                    WatchEvent::Init => listed.clear(),
+                    WatchEvent::InitApply(o) | WatchEvent::Apply(o) => {
+                        let Some(name) = o.metadata.name.clone().filter(|n| names.contains_key(n))
+                        else {
+                            continue;
+                        };
+                        listed.insert(name.clone());
+                        set(&name, serde_json::to_value(o).ok(), &mut settled);
+                    }
+                    WatchEvent::Delete(o) => {
+                        if let Some(name) = o.metadata.name.filter(|n| names.contains_key(n)) {
+                            set(&name, None, &mut settled);
                         }
                     }
-                    // The watcher retries on its own; keep the last state we saw.
-                    Err(e) => tracing::debug!(object = %name, error = %e, "watch error"),
+                    WatchEvent::InitDone => {
+                        let missing: Vec<String> = names
+                            .keys()
+                            .filter(|n| !listed.contains(*n))
+                            .cloned()
+                            .collect();
+                        for name in missing {
+                            set(&name, None, &mut settled);
+                        }
+                    }
+                }
+                if settled.len() == names.len() {
+                    return;
                 }
             }
         }
