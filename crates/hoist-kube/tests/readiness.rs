@@ -278,3 +278,98 @@ async fn waiting_on_the_embedded_cluster() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_ends_the_wait_early_with_its_events() {
+    let c = common::Cluster::start().await;
+    let (target, client) = c.target("shop", "ann").await;
+    let mut set = ApplySet::new(client.clone(), &target);
+    let report = set
+        .apply(
+            vec![Desired {
+                service: "migrate".into(),
+                object: json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+                    "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                        "containers": [{"name": "migrate", "image": "example.invalid/migrate:1"}]}}}}),
+            }],
+            PruneScope::All,
+        )
+        .await
+        .unwrap();
+    let targets: Vec<WaitTarget> = report.applied.iter().map(WaitTarget::from).collect();
+    let event = c.dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "migrate.1", "namespace": "shop-ann"},
+               "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate", "namespace": "shop-ann"},
+               "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit",
+               "type": "Warning", "lastTimestamp": "2026-11-23T21:00:00Z"})
+        .to_string(),
+    )
+    .unwrap();
+    // The Job fails while we wait (status written as the job controller would).
+    let kubeconfig = c.kubeconfig.clone();
+    let failer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for args in [
+            vec!["apply", "-f", event.to_str().unwrap()],
+            vec![
+                "patch",
+                "job",
+                "migrate",
+                "-n",
+                "shop-ann",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"failed":1,"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}}"#,
+            ],
+        ] {
+            let out = tokio::process::Command::new("kubectl")
+                .env("KUBECONFIG", &kubeconfig)
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    let started = Instant::now();
+    let err = readiness::wait_ready(&client, &targets, Duration::from_secs(30))
+        .await
+        .expect_err("the job failed");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a failed Job must not wait for the deadline"
+    );
+    failer.await.unwrap();
+    let o = &err.objects[0];
+    assert!(o.failed);
+    assert_eq!(
+        o.reason,
+        "job failed: BackoffLimitExceeded: Job has reached the specified backoff limit"
+    );
+    assert_eq!(
+        o.events,
+        ["BackoffLimitExceeded: Job has reached the specified backoff limit"]
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "Job/migrate in namespace shop-ann failed: job failed: BackoffLimitExceeded"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\n  condition Failed=True (BackoffLimitExceeded): Job has reached the specified backoff limit\n"), "{text}");
+    assert!(
+        text.contains(
+            "\n  event BackoffLimitExceeded: Job has reached the specified backoff limit\n"
+        ),
+        "{text}"
+    );
+    c.stop().await;
+}
