@@ -373,3 +373,73 @@ async fn a_failed_job_ends_the_wait_early_with_its_events() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployments_report_names_its_crashing_pods() {
+    let c = common::Cluster::start().await;
+    let (target, client) = c.target("shop", "ann").await;
+    let mut set = ApplySet::new(client.clone(), &target);
+    let labels = json!({"app": "web"});
+    let report = set
+        .apply(
+            vec![Desired {
+                service: "web".into(),
+                object: json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                             "template": {"metadata": {"labels": labels},
+                                          "spec": {"containers": [{"name": "web", "image": "example.invalid/web:1"}]}}}}),
+            }],
+            PruneScope::All,
+        )
+        .await
+        .unwrap();
+    // A pod of that Deployment, crash-looping (status written as a kubelet would).
+    let pod = c.dir.path().join("pod.json");
+    std::fs::write(
+        &pod,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-abc12", "namespace": "shop-ann", "labels": labels},
+               "spec": {"containers": [{"name": "web", "image": "example.invalid/web:1"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &c.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    kubectl(&["apply", "-f", pod.to_str().unwrap()]);
+    kubectl(&[
+        "patch",
+        "pod",
+        "web-abc12",
+        "-n",
+        "shop-ann",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running","containerStatuses":[{"name":"web","ready":false,"restartCount":5,"image":"example.invalid/web:1","imageID":"","state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 1m20s"}},"lastState":{"terminated":{"exitCode":2,"reason":"Error"}}}]}}"#,
+    ]);
+    let targets: Vec<WaitTarget> = report.applied.iter().map(WaitTarget::from).collect();
+    let err = readiness::wait_ready(&client, &targets, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.objects[0].containers,
+        [
+            "pod web-abc12: container web: CrashLoopBackOff: back-off 1m20s (last run terminated with exit code 2 (Error))"
+        ]
+    );
+    assert!(
+        err.to_string()
+            .contains("\n  pod web-abc12: container web: CrashLoopBackOff"),
+        "{err}"
+    );
+    c.stop().await;
+}
