@@ -183,6 +183,7 @@ impl ApplySet {
                     }
                 }
             }
+            strip_server_fields(&mut object);
             self.owner.stamp(&mut object, &d.service);
             let entry = self.entry(&key, &resolved);
             if !union.contains(&entry) {
@@ -355,6 +356,27 @@ pub(crate) async fn delete(client: &Client, r: &Resolved, key: &ObjectKey) -> Re
     }
 }
 
+/// Drops what the server owns (status, identity, versions): hoist applies desired
+/// state, and a stale `resourceVersion` would turn the apply into a conflict.
+pub fn strip_server_fields(object: &mut Value) {
+    if let Some(o) = object.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(m) = object["metadata"].as_object_mut() {
+        for f in [
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "managedFields",
+            "selfLink",
+        ] {
+            m.remove(f);
+        }
+    }
+}
+
 fn is_crd(k: &ObjectKey) -> bool {
     k.group == "apiextensions.k8s.io" && k.kind == "CustomResourceDefinition"
 }
@@ -375,5 +397,41 @@ fn unknown_kind(key: &ObjectKey) -> KubeError {
         api_version: key.api_version(),
         kind: key.kind.clone(),
         object: key.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_fields_are_dropped() {
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "7", "uid": "u", "managedFields": [], "labels": {"x": "y"}},
+            "data": {"k": "v"}, "status": {"phase": "x"}});
+        strip_server_fields(&mut o);
+        assert_eq!(
+            o,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "y"}}, "data": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn crds_then_namespaces_first() {
+        let k = |g: &str, kind: &str| ObjectKey {
+            group: g.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: None,
+            name: "x".into(),
+        };
+        assert_eq!(
+            rank(&k("apiextensions.k8s.io", "CustomResourceDefinition")),
+            0
+        );
+        assert_eq!(rank(&k("", "Namespace")), 1);
+        assert_eq!(rank(&k("example.com", "Namespace")), 2);
+        assert_eq!(rank(&k("apps", "Deployment")), 2);
     }
 }

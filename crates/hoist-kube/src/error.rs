@@ -55,8 +55,11 @@ pub enum KubeError {
     #[error("the inventory ConfigMap {0} is corrupt: {1}; delete it and run `hoist deploy` again")]
     CorruptInventory(String, String),
 
-    #[error("timed out after {seconds}s waiting for {what}")]
-    Timeout { seconds: u64, what: String },
+    #[error("timed out after {} waiting for {what}", humane(*.waited))]
+    Timeout {
+        waited: std::time::Duration,
+        what: String,
+    },
 }
 
 impl KubeError {
@@ -78,3 +81,14 @@ impl KubeError {
 }
 
 pub type Result<T, E = KubeError> = std::result::Result<T, E>;
+
+/// `500ms`, `3s`, `2.5s`.
+fn humane(d: std::time::Duration) -> String {
+    if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}

@@ -84,11 +84,13 @@ pub async fn teardown(set: &mut ApplySet, opts: &TeardownOptions) -> Result<Tear
     let deadline = tokio::time::Instant::now() + opts.timeout;
     while !pending.is_empty() {
         let mut still = BTreeSet::new();
+        let mut present: Vec<ObjectKey> = Vec::new();
         for entry in &pending {
             if let Some((_, keys)) = set.list(entry, &selector).await?
                 && !keys.is_empty()
             {
                 still.insert(*entry);
+                present.extend(keys);
             }
         }
         pending = still;
@@ -96,12 +98,18 @@ pub async fn teardown(set: &mut ApplySet, opts: &TeardownOptions) -> Result<Tear
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            let what: Vec<String> = pending.iter().map(|e| e.kind.clone()).collect();
+            let what: Vec<String> = present.iter().take(10).map(|k| k.to_string()).collect();
+            let more = present.len().saturating_sub(10);
             return Err(KubeError::Timeout {
-                seconds: opts.timeout.as_secs(),
+                waited: opts.timeout,
                 what: format!(
-                    "hoist's objects to be deleted (still present: {})",
-                    what.join(", ")
+                    "hoist's objects to be deleted (still present: {}{}; a finalizer may hold them)",
+                    what.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
                 ),
             });
         }
@@ -128,7 +136,7 @@ pub async fn teardown(set: &mut ApplySet, opts: &TeardownOptions) -> Result<Tear
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(KubeError::Timeout {
-                    seconds: opts.timeout.as_secs(),
+                    waited: opts.timeout,
                     what: format!("{what} to be deleted"),
                 });
             }

@@ -277,3 +277,62 @@ async fn bad_objects_are_refused_with_their_index() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_names_what_a_finalizer_holds() {
+    let c = common::Cluster::start().await;
+    let (target, client) = c.target("shop", "ann").await;
+    let mut set = ApplySet::new(client, &target);
+    let mut held = cm("held", "1");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    set.apply(
+        desired(vec![("web", held), ("web", cm("free", "1"))]),
+        PruneScope::All,
+    )
+    .await
+    .unwrap();
+    let opts = hoist_kube::teardown::TeardownOptions {
+        timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let err = hoist_kube::teardown::teardown(&mut set, &opts)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "timed out after 500ms waiting for hoist's objects to be deleted (still present: ConfigMap/held in namespace shop-ann; a finalizer may hold them)"
+    );
+    // Released: a second `hoist down` finishes the job (the inventory survived).
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &c.kubeconfig)
+        .args([
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "shop-ann",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hoist_kube::teardown::teardown(&mut set, &Default::default())
+        .await
+        .unwrap();
+    let left = c.kubectl_json(&[
+        "get",
+        "configmaps",
+        "-n",
+        "shop-ann",
+        "-l",
+        "hoist.dev/project=shop",
+    ]);
+    assert_eq!(left["items"].as_array().unwrap().len(), 0, "{left}");
+    c.stop().await;
+}
