@@ -51,6 +51,10 @@ pub enum Command {
     /// Run the embedded Kubernetes-compatible dev cluster.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Render, apply (server-side), prune and wait for readiness; images must exist.
+    Deploy(commands::deploy::DeployArgs),
+    /// Delete everything hoist deployed for this project and developer.
+    Down(commands::down::DownArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(commands::completions::CompletionsArgs),
 }

@@ -2,6 +2,8 @@
 
 pub mod cluster;
 pub mod completions;
+pub mod deploy;
+pub mod down;
 pub mod image;
 pub mod image_build;
 pub mod init;
@@ -25,6 +27,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Image(a) => image::run(a, g),
         Command::Registry(a) => registry::run(a, g),
         Command::Cluster(a) => cluster::run(a, g),
+        Command::Deploy(a) => deploy::run(a, g),
+        Command::Down(a) => down::run(a, g),
         Command::Completions(a) => completions::run(a),
     }
 }
