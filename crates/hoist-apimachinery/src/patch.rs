@@ -492,6 +492,20 @@ fn merge_list(
                     .map(|m| strip(&Value::Object(m.clone())))
                     .collect());
             }
+            if original.is_none() {
+                // A list the original lacks takes the patch's items as they are, duplicate
+                // keys included (only its deletions above and directives are dropped), as
+                // kubectl does: there is nothing to merge them into.
+                let items: Vec<Value> = plain
+                    .iter()
+                    .map(|m| strip(&Value::Object((*m).clone())))
+                    .collect();
+                let lt = ListType::Map { keys };
+                return Ok(match order {
+                    None => items,
+                    Some(order) => normalize_order(items, order, &[], &lt),
+                });
+            }
             let server_order = result.clone();
             for m in &plain {
                 let Some(kv) = m.get(key) else {
@@ -1004,6 +1018,24 @@ mod tests {
         assert!(
             strategic_merge_patch(&svc, &json!([1]), &BuiltinMergeSchema::new("", "Service"))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn smp_new_keyed_list_keeps_duplicate_keys_and_drops_deletions() {
+        // Checked against `kubectl patch --local`: a keyed list absent from the original
+        // keeps the patch's items as given (duplicates too), minus deletion items.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c1", "image": "a:0"}]}});
+        let out = smp(
+            &pod,
+            json!({"spec": {"containers": [{"name": "c1", "env": [
+                {"name": "D", "value": "p1"}, {"name": "D", "value": "p1"},
+                {"name": "X", "$patch": "delete"}]}]}}),
+        );
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "D", "value": "p1"}, {"name": "D", "value": "p1"}])
         );
     }
 
