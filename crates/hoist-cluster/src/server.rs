@@ -220,6 +220,7 @@ async fn serve_inner(
     };
     let accept = header("accept");
     let content_type = header("content-type");
+    let user_agent = header("user-agent");
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
     let path = req.uri().path().to_string();
@@ -292,6 +293,7 @@ async fn serve_inner(
                     query,
                     accept,
                     content_type,
+                    user_agent,
                     body,
                 },
             )

@@ -308,8 +308,9 @@ fn server_side_apply_conflicts_and_force() {
     assert_eq!(c.json(&["get", "deploy", "api"])["spec"]["replicas"], 5);
     std::fs::write(f, manifest(2, "busybox:1")).unwrap();
     let err = c.fails(&["apply", "--server-side", "-f", f]);
+    // `kubectl scale` sends no fieldManager: the manager is named from its User-Agent.
     assert!(
-        err.contains("conflict") && err.contains(".spec.replicas"),
+        err.contains(r#"conflict with "kubectl" using apps/v1: .spec.replicas"#),
         "{err}"
     );
     let out = c.ok(&["apply", "--server-side", "--force-conflicts", "-f", f]);

@@ -24,6 +24,8 @@ pub struct Request {
     pub query: Query,
     pub accept: String,
     pub content_type: String,
+    /// Names the field manager of writes that do not set `fieldManager`.
+    pub user_agent: String,
     pub body: Bytes,
 }
 

@@ -15,13 +15,14 @@ use crate::routes::Target;
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{Write, Written};
 
-/// The field manager of a non-apply write (kubectl sends one; default like Kubernetes').
+/// The field manager of a non-apply write: `fieldManager`, else, as Kubernetes does,
+/// the User-Agent up to its first `/` (`kubectl/v1.32 …` → `kubectl`).
 pub fn manager(req: &Request) -> String {
-    req.query
-        .get("fieldManager")
-        .filter(|m| !m.is_empty())
-        .unwrap_or("unknown")
-        .to_string()
+    if let Some(m) = req.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let ua = hoist_apimachinery::apply::default_manager(&req.user_agent);
+    if ua.is_empty() { "unknown".into() } else { ua }
 }
 
 /// Per-request write options: `?dryRun=All` and `?fieldValidation=Strict`.
