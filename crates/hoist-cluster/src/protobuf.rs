@@ -3,13 +3,19 @@
 //! client-go's typed clients (e.g. `kubectl create namespace|configmap|secret`) send
 //! `application/vnd.kubernetes.protobuf` and do not fall back to JSON. The server answers
 //! in JSON; only these request bodies are decoded: Namespace, ConfigMap, Secret,
-//! ServiceAccount, and the parts of Deployment and Job that `kubectl create deployment|job`
-//! send (field numbers from k8s.io/api generated.proto). Anything else is a 415.
+//! ServiceAccount, Service, and the parts of Deployment, Job, CronJob and the rbac/v1
+//! kinds (Role, ClusterRole, RoleBinding, ClusterRoleBinding) that `kubectl create ...`
+//! sends (field numbers from k8s.io/api generated.proto). Anything else is a 415.
+//!
+//! ClusterRole's `aggregationRule` (field 3) is not decoded: `kubectl create clusterrole
+//! --aggregation-rule` bodies are refused rather than stored without it.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
 const MAGIC: &[u8] = b"k8s\x00";
+const RBAC: &str = "rbac.authorization.k8s.io/v1";
+const UNDERSTOOD: &str = "Namespace, ConfigMap, Secret, ServiceAccount, Service, Deployment, Job, CronJob, Role, ClusterRole, RoleBinding and ClusterRoleBinding";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -117,13 +123,13 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
             (1, Field::Bytes(b)) => {
                 m.insert("name".into(), Value::String(string(b)?));
             }
-            (2, Field::Bytes(b)) => {
+            (2, Field::Bytes(b @ [_, ..])) => {
                 m.insert("generateName".into(), Value::String(string(b)?));
             }
-            (3, Field::Bytes(b)) => {
+            (3, Field::Bytes(b @ [_, ..])) => {
                 m.insert("namespace".into(), Value::String(string(b)?));
             }
-            (6, Field::Bytes(b)) => {
+            (6, Field::Bytes(b @ [_, ..])) => {
                 m.insert("resourceVersion".into(), Value::String(string(b)?));
             }
             (11, Field::Bytes(b)) => {
@@ -277,6 +283,174 @@ fn workload_spec(kind: &str, b: &[u8]) -> Result<Value, DecodeError> {
     Ok(spec)
 }
 
+/// Reads every string of a `repeated string` field `num` into `out[name]`.
+fn push_string(obj: &mut Value, name: &str, b: &[u8]) -> Result<(), DecodeError> {
+    if !obj.get(name).is_some_and(Value::is_array) {
+        obj[name] = json!([]);
+    }
+    if let Some(a) = obj[name].as_array_mut() {
+        a.push(Value::String(string(b)?));
+    }
+    Ok(())
+}
+
+/// IntOrString: type = 1 (0 int, 1 string), intVal = 2, strVal = 3.
+fn int_or_string(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let (mut is_str, mut int, mut s) = (false, 0i32, String::new());
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Varint(v)) => is_str = v == 1,
+            (2, Field::Varint(v)) => int = v as i32,
+            (3, Field::Bytes(b)) => s = string(b)?,
+            _ => {}
+        }
+    }
+    Ok(if is_str { Value::String(s) } else { json!(int) })
+}
+
+/// ServicePort: name 1, protocol 2, port 3, targetPort 4, nodePort 5, appProtocol 6.
+fn service_port(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut p = Map::new();
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b @ [_, ..])) => {
+                p.insert("name".into(), Value::String(string(b)?));
+            }
+            (2, Field::Bytes(b)) => {
+                p.insert("protocol".into(), Value::String(string(b)?));
+            }
+            (3, Field::Varint(v)) => {
+                p.insert("port".into(), json!(v as i32));
+            }
+            (4, Field::Bytes(b)) => {
+                p.insert("targetPort".into(), int_or_string(b)?);
+            }
+            (5, Field::Varint(v)) => {
+                p.insert("nodePort".into(), json!(v as i32));
+            }
+            (6, Field::Bytes(b @ [_, ..])) => {
+                p.insert("appProtocol".into(), Value::String(string(b)?));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(p))
+}
+
+/// ServiceSpec: ports 1, selector 2, clusterIP 3, type 4, externalIPs 5,
+/// sessionAffinity 7, externalName 10, clusterIPs 18.
+fn service_spec(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut spec = json!({});
+    let mut ports = Vec::new();
+    let mut selector = Map::new();
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => ports.push(service_port(b)?),
+            (2, Field::Bytes(b)) => {
+                let (k, v) = map_entry(b, false)?;
+                selector.insert(k, v);
+            }
+            (3, Field::Bytes(b @ [_, ..])) => spec["clusterIP"] = Value::String(string(b)?),
+            (4, Field::Bytes(b)) => spec["type"] = Value::String(string(b)?),
+            (5, Field::Bytes(b)) => push_string(&mut spec, "externalIPs", b)?,
+            (7, Field::Bytes(b @ [_, ..])) => spec["sessionAffinity"] = Value::String(string(b)?),
+            (10, Field::Bytes(b @ [_, ..])) => spec["externalName"] = Value::String(string(b)?),
+            (18, Field::Bytes(b)) => push_string(&mut spec, "clusterIPs", b)?,
+            _ => {}
+        }
+    }
+    if !ports.is_empty() {
+        spec["ports"] = Value::Array(ports);
+    }
+    if !selector.is_empty() {
+        spec["selector"] = Value::Object(selector);
+    }
+    Ok(spec)
+}
+
+/// CronJobSpec: schedule 1, startingDeadlineSeconds 2, concurrencyPolicy 3, suspend 4,
+/// jobTemplate 5 (JobTemplateSpec: metadata 1, spec 2), successfulJobsHistoryLimit 6,
+/// failedJobsHistoryLimit 7, timeZone 8.
+fn cronjob_spec(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut spec = json!({});
+    while let Some((n, f)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => spec["schedule"] = Value::String(string(b)?),
+            (2, Field::Varint(v)) => spec["startingDeadlineSeconds"] = json!(v as i64),
+            (3, Field::Bytes(b @ [_, ..])) => spec["concurrencyPolicy"] = Value::String(string(b)?),
+            (4, Field::Varint(v)) => spec["suspend"] = Value::Bool(v != 0),
+            (5, Field::Bytes(b)) => {
+                let mut t = Reader::new(b);
+                let mut tmpl = json!({});
+                while let Some((n, f)) = t.next()? {
+                    match (n, f) {
+                        (1, Field::Bytes(b)) => tmpl["metadata"] = object_meta(b)?,
+                        (2, Field::Bytes(b)) => tmpl["spec"] = workload_spec("Job", b)?,
+                        _ => {}
+                    }
+                }
+                spec["jobTemplate"] = tmpl;
+            }
+            (6, Field::Varint(v)) => spec["successfulJobsHistoryLimit"] = json!(v as i32),
+            (7, Field::Varint(v)) => spec["failedJobsHistoryLimit"] = json!(v as i32),
+            (8, Field::Bytes(b)) => spec["timeZone"] = Value::String(string(b)?),
+            _ => {}
+        }
+    }
+    Ok(spec)
+}
+
+/// PolicyRule: verbs 1, apiGroups 2, resources 3, resourceNames 4, nonResourceURLs 5.
+fn policy_rule(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut rule = json!({"verbs": []});
+    while let Some((n, f)) = r.next()? {
+        let name = match n {
+            1 => "verbs",
+            2 => "apiGroups",
+            3 => "resources",
+            4 => "resourceNames",
+            5 => "nonResourceURLs",
+            _ => continue,
+        };
+        if let Field::Bytes(b) = f {
+            push_string(&mut rule, name, b)?;
+        }
+    }
+    Ok(rule)
+}
+
+/// Subject: kind 1, apiGroup 2, name 3, namespace 4; RoleRef: apiGroup 1, kind 2, name 3.
+fn string_fields(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut m = Map::new();
+    while let Some((n, f)) = r.next()? {
+        // gogo-protobuf writes unset strings as empty; JSON (omitempty) leaves them out.
+        if let (Some((_, name)), Field::Bytes(b @ [_, ..])) =
+            (names.iter().find(|(k, _)| *k == n), f)
+        {
+            m.insert((*name).into(), Value::String(string(b)?));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+const SUBJECT: &[(u64, &str)] = &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")];
+const ROLE_REF: &[(u64, &str)] = &[(1, "apiGroup"), (2, "kind"), (3, "name")];
+
+fn push_value(obj: &mut Value, name: &str, v: Value) {
+    if !obj.get(name).is_some_and(Value::is_array) {
+        obj[name] = json!([]);
+    }
+    if let Some(a) = obj[name].as_array_mut() {
+        a.push(v);
+    }
+}
+
 /// Decodes an enveloped protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
@@ -335,15 +509,39 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             ("v1", "ConfigMap", 4, Field::Varint(v)) | ("v1", "Secret", 5, Field::Varint(v)) => {
                 obj["immutable"] = Value::Bool(v != 0)
             }
-            ("v1", "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount", _, _) => {}
+            ("v1", "Service", 2, Field::Bytes(b)) => obj["spec"] = service_spec(b)?,
+            ("v1", "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount" | "Service", _, _) => {}
             ("apps/v1", "Deployment", 1, Field::Bytes(b))
             | ("batch/v1", "Job", 1, Field::Bytes(b)) => obj["metadata"] = object_meta(b)?,
             ("apps/v1", "Deployment", 2, Field::Bytes(b))
             | ("batch/v1", "Job", 2, Field::Bytes(b)) => obj["spec"] = workload_spec(&kind, b)?,
-            ("apps/v1", "Deployment", _, _) | ("batch/v1", "Job", _, _) => {}
+            ("batch/v1", "CronJob", 1, Field::Bytes(b)) => obj["metadata"] = object_meta(b)?,
+            ("batch/v1", "CronJob", 2, Field::Bytes(b)) => obj["spec"] = cronjob_spec(b)?,
+            ("apps/v1", "Deployment", _, _) | ("batch/v1", "Job" | "CronJob", _, _) => {}
+            (
+                RBAC,
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+                1,
+                Field::Bytes(b),
+            ) => obj["metadata"] = object_meta(b)?,
+            (RBAC, "Role" | "ClusterRole", 2, Field::Bytes(b)) => {
+                push_value(&mut obj, "rules", policy_rule(b)?)
+            }
+            (RBAC, "ClusterRole", 3, Field::Bytes(_)) => {
+                return err(
+                    "protobuf ClusterRole bodies with an aggregationRule are not understood; send JSON (e.g. kubectl apply -f)",
+                );
+            }
+            (RBAC, "RoleBinding" | "ClusterRoleBinding", 2, Field::Bytes(b)) => {
+                push_value(&mut obj, "subjects", string_fields(b, SUBJECT)?)
+            }
+            (RBAC, "RoleBinding" | "ClusterRoleBinding", 3, Field::Bytes(b)) => {
+                obj["roleRef"] = string_fields(b, ROLE_REF)?
+            }
+            (RBAC, "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding", _, _) => {}
             _ => {
                 return err(format!(
-                    "protobuf request bodies are only understood for Namespace, ConfigMap, Secret, ServiceAccount, Deployment and Job (got {api_version} {kind}); send JSON"
+                    "protobuf request bodies are only understood for {UNDERSTOOD} (got {api_version} {kind}); send JSON (e.g. kubectl apply -f)"
                 ));
             }
         }
@@ -380,6 +578,36 @@ mod tests {
             v,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "labels": {"a": "b"}}, "data": {"k": "v"}})
         );
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let tm = [field(1, api_version.as_bytes()), field(2, kind.as_bytes())].concat();
+        [MAGIC.to_vec(), field(1, &tm), field(2, raw)].concat()
+    }
+
+    #[test]
+    fn decodes_a_service_port_with_a_named_target_port() {
+        // IntOrString{type: 1 (string), strVal: "web"}; port 3 = 80 (varint).
+        let target = [vec![0x08, 0x01], field(3, b"web")].concat();
+        let port = [field(2, b"TCP"), vec![0x18, 80], field(4, &target)].concat();
+        let spec = [field(1, &port), field(4, b"ClusterIP"), field(3, b"")].concat();
+        let raw = [field(1, &field(1, b"s")), field(2, &spec)].concat();
+        let v = decode(&envelope("v1", "Service", &raw)).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"ports": [{"protocol": "TCP", "port": 80, "targetPort": "web"}], "type": "ClusterIP"})
+        );
+    }
+
+    #[test]
+    fn unserved_kinds_are_refused_by_name() {
+        let raw = field(1, &field(1, b"pdb"));
+        let e = decode(&envelope("policy/v1", "PodDisruptionBudget", &raw)).unwrap_err();
+        assert!(e.0.contains("policy/v1 PodDisruptionBudget"), "{e}");
+        assert!(e.0.contains("CronJob, Role, ClusterRole"), "{e}");
+        let agg = [field(1, &field(1, b"a")), field(3, b"")].concat();
+        let e = decode(&envelope(RBAC, "ClusterRole", &agg)).unwrap_err();
+        assert!(e.0.contains("aggregationRule"), "{e}");
     }
 
     #[test]

@@ -449,3 +449,168 @@ fn garbage_collection_follows_owner_references() {
     c.fails(&["get", "cm", "owner3"]);
     c.fails(&["get", "cm", "dep1"]);
 }
+
+/// `kubectl create service|cronjob|role|...` send protobuf bodies (no JSON fallback);
+/// each stored object is checked field by field.
+#[test]
+fn typed_creates_of_services_cronjobs_and_rbac_decode_protobuf() {
+    use serde_json::json;
+    let c = TestCluster::start();
+    for ty in ["clusterip", "nodeport", "loadbalancer"] {
+        let name = format!("svc-{ty}");
+        c.ok(&["create", "service", ty, &name, "--tcp=80:8080"]);
+        let s = c.json(&["get", "svc", &name]);
+        let port = &s["spec"]["ports"][0];
+        assert_eq!(port["port"], 80, "{s}");
+        assert_eq!(port["targetPort"], 8080, "{s}");
+        assert_eq!(port["protocol"], "TCP", "{s}");
+        assert_eq!(port["name"], "80-8080", "{s}");
+        assert_eq!(s["spec"]["selector"], json!({"app": name}), "{s}");
+        let want = match ty {
+            "clusterip" => "ClusterIP",
+            "nodeport" => "NodePort",
+            _ => "LoadBalancer",
+        };
+        assert_eq!(s["spec"]["type"], want, "{s}");
+    }
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np2",
+        "--tcp=81:web",
+        "--node-port=30081",
+    ]);
+    let s = c.json(&["get", "svc", "np2"]);
+    assert_eq!(s["spec"]["ports"][0]["targetPort"], "web", "{s}");
+    assert_eq!(s["spec"]["ports"][0]["nodePort"], 30081, "{s}");
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "headless",
+        "--clusterip=None",
+    ]);
+    assert_eq!(
+        c.json(&["get", "svc", "headless"])["spec"]["clusterIP"],
+        "None"
+    );
+    c.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name=db.example.com",
+        "--tcp=80:8080",
+    ]);
+    let s = c.json(&["get", "svc", "ext"]);
+    assert_eq!(s["spec"]["type"], "ExternalName", "{s}");
+    assert_eq!(s["spec"]["externalName"], "db.example.com", "{s}");
+
+    c.ok(&[
+        "create",
+        "cronjob",
+        "cj",
+        "--image=busybox",
+        "--schedule=*/1 * * * *",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    let cj = c.json(&["get", "cronjob", "cj"]);
+    assert_eq!(cj["spec"]["schedule"], "*/1 * * * *", "{cj}");
+    let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["command"],
+        json!(["echo", "hi"]),
+        "{cj}"
+    );
+    assert_eq!(pod["containers"][0]["image"], "busybox", "{cj}");
+    assert_eq!(pod["restartPolicy"], "OnFailure", "{cj}");
+    assert_eq!(cj["spec"]["jobTemplate"]["metadata"]["name"], "cj", "{cj}");
+
+    c.ok(&[
+        "create",
+        "role",
+        "r1",
+        "--verb=get",
+        "--verb=list",
+        "--resource=pods",
+        "--resource=deployments.apps",
+        "--resource-name=p1",
+    ]);
+    let r = c.json(&["get", "role", "r1"]);
+    assert_eq!(
+        r["rules"],
+        json!([
+            {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["p1"]},
+            {"verbs": ["get", "list"], "apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["p1"]}
+        ]),
+        "{r}"
+    );
+    c.ok(&[
+        "create",
+        "clusterrole",
+        "cr1",
+        "--verb=get",
+        "--non-resource-url=/healthz",
+    ]);
+    let cr = c.json(&["get", "clusterrole", "cr1"]);
+    assert_eq!(
+        cr["rules"],
+        json!([{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}]),
+        "{cr}"
+    );
+    let err = c.fails(&["create", "clusterrole", "agg", "--aggregation-rule=a=b"]);
+    assert!(err.contains("aggregationRule"), "{err}");
+
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "rb1",
+        "--role=r1",
+        "--user=u",
+        "--serviceaccount=default:sa1",
+        "--group=g",
+    ]);
+    let rb = c.json(&["get", "rolebinding", "rb1"]);
+    assert_eq!(
+        rb["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r1"}),
+        "{rb}"
+    );
+    assert_eq!(
+        rb["subjects"],
+        json!([
+            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u"},
+            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g"},
+            {"kind": "ServiceAccount", "name": "sa1", "namespace": "default"}
+        ]),
+        "{rb}"
+    );
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "crb1",
+        "--clusterrole=cr1",
+        "--user=u",
+    ]);
+    let crb = c.json(&["get", "clusterrolebinding", "crb1"]);
+    assert_eq!(
+        crb["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cr1"}),
+        "{crb}"
+    );
+    assert_eq!(
+        crb["subjects"],
+        json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u"}]),
+        "{crb}"
+    );
+
+    // ResourceQuota is not served: a 404 before any body is decoded.
+    let err = c.fails(&["create", "quota", "q", "--hard=pods=2"]);
+    assert!(
+        err.contains("could not find the requested resource"),
+        "{err}"
+    );
+}
