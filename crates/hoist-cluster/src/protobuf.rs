@@ -120,7 +120,7 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     let mut finalizers = Vec::new();
     while let Some((n, f)) = r.next()? {
         match (n, f) {
-            (1, Field::Bytes(b)) => {
+            (1, Field::Bytes(b @ [_, ..])) => {
                 m.insert("name".into(), Value::String(string(b)?));
             }
             (2, Field::Bytes(b @ [_, ..])) => {
@@ -176,7 +176,7 @@ fn container(b: &[u8]) -> Result<Value, DecodeError> {
             }
             (3, Field::Bytes(b)) => strings(b, &mut command)?,
             (4, Field::Bytes(b)) => strings(b, &mut args)?,
-            (5, Field::Bytes(b)) => {
+            (5, Field::Bytes(b @ [_, ..])) => {
                 c.insert("workingDir".into(), Value::String(string(b)?));
             }
             (6, Field::Bytes(b)) => {
@@ -205,7 +205,7 @@ fn container(b: &[u8]) -> Result<Value, DecodeError> {
             (8, Field::Bytes(_)) => {
                 c.insert("resources".into(), json!({}));
             }
-            (14, Field::Bytes(b)) => {
+            (14, Field::Bytes(b @ [_, ..])) => {
                 c.insert("imagePullPolicy".into(), Value::String(string(b)?));
             }
             _ => {}
@@ -327,7 +327,8 @@ fn service_port(b: &[u8]) -> Result<Value, DecodeError> {
             (4, Field::Bytes(b)) => {
                 p.insert("targetPort".into(), int_or_string(b)?);
             }
-            (5, Field::Varint(v)) => {
+            // 0 means unset (JSON omitempty): the server allocates nothing for it.
+            (5, Field::Varint(v)) if v != 0 => {
                 p.insert("nodePort".into(), json!(v as i32));
             }
             (6, Field::Bytes(b @ [_, ..])) => {

@@ -472,6 +472,12 @@ fn typed_creates_of_services_cronjobs_and_rbac_decode_protobuf() {
             _ => "LoadBalancer",
         };
         assert_eq!(s["spec"]["type"], want, "{s}");
+        if ty == "clusterip" {
+            assert!(
+                port.get("nodePort").is_none(),
+                "an unset nodePort is omitted: {s}"
+            );
+        }
     }
     c.ok(&[
         "create",
@@ -528,6 +534,17 @@ fn typed_creates_of_services_cronjobs_and_rbac_decode_protobuf() {
     assert_eq!(pod["containers"][0]["image"], "busybox", "{cj}");
     assert_eq!(pod["restartPolicy"], "OnFailure", "{cj}");
     assert_eq!(cj["spec"]["jobTemplate"]["metadata"]["name"], "cj", "{cj}");
+    // Strings gogo-protobuf sends empty when unset are omitted, as JSON clients would.
+    let c0 = &pod["containers"][0];
+    for unset in ["imagePullPolicy", "workingDir"] {
+        assert!(c0.get(unset).is_none(), "{unset} should be omitted: {cj}");
+    }
+    assert!(
+        cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+            .get("name")
+            .is_none(),
+        "{cj}"
+    );
 
     c.ok(&[
         "create",
