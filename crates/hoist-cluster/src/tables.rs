@@ -1,0 +1,279 @@
+//! `meta.k8s.io/v1` Table output for `kubectl get`, with per-kind columns.
+
+use serde_json::{Value, json};
+
+use crate::clock::human_age;
+use crate::registry::{Columns, ResourceKind};
+
+fn col(name: &str, ty: &str, format: &str, priority: u8) -> Value {
+    json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+}
+
+fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+    obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn i(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn definitions(c: Columns) -> Vec<Value> {
+    let name = col("Name", "string", "name", 0);
+    let age = col("Age", "string", "", 0);
+    match c {
+        Columns::Pod => vec![
+            name,
+            col("Ready", "string", "", 0),
+            col("Status", "string", "", 0),
+            col("Restarts", "string", "", 0),
+            age,
+            col("IP", "string", "", 1),
+            col("Node", "string", "", 1),
+        ],
+        Columns::Deployment => vec![
+            name,
+            col("Ready", "string", "", 0),
+            col("Up-to-date", "integer", "", 0),
+            col("Available", "integer", "", 0),
+            age,
+        ],
+        Columns::Service => vec![
+            name,
+            col("Type", "string", "", 0),
+            col("Cluster-IP", "string", "", 0),
+            col("External-IP", "string", "", 0),
+            col("Port(s)", "string", "", 0),
+            age,
+            col("Selector", "string", "", 1),
+        ],
+        Columns::Namespace => vec![name, col("Status", "string", "", 0), age],
+        Columns::ConfigMap => vec![name, col("Data", "integer", "", 0), age],
+        Columns::Secret => vec![
+            name,
+            col("Type", "string", "", 0),
+            col("Data", "integer", "", 0),
+            age,
+        ],
+        Columns::Default => vec![name, age],
+    }
+}
+
+fn cells(c: Columns, o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let age = json!(human_age(s(o, "/metadata/creationTimestamp")));
+    match c {
+        Columns::Pod => {
+            let containers = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let ready = statuses.map_or(0, |a| {
+                a.iter().filter(|c| c["ready"] == json!(true)).count()
+            });
+            let restarts: i64 = statuses.map_or(0, |a| {
+                a.iter()
+                    .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                    .sum()
+            });
+            let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else {
+                let p = s(o, "/status/phase");
+                if p.is_empty() { "Pending" } else { p }
+            };
+            let ip = s(o, "/status/podIP");
+            let node = s(o, "/spec/nodeName");
+            vec![
+                name,
+                json!(format!("{ready}/{containers}")),
+                json!(status),
+                json!(restarts.to_string()),
+                age,
+                json!(if ip.is_empty() { "<none>" } else { ip }),
+                json!(if node.is_empty() { "<none>" } else { node }),
+            ]
+        }
+        Columns::Deployment => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                i(o, "/status/readyReplicas"),
+                o.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            )),
+            json!(i(o, "/status/updatedReplicas")),
+            json!(i(o, "/status/availableReplicas")),
+            age,
+        ],
+        Columns::Service => {
+            let ports = o
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let proto = p["protocol"].as_str().unwrap_or("TCP");
+                            match p["nodePort"].as_i64() {
+                                Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                                None => format!("{}/{proto}", p["port"]),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            let ty = s(o, "/spec/type");
+            let ip = s(o, "/spec/clusterIP");
+            let selector = o
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(if ty.is_empty() { "ClusterIP" } else { ty }),
+                json!(if ip.is_empty() { "<none>" } else { ip }),
+                json!("<none>"),
+                json!(ports),
+                age,
+                json!(selector),
+            ]
+        }
+        Columns::Namespace => vec![name, json!(s(o, "/status/phase")), age],
+        Columns::ConfigMap => {
+            let n = ["data", "binaryData"]
+                .iter()
+                .map(|f| o.get(*f).and_then(Value::as_object).map_or(0, |m| m.len()))
+                .sum::<usize>();
+            vec![name, json!(n), age]
+        }
+        Columns::Secret => {
+            let n = o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            let ty = s(o, "/type");
+            vec![
+                name,
+                json!(if ty.is_empty() { "Opaque" } else { ty }),
+                json!(n),
+                age,
+            ]
+        }
+        Columns::Default => vec![name, age],
+    }
+}
+
+/// Value at a simple JSONPath (`.spec.size`, `.status.conditions[0].type`) as a cell.
+fn json_path_cell(o: &Value, path: &str) -> Value {
+    let mut cur = o;
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        let (field, index) = match part.split_once('[') {
+            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        cur = match cur.get(field) {
+            Some(v) => v,
+            None => return Value::Null,
+        };
+        if let Some(i) = index {
+            cur = match cur.get(i) {
+                Some(v) => v,
+                None => return Value::Null,
+            };
+        }
+    }
+    cur.clone()
+}
+
+/// The Table for `objects`; rows carry PartialObjectMetadata (or the object itself).
+pub fn table(kind: &ResourceKind, objects: &[Value], rv: &str, include_object: bool) -> Value {
+    if !kind.printer_columns.is_empty() {
+        return custom_table(kind, objects, rv, include_object);
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let object = if include_object {
+                o.clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+            };
+            json!({"cells": cells(kind.columns, o), "object": object})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": definitions(kind.columns),
+        "rows": rows,
+    })
+}
+
+/// Tables of custom resources with `additionalPrinterColumns`: Name, the columns, Age.
+fn custom_table(kind: &ResourceKind, objects: &[Value], rv: &str, include_object: bool) -> Value {
+    let mut defs = vec![col("Name", "string", "name", 0)];
+    let mut has_age = false;
+    for c in &kind.printer_columns {
+        let ty = if c.type_ == "date" {
+            "date"
+        } else {
+            c.type_.as_str()
+        };
+        has_age |= c.json_path == ".metadata.creationTimestamp";
+        defs.push(col(
+            &c.name,
+            if ty == "date" { "string" } else { ty },
+            "",
+            c.priority.clamp(0, 255) as u8,
+        ));
+    }
+    if !has_age {
+        defs.push(col("Age", "string", "", 0));
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![json!(s(o, "/metadata/name"))];
+            for c in &kind.printer_columns {
+                let v = json_path_cell(o, &c.json_path);
+                cells.push(match (c.type_.as_str(), v.as_str()) {
+                    ("date", Some(t)) => json!(human_age(t)),
+                    _ => v,
+                });
+            }
+            if !has_age {
+                cells.push(json!(human_age(s(o, "/metadata/creationTimestamp"))));
+            }
+            let object = if include_object {
+                o.clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}
