@@ -15,6 +15,7 @@ pub mod discovery;
 mod handlers;
 pub mod http;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod machinery;
 pub mod objects;
 pub mod openapi;

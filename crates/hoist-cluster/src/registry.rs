@@ -16,6 +16,7 @@ pub enum Columns {
     Namespace,
     ConfigMap,
     Secret,
+    Node,
 }
 
 /// One served resource (a group/version/kind and its REST shape).
@@ -204,17 +205,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             Default,
             false,
         ),
-        builtin(
-            "",
-            "v1",
-            "Node",
-            "nodes",
-            &["no"],
-            false,
-            true,
-            Default,
-            false,
-        ),
+        builtin("", "v1", "Node", "nodes", &["no"], false, true, Node, false),
         builtin(
             "apps",
             "v1",

@@ -1,0 +1,242 @@
+//! The kubelet end to end with real runc and real kubectl (as root; skipped otherwise):
+//! a pod built from a `scratch` + busybox image runs, is Ready, serves its page, shows
+//! CrashLoopBackOff with the exit code when it fails, and leaves nothing behind.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hoist_cluster::kubelet::{self, KubeletConfig};
+use hoist_oci::manifest::ImageConfig;
+use hoist_oci::{Digest, LayerBuilder, LayerSpec, LocalStore, Platform, RawManifest, Reference};
+
+const IMAGE: &str = "hoist.test/web:1";
+const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
+
+/// A `scratch` image with /bin/busybox, a few applets and /www/index.html, in a store.
+fn busybox_store(dir: &Path) -> std::path::PathBuf {
+    let stage = dir.join("stage");
+    for d in ["bin", "www", "tmp"] {
+        std::fs::create_dir_all(stage.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
+    for applet in ["sh", "httpd", "cat", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
+    let mut b = LayerBuilder::new().fast();
+    b.add(&LayerSpec {
+        from: stage.clone(),
+        to: "/".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let layer = b.build().unwrap();
+    let mut config = ImageConfig::empty(&Platform::linux_amd64());
+    let cc = config.config.as_mut().unwrap();
+    cc.cmd = Some(vec!["sh".into()]);
+    cc.env = Some(vec!["PATH=/bin".into()]);
+    config.rootfs.diff_ids = vec![layer.diff_id.clone()];
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = Digest::of(&config_bytes);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer.digest.to_string(), "size": layer.blob.len()}],
+    });
+    let raw = RawManifest::new(serde_json::to_vec(&manifest).unwrap(), None).unwrap();
+    let store_dir = dir.join("store");
+    let store = LocalStore::open(&store_dir).unwrap();
+    store
+        .put_image(
+            &Reference::parse(IMAGE).unwrap(),
+            &raw,
+            &[
+                (config_digest, &config_bytes[..]),
+                (layer.digest.clone(), &layer.blob[..]),
+            ],
+        )
+        .unwrap();
+    store_dir
+}
+
+fn runc_list(root: &Path) -> String {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-q"])
+        .output()
+        .expect("runc runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn netns_list() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 50 ms until it returns Some or `limit` passes.
+fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo serving $GREETING; exec httpd -f -p 80 -h /www"]
+    env: [{name: GREETING, value: hello}, {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+"#;
+
+const CRASH: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  containers:
+  - name: main
+    image: hoist.test/web:1
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo boom; exit 3"]
+"#;
+
+#[test]
+fn pods_run_report_status_crash_loop_and_clean_up() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let cluster = common::TestCluster::start();
+    let store = busybox_store(cluster.dir.path());
+    let k = cluster.dir.path().join("kubelet");
+    let cfg = KubeletConfig {
+        runc_root: k.join("runc"),
+        pods_dir: k.join("pods"),
+        image_cache: k.join("images"),
+        ipam_file: k.join("ipam.json"),
+        image_store: store,
+    };
+    let runc_root = cfg.runc_root.clone();
+    let app = cluster.server.as_ref().unwrap().app.clone();
+    let kubelet = {
+        let _rt = cluster.rt.enter();
+        kubelet::start(app, cfg).expect("kubelet starts")
+    };
+    // The node is registered and Ready.
+    let nodes = cluster.ok(&["get", "nodes"]);
+    assert!(
+        nodes.contains("hoist") && nodes.contains("Ready"),
+        "{nodes}"
+    );
+
+    let web = cluster.dir.path().join("web.yaml");
+    std::fs::write(&web, WEB).unwrap();
+    let started = Instant::now();
+    cluster.ok(&["apply", "-f", web.to_str().unwrap()]);
+    let pod = poll(Duration::from_secs(30), "web to be Ready", || {
+        let p = cluster.json(&["get", "pod", "web"]);
+        (p.pointer("/status/containerStatuses/0/ready") == Some(&serde_json::json!(true)))
+            .then_some(p)
+    });
+    eprintln!(
+        "pod create → Ready (kubectl polling included): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pod["spec"]["nodeName"], "hoist");
+    assert_eq!(pod["status"]["phase"], "Running");
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("127."), "pod IP {ip} must be loopback");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert!(cs["containerID"].as_str().unwrap().starts_with("runc://"));
+    assert!(cs["imageID"].as_str().unwrap().contains("@sha256:"));
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=20s"]);
+    let table = cluster.ok(&["get", "pods"]);
+    let line = table.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert!(line.contains("1/1") && line.contains("Running"), "{table}");
+
+    // The page is served inside the pod's network namespace.
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let netns = Path::new("/run/netns").join(format!("hoist-{uid}"));
+    let mut conn = hoist_runtime::connect(&netns, 80, Duration::from_secs(5)).unwrap();
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    assert!(resp.contains(PAGE), "{resp}");
+    assert!(runc_list(&runc_root).contains(&uid));
+
+    // A failing container: CrashLoopBackOff with its exit code in describe.
+    let crash = cluster.dir.path().join("crash.yaml");
+    std::fs::write(&crash, CRASH).unwrap();
+    cluster.ok(&["apply", "-f", crash.to_str().unwrap()]);
+    poll(Duration::from_secs(30), "CrashLoopBackOff", || {
+        let p = cluster.json(&["get", "pod", "crash"]);
+        (p.pointer("/status/containerStatuses/0/state/waiting/reason")
+            == Some(&serde_json::json!("CrashLoopBackOff")))
+        .then_some(())
+    });
+    let described = cluster.ok(&["describe", "pod", "crash"]);
+    eprintln!("{described}");
+    assert!(described.contains("CrashLoopBackOff"), "{described}");
+    assert!(
+        described.contains("Exit Code:    3"),
+        "exit code missing:\n{described}"
+    );
+    // describe lists the pod's events (found by involvedObject field selectors).
+    assert!(
+        described.contains("Back-off restarting failed container"),
+        "{described}"
+    );
+    let reasons = || -> Vec<String> {
+        cluster.json(&["get", "events"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let seen = reasons();
+    for reason in ["Scheduled", "Pulled", "Created", "Started", "BackOff"] {
+        assert!(
+            seen.iter().any(|r| r == reason),
+            "no {reason} event: {seen:?}"
+        );
+    }
+
+    // kubectl delete returns promptly (grace 2s; httpd as pid 1 ignores SIGTERM) and the
+    // runc container is gone.
+    let t = Instant::now();
+    cluster.ok(&["delete", "pod", "web", "--timeout=20s"]);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(!runc_list(&runc_root).contains(&uid));
+    assert!(!netns_list().contains(&uid));
+    assert!(reasons().iter().any(|r| r == "Killing"));
+
+    // Stopping the kubelet leaves no container and no namespace of its pods.
+    let crash_uid = cluster.json(&["get", "pod", "crash"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kubelet.shutdown();
+    assert_eq!(runc_list(&runc_root).trim(), "");
+    assert!(!netns_list().contains(&crash_uid));
+}
