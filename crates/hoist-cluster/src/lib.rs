@@ -28,6 +28,7 @@ pub mod storage;
 pub mod tables;
 pub mod tls;
 mod versions;
+pub mod workloads;
 
 pub use handlers::decode_body;
 pub use protobuf::decode as decode_protobuf;

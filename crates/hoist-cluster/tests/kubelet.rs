@@ -119,12 +119,8 @@ spec:
     command: ["sh", "-c", "echo boom; exit 3"]
 "#;
 
-#[test]
-fn pods_run_report_status_crash_loop_and_clean_up() {
-    if let Err(e) = hoist_runtime::check_host() {
-        eprintln!("SKIPPED: {e}");
-        return;
-    }
+/// A cluster with a kubelet whose image store holds [`IMAGE`]; returns the runc root.
+fn start_with_kubelet() -> (common::TestCluster, kubelet::Kubelet, std::path::PathBuf) {
     let cluster = common::TestCluster::start();
     let store = busybox_store(cluster.dir.path());
     let k = cluster.dir.path().join("kubelet");
@@ -141,6 +137,16 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
         let _rt = cluster.rt.enter();
         kubelet::start(app, cfg).expect("kubelet starts")
     };
+    (cluster, kubelet, runc_root)
+}
+
+#[test]
+fn pods_run_report_status_crash_loop_and_clean_up() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, runc_root) = start_with_kubelet();
     // The node is registered and Ready.
     let nodes = cluster.ok(&["get", "nodes"]);
     assert!(
@@ -239,4 +245,127 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
     kubelet.shutdown();
     assert_eq!(runc_list(&runc_root).trim(), "");
     assert!(!netns_list().contains(&crash_uid));
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: hoist.test/web:1
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo serving; exec httpd -f -p 80 -h /www"]
+        ports: [{name: http, containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+"#;
+
+fn ready_pods(cluster: &common::TestCluster) -> Vec<String> {
+    let table = cluster.ok(&["get", "pods", "-l", "app=web", "--no-headers"]);
+    table
+        .lines()
+        .filter(|l| l.contains("1/1") && l.contains("Running"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn deployment_rolls_out_serves_endpoints_and_rolls_updates_without_downtime() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, runc_root) = start_with_kubelet();
+    let file = cluster.dir.path().join("web.yaml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    let t = Instant::now();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let out = cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    eprintln!("2-replica deployment available in {:?}", t.elapsed());
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let first = ready_pods(&cluster);
+    assert_eq!(first.len(), 2, "{first:?}");
+    let d = cluster.json(&["get", "deployment", "web"]);
+    assert_eq!(d["status"]["availableReplicas"], 2);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let rs = cluster.json(&["get", "replicasets"]);
+    let rs0 = &rs["items"][0];
+    assert!(rs0["metadata"]["labels"]["pod-template-hash"].is_string());
+    assert_eq!(rs0["status"]["readyReplicas"], 2);
+    let get_deploy = cluster.ok(&["get", "deployment", "web", "--no-headers"]);
+    assert!(get_deploy.contains("2/2"), "{get_deploy}");
+
+    // Endpoints and the EndpointSlice list both ready pods on the named port.
+    let ep = poll(Duration::from_secs(10), "endpoints", || {
+        let ep = cluster.json(&["get", "endpoints", "web"]);
+        (ep.pointer("/subsets/0/addresses")
+            .and_then(|a| a.as_array())
+            .map(Vec::len)
+            == Some(2))
+        .then_some(ep)
+    });
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 80);
+    let slices = cluster.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    assert_eq!(slices["items"][0]["endpoints"].as_array().unwrap().len(), 2);
+
+    // A template change rolls pods one by one; at no moment is no pod ready.
+    cluster.ok(&["set", "env", "deployment/web", "VERSION=2"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = cluster.json(&["get", "deployment", "web"]);
+        let ready = ready_pods(&cluster);
+        assert!(!ready.is_empty(), "no ready pod during the rolling update");
+        let done = d["status"]["updatedReplicas"] == 2
+            && d["status"]["replicas"] == 2
+            && d["status"]["availableReplicas"] == 2
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"];
+        if done && ready.iter().all(|p| !first.contains(p)) && ready.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rolling update did not finish: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = cluster.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = cluster.json(&["get", "deployment", "web"]);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // Deleting the deployment removes its pods and their runc containers.
+    cluster.ok(&["delete", "deployment", "web", "--timeout=30s"]);
+    poll(Duration::from_secs(30), "pods to go", || {
+        let pods = cluster.json(&["get", "pods"]);
+        pods["items"].as_array().unwrap().is_empty().then_some(())
+    });
+    poll(Duration::from_secs(10), "runc containers to go", || {
+        runc_list(&runc_root).trim().is_empty().then_some(())
+    });
+    kubelet.shutdown();
 }

@@ -122,6 +122,8 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
     });
     let workers = Arc::new(Mutex::new(HashMap::new()));
     let dispatcher = tokio::spawn(dispatch(shared.clone(), workers.clone()));
+    // Deployments, ReplicaSets and Services only make sense where pods run.
+    crate::workloads::spawn(app);
     Ok(Kubelet {
         shared,
         workers,
