@@ -17,6 +17,8 @@ pub struct App {
     pub controllers: Notify,
     /// Set to true when the server stops: long-running responses (watches) end then.
     pub stopping: watch::Sender<bool>,
+    /// Where the kubelet keeps pod sandboxes (and container logs), once it runs.
+    pub pods_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// How dependents are handled when their owner is deleted.
@@ -34,6 +36,7 @@ impl App {
             registry: Registry::new(),
             controllers: Notify::new(),
             stopping: watch::channel(false).0,
+            pods_dir: std::sync::OnceLock::new(),
         });
         let (crds, _) = app
             .store

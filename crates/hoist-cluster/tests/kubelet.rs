@@ -180,6 +180,44 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
     let line = table.lines().find(|l| l.starts_with("web ")).unwrap();
     assert!(line.contains("1/1") && line.contains("Running"), "{table}");
 
+    // kubectl logs: whole log, tail, timestamps, and -f streaming.
+    let logs = poll(Duration::from_secs(10), "web's log", || {
+        let l = cluster.ok(&["logs", "web"]);
+        l.contains("serving hello").then_some(l)
+    });
+    assert_eq!(logs, "serving hello\n");
+    let ts = cluster.ok(&["logs", "web", "--timestamps", "--tail=1"]);
+    assert!(
+        ts.starts_with("20") && ts.ends_with(" serving hello\n"),
+        "{ts}"
+    );
+    let mut follow = Command::new("kubectl")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.dir.path())
+        .args(["logs", "-f", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let n = out.read(&mut buf).unwrap_or(0);
+        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    // Streaming: the process is still attached (the container still runs).
+    let still_running = follow.try_wait().unwrap().is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(first.as_deref(), Ok("serving hello\n"));
+    assert!(
+        still_running,
+        "kubectl logs -f ended while the container runs"
+    );
+    let err = cluster.fails(&["logs", "web", "-c", "nope"]);
+    assert!(err.contains("container nope is not valid"), "{err}");
+
     // The page is served inside the pod's network namespace.
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     let netns = Path::new("/run/netns").join(format!("hoist-{uid}"));
@@ -200,6 +238,7 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
             == Some(&serde_json::json!("CrashLoopBackOff")))
         .then_some(())
     });
+    assert_eq!(cluster.ok(&["logs", "crash"]), "boom\n");
     let described = cluster.ok(&["describe", "pod", "crash"]);
     eprintln!("{described}");
     assert!(described.contains("CrashLoopBackOff"), "{described}");
@@ -297,6 +336,8 @@ fn deployment_rolls_out_serves_endpoints_and_rolls_updates_without_downtime() {
     let out = cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     eprintln!("2-replica deployment available in {:?}", t.elapsed());
     assert!(out.contains("successfully rolled out"), "{out}");
+    let logs = cluster.ok(&["logs", "deployment/web"]);
+    assert_eq!(logs, "serving\n");
     let first = ready_pods(&cluster);
     assert_eq!(first.len(), 2, "{first:?}");
     let d = cluster.json(&["get", "deployment", "web"]);

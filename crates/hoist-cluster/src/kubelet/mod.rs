@@ -8,6 +8,7 @@
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
 mod events;
+pub mod logs;
 mod node;
 mod status;
 mod worker;
@@ -113,6 +114,7 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
         );
     }
     node::register(&app)?;
+    let _ = app.pods_dir.set(cfg.pods_dir.clone());
     let shared = Arc::new(Shared {
         app: app.clone(),
         runtime,
