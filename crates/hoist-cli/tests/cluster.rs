@@ -276,3 +276,42 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn foreground_serves_until_sigterm_and_cleans_up() {
+    let env = Env::new();
+    let mut child = Command::cargo_bin("hoist")
+        .unwrap()
+        .args(["cluster", "up", "--foreground", "--port", "0", "--data-dir"])
+        .arg(env.data())
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("HOME", env.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &env.data().join("server.addr"),
+        Instant::now() + Duration::from_secs(20),
+    );
+    // The kubeconfig is written once serving starts; poll for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = env.kubectl(&["get", "ns", "default", "-o", "name"]);
+        if out.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "namespace/default"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "foreground server exits cleanly on SIGTERM: {status:?}"
+    );
+    assert!(!env.data().join("server.pid").exists() && !env.data().join("server.addr").exists());
+}

@@ -72,7 +72,10 @@ impl App {
                 Written::Unchanged(_) => {}
             }
         }
-        if matches!(written, Written::Deleted(_) | Written::Updated(_)) {
+        let namespace_created = kind.group.is_empty()
+            && kind.kind == "Namespace"
+            && matches!(written, Written::Created(_));
+        if namespace_created || matches!(written, Written::Deleted(_) | Written::Updated(_)) {
             self.controllers.notify_one();
         }
     }

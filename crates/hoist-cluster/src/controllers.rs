@@ -24,11 +24,18 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
             // Passes repeat while they make progress (deletions cascade level by level).
             for _ in 0..20 {
-                match reconcile(&app) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
+                // A malformed stored object must not take the controllers down with it.
+                let pass =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(&app)));
+                match pass {
+                    Ok(Ok(true)) => continue,
+                    Ok(Ok(false)) => break,
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "controller pass failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::error!("controller pass panicked; retrying later");
                         break;
                     }
                 }
@@ -71,6 +78,7 @@ pub fn reconcile(app: &App) -> ApiResult<bool> {
             }
         }
     }
+    changed |= ensure_default_service_accounts(app, &kinds, &all)?;
     for (res, ns, o) in &all {
         let Some(kind) = kinds.get(res) else { continue };
         let name = objects::name_of(o);
@@ -238,4 +246,42 @@ fn finalize_namespace(
     })?;
     app.after_write(&kind, &w);
     Ok(true)
+}
+
+/// Every active namespace has a `default` ServiceAccount, as the real controller ensures.
+fn ensure_default_service_accounts(
+    app: &App,
+    kinds: &HashMap<String, ResourceKind>,
+    all: &[(String, String, Value)],
+) -> ApiResult<bool> {
+    let Some(sa_kind) = kinds.get("/serviceaccounts") else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    for (res, _, ns) in all {
+        if res != "/namespaces" || objects::is_deleting(ns) {
+            continue;
+        }
+        let name = objects::name_of(ns);
+        let has = all.iter().any(|(r, n, o)| {
+            r == "/serviceaccounts" && n == name && objects::name_of(o) == "default"
+        });
+        if has {
+            continue;
+        }
+        let obj = objects::prepare_create(
+            sa_kind,
+            Some(name),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        )?;
+        let w = app
+            .store
+            .write("/serviceaccounts", name, "default", |cur| match cur {
+                Some(c) => Ok(Write::Unchanged(c.clone())),
+                None => Ok(Write::Put(obj)),
+            })?;
+        app.after_write(sa_kind, &w);
+        changed = true;
+    }
+    Ok(changed)
 }

@@ -68,11 +68,14 @@ pub fn check_type(kind: &ResourceKind, obj: &Value) -> ApiResult<()> {
             kind.kind
         )));
     }
-    if let Some(m) = obj.get("metadata")
-        && !m.is_object()
-        && !m.is_null()
-    {
-        return Err(ApiError::bad_request("metadata must be an object"));
+    for field in ["metadata", "spec", "status"] {
+        if let Some(m) = obj.get(field)
+            && !m.is_object()
+            && !m.is_null()
+            && !(field == "spec" && kind.custom)
+        {
+            return Err(ApiError::bad_request(format!("{field} must be an object")));
+        }
     }
     Ok(())
 }
@@ -307,4 +310,92 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 
 pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
+}
+
+/// Top-level fields a built-in kind has (besides apiVersion, kind, metadata); `None` for
+/// custom resources, whose schema decides.
+fn known_top_level(kind: &ResourceKind) -> Option<&'static [&'static str]> {
+    if kind.custom {
+        return None;
+    }
+    Some(match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "ConfigMap") => &["data", "binaryData", "immutable"],
+        ("", "Secret") => &["data", "stringData", "type", "immutable"],
+        ("", "ServiceAccount") => &[
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        ("", "Endpoints") => &["subsets"],
+        ("", "Event") => &[
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        ],
+        ("rbac.authorization.k8s.io", "Role") => &["rules"],
+        ("rbac.authorization.k8s.io", "ClusterRole") => &["rules", "aggregationRule"],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            &["subjects", "roleRef"]
+        }
+        ("discovery.k8s.io", "EndpointSlice") => &["addressType", "endpoints", "ports"],
+        _ => &["spec", "status"],
+    })
+}
+
+const METADATA_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Removes top-level and metadata fields a built-in kind does not have (as decoding into
+/// the Go types does) and returns their paths, for `fieldValidation=Strict`.
+pub fn drop_unknown_fields(kind: &ResourceKind, obj: &mut Value) -> Vec<String> {
+    let Some(known) = known_top_level(kind) else {
+        return Vec::new();
+    };
+    let mut dropped = Vec::new();
+    if let Some(o) = obj.as_object_mut() {
+        o.retain(|k, _| {
+            let keep = matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                || known.contains(&k.as_str());
+            if !keep {
+                dropped.push(k.clone());
+            }
+            keep
+        });
+    }
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, _| {
+            let keep = METADATA_FIELDS.contains(&k.as_str());
+            if !keep {
+                dropped.push(format!("metadata.{k}"));
+            }
+            keep
+        });
+    }
+    dropped
 }

@@ -598,3 +598,43 @@ fn bookmarks_are_sent_when_allowed() {
     assert_eq!(bookmark["object"]["apiVersion"], "v1");
     assert!(bookmark["object"]["metadata"]["resourceVersion"].is_string());
 }
+
+#[test]
+fn terminating_namespace_refuses_new_content_until_finalized() {
+    let c = TestCluster::start();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}});
+    let (code, created) = call_json(&c, "POST", "/api/v1/namespaces", Some(ns));
+    assert_eq!(code, 201);
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(
+        created["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "t"
+    );
+    let p = "/api/v1/namespaces/t/configmaps";
+    let held = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    assert_eq!(call_json(&c, "POST", p, Some(held)).0, 201);
+    let (code, ns) = call_json(&c, "DELETE", "/api/v1/namespaces/t", None);
+    assert_eq!(code, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (code, s) = call_json(&c, "POST", p, Some(cm("new")));
+    assert_eq!(code, 403, "{s}");
+    assert!(s["message"].as_str().unwrap().contains("being terminated"));
+    // Releasing the held object lets the namespace finish (bounded wait).
+    call(
+        &c,
+        "PATCH",
+        &format!("{p}/held"),
+        Some((
+            "application/merge-patch+json",
+            br#"{"metadata":{"finalizers":null}}"#,
+        )),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while call(&c, "GET", "/api/v1/namespaces/t", None).0 != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace t was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

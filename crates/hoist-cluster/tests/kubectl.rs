@@ -26,6 +26,19 @@ fn version_discovery_and_default_namespaces() {
     }
     assert!(ns.contains("Active"));
     c.ok(&["create", "ns", "team-a"]);
+    // The namespace gets its `default` ServiceAccount from the controller (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !c
+        .kubectl(&["get", "sa", "default", "-n", "team-a"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default ServiceAccount in team-a"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let err = c.fails(&["create", "ns", "team-a"]);
     assert!(err.contains("AlreadyExists"), "{err}");
     // Typed creates send protobuf bodies.
@@ -219,6 +232,12 @@ fn apply_get_edit_delete_roundtrip() {
         "-p",
         r#"{"spec":{"size":4}}"#,
     ]);
+
+    // Unknown fields are refused (kubectl sends fieldValidation=Strict).
+    let typo = c.dir.path().join("typo.yaml");
+    std::fs::write(&typo, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\n  namespace: demo\nspc:\n  replicas: 1\n").unwrap();
+    let err = c.fails(&["apply", "-f", typo.to_str().unwrap()]);
+    assert!(err.contains("unknown field \"spc\""), "{err}");
 
     // Label selectors.
     let out = c.ok(&[

@@ -46,11 +46,13 @@ fn check_custom(
     name: &str,
     strict: bool,
 ) -> ApiResult<()> {
-    if !kind.custom {
-        return Ok(());
-    }
-    machinery::validate_custom(kind, obj, name)?;
-    let pruned = machinery::prune_custom(kind, obj)?;
+    // Built-in kinds drop undeclared fields as decoding into their Go types does.
+    let pruned = if kind.custom {
+        machinery::validate_custom(kind, obj, name)?;
+        machinery::prune_custom(kind, obj)?
+    } else {
+        objects::drop_unknown_fields(kind, obj)
+    };
     if strict && !pruned.is_empty() {
         let fields = pruned
             .iter()
