@@ -24,6 +24,7 @@ use crate::app::App;
 use crate::objects;
 use crate::storage::EventType;
 
+pub use hoist_runtime::check_host;
 pub use node::NODE_NAME;
 
 /// Where the kubelet keeps its state and finds images.
