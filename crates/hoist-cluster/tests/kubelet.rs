@@ -410,3 +410,78 @@ fn deployment_rolls_out_serves_endpoints_and_rolls_updates_without_downtime() {
     });
     kubelet.shutdown();
 }
+
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
+const PULLED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  containers:
+  - {name: main, image: IMAGE, imagePullPolicy: Always, command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  containers:
+  - {name: main, image: hoist.test/absent:1, imagePullPolicy: Never}
+"#;
+
+#[test]
+fn images_missing_locally_are_pulled_from_their_registry() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    let reg = registry::Registry::start(false);
+    let remote = format!("{}/pulled/web:1", reg.addr);
+    let store = cluster.dir.path().join("store");
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{IMAGE}", store.display()))
+        .arg(format!("docker://{remote}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = cluster.dir.path().join("pulled.yaml");
+    std::fs::write(&file, PULLED.replace("IMAGE", &remote)).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/pulled",
+        "--timeout=60s",
+    ]);
+    let events = cluster.json(&["get", "events"]);
+    let messages: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == "pulled")
+        .map(|e| e["message"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("Successfully pulled image")),
+        "{messages:?}"
+    );
+    let never = poll(Duration::from_secs(20), "ErrImageNeverPull", || {
+        let p = cluster.json(&["get", "pod", "never"]);
+        let reason = p.pointer("/status/containerStatuses/0/state/waiting/reason")?;
+        (reason == "ErrImageNeverPull").then_some(p)
+    });
+    let message = never["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("pull policy of Never"), "{message}");
+    kubelet.shutdown();
+}

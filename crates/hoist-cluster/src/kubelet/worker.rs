@@ -294,14 +294,15 @@ impl Pod {
         self.containers[i].starts = attempt + 1;
     }
 
-    /// Finds the image in the local store (pulling is not done here: see the error).
+    /// Finds the image in the local store or pulls it from its registry, as
+    /// imagePullPolicy says (unset: Always for `:latest` or no tag, else IfNotPresent).
     fn pull(&mut self, i: usize) -> Result<(), (&'static str, String)> {
         let c = &self.containers[i];
         let image_ref = c.image_ref.clone();
         let policy = c.spec["imagePullPolicy"]
             .as_str()
-            .unwrap_or("IfNotPresent")
-            .to_string();
+            .map(String::from)
+            .unwrap_or_else(|| default_pull_policy(&image_ref).to_string());
         let reference = hoist_oci::Reference::parse(&image_ref).map_err(|e| {
             (
                 "InvalidImageName",
@@ -314,33 +315,57 @@ impl Pod {
                 format!("cannot open the local image store: {e}"),
             )
         })?;
-        let found = store.resolve(&reference);
-        if let Err(e) = found {
-            let reason = if policy == "Never" {
-                "ErrImageNeverPull"
-            } else {
-                "ErrImagePull"
-            };
+        let present = store.resolve(&reference).is_ok();
+        let name = c.name.clone();
+        let failed_before =
+            c.state.pointer("/waiting/reason").and_then(Value::as_str) == Some("ErrImagePull");
+        if policy == "Never" && !present {
             return Err((
-                reason,
+                "ErrImageNeverPull",
                 format!(
-                    "image {image_ref:?} is not in the local store {} ({e}); pulling from a registry is not implemented by the hoist kubelet yet: `hoist image pull` or build it into the store",
+                    "Container image {image_ref:?} is not present in the local store {} with pull policy of Never (build it with `hoist image build` or pull it)",
                     self.shared.cfg.image_store.display()
                 ),
             ));
+        }
+        if policy == "Always" || !present {
+            self.event(
+                Some(&name),
+                "Normal",
+                "Pulling",
+                &format!("Pulling image {image_ref:?}"),
+            );
+            let t = Instant::now();
+            if let Err(e) = pull_from_registry(&store, &reference) {
+                let reason = if failed_before {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
+                return Err((reason, format!("Failed to pull image {image_ref:?}: {e}")));
+            }
+            self.event(
+                Some(&name),
+                "Normal",
+                "Pulled",
+                &format!(
+                    "Successfully pulled image {image_ref:?} in {:.3}s",
+                    t.elapsed().as_secs_f64()
+                ),
+            );
+        } else {
+            self.event(
+                Some(&name),
+                "Normal",
+                "Pulled",
+                &format!("Container image {image_ref:?} already present on machine"),
+            );
         }
         let unpacked = self
             .shared
             .unpacker
             .unpack(&store, &reference)
             .map_err(|e| ("ErrImagePull", e.to_string()))?;
-        let name = c.name.clone();
-        self.event(
-            Some(&name),
-            "Normal",
-            "Pulled",
-            &format!("Container image {image_ref:?} already present on machine"),
-        );
         let c = &mut self.containers[i];
         c.image_id = format!("{}@{}", reference.name(), unpacked.manifest_digest);
         c.image = Some(unpacked);
@@ -580,6 +605,42 @@ impl Pod {
             final_delete(self.app(), &self.ns, &self.name, &self.uid);
         }
     }
+}
+
+fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.split_once(':') {
+        Some((_, tag)) if tag != "latest" => "IfNotPresent",
+        _ => "Always",
+    }
+}
+
+/// Pulls into the local store with the images client (credentials and insecure
+/// registries as `hoist image` uses them); at most 10 minutes.
+fn pull_from_registry(
+    store: &hoist_oci::LocalStore,
+    reference: &hoist_oci::Reference,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = hoist_oci::RegistryClient::new(hoist_oci::ClientOptions::default())
+        .map_err(|e| e.to_string())?;
+    let platform = hoist_oci::Platform::linux_amd64();
+    rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            store.pull(&client, reference, &platform),
+        )
+        .await
+    })
+    .map_err(|_| "timed out after 600s".to_string())?
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// Back-off before the next start after `starts` starts: 10s, 20s, 40s... capped at 5m.
