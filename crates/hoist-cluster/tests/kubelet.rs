@@ -304,6 +304,7 @@ spec:
         imagePullPolicy: Never
         command: ["sh", "-c", "echo serving; exec httpd -f -p 80 -h /www"]
         ports: [{name: http, containerPort: 80}]
+        readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Service
@@ -483,5 +484,83 @@ fn images_missing_locally_are_pulled_from_their_registry() {
         .as_str()
         .unwrap();
     assert!(message.contains("pull policy of Never"), "{message}");
+    kubelet.shutdown();
+}
+
+const PROBES: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probes}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: never-ready
+    image: hoist.test/web:1
+    command: ["sleep", "3600"]
+    readinessProbe: {tcpSocket: {port: 81}, periodSeconds: 1}
+  - name: dies
+    image: hoist.test/web:1
+    command: ["sleep", "3600"]
+    livenessProbe: {exec: {command: ["cat", "/nonexistent"]}, periodSeconds: 1, failureThreshold: 2}
+"#;
+
+#[test]
+fn failing_probes_keep_pods_unready_and_restart_unhealthy_containers() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    let file = cluster.dir.path().join("probes.yaml");
+    std::fs::write(&file, PROBES).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let pod = poll(Duration::from_secs(30), "the liveness restart", || {
+        let p = cluster.json(&["get", "pod", "probes"]);
+        p.pointer("/status/containerStatuses/1/lastState/terminated")
+            .is_some()
+            .then_some(p)
+    });
+    let statuses = pod["status"]["containerStatuses"].as_array().unwrap();
+    assert_eq!(statuses[0]["ready"], false, "{statuses:?}");
+    assert!(statuses[0]["state"]["running"].is_object());
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "False");
+    let line = cluster.ok(&["get", "pod", "probes", "--no-headers"]);
+    assert!(line.contains("0/2") || line.contains("1/2"), "{line}");
+    let messages: Vec<String> = cluster.json(&["get", "events"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("Unhealthy Readiness probe failed: dial tcp 127.0.0.1:81")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("Unhealthy Liveness probe failed: command")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("failed liveness probe, will be restarted")),
+        "{messages:?}"
+    );
     kubelet.shutdown();
 }

@@ -10,6 +10,7 @@
 mod events;
 pub mod logs;
 mod node;
+mod probe;
 mod status;
 mod worker;
 

@@ -37,6 +37,18 @@ struct Container {
     /// Exited and will not be restarted (restartPolicy).
     done: Option<i32>,
     started_at: String,
+    readiness: Option<super::probe::Probe>,
+    liveness: Option<super::probe::Probe>,
+}
+
+impl Container {
+    fn running(&self) -> bool {
+        self.state.get("running").is_some()
+    }
+
+    fn ready(&self) -> bool {
+        self.running() && self.readiness.as_ref().is_none_or(|p| p.ok)
+    }
 }
 
 struct Pod {
@@ -81,6 +93,8 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
             last_state: json!({}),
             done: None,
             started_at: String::new(),
+            readiness: None,
+            liveness: None,
         })
         .collect();
     let mut p = Pod {
@@ -174,6 +188,8 @@ impl Pod {
             };
             if let Some(exited) = exited {
                 self.on_exit(i, exited.code);
+            } else {
+                self.probe(i);
             }
             return;
         }
@@ -181,6 +197,65 @@ impl Pod {
             return;
         }
         self.start(i);
+    }
+
+    /// Runs the container's due probes; a failed liveness probe restarts it.
+    fn probe(&mut self, i: usize) {
+        use super::probe::Outcome;
+        let Some(netns) = self.sandbox.as_ref().map(|s| s.net.path.clone()) else {
+            return;
+        };
+        let c = &mut self.containers[i];
+        let Some(id) = c.handle.as_ref().map(|h| h.id.clone()) else {
+            return;
+        };
+        let name = c.name.clone();
+        let runtime = &self.shared.runtime;
+        let readiness = c.readiness.as_mut().map(|p| p.tick(runtime, &id, &netns));
+        let liveness = c.liveness.as_mut().map(|p| p.tick(runtime, &id, &netns));
+        if let Some(Outcome::Failure { message, .. }) = &readiness {
+            self.event(
+                Some(&name),
+                "Warning",
+                "Unhealthy",
+                &format!("Readiness probe failed: {message}"),
+            );
+        }
+        if let Some(Outcome::Failure {
+            message,
+            now_failing,
+        }) = &liveness
+        {
+            self.event(
+                Some(&name),
+                "Warning",
+                "Unhealthy",
+                &format!("Liveness probe failed: {message}"),
+            );
+            if *now_failing {
+                self.event(
+                    Some(&name),
+                    "Normal",
+                    "Killing",
+                    &format!("Container {name} failed liveness probe, will be restarted"),
+                );
+                let grace = self
+                    .pod
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(30)
+                    .min(10);
+                let code = match self.shared.runtime.kill(&id, Duration::from_secs(grace)) {
+                    Ok(e) => e.code,
+                    Err(e) => {
+                        tracing::warn!(container = %id, error = %e, "cannot kill an unhealthy container");
+                        None
+                    }
+                };
+                // A liveness restart always restarts, whatever the exit code.
+                self.on_exit(i, Some(code.unwrap_or(137).max(1)));
+            }
+        }
     }
 
     fn on_exit(&mut self, i: usize, code: Option<i32>) {
@@ -273,6 +348,14 @@ impl Pod {
                     &format!("Started container {name}"),
                 );
                 let c = &mut self.containers[i];
+                c.readiness = c
+                    .spec
+                    .get("readinessProbe")
+                    .map(|p| super::probe::Probe::new(p, &c.spec, false));
+                c.liveness = c
+                    .spec
+                    .get("livenessProbe")
+                    .map(|p| super::probe::Probe::new(p, &c.spec, true));
                 c.started_at = now_rfc3339();
                 c.state = json!({"running": {"startedAt": c.started_at}});
                 c.handle = Some(h);
@@ -474,10 +557,7 @@ impl Pod {
 
     fn write_status(&self) {
         let now = now_rfc3339();
-        let all_running = self
-            .containers
-            .iter()
-            .all(|c| c.state.get("running").is_some());
+        let all_ready = self.containers.iter().all(Container::ready);
         let all_done = self.containers.iter().all(|c| c.done.is_some());
         let any_started = self
             .containers
@@ -498,13 +578,12 @@ impl Pod {
             .containers
             .iter()
             .map(|c| {
-                let running = c.state.get("running").is_some();
                 let mut s = json!({
                     "name": c.name,
                     "state": c.state,
                     "lastState": c.last_state,
-                    "ready": running,
-                    "started": running,
+                    "ready": c.ready(),
+                    "started": c.running(),
                     "restartCount": c.starts.saturating_sub(1),
                     "image": c.image_ref,
                     "imageID": c.image_id,
@@ -544,7 +623,7 @@ impl Pod {
                 st["containerStatuses"] = json!(statuses);
                 set_condition(st, "PodScheduled", true, None, &now);
                 set_condition(st, "Initialized", true, None, &now);
-                let ready = all_running && phase == "Running";
+                let ready = all_ready && phase == "Running";
                 let reason = (!ready).then_some(if phase == "Succeeded" || phase == "Failed" {
                     "PodCompleted"
                 } else {
