@@ -1,6 +1,7 @@
 //! Workload controllers: Deployment → ReplicaSet (rolling update with maxSurge /
 //! maxUnavailable, revisions, status and conditions as `kubectl rollout status` reads
-//! them), ReplicaSet → Pods, and Service → Endpoints + EndpointSlice from ready pods.
+//! them), ReplicaSet → Pods, Job → Pods (completions, parallelism, backoffLimit,
+//! Complete/Failed conditions) and Service → Endpoints + EndpointSlice from ready pods.
 //!
 //! Level-triggered: every relevant change wakes one pass over all objects. Selectors are
 //! `matchLabels` only (matchExpressions are not evaluated: such objects select nothing
@@ -18,8 +19,9 @@ use crate::objects;
 use crate::status::ApiResult;
 use crate::storage::{Write, Written};
 
-const WATCHED: [&str; 5] = [
+const WATCHED: [&str; 6] = [
     "/pods",
+    "batch/jobs",
     "apps/replicasets",
     "apps/deployments",
     "/services",
@@ -70,6 +72,12 @@ fn pass(app: &App) -> ApiResult<()> {
     for rs in &sets {
         if !objects::is_deleting(rs) {
             replica_set(app, rs)?;
+        }
+    }
+    let (jobs, _) = app.store.list("batch/jobs", None)?;
+    for j in &jobs {
+        if !objects::is_deleting(j) {
+            job(app, j)?;
         }
     }
     let (services, _) = app.store.list("/services", None)?;
@@ -593,6 +601,166 @@ fn deployment_status(app: &App, d: &Value, new_uid: &str, want: i64) -> ApiResul
     })?;
     after(app, "apps/deployments", &w);
     Ok(())
+}
+
+// ---------------------------------------------------------------- Job
+
+fn condition_true(o: &Value, type_: &str) -> bool {
+    o.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
+}
+
+/// What the API server defaults on a Job without a selector: a selector on the job's
+/// uid and the matching template labels (kubectl finds the job's pods by it).
+fn default_job_selector(app: &App, j: &Value) -> ApiResult<()> {
+    let uid = uid_of(j).to_string();
+    let name = objects::name_of(j).to_string();
+    let w = app.store.write("batch/jobs", ns_of(j), &name, |cur| {
+        let Some(cur) = cur.filter(|c| uid_of(c) == uid && c.pointer("/spec/selector").is_none())
+        else {
+            return Ok(Write::Unchanged(Value::Null));
+        };
+        let mut new = cur.clone();
+        new["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = &mut new["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("job-name", &name),
+        ] {
+            labels[k] = json!(v);
+        }
+        Ok(Write::Put(new))
+    })?;
+    after(app, "batch/jobs", &w);
+    Ok(())
+}
+
+fn job(app: &App, j: &Value) -> ApiResult<()> {
+    if j.pointer("/spec/selector").is_none() {
+        return default_job_selector(app, j);
+    }
+    let ns = ns_of(j);
+    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let mine = owned_by(&pods, uid_of(j));
+    let phase = |p: &Value| {
+        p.pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let succeeded = mine.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
+    let failed = mine.iter().filter(|p| phase(p) == "Failed").count() as i64;
+    let active: Vec<&&Value> = mine.iter().filter(|p| is_active(p)).collect();
+    let completions = int(j, "/spec/completions", 1).max(0);
+    let parallelism = int(j, "/spec/parallelism", 1).max(0);
+    let backoff_limit = int(j, "/spec/backoffLimit", 6).max(0);
+    let finished = condition_true(j, "Complete") || condition_true(j, "Failed");
+    let now = now_rfc3339();
+    let mut status = j.get("status").cloned().unwrap_or(json!({}));
+    if !status.is_object() {
+        status = json!({});
+    }
+    if status.get("startTime").is_none() {
+        status["startTime"] = json!(now);
+    }
+    let mut conditions: Vec<Value> = status["conditions"].as_array().cloned().unwrap_or_default();
+    let mut add_condition = |type_: &str, reason: &str, message: &str| {
+        conditions.push(json!({
+            "type": type_, "status": "True", "reason": reason, "message": message,
+            "lastProbeTime": now, "lastTransitionTime": now,
+        }));
+    };
+    let mut active_count = active.len() as i64;
+    if !finished {
+        if failed > backoff_limit {
+            for p in &active {
+                delete(app, "pods", "", ns, objects::name_of(p))?;
+            }
+            active_count = 0;
+            add_condition(
+                "FailureTarget",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            );
+            add_condition(
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            );
+        } else if succeeded >= completions {
+            add_condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            );
+            add_condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            );
+            status["completionTime"] = json!(now);
+        } else {
+            let want = parallelism.min(completions - succeeded);
+            let missing = (want - active_count).max(0);
+            for _ in 0..missing {
+                create_job_pod(app, j)?;
+            }
+            active_count += missing;
+        }
+    }
+    status["conditions"] = json!(conditions);
+    status["active"] = json!(active_count);
+    status["succeeded"] = json!(succeeded);
+    status["failed"] = json!(failed);
+    status["ready"] = json!(active.iter().filter(|p| is_ready(p)).count());
+    if conditions.is_empty() {
+        status.as_object_mut().map(|o| o.remove("conditions"));
+    }
+    if active_count == 0 {
+        status.as_object_mut().map(|o| o.remove("active"));
+    }
+    update_status(app, "batch/jobs", j, status)
+}
+
+fn create_job_pod(app: &App, j: &Value) -> ApiResult<()> {
+    let template = j.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let name = objects::name_of(j);
+    let mut meta = template
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut labels = meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for k in ["batch.kubernetes.io/job-name", "job-name"] {
+        labels.insert(k.into(), json!(name));
+    }
+    for k in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
+        labels.insert(k.into(), json!(uid_of(j)));
+    }
+    meta.insert("labels".into(), Value::Object(labels));
+    meta.insert("name".into(), json!(format!("{name}-{}", suffix(5))));
+    meta.insert("namespace".into(), json!(ns_of(j)));
+    meta.insert(
+        "ownerReferences".into(),
+        json!([owner_ref(j, "batch/v1", "Job")]),
+    );
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": meta,
+        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+    });
+    create(app, "", "pods", ns_of(j), pod).map(|_| ())
 }
 
 // ---------------------------------------------------------------- Service

@@ -564,3 +564,82 @@ fn failing_probes_keep_pods_unready_and_restart_unhealthy_containers() {
     );
     kubelet.shutdown();
 }
+
+const JOBS: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: works}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: hoist.test/web:1, command: ["echo", "done"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: fails}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: hoist.test/web:1, command: ["sh", "-c", "exit 2"]}]
+"#;
+
+#[test]
+fn jobs_run_to_complete_or_fail_after_their_backoff_limit() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, runc_root) = start_with_kubelet();
+    let file = cluster.dir.path().join("jobs.yaml");
+    std::fs::write(&file, JOBS).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/works",
+        "--timeout=60s",
+    ]);
+    let works = cluster.json(&["get", "job", "works"]);
+    assert_eq!(works["status"]["succeeded"], 3, "{works}");
+    assert!(works["status"]["completionTime"].is_string());
+    let pods = cluster.ok(&["get", "pods", "-l", "job-name=works", "--no-headers"]);
+    assert_eq!(
+        pods.lines().filter(|l| l.contains("Completed")).count(),
+        3,
+        "{pods}"
+    );
+    assert_eq!(cluster.ok(&["logs", "job/works"]), "done\n");
+    cluster.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/fails",
+        "--timeout=60s",
+    ]);
+    let fails = cluster.json(&["get", "job", "fails"]);
+    assert_eq!(fails["status"]["failed"], 2, "{fails}");
+    let failed = fails["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    // Finished pods keep no container.
+    poll(Duration::from_secs(10), "finished containers to go", || {
+        runc_list(&runc_root).trim().is_empty().then_some(())
+    });
+    cluster.ok(&["delete", "job", "works", "fails", "--timeout=30s"]);
+    poll(Duration::from_secs(20), "job pods to go", || {
+        cluster.json(&["get", "pods"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    kubelet.shutdown();
+}
