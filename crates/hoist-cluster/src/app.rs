@@ -19,6 +19,8 @@ pub struct App {
     pub stopping: watch::Sender<bool>,
     /// Where the kubelet keeps pod sandboxes (and container logs), once it runs.
     pub pods_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// The kubelet's runc state root, for pods/exec.
+    pub runc_root: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// How dependents are handled when their owner is deleted.
@@ -37,6 +39,7 @@ impl App {
             controllers: Notify::new(),
             stopping: watch::channel(false).0,
             pods_dir: std::sync::OnceLock::new(),
+            runc_root: std::sync::OnceLock::new(),
         });
         let (crds, _) = app
             .store

@@ -218,6 +218,26 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
     let err = cluster.fails(&["logs", "web", "-c", "nope"]);
     assert!(err.contains("container nope is not valid"), "{err}");
 
+    // kubectl exec over WebSocket: output, exit codes, stdin.
+    assert_eq!(
+        cluster.ok(&["exec", "web", "--", "cat", "/etc/hostname"]),
+        "web\n"
+    );
+    let out = cluster.kubectl(&["exec", "web", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
+    let input = cluster.dir.path().join("stdin.txt");
+    std::fs::write(&input, "from stdin\n").unwrap();
+    let out = cluster.kubectl_in(&["exec", "-i", "web", "--", "cat"], Some(&input));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from stdin\n",
+        "{out:?}"
+    );
+
     // The page is served inside the pod's network namespace.
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     let netns = Path::new("/run/netns").join(format!("hoist-{uid}"));

@@ -8,6 +8,7 @@
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
 mod events;
+pub mod exec;
 pub mod logs;
 mod node;
 mod probe;
@@ -117,6 +118,7 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
     }
     node::register(&app)?;
     let _ = app.pods_dir.set(cfg.pods_dir.clone());
+    let _ = app.runc_root.set(cfg.runc_root.clone());
     let shared = Arc::new(Shared {
         app: app.clone(),
         runtime,
