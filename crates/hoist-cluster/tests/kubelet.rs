@@ -663,3 +663,88 @@ fn jobs_run_to_complete_or_fail_after_their_backoff_limit() {
     });
     kubelet.shutdown();
 }
+
+const VOLUMES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello, "app.conf": "port=80\n"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: conf, configMap: {name: settings, items: [{key: app.conf, path: nested/app.conf}]}}
+  - {name: creds, secret: {secretName: creds}}
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: main
+    image: hoist.test/web:1
+    command: ["sh", "-c", "echo $greeting-$SECRET_password > /scratch/out; exec sleep 3600"]
+    envFrom: [{configMapRef: {name: settings}}, {secretRef: {name: creds}, prefix: SECRET_}]
+    volumeMounts:
+    - {name: conf, mountPath: /etc/app, readOnly: true}
+    - {name: creds, mountPath: /run/creds}
+    - {name: scratch, mountPath: /scratch}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing}
+spec:
+  containers:
+  - name: main
+    image: hoist.test/web:1
+    command: ["sleep", "3600"]
+    envFrom: [{configMapRef: {name: nope}}]
+"#;
+
+#[test]
+fn volumes_and_env_from_config_maps_and_secrets() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    let file = cluster.dir.path().join("vols.yaml");
+    std::fs::write(&file, VOLUMES).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/vols", "--timeout=30s"]);
+    let cat = |path: &str| cluster.ok(&["exec", "vols", "--", "cat", path]);
+    assert_eq!(cat("/etc/app/nested/app.conf"), "port=80\n");
+    assert_eq!(cat("/run/creds/password"), "s3cret");
+    let out = poll(Duration::from_secs(10), "the emptyDir file", || {
+        let o = cluster.kubectl(&["exec", "vols", "--", "cat", "/scratch/out"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    assert_eq!(out, "hello-s3cret\n");
+    let ro = cluster.kubectl(&["exec", "vols", "--", "sh", "-c", "echo x > /etc/app/new"]);
+    assert!(!ro.status.success(), "a readOnly mount was writable");
+    let missing = poll(
+        Duration::from_secs(20),
+        "CreateContainerConfigError",
+        || {
+            let p = cluster.json(&["get", "pod", "missing"]);
+            let w = p
+                .pointer("/status/containerStatuses/0/state/waiting")?
+                .clone();
+            (w["reason"] == "CreateContainerConfigError").then_some(w)
+        },
+    );
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("configmap \"nope\" not found"),
+        "{missing}"
+    );
+    kubelet.shutdown();
+}

@@ -13,6 +13,7 @@ pub mod logs;
 mod node;
 mod probe;
 mod status;
+mod volumes;
 mod worker;
 
 use std::collections::HashMap;

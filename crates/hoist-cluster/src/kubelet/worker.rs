@@ -467,6 +467,41 @@ impl Pod {
                 .unwrap_or_default()
         };
         let mut env = Vec::new();
+        for from in c.spec["envFrom"].as_array().into_iter().flatten() {
+            let prefix = from["prefix"].as_str().unwrap_or("");
+            let (r, key, secret) = match (from.get("configMapRef"), from.get("secretRef")) {
+                (Some(r), _) => (r, "/configmaps", false),
+                (None, Some(r)) => (r, "/secrets", true),
+                _ => continue,
+            };
+            let name = r["name"].as_str().unwrap_or("");
+            let obj = self
+                .app()
+                .store
+                .get(key, &self.ns, name)
+                .map_err(|e| e.to_string())?;
+            let Some(obj) = obj else {
+                if r["optional"].as_bool() == Some(true) {
+                    continue;
+                }
+                return Err(format!(
+                    "{} {name:?} not found",
+                    if secret { "secret" } else { "configmap" }
+                ));
+            };
+            for (k, v) in obj["data"].as_object().into_iter().flatten() {
+                let v = v.as_str().unwrap_or("");
+                let v = if secret {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                } else {
+                    v.to_string()
+                };
+                env.push((format!("{prefix}{k}"), v));
+            }
+        }
         for e in c.spec["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap_or("").to_string();
             if let Some(v) = e["value"].as_str() {
@@ -479,6 +514,14 @@ impl Pod {
                 env.push((name, String::new()));
             }
         }
+        let sandbox_dir = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.dir.clone())
+            .ok_or("the pod has no sandbox")?;
+        let volumes =
+            super::volumes::prepare(&self.pod, &sandbox_dir, &self.app().store, &self.ns)?;
+        let mounts = super::volumes::mounts(&c.spec, &volumes)?;
         let sc = &c.spec["securityContext"];
         let pod_sc = self
             .pod
@@ -496,6 +539,7 @@ impl Pod {
             user: run_as.map(|u| (u as u32, run_group.unwrap_or(u) as u32)),
             readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool() == Some(true),
             no_new_privileges: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
+            mounts,
             ..Default::default()
         })
     }
