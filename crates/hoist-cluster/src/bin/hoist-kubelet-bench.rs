@@ -1,7 +1,8 @@
-//! Kubelet benchmark (root + runc): pod create (POST) → container running, for a cached
-//! `scratch` + busybox image, over N sequential pods; prints a table with the target.
+//! Kubelet benchmark (root + runc), printed as a table with the targets: pod create (POST)
+//! → container running for a cached `scratch` + busybox image over N sequential pods;
+//! D single-replica Deployments POSTed at once → all Available; process RSS with them.
 //!
-//! Run: `sudo cargo run --release -p hoist-cluster --features bench --bin hoist-kubelet-bench -- [N]`
+//! Run: `sudo cargo run --release -p hoist-cluster --features bench --bin hoist-kubelet-bench -- [N] [D]`
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,10 @@ fn main() {
         )
         .unwrap()
     };
+    let deployments: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(150);
     let mut times = Vec::new();
     // Pod 0 unpacks the image into the cache; the timed pods find it there.
     for i in 0..=n {
@@ -85,7 +90,76 @@ fn main() {
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
+    for i in 0..=n {
+        let _ = request(
+            server.addr,
+            &server.pki,
+            true,
+            "DELETE",
+            &format!("/api/v1/namespaces/default/pods/p{i}"),
+            None,
+            Duration::from_secs(10),
+        );
+    }
+    let t = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, pki) = (server.addr, server.pki.clone());
+            std::thread::spawn(move || {
+                for i in (w..deployments).step_by(4) {
+                    let body = format!(
+                        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"d{i}"}},"spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"d{i}"}}}},"template":{{"metadata":{{"labels":{{"app":"d{i}"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"bench/sleeper:1","imagePullPolicy":"Never","command":["sleep","3600"]}}]}}}}}}}}"#
+                    );
+                    let (code, b) = request(
+                        addr,
+                        &pki,
+                        true,
+                        "POST",
+                        "/apis/apps/v1/namespaces/default/deployments",
+                        Some(("application/json", body.as_bytes())),
+                        Duration::from_secs(30),
+                    )
+                    .unwrap();
+                    assert_eq!(code, 201, "{b}");
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let all_available = loop {
+        let (items, _) = server.app.store.list("apps/deployments", None).unwrap();
+        let available = items
+            .iter()
+            .filter(|d| {
+                d.pointer("/status/availableReplicas")
+                    .and_then(|v| v.as_i64())
+                    == Some(1)
+            })
+            .count();
+        if available == deployments {
+            break Some(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_secs(180) {
+            eprintln!("only {available}/{deployments} deployments available after 180 s");
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rss_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0);
+    let threads_now = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let t_down = Instant::now();
     kubelet.shutdown();
+    let down = t_down.elapsed();
     rt.block_on(server.shutdown());
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
@@ -96,6 +170,21 @@ fn main() {
     );
     println!("| same, p90 | {:.0} ms | |", pct(0.9));
     println!("| same, max | {:.0} ms | |", pct(1.0));
+    println!(
+        "| {deployments} Deployments (1 replica) POSTed at once → all Available | {} | <= 15 s |",
+        all_available.map_or("not reached in 180 s".to_string(), |d| format!(
+            "{:.1} s",
+            d.as_secs_f64()
+        ))
+    );
+    println!(
+        "| server + kubelet RSS with those pods running (one process) | {rss_mb:.0} MB | report |"
+    );
+    println!("| threads in that process | {threads_now} | report |");
+    println!(
+        "| kubelet shutdown (stop + remove every container) | {:.1} s | |",
+        down.as_secs_f64()
+    );
 }
 
 fn put_image(dir: &std::path::Path) -> std::path::PathBuf {

@@ -61,6 +61,8 @@ struct Pod {
     sandbox: Option<PodSandbox>,
     containers: Vec<Container>,
     start_time: String,
+    /// What the last status write was made from: unchanged inputs skip the write.
+    last_written: Value,
 }
 
 pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
@@ -107,6 +109,7 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
         sandbox: None,
         containers,
         start_time: now_rfc3339(),
+        last_written: Value::Null,
     };
     let cmd = p.run_until_command(&rx);
     p.teardown(cmd);
@@ -599,7 +602,7 @@ impl Pod {
         Err("valueFrom: only configMapKeyRef, secretKeyRef and fieldRef are supported".into())
     }
 
-    fn write_status(&self) {
+    fn write_status(&mut self) {
         let now = now_rfc3339();
         let all_ready = self.containers.iter().all(Container::ready);
         let all_done = self.containers.iter().all(|c| c.done.is_some());
@@ -639,6 +642,11 @@ impl Pod {
             })
             .collect();
         let ip = self.sandbox.as_ref().map(|s| s.net.ip.to_string());
+        let inputs = json!([phase, statuses, ip, all_ready]);
+        if inputs == self.last_written {
+            return;
+        }
+        self.last_written = inputs;
         let uid = self.uid.clone();
         let result = self
             .app()
