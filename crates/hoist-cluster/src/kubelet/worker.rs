@@ -637,6 +637,13 @@ impl Pod {
                 });
                 if let Some(h) = &c.handle {
                     s["containerID"] = json!(format!("runc://{}", h.id));
+                } else if let Some(id) = c
+                    .state
+                    .pointer("/terminated/containerID")
+                    .or_else(|| c.last_state.pointer("/terminated/containerID"))
+                {
+                    // Like the kubelet: the last container's id while the next one waits.
+                    s["containerID"] = id.clone();
                 }
                 s
             })
