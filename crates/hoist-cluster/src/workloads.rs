@@ -294,10 +294,41 @@ fn create_pod(app: &App, rs: &Value) -> ApiResult<()> {
 
 // ---------------------------------------------------------------- Deployment
 
-/// FNV-1a of the pod template, printed like Kubernetes' pod-template-hash.
+/// A pod template without what does not change its meaning: nulls, empty objects and
+/// arrays (typed clients such as `kubectl rollout undo` send `resources: {}`,
+/// `creationTimestamp: null`), the pod-template-hash label; object keys sorted.
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                if k == "pod-template-hash" {
+                    continue;
+                }
+                let n = normalized(&m[k]);
+                let empty = match &n {
+                    Value::Null => true,
+                    Value::Object(o) => o.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    _ => false,
+                };
+                if !empty {
+                    out.insert(k.clone(), n);
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
+/// FNV-1a of the normalized pod template, printed like Kubernetes' pod-template-hash.
 fn template_hash(template: &Value) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in template.to_string().bytes() {
+    for b in normalized(template).to_string().bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
@@ -372,6 +403,7 @@ fn deployment(app: &App, d: &Value) -> ApiResult<()> {
         .iter()
         .find(|rs| {
             rs.pointer("/spec/template/metadata/labels/pod-template-hash") == Some(&json!(hash))
+                || rs.pointer("/spec/template").map(normalized) == Some(normalized(&template))
         })
         .map(|v| (*v).clone());
     let new_rs = match existing {

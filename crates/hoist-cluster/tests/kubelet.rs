@@ -420,6 +420,29 @@ fn deployment_rolls_out_serves_endpoints_and_rolls_updates_without_downtime() {
         "2"
     );
 
+    // rollout undo returns to the first template (its ReplicaSet, as revision 3).
+    let first_rs = rs0["metadata"]["name"].as_str().unwrap().to_string();
+    cluster.ok(&["rollout", "undo", "deployment/web"]);
+    let out = cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rs = cluster.json(&["get", "replicaset", &first_rs]);
+    assert_eq!(rs["spec"]["replicas"], 2, "{rs}");
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let history = cluster.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('2') && history.contains('3'), "{history}");
+    // rollout restart rolls new pods.
+    cluster.ok(&["rollout", "restart", "deployment/web"]);
+    let out = cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = cluster.json(&["get", "deployment", "web"]);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
+
     // Deleting the deployment removes its pods and their runc containers.
     cluster.ok(&["delete", "deployment", "web", "--timeout=30s"]);
     poll(Duration::from_secs(30), "pods to go", || {
