@@ -119,8 +119,27 @@ spec:
     command: ["sh", "-c", "echo boom; exit 3"]
 "#;
 
+/// Stops the kubelet (every container and namespace) even when an assertion failed.
+struct KubeletGuard(Option<kubelet::Kubelet>);
+
+impl KubeletGuard {
+    fn shutdown(mut self) {
+        if let Some(k) = self.0.take() {
+            k.shutdown();
+        }
+    }
+}
+
+impl Drop for KubeletGuard {
+    fn drop(&mut self) {
+        if let Some(k) = self.0.take() {
+            k.shutdown();
+        }
+    }
+}
+
 /// A cluster with a kubelet whose image store holds [`IMAGE`]; returns the runc root.
-fn start_with_kubelet() -> (common::TestCluster, kubelet::Kubelet, std::path::PathBuf) {
+fn start_with_kubelet() -> (common::TestCluster, KubeletGuard, std::path::PathBuf) {
     let cluster = common::TestCluster::start();
     let store = busybox_store(cluster.dir.path());
     let k = cluster.dir.path().join("kubelet");
@@ -135,7 +154,7 @@ fn start_with_kubelet() -> (common::TestCluster, kubelet::Kubelet, std::path::Pa
     let app = cluster.server.as_ref().unwrap().app.clone();
     let kubelet = {
         let _rt = cluster.rt.enter();
-        kubelet::start(app, cfg).expect("kubelet starts")
+        KubeletGuard(Some(kubelet::start(app, cfg).expect("kubelet starts")))
     };
     (cluster, kubelet, runc_root)
 }
