@@ -17,6 +17,7 @@ pub enum Columns {
     ConfigMap,
     Secret,
     Node,
+    Event,
 }
 
 /// One served resource (a group/version/kind and its REST shape).
@@ -191,7 +192,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["ev"],
             true,
             false,
-            Default,
+            Event,
             false,
         ),
         builtin(

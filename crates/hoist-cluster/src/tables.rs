@@ -62,6 +62,14 @@ fn definitions(c: Columns) -> Vec<Value> {
             col("Version", "string", "", 0),
             col("Internal-IP", "string", "", 1),
         ],
+        Columns::Event => vec![
+            col("Last Seen", "string", "", 0),
+            col("Type", "string", "", 0),
+            col("Reason", "string", "", 0),
+            col("Object", "string", "", 0),
+            col("Message", "string", "", 0),
+            col("Name", "string", "name", 1),
+        ],
         Columns::Default => vec![name, age],
     }
 }
@@ -120,6 +128,24 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
                 age,
                 json!(if ip.is_empty() { "<none>" } else { ip }),
                 json!(if node.is_empty() { "<none>" } else { node }),
+            ]
+        }
+        Columns::Event => {
+            let last = match s(o, "/lastTimestamp") {
+                "" => s(o, "/metadata/creationTimestamp"),
+                t => t,
+            };
+            vec![
+                json!(human_age(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/involvedObject/kind").to_lowercase(),
+                    s(o, "/involvedObject/name")
+                )),
+                json!(s(o, "/message")),
+                name,
             ]
         }
         Columns::Node => {

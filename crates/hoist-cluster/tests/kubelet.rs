@@ -298,6 +298,11 @@ fn pods_run_report_status_crash_loop_and_clean_up() {
             .map(|e| e["reason"].as_str().unwrap_or("").to_string())
             .collect()
     };
+    let table = cluster.ok(&["get", "events"]);
+    assert!(
+        table.starts_with("LAST SEEN") && table.contains("pod/crash") && table.contains("BackOff"),
+        "{table}"
+    );
     let seen = reasons();
     for reason in ["Scheduled", "Pulled", "Created", "Started", "BackOff"] {
         assert!(
