@@ -17,6 +17,10 @@ pub struct App {
     pub controllers: Notify,
     /// Set to true when the server stops: long-running responses (watches) end then.
     pub stopping: watch::Sender<bool>,
+    /// Where the kubelet keeps pod sandboxes (and container logs), once it runs.
+    pub pods_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// The kubelet's runc state root, for pods/exec.
+    pub runc_root: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// How dependents are handled when their owner is deleted.
@@ -34,6 +38,8 @@ impl App {
             registry: Registry::new(),
             controllers: Notify::new(),
             stopping: watch::channel(false).0,
+            pods_dir: std::sync::OnceLock::new(),
+            runc_root: std::sync::OnceLock::new(),
         });
         let (crds, _) = app
             .store
@@ -125,6 +131,22 @@ impl App {
         policy: Propagation,
         precondition_uid: Option<&str>,
     ) -> ApiResult<Written> {
+        self.delete_with_grace(kind, ns, name, policy, precondition_uid, None)
+    }
+
+    /// [`App::delete`] with DeleteOptions' `gracePeriodSeconds`: a pod bound to the node
+    /// and still running is only marked (deletionTimestamp); the kubelet stops it within
+    /// the grace period and then removes the object. `Some(0)` deletes at once.
+    pub fn delete_with_grace(
+        &self,
+        kind: &ResourceKind,
+        ns: &str,
+        name: &str,
+        policy: Propagation,
+        precondition_uid: Option<&str>,
+        grace_secs: Option<i64>,
+    ) -> ApiResult<Written> {
+        let is_pod = kind.group.is_empty() && kind.kind == "Pod";
         let written = self.store.write(&kind.storage_key(), ns, name, |cur| {
             let cur = cur.ok_or_else(|| ApiError::not_found(&kind.group, &kind.plural, name))?;
             if let Some(uid) = precondition_uid
@@ -144,13 +166,28 @@ impl App {
                 fins.push(f.to_string());
             }
             let is_namespace = kind.group.is_empty() && kind.kind == "Namespace";
-            if fins.is_empty() && !is_namespace {
+            let pod_grace = if is_pod {
+                pod_grace_period(cur, grace_secs)
+            } else {
+                None
+            };
+            if fins.is_empty() && !is_namespace && pod_grace.is_none() {
                 return Ok(Write::Delete);
             }
             let mut new = cur.clone();
             if !objects::is_deleting(cur) {
                 new["metadata"]["deletionTimestamp"] = Value::String(crate::clock::now_rfc3339());
-                new["metadata"]["deletionGracePeriodSeconds"] = serde_json::json!(0);
+                new["metadata"]["deletionGracePeriodSeconds"] =
+                    serde_json::json!(pod_grace.unwrap_or(0));
+            } else if let Some(g) = pod_grace {
+                // A second delete may shorten the grace period (e.g. --force after a wait).
+                let cur_g = cur
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX);
+                if g < cur_g {
+                    new["metadata"]["deletionGracePeriodSeconds"] = serde_json::json!(g);
+                }
             }
             if !fins.is_empty() {
                 new["metadata"]["finalizers"] = serde_json::json!(fins);
@@ -163,4 +200,23 @@ impl App {
         self.after_write(kind, &written);
         Ok(written)
     }
+}
+
+/// The grace period for deleting `pod`, or `None` to delete it at once: pods not bound to
+/// a node, already finished, or deleted with gracePeriodSeconds=0.
+fn pod_grace_period(pod: &Value, requested: Option<i64>) -> Option<i64> {
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    let grace = requested.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (bound && !finished && grace > 0).then_some(grace)
 }

@@ -202,6 +202,7 @@ pub fn serve_blocking(
             path: data_dir.clone(),
             source,
         })?;
+        let kubelet = start_kubelet(&server, &data_dir);
         on_ready(server.addr, &server.pki);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|source| crate::ServerError::DataDir {
@@ -213,10 +214,33 @@ pub fn serve_blocking(
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down");
+        if let Some(k) = kubelet {
+            // Containers go first: nothing of the cluster may outlive it.
+            let _ = tokio::task::spawn_blocking(move || k.shutdown()).await;
+        }
         tokio::time::timeout(Duration::from_secs(5), server.shutdown())
             .await
             .ok();
         remove_run_files(&data_dir);
         Ok(())
     })
+}
+
+/// Starts the kubelet unless `HOIST_NO_KUBELET=1`; without root or runc the API still
+/// serves and the reason pods will not run is logged.
+fn start_kubelet(
+    server: &crate::RunningServer,
+    data_dir: &Path,
+) -> Option<crate::kubelet::Kubelet> {
+    if std::env::var_os("HOIST_NO_KUBELET").is_some_and(|v| v == "1") {
+        return None;
+    }
+    let cfg = crate::kubelet::KubeletConfig::in_data_dir(data_dir);
+    match crate::kubelet::start(server.app.clone(), cfg) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "pods will not run on this cluster");
+            None
+        }
+    }
 }

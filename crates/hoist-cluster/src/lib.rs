@@ -15,6 +15,7 @@ pub mod discovery;
 mod handlers;
 pub mod http;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod machinery;
 pub mod objects;
 pub mod openapi;
@@ -27,6 +28,7 @@ pub mod storage;
 pub mod tables;
 pub mod tls;
 mod versions;
+pub mod workloads;
 
 pub use handlers::decode_body;
 pub use protobuf::decode as decode_protobuf;

@@ -16,6 +16,8 @@ pub enum Columns {
     Namespace,
     ConfigMap,
     Secret,
+    Node,
+    Event,
 }
 
 /// One served resource (a group/version/kind and its REST shape).
@@ -190,7 +192,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["ev"],
             true,
             false,
-            Default,
+            Event,
             false,
         ),
         builtin(
@@ -204,17 +206,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             Default,
             false,
         ),
-        builtin(
-            "",
-            "v1",
-            "Node",
-            "nodes",
-            &["no"],
-            false,
-            true,
-            Default,
-            false,
-        ),
+        builtin("", "v1", "Node", "nodes", &["no"], false, true, Node, false),
         builtin(
             "apps",
             "v1",

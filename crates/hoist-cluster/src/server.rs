@@ -178,7 +178,8 @@ async fn accept_loop(
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "connection error"); } }
@@ -197,9 +198,13 @@ async fn serve(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let resp = match serve_inner(app, req, authenticated, server_addr).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let resp = if authenticated && crate::kubelet::exec::wants_upgrade(&req) {
+        crate::kubelet::exec::upgrade(app, req).unwrap_or_else(|e| error_response(&e))
+    } else {
+        match serve_inner(app, req, authenticated, server_addr).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp

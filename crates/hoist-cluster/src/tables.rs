@@ -54,8 +54,47 @@ fn definitions(c: Columns) -> Vec<Value> {
             col("Data", "integer", "", 0),
             age,
         ],
+        Columns::Node => vec![
+            name,
+            col("Status", "string", "", 0),
+            col("Roles", "string", "", 0),
+            age,
+            col("Version", "string", "", 0),
+            col("Internal-IP", "string", "", 1),
+        ],
+        Columns::Event => vec![
+            col("Last Seen", "string", "", 0),
+            col("Type", "string", "", 0),
+            col("Reason", "string", "", 0),
+            col("Object", "string", "", 0),
+            col("Message", "string", "", 0),
+            col("Name", "string", "name", 1),
+        ],
         Columns::Default => vec![name, age],
     }
+}
+
+/// The STATUS column as kubectl prints it: a container's waiting or terminated reason
+/// (CrashLoopBackOff, Error, Completed...) wins over the phase; Terminating over all.
+fn pod_status<'a>(o: &'a Value, statuses: Option<&'a Vec<Value>>) -> String {
+    if o.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".into();
+    }
+    let p = s(o, "/status/phase");
+    let mut reason = if p.is_empty() { "Pending" } else { p }.to_string();
+    for c in statuses.into_iter().flatten() {
+        if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str)
+            && !r.is_empty()
+        {
+            reason = r.to_string();
+        } else if let Some(t) = c.pointer("/state/terminated") {
+            reason = match t["reason"].as_str() {
+                Some(r) if !r.is_empty() => r.to_string(),
+                _ => format!("ExitCode:{}", t["exitCode"].as_i64().unwrap_or(0)),
+            };
+        }
+    }
+    reason
 }
 
 fn cells(c: Columns, o: &Value) -> Vec<Value> {
@@ -78,12 +117,7 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
                     .map(|c| c["restartCount"].as_i64().unwrap_or(0))
                     .sum()
             });
-            let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                let p = s(o, "/status/phase");
-                if p.is_empty() { "Pending" } else { p }
-            };
+            let status = pod_status(o, statuses);
             let ip = s(o, "/status/podIP");
             let node = s(o, "/spec/nodeName");
             vec![
@@ -94,6 +128,61 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
                 age,
                 json!(if ip.is_empty() { "<none>" } else { ip }),
                 json!(if node.is_empty() { "<none>" } else { node }),
+            ]
+        }
+        Columns::Event => {
+            let last = match s(o, "/lastTimestamp") {
+                "" => s(o, "/metadata/creationTimestamp"),
+                t => t,
+            };
+            vec![
+                json!(human_age(last)),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/involvedObject/kind").to_lowercase(),
+                    s(o, "/involvedObject/name")
+                )),
+                json!(s(o, "/message")),
+                name,
+            ]
+        }
+        Columns::Node => {
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"] == "True");
+            let status = match ready {
+                Some(true) => "Ready",
+                Some(false) => "NotReady",
+                None => "Unknown",
+            };
+            let roles = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            let ip = o
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .and_then(|x| x["address"].as_str())
+                .unwrap_or("<none>");
+            vec![
+                name,
+                json!(status),
+                json!(roles),
+                age,
+                json!(s(o, "/status/nodeInfo/kubeletVersion")),
+                json!(ip),
             ]
         }
         Columns::Deployment => vec![

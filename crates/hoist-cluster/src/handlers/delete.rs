@@ -13,7 +13,7 @@ use crate::routes::Target;
 use crate::status::{ApiError, ApiResult, success_status};
 use crate::storage::Written;
 
-fn options(req: &Request) -> ApiResult<(Propagation, Option<String>)> {
+fn options(req: &Request) -> ApiResult<(Propagation, Option<String>, Option<i64>)> {
     let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -50,18 +50,24 @@ fn options(req: &Request) -> ApiResult<(Propagation, Option<String>)> {
         .pointer("/preconditions/uid")
         .and_then(Value::as_str)
         .map(str::to_string);
-    Ok((policy, uid))
+    let grace = req
+        .query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+        .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64));
+    Ok((policy, uid, grace))
 }
 
 pub fn delete(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<Body>> {
-    let (policy, uid) = options(req)?;
+    let (policy, uid, grace) = options(req)?;
     let name = t.name.as_deref().unwrap_or("");
-    let written = app.delete(
+    let written = app.delete_with_grace(
         &t.kind,
         t.namespace.as_deref().unwrap_or(""),
         name,
         policy,
         uid.as_deref(),
+        grace,
     )?;
     Ok(match written {
         Written::Deleted(obj) if !(t.kind.group.is_empty() && t.kind.kind == "Pod") => {
@@ -80,7 +86,7 @@ pub fn delete(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<B
 }
 
 pub fn delete_collection(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Response<Body>> {
-    let (policy, _) = options(req)?;
+    let (policy, _, grace) = options(req)?;
     let filter = Filter::parse(
         &t.kind,
         req.query.get("labelSelector"),
@@ -96,7 +102,7 @@ pub fn delete_collection(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult
             .and_then(Value::as_str)
             .unwrap_or("");
         let name = crate::objects::name_of(obj);
-        match app.delete(&t.kind, ns, name, policy, None) {
+        match app.delete_with_grace(&t.kind, ns, name, policy, None, grace) {
             Ok(w) => deleted.push(w.into_value()),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -41,6 +41,7 @@ pub async fn handle(app: &Arc<App>, t: Target, req: Request) -> ApiResult<Respon
             "status" => t.kind.status_subresource,
             "scale" => t.kind.has_scale(),
             "finalize" => t.kind.kind == "Namespace" && t.kind.group.is_empty(),
+            "log" => t.kind.kind == "Pod" && t.kind.group.is_empty(),
             _ => false,
         };
         if !allowed {
@@ -60,6 +61,9 @@ pub async fn handle(app: &Arc<App>, t: Target, req: Request) -> ApiResult<Respon
             "NotFound",
             "the server could not find the requested resource",
         ));
+    }
+    if t.subresource.as_deref() == Some("log") {
+        return crate::kubelet::logs::handle(app, &t, &req);
     }
     if t.subresource.as_deref() == Some("scale") {
         return scale::handle(app, &t, &req);
