@@ -200,6 +200,8 @@ async fn serve(
     let started = std::time::Instant::now();
     let resp = if authenticated && crate::kubelet::exec::wants_upgrade(&req) {
         crate::kubelet::exec::upgrade(app, req).unwrap_or_else(|e| error_response(&e))
+    } else if authenticated && crate::kubelet::portforward::wants_upgrade(&req) {
+        crate::kubelet::portforward::upgrade(app, req).unwrap_or_else(|e| error_response(&e))
     } else {
         match serve_inner(app, req, authenticated, server_addr).await {
             Ok(r) => r,

@@ -139,7 +139,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
 }
 
 /// One frame as (opcode, payload).
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec<u8>)> {
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     r.read_exact(&mut h).await?;
     let opcode = h[0] & 0x0f;
@@ -171,7 +171,7 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec
     Ok((opcode, payload))
 }
 
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0x80 | opcode];
     match payload.len() {
         n if n < 126 => f.push(n as u8),
