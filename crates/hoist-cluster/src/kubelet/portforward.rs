@@ -226,7 +226,8 @@ where
         frame(2, &p)
     };
     let mut to_pod: HashMap<u8, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
-    let mut pumps = Vec::new();
+    // Owned here so that ending the session (or dropping it on shutdown) ends every pump.
+    let mut pumps = tokio::task::JoinSet::new();
     for (i, port) in ports.iter().copied().enumerate() {
         let (data_ch, err_ch) = ((2 * i) as u8, (2 * i + 1) as u8);
         for ch in [data_ch, err_ch] {
@@ -236,7 +237,7 @@ where
         to_pod.insert(data_ch, tx);
         let out = out_tx.clone();
         let netns = netns.clone();
-        pumps.push(tokio::spawn(async move {
+        pumps.spawn(async move {
             let conn = match dial(netns, port).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -271,7 +272,7 @@ where
                 _ = down => {}
                 _ = async { up.await; std::future::pending::<()>().await } => {}
             }
-        }));
+        });
     }
     let reader = {
         let out_tx = out_tx.clone();
@@ -292,15 +293,12 @@ where
             }
         }
     };
-    let all_done = async {
-        for p in pumps {
-            let _ = p.await;
-        }
-    };
+    let all_done = async { while pumps.join_next().await.is_some() {} };
     tokio::select! {
         _ = all_done => { let _ = out_tx.send(frame(8, &1000u16.to_be_bytes())).await; }
         _ = reader => {}
     }
+    pumps.abort_all();
     drop(out_tx);
     let _ = writer.await;
 }
@@ -380,6 +378,8 @@ where
     // Data streams towards the pod, and error stream ids by request id.
     let mut to_pod: HashMap<u32, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     let mut error_streams: HashMap<String, u32> = HashMap::new();
+    // Owned here so that the client going away (or shutdown) ends every forwarded connection.
+    let mut forwards = tokio::task::JoinSet::new();
     loop {
         let f = match spdy::read_frame(&mut rd).await {
             Ok(f) => f,
@@ -445,7 +445,8 @@ where
                                 to_pod.insert(sid, tx);
                             }
                             let port = get("port");
-                            tokio::spawn(forward_stream(
+                            while forwards.try_join_next().is_some() {}
+                            forwards.spawn(forward_stream(
                                 netns.clone(),
                                 port,
                                 sid,
@@ -483,6 +484,7 @@ where
         }
     }
     drop(to_pod);
+    forwards.abort_all();
     drop(out_tx);
     let _ = writer.await;
 }
