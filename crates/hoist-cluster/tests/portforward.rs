@@ -28,6 +28,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
     }
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
+    std::fs::write(stage.join("www/big.txt"), big_page()).unwrap();
     let mut b = LayerBuilder::new().fast();
     b.add(&LayerSpec {
         from: stage.clone(),
@@ -127,6 +128,11 @@ spec:
   ports: [{port: 80, targetPort: 80}]
 "#;
 
+/// 3 MiB: many SPDY/WebSocket frames, more than any default flow-control window.
+fn big_page() -> String {
+    (0..240_000).map(|i| format!("line {i:07}\n")).collect()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -137,13 +143,18 @@ fn free_port() -> u16 {
 
 /// GET / on 127.0.0.1:port with deadlines; returns the whole response.
 fn http_get(port: u16) -> String {
+    http_get_path(port, "/")
+}
+
+fn http_get_path(port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
         Duration::from_secs(5),
     )
     .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: web\r\n\r\n").as_bytes())
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -227,6 +238,9 @@ fn kubectl_and_kube_rs_forward_ports_to_pods() {
         for r in [a.join().unwrap(), b.join().unwrap()] {
             assert!(r.contains(PAGE), "{r}");
         }
+        let big = http_get_path(local, "/big.txt");
+        let body = big.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert!(body == big_page(), "big body: {} bytes", body.len());
     }
     // kubectl resolves the Service to its pod and port client-side.
     {
@@ -239,6 +253,9 @@ fn kubectl_and_kube_rs_forward_ports_to_pods() {
         let (_fwd, local) = port_forward(&cluster, "pod/web", false);
         let r = http_get(local);
         assert!(r.contains(PAGE), "{r}");
+        let big = http_get_path(local, "/big.txt");
+        let body = big.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert!(body == big_page(), "big body: {} bytes", body.len());
     }
     // A port nothing listens on: kubectl reports the pod-side error on the error stream.
     {
@@ -300,6 +317,21 @@ fn kubectl_and_kube_rs_forward_ports_to_pods() {
             .await
             .expect("kube-rs portforward finishes");
         assert!(page.contains(PAGE), "{page}");
+        // Nothing listens on 81: the error channel says so.
+        let work = async {
+            let mut pf = pods.portforward("web", &[81]).await.unwrap();
+            let err = pf.take_error(81).unwrap().await;
+            let _ = pf.join().await;
+            err
+        };
+        let err = tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .expect("kube-rs portforward to a closed port finishes");
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("error forwarding port 81")),
+            "{err:?}"
+        );
     });
     kubelet.shutdown();
 }
