@@ -550,3 +550,86 @@ async fn forward_stream(
     }
     up.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_stream(codec: &mut spdy::HeaderCodec, sid: u32, headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut d = sid.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        d.extend(codec.encode(headers).unwrap());
+        spdy::control(spdy::SYN_STREAM, 0, &d)
+    }
+
+    /// The protocol without a pod: streams are answered, PING is echoed, and a port that
+    /// cannot be reached is reported on the error stream, which then closes.
+    #[tokio::test]
+    async fn spdy_session_replies_and_reports_unreachable_ports() {
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let session = tokio::spawn(spdy_session(server, PathBuf::from("/nonexistent/netns")));
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let mut codec = spdy::HeaderCodec::new().unwrap();
+        let mut out = syn_stream(
+            &mut codec,
+            1,
+            &[("streamtype", "error"), ("port", "80"), ("requestid", "0")],
+        );
+        out.extend(syn_stream(
+            &mut codec,
+            3,
+            &[("streamtype", "data"), ("port", "80"), ("requestid", "0")],
+        ));
+        out.extend(spdy::control(spdy::PING, 0, &1u32.to_be_bytes()));
+        wr.write_all(&out).await.unwrap();
+        let mut replies = Vec::new();
+        let mut ping = false;
+        let mut error_message = None;
+        let mut data_fin = false;
+        let read = async {
+            while replies.len() < 2 || !ping || error_message.is_none() || !data_fin {
+                match spdy::read_frame(&mut rd).await.unwrap() {
+                    spdy::Frame::Control { kind, data, .. } if kind == spdy::SYN_REPLY => {
+                        codec.decode(&data[4..]).unwrap();
+                        replies.push(spdy::stream_id(&data).unwrap());
+                    }
+                    spdy::Frame::Control { kind, data, .. } if kind == spdy::PING => {
+                        assert_eq!(data, 1u32.to_be_bytes());
+                        ping = true;
+                    }
+                    spdy::Frame::Data {
+                        stream: 1,
+                        flags,
+                        data,
+                    } => {
+                        assert_eq!(flags, spdy::FLAG_FIN);
+                        error_message = Some(String::from_utf8(data).unwrap());
+                    }
+                    spdy::Frame::Data {
+                        stream: 3,
+                        flags,
+                        data,
+                    } => {
+                        assert!(data.is_empty() && flags == spdy::FLAG_FIN);
+                        data_fin = true;
+                    }
+                    f => panic!("unexpected {f:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the session answers");
+        assert_eq!(replies, vec![1, 3]);
+        let msg = error_message.unwrap();
+        assert!(msg.starts_with("error forwarding port 80 to pod"), "{msg}");
+        // GOAWAY ends the session.
+        wr.write_all(&spdy::control(spdy::GOAWAY, 0, &[0; 8]))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .expect("GOAWAY ends the session")
+            .unwrap();
+    }
+}
