@@ -795,3 +795,96 @@ fn volumes_and_env_from_config_maps_and_secrets() {
     );
     kubelet.shutdown();
 }
+
+const CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env: [{name: OVERRIDDEN_SERVICE_PORT, value: mine}]
+"#;
+
+#[test]
+fn pods_find_services_by_name_and_environment() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    cluster.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    cluster.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "overridden",
+        "--tcp=81:81",
+    ]);
+    cluster.ok(&["create", "ns", "other"]);
+    cluster.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "db",
+        "-n",
+        "other",
+        "--tcp=5432:5432",
+    ]);
+    let ip_of = |name: &str, ns: &str| {
+        cluster.json(&["get", "svc", name, "-n", ns])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (web_ip, db_ip) = (ip_of("web", "default"), ip_of("db", "other"));
+    let file = cluster.dir.path().join("client.yaml");
+    std::fs::write(&file, CLIENT).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=30s",
+    ]);
+    let sh = |script: &str| cluster.ok(&["exec", "client", "--", "sh", "-c", script]);
+    assert_eq!(
+        sh("echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT $WEB_PORT_80_TCP"),
+        format!("{web_ip}:80 tcp://{web_ip}:80\n")
+    );
+    // The container's own env wins; other namespaces' Services give no variables.
+    assert_eq!(
+        sh("echo $OVERRIDDEN_SERVICE_PORT/$DB_SERVICE_HOST/"),
+        "mine//\n"
+    );
+    let hosts = sh("cat /etc/hosts");
+    assert!(
+        hosts.contains(&format!(
+            "{web_ip}\tweb web.default web.default.svc web.default.svc.cluster.local\n"
+        )),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains(&format!(
+            "{db_ip}\tdb.other db.other.svc db.other.svc.cluster.local\n"
+        )),
+        "{hosts}"
+    );
+    // Services created or deleted later reach the running pod's /etc/hosts.
+    cluster.ok(&["create", "service", "clusterip", "late", "--tcp=82:82"]);
+    let late_ip = ip_of("late", "default");
+    poll(Duration::from_secs(10), "late in /etc/hosts", || {
+        sh("cat /etc/hosts")
+            .contains(&format!("{late_ip}\tlate late.default"))
+            .then_some(())
+    });
+    cluster.ok(&["delete", "svc", "web"]);
+    poll(Duration::from_secs(10), "web gone from /etc/hosts", || {
+        (!sh("cat /etc/hosts").contains("\tweb ")).then_some(())
+    });
+    kubelet.shutdown();
+}
