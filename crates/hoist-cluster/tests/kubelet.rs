@@ -23,7 +23,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         std::fs::create_dir_all(stage.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "cat", "sleep", "echo"] {
+    for applet in ["sh", "httpd", "cat", "sleep", "echo", "wget"] {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
     }
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
@@ -885,6 +885,127 @@ fn pods_find_services_by_name_and_environment() {
     cluster.ok(&["delete", "svc", "web"]);
     poll(Duration::from_secs(10), "web gone from /etc/hosts", || {
         (!sh("cat /etc/hosts").contains("\tweb ")).then_some(())
+    });
+    kubelet.shutdown();
+}
+
+const WEB_SERVICE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: hoist.test/web:1
+        imagePullPolicy: Never
+        command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 81, targetPort: 8080}]
+"#;
+
+#[test]
+fn services_forward_from_pods_by_name_and_from_the_host_by_node_port() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    let file = cluster.dir.path().join("web.yaml");
+    std::fs::write(&file, WEB_SERVICE).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let client = cluster.dir.path().join("client.yaml");
+    std::fs::write(&client, CLIENT).unwrap();
+    cluster.ok(&["apply", "-f", client.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=30s",
+    ]);
+    assert!(
+        cluster
+            .ok(&["exec", "client", "--", "sh", "-c", "echo $WEB_SERVICE_HOST"])
+            .starts_with("127."),
+        "WEB_SERVICE_HOST is set in a pod started after the Service"
+    );
+    let hosts = cluster.ok(&["exec", "client", "--", "cat", "/etc/hosts"]);
+    let table = cluster.ok(&["get", "svc", "web"]);
+    let ip = cluster.json(&["get", "svc", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table.contains(&ip), "{table}");
+    assert!(
+        hosts.contains(&format!(
+            "{ip}\tweb web.default web.default.svc web.default.svc.cluster.local"
+        )),
+        "{hosts}"
+    );
+    // From inside the client pod's network namespace (where its processes connect),
+    // ClusterIP:80 answers with the page. (busybox-static's wget segfaults in a
+    // `scratch` image — static glibc's resolver — so the test is the pod-side client.)
+    let pod = cluster.json(&["get", "pod", "client"]);
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let pod_ip: std::net::Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let net = hoist_runtime::PodNetwork::existing(uid, pod_ip).expect("the client's netns");
+    let cip: std::net::Ipv4Addr = ip.parse().unwrap();
+    let get = |addr: std::net::SocketAddr| -> Option<String> {
+        let mut s =
+            hoist_runtime::netns::connect_addr(&net.path, addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("200 OK").then_some(out)
+    };
+    // Several requests: round-robin reaches both replicas, all answer.
+    for _ in 0..4 {
+        let page = poll(Duration::from_secs(15), "ClusterIP:80 from the pod", || {
+            get(std::net::SocketAddr::from((cip, 80)))
+        });
+        assert!(page.ends_with(PAGE), "{page}");
+    }
+    // NodePort: the host's 127.0.0.1:<nodePort> forwards to the pods.
+    let np = cluster.json(&["get", "svc", "web-np"])["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap() as u16;
+    let body = poll(Duration::from_secs(15), "the nodePort", || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", np)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("200 OK").then_some(out)
+    });
+    assert!(body.ends_with(PAGE), "{body}");
+    // Deleting the Service stops its listeners.
+    cluster.ok(&["delete", "svc", "web-np"]);
+    poll(Duration::from_secs(10), "the nodePort closed", || {
+        std::net::TcpStream::connect(("127.0.0.1", np))
+            .is_err()
+            .then_some(())
     });
     kubelet.shutdown();
 }
