@@ -4,6 +4,10 @@
 //! listener on the host's 127.0.0.1:nodePort. One reconcile thread keeps the set of
 //! listeners equal to (pods × service ports) + node ports; each listener is one accept
 //! thread that stops when its entry goes away.
+//!
+//! Limitation (no iptables here): a pod does not get a ClusterIP listener on a port its
+//! own containers declare (`containerPort`), since it would block the pod's wildcard bind;
+//! an undeclared server port equal to a Service port can still collide.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -69,13 +73,30 @@ fn reconcile(
     addrs: &mut HashMap<String, Vec<Ipv4Addr>>,
 ) {
     let store = &shared.app.store;
-    let (Ok((services, _)), Ok((endpoints, _)), Ok(pods)) = (
+    let (Ok((services, _)), Ok((endpoints, _)), Ok(pods), Ok((pod_objs, _))) = (
         store.list("/services", None),
         store.list("/endpoints", None),
         shared.ips.allocations(),
+        store.list("/pods", None),
     ) else {
         return;
     };
+    // Ports each pod's containers declare: a listener on ClusterIP:port in that pod
+    // would make the pod's own bind of 0.0.0.0:port fail, so those are left out.
+    let declared: HashMap<&str, Vec<u64>> = pod_objs
+        .iter()
+        .filter_map(|p| {
+            let uid = p.pointer("/metadata/uid")?.as_str()?;
+            let ports = p["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .filter_map(|cp| cp["containerPort"].as_u64())
+                .collect();
+            Some((uid, ports))
+        })
+        .collect();
     // Pod IP → its namespace.
     let nets: BTreeMap<String, PodNetwork> = pods
         .iter()
@@ -112,6 +133,12 @@ fn reconcile(
                 .map(|e| endpoint_targets(e, p, &by_ip))
                 .unwrap_or_default();
             for id in nets.keys() {
+                if declared
+                    .get(id.as_str())
+                    .is_some_and(|ps| ps.contains(&u64::from(port)))
+                {
+                    continue;
+                }
                 want.insert(
                     Key {
                         place: Place::Pod(id.clone()),
