@@ -23,7 +23,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         std::fs::create_dir_all(stage.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "cat", "sleep", "echo", "wget"] {
+    for applet in ["sh", "httpd", "cat", "sleep", "echo", "nc"] {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
     }
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
@@ -963,9 +963,18 @@ fn services_forward_from_pods_by_name_and_from_the_host_by_node_port() {
         )),
         "{hosts}"
     );
-    // From inside the client pod's network namespace (where its processes connect),
-    // ClusterIP:80 answers with the page. (busybox-static's wget segfaults in a
-    // `scratch` image — static glibc's resolver — so the test is the pod-side client.)
+    // A process in the client pod reaches the Service by name (busybox `nc`: this
+    // busybox-static's `wget` segfaults even on the host).
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {name} 80");
+        let page = poll(Duration::from_secs(15), name, || {
+            let o = cluster.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            (o.status.success() && out.contains("200 OK")).then_some(out)
+        });
+        assert!(page.ends_with(PAGE), "{name}: {page}");
+    }
+    // And straight from the client pod's network namespace to ClusterIP:80.
     let pod = cluster.json(&["get", "pod", "client"]);
     let uid = pod["metadata"]["uid"].as_str().unwrap();
     let pod_ip: std::net::Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
