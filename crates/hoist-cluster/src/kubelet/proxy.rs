@@ -26,6 +26,9 @@ use crate::service_alloc::cluster_ip;
 const RECONCILE: Duration = Duration::from_millis(300);
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Open connections per listener (two threads each); more are refused, keeping a
+/// runaway client from exhausting threads.
+const MAX_CONNS: usize = 256;
 
 /// Where a listener lives: a pod's namespace (by pod id) or the host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -254,6 +257,7 @@ fn endpoint_targets(
 fn serve(listener: TcpListener, stop: Arc<AtomicBool>, targets: Targets) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let next = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("svc-listener".into())
         .spawn(move || {
@@ -265,10 +269,23 @@ fn serve(listener: TcpListener, stop: Arc<AtomicBool>, targets: Targets) -> io::
                             // No ready endpoint: refuse, as kube-proxy's REJECT does.
                             continue;
                         }
+                        if open.load(Ordering::Relaxed) >= MAX_CONNS {
+                            tracing::warn!("service listener at {MAX_CONNS} connections: refusing");
+                            continue;
+                        }
                         let t = list[next.fetch_add(1, Ordering::Relaxed) % list.len()].clone();
-                        let _ = std::thread::Builder::new()
-                            .name("svc-conn".into())
-                            .spawn(move || forward(client, t));
+                        open.fetch_add(1, Ordering::Relaxed);
+                        let held = open.clone();
+                        let spawned =
+                            std::thread::Builder::new()
+                                .name("svc-conn".into())
+                                .spawn(move || {
+                                    forward(client, t);
+                                    held.fetch_sub(1, Ordering::Relaxed);
+                                });
+                        if spawned.is_err() {
+                            open.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(ACCEPT_POLL)
