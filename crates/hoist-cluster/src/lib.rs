@@ -23,6 +23,8 @@ mod protobuf;
 pub mod registry;
 pub mod routes;
 pub mod server;
+pub mod service_alloc;
+pub mod service_links;
 pub mod status;
 pub mod storage;
 pub mod tables;

@@ -631,3 +631,77 @@ fn typed_creates_of_services_cronjobs_and_rbac_decode_protobuf() {
         "{err}"
     );
 }
+
+#[test]
+fn services_get_loopback_cluster_ips_and_node_ports() {
+    use std::net::Ipv4Addr;
+    let mut c = TestCluster::start();
+    c.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    c.ok(&["create", "service", "nodeport", "np", "--tcp=81:8081"]);
+    let web = c.json(&["get", "svc", "web"]);
+    let ip: Ipv4Addr = web["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert!(hoist_cluster::service_alloc::in_range(ip), "{web}");
+    assert_eq!(web["spec"]["clusterIPs"][0], web["spec"]["clusterIP"]);
+    let np = c.json(&["get", "svc", "np"]);
+    assert_ne!(np["spec"]["clusterIP"], web["spec"]["clusterIP"], "{np}");
+    let node_port = np["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{np}");
+    // `kubectl get svc` shows the CLUSTER-IP and the nodePort.
+    let table = c.ok(&["get", "svc"]);
+    assert!(table.contains(&ip.to_string()), "{table}");
+    assert!(table.contains(&format!("81:{node_port}/TCP")), "{table}");
+
+    // A requested address outside the loopback range is refused, clearly.
+    let err = c.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "bad",
+        "--tcp=80:80",
+        "--clusterip=10.0.0.5",
+    ]);
+    assert!(
+        err.contains("spec.clusterIP") && err.contains("127.96.0.0/12"),
+        "{err}"
+    );
+    let err = c.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "dup",
+        "--tcp=80:80",
+        &format!("--clusterip={ip}"),
+    ]);
+    assert!(err.contains("already allocated"), "{err}");
+
+    // Updates keep the allocation; changing it is refused (immutable).
+    c.ok(&["label", "svc", "web", "tier=front"]);
+    assert_eq!(
+        c.json(&["get", "svc", "web"])["spec"]["clusterIP"],
+        ip.to_string()
+    );
+    let err = c.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"clusterIP":"127.96.7.7"}}"#,
+    ]);
+    assert!(err.contains("immutable"), "{err}");
+
+    // Persisted across a restart; deleting releases the address for reuse.
+    c.restart();
+    assert_eq!(
+        c.json(&["get", "svc", "web"])["spec"]["clusterIP"],
+        ip.to_string()
+    );
+    c.ok(&["delete", "svc", "web"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "again",
+        "--tcp=80:80",
+        &format!("--clusterip={ip}"),
+    ]);
+}

@@ -23,7 +23,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         std::fs::create_dir_all(stage.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "cat", "sleep", "echo"] {
+    for applet in ["sh", "httpd", "cat", "sleep", "echo", "nc"] {
         std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
     }
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
@@ -793,5 +793,228 @@ fn volumes_and_env_from_config_maps_and_secrets() {
             .contains("configmap \"nope\" not found"),
         "{missing}"
     );
+    kubelet.shutdown();
+}
+
+const CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env: [{name: OVERRIDDEN_SERVICE_PORT, value: mine}]
+"#;
+
+#[test]
+fn pods_find_services_by_name_and_environment() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    cluster.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    cluster.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "overridden",
+        "--tcp=81:81",
+    ]);
+    cluster.ok(&["create", "ns", "other"]);
+    cluster.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "db",
+        "-n",
+        "other",
+        "--tcp=5432:5432",
+    ]);
+    let ip_of = |name: &str, ns: &str| {
+        cluster.json(&["get", "svc", name, "-n", ns])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (web_ip, db_ip) = (ip_of("web", "default"), ip_of("db", "other"));
+    let file = cluster.dir.path().join("client.yaml");
+    std::fs::write(&file, CLIENT).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=30s",
+    ]);
+    let sh = |script: &str| cluster.ok(&["exec", "client", "--", "sh", "-c", script]);
+    assert_eq!(
+        sh("echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT $WEB_PORT_80_TCP"),
+        format!("{web_ip}:80 tcp://{web_ip}:80\n")
+    );
+    // The container's own env wins; other namespaces' Services give no variables.
+    assert_eq!(
+        sh("echo $OVERRIDDEN_SERVICE_PORT/$DB_SERVICE_HOST/"),
+        "mine//\n"
+    );
+    let hosts = sh("cat /etc/hosts");
+    assert!(
+        hosts.contains(&format!(
+            "{web_ip}\tweb web.default web.default.svc web.default.svc.cluster.local\n"
+        )),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains(&format!(
+            "{db_ip}\tdb.other db.other.svc db.other.svc.cluster.local\n"
+        )),
+        "{hosts}"
+    );
+    // Services created or deleted later reach the running pod's /etc/hosts.
+    cluster.ok(&["create", "service", "clusterip", "late", "--tcp=82:82"]);
+    let late_ip = ip_of("late", "default");
+    poll(Duration::from_secs(10), "late in /etc/hosts", || {
+        sh("cat /etc/hosts")
+            .contains(&format!("{late_ip}\tlate late.default"))
+            .then_some(())
+    });
+    cluster.ok(&["delete", "svc", "web"]);
+    poll(Duration::from_secs(10), "web gone from /etc/hosts", || {
+        (!sh("cat /etc/hosts").contains("\tweb ")).then_some(())
+    });
+    kubelet.shutdown();
+}
+
+const WEB_SERVICE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: hoist.test/web:1
+        imagePullPolicy: Never
+        command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 81, targetPort: 8080}]
+"#;
+
+#[test]
+fn services_forward_from_pods_by_name_and_from_the_host_by_node_port() {
+    if let Err(e) = hoist_runtime::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let (cluster, kubelet, _) = start_with_kubelet();
+    let file = cluster.dir.path().join("web.yaml");
+    std::fs::write(&file, WEB_SERVICE).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let client = cluster.dir.path().join("client.yaml");
+    std::fs::write(&client, CLIENT).unwrap();
+    cluster.ok(&["apply", "-f", client.to_str().unwrap()]);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=30s",
+    ]);
+    assert!(
+        cluster
+            .ok(&["exec", "client", "--", "sh", "-c", "echo $WEB_SERVICE_HOST"])
+            .starts_with("127."),
+        "WEB_SERVICE_HOST is set in a pod started after the Service"
+    );
+    let hosts = cluster.ok(&["exec", "client", "--", "cat", "/etc/hosts"]);
+    let table = cluster.ok(&["get", "svc", "web"]);
+    let ip = cluster.json(&["get", "svc", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table.contains(&ip), "{table}");
+    assert!(
+        hosts.contains(&format!(
+            "{ip}\tweb web.default web.default.svc web.default.svc.cluster.local"
+        )),
+        "{hosts}"
+    );
+    // A process in the client pod reaches the Service by name (busybox `nc`: this
+    // busybox-static's `wget` segfaults even on the host).
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {name} 80");
+        let page = poll(Duration::from_secs(15), name, || {
+            let o = cluster.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            (o.status.success() && out.contains("200 OK")).then_some(out)
+        });
+        assert!(page.ends_with(PAGE), "{name}: {page}");
+    }
+    // And straight from the client pod's network namespace to ClusterIP:80.
+    let pod = cluster.json(&["get", "pod", "client"]);
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let pod_ip: std::net::Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let net = hoist_runtime::PodNetwork::existing(uid, pod_ip).expect("the client's netns");
+    let cip: std::net::Ipv4Addr = ip.parse().unwrap();
+    let get = |addr: std::net::SocketAddr| -> Option<String> {
+        let mut s =
+            hoist_runtime::netns::connect_addr(&net.path, addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("200 OK").then_some(out)
+    };
+    // Several requests: round-robin reaches both replicas, all answer.
+    for _ in 0..4 {
+        let page = poll(Duration::from_secs(15), "ClusterIP:80 from the pod", || {
+            get(std::net::SocketAddr::from((cip, 80)))
+        });
+        assert!(page.ends_with(PAGE), "{page}");
+    }
+    // NodePort: the host's 127.0.0.1:<nodePort> forwards to the pods.
+    let np = cluster.json(&["get", "svc", "web-np"])["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap() as u16;
+    let body = poll(Duration::from_secs(15), "the nodePort", || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", np)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("200 OK").then_some(out)
+    });
+    assert!(body.ends_with(PAGE), "{body}");
+    // Deleting the Service stops its listeners.
+    cluster.ok(&["delete", "svc", "web-np"]);
+    poll(Duration::from_secs(10), "the nodePort closed", || {
+        std::net::TcpStream::connect(("127.0.0.1", np))
+            .is_err()
+            .then_some(())
+    });
     kubelet.shutdown();
 }

@@ -107,6 +107,32 @@ impl PodNetwork {
         Ok(net)
     }
 
+    /// The existing namespace of `pod_id` (no `ip` is run), if it is there.
+    pub fn existing(pod_id: &str, ip: Ipv4Addr) -> Option<Self> {
+        let name = Self::name_for(pod_id);
+        let path = Path::new(NETNS_DIR).join(&name);
+        path.exists().then_some(Self { name, path, ip })
+    }
+
+    /// Add (`add: true`) or remove a loopback address (a service ClusterIP) on the
+    /// namespace's `lo`; idempotent.
+    pub fn set_lo_address(&self, addr: Ipv4Addr, add: bool) -> Result<()> {
+        check_loopback(addr)?;
+        let verb = if add { "replace" } else { "del" };
+        ip_cmd(
+            &[
+                "-n",
+                &self.name,
+                "address",
+                verb,
+                &format!("{addr}/32"),
+                "dev",
+                "lo",
+            ],
+            None,
+        )
+    }
+
     /// Remove the namespace (processes still inside keep it alive until they exit).
     pub fn delete(&self) -> Result<()> {
         delete_netns(&self.name)
@@ -181,6 +207,39 @@ pub fn connect_addr(netns: &Path, addr: SocketAddr, timeout: Duration) -> Result
             Err(Error::Netns {
                 name: netns.display().to_string(),
                 reason: "connect thread panicked".into(),
+            })
+        })
+}
+
+/// A listener bound to loopback `addr` inside the network namespace at `netns` (a
+/// short-lived thread enters it and binds; the socket stays in that namespace).
+pub fn listen_addr(netns: &Path, addr: SocketAddr) -> Result<std::net::TcpListener> {
+    if !addr.ip().is_loopback() {
+        return Err(Error::Netns {
+            name: netns.display().to_string(),
+            reason: format!("refusing to listen on non-loopback {addr}"),
+        });
+    }
+    let ns = fs::File::open(netns).map_err(|e| Error::Netns {
+        name: netns.display().to_string(),
+        reason: format!("cannot open the namespace: {e}"),
+    })?;
+    let netns_name = netns.display().to_string();
+    std::thread::Builder::new()
+        .name("netns-listen".into())
+        .spawn(move || -> Result<std::net::TcpListener> {
+            sys::setns_net(&ns).map_err(|e| Error::Netns {
+                name: netns_name.clone(),
+                reason: format!("setns: {e}"),
+            })?;
+            std::net::TcpListener::bind(addr).ctx(|| format!("listening on {addr} in {netns_name}"))
+        })
+        .ctx(|| "spawning the netns listen thread")?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Netns {
+                name: netns.display().to_string(),
+                reason: "listen thread panicked".into(),
             })
         })
 }

@@ -101,6 +101,12 @@ pub fn create_prepared(
     if let Some(ns) = ns {
         app.ensure_namespace_writable(ns)?;
     }
+    // Held until the Service is stored, so concurrent creates never share an IP/port.
+    let alloc = is_service(&t.kind).then(crate::service_alloc::lock);
+    if is_service(&t.kind) {
+        let used = crate::service_alloc::InUse::read(&app.store, None)?;
+        crate::service_alloc::on_create(&used, &mut obj)?;
+    }
     if dry {
         if app
             .store
@@ -127,6 +133,7 @@ pub fn create_prepared(
             }
             Ok(Write::Put(obj))
         })?;
+    drop(alloc);
     app.after_write(&t.kind, &written);
     Ok(crate::versions::present(&t.kind, written.into_value()))
 }
@@ -171,9 +178,23 @@ pub fn write_existing(
     let name = t.name.as_deref().unwrap_or("");
     let ns = t.namespace.as_deref().unwrap_or("");
     let kind = &t.kind;
+    // Services keep their ClusterIP and nodePorts; what others hold is read before the
+    // store's write lock is taken (the allocation lock keeps it current).
+    let alloc = is_service(kind).then(crate::service_alloc::lock);
+    let used = if is_service(kind) && t.subresource.is_none() {
+        Some(crate::service_alloc::InUse::read(
+            &app.store,
+            Some((ns, name)),
+        )?)
+    } else {
+        None
+    };
     let written = app.store.write(&kind.storage_key(), ns, name, |cur| {
         let cur = cur.ok_or_else(|| ApiError::not_found(&kind.group, &kind.plural, name))?;
         let mut new = f(kind, cur)?;
+        if let Some(used) = &used {
+            crate::service_alloc::on_update(used, cur, &mut new)?;
+        }
         check_custom(kind, &mut new, name, o.strict)?;
         if o.dry {
             return Ok(Write::Unchanged(new));
@@ -183,6 +204,7 @@ pub fn write_existing(
         }
         Ok(Write::Put(new))
     })?;
+    drop(alloc);
     app.after_write(kind, &written);
     let v = match written {
         // A deletion completed by removing the last finalizer returns the final state.
@@ -191,6 +213,10 @@ pub fn write_existing(
         }
     };
     Ok(crate::versions::present(kind, v))
+}
+
+fn is_service(kind: &crate::registry::ResourceKind) -> bool {
+    kind.group.is_empty() && kind.kind == "Service"
 }
 
 /// An object marked for deletion goes away once its last finalizer is removed

@@ -13,6 +13,7 @@ pub mod logs;
 mod node;
 pub mod portforward;
 mod probe;
+mod proxy;
 pub mod spdy;
 mod status;
 mod volumes;
@@ -98,6 +99,8 @@ pub struct Kubelet {
     shared: Arc<Shared>,
     workers: Arc<Mutex<HashMap<(String, String), WorkerHandle>>>,
     dispatcher: tokio::task::JoinHandle<()>,
+    proxy_stop: Arc<std::sync::atomic::AtomicBool>,
+    proxy: std::thread::JoinHandle<()>,
 }
 
 /// Registers the node, removes leftovers of an earlier run and starts scheduling and
@@ -131,12 +134,16 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
     });
     let workers = Arc::new(Mutex::new(HashMap::new()));
     let dispatcher = tokio::spawn(dispatch(shared.clone(), workers.clone()));
+    let proxy_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = proxy::spawn(shared.clone(), proxy_stop.clone());
     // Deployments, ReplicaSets and Services only make sense where pods run.
     crate::workloads::spawn(app);
     Ok(Kubelet {
         shared,
         workers,
         dispatcher,
+        proxy_stop,
+        proxy,
     })
 }
 
@@ -145,6 +152,9 @@ impl Kubelet {
     /// host (containers, rootfs mounts, network namespaces). Pod objects stay.
     pub fn shutdown(self) {
         self.dispatcher.abort();
+        self.proxy_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.proxy.join();
         let workers: Vec<WorkerHandle> = self
             .workers
             .lock()

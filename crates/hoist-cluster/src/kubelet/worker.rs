@@ -63,7 +63,14 @@ struct Pod {
     start_time: String,
     /// What the last status write was made from: unchanged inputs skip the write.
     last_written: Value,
+    /// The Service entries in the pod's /etc/hosts, and when they were last compared
+    /// with the stored Services (refreshed every [`HOSTS_REFRESH`]).
+    service_hosts: Vec<(std::net::Ipv4Addr, Vec<String>)>,
+    hosts_checked: Instant,
 }
+
+/// How often a running pod's /etc/hosts is brought up to date with the Services.
+const HOSTS_REFRESH: Duration = Duration::from_secs(1);
 
 pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
     let ns = objects::meta_str(&pod, "namespace")
@@ -110,6 +117,8 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
         containers,
         start_time: now_rfc3339(),
         last_written: Value::Null,
+        service_hosts: Vec::new(),
+        hosts_checked: Instant::now(),
     };
     let cmd = p.run_until_command(&rx);
     p.teardown(cmd);
@@ -136,20 +145,13 @@ impl Pod {
     /// Runs the pod until the dispatcher says to stop (or the channel closes).
     fn run_until_command(&mut self, rx: &Receiver<Command>) -> Command {
         self.write_status();
+        self.service_hosts = self.current_service_hosts();
+        self.hosts_checked = Instant::now();
         let sandbox = PodSandbox::create(
             &self.shared.cfg.pods_dir,
             &self.shared.ips,
             &self.uid,
-            &SandboxConfig {
-                hostname: self
-                    .pod
-                    .pointer("/spec/hostname")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&self.name)
-                    .to_string(),
-                hosts: Vec::new(),
-                resolv_conf: None,
-            },
+            &self.etc_config(),
         );
         match sandbox {
             Ok(s) => self.sandbox = Some(s),
@@ -168,12 +170,58 @@ impl Pod {
                     self.step(i);
                 }
                 self.write_status();
+                self.refresh_hosts();
             }
             match rx.recv_timeout(TICK) {
                 Ok(cmd) => return cmd,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Command::Shutdown,
             }
+        }
+    }
+
+    fn etc_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            hostname: self
+                .pod
+                .pointer("/spec/hostname")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.name)
+                .to_string(),
+            hosts: self.service_hosts.clone(),
+            resolv_conf: None,
+        }
+    }
+
+    fn services(&self) -> Vec<Value> {
+        match self.app().store.list("/services", None) {
+            Ok((items, _)) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list services for a pod's hosts file");
+                Vec::new()
+            }
+        }
+    }
+
+    fn current_service_hosts(&self) -> Vec<(std::net::Ipv4Addr, Vec<String>)> {
+        crate::service_links::hosts_entries(&self.services(), &self.ns)
+    }
+
+    /// Rewrites /etc/hosts (in place: containers see it) when the Services changed.
+    fn refresh_hosts(&mut self) {
+        if self.hosts_checked.elapsed() < HOSTS_REFRESH {
+            return;
+        }
+        self.hosts_checked = Instant::now();
+        let hosts = self.current_service_hosts();
+        if hosts == self.service_hosts {
+            return;
+        }
+        self.service_hosts = hosts;
+        if let Some(sb) = &self.sandbox
+            && let Err(e) = sb.write_etc(&self.etc_config())
+        {
+            tracing::warn!(pod = %self.name, error = %e, "cannot refresh /etc/hosts");
         }
     }
 
@@ -469,7 +517,8 @@ impl Pod {
                 })
                 .unwrap_or_default()
         };
-        let mut env = Vec::new();
+        // Service links first: the container's own env overrides them.
+        let mut env = crate::service_links::env_vars(&self.services(), &self.pod);
         for from in c.spec["envFrom"].as_array().into_iter().flatten() {
             let prefix = from["prefix"].as_str().unwrap_or("");
             let (r, key, secret) = match (from.get("configMapRef"), from.get("secretRef")) {
@@ -517,6 +566,11 @@ impl Pod {
                 env.push((name, String::new()));
             }
         }
+        // A later definition wins (envFrom < env, service links < both).
+        let mut seen = std::collections::HashSet::new();
+        env.reverse();
+        env.retain(|(k, _)| seen.insert(k.clone()));
+        env.reverse();
         let sandbox_dir = self
             .sandbox
             .as_ref()
