@@ -271,25 +271,51 @@ fn replica_set(app: &App, rs: &Value) -> ApiResult<()> {
 }
 
 fn create_pod(app: &App, rs: &Value) -> ApiResult<()> {
-    let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let rs_name = objects::name_of(rs);
+    create_pod_from_template(app, rs, "apps/v1", "ReplicaSet", &[])
+}
+
+/// Creates one pod from `owner`'s `spec.template`, named `<owner>-<random>`, owned by it
+/// (controller reference), with `extra_labels` added to the template's labels.
+fn create_pod_from_template(
+    app: &App,
+    owner: &Value,
+    api_version: &str,
+    kind: &str,
+    extra_labels: &[(&str, String)],
+) -> ApiResult<()> {
+    let template = owner
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(json!({}));
     let mut meta = template
         .get("metadata")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    meta.insert("name".into(), json!(format!("{rs_name}-{}", suffix(5))));
-    meta.insert("namespace".into(), json!(ns_of(rs)));
+    if !extra_labels.is_empty() {
+        let mut labels = meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in extra_labels {
+            labels.insert((*k).into(), json!(v));
+        }
+        meta.insert("labels".into(), Value::Object(labels));
+    }
+    let name = objects::name_of(owner);
+    meta.insert("name".into(), json!(format!("{name}-{}", suffix(5))));
+    meta.insert("namespace".into(), json!(ns_of(owner)));
     meta.insert(
         "ownerReferences".into(),
-        json!([owner_ref(rs, "apps/v1", "ReplicaSet")]),
+        json!([owner_ref(owner, api_version, kind)]),
     );
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": meta,
         "spec": template.get("spec").cloned().unwrap_or(json!({})),
     });
-    create(app, "", "pods", ns_of(rs), pod).map(|_| ())
+    create(app, "", "pods", ns_of(owner), pod).map(|_| ())
 }
 
 // ---------------------------------------------------------------- Deployment
@@ -762,37 +788,15 @@ fn job(app: &App, j: &Value) -> ApiResult<()> {
 }
 
 fn create_job_pod(app: &App, j: &Value) -> ApiResult<()> {
-    let template = j.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let name = objects::name_of(j);
-    let mut meta = template
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut labels = meta
-        .get("labels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    for k in ["batch.kubernetes.io/job-name", "job-name"] {
-        labels.insert(k.into(), json!(name));
-    }
-    for k in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
-        labels.insert(k.into(), json!(uid_of(j)));
-    }
-    meta.insert("labels".into(), Value::Object(labels));
-    meta.insert("name".into(), json!(format!("{name}-{}", suffix(5))));
-    meta.insert("namespace".into(), json!(ns_of(j)));
-    meta.insert(
-        "ownerReferences".into(),
-        json!([owner_ref(j, "batch/v1", "Job")]),
-    );
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": meta,
-        "spec": template.get("spec").cloned().unwrap_or(json!({})),
-    });
-    create(app, "", "pods", ns_of(j), pod).map(|_| ())
+    let name = objects::name_of(j).to_string();
+    let uid = uid_of(j).to_string();
+    let labels = [
+        ("batch.kubernetes.io/job-name", name.clone()),
+        ("job-name", name),
+        ("batch.kubernetes.io/controller-uid", uid.clone()),
+        ("controller-uid", uid),
+    ];
+    create_pod_from_template(app, j, "batch/v1", "Job", &labels)
 }
 
 // ---------------------------------------------------------------- Service
