@@ -8,8 +8,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use hoist_oci::manifest::ImageConfig;
-use hoist_oci::{Digest, LayerBuilder, LayerSpec, LocalStore, Platform, RawManifest, Reference};
+
+#[path = "../../hoist-cluster/tests/common/image.rs"]
+mod image;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -86,44 +87,8 @@ fn text(o: &Output) -> String {
 /// `scratch` + busybox, in the store `HOIST_CACHE_DIR` points at.
 fn put_image(cache: &Path, reference: &str) {
     let stage = cache.join("stage");
-    std::fs::create_dir_all(stage.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "echo"] {
-        std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
-    }
-    let mut b = LayerBuilder::new().fast();
-    b.add(&LayerSpec {
-        from: stage,
-        to: "/".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let layer = b.build().unwrap();
-    let mut config = ImageConfig::empty(&Platform::linux_amd64());
-    config.config.as_mut().unwrap().env = Some(vec!["PATH=/bin".into()]);
-    config.rootfs.diff_ids = vec![layer.diff_id.clone()];
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let config_digest = Digest::of(&config_bytes);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer.digest.to_string(), "size": layer.blob.len()}],
-    });
-    let raw = RawManifest::new(serde_json::to_vec(&manifest).unwrap(), None).unwrap();
-    LocalStore::open(cache.join("images"))
-        .unwrap()
-        .put_image(
-            &Reference::parse(reference).unwrap(),
-            &raw,
-            &[
-                (config_digest, &config_bytes[..]),
-                (layer.digest.clone(), &layer.blob[..]),
-            ],
-        )
-        .unwrap();
+    image::stage_busybox(&stage, &["sh", "sleep", "echo"]);
+    image::put_busybox_image(&cache.join("images"), reference, &stage, &[]);
 }
 
 fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

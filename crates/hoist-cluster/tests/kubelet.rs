@@ -3,6 +3,8 @@
 //! CrashLoopBackOff with the exit code when it fails, and leaves nothing behind.
 
 mod common;
+#[path = "common/image.rs"]
+mod image;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -10,8 +12,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hoist_cluster::kubelet::{self, KubeletConfig};
-use hoist_oci::manifest::ImageConfig;
-use hoist_oci::{Digest, LayerBuilder, LayerSpec, LocalStore, Platform, RawManifest, Reference};
 
 const IMAGE: &str = "hoist.test/web:1";
 const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
@@ -19,50 +19,11 @@ const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
 /// A `scratch` image with /bin/busybox, a few applets and /www/index.html, in a store.
 fn busybox_store(dir: &Path) -> std::path::PathBuf {
     let stage = dir.join("stage");
-    for d in ["bin", "www", "tmp"] {
-        std::fs::create_dir_all(stage.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
-    for applet in ["sh", "httpd", "cat", "sleep", "echo", "nc"] {
-        std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet)).unwrap();
-    }
+    image::stage_busybox(&stage, &["sh", "httpd", "cat", "sleep", "echo", "nc"]);
+    std::fs::create_dir_all(stage.join("www")).unwrap();
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
-    let mut b = LayerBuilder::new().fast();
-    b.add(&LayerSpec {
-        from: stage.clone(),
-        to: "/".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let layer = b.build().unwrap();
-    let mut config = ImageConfig::empty(&Platform::linux_amd64());
-    let cc = config.config.as_mut().unwrap();
-    cc.cmd = Some(vec!["sh".into()]);
-    cc.env = Some(vec!["PATH=/bin".into()]);
-    config.rootfs.diff_ids = vec![layer.diff_id.clone()];
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let config_digest = Digest::of(&config_bytes);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer.digest.to_string(), "size": layer.blob.len()}],
-    });
-    let raw = RawManifest::new(serde_json::to_vec(&manifest).unwrap(), None).unwrap();
     let store_dir = dir.join("store");
-    let store = LocalStore::open(&store_dir).unwrap();
-    store
-        .put_image(
-            &Reference::parse(IMAGE).unwrap(),
-            &raw,
-            &[
-                (config_digest, &config_bytes[..]),
-                (layer.digest.clone(), &layer.blob[..]),
-            ],
-        )
-        .unwrap();
+    image::put_busybox_image(&store_dir, IMAGE, &stage, &["sh"]);
     store_dir
 }
 
