@@ -1,10 +1,13 @@
 //! `pods/exec` over WebSocket with the Kubernetes channel protocol (`v5.channel.k8s.io`,
 //! `v4.channel.k8s.io`): what `kubectl exec` (≥ 1.30) and kube-rs speak. Channels: 0 stdin,
-//! 1 stdout, 2 stderr, 3 status (a metav1.Status at the end), 255 close (v5). No TTY:
-//! `-t` runs the command without a terminal.
+//! 1 stdout, 2 stderr, 3 status (a metav1.Status at the end), 4 resize (`{"Width","Height"}`
+//! JSON, with `tty=true`), 255 close (v5). With `tty=true` the command runs on a new
+//! pseudo-terminal (`kubectl exec -it`): its output is channel 1, stdin goes to the
+//! terminal, resizes become TIOCSWINSZ.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use hyper::body::Incoming;
@@ -113,6 +116,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
     );
     let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
     let want_stdin = query.flag("stdin");
+    let tty = query.flag("tty");
     let on_upgrade = hyper::upgrade::on(&mut req);
     let mut stopping = app.stopping.subscribe();
     tokio::spawn(async move {
@@ -124,7 +128,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
             }
         };
         tokio::select! {
-            _ = session(io, runc_root, id, command, want_stdin) => {}
+            _ = session(io, runc_root, id, command, want_stdin, tty) => {}
             _ = stopping.changed() => {}
         }
     });
@@ -188,14 +192,56 @@ pub(super) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-async fn session<S>(
-    io: S,
-    runc_root: std::path::PathBuf,
-    id: String,
-    command: Vec<String>,
-    want_stdin: bool,
-) where
+/// What the client sends: stdin bytes, the end of stdin, a terminal size.
+pub(super) enum Input {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Resize { cols: u16, rows: u16 },
+}
+
+/// The server's side of a channel session, used from blocking threads.
+#[derive(Clone)]
+pub(super) struct Output(mpsc::Sender<Vec<u8>>);
+
+impl Output {
+    /// One message on `channel`; false once the client is gone.
+    pub(super) fn send(&self, channel: u8, data: &[u8]) -> bool {
+        let mut p = Vec::with_capacity(data.len() + 1);
+        p.push(channel);
+        p.extend_from_slice(data);
+        self.0.blocking_send(frame(2, &p)).is_ok()
+    }
+
+    /// The final status (channel 3) and a normal WebSocket close.
+    pub(super) fn finish(&self, status: &Value) {
+        self.send(3, status.to_string().as_bytes());
+        let _ = self.0.blocking_send(frame(8, &1000u16.to_be_bytes()));
+    }
+}
+
+/// Kubernetes' status for how an exec'd command ended (channel 3).
+pub(super) fn exit_status(result: Result<i32, String>) -> Value {
+    match result {
+        Ok(0) => json!({"metadata": {}, "status": "Success"}),
+        Ok(code) => json!({
+            "metadata": {}, "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {code}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        }),
+        Err(e) => {
+            json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"})
+        }
+    }
+}
+
+/// Runs a channel session on an upgraded connection: `work` runs on a blocking thread with
+/// the client's input and a way to answer; the session ends when `work` returns (after its
+/// `finish`) or the client goes away (then `input` reports disconnection to `work`).
+pub(super) async fn channel_session<S, F>(io: S, work: F)
+where
     S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(Output, std::sync::mpsc::Receiver<Input>) + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
@@ -208,123 +254,209 @@ async fn session<S>(
         }
         let _ = wr.shutdown().await;
     });
-    let send = |tx: &mpsc::Sender<Vec<u8>>, channel: u8, data: &[u8]| {
-        let mut p = Vec::with_capacity(data.len() + 1);
-        p.push(channel);
-        p.extend_from_slice(data);
-        tx.blocking_send(frame(2, &p)).is_ok()
-    };
-    let (stdin_tx, stdin_rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
-    let tx = out_tx.clone();
-    let process = tokio::task::spawn_blocking(move || {
-        let status = (|| -> Result<i32, String> {
-            let runtime = hoist_runtime::Runtime::new(&runc_root).map_err(|e| e.to_string())?;
-            let mut child = runtime
-                .exec(&id, &command, &[])
-                .map_err(|e| e.to_string())?;
-            let mut stdin = child.stdin.take();
-            if !want_stdin {
-                stdin = None;
-            }
-            let stdin_thread = stdin.map(|mut w| {
-                std::thread::spawn(move || {
-                    while let Ok(Some(data)) = stdin_rx.recv() {
-                        if w.write_all(&data).is_err() {
-                            break;
-                        }
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<Input>();
+    let output = Output(out_tx.clone());
+    let process = tokio::task::spawn_blocking(move || work(output, in_rx));
+    // Reader: stdin, resizes and control frames from the client.
+    let reader = async move {
+        loop {
+            let Ok((opcode, payload)) = read_frame(&mut rd).await else {
+                break;
+            };
+            match opcode {
+                0x8 => break,
+                0x9 => {
+                    let _ = out_tx.send(frame(0xA, &payload)).await;
+                }
+                0x1 | 0x2 if !payload.is_empty() => match payload[0] {
+                    0 => {
+                        let _ = in_tx.send(Input::Stdin(payload[1..].to_vec()));
                     }
-                })
-            });
-            let pumps: Vec<_> = [
-                (
-                    1u8,
-                    child
-                        .stdout
-                        .take()
-                        .map(|s| Box::new(s) as Box<dyn Read + Send>),
-                ),
-                (
-                    2u8,
-                    child
-                        .stderr
-                        .take()
-                        .map(|s| Box::new(s) as Box<dyn Read + Send>),
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(ch, r)| r.map(|r| (ch, r)))
-            .map(|(ch, mut r)| {
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        match r.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if !send(&tx, ch, &buf[..n]) {
-                                    break;
-                                }
+                    4 => {
+                        if let Ok(size) = serde_json::from_slice::<Value>(&payload[1..]) {
+                            let dim =
+                                |k: &str| size[k].as_u64().map(|v| v.min(u16::MAX as u64) as u16);
+                            if let (Some(cols), Some(rows)) = (dim("Width"), dim("Height")) {
+                                let _ = in_tx.send(Input::Resize { cols, rows });
                             }
                         }
                     }
-                })
-            })
-            .collect();
-            let status = child.wait().map_err(|e| e.to_string())?;
-            for p in pumps {
-                let _ = p.join();
-            }
-            drop(stdin_thread);
-            Ok(status.code().unwrap_or(128 + 9))
-        })();
-        let st = match status {
-            Ok(0) => json!({"metadata": {}, "status": "Success"}),
-            Ok(code) => json!({
-                "metadata": {}, "status": "Failure",
-                "message": format!("command terminated with non-zero exit code: error executing command [{}], exit code {code}", "exec"),
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-            }),
-            Err(e) => {
-                json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"})
-            }
-        };
-        send(&tx, 3, st.to_string().as_bytes());
-        let _ = tx.blocking_send(frame(8, &1000u16.to_be_bytes()));
-    });
-    // Reader: stdin and control frames from the client.
-    let reader = {
-        let out_tx = out_tx.clone();
-        async move {
-            loop {
-                let Ok((opcode, payload)) = read_frame(&mut rd).await else {
-                    break;
-                };
-                match opcode {
-                    0x8 => break,
-                    0x9 => {
-                        let _ = out_tx.send(frame(0xA, &payload)).await;
+                    // v5 close: the client ends a stream; [255, 0] closes stdin.
+                    255 if payload.get(1) == Some(&0) => {
+                        let _ = in_tx.send(Input::CloseStdin);
                     }
-                    0x1 | 0x2 if !payload.is_empty() => match payload[0] {
-                        0 => {
-                            let _ = stdin_tx.send(Some(payload[1..].to_vec()));
-                        }
-                        // v5 close: the client ends a stream; [255, 0] closes stdin.
-                        255 if payload.get(1) == Some(&0) => {
-                            let _ = stdin_tx.send(None);
-                        }
-                        _ => {}
-                    },
                     _ => {}
-                }
+                },
+                _ => {}
             }
-            let _ = stdin_tx.send(None);
         }
+        // Dropping in_tx tells `work` the client is gone.
     };
-    drop(out_tx);
     tokio::select! {
         _ = process => {}
         _ = reader => {}
     }
     let _ = writer.await;
+}
+
+async fn session<S>(
+    io: S,
+    runc_root: std::path::PathBuf,
+    id: String,
+    command: Vec<String>,
+    want_stdin: bool,
+    tty: bool,
+) where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    channel_session(io, move |out, input| {
+        let result = hoist_runtime::Runtime::new(&runc_root)
+            .map_err(|e| e.to_string())
+            .and_then(|runtime| {
+                if tty {
+                    exec_on_terminal(&runtime, &id, &command, want_stdin, &out, input)
+                } else {
+                    exec_on_pipes(&runtime, &id, &command, want_stdin, &out, input)
+                }
+            });
+        out.finish(&exit_status(result));
+    })
+    .await;
+}
+
+/// The command with stdin/stdout/stderr on pipes, copied to and from channels 0, 1, 2.
+fn exec_on_pipes(
+    runtime: &hoist_runtime::Runtime,
+    id: &str,
+    command: &[String],
+    want_stdin: bool,
+    out: &Output,
+    input: std::sync::mpsc::Receiver<Input>,
+) -> Result<i32, String> {
+    let mut child = runtime.exec(id, command, &[]).map_err(|e| e.to_string())?;
+    let stdin = child.stdin.take().filter(|_| want_stdin);
+    // Without stdin the command reads EOF at once (the pipe closes here).
+    let stdin_thread = stdin.map(|mut w| {
+        std::thread::spawn(move || {
+            while let Ok(msg) = input.recv() {
+                match msg {
+                    Input::Stdin(data) => {
+                        if w.write_all(&data).is_err() {
+                            break;
+                        }
+                    }
+                    Input::CloseStdin => break,
+                    Input::Resize { .. } => {}
+                }
+            }
+        })
+    });
+    let pumps: Vec<_> = [
+        (
+            1u8,
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
+        (
+            2u8,
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(ch, r)| r.map(|r| (ch, r)))
+    .map(|(ch, r)| {
+        let out = out.clone();
+        std::thread::spawn(move || copy_to_channel(r, &out, ch))
+    })
+    .collect();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    drop(stdin_thread);
+    Ok(status.code().unwrap_or(128 + 9))
+}
+
+/// Copies `r` to `channel` until EOF or the client is gone.
+pub(super) fn copy_to_channel(mut r: impl Read, out: &Output, channel: u8) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if !out.send(channel, &buf[..n]) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The command on a new pseudo-terminal: its output (stdout and stderr together, as a
+/// terminal has it) on channel 1, stdin into the terminal, resizes applied to it.
+fn exec_on_terminal(
+    runtime: &hoist_runtime::Runtime,
+    id: &str,
+    command: &[String],
+    want_stdin: bool,
+    out: &Output,
+    input: std::sync::mpsc::Receiver<Input>,
+) -> Result<i32, String> {
+    // kubectl sends the real size right after connecting; 80x24 until then.
+    let term = Arc::new(
+        runtime
+            .exec_tty(id, command, &[], 80, 24)
+            .map_err(|e| e.to_string())?,
+    );
+    let reader = {
+        let (term, out) = (term.clone(), out.clone());
+        std::thread::spawn(move || copy_to_channel(&term.terminal, &out, 1))
+    };
+    let (gone_tx, gone_rx) = std::sync::mpsc::channel::<()>();
+    {
+        let term = term.clone();
+        std::thread::spawn(move || {
+            while let Ok(msg) = input.recv() {
+                match msg {
+                    Input::Stdin(data) if want_stdin => {
+                        if (&term.terminal).write_all(&data).is_err() {
+                            break;
+                        }
+                    }
+                    Input::Resize { cols, rows } => {
+                        if let Err(e) = term.resize(cols, rows) {
+                            tracing::debug!(error = %e, "exec terminal resize");
+                        }
+                    }
+                    Input::Stdin(_) | Input::CloseStdin => {}
+                }
+            }
+            // The client is gone: hang up the terminal's process, as closing a terminal does.
+            let _ = gone_tx.send(());
+        });
+    }
+    let code = loop {
+        if let Some(code) = term.wait(Duration::from_millis(200)) {
+            break code;
+        }
+        if gone_rx.try_recv().is_ok() {
+            // SAFETY: kill(2) with a pid we started and reap ourselves.
+            unsafe { libc::kill(term.pid, libc::SIGHUP) };
+            break term
+                .wait(Duration::from_secs(5))
+                .ok_or("the command did not end after its client left")?;
+        }
+    };
+    // What the command wrote before exiting is still in the terminal: drained once every
+    // holder of the terminal closed it (bounded, in case a background child keeps it open).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(code)
 }

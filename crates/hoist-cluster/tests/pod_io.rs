@@ -1,0 +1,209 @@
+//! Pod I/O end to end with real runc, real kubectl and kube-rs (as root; skipped
+//! otherwise): `kubectl exec -it` on a terminal with resizes, `kubectl cp` both ways.
+
+mod common;
+#[path = "common/image.rs"]
+mod image;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hoist_cluster::kubelet::{self, KubeletConfig};
+
+const IMAGE: &str = "hoist.test/io:1";
+
+/// A `scratch` + busybox image with what `kubectl cp` and terminal checks need.
+fn busybox_store(dir: &Path) -> std::path::PathBuf {
+    let stage = dir.join("stage");
+    image::stage_busybox(
+        &stage,
+        &[
+            "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir",
+        ],
+    );
+    let store_dir = dir.join("store");
+    image::put_busybox_image(&store_dir, IMAGE, &stage, &["sh"]);
+    store_dir
+}
+
+/// Stops the kubelet (every container and namespace) even when an assertion failed.
+struct KubeletGuard(Option<kubelet::Kubelet>);
+
+impl Drop for KubeletGuard {
+    fn drop(&mut self) {
+        if let Some(k) = self.0.take() {
+            k.shutdown();
+        }
+    }
+}
+
+fn start_with_kubelet() -> (common::TestCluster, KubeletGuard) {
+    let cluster = common::TestCluster::start();
+    let store = busybox_store(cluster.dir.path());
+    let k = cluster.dir.path().join("kubelet");
+    let cfg = KubeletConfig {
+        runc_root: k.join("runc"),
+        pods_dir: k.join("pods"),
+        image_cache: k.join("images"),
+        ipam_file: k.join("ipam.json"),
+        image_store: store,
+    };
+    let app = cluster.server.as_ref().unwrap().app.clone();
+    let kubelet = {
+        let _rt = cluster.rt.enter();
+        KubeletGuard(Some(kubelet::start(app, cfg).expect("kubelet starts")))
+    };
+    (cluster, kubelet)
+}
+
+fn skip() -> bool {
+    match hoist_runtime::check_host() {
+        Ok(_) => false,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            true
+        }
+    }
+}
+
+fn apply(cluster: &common::TestCluster, name: &str, yaml: &str) {
+    let file = cluster.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
+}
+
+fn kube_client(cluster: &common::TestCluster) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+    let cfg = cluster
+        .rt
+        .block_on(kube::Config::from_custom_kubeconfig(
+            kc,
+            &KubeConfigOptions::default(),
+        ))
+        .unwrap();
+    let _rt = cluster.rt.enter();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+const SLEEPER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: box}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#;
+
+/// Inside the pod: wait (bounded) until the terminal has the size `rows cols`, then print it.
+const WAIT_SIZE: &str = "i=0; while [ \"$(stty size)\" != \"$1\" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; stty size";
+
+#[test]
+fn exec_with_a_terminal_through_kubectl_and_kube_rs() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet) = start_with_kubelet();
+    apply(&cluster, "box", SLEEPER);
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/box", "--timeout=30s"]);
+
+    // kubectl exec -it on a real terminal (script(1) gives kubectl one of 45x123): the
+    // command sees a pts, the size kubectl sent, reads what was typed, and its exit code
+    // comes back as kubectl's.
+    let inner = format!(
+        "stty cols 123 rows 45; kubectl --request-timeout=20s exec -it box -- sh -c '{}' sh '45 123'",
+        format!("tty; {WAIT_SIZE}; read line; echo typed:$line; exit 7").replace('\'', "'\\''")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // Typed once the command waits for it (the terminal echoes it back either way).
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(b"hello tty\r");
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "kubectl exec -it hung: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(feeder);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("/dev/pts/"), "tty output: {text:?}");
+    assert!(text.contains("45 123"), "terminal size: {text:?}");
+    assert!(text.contains("typed:hello tty"), "stdin: {text:?}");
+    assert_eq!(out.status.code(), Some(7), "exit code: {text:?}");
+
+    // kube-rs with tty=true: a resize sent on channel 4 reaches the terminal.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::default_namespaced(kube_client(&cluster));
+    let (output, status) = cluster.rt.block_on(async {
+        use kube::api::{AttachParams, TerminalSize};
+        use tokio::io::AsyncReadExt;
+        let mut p = pods
+            .exec(
+                "box",
+                [
+                    "sh",
+                    "-c",
+                    &format!("tty; {WAIT_SIZE}; exit 3"),
+                    "sh",
+                    "30 100",
+                ],
+                &AttachParams::interactive_tty(),
+            )
+            .await
+            .unwrap();
+        let mut size = p.terminal_size().unwrap();
+        use futures_util::SinkExt;
+        size.send(TerminalSize {
+            width: 100,
+            height: 30,
+        })
+        .await
+        .unwrap();
+        let mut stdout = p.stdout().unwrap();
+        let status = p.take_status().unwrap();
+        let mut output = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stdout.read_to_end(&mut output))
+            .await
+            .expect("exec output ends")
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), status)
+            .await
+            .unwrap();
+        (String::from_utf8_lossy(&output).into_owned(), status)
+    });
+    assert!(output.contains("/dev/pts/"), "{output:?}");
+    assert!(output.contains("30 100"), "{output:?}");
+    let status = status.expect("a status on channel 3");
+    assert_eq!(status.status.as_deref(), Some("Failure"));
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    let causes = status.details.unwrap().causes.unwrap();
+    assert_eq!(causes[0].message.as_deref(), Some("3"));
+}
