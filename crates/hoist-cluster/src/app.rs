@@ -21,6 +21,8 @@ pub struct App {
     pub pods_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// The kubelet's runc state root, for pods/exec.
     pub runc_root: std::sync::OnceLock<std::path::PathBuf>,
+    /// The running containers' attachable stdin/stdout/stderr/terminal, for pods/attach.
+    pub container_io: std::sync::OnceLock<Arc<hoist_runtime::IoTable>>,
 }
 
 /// How dependents are handled when their owner is deleted.
@@ -40,6 +42,7 @@ impl App {
             stopping: watch::channel(false).0,
             pods_dir: std::sync::OnceLock::new(),
             runc_root: std::sync::OnceLock::new(),
+            container_io: std::sync::OnceLock::new(),
         });
         let (crds, _) = app
             .store

@@ -1,5 +1,6 @@
 //! Pod I/O end to end with real runc, real kubectl and kube-rs (as root; skipped
-//! otherwise): `kubectl exec -it` on a terminal with resizes, `kubectl cp` both ways.
+//! otherwise): `kubectl exec -it` on a terminal with resizes, `kubectl cp` both ways,
+//! `kubectl attach` / `kubectl run -i --rm` / kube-rs `Api::attach` (stdin, stdinOnce, tty).
 
 mod common;
 #[path = "common/image.rs"]
@@ -20,7 +21,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
     image::stage_busybox(
         &stage,
         &[
-            "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir",
+            "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir", "wc",
         ],
     );
     let store_dir = dir.join("store");
@@ -306,4 +307,284 @@ fn kubectl_cp_copies_files_and_directories_both_ways_byte_exact() {
     );
     assert!(said.contains("/tmp/nope: No such file"), "{said}");
     assert!(!work.join("nope").exists());
+}
+
+/// Runs `cmd` with `input` on its stdin, bounded by `limit`; (stdout, stderr, exit code).
+fn run_with_input(
+    mut cmd: Command,
+    input: &[u8],
+    limit: Duration,
+) -> (String, String, Option<i32>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} hung:\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+fn kubectl_cmd(cluster: &common::TestCluster, args: &[&str]) -> Command {
+    let mut c = Command::new("kubectl");
+    c.env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.dir.path())
+        .arg("--request-timeout=20s")
+        .args(args);
+    c
+}
+
+const ATTACHABLE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "i=0; while true; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    stdin: true
+    stdinOnce: true
+    command: ["sh", "-c", "read first; echo got:$first; cat; echo stdin-ended"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: console}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    stdin: true
+    tty: true
+    command: ["sh"]
+"#;
+
+#[test]
+fn attach_streams_output_feeds_stdin_and_drives_terminals() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet) = start_with_kubelet();
+    apply(&cluster, "attach", ATTACHABLE);
+    for p in ["ticker", "reader", "console"] {
+        cluster.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{p}"),
+            "--timeout=30s",
+        ]);
+    }
+
+    // kube-rs: stdout and stderr arrive on their own channels, from now on.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::default_namespaced(kube_client(&cluster));
+    let (stdout, stderr) = cluster.rt.block_on(async {
+        use kube::api::AttachParams;
+        let mut p = pods
+            .attach("ticker", &AttachParams::default().stdin(false).stderr(true))
+            .await
+            .unwrap();
+        let mut out = p.stdout().unwrap();
+        let mut err = p.stderr().unwrap();
+        let o = read_lines(&mut out).await;
+        let e = read_lines(&mut err).await;
+        p.abort();
+        (o, e)
+    });
+    assert!(
+        stdout.contains("tick-") && !stdout.contains("tock-"),
+        "{stdout:?}"
+    );
+    assert!(
+        stderr.contains("tock-") && !stderr.contains("tick-"),
+        "{stderr:?}"
+    );
+    assert!(
+        !stdout.contains("tick-0\n"),
+        "attach replays no earlier output: {stdout:?}"
+    );
+
+    // kubectl attach -i: stdin goes in, and the end of kubectl's stdin closes the
+    // container's (stdinOnce), so `cat` ends and the container with it.
+    let (out, err, code) = run_with_input(
+        kubectl_cmd(&cluster, &["attach", "-i", "reader"]),
+        b"hello\nsecond line\n",
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.contains("got:hello\nsecond line\nstdin-ended\n"),
+        "stdout: {out:?} stderr: {err:?}"
+    );
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let phase = cluster.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut phase = phase;
+    while phase != "Succeeded" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        phase = cluster.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"]);
+    }
+    assert_eq!(phase, "Succeeded", "the container ended on stdin EOF");
+
+    // kubectl attach -it to a tty container, on a real terminal of 40x132: the shell is on
+    // a pts of that size and typing `exit` ends the container.
+    let inner = "stty cols 132 rows 40; kubectl --request-timeout=20s attach -it console";
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", inner, "/dev/null"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.dir.path());
+    let script = format!("tty; {}; exit 5\r", WAIT_SIZE.replace("$1", "40 132"));
+    let (out, _, _) = run_with_delayed_input(cmd, script.as_bytes(), Duration::from_secs(30));
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("40 132"), "{out:?}");
+    let p = cluster.json(&["get", "pod", "console"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut p = p;
+    while p
+        .pointer("/status/containerStatuses/0/state/terminated")
+        .is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        p = cluster.json(&["get", "pod", "console"]);
+    }
+    assert_eq!(
+        p.pointer("/status/containerStatuses/0/state/terminated/exitCode"),
+        Some(&serde_json::json!(5)),
+        "{p}"
+    );
+    // What the terminal showed is in the log too.
+    let logs = cluster.ok(&["logs", "console"]);
+    assert!(logs.contains("/dev/pts/"), "{logs:?}");
+}
+
+/// Reads until at least three lines came (10 s per read at most).
+async fn read_lines(r: &mut tokio::io::ReadHalf<tokio::io::SimplexStream>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while got.matches('\n').count() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(10), r.read(&mut buf))
+            .await
+            .expect("attached output arrives")
+            .unwrap();
+        assert!(n > 0, "attach output ended early: {got:?}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    got
+}
+
+/// Like [`run_with_input`], typing `input` only after a moment (once a terminal session is
+/// up: keystrokes typed earlier would be lost to the raw-mode switch).
+fn run_with_delayed_input(
+    mut cmd: Command,
+    input: &[u8],
+    limit: Duration,
+) -> (String, String, Option<i32>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(&input);
+        // Kept open: an early EOF would end the terminal session.
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} hung:\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn kubectl_run_interactive_feeds_stdin_and_removes_the_pod() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet) = start_with_kubelet();
+    let (out, err, code) = run_with_input(
+        kubectl_cmd(
+            &cluster,
+            &[
+                "run",
+                "once",
+                "-i",
+                "--rm",
+                "--restart=Never",
+                "--image",
+                IMAGE,
+                "--image-pull-policy=Never",
+                "--",
+                "sh",
+                "-c",
+                "read x; echo got:$x; wc -c",
+            ],
+        ),
+        b"first\n0123456789",
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("got:first"), "stdout: {out:?} stderr: {err:?}");
+    assert!(out.contains("10"), "the rest of stdin reached wc: {out:?}");
+    assert_eq!(code, Some(0), "stdout: {out} stderr: {err}");
+    assert!(
+        out.contains("pod \"once\" deleted") || err.contains("pod \"once\" deleted"),
+        "{out}{err}"
+    );
+    let gone = cluster.kubectl(&["get", "pod", "once"]);
+    assert!(!gone.status.success(), "--rm removed the pod");
 }

@@ -65,6 +65,10 @@ pub struct ContainerSpec {
     pub etc_resolv_conf: Option<PathBuf>,
     /// cgroup path under each v1 hierarchy (`None`: `/hoist/<container id>`).
     pub cgroups_path: Option<String>,
+    /// Kubernetes `stdin`: stdin is a pipe attached clients write into.
+    pub stdin: bool,
+    /// Kubernetes `tty`: the process runs on a pseudo-terminal.
+    pub tty: bool,
 }
 
 impl Default for ContainerSpec {
@@ -85,6 +89,8 @@ impl Default for ContainerSpec {
             etc_hostname: None,
             etc_resolv_conf: None,
             cgroups_path: None,
+            stdin: false,
+            tty: false,
         }
     }
 }
@@ -344,7 +350,7 @@ pub fn runtime_config(
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": spec.tty,
             "user": {"uid": uid, "gid": gid},
             "args": args,
             "env": env,

@@ -15,6 +15,7 @@
 //! buffer blocks the writer until then). Each running container costs three threads (two
 //! log pumps, one reaper).
 
+pub mod attach;
 pub mod bundle;
 pub mod error;
 pub mod layer;
@@ -25,10 +26,13 @@ pub mod sandbox;
 mod sys;
 pub mod unpack;
 
+pub use attach::{Chunk, ContainerIo, IoTable, OutputHub};
 pub use bundle::{BindMount, Bundle, ContainerSpec};
 pub use error::{Error, Result};
 pub use logs::{LogQuery, LogRecord, LogSink, Stream, follow_log, parse_record, read_log};
 pub use netns::{IpAllocator, PodNetwork, connect};
-pub use runtime::{ContainerState, ExecOutput, Exited, Runtime, TtyExec, check_host, find_runc};
+pub use runtime::{
+    ContainerState, ExecOutput, Exited, RunIo, Runtime, TtyExec, check_host, find_runc,
+};
 pub use sandbox::{Cleanup, ContainerHandle, PodSandbox, SandboxConfig, remove_everything};
 pub use unpack::{ImageUnpacker, PreparedRootfs, RootfsMode, UnpackedImage};

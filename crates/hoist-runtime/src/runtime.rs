@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::attach::{ContainerIo, IoTable, Tee};
 use crate::error::{Error, IoContext, Result};
 use crate::logs::{LogSink, StoppableFifo, Stream};
 use crate::sys;
@@ -82,6 +83,16 @@ pub struct Runtime {
     runc_root: PathBuf,
     exits: Mutex<HashMap<String, Arc<ExitCell>>>,
     log_stops: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    io: Arc<IoTable>,
+}
+
+/// How a container's stdio is set up (Kubernetes' `stdin` and `tty`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunIo {
+    /// stdin is a pipe hoist writes attached clients' input into (else /dev/null).
+    pub stdin: bool,
+    /// The process runs on a pseudo-terminal (its output is one stream, logged as stdout).
+    pub tty: bool,
 }
 
 /// Find runc: `$HOIST_RUNC`, else `runc` on PATH or in the sbin directories.
@@ -133,11 +144,17 @@ impl Runtime {
             runc_root,
             exits: Mutex::new(HashMap::new()),
             log_stops: Mutex::new(HashMap::new()),
+            io: Arc::new(IoTable::default()),
         })
     }
 
     pub fn runc_root(&self) -> &Path {
         &self.runc_root
+    }
+
+    /// The attachable I/O of the containers this runtime started (`pods/attach`).
+    pub fn io_table(&self) -> Arc<IoTable> {
+        self.io.clone()
     }
 
     fn command(&self) -> Command {
@@ -175,6 +192,15 @@ impl Runtime {
     /// Create and start container `id` from the bundle in `bundle_dir`, its stdout and
     /// stderr appended to `log_path` in CRI format. Returns the container's pid once it runs.
     pub fn run(&self, id: &str, bundle_dir: &Path, log_path: &Path) -> Result<i32> {
+        self.run_with(id, bundle_dir, log_path, RunIo::default())
+    }
+
+    /// [`Runtime::run`] with a stdin pipe and/or a terminal (the bundle's
+    /// `process.terminal` must match `io.tty`).
+    pub fn run_with(&self, id: &str, bundle_dir: &Path, log_path: &Path, io: RunIo) -> Result<i32> {
+        if io.tty {
+            return self.run_on_terminal(id, bundle_dir, log_path);
+        }
         let sink = LogSink::open(log_path)?;
         let pid_file = bundle_dir.join("pid");
         let _ = std::fs::remove_file(bundle_dir.join(EXIT_CODE_FILE));
@@ -200,6 +226,15 @@ impl Runtime {
         let mut err = StoppableFifo::open(&fifos[1].0, stop.clone())?;
         let [(_, w_out), (_, w_err)]: [(PathBuf, std::fs::File); 2] =
             fifos.try_into().expect("two fifos");
+        let (stdin, stdin_writer) = if io.stdin {
+            let (r, w) = std::io::pipe().ctx(|| "creating the stdin pipe")?;
+            (
+                Stdio::from(r),
+                Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))),
+            )
+        } else {
+            (Stdio::null(), None)
+        };
         let status = self
             .command()
             .arg("--log")
@@ -209,7 +244,7 @@ impl Runtime {
             .arg("--bundle")
             .arg(bundle_dir)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::from(w_out))
             .stderr(Stdio::from(w_err))
             .status()
@@ -236,12 +271,27 @@ impl Runtime {
                 code: None,
                 stderr: format!("bad pid file {}", pid_file.display()),
             })?;
-        sink.pump(Stream::Stdout, out);
-        sink.pump(Stream::Stderr, err);
+        let cio = Arc::new(ContainerIo::new(stdin_writer, None));
+        sink.pump(
+            Stream::Stdout,
+            Tee::new(out, cio.output.clone(), Stream::Stdout),
+        );
+        sink.pump(
+            Stream::Stderr,
+            Tee::new(err, cio.output.clone(), Stream::Stderr),
+        );
+        self.io.insert(id, cio);
         self.log_stops
             .lock()
             .expect("log map poisoned")
             .insert(id.to_string(), stop);
+        self.reap(id, pid, bundle_dir)?;
+        Ok(pid)
+    }
+
+    /// Collects the exit code of container process `pid` (our child: we are the
+    /// subreaper) on a thread, into the exit cell and the bundle's exit-code file.
+    fn reap(&self, id: &str, pid: i32, bundle_dir: &Path) -> Result<()> {
         let cell = Arc::new(ExitCell::default());
         self.exits
             .lock()
@@ -266,6 +316,91 @@ impl Runtime {
                 cell.set(Exited { code });
             })
             .ctx(|| "spawning the reaper thread")?;
+        Ok(())
+    }
+
+    /// A `tty: true` container: runc hands the pty master over a console socket; its
+    /// output is logged as stdout and fanned out to attached clients, stdin writes to it.
+    fn run_on_terminal(&self, id: &str, bundle_dir: &Path, log_path: &Path) -> Result<i32> {
+        use std::os::unix::net::UnixListener;
+        let sink = LogSink::open(log_path)?;
+        let pid_file = bundle_dir.join("pid");
+        let runc_log = bundle_dir.join("runc.log");
+        let _ = std::fs::remove_file(bundle_dir.join(EXIT_CODE_FILE));
+        let _ = std::fs::remove_file(&pid_file);
+        // Under the runc root, not the bundle: a socket path must fit in 108 bytes.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let sock_path = self.runc_root.join(format!(
+            "console-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&sock_path);
+        let listener =
+            UnixListener::bind(&sock_path).ctx(|| format!("binding {}", sock_path.display()))?;
+        let out = self
+            .command()
+            .arg("--log")
+            .arg(&runc_log)
+            .args(["run", "--detach", "--console-socket"])
+            .arg(&sock_path)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--bundle")
+            .arg(bundle_dir)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        let _ = std::fs::remove_file(&sock_path);
+        let out = out.ctx(|| format!("running {}", self.runc.display()))?;
+        if !out.status.success() {
+            let _ = self.runc_output(&["delete", "--force", id]);
+            let detail = runc_log_errors(&runc_log)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
+            return Err(Error::Runc {
+                args: format!("run --detach --console-socket {id}"),
+                code: out.status.code(),
+                stderr: detail,
+            });
+        }
+        // runc has sent the terminal before exiting: the connection is queued.
+        let terminal = (|| -> std::io::Result<std::fs::File> {
+            listener.set_nonblocking(true)?;
+            let (conn, _) = listener.accept()?;
+            conn.set_nonblocking(false)?;
+            conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(std::fs::File::from(sys::recv_fd(&conn)?))
+        })();
+        let terminal = match terminal {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.runc_output(&["delete", "--force", id]);
+                return Err(Error::Io {
+                    context: format!("receiving the terminal of {id} from runc"),
+                    source: e,
+                });
+            }
+        };
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ctx(|| format!("reading {}", pid_file.display()))?
+            .trim()
+            .parse()
+            .map_err(|_| Error::Runc {
+                args: format!("run --detach {id}"),
+                code: None,
+                stderr: format!("bad pid file {}", pid_file.display()),
+            })?;
+        let reader = terminal.try_clone().ctx(|| "dup of the terminal")?;
+        let writer = terminal.try_clone().ctx(|| "dup of the terminal")?;
+        let cio = Arc::new(ContainerIo::new(Some(writer), Some(terminal)));
+        sink.pump(
+            Stream::Stdout,
+            Tee::new(reader, cio.output.clone(), Stream::Stdout),
+        );
+        self.io.insert(id, cio);
+        self.reap(id, pid, bundle_dir)?;
         Ok(pid)
     }
 
@@ -334,8 +469,17 @@ impl Runtime {
         let stop = Arc::new(AtomicBool::new(false));
         let out = StoppableFifo::open(&bundle_dir.join(FIFOS[0]), stop.clone())?;
         let err = StoppableFifo::open(&bundle_dir.join(FIFOS[1]), stop.clone())?;
-        sink.pump(Stream::Stdout, out);
-        sink.pump(Stream::Stderr, err);
+        // Output is attachable again; stdin, if it had one, went with the old process.
+        let cio = Arc::new(ContainerIo::new(None, None));
+        sink.pump(
+            Stream::Stdout,
+            Tee::new(out, cio.output.clone(), Stream::Stdout),
+        );
+        sink.pump(
+            Stream::Stderr,
+            Tee::new(err, cio.output.clone(), Stream::Stderr),
+        );
+        self.io.insert(id, cio);
         self.log_stops
             .lock()
             .expect("log map poisoned")
@@ -392,6 +536,7 @@ impl Runtime {
             Err(e) => return Err(e),
         }
         self.exits.lock().expect("exit map poisoned").remove(id);
+        self.io.remove(id);
         // The pumps end by themselves once the last output is drained (EOF).
         self.log_stops.lock().expect("log map poisoned").remove(id);
         Ok(())

@@ -151,7 +151,11 @@ impl PodSandbox {
         let result = (|| {
             let rootfs = unpacker.prepare_rootfs(image, &bundle_dir)?;
             Bundle::write(&bundle_dir, &id, &rootfs.path, &image.config, &spec)?;
-            runtime.run(&id, &bundle_dir, &log_path)
+            let io = crate::runtime::RunIo {
+                stdin: spec.stdin,
+                tty: spec.tty,
+            };
+            runtime.run_with(&id, &bundle_dir, &log_path, io)
         })();
         match result {
             Ok(pid) => Ok(ContainerHandle {

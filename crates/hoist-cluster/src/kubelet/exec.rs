@@ -25,9 +25,10 @@ use crate::status::{ApiError, ApiResult};
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// A WebSocket upgrade request for a pod's `exec` subresource.
+/// A WebSocket upgrade request for a pod's `exec` or `attach` subresource.
 pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
-    req.uri().path().ends_with("/exec")
+    let path = req.uri().path();
+    (path.ends_with("/exec") || path.ends_with("/attach"))
         && req
             .headers()
             .get("upgrade")
@@ -37,14 +38,20 @@ pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
 
 /// Validates the request, answers 101 and runs the session in the background.
 pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let attach = req.uri().path().ends_with("/attach");
+    let what = if attach { "attach" } else { "exec" };
     let Route::Resource(t) = route(&app.registry, req.uri().path()) else {
-        return Err(ApiError::new(404, "NotFound", "no such exec target"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("no such {what} target"),
+        ));
     };
     if !(t.kind.group.is_empty() && t.kind.kind == "Pod") {
         return Err(ApiError::new(
             404,
             "NotFound",
-            "exec is served for pods only",
+            format!("{what} is served for pods only"),
         ));
     }
     let ns = t.namespace.clone().unwrap_or_default();
@@ -56,7 +63,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
         .filter(|(k, _)| k == "command")
         .map(|(_, v)| v.clone())
         .collect();
-    if command.is_empty() {
+    if command.is_empty() && !attach {
         return Err(ApiError::bad_request(
             "exec needs at least one command parameter",
         ));
@@ -106,7 +113,7 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
         .find(|p| offered.split(',').any(|o| o.trim() == *p))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "no supported exec protocol in {offered:?} (v5.channel.k8s.io or v4.channel.k8s.io)"
+                "no supported {what} protocol in {offered:?} (v5.channel.k8s.io or v4.channel.k8s.io)"
             ))
         })?;
     let key = header("sec-websocket-key");
@@ -117,6 +124,32 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
     let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
     let want_stdin = query.flag("stdin");
     let tty = query.flag("tty");
+    let attach_to = if attach {
+        let table = app
+            .container_io
+            .get()
+            .ok_or_else(|| ApiError::bad_request("this cluster runs no kubelet"))?;
+        let io = table.get(&id).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container {container} in pod {name} cannot be attached to (it is not running)"
+            ))
+        })?;
+        let spec = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        Some(super::attach::Attach {
+            io,
+            stdin: want_stdin,
+            stdout: query.flag("stdout"),
+            stderr: query.flag("stderr"),
+            stdin_once: spec["stdinOnce"].as_bool() == Some(true),
+        })
+    } else {
+        None
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let mut stopping = app.stopping.subscribe();
     tokio::spawn(async move {
@@ -127,9 +160,15 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> ApiResult<Response<
                 return;
             }
         };
-        tokio::select! {
-            _ = session(io, runc_root, id, command, want_stdin, tty) => {}
-            _ = stopping.changed() => {}
+        match attach_to {
+            Some(a) => tokio::select! {
+                _ = super::attach::session(io, a) => {}
+                _ = stopping.changed() => {}
+            },
+            None => tokio::select! {
+                _ = session(io, runc_root, id, command, want_stdin, tty) => {}
+                _ = stopping.changed() => {}
+            },
         }
     });
     Ok(Response::builder()

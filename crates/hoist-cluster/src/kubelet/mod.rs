@@ -7,6 +7,7 @@
 //! run are removed (containers, namespaces, IPs) and pods are started afresh; on
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
+pub mod attach;
 mod events;
 pub mod exec;
 pub mod logs;
@@ -125,6 +126,7 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
     node::register(&app)?;
     let _ = app.pods_dir.set(cfg.pods_dir.clone());
     let _ = app.runc_root.set(cfg.runc_root.clone());
+    let _ = app.container_io.set(runtime.io_table());
     let shared = Arc::new(Shared {
         app: app.clone(),
         runtime,

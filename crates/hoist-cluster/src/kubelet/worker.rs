@@ -597,6 +597,8 @@ impl Pod {
             readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool() == Some(true),
             no_new_privileges: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
             mounts,
+            stdin: c.spec["stdin"].as_bool() == Some(true),
+            tty: c.spec["tty"].as_bool() == Some(true),
             ..Default::default()
         })
     }
