@@ -588,3 +588,148 @@ fn kubectl_run_interactive_feeds_stdin_and_removes_the_pod() {
     let gone = cluster.kubectl(&["get", "pod", "once"]);
     assert!(!gone.status.success(), "--rm removed the pod");
 }
+
+const DOWNWARD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dw
+  labels: {app: dw, tier: silver}
+  annotations: {note: "two\nlines", owner: "team \"a\""}
+spec:
+  terminationGracePeriodSeconds: 1
+  serviceAccountName: default
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    resources:
+      limits: {cpu: 1500m, memory: 64Mi}
+      requests: {cpu: 250m, memory: 32Mi}
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: POD_UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
+    - {name: TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}
+    - {name: OWNER, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['owner']"}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: SA, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: CPU_LIMIT, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}
+    - {name: CPU_REQ_M, valueFrom: {resourceFieldRef: {resource: requests.cpu, divisor: 1m}}}
+    - {name: MEM_LIMIT_MI, valueFrom: {resourceFieldRef: {containerName: main, resource: limits.memory, divisor: 1Mi}}}
+    - {name: MEM_REQ, valueFrom: {resourceFieldRef: {resource: requests.memory}}}
+    volumeMounts: [{name: info, mountPath: /etc/podinfo}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
+      - {path: sub/tier, fieldRef: {fieldPath: "metadata.labels['tier']"}}
+      - {path: cpu_limit_m, resourceFieldRef: {containerName: main, resource: limits.cpu, divisor: 1m}}
+      - {path: mem_request, resourceFieldRef: {containerName: main, resource: requests.memory, divisor: 1Ki}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badref}
+spec:
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env: [{name: X, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1Mi}}}]
+"#;
+
+#[test]
+fn downward_api_env_and_volume_files() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet) = start_with_kubelet();
+    // create, not apply: apply's last-applied annotation would be in the annotations file.
+    let file = cluster.dir.path().join("dw.yaml");
+    std::fs::write(&file, DOWNWARD).unwrap();
+    cluster.ok(&["create", "-f", file.to_str().unwrap()]);
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/dw", "--timeout=30s"]);
+    let pod = cluster.json(&["get", "pod", "dw"]);
+    let env = cluster.ok(&["exec", "dw", "--", "sh", "-c", "env"]);
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} missing from {env}"))
+            .to_string()
+    };
+    assert_eq!(var("POD_NAME"), "dw");
+    assert_eq!(var("POD_NS"), "default");
+    assert_eq!(var("POD_UID"), pod["metadata"]["uid"].as_str().unwrap());
+    assert_eq!(var("TIER"), "silver");
+    assert_eq!(var("OWNER"), "team \"a\"");
+    assert_eq!(var("NODE"), pod["spec"]["nodeName"].as_str().unwrap());
+    assert_eq!(var("SA"), "default");
+    assert_eq!(var("POD_IP"), pod["status"]["podIP"].as_str().unwrap());
+    assert!(var("POD_IP").starts_with("127."), "loopback pod IP");
+    assert_eq!(var("HOST_IP"), "127.0.0.1");
+    assert_eq!(var("CPU_LIMIT"), "2", "1500m rounded up to whole CPUs");
+    assert_eq!(var("CPU_REQ_M"), "250");
+    assert_eq!(var("MEM_LIMIT_MI"), "64");
+    assert_eq!(var("MEM_REQ"), (32 * 1024 * 1024).to_string());
+
+    let cat = |p: &str| cluster.ok(&["exec", "dw", "--", "cat", &format!("/etc/podinfo/{p}")]);
+    assert_eq!(cat("name"), "dw");
+    assert_eq!(cat("labels"), "app=\"dw\"\ntier=\"silver\"");
+    assert_eq!(
+        cat("annotations"),
+        "note=\"two\\nlines\"\nowner=\"team \\\"a\\\"\""
+    );
+    assert_eq!(cat("sub/tier"), "silver");
+    assert_eq!(cat("cpu_limit_m"), "1500");
+    assert_eq!(cat("mem_request"), "32768");
+
+    // A label change reaches the files of the running container (not its env).
+    cluster.ok(&["label", "pod", "dw", "tier=gold", "--overwrite"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let labels = cat("labels");
+        if labels == "app=\"dw\"\ntier=\"gold\"" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "labels file not updated: {labels:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cat("sub/tier"), "gold");
+    cluster.ok(&["annotate", "pod", "dw", "owner-"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cat("annotations") != "note=\"two\\nlines\"" {
+        assert!(Instant::now() < deadline, "annotations file not updated");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A divisor that does not fit the resource is a clear container config error.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let p = cluster.json(&["get", "pod", "badref"]);
+        if let Some(w) = p.pointer("/status/containerStatuses/0/state/waiting")
+            && w["reason"] == "CreateContainerConfigError"
+        {
+            break w.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CreateContainerConfigError: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let msg = waiting["message"].as_str().unwrap();
+    assert!(
+        msg.contains("divisor \"1Mi\" for cpu must be one of 1m, 1"),
+        "{msg}"
+    );
+}

@@ -8,6 +8,7 @@
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
 pub mod attach;
+mod downward;
 mod events;
 pub mod exec;
 pub mod logs;

@@ -11,7 +11,7 @@ use crate::storage::Write;
 pub const NODE_NAME: &str = "hoist";
 
 /// What the node reports as allocatable: this machine's CPUs and memory.
-fn capacity() -> Value {
+pub(super) fn capacity() -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -67,6 +67,8 @@ struct Pod {
     /// with the stored Services (refreshed every [`HOSTS_REFRESH`]).
     service_hosts: Vec<(std::net::Ipv4Addr, Vec<String>)>,
     hosts_checked: Instant,
+    /// downwardAPI volume files follow label/annotation changes.
+    downward: super::downward::LiveVolumes,
 }
 
 /// How often a running pod's /etc/hosts is brought up to date with the Services.
@@ -107,6 +109,7 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
         })
         .collect();
     let mut p = Pod {
+        downward: super::downward::LiveVolumes::new(&pod),
         shared,
         pod,
         ns,
@@ -171,6 +174,11 @@ impl Pod {
                 }
                 self.write_status();
                 self.refresh_hosts();
+                if let Some(dir) = self.sandbox.as_ref().map(|s| s.dir.clone()) {
+                    let app = self.shared.app.clone();
+                    self.downward
+                        .refresh(&app, &self.ns, &self.name, &self.uid, &dir);
+                }
             }
             match rx.recv_timeout(TICK) {
                 Ok(cmd) => return cmd,
@@ -559,7 +567,7 @@ impl Pod {
             if let Some(v) = e["value"].as_str() {
                 env.push((name, v.to_string()));
             } else if let Some(from) = e.get("valueFrom") {
-                if let Some(v) = self.value_from(from)? {
+                if let Some(v) = self.value_from(from, &c.name)? {
                     env.push((name, v));
                 }
             } else {
@@ -603,8 +611,9 @@ impl Pod {
         })
     }
 
-    /// `valueFrom`: configMapKeyRef, secretKeyRef, fieldRef (name, namespace, podIP...).
-    fn value_from(&self, from: &Value) -> Result<Option<String>, String> {
+    /// `valueFrom`: configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef (the
+    /// downward API; `container` is the one whose env this is).
+    fn value_from(&self, from: &Value, container: &str) -> Result<Option<String>, String> {
         let store = &self.app().store;
         for (field, key, is_secret) in [
             ("configMapKeyRef", "/configmaps", false),
@@ -640,22 +649,19 @@ impl Pod {
                 .as_ref()
                 .map(|s| s.net.ip.to_string())
                 .unwrap_or_default();
-            let v = match path {
-                "metadata.name" => self.name.clone(),
-                "metadata.namespace" => self.ns.clone(),
-                "metadata.uid" => self.uid.clone(),
-                "spec.nodeName" => super::NODE_NAME.to_string(),
-                "status.podIP" => ip,
-                "status.hostIP" => "127.0.0.1".to_string(),
-                other => {
-                    return Err(format!(
-                        "fieldRef {other:?} is not supported by the hoist kubelet"
-                    ));
-                }
-            };
-            return Ok(Some(v));
+            return super::downward::env_field(&self.pod, path, &ip).map(Some);
         }
-        Err("valueFrom: only configMapKeyRef, secretKeyRef and fieldRef are supported".into())
+        if let Some(r) = from.get("resourceFieldRef") {
+            let c = r["containerName"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .unwrap_or(container);
+            return super::downward::resource(&self.pod, c, r).map(Some);
+        }
+        Err(
+            "valueFrom: only configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef are supported"
+                .into(),
+        )
     }
 
     fn write_status(&mut self) {
