@@ -22,6 +22,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         &stage,
         &[
             "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir", "wc",
+            "nslookup",
         ],
     );
     let store_dir = dir.join("store");
@@ -732,4 +733,94 @@ fn downward_api_env_and_volume_files() {
         msg.contains("divisor \"1Mi\" for cpu must be one of 1m, 1"),
         "{msg}"
     );
+}
+
+/// `nslookup NAME` in pod `box`: the addresses it found, and its whole output. (busybox
+/// tries every search domain and exits 1 if any is NXDOMAIN, as it does against CoreDNS,
+/// so the exit code says little.)
+fn nslookup(cluster: &common::TestCluster, name: &str) -> (Vec<String>, String) {
+    let o = cluster.kubectl(&["exec", "box", "--", "nslookup", name]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let found = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Address: "))
+        .map(|a| a.trim().to_string())
+        .collect();
+    (found, out)
+}
+
+#[test]
+fn pods_resolve_service_names_through_their_resolver() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet) = start_with_kubelet();
+    cluster.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    cluster.ok(&["create", "ns", "other"]);
+    cluster.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "db",
+        "-n",
+        "other",
+        "--tcp=5432:5432",
+    ]);
+    let ip_of = |name: &str, ns: &str| {
+        cluster.json(&["get", "svc", name, "-n", ns])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (web, db) = (ip_of("web", "default"), ip_of("db", "other"));
+    apply(&cluster, "box", SLEEPER);
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/box", "--timeout=30s"]);
+    let resolv = cluster.ok(&["exec", "box", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "nameserver 127.0.0.53\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    );
+    // The responder comes up with the pod's namespace (within a reconcile or two).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (found, out) = nslookup(&cluster, "web.default.svc.cluster.local");
+        if found == [web.as_str()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no DNS answer: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in ["web", "web.default", "web.default.svc"] {
+        let (found, out) = nslookup(&cluster, name);
+        assert_eq!(found, [web.as_str()], "{name}: {out}");
+    }
+    let (found, out) = nslookup(&cluster, "db.other");
+    assert_eq!(found, [db.as_str()], "db.other: {out}");
+    // Short names are relative to the pod's own namespace; nothing is forwarded.
+    for name in ["db", "nope.default.svc.cluster.local", "example.com"] {
+        let (found, out) = nslookup(&cluster, name);
+        assert!(
+            found.is_empty() && out.contains("NXDOMAIN"),
+            "{name}: {out}"
+        );
+    }
+    // A Service created later resolves too.
+    cluster.ok(&["create", "service", "clusterip", "late", "--tcp=81:81"]);
+    let late = ip_of("late", "default");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (found, out) = nslookup(&cluster, "late");
+        if found == [late.as_str()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "late service not resolved: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

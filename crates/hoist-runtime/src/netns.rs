@@ -211,6 +211,39 @@ pub fn connect_addr(netns: &Path, addr: SocketAddr, timeout: Duration) -> Result
         })
 }
 
+/// A UDP socket bound to `addr` (loopback only) inside the network namespace at `netns`:
+/// the socket stays in that namespace whichever thread uses it.
+pub fn bind_udp(netns: &Path, addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    if !addr.ip().is_loopback() {
+        return Err(Error::Netns {
+            name: netns.display().to_string(),
+            reason: format!("refusing to bind non-loopback {addr}"),
+        });
+    }
+    let ns = fs::File::open(netns).map_err(|e| Error::Netns {
+        name: netns.display().to_string(),
+        reason: format!("cannot open the namespace: {e}"),
+    })?;
+    let netns_name = netns.display().to_string();
+    std::thread::Builder::new()
+        .name("netns-udp".into())
+        .spawn(move || -> Result<std::net::UdpSocket> {
+            sys::setns_net(&ns).map_err(|e| Error::Netns {
+                name: netns_name.clone(),
+                reason: format!("setns: {e}"),
+            })?;
+            std::net::UdpSocket::bind(addr).ctx(|| format!("binding UDP {addr} in {netns_name}"))
+        })
+        .ctx(|| "spawning the netns bind thread")?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Netns {
+                name: netns.display().to_string(),
+                reason: "bind thread panicked".into(),
+            })
+        })
+}
+
 /// A listener bound to loopback `addr` inside the network namespace at `netns` (a
 /// short-lived thread enters it and binds; the socket stays in that namespace).
 pub fn listen_addr(netns: &Path, addr: SocketAddr) -> Result<std::net::TcpListener> {

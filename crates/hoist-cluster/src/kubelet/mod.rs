@@ -8,6 +8,7 @@
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
 pub mod attach;
+mod dns;
 mod downward;
 mod events;
 pub mod exec;

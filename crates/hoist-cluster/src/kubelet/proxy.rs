@@ -3,7 +3,8 @@
 //! endpoint pod's namespace (round-robin); NodePort/LoadBalancer ports also get a
 //! listener on the host's 127.0.0.1:nodePort. One reconcile thread keeps the set of
 //! listeners equal to (pods × service ports) + node ports; each listener is one accept
-//! thread that stops when its entry goes away.
+//! thread that stops when its entry goes away. The same reconcile keeps the pods' DNS
+//! responder sockets ([`super::dns`]) in step.
 //!
 //! Limitation (no iptables here): a pod does not get a ClusterIP listener on a port its
 //! own containers declare (`containerPort`), since it would block the pod's wildcard bind;
@@ -59,8 +60,9 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
             let mut live: HashMap<Key, Listener> = HashMap::new();
             // ClusterIPs added to each pod namespace's lo.
             let mut addrs: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+            let dns = super::dns::DnsServer::start(stop.clone());
             while !stop.load(Ordering::Relaxed) {
-                reconcile(&shared, &mut live, &mut addrs);
+                reconcile(&shared, &mut live, &mut addrs, &dns);
                 std::thread::sleep(RECONCILE);
             }
             for l in live.values() {
@@ -74,6 +76,7 @@ fn reconcile(
     shared: &Shared,
     live: &mut HashMap<Key, Listener>,
     addrs: &mut HashMap<String, Vec<Ipv4Addr>>,
+    dns: &super::dns::DnsServer,
 ) {
     let store = &shared.app.store;
     let (Ok((services, _)), Ok((endpoints, _)), Ok(pods), Ok((pod_objs, _))) = (
@@ -106,6 +109,26 @@ fn reconcile(
         .filter_map(|(id, ip)| PodNetwork::existing(id, *ip).map(|n| (id.clone(), n)))
         .collect();
     let by_ip: HashMap<Ipv4Addr, PathBuf> = nets.values().map(|n| (n.ip, n.path.clone())).collect();
+    // The DNS responder: a socket in every pod namespace, answering in the pod's namespace.
+    let pod_ns: HashMap<&str, &str> = pod_objs
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.pointer("/metadata/uid")?.as_str()?,
+                p.pointer("/metadata/namespace")?.as_str()?,
+            ))
+        })
+        .collect();
+    let dns_pods = nets
+        .iter()
+        .filter_map(|(id, n)| {
+            Some((
+                id.clone(),
+                (n.path.as_path(), pod_ns.get(id.as_str())?.to_string()),
+            ))
+        })
+        .collect();
+    dns.sync(&dns_pods, super::dns::records(&services, &endpoints));
     let eps: HashMap<(String, String), &Value> = endpoints
         .iter()
         .filter_map(|e| {

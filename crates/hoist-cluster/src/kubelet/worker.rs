@@ -197,7 +197,7 @@ impl Pod {
                 .unwrap_or(&self.name)
                 .to_string(),
             hosts: self.service_hosts.clone(),
-            resolv_conf: None,
+            resolv_conf: super::dns::resolv_conf_for(&self.pod, &self.ns),
         }
     }
 
