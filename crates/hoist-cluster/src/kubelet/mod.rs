@@ -7,7 +7,8 @@
 //! run are removed (containers, namespaces, IPs) and pods are started afresh; on
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
-mod events;
+pub(crate) mod claims;
+pub(crate) mod events;
 pub mod exec;
 pub mod logs;
 mod node;
