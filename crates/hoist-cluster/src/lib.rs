@@ -10,6 +10,7 @@
 pub mod app;
 pub mod clock;
 pub mod controllers;
+pub mod cron;
 pub mod daemon;
 pub mod discovery;
 mod handlers;
@@ -30,6 +31,7 @@ pub mod storage;
 pub mod tables;
 pub mod tls;
 mod versions;
+mod workload_spec;
 pub mod workloads;
 
 pub use handlers::decode_body;

@@ -98,6 +98,8 @@ pub fn prepare_create(
     check_type(kind, &obj)?;
     obj["apiVersion"] = Value::String(kind.api_version());
     obj["kind"] = Value::String(kind.kind.clone());
+    crate::workload_spec::apply_defaults(kind, &mut obj);
+    crate::workload_spec::validate(kind, &obj)?;
     let meta = metadata_mut(&mut obj);
     match (namespace, meta.get("namespace").and_then(Value::as_str)) {
         (Some(url), Some(body)) if !body.is_empty() && body != url => {
@@ -240,6 +242,8 @@ pub fn merge_update(
     }
     new["apiVersion"] = Value::String(kind.api_version());
     new["kind"] = Value::String(kind.kind.clone());
+    crate::workload_spec::apply_defaults(kind, &mut new);
+    crate::workload_spec::validate(kind, &new)?;
     if kind.group.is_empty() && kind.kind == "Secret" {
         fold_string_data(&mut new);
     }
@@ -349,6 +353,7 @@ fn known_top_level(kind: &ResourceKind) -> Option<&'static [&'static str]> {
             &["subjects", "roleRef"]
         }
         ("discovery.k8s.io", "EndpointSlice") => &["addressType", "endpoints", "ports"],
+        ("apps", "ControllerRevision") => &["data", "revision"],
         _ => &["spec", "status"],
     })
 }

@@ -251,6 +251,17 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             Default,
             true,
         ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            &[],
+            true,
+            false,
+            Default,
+            false,
+        ),
         builtin("batch", "v1", "Job", "jobs", &[], true, true, Default, true),
         builtin(
             "batch",

@@ -82,6 +82,9 @@ fn pod_status<'a>(o: &'a Value, statuses: Option<&'a Vec<Value>>) -> String {
     }
     let p = s(o, "/status/phase");
     let mut reason = if p.is_empty() { "Pending" } else { p }.to_string();
+    if let Some(init) = init_status(o) {
+        return init;
+    }
     for c in statuses.into_iter().flatten() {
         if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str)
             && !r.is_empty()
@@ -95,6 +98,37 @@ fn pod_status<'a>(o: &'a Value, statuses: Option<&'a Vec<Value>>) -> String {
         }
     }
     reason
+}
+
+/// While init containers run, kubectl shows `Init:<done>/<total>`, or the failing one's
+/// reason (`Init:Error`, `Init:CrashLoopBackOff`, `Init:ExitCode:N`).
+fn init_status(o: &Value) -> Option<String> {
+    let total = o
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let statuses = o
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)?;
+    for (i, c) in statuses.iter().enumerate() {
+        if let Some(t) = c.pointer("/state/terminated") {
+            if t["exitCode"].as_i64() == Some(0) {
+                continue;
+            }
+            return Some(match t["reason"].as_str() {
+                Some(r) if !r.is_empty() => format!("Init:{r}"),
+                _ => format!("Init:ExitCode:{}", t["exitCode"].as_i64().unwrap_or(0)),
+            });
+        }
+        if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str)
+            && !r.is_empty()
+            && r != "PodInitializing"
+        {
+            return Some(format!("Init:{r}"));
+        }
+        return Some(format!("Init:{i}/{total}"));
+    }
+    None
 }
 
 fn cells(c: Columns, o: &Value) -> Vec<Value> {

@@ -3,9 +3,17 @@
 //! them), ReplicaSet → Pods, Job → Pods (completions, parallelism, backoffLimit,
 //! Complete/Failed conditions) and Service → Endpoints + EndpointSlice from ready pods.
 //!
-//! Level-triggered: every relevant change wakes one pass over all objects. Selectors are
-//! `matchLabels` only (matchExpressions are not evaluated: such objects select nothing
-//! extra beyond their matchLabels).
+//! StatefulSets, DaemonSets and CronJobs live in the submodules.
+//!
+//! Level-triggered: every relevant change wakes one pass over all objects. A workload
+//! controls the pods it owns that its selector (matchLabels and matchExpressions) still
+//! selects: a pod relabelled out of the selector is released, and ReplicaSets,
+//! StatefulSets and DaemonSets adopt matching orphans, as Kubernetes' controllers do.
+
+mod cronjob;
+mod daemonset;
+mod statefulset;
+mod volume_claims;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,17 +23,23 @@ use serde_json::{Map, Value, json};
 
 use crate::app::{App, Propagation};
 use crate::clock::now_rfc3339;
+use crate::kubelet::events;
 use crate::objects;
 use crate::status::ApiResult;
 use crate::storage::{Write, Written};
 
-const WATCHED: [&str; 6] = [
+const WATCHED: [&str; 11] = [
     "/pods",
     "batch/jobs",
     "apps/replicasets",
     "apps/deployments",
     "/services",
     "/namespaces",
+    "apps/statefulsets",
+    "apps/daemonsets",
+    "apps/controllerrevisions",
+    "batch/cronjobs",
+    "/persistentvolumeclaims",
 ];
 
 /// Runs the controllers until the server stops.
@@ -62,6 +76,17 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
 }
 
 fn pass(app: &App) -> ApiResult<()> {
+    // Each controller's failure is logged on its own: one bad object stops no other kind.
+    for (what, r) in [
+        ("statefulsets", statefulset::pass(app)),
+        ("daemonsets", daemonset::pass(app)),
+        ("cronjobs", cronjob::pass(app, &crate::clock::SystemClock)),
+        ("volume claims", volume_claims::pass(app)),
+    ] {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, controller = what, "controller pass failed");
+        }
+    }
     let (deployments, _) = app.store.list("apps/deployments", None)?;
     for d in &deployments {
         if !objects::is_deleting(d) {
@@ -114,6 +139,103 @@ fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
         "name": objects::name_of(owner), "uid": uid_of(owner),
         "controller": true, "blockOwnerDeletion": true,
     })
+}
+
+/// Whether `owner`'s `spec.selector` (matchLabels and matchExpressions) selects `obj`.
+fn selects(owner: &Value, obj: &Value) -> bool {
+    let Some(sel) = owner.pointer("/spec/selector") else {
+        return false;
+    };
+    hoist_apimachinery::selector::LabelSelector::from_label_selector_json(sel)
+        .is_ok_and(|s| !s.is_empty() && s.matches_object(obj))
+}
+
+fn controller_uid(o: &Value) -> Option<&str> {
+    o.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+}
+
+/// The pods `owner` controls, as Kubernetes' controller ref manager decides: owned pods
+/// its selector no longer selects are released (their owner reference removed), and
+/// when `adopt` accepts an orphan the selector selects, it is adopted.
+fn claim_pods(
+    app: &App,
+    owner: &Value,
+    api_version: &str,
+    kind: &str,
+    adopt: impl Fn(&Value) -> bool,
+) -> ApiResult<Vec<Value>> {
+    let ns = ns_of(owner);
+    let uid = uid_of(owner).to_string();
+    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let mut mine = Vec::new();
+    for p in pods {
+        let owned = owned_by(std::slice::from_ref(&p), &uid).len() == 1;
+        let selected = selects(owner, &p);
+        if owned && selected {
+            mine.push(p);
+        } else if owned && !objects::is_deleting(&p) {
+            set_owner_refs(app, &p, |refs| refs.retain(|r| r["uid"] != uid.as_str()))?;
+            let msg = format!(
+                "Pod {} no longer matches the selector and was released",
+                objects::name_of(&p)
+            );
+            events::record(
+                app,
+                owner,
+                None,
+                "Normal",
+                "ReleasedPod",
+                &msg,
+                kind_component(kind),
+            );
+        } else if selected && controller_uid(&p).is_none() && is_active(&p) && adopt(&p) {
+            let r = owner_ref(owner, api_version, kind);
+            if let Some(new) = set_owner_refs(app, &p, |refs| refs.push(r.clone()))? {
+                mine.push(new);
+            }
+        }
+    }
+    Ok(mine)
+}
+
+/// Rewrites a pod's ownerReferences with `f`; returns the stored pod.
+fn set_owner_refs(app: &App, pod: &Value, f: impl Fn(&mut Vec<Value>)) -> ApiResult<Option<Value>> {
+    let uid = uid_of(pod).to_string();
+    let w = app
+        .store
+        .write("/pods", ns_of(pod), objects::name_of(pod), |cur| {
+            let Some(cur) = cur.filter(|c| uid_of(c) == uid) else {
+                return Ok(Write::Unchanged(Value::Null));
+            };
+            let mut new = cur.clone();
+            let mut refs = new
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            f(&mut refs);
+            new["metadata"]["ownerReferences"] = json!(refs);
+            Ok(Write::Put(new))
+        })?;
+    after(app, "/pods", &w);
+    let v = w.into_value();
+    Ok((!v.is_null()).then_some(v))
+}
+
+/// The component name Kubernetes reports events of a controller kind under.
+fn kind_component(kind: &str) -> &'static str {
+    match kind {
+        "StatefulSet" => "statefulset-controller",
+        "DaemonSet" => "daemonset-controller",
+        "CronJob" => "cronjob-controller",
+        "Job" => "job-controller",
+        "Deployment" => "deployment-controller",
+        _ => "replicaset-controller",
+    }
 }
 
 fn labels_match(selector: &Value, labels: &Value) -> bool {
@@ -227,11 +349,8 @@ fn delete(app: &App, plural: &str, group: &str, ns: &str, name: &str) -> ApiResu
 
 fn replica_set(app: &App, rs: &Value) -> ApiResult<()> {
     let ns = ns_of(rs);
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
-    let mine: Vec<&Value> = owned_by(&pods, uid_of(rs))
-        .into_iter()
-        .filter(|p| is_active(p))
-        .collect();
+    let claimed = claim_pods(app, rs, "apps/v1", "ReplicaSet", |_| true)?;
+    let mine: Vec<&Value> = claimed.iter().filter(|p| is_active(p)).collect();
     let want = int(rs, "/spec/replicas", 1).max(0) as usize;
     if mine.len() < want {
         for _ in mine.len()..want {
@@ -257,7 +376,7 @@ fn replica_set(app: &App, rs: &Value) -> ApiResult<()> {
     let (pods, _) = app.store.list("/pods", Some(ns))?;
     let mine: Vec<&Value> = owned_by(&pods, uid_of(rs))
         .into_iter()
-        .filter(|p| is_active(p))
+        .filter(|p| is_active(p) && selects(rs, p))
         .collect();
     let ready = mine.iter().filter(|p| is_ready(p)).count();
     let status = json!({
@@ -705,8 +824,8 @@ fn job(app: &App, j: &Value) -> ApiResult<()> {
         return default_job_selector(app, j);
     }
     let ns = ns_of(j);
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
-    let mine = owned_by(&pods, uid_of(j));
+    let claimed = claim_pods(app, j, "batch/v1", "Job", |_| false)?;
+    let mine: Vec<&Value> = claimed.iter().collect();
     let phase = |p: &Value| {
         p.pointer("/status/phase")
             .and_then(Value::as_str)

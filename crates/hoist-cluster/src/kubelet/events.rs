@@ -1,4 +1,4 @@
-//! Events about pods, so `kubectl describe` and `kubectl get events` explain what happened.
+//! Events about pods (and the workloads that own them), so `kubectl describe` and `kubectl get events` explain what happened.
 
 use serde_json::{Value, json};
 
@@ -7,7 +7,8 @@ use crate::clock::now_rfc3339;
 use crate::objects;
 use crate::storage::Write;
 
-/// Records one Event about `pod` (`field`: e.g. `spec.containers{web}`).
+/// Records one Event about `pod` or any other stored object (`field`: e.g.
+/// `spec.containers{web}`).
 pub fn record(
     app: &App,
     pod: &Value,
@@ -25,8 +26,11 @@ pub fn record(
     let uid = objects::new_uid();
     let name = format!("{pod_name}.{}", &uid[..uid.len().min(16)].replace('-', ""));
     let now = now_rfc3339();
+    // Stored objects carry their apiVersion and kind; a bare pod value may not.
     let mut involved = json!({
-        "apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": pod_name,
+        "apiVersion": pod.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"),
+        "kind": pod.get("kind").and_then(Value::as_str).unwrap_or("Pod"),
+        "namespace": ns, "name": pod_name,
         "uid": objects::meta_str(pod, "uid").unwrap_or(""),
     });
     if let Some(f) = field {

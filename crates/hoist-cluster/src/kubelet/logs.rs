@@ -36,8 +36,16 @@ pub(crate) fn handle(app: &Arc<App>, t: &Target, req: &Request) -> ApiResult<Res
         .flatten()
         .filter_map(|c| c["name"].as_str().map(String::from))
         .collect();
+    // Init containers' logs are read by naming them (`-c`), never by default.
+    let init_containers: Vec<String> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect();
     let container = match req.query.get("container") {
-        Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
+        Some(c) if containers.iter().chain(&init_containers).any(|x| x == c) => c.to_string(),
         Some(c) => {
             return Err(ApiError::bad_request(format!(
                 "container {c} is not valid for pod {name}"

@@ -8,9 +8,10 @@
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
 pub mod attach;
+pub(crate) mod claims;
 mod dns;
 mod downward;
-mod events;
+pub(crate) mod events;
 pub mod exec;
 pub mod logs;
 mod node;

@@ -1,4 +1,4 @@
-//! Readiness and liveness probes: tcpSocket, httpGet (HTTP only) and exec, with
+//! Readiness, liveness and startup probes: tcpSocket, httpGet (HTTP only) and exec, with
 //! initialDelaySeconds, periodSeconds, timeoutSeconds and success/failure thresholds.
 
 use std::io::{Read, Write};
@@ -18,7 +18,10 @@ pub struct Probe {
     failure_threshold: u32,
     successes: u32,
     failures: u32,
-    /// The probe's verdict so far (readiness starts false, liveness true).
+    /// A startup probe: fails for good after failureThreshold failures before its first
+    /// success, and is not run again once it passed.
+    startup: bool,
+    /// The probe's verdict so far (readiness and startup start false, liveness true).
     pub ok: bool,
 }
 
@@ -46,7 +49,16 @@ impl Probe {
             failure_threshold: spec["failureThreshold"].as_u64().unwrap_or(3).max(1) as u32,
             successes: 0,
             failures: 0,
+            startup: false,
             ok: initially_ok,
+        }
+    }
+
+    /// A startup probe: it gates liveness and readiness until it first succeeds.
+    pub fn startup(spec: &Value, container: &Value) -> Self {
+        Self {
+            startup: true,
+            ..Self::new(spec, container, false)
         }
     }
 
@@ -73,7 +85,11 @@ impl Probe {
             Err(message) => {
                 self.successes = 0;
                 self.failures += 1;
-                let now_failing = self.ok && self.failures >= self.failure_threshold;
+                let now_failing = if self.startup {
+                    self.failures >= self.failure_threshold
+                } else {
+                    self.ok && self.failures >= self.failure_threshold
+                };
                 if now_failing {
                     self.ok = false;
                 }

@@ -97,9 +97,14 @@ pub fn prepare(
                 std::fs::write(&path, bytes).map_err(io)?;
             }
             out.insert(name.to_string(), dir);
+        } else if let Some(pvc) = v.get("persistentVolumeClaim") {
+            let pods_dir = sandbox_dir.parent().unwrap_or(sandbox_dir);
+            let dir = super::claims::prepare(pvc, pods_dir, store, ns)
+                .map_err(|e| format!("volume {name:?}: {e}"))?;
+            out.insert(name.to_string(), dir);
         } else {
             return Err(format!(
-                "volume {name:?}: only emptyDir, configMap, secret, downwardAPI and hostPath volumes are supported"
+                "volume {name:?}: only emptyDir, configMap, secret, downwardAPI, hostPath and persistentVolumeClaim volumes are supported"
             ));
         }
     }

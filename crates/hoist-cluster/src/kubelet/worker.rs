@@ -10,6 +10,8 @@ use hoist_runtime::{ContainerHandle, ContainerSpec, PodSandbox, SandboxConfig, U
 use serde_json::{Value, json};
 
 use super::{Command, Shared, events, status::set_condition};
+
+mod init_containers;
 use crate::app::App;
 use crate::clock::now_rfc3339;
 use crate::objects;
@@ -39,15 +41,41 @@ struct Container {
     started_at: String,
     readiness: Option<super::probe::Probe>,
     liveness: Option<super::probe::Probe>,
+    startup: Option<super::probe::Probe>,
 }
 
 impl Container {
+    fn from_spec(c: Value, waiting_reason: &str) -> Self {
+        Container {
+            name: c["name"].as_str().unwrap_or("").to_string(),
+            image_ref: c["image"].as_str().unwrap_or("").to_string(),
+            spec: c,
+            image: None,
+            image_id: String::new(),
+            handle: None,
+            starts: 0,
+            next_start: Some(Instant::now()),
+            state: json!({"waiting": {"reason": waiting_reason}}),
+            last_state: json!({}),
+            done: None,
+            started_at: String::new(),
+            readiness: None,
+            liveness: None,
+            startup: None,
+        }
+    }
+
     fn running(&self) -> bool {
         self.state.get("running").is_some()
     }
 
+    /// Running, and past its startup probe if it has one.
+    fn started(&self) -> bool {
+        self.running() && self.startup.as_ref().is_none_or(|p| p.ok)
+    }
+
     fn ready(&self) -> bool {
-        self.running() && self.readiness.as_ref().is_none_or(|p| p.ok)
+        self.started() && self.readiness.as_ref().is_none_or(|p| p.ok)
     }
 }
 
@@ -60,6 +88,10 @@ struct Pod {
     restart_policy: String,
     sandbox: Option<PodSandbox>,
     containers: Vec<Container>,
+    /// `spec.initContainers`, run one after another to completion before `containers`.
+    init: Vec<Container>,
+    /// Whether `containers` currently holds the init containers (see `init_containers`).
+    in_init: bool,
     start_time: String,
     /// What the last status write was made from: unchanged inputs skip the write.
     last_written: Value,
@@ -85,28 +117,24 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
         .and_then(Value::as_str)
         .unwrap_or("Always")
         .to_string();
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    let specs = |field: &str| {
+        pod.pointer(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let init: Vec<Container> = specs("/spec/initContainers")
         .into_iter()
-        .map(|c| Container {
-            name: c["name"].as_str().unwrap_or("").to_string(),
-            image_ref: c["image"].as_str().unwrap_or("").to_string(),
-            spec: c,
-            image: None,
-            image_id: String::new(),
-            handle: None,
-            starts: 0,
-            next_start: Some(Instant::now()),
-            state: json!({"waiting": {"reason": "ContainerCreating"}}),
-            last_state: json!({}),
-            done: None,
-            started_at: String::new(),
-            readiness: None,
-            liveness: None,
-        })
+        .map(|c| Container::from_spec(c, "PodInitializing"))
+        .collect();
+    let waiting = if init.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let containers = specs("/spec/containers")
+        .into_iter()
+        .map(|c| Container::from_spec(c, waiting))
         .collect();
     let mut p = Pod {
         downward: super::downward::LiveVolumes::new(&pod),
@@ -118,6 +146,8 @@ pub fn run(shared: Arc<Shared>, pod: Value, rx: Receiver<Command>) {
         restart_policy,
         sandbox: None,
         containers,
+        init,
+        in_init: false,
         start_time: now_rfc3339(),
         last_written: Value::Null,
         service_hosts: Vec::new(),
@@ -133,7 +163,12 @@ impl Pod {
     }
 
     fn event(&self, container: Option<&str>, type_: &str, reason: &str, message: &str) {
-        let field = container.map(|c| format!("spec.containers{{{c}}}"));
+        let list = if self.in_init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        let field = container.map(|c| format!("spec.{list}{{{c}}}"));
         events::record(
             self.app(),
             &self.pod,
@@ -169,8 +204,10 @@ impl Pod {
         }
         loop {
             if self.sandbox.is_some() {
-                for i in 0..self.containers.len() {
-                    self.step(i);
+                if self.step_init_containers() {
+                    for i in 0..self.containers.len() {
+                        self.step(i);
+                    }
                 }
                 self.write_status();
                 self.refresh_hosts();
@@ -270,6 +307,25 @@ impl Pod {
         };
         let name = c.name.clone();
         let runtime = &self.shared.runtime;
+        // A startup probe holds back liveness and readiness until it first passes.
+        if let Some(startup) = c.startup.as_mut().filter(|p| !p.ok) {
+            if let Outcome::Failure {
+                message,
+                now_failing,
+            } = startup.tick(runtime, &id, &netns)
+            {
+                self.event(
+                    Some(&name),
+                    "Warning",
+                    "Unhealthy",
+                    &format!("Startup probe failed: {message}"),
+                );
+                if now_failing {
+                    self.kill_unhealthy(i, &id, "startup");
+                }
+            }
+            return;
+        }
         let readiness = c.readiness.as_mut().map(|p| p.tick(runtime, &id, &netns));
         let liveness = c.liveness.as_mut().map(|p| p.tick(runtime, &id, &netns));
         if let Some(Outcome::Failure { message, .. }) = &readiness {
@@ -292,29 +348,35 @@ impl Pod {
                 &format!("Liveness probe failed: {message}"),
             );
             if *now_failing {
-                self.event(
-                    Some(&name),
-                    "Normal",
-                    "Killing",
-                    &format!("Container {name} failed liveness probe, will be restarted"),
-                );
-                let grace = self
-                    .pod
-                    .pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(30)
-                    .min(10);
-                let code = match self.shared.runtime.kill(&id, Duration::from_secs(grace)) {
-                    Ok(e) => e.code,
-                    Err(e) => {
-                        tracing::warn!(container = %id, error = %e, "cannot kill an unhealthy container");
-                        None
-                    }
-                };
-                // A liveness restart always restarts, whatever the exit code.
-                self.on_exit(i, Some(code.unwrap_or(137).max(1)));
+                self.kill_unhealthy(i, &id, "liveness");
             }
         }
+    }
+
+    /// Kills a container whose liveness or startup probe failed; it is restarted.
+    fn kill_unhealthy(&mut self, i: usize, id: &str, probe: &str) {
+        let name = self.containers[i].name.clone();
+        self.event(
+            Some(&name),
+            "Normal",
+            "Killing",
+            &format!("Container {name} failed {probe} probe, will be restarted"),
+        );
+        let grace = self
+            .pod
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30)
+            .min(10);
+        let code = match self.shared.runtime.kill(id, Duration::from_secs(grace)) {
+            Ok(e) => e.code,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot kill an unhealthy container");
+                None
+            }
+        };
+        // A probe restart always restarts, whatever the exit code.
+        self.on_exit(i, Some(code.unwrap_or(137).max(1)));
     }
 
     fn on_exit(&mut self, i: usize, code: Option<i32>) {
@@ -415,6 +477,10 @@ impl Pod {
                     .spec
                     .get("livenessProbe")
                     .map(|p| super::probe::Probe::new(p, &c.spec, true));
+                c.startup = c
+                    .spec
+                    .get("startupProbe")
+                    .map(|p| super::probe::Probe::startup(p, &c.spec));
                 c.started_at = now_rfc3339();
                 c.state = json!({"running": {"startedAt": c.started_at}});
                 c.handle = Some(h);
@@ -672,7 +738,12 @@ impl Pod {
             .containers
             .iter()
             .any(|c| c.handle.is_some() || c.starts > 0 || c.done.is_some());
-        let phase = if all_done && !self.containers.is_empty() {
+        let init = self.init_progress();
+        let phase = if init == init_containers::Progress::Failed {
+            "Failed"
+        } else if init == init_containers::Progress::Running {
+            "Pending"
+        } else if all_done && !self.containers.is_empty() {
             if self.containers.iter().all(|c| c.done == Some(0)) {
                 "Succeeded"
             } else {
@@ -683,35 +754,10 @@ impl Pod {
         } else {
             "Pending"
         };
-        let statuses: Vec<Value> = self
-            .containers
-            .iter()
-            .map(|c| {
-                let mut s = json!({
-                    "name": c.name,
-                    "state": c.state,
-                    "lastState": c.last_state,
-                    "ready": c.ready(),
-                    "started": c.running(),
-                    "restartCount": c.starts.saturating_sub(1),
-                    "image": c.image_ref,
-                    "imageID": c.image_id,
-                });
-                if let Some(h) = &c.handle {
-                    s["containerID"] = json!(format!("runc://{}", h.id));
-                } else if let Some(id) = c
-                    .state
-                    .pointer("/terminated/containerID")
-                    .or_else(|| c.last_state.pointer("/terminated/containerID"))
-                {
-                    // Like the kubelet: the last container's id while the next one waits.
-                    s["containerID"] = id.clone();
-                }
-                s
-            })
-            .collect();
+        let statuses: Vec<Value> = self.containers.iter().map(container_status).collect();
+        let init_statuses: Vec<Value> = self.init.iter().map(container_status).collect();
         let ip = self.sandbox.as_ref().map(|s| s.net.ip.to_string());
-        let inputs = json!([phase, statuses, ip, all_ready]);
+        let inputs = json!([phase, statuses, init_statuses, ip, all_ready]);
         if inputs == self.last_written {
             return;
         }
@@ -742,8 +788,13 @@ impl Pod {
                 st["startTime"] = json!(self.start_time);
                 st["qosClass"] = json!("BestEffort");
                 st["containerStatuses"] = json!(statuses);
+                if !init_statuses.is_empty() {
+                    st["initContainerStatuses"] = json!(init_statuses);
+                }
                 set_condition(st, "PodScheduled", true, None, &now);
-                set_condition(st, "Initialized", true, None, &now);
+                let initialized = init == init_containers::Progress::Done;
+                let reason = (!initialized).then_some("ContainersNotInitialized");
+                set_condition(st, "Initialized", initialized, reason, &now);
                 let ready = all_ready && phase == "Running";
                 let reason = (!ready).then_some(if phase == "Succeeded" || phase == "Failed" {
                     "PodCompleted"
@@ -772,6 +823,7 @@ impl Pod {
         let handles: Vec<(String, ContainerHandle)> = self
             .containers
             .iter_mut()
+            .chain(self.init.iter_mut())
             .filter_map(|c| c.handle.take().map(|h| (c.name.clone(), h)))
             .collect();
         let threads: Vec<_> = handles
@@ -805,6 +857,31 @@ impl Pod {
             final_delete(self.app(), &self.ns, &self.name, &self.uid);
         }
     }
+}
+
+/// A container's entry in `containerStatuses` / `initContainerStatuses`.
+fn container_status(c: &Container) -> Value {
+    let mut s = json!({
+        "name": c.name,
+        "state": c.state,
+        "lastState": c.last_state,
+        "ready": c.ready(),
+        "started": c.started(),
+        "restartCount": c.starts.saturating_sub(1),
+        "image": c.image_ref,
+        "imageID": c.image_id,
+    });
+    if let Some(h) = &c.handle {
+        s["containerID"] = json!(format!("runc://{}", h.id));
+    } else if let Some(id) = c
+        .state
+        .pointer("/terminated/containerID")
+        .or_else(|| c.last_state.pointer("/terminated/containerID"))
+    {
+        // Like the kubelet: the last container's id while the next one waits.
+        s["containerID"] = id.clone();
+    }
+    s
 }
 
 fn default_pull_policy(image: &str) -> &'static str {

@@ -1,0 +1,348 @@
+//! CronJob → Jobs on a schedule, as Kubernetes' CronJob controller: the most recent
+//! missed time since `lastScheduleTime` (or creation) starts one Job named
+//! `<cronjob>-<scheduled minutes since the epoch>` (so a time is never run twice), within
+//! `startingDeadlineSeconds`; `concurrencyPolicy` Allow / Forbid / Replace; `suspend`;
+//! finished Jobs beyond `successfulJobsHistoryLimit` / `failedJobsHistoryLimit` removed
+//! oldest first; status `active`, `lastScheduleTime`, `lastSuccessfulTime`. The time
+//! comes from a [`Clock`], so tests drive schedules without waiting.
+
+use serde_json::{Value, json};
+
+use super::{
+    condition_true, create, delete, int, ns_of, owned_by, owner_ref, uid_of, update_status,
+};
+use crate::app::App;
+use crate::clock::{Clock, format_rfc3339, parse_rfc3339};
+use crate::cron::{Schedule, time_zone};
+use crate::kubelet::events;
+use crate::objects;
+use crate::status::ApiResult;
+
+const COMPONENT: &str = "cronjob-controller";
+/// Like Kubernetes: more missed times than this and the controller says so (it still
+/// starts the most recent one).
+const TOO_MANY_MISSED: usize = 100;
+
+pub fn pass(app: &App, clock: &dyn Clock) -> ApiResult<()> {
+    let (cronjobs, _) = app.store.list("batch/cronjobs", None)?;
+    if cronjobs.is_empty() {
+        return Ok(());
+    }
+    for cj in &cronjobs {
+        if !objects::is_deleting(cj) {
+            cron_job(app, cj, clock.now())?;
+        }
+    }
+    Ok(())
+}
+
+fn event(app: &App, cj: &Value, type_: &str, reason: &str, message: &str) {
+    events::record(app, cj, None, type_, reason, message, COMPONENT);
+}
+
+fn finished(job: &Value) -> Option<bool> {
+    if condition_true(job, "Complete") {
+        Some(true)
+    } else if condition_true(job, "Failed") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn time_of(job: &Value, ptr: &str) -> i64 {
+    job.pointer(ptr)
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339)
+        .unwrap_or(0)
+}
+
+fn cron_job(app: &App, cj: &Value, now: i64) -> ApiResult<()> {
+    let ns = ns_of(cj);
+    let name = objects::name_of(cj);
+    let (jobs, _) = app.store.list("batch/jobs", Some(ns))?;
+    let mine: Vec<&Value> = owned_by(&jobs, uid_of(cj))
+        .into_iter()
+        .filter(|j| !objects::is_deleting(j))
+        .collect();
+    let mut status = cj
+        .get("status")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or(json!({}));
+    // Finished jobs: remember the last success, tell once, keep the history short.
+    let mut last_success = time_of(cj, "/status/lastSuccessfulTime");
+    for j in &mine {
+        if finished(j) == Some(true) {
+            let done = time_of(j, "/status/completionTime");
+            if done > last_success {
+                last_success = done;
+                event(
+                    app,
+                    cj,
+                    "Normal",
+                    "SawCompletedJob",
+                    &format!(
+                        "Saw completed job: {}, condition: Complete",
+                        objects::name_of(j)
+                    ),
+                );
+            }
+        }
+    }
+    if last_success > 0 {
+        status["lastSuccessfulTime"] = json!(format_rfc3339(last_success));
+    }
+    for (ok, limit) in [
+        (true, int(cj, "/spec/successfulJobsHistoryLimit", 3)),
+        (false, int(cj, "/spec/failedJobsHistoryLimit", 1)),
+    ] {
+        let mut done: Vec<&&Value> = mine.iter().filter(|j| finished(j) == Some(ok)).collect();
+        let limit = limit.max(0) as usize;
+        if done.len() > limit {
+            done.sort_by_key(|j| {
+                (
+                    time_of(j, "/status/startTime"),
+                    objects::meta_str(j, "creationTimestamp")
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            });
+            for j in &done[..done.len() - limit] {
+                delete(app, "jobs", "batch", ns, objects::name_of(j))?;
+                event(
+                    app,
+                    cj,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &format!("Deleted job {}", objects::name_of(j)),
+                );
+            }
+        }
+    }
+    let mut active: Vec<Value> = mine
+        .iter()
+        .filter(|j| finished(j).is_none())
+        .map(|j| (*j).clone())
+        .collect();
+    let scheduled = schedule_due(app, cj, now)?;
+    if let Some(t) = scheduled {
+        let policy = cj
+            .pointer("/spec/concurrencyPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Allow");
+        let job_name = format!("{name}-{}", t / 60);
+        let already = mine.iter().any(|j| objects::name_of(j) == job_name);
+        if already {
+            status["lastScheduleTime"] = json!(format_rfc3339(t));
+        } else if policy == "Forbid" && !active.is_empty() {
+            // Kubernetes leaves lastScheduleTime alone: the time runs once the active job
+            // ends, if still within startingDeadlineSeconds.
+            event(
+                app,
+                cj,
+                "Normal",
+                "JobAlreadyActive",
+                "Not starting job because prior execution is running and concurrency policy is Forbid",
+            );
+        } else {
+            if policy == "Replace" {
+                for j in active.drain(..) {
+                    delete(app, "jobs", "batch", ns, objects::name_of(&j))?;
+                    event(
+                        app,
+                        cj,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted job {}", objects::name_of(&j)),
+                    );
+                }
+            }
+            match create_job(app, cj, &job_name, t) {
+                Ok(job) => {
+                    event(
+                        app,
+                        cj,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created job {job_name}"),
+                    );
+                    status["lastScheduleTime"] = json!(format_rfc3339(t));
+                    active.push(job);
+                }
+                Err(e) => {
+                    event(
+                        app,
+                        cj,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating job: {e}"),
+                    );
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let refs: Vec<Value> = active
+        .iter()
+        .map(|j| {
+            json!({
+                "apiVersion": "batch/v1", "kind": "Job", "namespace": ns,
+                "name": objects::name_of(j), "uid": uid_of(j),
+                "resourceVersion": objects::meta_str(j, "resourceVersion").unwrap_or(""),
+            })
+        })
+        .collect();
+    if refs.is_empty() {
+        status.as_object_mut().map(|o| o.remove("active"));
+    } else {
+        status["active"] = json!(refs);
+    }
+    update_status(app, "batch/cronjobs", cj, status)
+}
+
+/// The scheduled time to start now, if any: the most recent one after the last scheduled
+/// time (or creation) that is not past `now`, nor older than `startingDeadlineSeconds`.
+fn schedule_due(app: &App, cj: &Value, now: i64) -> ApiResult<Option<i64>> {
+    if cj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        return Ok(None);
+    }
+    let spec = cj
+        .pointer("/spec/schedule")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let schedule = match Schedule::parse(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            warn_once(
+                app,
+                cj,
+                "InvalidSchedule",
+                &format!("invalid schedule: {spec}: {e}"),
+            );
+            return Ok(None);
+        }
+    };
+    let tz = match cj.pointer("/spec/timeZone").and_then(Value::as_str) {
+        Some(name) => match time_zone(name) {
+            Ok(tz) => Some(tz),
+            Err(e) => {
+                warn_once(app, cj, "UnknownTimeZone", &e.to_string());
+                return Ok(None);
+            }
+        },
+        None => None,
+    };
+    let created = objects::meta_str(cj, "creationTimestamp")
+        .and_then(parse_rfc3339)
+        .unwrap_or(now);
+    let mut since = cj
+        .pointer("/status/lastScheduleTime")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339)
+        .unwrap_or(created);
+    let deadline = cj
+        .pointer("/spec/startingDeadlineSeconds")
+        .and_then(Value::as_i64);
+    if let Some(d) = deadline {
+        // Times older than the deadline could not start anyway.
+        since = since.max(now - d);
+    }
+    let mut latest = None;
+    let mut missed = 0usize;
+    let mut t = since;
+    while let Some(next) = schedule.next_after(t, tz.as_ref()) {
+        if next > now {
+            break;
+        }
+        latest = Some(next);
+        missed += 1;
+        t = next;
+        if missed > TOO_MANY_MISSED * 10 {
+            // Far behind (e.g. a long-stopped cluster): jump to the end of the window.
+            t = now - 3600;
+        }
+    }
+    if missed > TOO_MANY_MISSED {
+        warn_once(
+            app,
+            cj,
+            "TooManyMissedTimes",
+            "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew",
+        );
+    }
+    let Some(latest) = latest else {
+        return Ok(None);
+    };
+    if let Some(d) = deadline
+        && latest < now - d
+    {
+        event(
+            app,
+            cj,
+            "Warning",
+            "MissSchedule",
+            &format!(
+                "Missed scheduled time to start a job: {}",
+                format_rfc3339(latest)
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(latest))
+}
+
+/// A warning event, recorded only when the last event of that reason is not already it
+/// (the pass runs every couple of seconds).
+fn warn_once(app: &App, cj: &Value, reason: &str, message: &str) {
+    let seen = app
+        .store
+        .list("/events", Some(ns_of(cj)))
+        .map(|(evs, _)| {
+            evs.iter().any(|e| {
+                e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(uid_of(cj))
+                    && e["reason"] == reason
+                    && e["message"] == message
+            })
+        })
+        .unwrap_or(false);
+    if !seen {
+        event(app, cj, "Warning", reason, message);
+    }
+}
+
+/// A Job from the CronJob's `jobTemplate`, owned by it, stamped with its scheduled time.
+pub(super) fn create_job(app: &App, cj: &Value, name: &str, scheduled: i64) -> ApiResult<Value> {
+    let ns = ns_of(cj);
+    let template = cj
+        .pointer("/spec/jobTemplate")
+        .cloned()
+        .unwrap_or(json!({}));
+    let mut meta = template
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    meta.insert("name".into(), json!(name));
+    meta.insert("namespace".into(), json!(ns));
+    let mut annotations = meta
+        .get("annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    annotations.insert(
+        "batch.kubernetes.io/cronjob-scheduled-timestamp".into(),
+        json!(format_rfc3339(scheduled)),
+    );
+    meta.insert("annotations".into(), Value::Object(annotations));
+    meta.insert(
+        "ownerReferences".into(),
+        json!([owner_ref(cj, "batch/v1", "CronJob")]),
+    );
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta,
+        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+    });
+    create(app, "batch", "jobs", ns, job)
+}
