@@ -262,7 +262,9 @@ impl Loop {
                     self.errors
                         .push(WatchError::from_notify(e, &path, self.watched.len()));
                 }
+                Ok(Msg::Protect(paths)) if paths == self.opts.protected => {}
                 Ok(Msg::Protect(paths)) => {
+                    self.opts.protected = paths.clone();
                     self.rules.set_protected(paths);
                     // Newly protected directories may need watches now.
                     let root = self.root.clone();

@@ -27,9 +27,12 @@ async fn until(input: &mut DevLoopInput, done: impl Fn(&Update) -> bool) -> Upda
 async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     let tmp = shop_copy();
     let root = tmp.path();
-    let (mut input, first) = DevLoopInput::start(root, vec![], WatchOptions::default())
-        .await
-        .unwrap();
+    // A wide window so the test's own write + rename stay in one batch under load.
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(100),
+        ..WatchOptions::default()
+    };
+    let (mut input, first) = DevLoopInput::start(root, vec![], opts).await.unwrap();
     assert_eq!(first.added, ["api", "stats", "web", "worker"]);
 
     // A synced file, saved atomically.

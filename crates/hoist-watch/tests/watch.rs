@@ -94,7 +94,13 @@ async fn atomic_save_is_one_change_of_the_real_file() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     write(root, "svc/index.html", "old");
-    let mut w = start(root);
+    // A wide window: on a loaded machine the test itself may pause between its
+    // write and rename longer than the default 30 ms (an editor does not).
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(150),
+        ..WatchOptions::default()
+    };
+    let mut w = Watcher::start(root, opts).unwrap();
     // What editors do: write a temp file next to it, rename it over the original.
     for temp in ["svc/.index.html.tmp.1234", "svc/index.html.new", "svc/4913"] {
         write(root, temp, "new");
