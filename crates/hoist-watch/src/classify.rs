@@ -209,8 +209,7 @@ impl Classifier {
         }
     }
 
-    /// Every path whose change is a config change: what ignore files must not
-    /// hide (pass to [`crate::WatchOptions::protected`] / [`crate::Watcher::set_protected`]).
+    /// Every path whose change is a config change (part of [`Classifier::protected_paths`]).
     pub fn config_inputs(&self) -> Vec<PathBuf> {
         let mut v = self.project_files.clone();
         v.push(self.molds_dir.clone());
@@ -219,6 +218,26 @@ impl Classifier {
             v.extend(s.config.iter().cloned());
         }
         v.extend(self.invalid_dirs.iter().cloned());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// What ignore files must not hide: [`Classifier::config_inputs`] plus every
+    /// declared layer and sync source and Docker build context inside the
+    /// project (pass to [`crate::WatchOptions::protected`] /
+    /// [`crate::Watcher::set_protected`]).
+    pub fn protected_paths(&self) -> Vec<PathBuf> {
+        let mut v = self.config_inputs();
+        for s in &self.services {
+            v.extend(s.layers.iter().map(|l| l.from.clone()));
+            v.extend(s.sync.iter().map(|r| r.from.clone()));
+            if let Some((dockerfile, context)) = &s.docker {
+                v.push(dockerfile.clone());
+                v.push(context.clone());
+            }
+        }
+        v.retain(|p| p.starts_with(&self.root));
         v.sort();
         v.dedup();
         v

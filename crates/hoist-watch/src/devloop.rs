@@ -75,7 +75,7 @@ impl DevLoopInput {
             let outcome = reloader.reload()?;
             let classifier = Classifier::new(&outcome.project, &outcome.invalid_dirs());
             let mut opts = opts;
-            opts.protected.extend(classifier.config_inputs());
+            opts.protected.extend(classifier.protected_paths());
             let watcher = Watcher::start(&outcome.project.root, opts)?;
             Ok::<_, StartError>((reloader, outcome, classifier, watcher))
         })
@@ -160,7 +160,7 @@ impl DevLoopInput {
             self.project = o.project.clone();
             self.classifier = Classifier::new(&o.project, &o.invalid_dirs());
             let mut protected = self.protected.clone();
-            protected.extend(self.classifier.config_inputs());
+            protected.extend(self.classifier.protected_paths());
             self.watcher.set_protected(protected);
         }
         result

@@ -2,10 +2,12 @@
 //! `node_modules/`, editor swap files), then `.gitignore` (git semantics),
 //! `.dockerignore` and `.hoistignore` (Docker semantics: patterns relative to
 //! the directory holding the file) in any directory, the deepest match winning
-//! as in git. Project configuration (service.yaml, hoist.yaml, the paths the
-//! project names as config inputs) is never hidden by an ignore *file*: a
-//! `.dockerignore` listing `service.yaml` or `k8s/` is common and must not stop
-//! hoist from seeing config edits.
+//! as in git. What the project declares (service.yaml, hoist.yaml, `k8s:` files,
+//! layer and sync sources: the *protected* paths) is never hidden by an ignore
+//! file above it: a `.dockerignore` listing `service.yaml` or `k8s/`, or a
+//! `.gitignore` listing the `dist/` a layer copies, is common and must not stop
+//! hoist from seeing those edits. Ignore files *inside* a protected directory
+//! still apply (the image build honours them too).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -140,12 +142,28 @@ impl IgnoreRules {
         {
             return true;
         }
-        if self.is_protected(path, is_dir) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !is_dir && (CONFIG_NAMES.contains(&name) || IGNORE_FILES.contains(&name)) {
             return false;
         }
+        // A protected path and the directories leading to it are never ignored.
+        if is_dir && self.protected.iter().any(|p| p.starts_with(path)) {
+            return false;
+        }
+        // Below a protected path only the ignore files inside it count (a
+        // `.dockerignore` in a layer's source directory), not those above it
+        // (`dist/` in .gitignore must not hide a layer that copies `./dist`).
+        let boundary = self
+            .protected
+            .iter()
+            .filter(|p| path.starts_with(p))
+            .max_by_key(|p| p.components().count());
         // The deepest directory with a verdict wins (as in git).
         let mut dir = path.parent();
         while let Some(d) = dir {
+            if boundary.is_some_and(|b| !d.starts_with(b)) {
+                break;
+            }
             if let Some(g) = self.dirs.get(d) {
                 match g.matched_path_or_any_parents(path, is_dir) {
                     Match::Ignore(_) => return true,
@@ -159,16 +177,6 @@ impl IgnoreRules {
             dir = d.parent();
         }
         false
-    }
-
-    fn is_protected(&self, path: &Path, is_dir: bool) -> bool {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !is_dir && (CONFIG_NAMES.contains(&name) || IGNORE_FILES.contains(&name)) {
-            return true;
-        }
-        self.protected
-            .iter()
-            .any(|p| path.starts_with(p) || (is_dir && p.starts_with(path)))
     }
 }
 
@@ -264,6 +272,16 @@ mod tests {
         );
         assert!(!r.is_ignored(&root.join("svc/deploy/overlays/dev/k.yaml"), false));
         assert!(r.is_ignored(&root.join("svc/deploy/base.yaml"), false));
+        // Ignore files inside a protected directory still count.
+        std::fs::create_dir_all(root.join("svc/deploy/overlays/dev")).unwrap();
+        std::fs::write(
+            root.join("svc/deploy/overlays/dev/.dockerignore"),
+            "*.bak\n",
+        )
+        .unwrap();
+        r.load_dir(&root.join("svc/deploy/overlays/dev"));
+        assert!(r.is_ignored(&root.join("svc/deploy/overlays/dev/k.bak"), false));
+        assert!(!r.is_ignored(&root.join("svc/deploy/overlays/dev/k.yaml"), false));
         // Removing the ignore files drops their rules.
         for f in IGNORE_FILES {
             let _ = std::fs::remove_file(root.join("svc").join(f));

@@ -35,8 +35,8 @@ pub struct WatchOptions {
     /// Patterns (gitignore syntax, relative to the root) ignored in addition to
     /// ignore files. Default: [`DEFAULT_IGNORES`].
     pub ignores: Vec<String>,
-    /// Paths that ignore files cannot hide (the project's config inputs, see
-    /// `config_inputs`).
+    /// Paths that ignore files above them cannot hide (what the project
+    /// declares, see [`crate::Classifier::protected_paths`]).
     pub protected: Vec<PathBuf>,
     /// Fault injection for tests: after this many watches, adding one fails as
     /// the kernel does when `fs.inotify.max_user_watches` is reached (ENOSPC).

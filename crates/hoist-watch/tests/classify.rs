@@ -311,4 +311,16 @@ fn config_inputs_cover_what_ignore_files_must_not_hide() {
         assert!(inputs.contains(&root.join(p)), "{p}: {inputs:#?}");
     }
     let _: Vec<PathBuf> = inputs;
+    let protected = Classifier::new(&project, &[]).protected_paths();
+    for p in [
+        "services/api/data",
+        "services/web/public",
+        "services/worker/work.sh",
+    ] {
+        assert!(protected.contains(&root.join(p)), "{p}: {protected:#?}");
+    }
+    assert!(
+        !protected.contains(&PathBuf::from("/bin/busybox")),
+        "outside the project"
+    );
 }

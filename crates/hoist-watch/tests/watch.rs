@@ -199,6 +199,26 @@ async fn config_files_are_seen_even_when_an_ignore_file_lists_them() {
 }
 
 #[tokio::test]
+async fn a_gitignored_layer_source_is_still_watched_when_protected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, ".gitignore", "dist/\n");
+    write(root, "svc/dist/app.js", "");
+    write(root, "svc/dist/.dockerignore", "*.map\n");
+    let opts = WatchOptions {
+        protected: vec![root.join("svc/dist")],
+        ..WatchOptions::default()
+    };
+    let mut w = Watcher::start(root, opts).unwrap();
+    write(root, "other/dist/x.js", ""); // not protected: ignored as .gitignore says
+    write(root, "svc/dist/app.js.map", ""); // the .dockerignore inside still applies
+    quiet(&mut w).await;
+    write(root, "svc/dist/app.js", "built");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, paths(root, &["svc/dist/app.js"]));
+}
+
+#[tokio::test]
 async fn new_directories_are_watched_with_files_made_before_the_watch() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
