@@ -8,6 +8,8 @@
 //! - [`SyncTransport::Direct`], hoist's embedded cluster on this host: files are written
 //!   straight into the container's filesystem from the host ([`hoist_runtime::ContainerRoot`]:
 //!   `/proc/<pid>/root`, paths resolved inside it). No exec, no tar: this is the fast path.
+//!   A container this host cannot reach that way (another data dir or machine) is synced
+//!   over exec instead, with a warning.
 //!
 //! Run steps ([`LiveUpdater::run`]) go through `pods/exec` (`sh -c CMD`) on both: a step
 //! that exits non-zero is an error carrying its exit code and output.
@@ -273,15 +275,18 @@ pub enum SyncTransport {
 }
 
 impl SyncTransport {
-    /// Direct when the target is the embedded cluster (`locality`), its data dir is known
-    /// and its runc state is readable here (hoist runs as root on the same host); Exec
-    /// otherwise.
+    /// Direct when the target is the embedded cluster (`locality`), its data dir is known,
+    /// its runc state is readable here and this process may enter other processes' roots
+    /// (root, like the kubelet); Exec otherwise.
     pub fn choose(locality: &crate::Locality, embedded_data_dir: Option<&Path>) -> Self {
         if *locality == crate::Locality::Embedded
             && let Some(dir) = embedded_data_dir
         {
             let root = embedded_runc_root(dir);
-            if std::fs::read_dir(&root).is_ok() {
+            // The embedded kubelet runs containers as root with runc: so must we, to
+            // reach into them.
+            let privileged = hoist_runtime::check_host().is_ok();
+            if privileged && std::fs::read_dir(&root).is_ok() {
                 return SyncTransport::Direct(DirectFs::new(root));
             }
         }
@@ -476,7 +481,16 @@ impl LiveUpdater {
     ) -> Result<()> {
         match &self.transport {
             SyncTransport::Direct(fs) => {
-                let root = fs.root(target, container_id)?;
+                let root = match fs.root(target, container_id) {
+                    Ok(r) => r,
+                    // Not a container of this host's embedded cluster after all (another
+                    // data dir, another machine): exec works everywhere.
+                    Err(e @ LiveUpdateError::NotOnThisHost { .. }) => {
+                        tracing::warn!(error = %e, "direct live update not possible; using exec");
+                        return self.exec_apply(target, container_id, batch).await;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let batch = batch.clone();
                 let t = target.clone();
                 tokio::task::spawn_blocking(move || direct_apply(&root, &t, &batch))
@@ -634,29 +648,35 @@ impl LiveUpdater {
             }
             SyncTransport::Exec => {
                 let pods = self.pods(&target.namespace);
-                let mut out = None;
+                let mut found = false;
                 for tools in [Tools::Plain, Tools::Busybox] {
                     let argv = tools.argv(&["kill", "-TERM", "1"]);
-                    let o = exec(&pods, &target.pod, &target.container, &argv, None, grace).await?;
-                    if !o.program_missing() {
-                        out = Some(o);
-                        break;
+                    // The exec may itself be killed when PID 1 exits (its namespace goes
+                    // with it), so its outcome says little: the pod status below decides.
+                    match exec(
+                        &pods,
+                        &target.pod,
+                        &target.container,
+                        &argv,
+                        None,
+                        self.exec_timeout,
+                    )
+                    .await
+                    {
+                        Ok(o) if o.program_missing() => continue,
+                        Ok(_) | Err(_) => {
+                            found = true;
+                            break;
+                        }
                     }
                 }
-                match out {
-                    None => {
-                        return Err(LiveUpdateError::RestartFailed {
-                            target: target.to_string(),
-                            reason: "the image has no `kill` (nor /bin/busybox)".into(),
-                        });
-                    }
-                    Some(o) if !o.success() => {
-                        return Err(LiveUpdateError::RestartFailed {
-                            target: target.to_string(),
-                            reason: format!("`kill -TERM 1` failed: {}", o.output()),
-                        });
-                    }
-                    Some(_) => {}
+                if !found {
+                    return Err(LiveUpdateError::RestartFailed {
+                        target: target.to_string(),
+                        reason:
+                            "the image has no `kill` (nor /bin/busybox) to stop its main process"
+                                .into(),
+                    });
                 }
             }
         }

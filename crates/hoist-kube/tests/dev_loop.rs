@@ -349,6 +349,14 @@ async fn image_without_tar_or_shell() {
         .await
         .unwrap_err();
     assert!(matches!(e, LiveUpdateError::StepFailed { .. }), "{e}");
+    // Direct with the wrong runc root falls back to exec (and so meets NoTar).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let wrong = LiveUpdater::new(
+        node.client.clone(),
+        SyncTransport::Direct(DirectFs::new(elsewhere.path())),
+    );
+    let e = wrong.sync(&target, &batch).await.unwrap_err();
+    assert!(matches!(e, LiveUpdateError::NoTar { .. }), "{e}");
     // The direct transport needs neither.
     let direct = LiveUpdater::new(
         node.client.clone(),
