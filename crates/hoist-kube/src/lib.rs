@@ -30,9 +30,13 @@
 pub mod apply;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod inventory;
 pub mod labels;
+pub mod live_update;
+pub mod logs;
 pub mod object;
+pub mod portforward;
 pub mod readiness;
 pub mod target;
 pub mod teardown;
