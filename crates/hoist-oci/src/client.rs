@@ -133,6 +133,10 @@ struct Inner {
     http: reqwest::Client,
     opts: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
+    /// One lock per registry not yet talked to: the first request learns whether (and how)
+    /// it wants credentials while the others wait, instead of all being refused with a 401
+    /// and sent twice.
+    probes: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
     progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
@@ -170,6 +174,7 @@ impl RegistryClient {
                 http,
                 opts,
                 auth: Mutex::new(HashMap::new()),
+                probes: Default::default(),
                 overrides: Default::default(),
                 counters: Counters::default(),
                 progress: Default::default(),
@@ -367,6 +372,22 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response> {
+        // Until this registry has answered once, requests to it go one at a time.
+        let mut _probe = None;
+        if !self.auth_known(&r.registry).await {
+            let lock = self
+                .inner
+                .probes
+                .lock()
+                .unwrap()
+                .entry(r.registry.clone())
+                .or_default()
+                .clone();
+            let guard = lock.lock_owned().await;
+            if !self.auth_known(&r.registry).await {
+                _probe = Some(guard);
+            }
+        }
         let mut authed = false;
         let mut attempt = 0;
         loop {
@@ -451,8 +472,20 @@ impl RegistryClient {
                     lookup,
                 });
             }
+            // Answered without a 401: what this registry wants is known now.
+            self.inner
+                .auth
+                .lock()
+                .await
+                .entry(r.registry.clone())
+                .or_default();
             return Ok(resp);
         }
+    }
+
+    /// Has `registry` answered a request yet (so its auth scheme is known)?
+    async fn auth_known(&self, registry: &str) -> bool {
+        self.inner.auth.lock().await.contains_key(registry)
     }
 
     /// `GET /v2/`: is the registry there, and do our credentials work?
