@@ -18,16 +18,89 @@ use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::{LayerSpec, Reference};
 use registry::{PASS, Registry, USER, pseudo_random, write_file};
 
-const ROUNDS: usize = 5;
-
-/// CPU time (user + system) this process has used, from /proc/self/stat, in ms.
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) of process `pid` ("self" for this one), from /proc, in ms;
+/// with `children`, the CPU of its waited-for children instead (skopeo's, once it exited).
+fn proc_cpu_ms(pid: &str, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let first = if children { 13 } else { 11 };
+    let ticks: f64 = f
+        .get(first)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + f.get(first + 1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks * 10.0 // USER_HZ is 100 on Linux
+}
+
+/// CPU time of a live process in ms, with nanosecond resolution: the sum over its threads
+/// of /proc/PID/task/TID/schedstat's first field (time on a CPU, user + system).
+fn live_cpu_ms(pid: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return proc_cpu_ms(pid, false);
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e6
+}
+
+fn cpu_ms() -> f64 {
+    live_cpu_ms("self")
+}
+
+fn reg_cpu_ms(r: &Registry) -> f64 {
+    live_cpu_ms(&r.pid().to_string())
+}
+
+/// Requests in `after` not in `before`, as `GET 3 HEAD 9 …`.
+fn requests_delta(
+    before: &std::collections::BTreeMap<String, usize>,
+    after: &std::collections::BTreeMap<String, usize>,
+) -> String {
+    after
+        .iter()
+        .map(|(m, n)| (m, n - before.get(m).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One copy's cost: wall time, the copying tool's CPU, and both registries' CPU.
+#[derive(Default)]
+struct CopyCost {
+    wall: Vec<f64>,
+    tool_cpu: Vec<f64>,
+    src_cpu: Vec<f64>,
+    dst_cpu: Vec<f64>,
+    requests: String,
+}
+
+impl CopyCost {
+    fn row(&mut self, name: &str) -> String {
+        let (lo, med, hi) = stats(&mut self.wall);
+        let (_, tool, _) = stats(&mut self.tool_cpu);
+        let (_, src, _) = stats(&mut self.src_cpu);
+        let (_, dst, _) = stats(&mut self.dst_cpu);
+        format!(
+            "| copy 8 layers / 150 MB between registries: {name} | {med:.1} ms | min {lo:.1} / max {hi:.1} ms ({} rounds); CPU per copy (median): {name} {tool:.0} ms, source registry {src:.0} ms, destination registry {dst:.0} ms; requests {} |",
+            self.wall.len(),
+            self.requests
+        )
+    }
+}
+
+/// Rounds of the alternating copy benchmark (`HOIST_BENCH_ROUNDS`, default 5).
+fn rounds() -> usize {
+    std::env::var("HOIST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -181,11 +254,11 @@ fn main() {
         150 * 1024 * 1024 / 8,
         &tmp.path().join("big"),
     ));
-    let (mut th, mut ts, mut cpu) = (vec![], vec![], vec![]);
+    let (mut hoist, mut skopeo) = (CopyCost::default(), CopyCost::default());
     // Each copy gets a fresh destination registry: skopeo's blob-info cache would otherwise
     // mount blobs the previous round uploaded, and neither tool should find anything there.
     drop(authed);
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let authed = Registry::start(true);
         c.set_credential(
             &authed.addr,
@@ -195,6 +268,7 @@ fn main() {
             },
         );
         let dst = Reference::parse(&authed.reference(&format!("hoist/copy{round}:1"))).unwrap();
+        let (src_req, src_cpu, dst_cpu) = (open.requests(), reg_cpu_ms(&open), reg_cpu_ms(&authed));
         let t = Instant::now();
         let c0 = cpu_ms();
         let rep = rt
@@ -205,11 +279,20 @@ fn main() {
                 &CopyOptions::default(),
             ))
             .unwrap();
-        th.push(ms(t.elapsed()));
-        cpu.push(cpu_ms() - c0);
+        hoist.wall.push(ms(t.elapsed()));
+        hoist.tool_cpu.push(cpu_ms() - c0);
+        hoist.src_cpu.push(reg_cpu_ms(&open) - src_cpu);
+        hoist.dst_cpu.push(reg_cpu_ms(&authed) - dst_cpu);
+        hoist.requests = format!(
+            "source: {}; destination: {}",
+            requests_delta(&src_req, &open.requests()),
+            requests_delta(&Default::default(), &authed.requests())
+        );
         assert_eq!(rep.blobs_copied, 9);
         drop(authed);
         let authed = Registry::start(true);
+        let (src_req, src_cpu, dst_cpu) = (open.requests(), reg_cpu_ms(&open), reg_cpu_ms(&authed));
+        let children = proc_cpu_ms("self", true);
         let t = Instant::now();
         let out = Command::new("skopeo")
             .args([
@@ -224,18 +307,36 @@ fn main() {
             .arg(format!("docker://{}/skopeo/copy{round}:1", authed.addr))
             .output()
             .unwrap();
-        ts.push(ms(t.elapsed()));
+        skopeo.wall.push(ms(t.elapsed()));
+        skopeo.tool_cpu.push(proc_cpu_ms("self", true) - children);
+        skopeo.src_cpu.push(reg_cpu_ms(&open) - src_cpu);
+        skopeo.dst_cpu.push(reg_cpu_ms(&authed) - dst_cpu);
+        skopeo.requests = format!(
+            "source: {}; destination: {}",
+            requests_delta(&src_req, &open.requests()),
+            requests_delta(&Default::default(), &authed.requests())
+        );
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (hlo, hmed, hhi) = stats(&mut th);
-    let (slo, smed, shi) = stats(&mut ts);
-    let (_, cmed, _) = stats(&mut cpu);
-    rows.push(format!("| copy 8 layers / 150 MB between registries: hoist | {hmed:.1} ms | min {hlo:.1} / max {hhi:.1} ms ({ROUNDS} rounds); hoist's own CPU {cmed:.0} ms |"));
-    rows.push(format!("| copy 8 layers / 150 MB between registries: skopeo copy | {smed:.1} ms | min {slo:.1} / max {shi:.1} ms ({ROUNDS} rounds, alternating) |"));
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rounds_line = format!(
+        "copy rounds in order (ms): hoist {}; skopeo {}",
+        each(&hoist.wall),
+        each(&skopeo.wall)
+    );
+    let (_, hmed, _) = stats(&mut hoist.wall.clone());
+    let (_, smed, _) = stats(&mut skopeo.wall.clone());
+    rows.push(hoist.row("hoist"));
+    rows.push(skopeo.row("skopeo copy"));
     rows.push(format!(
         "| ratio skopeo / hoist (median) | {:.2}x | |",
         smed / hmed
@@ -249,6 +350,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    println!("{rounds_line}");
     println!("| benchmark | median | notes |\n|---|---|---|");
     for r in rows {
         println!("{r}");

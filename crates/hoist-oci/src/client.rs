@@ -19,6 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
+use crate::verified_body::{StreamFailure, VerifiedBody};
 
 /// Install ring as the process-wide rustls provider. Safe to call many times; the whole
 /// workspace (kube included) must use this one provider.
@@ -132,6 +133,10 @@ struct Inner {
     http: reqwest::Client,
     opts: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
+    /// One lock per registry not yet talked to: the first request learns whether (and how)
+    /// it wants credentials while the others wait, instead of all being refused with a 401
+    /// and sent twice.
+    probes: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
     progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
@@ -169,6 +174,7 @@ impl RegistryClient {
                 http,
                 opts,
                 auth: Mutex::new(HashMap::new()),
+                probes: Default::default(),
                 overrides: Default::default(),
                 counters: Counters::default(),
                 progress: Default::default(),
@@ -366,6 +372,22 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response> {
+        // Until this registry has answered once, requests to it go one at a time.
+        let mut _probe = None;
+        if !self.auth_known(&r.registry).await {
+            let lock = self
+                .inner
+                .probes
+                .lock()
+                .unwrap()
+                .entry(r.registry.clone())
+                .or_default()
+                .clone();
+            let guard = lock.lock_owned().await;
+            if !self.auth_known(&r.registry).await {
+                _probe = Some(guard);
+            }
+        }
         let mut authed = false;
         let mut attempt = 0;
         loop {
@@ -450,8 +472,20 @@ impl RegistryClient {
                     lookup,
                 });
             }
+            // Answered without a 401: what this registry wants is known now.
+            self.inner
+                .auth
+                .lock()
+                .await
+                .entry(r.registry.clone())
+                .or_default();
             return Ok(resp);
         }
+    }
+
+    /// Has `registry` answered a request yet (so its auth scheme is known)?
+    async fn auth_known(&self, registry: &str) -> bool {
+        self.inner.auth.lock().await.contains_key(registry)
     }
 
     /// `GET /v2/`: is the registry there, and do our credentials work?
@@ -848,40 +882,11 @@ impl RegistryClient {
     }
 }
 
-/// A request body fed from a channel, with an exact length (so the registry sees
-/// Content-Length), for streaming a blob from one registry into another.
-struct ChannelBody {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    remaining: u64,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<std::io::Result<http_body::Frame<Bytes>>>> {
-        self.rx.poll_recv(cx).map(|o| {
-            o.map(|r| {
-                r.map(|b| {
-                    self.remaining = self.remaining.saturating_sub(b.len() as u64);
-                    http_body::Frame::data(b)
-                })
-            })
-        })
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.remaining)
-    }
-}
-
 impl RegistryClient {
     /// Stream blob `d` (`size` bytes) from `src` into `dst` (different registries) without
-    /// holding it in memory: download and upload overlap. The digest is checked on the way;
-    /// a mismatch aborts the upload (and the destination registry checks it again).
+    /// holding it in memory: the download is the upload's body. The digest is checked on
+    /// the way, before the last byte goes out, so a mismatch aborts the upload (and the
+    /// destination registry checks it again).
     pub async fn stream_blob(
         &self,
         src: &Reference,
@@ -898,47 +903,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-        let (registry, what) = (src.registry.clone(), format!("blob {d} of {}", src.name()));
-        let expected = d.clone();
-        let pump = tokio::spawn(async move {
-            use sha2::Digest as _;
-            let mut resp = resp;
-            let mut h = sha2::Sha256::new();
-            let mut n = 0u64;
-            loop {
-                match resp.chunk().await {
-                    Ok(Some(b)) => {
-                        h.update(&b);
-                        n += b.len() as u64;
-                        if tx.send(Ok(b)).await.is_err() {
-                            return Err(Error::Invalid(format!("upload of {what} stopped early")));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(source) => {
-                        let _ = tx
-                            .send(Err(std::io::Error::other("source download failed")))
-                            .await;
-                        return Err(Error::Transport {
-                            registry,
-                            url: what,
-                            source,
-                        });
-                    }
-                }
-            }
-            let actual = Digest::from_hasher(h);
-            if actual != expected {
-                let _ = tx.send(Err(std::io::Error::other("digest mismatch"))).await;
-                return Err(Error::DigestMismatch {
-                    what,
-                    expected: expected.to_string(),
-                    actual: actual.to_string(),
-                });
-            }
-            Ok(n)
-        });
+        let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put_url = format!("{loc}{sep}digest={d}");
         let mut req = self
@@ -946,10 +911,7 @@ impl RegistryClient {
             .http
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap(ChannelBody {
-                rx,
-                remaining: size,
-            }));
+            .body(reqwest::Body::wrap(body));
         if let Some(h) = self
             .auth_header(dst, &push_scope(&dst.repository, None))
             .await
@@ -958,10 +920,40 @@ impl RegistryClient {
         }
         add(&self.inner.counters.requests, 1);
         let put = req.send().await;
-        let pumped = pump
-            .await
-            .map_err(|e| Error::Invalid(format!("blob stream task failed: {e}")))?;
-        let n = pumped?;
+        let what = format!("blob {d} of {}", src.name());
+        let n = match verdict.get() {
+            Some(Ok(n)) => n,
+            Some(Err(StreamFailure::Mismatch { actual })) => {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: d.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Some(Err(StreamFailure::Short { received } | StreamFailure::Long { received })) => {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: received,
+                });
+            }
+            Some(Err(StreamFailure::Source(e))) => {
+                return Err(Error::Invalid(format!("{what}: download failed: {e}")));
+            }
+            // Nothing to hash (hyper need not poll an empty body): the digest says it all.
+            None if size == 0 && *d == Digest::of(b"") => 0,
+            // The upload stopped before the whole blob went through: the PUT's error says why.
+            None => {
+                let e = put.err().map_or_else(
+                    || "the destination answered before the whole blob was sent".to_string(),
+                    |e| e.to_string(),
+                );
+                return Err(Error::Invalid(format!(
+                    "{what}: upload to {} stopped early: {e}",
+                    dst.registry
+                )));
+            }
+        };
         let resp = put.map_err(|source| Error::Transport {
             registry: dst.registry.clone(),
             url: put_url.clone(),

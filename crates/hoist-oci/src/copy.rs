@@ -244,7 +244,9 @@ async fn copy_image(
                         // fall back to a buffered, retried transfer once.
                         match c.stream_blob(sr, target, &d, size).await {
                             Ok(()) => return Ok(BlobOutcome::Uploaded),
-                            Err(e @ Error::DigestMismatch { .. }) => return Err(e),
+                            Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
+                                return Err(e);
+                            }
                             Err(e) => tracing::debug!(error = %e, "streaming copy failed; retrying buffered"),
                         }
                     }

@@ -312,6 +312,14 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .await
     .unwrap();
     assert_eq!(rep.blobs_copied, 4);
+    // The parallel transfers waited for the first request to learn that the destination
+    // wants credentials: one 401, not one per blob.
+    let refused = authed
+        .log()
+        .lines()
+        .filter(|l| l.contains(" HTTP/1.1\" 401 "))
+        .count();
+    assert_eq!(refused, 1, "{}", authed.log());
     let src_digest = c.get_manifest(&src).await.unwrap().digest;
     assert_eq!(rep.digest, src_digest);
     assert_eq!(c.get_manifest(&dst).await.unwrap().digest, src_digest);

@@ -171,6 +171,27 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// The registry process's id (benchmarks read its CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Requests in the access log, per method (`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, …).
+    pub fn requests(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for line in self.log().lines() {
+            // Combined log format: `… "METHOD /path HTTP/1.1" status …`.
+            if let Some((_, rest)) = line.split_once(" \"")
+                && let Some((method, path)) = rest.split_once(' ')
+                && path.starts_with("/v2/")
+                && method.chars().all(|c| c.is_ascii_uppercase())
+            {
+                *m.entry(method.to_string()).or_default() += 1;
+            }
+        }
+        m
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
