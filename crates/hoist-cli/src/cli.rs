@@ -53,6 +53,10 @@ pub enum Command {
     Cluster(commands::cluster::ClusterCommand),
     /// Render, apply (server-side), prune and wait for readiness; images must exist.
     Deploy(commands::deploy::DeployArgs),
+    /// Build, deploy and wait for the services, then port-forward, stream logs and watch.
+    Up(commands::up::UpArgs),
+    /// One pass for CI: everything up and ready, then the project's tests; exit 0 or 1.
+    Ci(commands::ci::CiArgs),
     /// Delete everything hoist deployed for this project and developer.
     Down(commands::down::DownArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).

@@ -38,7 +38,80 @@ pub fn check(p: &Project) -> (Vec<ConfigError>, BTreeSet<String>) {
     }
     out.extend(cycles(p));
     out.extend(check_settings(p));
+    out.extend(check_project_lists(p));
     (out, broken)
+}
+
+/// `image_paths:` and `tests:` in hoist.yaml.
+fn check_project_lists(p: &Project) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    let src = &p.manifest;
+    for (i, ip) in p.config.image_paths.iter().enumerate() {
+        let idx = i.to_string();
+        if let Err(why) = ip.segments() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::WrongType,
+                    format!("image_paths item {}: path `{}`: {why}", i + 1, ip.path),
+                )
+                .at(src.locate(&["image_paths", &idx, "path"], "invalid path"))
+                .help(
+                    "write a dot-separated field path such as `spec.image` or `spec.steps[].image`",
+                ),
+            );
+        }
+        if ip.kind.trim().is_empty() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::MissingField,
+                    format!("image_paths item {}: `kind` is empty", i + 1),
+                )
+                .at(src.locate(&["image_paths", &idx, "kind"], "empty kind")),
+            );
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, t) in p.config.tests.iter().enumerate() {
+        let idx = i.to_string();
+        if t.name.trim().is_empty() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::MissingField,
+                    format!("tests item {}: `name` is empty", i + 1),
+                )
+                .at(src.locate(&["tests", &idx, "name"], "empty name")),
+            );
+        } else if !names.insert(t.name.as_str()) {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::DuplicateName,
+                    format!("two tests are named `{}`", t.name),
+                )
+                .at(src.locate(&["tests", &idx, "name"], "second definition"))
+                .help("give each test step its own name"),
+            );
+        }
+        if t.run.trim().is_empty() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::MissingField,
+                    format!("test `{}`: `run` is empty", t.name),
+                )
+                .at(src.locate(&["tests", &idx, "run"], "empty command"))
+                .help("`run:` is a shell command, run with `sh -c` in the project root"),
+            );
+        }
+        if let Err(why) = t.timeout() {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::WrongType,
+                    format!("test `{}`: timeout {why}", t.name),
+                )
+                .at(src.locate(&["tests", &idx, "timeout"], "invalid duration")),
+            );
+        }
+    }
+    out
 }
 
 fn check_name(svc: &Service, out: &mut Vec<ConfigError>) {

@@ -38,8 +38,8 @@ pub mod yaml;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
 pub use files::{LayerFile, layer_files};
 pub use manifest::{
-    HelmSpec, ImageSource, ImageSpec, LayerSpec, LiveUpdate, PortSpec, ProjectFile, RunRule,
-    ServiceFile, SyncRule,
+    HelmSpec, ImagePath, ImageSource, ImageSpec, LayerSpec, LiveUpdate, PortSpec, ProjectFile,
+    RunRule, ServiceFile, SyncRule, TestStep, parse_duration,
 };
 pub use mold::{Mold, MoldFile, ParamType, Parameter};
 pub use overlay::{SetOverride, SettingsFile, SettingsOverlay, merge};

@@ -33,6 +33,100 @@ pub struct ProjectFile {
     /// The per-developer settings file (git-ignored), relative to the root.
     #[serde(default = "default_settings_file")]
     pub settings_file: String,
+    /// Where custom resources name an image (containers, initContainers and env
+    /// values are found without this): `[{kind: Function, path: spec.image}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_paths: Vec<ImagePath>,
+    /// Test steps `hoist ci` runs on the host once every service is ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestStep>,
+}
+
+/// One place an image reference lives in objects of one kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePath {
+    /// The object kind, e.g. `Function` (any apiVersion).
+    pub kind: String,
+    /// Dot-separated field path; `[]` after a field walks every item of a list,
+    /// e.g. `spec.image` or `spec.steps[].image`.
+    pub path: String,
+}
+
+impl ImagePath {
+    /// The path's segments: (field, walk list items).
+    pub fn segments(&self) -> Result<Vec<(&str, bool)>, String> {
+        if self.path.trim().is_empty() {
+            return Err("the path is empty".into());
+        }
+        self.path
+            .split('.')
+            .map(|seg| {
+                let (name, each) = match seg.strip_suffix("[]") {
+                    Some(n) => (n, true),
+                    None => (seg, false),
+                };
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    Err(format!(
+                        "`{seg}` is not a field name (letters, digits, `_`, `-`, optionally followed by `[]`)"
+                    ))
+                } else {
+                    Ok((name, each))
+                }
+            })
+            .collect()
+    }
+}
+
+/// A test step of `hoist ci`: a shell command run on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TestStep {
+    pub name: String,
+    /// Run with `sh -c` in the project root. Port-forward addresses are in the
+    /// environment as `HOIST_<SERVICE>_<PORT>_ADDR` (upper case, `-` → `_`).
+    pub run: String,
+    /// `30s`, `5m`, `1h` or plain seconds; default 5m.
+    #[serde(default, deserialize_with = "scalar_opt")]
+    pub timeout: Option<String>,
+}
+
+impl TestStep {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// The timeout, or why it cannot be read.
+    pub fn timeout(&self) -> Result<std::time::Duration, String> {
+        match &self.timeout {
+            None => Ok(Self::DEFAULT_TIMEOUT),
+            Some(t) => parse_duration(t),
+        }
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (expected e.g. `30s`, `5m`, `1h`)"))?;
+    let secs = |m: u64| std::time::Duration::from_secs(n.saturating_mul(m));
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(secs(1)),
+        "m" => Ok(secs(60)),
+        "h" => Ok(secs(3600)),
+        _ => Err(format!(
+            "`{s}` has an unknown unit `{unit}` (expected ms, s, m or h)"
+        )),
+    }
 }
 
 fn default_cluster() -> String {

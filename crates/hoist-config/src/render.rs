@@ -270,6 +270,13 @@ fn render_service(
     let by_repo = image_lookup(project, refs);
     for o in &mut objects {
         fill_images(&mut o.object, &by_repo);
+        for ip in &project.config.image_paths {
+            if o.object["kind"].as_str() == Some(ip.kind.as_str())
+                && let Ok(segments) = ip.segments()
+            {
+                fill_path(&mut o.object, &segments, &by_repo);
+            }
+        }
         add_label(&mut o.object, &svc.name);
     }
     Ok(objects)
@@ -354,6 +361,17 @@ fn fill_images(v: &mut Value, by_repo: &BTreeMap<String, String>) {
                         {
                             *img = r.clone();
                         }
+                        // Env values that name a service's image (e.g. a sidecar
+                        // launcher's `WORKER_IMAGE: shop/worker`) get the built reference.
+                        if let Some(Value::Array(env)) = c.get_mut("env") {
+                            for e in env {
+                                if let Some(Value::String(val)) = e.get_mut("value")
+                                    && let Some(r) = by_repo.get(repository(val))
+                                {
+                                    *val = r.clone();
+                                }
+                            }
+                        }
                     }
                 } else {
                     fill_images(child, by_repo);
@@ -362,6 +380,30 @@ fn fill_images(v: &mut Value, by_repo: &BTreeMap<String, String>) {
         }
         Value::Array(list) => list.iter_mut().for_each(|c| fill_images(c, by_repo)),
         _ => {}
+    }
+}
+
+/// Replaces the image reference at a configured field path (`image_paths:`).
+fn fill_path(v: &mut Value, segments: &[(&str, bool)], by_repo: &BTreeMap<String, String>) {
+    let Some(((field, each), rest)) = segments.split_first() else {
+        if let Value::String(img) = v
+            && let Some(r) = by_repo.get(repository(img))
+        {
+            *img = r.clone();
+        }
+        return;
+    };
+    let Some(child) = v.get_mut(*field) else {
+        return;
+    };
+    if *each {
+        if let Value::Array(items) = child {
+            for item in items {
+                fill_path(item, rest, by_repo);
+            }
+        }
+    } else {
+        fill_path(child, rest, by_repo);
     }
 }
 

@@ -460,3 +460,81 @@ fn missing_nested_field_points_at_its_mapping() {
         &["`to`", "image.layers[0]"],
     );
 }
+
+#[test]
+fn image_path_and_test_step_problems_are_located_in_hoist_yaml() {
+    let p = problems(&[(
+        "hoist.yaml",
+        "name: t\nregistry: reg.local\nimage_paths:\n  - kind: Function\n    path: spec..image\ntests:\n  - name: smoke\n    run: 'true'\n    timeout: 5 parsecs\n  - name: smoke\n    run: ''\n",
+    )]);
+    let path_err: Vec<String> = p
+        .iter()
+        .filter(|e| e.kind == ErrorKind::WrongType && e.to_string().contains("image_paths"))
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(path_err.len(), 1, "{p:#?}");
+    assert!(path_err[0].contains("hoist.yaml:5:"), "{}", path_err[0]);
+    assert!(
+        path_err[0].contains("is not a field name"),
+        "{}",
+        path_err[0]
+    );
+    expect(&p, ErrorKind::DuplicateName, "hoist.yaml:10:", &["smoke"]);
+    expect(
+        &p,
+        ErrorKind::MissingField,
+        "hoist.yaml:11:",
+        &["`run` is empty"],
+    );
+    let timeouts: Vec<_> = p
+        .iter()
+        .filter(|e| e.to_string().contains("timeout"))
+        .collect();
+    assert_eq!(timeouts.len(), 1, "{p:#?}");
+    assert!(
+        timeouts[0].to_string().contains("hoist.yaml:9:"),
+        "{}",
+        timeouts[0]
+    );
+}
+
+#[test]
+fn image_paths_and_env_values_get_the_built_reference() {
+    let tmp = project(&[
+        (
+            "hoist.yaml",
+            "name: t\nregistry: reg.local\nimage_paths:\n  - {kind: Function, path: spec.image}\n  - {kind: Pipeline, path: 'spec.steps[].image'}\n",
+        ),
+        (
+            "services/a/k8s.yaml",
+            "apiVersion: x.dev/v1\nkind: Function\nmetadata: {name: f}\nspec: {image: a}\n---\napiVersion: x.dev/v1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  steps:\n    - {image: a}\n    - {image: busybox}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: launcher}\nspec:\n  containers:\n    - name: c\n      image: busybox\n      env:\n        - {name: WORKER_IMAGE, value: a}\n        - {name: OTHER, value: keep}\n",
+        ),
+        (
+            "services/a/service.yaml",
+            "name: a\nmold: web\nk8s: [k8s.yaml]\nimage:\n  layers:\n    - from: ./src\n      to: /src\n",
+        ),
+    ]);
+    let p = Project::load(tmp.path()).unwrap();
+    let objs = render(
+        &p,
+        &RenderOptions {
+            services: vec![],
+            tag: Some("t1".into()),
+        },
+    )
+    .unwrap();
+    let find = |kind: &str, name: &str| {
+        objs.iter()
+            .find(|o| o.kind() == kind && o.name() == name)
+            .unwrap()
+            .object
+            .clone()
+    };
+    assert_eq!(find("Function", "f")["spec"]["image"], "reg.local/a:t1");
+    let steps = find("Pipeline", "p")["spec"]["steps"].clone();
+    assert_eq!(steps[0]["image"], "reg.local/a:t1");
+    assert_eq!(steps[1]["image"], "busybox");
+    let env = find("Pod", "launcher")["spec"]["containers"][0]["env"].clone();
+    assert_eq!(env[0]["value"], "reg.local/a:t1");
+    assert_eq!(env[1]["value"], "keep");
+}

@@ -205,8 +205,10 @@ impl ApplySet {
                 later.push(job);
             }
         }
-        let mut results = futures_util::stream::iter(later.into_iter().map(Prepared::run))
-            .buffered(APPLY_CONCURRENCY);
+        // Futures collected first: a lazy `map` over an iterator makes this future
+        // `Send` only for one lifetime, so it could not be spawned on a runtime.
+        let jobs: Vec<_> = later.into_iter().map(|p| p.run()).collect();
+        let mut results = futures_util::stream::iter(jobs).buffered(APPLY_CONCURRENCY);
         while let Some(applied) = results.next().await {
             report.applied.push(applied?);
         }
@@ -331,8 +333,9 @@ impl Prepared {
 
 /// Deletes `keys` (all of one kind), several at a time.
 pub(crate) async fn delete_all(client: &Client, r: &Resolved, keys: &[ObjectKey]) -> Result<()> {
-    let mut results = futures_util::stream::iter(keys.iter().map(|k| delete(client, r, k)))
-        .buffer_unordered(APPLY_CONCURRENCY);
+    // Collected first so the future stays `Send` for any lifetime (spawnable).
+    let jobs: Vec<_> = keys.iter().map(|k| delete(client, r, k)).collect();
+    let mut results = futures_util::stream::iter(jobs).buffer_unordered(APPLY_CONCURRENCY);
     while let Some(res) = results.next().await {
         res?;
     }

@@ -1,5 +1,6 @@
 //! One module per command (group). Each exposes `run(args, &GlobalOpts)`.
 
+pub mod ci;
 pub mod cluster;
 pub mod completions;
 pub mod deploy;
@@ -11,6 +12,8 @@ mod project;
 pub mod registry;
 pub mod render;
 pub mod services;
+mod session;
+pub mod up;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -29,6 +32,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Cluster(a) => cluster::run(a, g),
         Command::Deploy(a) => deploy::run(a, g),
         Command::Down(a) => down::run(a, g),
+        Command::Up(a) => up::run(a, g),
+        Command::Ci(a) => ci::run(a, g),
         Command::Completions(a) => completions::run(a),
     }
 }

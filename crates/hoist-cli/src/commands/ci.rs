@@ -1,0 +1,117 @@
+//! `hoist ci [SERVICE…]`: one pass without watching. Builds, deploys and waits for
+//! every service to be ready (Jobs complete), runs the project's `tests:`, prints a
+//! summary table, exits 0 or 1. A service that is not ready is explained (events,
+//! exit codes, last log lines), never an opaque timeout.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use hoist_engine::{Engine, EngineOptions, Session, ci};
+use miette::{IntoDiagnostic, miette};
+
+use super::project::{SetArgs, load};
+use super::session::{Display, TargetArgs, resolve_target, spawn_printer};
+use crate::cli::GlobalOpts;
+use crate::output::OutputFormat;
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// Services to bring up (and what they depend on); default: every enabled service.
+    pub services: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Give up after this long (`90s`, `10m`, `1h`); what is not ready is explained.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub timeout: String,
+    /// Builds at once.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Skip the project's test steps.
+    #[arg(long)]
+    pub no_tests: bool,
+    /// Output: text (progress lines and a summary table) or json (one event per line,
+    /// then a summary object).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub set: SetArgs,
+}
+
+pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
+    let timeout = hoist_config::parse_duration(&args.timeout)
+        .map_err(|e| miette!(help = "e.g. --timeout 90s, 10m, 1h", "--timeout: {e}"))?;
+    let mut project = load(g, &args.set)?;
+    let problems = project.validate();
+    if !problems.is_empty() {
+        return Err(hoist_config::ConfigErrors(problems).into());
+    }
+    let target = resolve_target(&project, &args.target)?;
+    let json = args.format == OutputFormat::Json;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    rt.block_on(async move {
+        let session = Session::new();
+        let printer = spawn_printer(&session, Display::choose(json, true));
+        let mut opts = EngineOptions {
+            ready_timeout: timeout,
+            fail_fast: true,
+            ..Default::default()
+        };
+        if let Some(n) = args.parallel {
+            opts.parallelism = n.max(1);
+        }
+        let engine = Engine::connect(target, &mut project, session.clone(), opts)
+            .await
+            .into_diagnostic()?;
+        let project = Arc::new(project);
+        let report = engine
+            .up(project.clone(), &args.services)
+            .await
+            .into_diagnostic()?;
+        let forwards = if report.all_ready() {
+            super::up::start_forwards(&engine, &project, &report).await
+        } else {
+            Vec::new()
+        };
+        let tests = if report.all_ready() && !args.no_tests {
+            ci::run_tests(&session, &project.root, &project.config.tests).await
+        } else {
+            Vec::new()
+        };
+        for f in forwards {
+            f.abort();
+        }
+        printer.finish().await;
+        let state = session.snapshot();
+        let ok = report.all_ready() && tests.iter().all(|t| t.ok);
+        if json {
+            let doc = serde_json::json!({
+                "type": "summary",
+                "ok": ok,
+                "services": report.outcomes,
+                "pruned": report.pruned,
+                "tests": tests,
+            });
+            println!("{doc}");
+        } else {
+            println!("\n{}", ci::summary(&state, &report, &tests));
+            println!(
+                "{}",
+                if ok {
+                    "hoist ci: everything is ready and every test passed"
+                } else {
+                    "hoist ci: FAILED"
+                }
+            );
+        }
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}

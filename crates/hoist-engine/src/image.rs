@@ -1,0 +1,217 @@
+//! Building a service's image and delivering it where the cluster can run it:
+//! straight into the embedded cluster's local store, or pushed to a registry (the
+//! project's, or one the cluster advertises per KEP-1755).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hoist_config::{ImageSource, Project, Service};
+use hoist_kube::{ClusterTarget, Locality};
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
+use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
+use hoist_oci::{LayerSpec, LocalStore, Platform, Reference, RegistryClient};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+
+use crate::error::EngineError;
+
+/// Where built images go.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    /// The embedded cluster's kubelet reads this store: no registry involved.
+    Store(LocalStore),
+    /// Push to this registry host (the image references already name it).
+    Registry(String),
+}
+
+impl Delivery {
+    pub fn describe(&self) -> String {
+        match self {
+            Delivery::Store(s) => format!("local store {}", s.layout().root().display()),
+            Delivery::Registry(r) => format!("registry {r}"),
+        }
+    }
+}
+
+/// Chooses the delivery for `target`. For a non-embedded cluster without a project
+/// registry, the cluster's advertised local registry becomes the project's registry
+/// (so rendered image references name it).
+pub async fn choose_delivery(
+    target: &ClusterTarget,
+    client: &kube::Client,
+    project: &mut Project,
+) -> Result<Delivery, EngineError> {
+    if target.locality == Locality::Embedded {
+        return Ok(Delivery::Store(LocalStore::open_default()?));
+    }
+    if let Some(r) = project.registry() {
+        return Ok(Delivery::Registry(r.to_string()));
+    }
+    match advertised_registry(client).await {
+        Some(host) => {
+            tracing::info!(%host, "using the registry the cluster advertises (KEP-1755)");
+            project.overlay.settings.registry = Some(host.clone());
+            Ok(Delivery::Registry(host))
+        }
+        None => Err(EngineError::NoRegistry {
+            context: target.context.clone(),
+        }),
+    }
+}
+
+/// `host` of `localRegistryHosting.v1` in ConfigMap `kube-public/local-registry-hosting`.
+pub async fn advertised_registry(client: &kube::Client) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
+    let cm = api.get_opt("local-registry-hosting").await.ok()??;
+    parse_local_registry_hosting(cm.data?.get("localRegistryHosting.v1")?)
+}
+
+/// The `host` field of a `localRegistryHosting.v1` document (YAML).
+pub fn parse_local_registry_hosting(doc: &str) -> Option<String> {
+    let v: serde_json::Value = serde_norway::from_str(doc).ok()?;
+    v["host"]
+        .as_str()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(String::from)
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub reference: String,
+    pub digest: String,
+}
+
+/// Builds `svc`'s image as `reference` and delivers it.
+pub async fn build_and_deliver(
+    project: &Project,
+    svc: &Service,
+    refs: &BTreeMap<String, String>,
+    reference: &str,
+    delivery: &Delivery,
+    client: &RegistryClient,
+    platform: &Platform,
+) -> Result<Delivered, EngineError> {
+    let image = svc
+        .image()
+        .ok_or_else(|| EngineError::Other(format!("service `{}` has no image", svc.name)))?;
+    let target = Reference::parse(reference)?;
+    let opts = BuildOptions {
+        platform: platform.clone(),
+    };
+    match (image.source(), delivery) {
+        (ImageSource::Layers, Delivery::Store(store)) => {
+            if let Some(base) = project.base_service(svc) {
+                return Err(EngineError::Other(format!(
+                    "service `{}` is built on service `{}`'s image; images based on another \
+                     service cannot be built into the embedded cluster's store yet (set \
+                     `registry:` and use a registry-backed cluster)",
+                    svc.name, base.name
+                )));
+            }
+            let spec = build_spec(project, svc, refs)?;
+            let img = build_to_store(client, &spec, store, &target, &opts).await?;
+            Ok(Delivered {
+                reference: reference.to_string(),
+                digest: img.manifest_digest.to_string(),
+            })
+        }
+        (ImageSource::Layers, Delivery::Registry(_)) => {
+            let spec = build_spec(project, svc, refs)?;
+            let rep = build_and_push(client, &spec, &target, &opts).await?;
+            Ok(Delivered {
+                reference: reference.to_string(),
+                digest: rep.digest.to_string(),
+            })
+        }
+        (ImageSource::Dockerfile, _) => {
+            let spec = DockerfileSpec {
+                context: svc.path(image.context.as_deref().unwrap_or(".")),
+                dockerfile: image.dockerfile.as_deref().map(|d| svc.path(d)),
+                build_args: image.args.clone(),
+                target: image.target.clone(),
+            };
+            // The Dockerfile builders produce a registry image; the embedded cluster
+            // then gets it into its store from there.
+            let rep = build_and_push_dockerfile(client, &spec, &target).await?;
+            let digest = match delivery {
+                Delivery::Store(store) => store
+                    .pull(client, &target, platform)
+                    .await?
+                    .manifest_digest
+                    .to_string(),
+                Delivery::Registry(_) => rep.digest.to_string(),
+            };
+            Ok(Delivered {
+                reference: reference.to_string(),
+                digest,
+            })
+        }
+    }
+}
+
+/// The daemonless build of one service: its layers on its base.
+pub fn build_spec(
+    project: &Project,
+    svc: &Service,
+    refs: &BTreeMap<String, String>,
+) -> Result<BuildSpec, EngineError> {
+    let image = svc
+        .image()
+        .ok_or_else(|| EngineError::Other(format!("service `{}` has no image", svc.name)))?;
+    let base = match project.base_service(svc) {
+        Some(b) => refs.get(&b.name).cloned().ok_or_else(|| {
+            EngineError::Other(format!(
+                "service `{}`'s base `{}` has no image reference",
+                svc.name, b.name
+            ))
+        })?,
+        None => image.base_or_scratch().to_string(),
+    };
+    Ok(BuildSpec {
+        base,
+        layers: image
+            .layers
+            .iter()
+            .map(|l| LayerSpec {
+                from: absolute(&svc.dir, &l.from),
+                to: l.to.clone(),
+                include: l.include.clone(),
+                exclude: l.exclude.clone(),
+            })
+            .collect(),
+        entrypoint: image.entrypoint.clone(),
+        cmd: image.cmd.clone(),
+        env: image.env.clone().into_iter().collect(),
+        workdir: image.workdir.clone(),
+        user: image.user.clone(),
+        labels: image.labels.clone(),
+    })
+}
+
+fn absolute(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kep_1755_host_is_read() {
+        let doc = "host: \"localhost:5001\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n";
+        assert_eq!(
+            parse_local_registry_hosting(doc).as_deref(),
+            Some("localhost:5001")
+        );
+        assert_eq!(parse_local_registry_hosting("help: x\n"), None);
+        assert_eq!(parse_local_registry_hosting("host: ''\n"), None);
+        assert_eq!(parse_local_registry_hosting(": : :"), None);
+    }
+}

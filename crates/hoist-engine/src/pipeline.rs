@@ -1,0 +1,663 @@
+//! One pass of `hoist up`: every selected service built (bounded parallelism),
+//! delivered, applied once its dependencies are ready, and waited for. Each step
+//! is an [`Event`] on the [`Session`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoist_config::{Project, RenderOptions, image_refs, render};
+use hoist_kube::readiness::{NotReadyReport, WaitTarget, pod_selector, wait_ready};
+use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, PruneScope};
+use hoist_oci::{ClientOptions, Platform, RegistryClient};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore, watch};
+
+use crate::diagnose;
+use crate::error::EngineError;
+use crate::image::{Delivery, build_and_deliver, choose_delivery};
+use crate::plan;
+use crate::state::{Event, Session};
+
+/// Waiting reasons that will not fix themselves by waiting.
+const HOPELESS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+/// How often pods are checked for hopeless states while waiting.
+const CRASH_POLL: Duration = Duration::from_millis(250);
+/// After a workload is ready, how long its pods must stay out of trouble. A pod
+/// without a readiness probe counts as ready the moment its container starts, so a
+/// container that crashes right after starting passes `rollout status`.
+const SETTLE: Duration = Duration::from_millis(2000);
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Builds at once.
+    pub parallelism: usize,
+    /// How long one service may take to become ready in a pass.
+    pub ready_timeout: Duration,
+    /// Report a service as failed as soon as a container crash-loops (instead of
+    /// waiting for the timeout).
+    pub fail_fast: bool,
+    pub platform: Platform,
+    pub registry: ClientOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: std::thread::available_parallelism()
+                .map(|n| n.get().clamp(2, 8))
+                .unwrap_or(4),
+            ready_timeout: Duration::from_secs(300),
+            fail_fast: true,
+            platform: Platform::linux_amd64(),
+            registry: ClientOptions::default(),
+        }
+    }
+}
+
+/// How one service ended a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ready,
+    NotReady {
+        failed: bool,
+        explanation: String,
+    },
+    BuildFailed {
+        error: String,
+    },
+    DeployFailed {
+        error: String,
+    },
+    /// A dependency did not become ready.
+    Blocked {
+        on: Vec<String>,
+    },
+}
+
+impl Outcome {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Outcome::Ready)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct UpReport {
+    pub outcomes: BTreeMap<String, Outcome>,
+    /// Objects of services pruned because they are no longer in the project.
+    pub pruned: Vec<String>,
+}
+
+impl UpReport {
+    pub fn all_ready(&self) -> bool {
+        self.outcomes.values().all(Outcome::is_ready)
+    }
+}
+
+/// A connected engine for one cluster target.
+pub struct Engine {
+    pub session: Session,
+    pub target: ClusterTarget,
+    pub client: kube::Client,
+    pub delivery: Delivery,
+    applyset: Mutex<ApplySet>,
+    registry: RegistryClient,
+    opts: EngineOptions,
+}
+
+/// What the tasks of one pass share.
+struct Pass {
+    project: Arc<Project>,
+    refs: BTreeMap<String, String>,
+    objects: BTreeMap<String, Vec<Value>>,
+    in_pass: BTreeSet<String>,
+    built: BTreeMap<String, watch::Sender<Option<bool>>>,
+    ready: BTreeMap<String, watch::Sender<Option<bool>>>,
+    builds: Semaphore,
+    deadline: Instant,
+}
+
+impl Engine {
+    /// Connects to `target`, chooses how images are delivered (which may set the
+    /// project's registry to the cluster's advertised one) and starts the session.
+    pub async fn connect(
+        target: ClusterTarget,
+        project: &mut Project,
+        session: Session,
+        opts: EngineOptions,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let client = target.client().await?;
+        let delivery = choose_delivery(&target, &client, project).await?;
+        let registry = RegistryClient::new(opts.registry.clone())?;
+        session.emit(Event::SessionStarted {
+            project: project.config.name.clone(),
+            context: target.context.clone(),
+            namespace: target.namespace.clone(),
+        });
+        Ok(Arc::new(Engine {
+            session,
+            applyset: Mutex::new(ApplySet::new(client.clone(), &target)),
+            client,
+            target,
+            delivery,
+            registry,
+            opts,
+        }))
+    }
+
+    /// Brings up `wanted` (all enabled services when empty) and what they depend on.
+    /// Fails only when the project cannot be rendered; per-service problems are in the
+    /// report (and the session).
+    pub async fn up(
+        self: &Arc<Self>,
+        project: Arc<Project>,
+        wanted: &[String],
+    ) -> Result<UpReport, EngineError> {
+        let names = plan::select(&project, wanted)?;
+        let refs = image_refs(&project, None).map_err(hoist_config::ConfigErrors)?;
+        let rendered = render(
+            &project,
+            &RenderOptions {
+                services: names.clone(),
+                tag: None,
+            },
+        )?;
+        let mut objects: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for o in rendered {
+            objects.entry(o.service).or_default().push(o.object);
+        }
+        let channel = || watch::channel(None).0;
+        let pass = Arc::new(Pass {
+            project: project.clone(),
+            refs,
+            objects,
+            in_pass: names.iter().cloned().collect(),
+            built: names.iter().map(|n| (n.clone(), channel())).collect(),
+            ready: names.iter().map(|n| (n.clone(), channel())).collect(),
+            builds: Semaphore::new(self.opts.parallelism.max(1)),
+            deadline: Instant::now() + self.opts.ready_timeout,
+        });
+        for n in &names {
+            self.session
+                .emit(Event::ServiceAdded { service: n.clone() });
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in names.clone() {
+            let engine = self.clone();
+            let pass = pass.clone();
+            tasks.spawn(async move {
+                let outcome = engine.run_service(&pass, &n).await;
+                (n, outcome)
+            });
+        }
+        let mut report = UpReport::default();
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok((n, o)) => {
+                    report.outcomes.insert(n, o);
+                }
+                Err(e) => return Err(EngineError::Other(format!("a service task failed: {e}"))),
+            }
+        }
+        if wanted.is_empty() {
+            let known: BTreeSet<String> =
+                project.enabled_services().map(|s| s.name.clone()).collect();
+            report.pruned = self.prune_absent(&known).await?;
+        }
+        Ok(report)
+    }
+
+    async fn run_service(&self, pass: &Pass, name: &str) -> Outcome {
+        let outcome = self.service_steps(pass, name).await;
+        let ok = outcome.is_ready();
+        pass.ready[name].send_replace(Some(ok));
+        pass.built[name].send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(false);
+                true
+            } else {
+                false
+            }
+        });
+        outcome
+    }
+
+    async fn service_steps(&self, pass: &Pass, name: &str) -> Outcome {
+        let Some(svc) = pass.project.service(name) else {
+            return Outcome::DeployFailed {
+                error: format!("service `{name}` vanished from the project"),
+            };
+        };
+        // 1. Build (bases first: wait for the base service's build).
+        if svc.image().is_some() {
+            if let Some(base) = pass.project.base_service(svc)
+                && pass.in_pass.contains(&base.name)
+            {
+                let mut rx = pass.built[&base.name].subscribe();
+                let ok = rx
+                    .wait_for(|v: &Option<bool>| v.is_some())
+                    .await
+                    .map(|v| *v == Some(true));
+                if !matches!(ok, Ok(true)) {
+                    let error = format!("its base image (service `{}`) did not build", base.name);
+                    self.session.emit(Event::BuildFailed {
+                        service: name.into(),
+                        error: error.clone(),
+                    });
+                    return Outcome::BuildFailed { error };
+                }
+            }
+            if let Err(error) = self.build(pass, name).await {
+                pass.built[name].send_replace(Some(false));
+                return Outcome::BuildFailed { error };
+            }
+            pass.built[name].send_replace(Some(true));
+        } else {
+            self.session.emit(Event::BuildSkipped {
+                service: name.into(),
+            });
+            pass.built[name].send_replace(Some(true));
+        }
+
+        // 2. Dependencies must be ready before this service is deployed.
+        let deps: Vec<String> = svc
+            .spec
+            .depends_on
+            .iter()
+            .filter(|d| pass.in_pass.contains(*d))
+            .cloned()
+            .collect();
+        let pending: Vec<String> = deps
+            .iter()
+            .filter(|d| pass.ready[*d].borrow().is_none())
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            self.session.emit(Event::Blocked {
+                service: name.into(),
+                on: pending,
+            });
+        }
+        let mut failed_deps = Vec::new();
+        for d in &deps {
+            let mut rx = pass.ready[d].subscribe();
+            let left = pass.deadline.saturating_duration_since(Instant::now());
+            let ok = tokio::time::timeout(left, rx.wait_for(|v: &Option<bool>| v.is_some())).await;
+            if !matches!(ok, Ok(Ok(ref v)) if **v == Some(true)) {
+                failed_deps.push(d.clone());
+            }
+        }
+        if !failed_deps.is_empty() {
+            let reason = format!(
+                "not deployed: dependency {} is not ready",
+                failed_deps.join(", ")
+            );
+            self.session.emit(Event::NotReady {
+                service: name.into(),
+                failed: true,
+                reason,
+            });
+            return Outcome::Blocked { on: failed_deps };
+        }
+
+        // 3. Apply.
+        let objects = pass.objects.get(name).cloned().unwrap_or_default();
+        let applied = match self.deploy(name, objects).await {
+            Ok(a) => a,
+            Err(error) => return Outcome::DeployFailed { error },
+        };
+
+        // 4. Wait for readiness.
+        self.wait(name, &applied, pass.deadline).await
+    }
+
+    async fn build(&self, pass: &Pass, name: &str) -> Result<(), String> {
+        let svc = pass.project.service(name).expect("checked by caller");
+        let Some(reference) = pass.refs.get(name) else {
+            let error = "the project names no registry, so the image has no reference; set \
+                         `registry:` in hoist.yaml"
+                .to_string();
+            self.session.emit(Event::BuildFailed {
+                service: name.into(),
+                error: error.clone(),
+            });
+            return Err(error);
+        };
+        let _permit = pass.builds.acquire().await.expect("never closed");
+        self.session.emit(Event::BuildStarted {
+            service: name.into(),
+        });
+        let started = Instant::now();
+        let res = build_and_deliver(
+            &pass.project,
+            svc,
+            &pass.refs,
+            reference,
+            &self.delivery,
+            &self.registry,
+            &self.opts.platform,
+        )
+        .await;
+        match res {
+            Ok(d) => {
+                self.session.emit(Event::BuildFinished {
+                    service: name.into(),
+                    image: d.reference,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.session.emit(Event::BuildFailed {
+                    service: name.into(),
+                    error: error.clone(),
+                });
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies one service's objects (server-side, manager `hoist`) and prunes its
+    /// objects that are no longer rendered.
+    pub async fn deploy(&self, name: &str, objects: Vec<Value>) -> Result<Vec<Applied>, String> {
+        self.session.emit(Event::DeployStarted {
+            service: name.into(),
+        });
+        let desired = objects
+            .into_iter()
+            .map(|object| Desired {
+                service: name.to_string(),
+                object,
+            })
+            .collect();
+        // One apply at a time: they share the inventory ConfigMap.
+        let res = self
+            .applyset
+            .lock()
+            .await
+            .apply(desired, PruneScope::Services(vec![name.to_string()]))
+            .await;
+        match res {
+            Ok(rep) => {
+                self.session.emit(Event::Deployed {
+                    service: name.into(),
+                    objects: rep.applied.len(),
+                    pruned: rep.pruned.len(),
+                });
+                Ok(rep.applied)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.session.emit(Event::DeployFailed {
+                    service: name.into(),
+                    error: error.clone(),
+                });
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits until the applied objects are ready (or hopeless, with `fail_fast`),
+    /// and explains what is not: conditions, events, exit codes, last log lines.
+    pub async fn wait(&self, name: &str, applied: &[Applied], deadline: Instant) -> Outcome {
+        let targets: Vec<WaitTarget> = applied.iter().map(WaitTarget::from).collect();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let waited = if self.opts.fail_fast {
+            let ready_and_settled = async {
+                wait_ready(&self.client, &targets, left).await?;
+                tokio::time::sleep(SETTLE.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+                Ok(())
+            };
+            tokio::select! {
+                r = ready_and_settled => r,
+                (key, evidence) = self.hopeless(applied) => {
+                    // Gather the explanation from a short wait; the evidence seen
+                    // (exit code, reason) is kept even if the pod has moved on since.
+                    let mut report = match wait_ready(&self.client, &targets, Duration::from_millis(1500)).await {
+                        Err(report) => report,
+                        Ok(()) => NotReadyReport::default(),
+                    };
+                    match report.objects.iter_mut().find(|o| o.key == key) {
+                        Some(o) => {
+                            o.failed = true;
+                            for e in evidence {
+                                if !o.containers.contains(&e) {
+                                    o.containers.push(e);
+                                }
+                            }
+                        }
+                        None => report.objects.push(hoist_kube::readiness::NotReadyObject {
+                            key,
+                            reason: "its containers exit with an error (crash loop)".into(),
+                            failed: true,
+                            conditions: Vec::new(),
+                            events: Vec::new(),
+                            containers: evidence,
+                        }),
+                    }
+                    Err(report)
+                }
+            }
+        } else {
+            wait_ready(&self.client, &targets, left).await
+        };
+        match waited {
+            Ok(()) => {
+                self.session.emit(Event::Ready {
+                    service: name.into(),
+                });
+                Outcome::Ready
+            }
+            Err(report) => {
+                let failed = report.objects.iter().any(|o| o.failed) || self.opts.fail_fast;
+                let explanation = self.explain(&report, applied).await;
+                self.session.emit(Event::NotReady {
+                    service: name.into(),
+                    failed,
+                    reason: explanation.clone(),
+                });
+                Outcome::NotReady {
+                    failed,
+                    explanation,
+                }
+            }
+        }
+    }
+
+    async fn explain(&self, report: &NotReadyReport, applied: &[Applied]) -> String {
+        let mut text = report.to_string();
+        for o in &report.objects {
+            let Some(a) = applied.iter().find(|a| a.key == o.key) else {
+                continue;
+            };
+            let Some(ns) = a.key.namespace.as_deref() else {
+                continue;
+            };
+            for l in diagnose::last_logs(&self.client, ns, &a.object).await {
+                text.push_str("  ");
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// Resolves when a pod of the applied workloads is in a state waiting cannot fix,
+    /// with the workload and what was seen (container, reason, exit code).
+    async fn hopeless(&self, applied: &[Applied]) -> (hoist_kube::ObjectKey, Vec<String>) {
+        let mut selectors = Vec::new();
+        for a in applied {
+            let Some(ns) = a.key.namespace.clone() else {
+                continue;
+            };
+            if a.key.kind == "Pod" {
+                selectors.push((
+                    a.key.clone(),
+                    ns,
+                    format!("metadata.name={}", a.key.name),
+                    true,
+                ));
+            } else if a.key.kind == "Job" || a.key.kind == "CronJob" {
+                // A Job's failed pods are retried up to its backoffLimit; its own
+                // status says when it has failed.
+                continue;
+            } else if let Some(sel) = pod_selector(&a.object) {
+                selectors.push((a.key.clone(), ns, sel, false));
+            }
+        }
+        if selectors.is_empty() {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(CRASH_POLL);
+        loop {
+            tick.tick().await;
+            for (key, ns, sel, by_field) in &selectors {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+                let lp = if *by_field {
+                    ListParams::default().fields(sel)
+                } else {
+                    ListParams::default().labels(sel)
+                };
+                let Ok(list) = api.list(&lp).await else {
+                    continue;
+                };
+                let mut evidence = Vec::new();
+                for p in &list.items {
+                    let pod = p.metadata.name.as_deref().unwrap_or("?");
+                    let statuses = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref());
+                    for cs in statuses.into_iter().flatten() {
+                        let waiting = cs
+                            .state
+                            .as_ref()
+                            .and_then(|s| s.waiting.as_ref())
+                            .and_then(|w| w.reason.as_deref())
+                            .filter(|r| HOPELESS.contains(r));
+                        let exited = [
+                            cs.state.as_ref().and_then(|s| s.terminated.as_ref()),
+                            cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t.exit_code != 0);
+                        if waiting.is_none() && exited.is_none() {
+                            continue;
+                        }
+                        let mut what = format!("pod {pod}: container {}", cs.name);
+                        if let Some(r) = waiting {
+                            what.push_str(&format!(" {r}"));
+                        }
+                        if let Some(t) = exited {
+                            what.push_str(&format!(
+                                "{} exited with code {}{}",
+                                if waiting.is_some() { ";" } else { "" },
+                                t.exit_code,
+                                t.reason
+                                    .as_deref()
+                                    .map(|r| format!(" ({r})"))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        evidence.push(what);
+                    }
+                }
+                if !evidence.is_empty() {
+                    return (key.clone(), evidence);
+                }
+            }
+        }
+    }
+
+    /// Deletes the objects of services hoist deployed before that are not in `known`
+    /// (removed directories, disabled services). Returns their names.
+    pub async fn prune_absent(&self, known: &BTreeSet<String>) -> Result<Vec<String>, EngineError> {
+        let deployed = self.deployed_services().await?;
+        let stale: Vec<String> = deployed.difference(known).cloned().collect();
+        if !stale.is_empty() {
+            self.remove_services(&stale).await?;
+        }
+        Ok(stale)
+    }
+
+    /// Deletes every object of these services.
+    pub async fn remove_services(&self, services: &[String]) -> Result<(), EngineError> {
+        self.applyset
+            .lock()
+            .await
+            .apply(Vec::new(), PruneScope::Services(services.to_vec()))
+            .await?;
+        for s in services {
+            self.session
+                .emit(Event::ServiceRemoved { service: s.clone() });
+        }
+        Ok(())
+    }
+
+    /// Services with objects in the cluster, by the labels hoist stamped.
+    pub async fn deployed_services(&self) -> Result<BTreeSet<String>, EngineError> {
+        let set = self.applyset.lock().await;
+        let owner = set.owner().clone();
+        let ns = set.namespace().to_string();
+        drop(set);
+        let entries = hoist_kube::inventory::read(&self.client, &ns, &owner).await?;
+        let selector = owner.selector(None);
+        let mut out = BTreeSet::new();
+        for e in entries {
+            let (group, version) = hoist_kube::object::split_api_version(&e.api_version);
+            let gvk = kube::core::GroupVersionKind::gvk(group, version, &e.kind);
+            let Ok((ar, _)) = kube::discovery::pinned_kind(&self.client, &gvk).await else {
+                continue;
+            };
+            let api: Api<DynamicObject> = match &e.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+                None => Api::all_with(self.client.clone(), &ar),
+            };
+            if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
+                for o in list.items {
+                    if let Some(s) = o
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(hoist_kube::labels::SERVICE))
+                    {
+                        out.insert(s.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+/// Compile-time check: the pass's futures can be spawned on a multi-threaded runtime.
+#[cfg(test)]
+fn assert_send<T: Send>(_: T) {}
+#[cfg(test)]
+#[allow(dead_code)]
+async fn probe(
+    c: kube::Client,
+    mut s: ApplySet,
+    t: Vec<WaitTarget>,
+    e: Arc<Engine>,
+    a: Vec<Applied>,
+) {
+    assert_send(async move { s.apply(vec![], PruneScope::None).await });
+    assert_send(async move { wait_ready(&c, &t, Duration::ZERO).await });
+    let e2 = e.clone();
+    assert_send(async move { e2.hopeless(&a).await });
+    assert_send(async move { e.deployed_services().await });
+}

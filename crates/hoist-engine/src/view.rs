@@ -1,0 +1,191 @@
+//! What the user sees, as text: a status table of the [`State`] and one line per
+//! [`Event`] for plain streams. Pure functions; the CLI decides where they go.
+
+use crate::state::{Event, Phase, Ready, Stamped, State, now_ms};
+
+/// ANSI colours given to services in turn (by name hash, so a service keeps its colour).
+const COLOURS: &[u8] = &[36, 32, 33, 35, 34, 96, 92, 93, 95, 94];
+
+pub fn colour_of(service: &str) -> u8 {
+    let h = service
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    COLOURS[(h as usize) % COLOURS.len()]
+}
+
+fn paint(s: &str, code: u8, colour: bool) -> String {
+    if colour {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `web   | line` with the prefix padded to `width` and coloured per service.
+pub fn log_prefix(service: &str, width: usize, colour: bool) -> String {
+    paint(&format!("{service:<width$} |"), colour_of(service), colour)
+}
+
+fn phase(p: Phase) -> &'static str {
+    match p {
+        Phase::Pending => "…",
+        Phase::Running => "running",
+        Phase::Done => "ok",
+        Phase::Failed => "FAILED",
+        Phase::Skipped => "-",
+    }
+}
+
+fn ago(at: u64) -> String {
+    let s = now_ms().saturating_sub(at) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+/// The status table: service, build, deploy, ready, ports, last change, error.
+pub fn status_table(state: &State, width: usize, colour: bool) -> Vec<String> {
+    let mut out = vec![format!(
+        "{:<18} {:<8} {:<8} {:<10} {:<22} {:<28} {}",
+        "SERVICE", "BUILD", "DEPLOY", "READY", "PORTS", "LAST CHANGE", "ERROR"
+    )];
+    for (name, s) in &state.services {
+        let ready = match s.ready {
+            Ready::Unknown => "…".to_string(),
+            Ready::Waiting => "waiting".into(),
+            Ready::Ready => "ready".into(),
+            Ready::Failed => "FAILED".into(),
+        };
+        let ports = s
+            .ports
+            .iter()
+            .map(|p| {
+                let port = p.local.rsplit(':').next().unwrap_or(&p.local);
+                format!("{port}→{}{}", p.remote, if p.connected { "" } else { "!" })
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let last = s
+            .last_change
+            .as_ref()
+            .map(|(at, what)| format!("{what} ({})", ago(*at)))
+            .unwrap_or_default();
+        let error = s
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("");
+        let mut line = format!(
+            "{} {:<8} {:<8} {:<10} {:<22} {:<28} {}",
+            paint(&format!("{name:<18}"), colour_of(name), colour),
+            phase(s.build),
+            phase(s.deploy),
+            ready,
+            ports,
+            last,
+            error
+        );
+        if width > 0 && !colour && line.chars().count() > width {
+            line = line.chars().take(width).collect();
+        }
+        out.push(line);
+    }
+    for e in &state.errors {
+        out.push(format!("error: {}", e.lines().next().unwrap_or("")));
+    }
+    out
+}
+
+/// One readable line for an event (`None` for events not worth a line).
+pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
+    use Event::*;
+    let svc = |s: &str| log_prefix(s, width, colour);
+    Some(match &ev.event {
+        SessionStarted {
+            project,
+            context,
+            namespace,
+        } => format!("hoist: project {project} → context {context}, namespace {namespace}"),
+        ServiceAdded { .. } | BuildSkipped { .. } | DeployStarted { .. } | TestStarted { .. } => {
+            return None;
+        }
+        ServiceRemoved { service } => format!("{} removed", svc(service)),
+        BuildStarted { service } => format!("{} building image", svc(service)),
+        BuildFinished {
+            service,
+            image,
+            duration_ms,
+        } => format!("{} built {image} in {duration_ms} ms", svc(service)),
+        BuildFailed { service, error } => format!("{} build FAILED: {error}", svc(service)),
+        Blocked { service, on } => format!("{} waiting for {}", svc(service), on.join(", ")),
+        Deployed {
+            service,
+            objects,
+            pruned,
+        } => format!(
+            "{} applied {objects} object(s){}",
+            svc(service),
+            if *pruned > 0 {
+                format!(", pruned {pruned}")
+            } else {
+                String::new()
+            }
+        ),
+        DeployFailed { service, error } => format!("{} deploy FAILED: {error}", svc(service)),
+        Ready { service } => format!("{} ready", svc(service)),
+        NotReady {
+            service,
+            failed,
+            reason,
+        } => format!(
+            "{} {}: {}",
+            svc(service),
+            if *failed { "FAILED" } else { "not ready" },
+            reason.trim_end()
+        ),
+        PortForward { service, forward } => format!(
+            "{} port-forward {} → {} {}",
+            svc(service),
+            forward.local,
+            forward.remote,
+            if forward.connected {
+                "open"
+            } else {
+                "reconnecting"
+            }
+        ),
+        Log { service, line } => format!("{} {}", svc(service), line.line),
+        FilesChanged {
+            service,
+            paths,
+            action,
+        } => format!(
+            "{} {} file(s) changed → {action}",
+            svc(service),
+            paths.len()
+        ),
+        LiveUpdated {
+            service,
+            files,
+            duration_ms,
+        } => format!(
+            "{} live update: {files} file(s) in {duration_ms} ms",
+            svc(service)
+        ),
+        LiveUpdateFailed { service, error } => {
+            format!("{} live update FAILED: {error}", svc(service))
+        }
+        ConfigError { service, error } => match service {
+            Some(s) => format!("{} configuration error: {error}", svc(s)),
+            None => format!("configuration error: {error}"),
+        },
+        TestFinished { result } => format!(
+            "test {} {} in {} ms",
+            result.name,
+            if result.ok { "passed" } else { "FAILED" },
+            result.duration_ms
+        ),
+    })
+}
