@@ -17,6 +17,7 @@ mod node;
 pub mod portforward;
 mod probe;
 mod proxy;
+mod proxy_udp;
 pub mod spdy;
 mod status;
 mod volumes;
