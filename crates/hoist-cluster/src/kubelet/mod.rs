@@ -7,9 +7,6 @@
 //! run are removed (containers, namespaces, IPs) and pods are started afresh; on
 //! [`Kubelet::shutdown`] every container is stopped and removed.
 
-pub mod attach;
-mod dns;
-mod downward;
 mod events;
 pub mod exec;
 pub mod logs;
@@ -20,6 +17,10 @@ mod proxy;
 mod proxy_udp;
 pub mod spdy;
 mod status;
+// Pod I/O and DNS (kept apart from the lines other work touches).
+pub mod attach;
+mod dns;
+mod downward;
 mod volumes;
 mod worker;
 

@@ -32,12 +32,14 @@ pub fn prepare(
         }
         let dir = sandbox_dir.join("volumes").join(name);
         let io = |e: std::io::Error| format!("volume {name:?}: {e}");
-        if v.get("emptyDir").is_some() {
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            out.insert(name.to_string(), dir);
-        } else if let Some(src) = v.get("downwardAPI") {
+        if let Some(src) = v.get("downwardAPI") {
             super::downward::write_volume(pod, src, &dir)
                 .map_err(|e| format!("volume {name:?}: {e}"))?;
+            out.insert(name.to_string(), dir);
+            continue;
+        }
+        if v.get("emptyDir").is_some() {
+            std::fs::create_dir_all(&dir).map_err(io)?;
             out.insert(name.to_string(), dir);
         } else if let Some(hp) = v.get("hostPath") {
             let path = PathBuf::from(hp["path"].as_str().unwrap_or(""));
@@ -99,7 +101,7 @@ pub fn prepare(
             out.insert(name.to_string(), dir);
         } else {
             return Err(format!(
-                "volume {name:?}: only emptyDir, configMap, secret, downwardAPI and hostPath volumes are supported"
+                "volume {name:?}: only emptyDir, configMap, secret and hostPath volumes are supported"
             ));
         }
     }
