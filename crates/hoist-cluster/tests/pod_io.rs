@@ -210,6 +210,55 @@ fn exec_with_a_terminal_through_kubectl_and_kube_rs() {
     assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
     let causes = status.details.unwrap().causes.unwrap();
     assert_eq!(causes[0].message.as_deref(), Some("3"));
+
+    // A client that goes away hangs up its terminal: the command does not outlive it.
+    cluster.rt.block_on(async {
+        use kube::api::AttachParams;
+        use tokio::io::AsyncReadExt;
+        let mut p = pods
+            .exec(
+                "box",
+                [
+                    "sh",
+                    "-c",
+                    "echo $$ > /tmp/held.pid; echo started; exec sleep 1000",
+                ],
+                &AttachParams::interactive_tty(),
+            )
+            .await
+            .unwrap();
+        let mut stdout = p.stdout().unwrap();
+        let mut buf = vec![0u8; 256];
+        let mut seen = String::new();
+        while !seen.contains("started") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+                .await
+                .expect("the command starts")
+                .unwrap();
+            assert!(n > 0, "ended early: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        p.abort();
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive = cluster.kubectl(&[
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "test -d /proc/$(cat /tmp/held.pid)",
+        ]);
+        if !alive.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd command outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Every file under `root` as (relative path, bytes), sorted.
