@@ -639,6 +639,25 @@ fn kubectl_run_interactive_feeds_stdin_and_removes_the_pod() {
     );
     let gone = cluster.kubectl(&["get", "pod", "once"]);
     assert!(!gone.status.success(), "--rm removed the pod");
+
+    // kubectl run -it: a shell on a terminal, typed into, exiting with its code.
+    let inner = format!(
+        "kubectl --request-timeout=20s run shell -it --rm --restart=Never --image {IMAGE} --image-pull-policy=Never -- sh"
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.dir.path());
+    let (out, _, code) = run_with_delayed_input(
+        cmd,
+        b"tty; echo sum-$((20+22)); exit 0\r",
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("sum-42"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(code, Some(0), "{out:?}");
+    let gone = cluster.kubectl(&["get", "pod", "shell"]);
+    assert!(!gone.status.success(), "--rm removed the pod");
 }
 
 const DOWNWARD: &str = r#"
