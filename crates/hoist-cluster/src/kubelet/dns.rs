@@ -196,7 +196,12 @@ pub(crate) fn answer(
     match lookup(&labels.join(".")) {
         None => Some(reply(NXDOMAIN, question, &[])),
         // A (1) or ANY (255) get the addresses; other types of a known name: no data.
-        Some(ips) if qtype == 1 || qtype == 255 => Some(reply(0, question, &ips)),
+        Some(ips) if qtype == 1 || qtype == 255 => {
+            // A plain DNS reply fits in 512 bytes (no EDNS, no TCP here): a large headless
+            // Service answers with as many of its endpoints as fit.
+            let room = (512 - 12usize).saturating_sub(question.len()) / 16;
+            Some(reply(0, question, &ips[..ips.len().min(room)]))
+        }
         Some(_) => Some(reply(0, question, &[])),
     }
 }
@@ -367,6 +372,10 @@ mod tests {
             answer(&resp, lookup).is_none(),
             "responses are not answered"
         );
+        let many: Vec<Ipv4Addr> = (0..100).map(|i| Ipv4Addr::new(127, 64, 1, i)).collect();
+        let big = answer(&query("db.data", 1), |_| Some(many.clone())).unwrap();
+        assert!(big.len() <= 512, "{} bytes", big.len());
+        assert!(u16::from_be_bytes([big[6], big[7]]) >= 25, "as many as fit");
         let mut truncated = query("web", 1);
         truncated.truncate(15);
         let _ = answer(&truncated, lookup);
