@@ -805,6 +805,29 @@ fn downward_api_env_and_volume_files() {
     );
 }
 
+const HEADLESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: hl}
+spec:
+  clusterIP: None
+  selector: {app: member}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: member, labels: {app: member}}
+spec:
+  hostname: m-0
+  subdomain: hl
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#;
+
 /// `nslookup NAME` in pod `box`: the addresses it found, and its whole output. (busybox
 /// tries every search domain and exits 1 if any is NXDOMAIN, as it does against CoreDNS,
 /// so the exit code says little.)
@@ -878,6 +901,32 @@ fn pods_resolve_service_names_through_their_resolver() {
             "{name}: {out}"
         );
     }
+    // A headless Service: its ready endpoints, and its pods by hostname.subdomain.
+    apply(&cluster, "headless", HEADLESS);
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/member",
+        "--timeout=30s",
+    ]);
+    let member_ip = cluster.json(&["get", "pod", "member"])["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (found, out) = nslookup(&cluster, "hl");
+        if found == [member_ip.as_str()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "headless service: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in ["m-0.hl", "m-0.hl.default.svc.cluster.local"] {
+        let (found, out) = nslookup(&cluster, name);
+        assert_eq!(found, [member_ip.as_str()], "{name}: {out}");
+    }
+
     // A Service created later resolves too.
     cluster.ok(&["create", "service", "clusterip", "late", "--tcp=81:81"]);
     let late = ip_of("late", "default");

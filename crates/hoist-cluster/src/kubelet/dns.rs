@@ -2,7 +2,8 @@
 //! /etc/resolv.conf as in Kubernetes (the /etc/hosts entries stay as well). Every pod
 //! network namespace gets a UDP socket on [`NAMESERVER`]:53 (on the namespace's own `lo`);
 //! one thread answers them all. A records for `svc`, `svc.ns`, `svc.ns.svc` and
-//! `svc.ns.svc.cluster.local` (ClusterIP, or the ready endpoints of a headless Service);
+//! `svc.ns.svc.cluster.local` (ClusterIP, or the ready endpoints of a headless Service),
+//! `pod.svc.ns.svc.cluster.local` for pods with hostname + subdomain of a headless Service;
 //! other types of a known name get an empty answer, unknown names NXDOMAIN. Nothing is
 //! ever forwarded: there is no upstream.
 
@@ -75,8 +76,11 @@ pub(crate) fn resolv_conf_for(pod: &Value, ns: &str) -> Option<String> {
 /// Service records by full name (`svc.ns.svc.cluster.local`).
 pub(crate) type Records = HashMap<String, Vec<Ipv4Addr>>;
 
-/// The records of every Service: its ClusterIP, or (headless) its ready endpoint IPs.
-pub(crate) fn records(services: &[Value], endpoints: &[Value]) -> Records {
+/// The records of every Service: its ClusterIP, or (headless) its ready endpoint IPs; and
+/// for a pod with `hostname` and `subdomain` naming a headless Service of its namespace
+/// (a StatefulSet's pods), `hostname.subdomain.ns.svc.cluster.local` while it is one of
+/// that Service's ready endpoints.
+pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -> Records {
     let mut eps: HashMap<(&str, &str), Vec<Ipv4Addr>> = HashMap::new();
     for e in endpoints {
         let (Some(ns), Some(name)) = (
@@ -112,6 +116,29 @@ pub(crate) fn records(services: &[Value], endpoints: &[Value]) -> Records {
         ips.dedup();
         out.insert(format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"), ips);
     }
+    for p in pods {
+        let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str);
+        let (Some(ns), Some(host), Some(sub), Some(ip)) = (
+            s("/metadata/namespace"),
+            s("/spec/hostname"),
+            s("/spec/subdomain"),
+            s("/status/podIP").and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
+        ) else {
+            continue;
+        };
+        let headless = services.iter().any(|svc| {
+            svc.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                && svc.pointer("/metadata/name").and_then(Value::as_str) == Some(sub)
+                && svc["spec"]["clusterIP"] == "None"
+        });
+        let ready = eps.get(&(ns, sub)).is_some_and(|e| e.contains(&ip));
+        if headless && ready {
+            out.insert(
+                format!("{host}.{sub}.{ns}.svc.{CLUSTER_DOMAIN}").to_ascii_lowercase(),
+                vec![ip],
+            );
+        }
+    }
     out
 }
 
@@ -126,7 +153,14 @@ pub(crate) fn resolve(records: &Records, qname: &str, pod_ns: &str) -> Option<Ve
     } else {
         match name.matches('.').count() {
             0 => format!("{name}.{pod_ns}{suffix}"),
-            1 => format!("{name}{suffix}"),
+            // `svc.ns`, else `pod.headless-svc` of the asking pod's namespace (what a
+            // search list would find; some clients do not search names with a dot).
+            1 => {
+                return records
+                    .get(&format!("{name}{suffix}"))
+                    .or_else(|| records.get(&format!("{name}.{pod_ns}{suffix}")))
+                    .cloned();
+            }
             _ => return None,
         }
     };
@@ -323,7 +357,17 @@ mod tests {
             json!({"metadata": {"name": "db", "namespace": "data"}, "subsets": [
             {"addresses": [{"ip": "127.64.0.7"}, {"ip": "127.64.0.3"}]}]}),
         ];
-        records(&services, &eps)
+        let pods = [
+            json!({"metadata": {"namespace": "data"}, "spec": {"hostname": "db-0", "subdomain": "db"},
+                   "status": {"podIP": "127.64.0.3"}}),
+            // Not a ready endpoint: no name.
+            json!({"metadata": {"namespace": "data"}, "spec": {"hostname": "db-1", "subdomain": "db"},
+                   "status": {"podIP": "127.64.0.99"}}),
+            // Its subdomain is not a headless Service.
+            json!({"metadata": {"namespace": "default"}, "spec": {"hostname": "w", "subdomain": "web"},
+                   "status": {"podIP": "127.64.0.5"}}),
+        ];
+        records(&services, &eps, &pods)
     }
 
     #[test]
@@ -344,6 +388,22 @@ mod tests {
             "headless: the endpoints"
         );
         assert_eq!(resolve(&r, "example.com", "default"), None);
+        assert_eq!(
+            resolve(&r, "db-0.db.data.svc.cluster.local", "default"),
+            Some(vec![Ipv4Addr::new(127, 64, 0, 3)]),
+            "a StatefulSet pod by name"
+        );
+        assert_eq!(resolve(&r, "db-1.db.data.svc.cluster.local", "data"), None);
+        assert_eq!(
+            resolve(&r, "db-0.db", "data"),
+            Some(vec![Ipv4Addr::new(127, 64, 0, 3)]),
+            "pod.subdomain from the same namespace"
+        );
+        assert_eq!(resolve(&r, "db-0.db", "default"), None);
+        assert_eq!(
+            resolve(&r, "w.web.default.svc.cluster.local", "default"),
+            None
+        );
     }
 
     #[test]

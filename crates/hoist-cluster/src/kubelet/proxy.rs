@@ -129,7 +129,10 @@ fn reconcile(
             ))
         })
         .collect();
-    dns.sync(&dns_pods, super::dns::records(&services, &endpoints));
+    dns.sync(
+        &dns_pods,
+        super::dns::records(&services, &endpoints, &pod_objs),
+    );
     let eps: HashMap<(String, String), &Value> = endpoints
         .iter()
         .filter_map(|e| {
