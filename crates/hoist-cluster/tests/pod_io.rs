@@ -805,6 +805,19 @@ fn downward_api_env_and_volume_files() {
     );
 }
 
+const EARLY_LOOKUP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: early}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "nslookup web.default.svc.cluster.local; echo done"]
+"#;
+
 const HEADLESS: &str = r#"
 apiVersion: v1
 kind: Service
@@ -871,6 +884,8 @@ fn pods_resolve_service_names_through_their_resolver() {
     };
     let (web, db) = (ip_of("web", "default"), ip_of("db", "other"));
     apply(&cluster, "box", SLEEPER);
+    // The resolver is up before a pod's containers start: a lookup at once succeeds.
+    apply(&cluster, "early", EARLY_LOOKUP);
     cluster.ok(&["wait", "--for=condition=Ready", "pod/box", "--timeout=30s"]);
     let resolv = cluster.ok(&["exec", "box", "--", "cat", "/etc/resolv.conf"]);
     assert_eq!(
@@ -887,6 +902,20 @@ fn pods_resolve_service_names_through_their_resolver() {
         assert!(Instant::now() < deadline, "no DNS answer: {out}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let early = loop {
+        let logs = cluster.kubectl(&["logs", "early"]);
+        let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        if text.contains("done") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the early lookup did not finish: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(early.contains(&format!("Address: {web}")), "{early}");
     for name in ["web", "web.default", "web.default.svc"] {
         let (found, out) = nslookup(&cluster, name);
         assert_eq!(found, [web.as_str()], "{name}: {out}");

@@ -240,27 +240,68 @@ pub(crate) fn answer(
     }
 }
 
+type Socket = (Arc<UdpSocket>, String, std::time::Instant);
+
+/// A socket opened by [`DnsServer::add_pod`] may be newer than the view of a concurrent
+/// sync; it is kept this long before a sync may drop it.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The responder: one socket per pod namespace, one thread for all of them.
 pub(crate) struct DnsServer {
-    /// pod id → (socket in its namespace, the pod's Kubernetes namespace).
-    sockets: Mutex<HashMap<String, (Arc<UdpSocket>, String)>>,
+    /// pod id → (socket in its namespace, the pod's Kubernetes namespace, when opened).
+    sockets: Mutex<HashMap<String, Socket>>,
     records: RwLock<Records>,
+    stop: AtomicBool,
 }
 
 impl DnsServer {
-    pub(crate) fn start(stop: Arc<AtomicBool>) -> Arc<Self> {
+    /// Starts the answering thread; [`DnsServer::stop`] ends it.
+    pub(crate) fn start() -> Arc<Self> {
         let server = Arc::new(Self {
             sockets: Mutex::new(HashMap::new()),
             records: RwLock::new(Records::new()),
+            stop: AtomicBool::new(false),
         });
         let s = server.clone();
         let spawned = std::thread::Builder::new()
             .name("pod-dns".into())
-            .spawn(move || s.serve(&stop));
+            .spawn(move || s.serve());
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the pod DNS responder");
         }
         server
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Opens the pod's resolver as soon as its namespace exists, before its containers
+    /// start (the reconcile loop would otherwise add it within a few hundred ms).
+    pub(crate) fn add_pod(&self, pod_id: &str, netns: &Path, ns: &str) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if !sockets.contains_key(pod_id) {
+            Self::open(&mut sockets, pod_id, netns, ns);
+        }
+    }
+
+    fn open(sockets: &mut HashMap<String, Socket>, id: &str, netns: &Path, ns: &str) {
+        let sock = hoist_runtime::netns::bind_udp(netns, SocketAddr::from((NAMESERVER, 53)))
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.set_nonblocking(true)
+                    .map(|()| s)
+                    .map_err(|e| e.to_string())
+            });
+        match sock {
+            Ok(sock) => {
+                sockets.insert(
+                    id.to_string(),
+                    (Arc::new(sock), ns.to_string(), std::time::Instant::now()),
+                );
+            }
+            Err(e) => tracing::debug!(pod = %id, error = %e, "pod DNS socket not bound (retrying)"),
+        }
     }
 
     /// Brings the sockets in line with the pod namespaces (`pods`: pod id → (netns path,
@@ -268,36 +309,24 @@ impl DnsServer {
     pub(crate) fn sync(&self, pods: &HashMap<String, (&Path, String)>, records: Records) {
         *self.records.write().unwrap_or_else(|e| e.into_inner()) = records;
         let mut sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
-        sockets.retain(|id, _| pods.contains_key(id));
+        sockets.retain(|id, s| pods.contains_key(id) || s.2.elapsed() < GRACE);
         for (id, (netns, ns)) in pods {
-            if let Some(entry) = sockets.get_mut(id) {
-                entry.1 = ns.clone();
-                continue;
-            }
-            match hoist_runtime::netns::bind_udp(netns, SocketAddr::from((NAMESERVER, 53))) {
-                Ok(sock) => {
-                    if let Err(e) = sock.set_nonblocking(true) {
-                        tracing::warn!(pod = %id, error = %e, "pod DNS socket");
-                        continue;
-                    }
-                    sockets.insert(id.clone(), (Arc::new(sock), ns.clone()));
-                }
-                Err(e) => {
-                    tracing::debug!(pod = %id, error = %e, "pod DNS socket not bound (retrying)");
-                }
+            match sockets.get_mut(id) {
+                Some(entry) => entry.1 = ns.clone(),
+                None => Self::open(&mut sockets, id, netns, ns),
             }
         }
     }
 
-    fn serve(&self, stop: &AtomicBool) {
+    fn serve(&self) {
         let mut buf = [0u8; 1500];
-        while !stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
             let socks: Vec<(Arc<UdpSocket>, String)> = self
                 .sockets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
-                .cloned()
+                .map(|(s, ns, _)| (s.clone(), ns.clone()))
                 .collect();
             let mut fds: Vec<libc::pollfd> = socks
                 .iter()

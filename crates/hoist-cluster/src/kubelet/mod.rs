@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub unpacker: hoist_runtime::ImageUnpacker,
     pub ips: hoist_runtime::IpAllocator,
     pub cfg: KubeletConfig,
+    /// The pods' DNS responder (sockets kept in step by the proxy's reconcile).
+    pub dns: Arc<dns::DnsServer>,
 }
 
 /// What the dispatcher tells a pod worker.
@@ -137,6 +139,7 @@ pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError>
         unpacker,
         ips,
         cfg,
+        dns: dns::DnsServer::start(),
     });
     let workers = Arc::new(Mutex::new(HashMap::new()));
     let dispatcher = tokio::spawn(dispatch(shared.clone(), workers.clone()));

@@ -61,14 +61,14 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
             let mut live: HashMap<Key, Listener> = HashMap::new();
             // ClusterIPs added to each pod namespace's lo.
             let mut addrs: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-            let dns = super::dns::DnsServer::start(stop.clone());
             while !stop.load(Ordering::Relaxed) {
-                reconcile(&shared, &mut live, &mut addrs, &dns);
+                reconcile(&shared, &mut live, &mut addrs, &shared.dns);
                 std::thread::sleep(RECONCILE);
             }
             for l in live.values() {
                 l.stop.store(true, Ordering::Relaxed);
             }
+            shared.dns.stop();
         })
         .expect("spawning the service proxy thread")
 }
