@@ -24,7 +24,7 @@ fn busybox_store(dir: &Path) -> std::path::PathBuf {
         &stage,
         &[
             "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir", "wc",
-            "nslookup",
+            "nslookup", "stat",
         ],
     );
     let store_dir = dir.join("store");
@@ -662,6 +662,16 @@ fn kubectl_run_interactive_feeds_stdin_and_removes_the_pod() {
 
 const DOWNWARD: &str = r#"
 apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {a: alpha, b: beta}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+data: {token: czNjcjN0}
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: dw
@@ -692,8 +702,16 @@ spec:
     - {name: CPU_REQ_M, valueFrom: {resourceFieldRef: {resource: requests.cpu, divisor: 1m}}}
     - {name: MEM_LIMIT_MI, valueFrom: {resourceFieldRef: {containerName: main, resource: limits.memory, divisor: 1Mi}}}
     - {name: MEM_REQ, valueFrom: {resourceFieldRef: {resource: requests.memory}}}
-    volumeMounts: [{name: info, mountPath: /etc/podinfo}]
+    volumeMounts: [{name: info, mountPath: /etc/podinfo}, {name: all, mountPath: /etc/all}]
   volumes:
+  - name: all
+    projected:
+      defaultMode: 0440
+      sources:
+      - configMap: {name: cfg, items: [{key: a, path: conf/a.txt}]}
+      - secret: {name: sec}
+      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}
+      - configMap: {name: absent, optional: true}
   - name: info
     downwardAPI:
       items:
@@ -714,6 +732,21 @@ spec:
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     env: [{name: X, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1Mi}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tokenpod}
+spec:
+  containers:
+  - name: main
+    image: hoist.test/io:1
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
+  volumes:
+  - name: api
+    projected:
+      sources: [{serviceAccountToken: {path: token, expirationSeconds: 3607}}]
 "#;
 
 #[test]
@@ -761,6 +794,19 @@ fn downward_api_env_and_volume_files() {
     assert_eq!(cat("cpu_limit_m"), "1500");
     assert_eq!(cat("mem_request"), "32768");
 
+    // A projected volume: a configMap item, a whole secret and a downward field together.
+    let all = |p: &str| cluster.ok(&["exec", "dw", "--", "cat", &format!("/etc/all/{p}")]);
+    assert_eq!(all("conf/a.txt"), "alpha");
+    assert_eq!(all("token"), "s3cr3t");
+    assert_eq!(all("ns"), "default");
+    let mode = cluster.ok(&["exec", "dw", "--", "stat", "-c", "%a", "/etc/all/token"]);
+    assert_eq!(mode.trim(), "440");
+    let listing = cluster.ok(&["exec", "dw", "--", "ls", "/etc/all"]);
+    assert!(
+        !listing.contains('b'),
+        "only the listed configMap item: {listing}"
+    );
+
     // A label change reaches the files of the running container (not its env).
     cluster.ok(&["label", "pod", "dw", "tier=gold", "--overwrite"]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -801,6 +847,25 @@ fn downward_api_env_and_volume_files() {
     let msg = waiting["message"].as_str().unwrap();
     assert!(
         msg.contains("divisor \"1Mi\" for cpu must be one of 1m, 1"),
+        "{msg}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let p = cluster.json(&["get", "pod", "tokenpod"]);
+        if let Some(w) = p.pointer("/status/containerStatuses/0/state/waiting")
+            && w["reason"] == "CreateContainerConfigError"
+        {
+            break w.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CreateContainerConfigError: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let msg = waiting["message"].as_str().unwrap();
+    assert!(
+        msg.contains("volume \"api\": projected serviceAccountToken sources are not supported"),
         "{msg}"
     );
 }

@@ -21,6 +21,7 @@ mod status;
 pub mod attach;
 mod dns;
 mod downward;
+mod projected;
 mod volumes;
 mod worker;
 

@@ -1,7 +1,8 @@
 //! Pod volumes as bind mounts: emptyDir (a directory in the sandbox, kept across container
 //! restarts), configMap and secret (files written from the object's data when a container
 //! starts; later edits are not propagated), downwardAPI (label/annotation changes are
-//! propagated by the pod worker), hostPath.
+//! propagated by the pod worker), projected (configMap, secret and downwardAPI sources),
+//! hostPath.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,12 @@ pub fn prepare(
         let io = |e: std::io::Error| format!("volume {name:?}: {e}");
         if let Some(src) = v.get("downwardAPI") {
             super::downward::write_volume(pod, src, &dir)
+                .map_err(|e| format!("volume {name:?}: {e}"))?;
+            out.insert(name.to_string(), dir);
+            continue;
+        }
+        if let Some(src) = v.get("projected") {
+            super::projected::write(pod, src, &dir, store, ns)
                 .map_err(|e| format!("volume {name:?}: {e}"))?;
             out.insert(name.to_string(), dir);
             continue;
