@@ -638,6 +638,12 @@ impl TtyExec {
     pub fn wait(&self, timeout: Duration) -> Option<i32> {
         self.exit.wait(timeout).and_then(|e| e.code)
     }
+
+    /// How the process ended, if it did within `timeout` (`code: None`: it ended but its
+    /// status could not be collected).
+    pub fn exited(&self, timeout: Duration) -> Option<Exited> {
+        self.exit.wait(timeout)
+    }
 }
 
 impl Runtime {

@@ -2,7 +2,8 @@
 //! /etc/resolv.conf as in Kubernetes (the /etc/hosts entries stay as well). Every pod
 //! network namespace gets a UDP socket on [`NAMESERVER`]:53 (on the namespace's own `lo`);
 //! one thread answers them all. A records for `svc`, `svc.ns`, `svc.ns.svc` and
-//! `svc.ns.svc.cluster.local` (ClusterIP, or the ready endpoints of a headless Service);
+//! `svc.ns.svc.cluster.local` (ClusterIP, or the ready endpoints of a headless Service),
+//! `pod.svc.ns.svc.cluster.local` for pods with hostname + subdomain of a headless Service;
 //! other types of a known name get an empty answer, unknown names NXDOMAIN. Nothing is
 //! ever forwarded: there is no upstream.
 
@@ -75,8 +76,11 @@ pub(crate) fn resolv_conf_for(pod: &Value, ns: &str) -> Option<String> {
 /// Service records by full name (`svc.ns.svc.cluster.local`).
 pub(crate) type Records = HashMap<String, Vec<Ipv4Addr>>;
 
-/// The records of every Service: its ClusterIP, or (headless) its ready endpoint IPs.
-pub(crate) fn records(services: &[Value], endpoints: &[Value]) -> Records {
+/// The records of every Service: its ClusterIP, or (headless) its ready endpoint IPs; and
+/// for a pod with `hostname` and `subdomain` naming a headless Service of its namespace
+/// (a StatefulSet's pods), `hostname.subdomain.ns.svc.cluster.local` while it is one of
+/// that Service's ready endpoints.
+pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -> Records {
     let mut eps: HashMap<(&str, &str), Vec<Ipv4Addr>> = HashMap::new();
     for e in endpoints {
         let (Some(ns), Some(name)) = (
@@ -112,6 +116,29 @@ pub(crate) fn records(services: &[Value], endpoints: &[Value]) -> Records {
         ips.dedup();
         out.insert(format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"), ips);
     }
+    for p in pods {
+        let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str);
+        let (Some(ns), Some(host), Some(sub), Some(ip)) = (
+            s("/metadata/namespace"),
+            s("/spec/hostname"),
+            s("/spec/subdomain"),
+            s("/status/podIP").and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
+        ) else {
+            continue;
+        };
+        let headless = services.iter().any(|svc| {
+            svc.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+                && svc.pointer("/metadata/name").and_then(Value::as_str) == Some(sub)
+                && svc["spec"]["clusterIP"] == "None"
+        });
+        let ready = eps.get(&(ns, sub)).is_some_and(|e| e.contains(&ip));
+        if headless && ready {
+            out.insert(
+                format!("{host}.{sub}.{ns}.svc.{CLUSTER_DOMAIN}").to_ascii_lowercase(),
+                vec![ip],
+            );
+        }
+    }
     out
 }
 
@@ -126,7 +153,14 @@ pub(crate) fn resolve(records: &Records, qname: &str, pod_ns: &str) -> Option<Ve
     } else {
         match name.matches('.').count() {
             0 => format!("{name}.{pod_ns}{suffix}"),
-            1 => format!("{name}{suffix}"),
+            // `svc.ns`, else `pod.headless-svc` of the asking pod's namespace (what a
+            // search list would find; some clients do not search names with a dot).
+            1 => {
+                return records
+                    .get(&format!("{name}{suffix}"))
+                    .or_else(|| records.get(&format!("{name}.{pod_ns}{suffix}")))
+                    .cloned();
+            }
             _ => return None,
         }
     };
@@ -196,32 +230,78 @@ pub(crate) fn answer(
     match lookup(&labels.join(".")) {
         None => Some(reply(NXDOMAIN, question, &[])),
         // A (1) or ANY (255) get the addresses; other types of a known name: no data.
-        Some(ips) if qtype == 1 || qtype == 255 => Some(reply(0, question, &ips)),
+        Some(ips) if qtype == 1 || qtype == 255 => {
+            // A plain DNS reply fits in 512 bytes (no EDNS, no TCP here): a large headless
+            // Service answers with as many of its endpoints as fit.
+            let room = (512 - 12usize).saturating_sub(question.len()) / 16;
+            Some(reply(0, question, &ips[..ips.len().min(room)]))
+        }
         Some(_) => Some(reply(0, question, &[])),
     }
 }
 
+type Socket = (Arc<UdpSocket>, String, std::time::Instant);
+
+/// A socket opened by [`DnsServer::add_pod`] may be newer than the view of a concurrent
+/// sync; it is kept this long before a sync may drop it.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The responder: one socket per pod namespace, one thread for all of them.
 pub(crate) struct DnsServer {
-    /// pod id → (socket in its namespace, the pod's Kubernetes namespace).
-    sockets: Mutex<HashMap<String, (Arc<UdpSocket>, String)>>,
+    /// pod id → (socket in its namespace, the pod's Kubernetes namespace, when opened).
+    sockets: Mutex<HashMap<String, Socket>>,
     records: RwLock<Records>,
+    stop: AtomicBool,
 }
 
 impl DnsServer {
-    pub(crate) fn start(stop: Arc<AtomicBool>) -> Arc<Self> {
+    /// Starts the answering thread; [`DnsServer::stop`] ends it.
+    pub(crate) fn start() -> Arc<Self> {
         let server = Arc::new(Self {
             sockets: Mutex::new(HashMap::new()),
             records: RwLock::new(Records::new()),
+            stop: AtomicBool::new(false),
         });
         let s = server.clone();
         let spawned = std::thread::Builder::new()
             .name("pod-dns".into())
-            .spawn(move || s.serve(&stop));
+            .spawn(move || s.serve());
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the pod DNS responder");
         }
         server
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Opens the pod's resolver as soon as its namespace exists, before its containers
+    /// start (the reconcile loop would otherwise add it within a few hundred ms).
+    pub(crate) fn add_pod(&self, pod_id: &str, netns: &Path, ns: &str) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if !sockets.contains_key(pod_id) {
+            Self::open(&mut sockets, pod_id, netns, ns);
+        }
+    }
+
+    fn open(sockets: &mut HashMap<String, Socket>, id: &str, netns: &Path, ns: &str) {
+        let sock = hoist_runtime::netns::bind_udp(netns, SocketAddr::from((NAMESERVER, 53)))
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.set_nonblocking(true)
+                    .map(|()| s)
+                    .map_err(|e| e.to_string())
+            });
+        match sock {
+            Ok(sock) => {
+                sockets.insert(
+                    id.to_string(),
+                    (Arc::new(sock), ns.to_string(), std::time::Instant::now()),
+                );
+            }
+            Err(e) => tracing::debug!(pod = %id, error = %e, "pod DNS socket not bound (retrying)"),
+        }
     }
 
     /// Brings the sockets in line with the pod namespaces (`pods`: pod id → (netns path,
@@ -229,36 +309,24 @@ impl DnsServer {
     pub(crate) fn sync(&self, pods: &HashMap<String, (&Path, String)>, records: Records) {
         *self.records.write().unwrap_or_else(|e| e.into_inner()) = records;
         let mut sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
-        sockets.retain(|id, _| pods.contains_key(id));
+        sockets.retain(|id, s| pods.contains_key(id) || s.2.elapsed() < GRACE);
         for (id, (netns, ns)) in pods {
-            if let Some(entry) = sockets.get_mut(id) {
-                entry.1 = ns.clone();
-                continue;
-            }
-            match hoist_runtime::netns::bind_udp(netns, SocketAddr::from((NAMESERVER, 53))) {
-                Ok(sock) => {
-                    if let Err(e) = sock.set_nonblocking(true) {
-                        tracing::warn!(pod = %id, error = %e, "pod DNS socket");
-                        continue;
-                    }
-                    sockets.insert(id.clone(), (Arc::new(sock), ns.clone()));
-                }
-                Err(e) => {
-                    tracing::debug!(pod = %id, error = %e, "pod DNS socket not bound (retrying)");
-                }
+            match sockets.get_mut(id) {
+                Some(entry) => entry.1 = ns.clone(),
+                None => Self::open(&mut sockets, id, netns, ns),
             }
         }
     }
 
-    fn serve(&self, stop: &AtomicBool) {
+    fn serve(&self) {
         let mut buf = [0u8; 1500];
-        while !stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
             let socks: Vec<(Arc<UdpSocket>, String)> = self
                 .sockets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
-                .cloned()
+                .map(|(s, ns, _)| (s.clone(), ns.clone()))
                 .collect();
             let mut fds: Vec<libc::pollfd> = socks
                 .iter()
@@ -318,7 +386,17 @@ mod tests {
             json!({"metadata": {"name": "db", "namespace": "data"}, "subsets": [
             {"addresses": [{"ip": "127.64.0.7"}, {"ip": "127.64.0.3"}]}]}),
         ];
-        records(&services, &eps)
+        let pods = [
+            json!({"metadata": {"namespace": "data"}, "spec": {"hostname": "db-0", "subdomain": "db"},
+                   "status": {"podIP": "127.64.0.3"}}),
+            // Not a ready endpoint: no name.
+            json!({"metadata": {"namespace": "data"}, "spec": {"hostname": "db-1", "subdomain": "db"},
+                   "status": {"podIP": "127.64.0.99"}}),
+            // Its subdomain is not a headless Service.
+            json!({"metadata": {"namespace": "default"}, "spec": {"hostname": "w", "subdomain": "web"},
+                   "status": {"podIP": "127.64.0.5"}}),
+        ];
+        records(&services, &eps, &pods)
     }
 
     #[test]
@@ -339,6 +417,22 @@ mod tests {
             "headless: the endpoints"
         );
         assert_eq!(resolve(&r, "example.com", "default"), None);
+        assert_eq!(
+            resolve(&r, "db-0.db.data.svc.cluster.local", "default"),
+            Some(vec![Ipv4Addr::new(127, 64, 0, 3)]),
+            "a StatefulSet pod by name"
+        );
+        assert_eq!(resolve(&r, "db-1.db.data.svc.cluster.local", "data"), None);
+        assert_eq!(
+            resolve(&r, "db-0.db", "data"),
+            Some(vec![Ipv4Addr::new(127, 64, 0, 3)]),
+            "pod.subdomain from the same namespace"
+        );
+        assert_eq!(resolve(&r, "db-0.db", "default"), None);
+        assert_eq!(
+            resolve(&r, "w.web.default.svc.cluster.local", "default"),
+            None
+        );
     }
 
     #[test]
@@ -367,6 +461,10 @@ mod tests {
             answer(&resp, lookup).is_none(),
             "responses are not answered"
         );
+        let many: Vec<Ipv4Addr> = (0..100).map(|i| Ipv4Addr::new(127, 64, 1, i)).collect();
+        let big = answer(&query("db.data", 1), |_| Some(many.clone())).unwrap();
+        assert!(big.len() <= 512, "{} bytes", big.len());
+        assert!(u16::from_be_bytes([big[6], big[7]]) >= 25, "as many as fit");
         let mut truncated = query("web", 1);
         truncated.truncate(15);
         let _ = answer(&truncated, lookup);

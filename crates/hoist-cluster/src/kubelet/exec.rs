@@ -479,16 +479,19 @@ fn exec_on_terminal(
             let _ = gone_tx.send(());
         });
     }
+    let unknown = || "the command ended but its exit status was lost".to_string();
     let code = loop {
-        if let Some(code) = term.wait(Duration::from_millis(200)) {
-            break code;
+        if let Some(e) = term.exited(Duration::from_millis(200)) {
+            break e.code.ok_or_else(unknown)?;
         }
         if gone_rx.try_recv().is_ok() {
             // SAFETY: kill(2) with a pid we started and reap ourselves.
             unsafe { libc::kill(term.pid, libc::SIGHUP) };
             break term
-                .wait(Duration::from_secs(5))
-                .ok_or("the command did not end after its client left")?;
+                .exited(Duration::from_secs(5))
+                .ok_or("the command did not end after its client left")?
+                .code
+                .ok_or_else(unknown)?;
         }
     };
     // What the command wrote before exiting is still in the terminal: drained once every

@@ -1,9 +1,9 @@
 //! The userspace service proxy. Inside every pod network namespace each ClusterIP is
 //! added to `lo` and a listener on ClusterIP:port forwards connections into a ready
 //! endpoint pod's namespace (round-robin); NodePort/LoadBalancer ports also get a
-//! listener on the host's 127.0.0.1:nodePort. One reconcile thread keeps the set of
-//! listeners equal to (pods × service ports) + node ports; each listener is one accept
-//! thread that stops when its entry goes away. The same reconcile keeps the pods' DNS
+//! listener on the host's 127.0.0.1:nodePort (UDP ports: [`super::proxy_udp`]). One
+//! reconcile thread keeps the set of listeners equal to (pods × service ports) + node
+//! ports; each listener is one accept thread that stops when its entry goes away. The same reconcile keeps the pods' DNS
 //! responder sockets ([`super::dns`]) in step.
 //!
 //! Limitation (no iptables here): a pod does not get a ClusterIP listener on a port its
@@ -42,6 +42,7 @@ enum Place {
 struct Key {
     place: Place,
     addr: SocketAddr,
+    udp: bool,
 }
 
 /// A ready endpoint: its pod's namespace and the port to connect to there.
@@ -60,14 +61,14 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
             let mut live: HashMap<Key, Listener> = HashMap::new();
             // ClusterIPs added to each pod namespace's lo.
             let mut addrs: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-            let dns = super::dns::DnsServer::start(stop.clone());
             while !stop.load(Ordering::Relaxed) {
-                reconcile(&shared, &mut live, &mut addrs, &dns);
+                reconcile(&shared, &mut live, &mut addrs, &shared.dns);
                 std::thread::sleep(RECONCILE);
             }
             for l in live.values() {
                 l.stop.store(true, Ordering::Relaxed);
             }
+            shared.dns.stop();
         })
         .expect("spawning the service proxy thread")
 }
@@ -128,7 +129,10 @@ fn reconcile(
             ))
         })
         .collect();
-    dns.sync(&dns_pods, super::dns::records(&services, &endpoints));
+    dns.sync(
+        &dns_pods,
+        super::dns::records(&services, &endpoints, &pod_objs),
+    );
     let eps: HashMap<(String, String), &Value> = endpoints
         .iter()
         .filter_map(|e| {
@@ -149,9 +153,12 @@ fn reconcile(
         let name = svc["metadata"]["name"].as_str().unwrap_or("");
         let ep = eps.get(&(ns.to_string(), name.to_string()));
         for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
-            if p["protocol"].as_str().unwrap_or("TCP") != "TCP" {
-                continue;
-            }
+            let udp = match p["protocol"].as_str().unwrap_or("TCP") {
+                "TCP" => false,
+                "UDP" => true,
+                // SCTP: not forwarded.
+                _ => continue,
+            };
             let Some(port) = p["port"].as_u64().and_then(|n| u16::try_from(n).ok()) else {
                 continue;
             };
@@ -169,6 +176,7 @@ fn reconcile(
                     Key {
                         place: Place::Pod(id.clone()),
                         addr: SocketAddr::from((cip, port)),
+                        udp,
                     },
                     targets.clone(),
                 );
@@ -179,6 +187,7 @@ fn reconcile(
                     Key {
                         place: Place::Host,
                         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, np)),
+                        udp,
                     },
                     targets,
                 );
@@ -217,28 +226,39 @@ fn reconcile(
             *l.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
             continue;
         }
-        let listener = match &key.place {
-            Place::Host => TcpListener::bind(key.addr).map_err(|e| e.to_string()),
-            Place::Pod(id) => match nets.get(id) {
-                Some(n) => {
-                    hoist_runtime::netns::listen_addr(&n.path, key.addr).map_err(|e| e.to_string())
-                }
-                None => continue,
-            },
-        };
-        let listener = match listener {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(addr = %key.addr, place = ?key.place, error = %e, "service listener not bound (retrying)");
-                continue;
-            }
-        };
         let l = Listener {
             stop: Arc::new(AtomicBool::new(false)),
             targets: Arc::new(Mutex::new(targets)),
         };
-        if let Err(e) = serve(listener, l.stop.clone(), l.targets.clone()) {
-            tracing::warn!(addr = %key.addr, error = %e, "cannot start a service listener");
+        let started = if key.udp {
+            let sock = match &key.place {
+                Place::Host => std::net::UdpSocket::bind(key.addr).map_err(|e| e.to_string()),
+                Place::Pod(id) => match nets.get(id) {
+                    Some(n) => {
+                        hoist_runtime::netns::bind_udp(&n.path, key.addr).map_err(|e| e.to_string())
+                    }
+                    None => continue,
+                },
+            };
+            sock.and_then(|s| {
+                super::proxy_udp::serve(s, l.stop.clone(), l.targets.clone())
+                    .map_err(|e| e.to_string())
+            })
+        } else {
+            let listener = match &key.place {
+                Place::Host => TcpListener::bind(key.addr).map_err(|e| e.to_string()),
+                Place::Pod(id) => match nets.get(id) {
+                    Some(n) => hoist_runtime::netns::listen_addr(&n.path, key.addr)
+                        .map_err(|e| e.to_string()),
+                    None => continue,
+                },
+            };
+            listener.and_then(|s| {
+                serve(s, l.stop.clone(), l.targets.clone()).map_err(|e| e.to_string())
+            })
+        };
+        if let Err(e) = started {
+            tracing::debug!(addr = %key.addr, place = ?key.place, udp = key.udp, error = %e, "service listener not started (retrying)");
             continue;
         }
         live.insert(key, l);

@@ -1,7 +1,8 @@
 //! Pod volumes as bind mounts: emptyDir (a directory in the sandbox, kept across container
 //! restarts), configMap and secret (files written from the object's data when a container
 //! starts; later edits are not propagated), downwardAPI (label/annotation changes are
-//! propagated by the pod worker), hostPath.
+//! propagated by the pod worker), projected (configMap, secret and downwardAPI sources),
+//! hostPath.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,12 +33,20 @@ pub fn prepare(
         }
         let dir = sandbox_dir.join("volumes").join(name);
         let io = |e: std::io::Error| format!("volume {name:?}: {e}");
-        if v.get("emptyDir").is_some() {
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            out.insert(name.to_string(), dir);
-        } else if let Some(src) = v.get("downwardAPI") {
+        if let Some(src) = v.get("downwardAPI") {
             super::downward::write_volume(pod, src, &dir)
                 .map_err(|e| format!("volume {name:?}: {e}"))?;
+            out.insert(name.to_string(), dir);
+            continue;
+        }
+        if let Some(src) = v.get("projected") {
+            super::projected::write(pod, src, &dir, store, ns)
+                .map_err(|e| format!("volume {name:?}: {e}"))?;
+            out.insert(name.to_string(), dir);
+            continue;
+        }
+        if v.get("emptyDir").is_some() {
+            std::fs::create_dir_all(&dir).map_err(io)?;
             out.insert(name.to_string(), dir);
         } else if let Some(hp) = v.get("hostPath") {
             let path = PathBuf::from(hp["path"].as_str().unwrap_or(""));
@@ -104,7 +113,7 @@ pub fn prepare(
             out.insert(name.to_string(), dir);
         } else {
             return Err(format!(
-                "volume {name:?}: only emptyDir, configMap, secret, downwardAPI, hostPath and persistentVolumeClaim volumes are supported"
+                "volume {name:?}: only emptyDir, configMap, secret, downwardAPI, projected, hostPath and persistentVolumeClaim volumes are supported"
             ));
         }
     }

@@ -192,7 +192,10 @@ impl Pod {
             &self.etc_config(),
         );
         match sandbox {
-            Ok(s) => self.sandbox = Some(s),
+            Ok(s) => {
+                self.shared.dns.add_pod(&s.pod_id, &s.net.path, &self.ns);
+                self.sandbox = Some(s)
+            }
             Err(e) => {
                 self.event(None, "Warning", "FailedCreatePodSandBox", &e.to_string());
                 for c in &mut self.containers {
