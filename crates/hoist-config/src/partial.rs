@@ -386,4 +386,23 @@ mod tests {
         let p = Project::load_partial(tmp.path(), &[]).unwrap();
         assert_eq!(p.project_errors[0].kind, ErrorKind::UnknownService);
     }
+
+    #[test]
+    fn an_invalid_discovery_glob_is_a_project_error_and_duplicates_keep_the_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        project(tmp.path());
+        write(
+            tmp.path(),
+            "hoist.yaml",
+            "name: p\nservices: [\"services/*\", \"x/[\"]\n",
+        );
+        write(tmp.path(), "services/d/service.yaml", "name: a\nmold: m\n");
+        let p = Project::load_partial(tmp.path(), &[]).unwrap();
+        assert_eq!(p.project_errors.len(), 1);
+        assert_eq!(p.project_errors[0].kind, ErrorKind::WrongType);
+        assert_eq!(names(&p), ["a", "b", "c"]);
+        assert_eq!(p.project.services[0].dir, tmp.path().join("services/a"));
+        assert_eq!(p.invalid[0].dir, tmp.path().join("services/d"));
+        assert_eq!(p.invalid[0].errors[0].kind, ErrorKind::DuplicateName);
+    }
 }
