@@ -135,6 +135,15 @@ impl IgnoreRules {
         if rel.as_os_str().is_empty() {
             return false;
         }
+        // A protected path and the directories leading to it are never ignored,
+        // not even by the defaults: a layer may copy `./target/release/app`.
+        if self
+            .protected
+            .iter()
+            .any(|p| p == path || (is_dir && p.starts_with(path)))
+        {
+            return false;
+        }
         if self
             .defaults
             .matched_path_or_any_parents(path, is_dir)
@@ -144,10 +153,6 @@ impl IgnoreRules {
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !is_dir && (CONFIG_NAMES.contains(&name) || IGNORE_FILES.contains(&name)) {
-            return false;
-        }
-        // A protected path and the directories leading to it are never ignored.
-        if is_dir && self.protected.iter().any(|p| p.starts_with(path)) {
             return false;
         }
         // Below a protected path only the ignore files inside it count (a
@@ -272,6 +277,16 @@ mod tests {
         );
         assert!(!r.is_ignored(&root.join("svc/deploy/overlays/dev/k.yaml"), false));
         assert!(r.is_ignored(&root.join("svc/deploy/base.yaml"), false));
+        // A protected file inside a default-ignored directory: that file and the
+        // way to it are watched, nothing else there.
+        r.set_protected(vec![root.join("svc/target/release/app")]);
+        assert!(!r.is_ignored(&root.join("svc/target"), true));
+        assert!(!r.is_ignored(&root.join("svc/target/release"), true));
+        assert!(!r.is_ignored(&root.join("svc/target/release/app"), false));
+        assert!(r.is_ignored(&root.join("svc/target/release/app.d"), false));
+        assert!(r.is_ignored(&root.join("svc/target/release/deps"), true));
+        assert!(r.is_ignored(&root.join("svc/target/debug"), true));
+        r.set_protected(vec![root.join("svc/deploy/overlays/dev")]);
         // Ignore files inside a protected directory still count.
         std::fs::create_dir_all(root.join("svc/deploy/overlays/dev")).unwrap();
         std::fs::write(
