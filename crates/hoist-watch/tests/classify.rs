@@ -136,6 +136,9 @@ fn table_on_the_shop() {
             true,
         ),
         (&[], &["services/stats/bin"], &["stats:rebuild"], false),
+        // The sync source itself removed: a rebuild (which will say the source is missing).
+        (&[], &["services/web/public"], &["web:rebuild"], false),
+        (&[], &["services/web/public/sub"], &["web:sync"], false),
     ];
     for (changed, deleted, want, reload) in table {
         let plan = classify(root, changed, deleted);
