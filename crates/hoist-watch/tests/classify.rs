@@ -140,8 +140,11 @@ fn table_on_the_shop() {
         (&[], &["services/web/public"], &["web:rebuild"], false),
         (&[], &["services/web/public/sub"], &["web:sync"], false),
     ];
+    let project = Project::load(root).unwrap();
+    assert!(project.validate().is_empty(), "{:?}", project.validate());
+    let classifier = Classifier::new(&project, &[]);
     for (changed, deleted, want, reload) in table {
-        let plan = classify(root, changed, deleted);
+        let plan = classifier.classify(&batch(root, changed, deleted));
         let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             summary(&plan),
