@@ -50,10 +50,52 @@ impl ReloadOutcome {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 
+    /// The outcome without the project, as plain data (for `-o json` events and logs).
+    pub fn summary(&self) -> ReloadSummary {
+        ReloadSummary {
+            added: self.added.clone(),
+            removed: self.removed.clone(),
+            changed: self.changed.clone(),
+            invalid: self
+                .invalid
+                .iter()
+                .map(|i| InvalidSummary {
+                    name: i.name.clone(),
+                    dir: i.dir.clone(),
+                    errors: i
+                        .errors
+                        .iter()
+                        .map(|e| match &e.help {
+                            Some(h) => format!("{e} ({h})"),
+                            None => e.to_string(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
     /// The directories of the invalid services (for [`crate::Classifier::new`]).
     pub fn invalid_dirs(&self) -> Vec<PathBuf> {
         self.invalid.iter().map(|i| i.dir.clone()).collect()
     }
+}
+
+/// [`ReloadOutcome`] as plain serialisable data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<ServiceChange>,
+    pub invalid: Vec<InvalidSummary>,
+}
+
+/// One invalid service: each error as `file:line:col: message (hint)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidSummary {
+    pub name: String,
+    pub dir: PathBuf,
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

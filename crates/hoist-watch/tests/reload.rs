@@ -144,6 +144,14 @@ fn a_broken_service_is_reported_and_nothing_else_is_disturbed() {
     assert_eq!(loc.line, good.lines().count() + 1);
     let names: Vec<&str> = o.project.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["api", "stats", "web"]);
+    let json = serde_json::to_value(o.summary()).unwrap();
+    let shown = json["invalid"][0]["errors"][0].as_str().unwrap();
+    let file = root.join("services/worker/service.yaml");
+    assert!(
+        shown.starts_with(&format!("{}:{}:", file.display(), loc.line)),
+        "{shown}"
+    );
+    assert!(shown.contains("replicsa"), "{shown}");
     hoist_config::render(&o.project, &Default::default()).unwrap();
     // Fixed as it was: no change at all.
     write(root, "services/worker/service.yaml", &good);
