@@ -338,6 +338,23 @@ async fn a_busy_consumer_gets_one_merged_batch() {
     assert_eq!(b2.changed.len(), 5);
 }
 
+#[tokio::test]
+async fn lost_events_are_a_rescan_batch_and_watching_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut w = start(root);
+    std::fs::create_dir_all(root.join("lost/dir")).unwrap();
+    // Injected: the overflow event notify forwards from the kernel (IN_Q_OVERFLOW).
+    w.inject_event(
+        notify::Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan),
+    );
+    let b = until(&mut w, |b| b.rescan).await;
+    assert!(b.rescan);
+    write(root, "lost/dir/f.txt", "");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, paths(root, &["lost/dir/f.txt"]));
+}
+
 #[test]
 fn watch_limit_at_start_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
