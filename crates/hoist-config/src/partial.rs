@@ -128,7 +128,18 @@ impl Project {
                 project_errors.extend(round_project_errors);
                 break;
             }
-            for (d, errs) in bad {
+            // Only directories of services still in the project make progress;
+            // anything else (an error pointing into an already invalid service's
+            // directory) is kept as a project error so the loop always ends.
+            let (live, stale): (Vec<_>, Vec<_>) = bad
+                .into_iter()
+                .partition(|(d, _)| project.services.iter().any(|s| &s.dir == d));
+            if live.is_empty() {
+                project_errors.extend(round_project_errors);
+                project_errors.extend(stale.into_iter().flat_map(|(_, errs)| errs));
+                break;
+            }
+            for (d, errs) in live {
                 for e in errs {
                     note(&mut invalid, &project, d.clone(), e);
                 }
