@@ -208,7 +208,7 @@ async fn config_files_are_seen_even_when_an_ignore_file_lists_them() {
 async fn protected_layer_sources_are_watched_despite_ignore_rules() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    write(root, ".gitignore", "dist/\n");
+    write(root, ".gitignore", "dist/\n*.log\n");
     write(root, "svc/dist/app.js", "");
     write(root, "svc/dist/.dockerignore", "*.map\n");
     write(root, "svc/target/release/app", "");
@@ -219,6 +219,7 @@ async fn protected_layer_sources_are_watched_despite_ignore_rules() {
     let mut w = Watcher::start(root, opts).unwrap();
     write(root, "other/dist/x.js", ""); // not protected: ignored as .gitignore says
     write(root, "svc/dist/app.js.map", ""); // the .dockerignore inside still applies
+    write(root, "svc/dist/debug.log", ""); // so does *.log from the root .gitignore
     write(root, "svc/target/release/app.d", ""); // target/ is ignored but for the app
     write(root, "svc/target/debug/app", "");
     quiet(&mut w).await;
