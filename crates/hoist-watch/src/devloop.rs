@@ -60,23 +60,23 @@ pub struct DevLoopInput {
 }
 
 impl DevLoopInput {
-    /// Loads the project at `root` (the directory holding hoist.yaml) and starts
-    /// watching it. Returns the first load's outcome (every enabled service in
-    /// `added`, broken ones in `invalid`).
+    /// Starts watching the project found at or above `root` (like git), then
+    /// loads it, so that no edit made while it loads is missed. Returns the
+    /// first load's outcome (every enabled service in `added`, broken ones in
+    /// `invalid`).
     pub async fn start(
         root: &Path,
         overrides: Vec<SetOverride>,
         opts: WatchOptions,
     ) -> Result<(DevLoopInput, ReloadOutcome), StartError> {
-        let root = root.to_path_buf();
+        let start = root.to_path_buf();
         let protected = opts.protected.clone();
         let (reloader, outcome, classifier, watcher) = tokio::task::spawn_blocking(move || {
+            let root = hoist_config::find_root(&start).map_err(ConfigErrors::from)?;
+            let watcher = Watcher::start(&root, opts)?;
             let mut reloader = Reloader::new(&root, overrides);
             let outcome = reloader.reload()?;
             let classifier = Classifier::new(&outcome.project, &outcome.invalid_dirs());
-            let mut opts = opts;
-            opts.protected.extend(classifier.protected_paths());
-            let watcher = Watcher::start(&outcome.project.root, opts)?;
             Ok::<_, StartError>((reloader, outcome, classifier, watcher))
         })
         .await
@@ -84,6 +84,9 @@ impl DevLoopInput {
             path: Default::default(),
             source: std::io::Error::other(e),
         })??;
+        let mut all = protected.clone();
+        all.extend(classifier.protected_paths());
+        watcher.set_protected(all);
         let project = outcome.project.clone();
         Ok((
             DevLoopInput {

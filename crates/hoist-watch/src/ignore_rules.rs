@@ -24,6 +24,8 @@ pub const DEFAULT_IGNORES: &[&str] = &[
     ".git/",
     "target/",
     "node_modules/",
+    // hoist's own state next to the project.
+    ".hoist/",
     // Editors' swap and backup files (vim, emacs, JetBrains).
     "*.swp",
     "*.swx",
@@ -256,6 +258,7 @@ mod tests {
         let r = rules(root);
         assert!(r.is_ignored(Path::new("/p/.git"), true));
         assert!(r.is_ignored(Path::new("/p/.git/index"), false));
+        assert!(r.is_ignored(Path::new("/p/.hoist/state.json"), false));
         assert!(r.is_ignored(Path::new("/p/svc/target"), true));
         assert!(r.is_ignored(Path::new("/p/svc/node_modules/x/y.js"), false));
         assert!(r.is_ignored(Path::new("/p/a/.index.html.swp"), false));

@@ -32,7 +32,10 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
         debounce: Duration::from_millis(100),
         ..WatchOptions::default()
     };
-    let (mut input, first) = DevLoopInput::start(root, vec![], opts).await.unwrap();
+    // Started from a service directory: the project is found above it.
+    let (mut input, first) = DevLoopInput::start(&root.join("services/api"), vec![], opts)
+        .await
+        .unwrap();
     assert_eq!(first.added, ["api", "stats", "web", "worker"]);
 
     // A synced file, saved atomically.
