@@ -290,6 +290,28 @@ async fn a_directory_moved_away_is_deleted_and_forgotten() {
 }
 
 #[tokio::test]
+async fn a_directory_renamed_inside_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "svc/old/sub/a.txt", "");
+    let mut w = start(root);
+    let before = w.watch_count();
+    std::fs::rename(root.join("svc/old"), root.join("svc/new")).unwrap();
+    let b = until(&mut w, |b| !b.deleted.is_empty() && !b.changed.is_empty()).await;
+    assert_eq!(b.deleted, paths(root, &["svc/old"]));
+    assert_eq!(b.changed, paths(root, &["svc/new/sub/a.txt"]));
+    assert_eq!(
+        w.watch_count(),
+        before,
+        "old watches dropped, new ones added"
+    );
+    // Events under the new name carry the new paths.
+    write(root, "svc/new/sub/a.txt", "x");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, paths(root, &["svc/new/sub/a.txt"]));
+}
+
+#[tokio::test]
 async fn a_burst_of_writes_is_one_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
