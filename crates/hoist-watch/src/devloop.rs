@@ -57,6 +57,17 @@ pub struct DevLoopInput {
     project: Arc<Project>,
     /// Protected paths given by the caller (config inputs are added to them).
     protected: Vec<std::path::PathBuf>,
+    /// A reload under way (kept across a cancelled `next`).
+    in_flight: Option<InFlight>,
+}
+
+type ReloadJob = tokio::task::JoinHandle<(Reloader, Result<ReloadOutcome, ConfigErrors>)>;
+
+struct InFlight {
+    batch: Batch,
+    /// The plan against the project before the reload (used if it fails).
+    plan: Plan,
+    handle: ReloadJob,
 }
 
 impl DevLoopInput {
@@ -95,6 +106,7 @@ impl DevLoopInput {
                 classifier,
                 project,
                 protected,
+                in_flight: None,
             },
             outcome,
         ))
@@ -111,8 +123,33 @@ impl DevLoopInput {
 
     /// The next update; `None` when watching has stopped. Batches that mean
     /// nothing to any service and no config are skipped.
+    ///
+    /// Cancel-safe (usable in `tokio::select!`): a reload under way when the
+    /// future is dropped is picked up by the next call, with its batch.
     pub async fn next(&mut self) -> Option<Result<Update, WatchError>> {
         loop {
+            if let Some(flight) = self.in_flight.as_mut() {
+                // Awaiting `&mut handle` leaves it in place if this future is dropped.
+                let joined = (&mut flight.handle).await;
+                let flight = self.in_flight.take()?;
+                let (reloader, reload) =
+                    joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                self.reloader = Some(reloader);
+                let plan = match &reload {
+                    Ok(o) => {
+                        self.adopt(o);
+                        let mut plan = self.classifier.classify(&flight.batch);
+                        plan.services.retain(|name, _| !o.added.contains(name));
+                        plan
+                    }
+                    Err(_) => flight.plan,
+                };
+                return Some(Ok(Update {
+                    batch: flight.batch,
+                    plan,
+                    reload: Some(reload),
+                }));
+            }
             let batch = match self.watcher.next().await? {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
@@ -129,43 +166,27 @@ impl DevLoopInput {
                     reload: None,
                 }));
             }
-            let reload = self.reload().await;
-            let plan = match &reload {
-                Ok(o) => {
-                    let mut plan = self.classifier.classify(&batch);
-                    plan.services.retain(|name, _| !o.added.contains(name));
-                    plan
-                }
-                Err(_) => plan,
-            };
-            return Some(Ok(Update {
+            // Reload off the async threads (rendering may run kustomize or helm).
+            // No await between taking the reloader and parking the handle.
+            let mut reloader = self.reloader.take()?;
+            let handle = tokio::task::spawn_blocking(move || {
+                let r = reloader.reload();
+                (reloader, r)
+            });
+            self.in_flight = Some(InFlight {
                 batch,
                 plan,
-                reload: Some(reload),
-            }));
+                handle,
+            });
         }
     }
 
-    /// Reloads off the async threads (rendering may run kustomize or helm).
-    async fn reload(&mut self) -> Result<ReloadOutcome, ConfigErrors> {
-        let mut reloader = self
-            .reloader
-            .take()
-            .expect("the reloader is always put back");
-        let (reloader, result) = tokio::task::spawn_blocking(move || {
-            let r = reloader.reload();
-            (reloader, r)
-        })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        self.reloader = Some(reloader);
-        if let Ok(o) = &result {
-            self.project = o.project.clone();
-            self.classifier = Classifier::new(&o.project, &o.invalid_dirs());
-            let mut protected = self.protected.clone();
-            protected.extend(self.classifier.protected_paths());
-            self.watcher.set_protected(protected);
-        }
-        result
+    /// Makes a successful reload the project in force.
+    fn adopt(&mut self, o: &ReloadOutcome) {
+        self.project = o.project.clone();
+        self.classifier = Classifier::new(&o.project, &o.invalid_dirs());
+        let mut protected = self.protected.clone();
+        protected.extend(self.classifier.protected_paths());
+        self.watcher.set_protected(protected);
     }
 }

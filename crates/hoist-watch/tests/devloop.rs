@@ -131,3 +131,31 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     assert!(err.to_string().contains("hoist.yaml"), "{err}");
     assert_eq!(input.project().services.len(), 4);
 }
+
+#[tokio::test]
+async fn next_is_cancel_safe_while_a_reload_runs() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let (mut input, _) = DevLoopInput::start(root, vec![], WatchOptions::default())
+        .await
+        .unwrap();
+    let file = root.join("services/api/service.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("replicas: 1", "replicas: 2")).unwrap();
+    // Poll with tiny timeouts: futures dropped mid-reload (the reload renders four
+    // services and runs kustomize, far longer than 2 ms) must not lose it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cancelled = 0;
+    let update = loop {
+        assert!(Instant::now() < deadline, "no update");
+        match tokio::time::timeout(Duration::from_millis(2), input.next()).await {
+            Ok(u) => break u.unwrap().unwrap(),
+            Err(_) => cancelled += 1,
+        }
+    };
+    assert!(cancelled > 0);
+    let o = update.reload.expect("the reload").unwrap();
+    assert_eq!(o.changed.len(), 1);
+    assert_eq!(o.changed[0].name, "api");
+    assert!(input.project().service("api").unwrap().values["replicas"] == 2);
+}
