@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use hoist_config::{ConfigErrors, Project, SetOverride};
 
-use crate::classify::{Classifier, Plan};
+use crate::classify::{Action, Classifier, Plan};
 use crate::error::WatchError;
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::watcher::{Batch, WatchOptions, Watcher};
@@ -33,8 +33,10 @@ pub struct Update {
     /// The files, as the watcher reported them.
     pub batch: Batch,
     /// Per-service actions, classified against the project as it is after the
-    /// reload (if any). Services just added by the reload are left out: they
-    /// are deployed whole.
+    /// reload (if any). Services just added by the reload are left out (they
+    /// are deployed whole); `Rerender` is left only for services the reload
+    /// lists as changed, and one whose config edit changed nothing rendered
+    /// keeps just its `Sync` part.
     pub plan: Plan,
     /// Present when config changed: the reload's outcome, or the project-level
     /// errors that stopped it (the previous project stays in force).
@@ -138,9 +140,8 @@ impl DevLoopInput {
                 let plan = match &reload {
                     Ok(o) => {
                         self.adopt(o);
-                        let mut plan = self.classifier.classify(&flight.batch);
-                        plan.services.retain(|name, _| !o.added.contains(name));
-                        plan
+                        let plan = self.classifier.classify(&flight.batch);
+                        settle(plan, o)
                     }
                     Err(_) => flight.plan,
                 };
@@ -189,4 +190,29 @@ impl DevLoopInput {
         protected.extend(self.classifier.protected_paths());
         self.watcher.set_protected(protected);
     }
+}
+
+/// A plan after its reload: services just added are left out (they are
+/// deployed whole), and a service whose config files changed but whose output
+/// did not (a comment, `depends_on`) keeps only its live update, if any.
+fn settle(mut plan: Plan, o: &ReloadOutcome) -> Plan {
+    plan.services.retain(|name, p| {
+        if o.added.contains(name) {
+            return false;
+        }
+        if p.action != Action::Rerender || o.changed.iter().any(|c| &c.name == name) {
+            return true;
+        }
+        if p.copies.is_empty() && p.deletes.is_empty() {
+            return false;
+        }
+        p.action = Action::Sync;
+        p.restart = o
+            .project
+            .service(name)
+            .and_then(|s| s.spec.live_update.as_ref())
+            .is_some_and(|l| l.restart);
+        true
+    });
+    plan
 }

@@ -53,6 +53,20 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     assert_eq!(api.copies[0].container, "/data/products.json");
     assert_eq!(api.runs, [0]);
 
+    // A config edit that changes nothing rendered, with a synced file in the same batch:
+    // the reload is a no-op and the synced file is still synced.
+    let svc = std::fs::read_to_string(root.join("services/api/service.yaml")).unwrap();
+    write(root, "services/api/service.yaml", &format!("# note\n{svc}"));
+    write(root, "services/api/data/more.json", "{}");
+    let u = until(&mut input, |u| u.plan.services.contains_key("api")).await;
+    // (Both files land in one batch unless this test paused 100 ms between them.)
+    if let Some(reload) = &u.reload {
+        assert!(reload.as_ref().unwrap().is_noop());
+    }
+    let api = &u.plan.services["api"];
+    assert_eq!(api.action, Action::Sync, "{api:?}");
+    assert_eq!(api.copies[0].container, "/data/more.json");
+
     // An image input outside any sync rule.
     write(root, "services/stats/bin/stats.sh", "echo 2\n");
     let u = until(&mut input, |u| u.plan.services.contains_key("stats")).await;
