@@ -141,9 +141,10 @@ impl DevLoopInput {
                     Ok(o) => {
                         self.adopt(o);
                         let plan = self.classifier.classify(&flight.batch);
-                        settle(plan, o)
+                        settle(plan, Some(o), &o.project)
                     }
-                    Err(_) => flight.plan,
+                    // The old project stays in force: only live updates go ahead.
+                    Err(_) => settle(flight.plan, None, &self.project),
                 };
                 return Some(Ok(Update {
                     batch: flight.batch,
@@ -194,21 +195,22 @@ impl DevLoopInput {
 
 /// A plan after its reload: services just added are left out (they are
 /// deployed whole), and a service whose config files changed but whose output
-/// did not (a comment, `depends_on`) keeps only its live update, if any.
-fn settle(mut plan: Plan, o: &ReloadOutcome) -> Plan {
+/// did not (a comment, `depends_on`), or whose reload failed, keeps only its
+/// live update, if any.
+fn settle(mut plan: Plan, reload: Option<&ReloadOutcome>, project: &Project) -> Plan {
     plan.services.retain(|name, p| {
-        if o.added.contains(name) {
+        if reload.is_some_and(|o| o.added.contains(name)) {
             return false;
         }
-        if p.action != Action::Rerender || o.changed.iter().any(|c| &c.name == name) {
+        let changed = reload.is_some_and(|o| o.changed.iter().any(|c| &c.name == name));
+        if p.action != Action::Rerender || changed {
             return true;
         }
         if p.copies.is_empty() && p.deletes.is_empty() {
             return false;
         }
         p.action = Action::Sync;
-        p.restart = o
-            .project
+        p.restart = project
             .service(name)
             .and_then(|s| s.spec.live_update.as_ref())
             .is_some_and(|l| l.restart);
