@@ -137,10 +137,20 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     // hoist.yaml broken: the reload fails with its location, the old project stays.
     let hoist = std::fs::read_to_string(root.join("hoist.yaml")).unwrap();
     write(root, "hoist.yaml", &format!("{hoist}\nbogus: 1\n"));
+    write(
+        root,
+        "services/web/public/index.html",
+        "<p>still synced</p>",
+    );
     let u = until(&mut input, |u| {
         u.reload.as_ref().is_some_and(|r| r.is_err())
     })
     .await;
+    // (Unless the test paused 100 ms between the two writes, web's edit is in this batch.)
+    if let Some(web) = u.plan.services.get("web") {
+        assert_eq!(web.action, Action::Sync, "live updates go on: {web:?}");
+        assert_eq!(web.copies[0].container, "/www/index.html");
+    }
     let err = u.reload.unwrap().unwrap_err();
     assert!(err.to_string().contains("hoist.yaml"), "{err}");
     assert_eq!(input.project().services.len(), 4);
