@@ -341,8 +341,14 @@ impl Loop {
             self.pending = Pending::default();
             return true;
         }
+        let (changed, deleted, waited) = (
+            batch.changed.len(),
+            batch.deleted.len(),
+            batch.first_event.elapsed(),
+        );
         match self.out.try_send(Ok(batch)) {
             Ok(()) => {
+                tracing::debug!(changed, deleted, ?waited, "batch delivered");
                 self.pending = Pending::default();
                 true
             }
