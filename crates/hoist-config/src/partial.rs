@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::overlay::SetOverride;
-use crate::project::{Project, SERVICE_FILE, discover_service_dirs};
+use crate::project::{Project, SERVICE_FILE, Service, discover_service_dirs};
 use crate::render::{RenderedObject, render_service_dry};
 
 /// A service directory that is set aside, and why.
@@ -35,8 +35,11 @@ pub struct PartialProject {
     /// settings file naming an unknown service). `render` fails while there are any.
     pub project_errors: Vec<ConfigError>,
     /// Each valid service's objects rendered with a placeholder image tag
-    /// (`validate`), for comparing one load with the next.
+    /// (`validate`), for comparing one load with the next (not the reused ones).
     pub rendered: BTreeMap<String, Vec<RenderedObject>>,
+    /// Valid services not rendered because the caller said their inputs did not
+    /// change since a render that succeeded (see [`Project::load_partial_reusing`]).
+    pub reused: BTreeSet<String>,
 }
 
 impl Project {
@@ -46,6 +49,18 @@ impl Project {
     pub fn load_partial(
         root: &Path,
         overrides: &[SetOverride],
+    ) -> Result<PartialProject, ConfigError> {
+        Self::load_partial_reusing(root, overrides, &|_, _| false)
+    }
+
+    /// Like [`Project::load_partial`], but a service for which `reuse` returns
+    /// true is not rendered (rendering may run kustomize or helm): the caller
+    /// knows its render inputs are unchanged since one that succeeded. It is
+    /// still checked, and listed in `reused` instead of `rendered`.
+    pub fn load_partial_reusing(
+        root: &Path,
+        overrides: &[SetOverride],
+        reuse: &dyn Fn(&Project, &Service) -> bool,
     ) -> Result<PartialProject, ConfigError> {
         let mut project = Project::load_with(root, overrides)?;
         let mut scratch = Vec::new();
@@ -78,6 +93,7 @@ impl Project {
         }
 
         let mut rendered = BTreeMap::new();
+        let mut reused = BTreeSet::new();
         // Each round sets aside at least one service or ends, so this terminates;
         // a cascade (base image of an invalid service) takes one round per level.
         loop {
@@ -113,7 +129,11 @@ impl Project {
             }
             if bad.is_empty() {
                 for svc in &project.services {
-                    if rendered.contains_key(&svc.name) {
+                    if rendered.contains_key(&svc.name) || reused.contains(&svc.name) {
+                        continue;
+                    }
+                    if reuse(&project, svc) {
+                        reused.insert(svc.name.clone());
                         continue;
                     }
                     match render_service_dry(&project, svc) {
@@ -148,6 +168,7 @@ impl Project {
         }
         set_aside(&mut project, &invalid);
         rendered.retain(|name, _| project.services.iter().any(|s| &s.name == name));
+        reused.retain(|name| project.services.iter().any(|s| &s.name == name));
 
         let mut seen = BTreeSet::new();
         project_errors.retain(|e| seen.insert(e.to_string()));
@@ -156,6 +177,7 @@ impl Project {
             invalid: invalid.into_values().collect(),
             project_errors,
             rendered,
+            reused,
         })
     }
 }
@@ -415,5 +437,24 @@ mod tests {
         assert_eq!(p.project.services[0].dir, tmp.path().join("services/a"));
         assert_eq!(p.invalid[0].dir, tmp.path().join("services/d"));
         assert_eq!(p.invalid[0].errors[0].kind, ErrorKind::DuplicateName);
+    }
+
+    #[test]
+    fn reused_services_are_checked_but_not_rendered() {
+        let tmp = tempfile::tempdir().unwrap();
+        project(tmp.path());
+        let p = Project::load_partial_reusing(tmp.path(), &[], &|_, s| s.name != "b").unwrap();
+        assert_eq!(p.rendered.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(p.reused.iter().collect::<Vec<_>>(), ["a", "c"]);
+        // A reused service that now fails a check is still set aside.
+        write(
+            tmp.path(),
+            "services/c/service.yaml",
+            "name: c\nmold: nope\n",
+        );
+        let p = Project::load_partial_reusing(tmp.path(), &[], &|_, _| true).unwrap();
+        assert_eq!(names(&p), ["a", "b"]);
+        assert_eq!(p.invalid[0].errors[0].kind, ErrorKind::MissingMold);
+        assert!(p.rendered.is_empty());
     }
 }

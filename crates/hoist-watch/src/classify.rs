@@ -585,7 +585,7 @@ fn filter(patterns: &[String]) -> PathFilter {
 /// The kustomize directory and the local directories and files its
 /// kustomizations reference (`resources`, `bases`, `components`, patches…),
 /// followed transitively: an overlay's `../../base` is an input too.
-fn kustomize_inputs(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn kustomize_inputs(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

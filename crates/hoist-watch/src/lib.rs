@@ -14,6 +14,7 @@ pub mod classify;
 pub mod devloop;
 pub mod error;
 pub mod ignore_rules;
+mod inputs;
 pub mod reload;
 pub mod watcher;
 

@@ -163,11 +163,12 @@ async fn next_is_cancel_safe_while_a_reload_runs() {
     let (mut input, _) = DevLoopInput::start(root, vec![], WatchOptions::default())
         .await
         .unwrap();
-    let file = root.join("services/api/service.yaml");
+    // hoist.yaml values reach every service: the reload renders all four again,
+    // kustomize included (~100+ ms), far longer than the 2 ms polls below.
+    let file = root.join("hoist.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("replicas: 1", "replicas: 2")).unwrap();
-    // Poll with tiny timeouts: futures dropped mid-reload (the reload renders four
-    // services and runs kustomize, far longer than 2 ms) must not lose it.
+    std::fs::write(&file, text.replace("log_level: info", "log_level: debug")).unwrap();
+    // Poll with tiny timeouts: futures dropped mid-reload must not lose it.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut cancelled = 0;
     let update = loop {
@@ -179,7 +180,12 @@ async fn next_is_cancel_safe_while_a_reload_runs() {
     };
     assert!(cancelled > 0);
     let o = update.reload.expect("the reload").unwrap();
-    assert_eq!(o.changed.len(), 1);
-    assert_eq!(o.changed[0].name, "api");
-    assert!(input.project().service("api").unwrap().values["replicas"] == 2);
+    assert_eq!(o.rendered.len(), 4);
+    let changed: Vec<&str> = o.changed.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["api", "web"],
+        "the mold users log at the new level"
+    );
+    assert!(input.project().service("api").unwrap().values["log_level"] == "debug");
 }
