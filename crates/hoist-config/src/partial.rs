@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::overlay::SetOverride;
-use crate::project::{Project, SERVICE_FILE, discover_service_dirs};
+use crate::project::{Project, SERVICE_FILE, Service, discover_service_dirs};
 use crate::render::{RenderedObject, render_service_dry};
 
 /// A service directory that is set aside, and why.
@@ -35,8 +35,11 @@ pub struct PartialProject {
     /// settings file naming an unknown service). `render` fails while there are any.
     pub project_errors: Vec<ConfigError>,
     /// Each valid service's objects rendered with a placeholder image tag
-    /// (`validate`), for comparing one load with the next.
+    /// (`validate`), for comparing one load with the next (not the reused ones).
     pub rendered: BTreeMap<String, Vec<RenderedObject>>,
+    /// Valid services not rendered because the caller said their inputs did not
+    /// change since a render that succeeded (see [`Project::load_partial_reusing`]).
+    pub reused: BTreeSet<String>,
 }
 
 impl Project {
@@ -46,6 +49,18 @@ impl Project {
     pub fn load_partial(
         root: &Path,
         overrides: &[SetOverride],
+    ) -> Result<PartialProject, ConfigError> {
+        Self::load_partial_reusing(root, overrides, &|_, _| false)
+    }
+
+    /// Like [`Project::load_partial`], but a service for which `reuse` returns
+    /// true is not rendered (rendering may run kustomize or helm): the caller
+    /// knows its render inputs are unchanged since one that succeeded. It is
+    /// still checked, and listed in `reused` instead of `rendered`.
+    pub fn load_partial_reusing(
+        root: &Path,
+        overrides: &[SetOverride],
+        reuse: &dyn Fn(&Project, &Service) -> bool,
     ) -> Result<PartialProject, ConfigError> {
         let mut project = Project::load_with(root, overrides)?;
         let mut scratch = Vec::new();
@@ -78,6 +93,7 @@ impl Project {
         }
 
         let mut rendered = BTreeMap::new();
+        let mut reused = BTreeSet::new();
         // Each round sets aside at least one service or ends, so this terminates;
         // a cascade (base image of an invalid service) takes one round per level.
         loop {
@@ -113,7 +129,11 @@ impl Project {
             }
             if bad.is_empty() {
                 for svc in &project.services {
-                    if rendered.contains_key(&svc.name) {
+                    if rendered.contains_key(&svc.name) || reused.contains(&svc.name) {
+                        continue;
+                    }
+                    if reuse(&project, svc) {
+                        reused.insert(svc.name.clone());
                         continue;
                     }
                     match render_service_dry(&project, svc) {
@@ -128,7 +148,18 @@ impl Project {
                 project_errors.extend(round_project_errors);
                 break;
             }
-            for (d, errs) in bad {
+            // Only directories of services still in the project make progress;
+            // anything else (an error pointing into an already invalid service's
+            // directory) is kept as a project error so the loop always ends.
+            let (live, stale): (Vec<_>, Vec<_>) = bad
+                .into_iter()
+                .partition(|(d, _)| project.services.iter().any(|s| &s.dir == d));
+            if live.is_empty() {
+                project_errors.extend(round_project_errors);
+                project_errors.extend(stale.into_iter().flat_map(|(_, errs)| errs));
+                break;
+            }
+            for (d, errs) in live {
                 for e in errs {
                     note(&mut invalid, &project, d.clone(), e);
                 }
@@ -137,6 +168,7 @@ impl Project {
         }
         set_aside(&mut project, &invalid);
         rendered.retain(|name, _| project.services.iter().any(|s| &s.name == name));
+        reused.retain(|name| project.services.iter().any(|s| &s.name == name));
 
         let mut seen = BTreeSet::new();
         project_errors.retain(|e| seen.insert(e.to_string()));
@@ -145,6 +177,7 @@ impl Project {
             invalid: invalid.into_values().collect(),
             project_errors,
             rendered,
+            reused,
         })
     }
 }
@@ -385,5 +418,43 @@ mod tests {
         write(tmp.path(), "hoist-settings.yaml", "disabled: [zz]\n");
         let p = Project::load_partial(tmp.path(), &[]).unwrap();
         assert_eq!(p.project_errors[0].kind, ErrorKind::UnknownService);
+    }
+
+    #[test]
+    fn an_invalid_discovery_glob_is_a_project_error_and_duplicates_keep_the_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        project(tmp.path());
+        write(
+            tmp.path(),
+            "hoist.yaml",
+            "name: p\nservices: [\"services/*\", \"x/[\"]\n",
+        );
+        write(tmp.path(), "services/d/service.yaml", "name: a\nmold: m\n");
+        let p = Project::load_partial(tmp.path(), &[]).unwrap();
+        assert_eq!(p.project_errors.len(), 1);
+        assert_eq!(p.project_errors[0].kind, ErrorKind::WrongType);
+        assert_eq!(names(&p), ["a", "b", "c"]);
+        assert_eq!(p.project.services[0].dir, tmp.path().join("services/a"));
+        assert_eq!(p.invalid[0].dir, tmp.path().join("services/d"));
+        assert_eq!(p.invalid[0].errors[0].kind, ErrorKind::DuplicateName);
+    }
+
+    #[test]
+    fn reused_services_are_checked_but_not_rendered() {
+        let tmp = tempfile::tempdir().unwrap();
+        project(tmp.path());
+        let p = Project::load_partial_reusing(tmp.path(), &[], &|_, s| s.name != "b").unwrap();
+        assert_eq!(p.rendered.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(p.reused.iter().collect::<Vec<_>>(), ["a", "c"]);
+        // A reused service that now fails a check is still set aside.
+        write(
+            tmp.path(),
+            "services/c/service.yaml",
+            "name: c\nmold: nope\n",
+        );
+        let p = Project::load_partial_reusing(tmp.path(), &[], &|_, _| true).unwrap();
+        assert_eq!(names(&p), ["a", "b"]);
+        assert_eq!(p.invalid[0].errors[0].kind, ErrorKind::MissingMold);
+        assert!(p.rendered.is_empty());
     }
 }

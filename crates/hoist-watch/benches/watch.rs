@@ -8,13 +8,15 @@
 //! - watcher start (walk + one inotify watch per directory that is not ignored), the
 //!   watch count, and the process RSS before/after; each service also holds an
 //!   ignored node_modules/ tree (40 directories) that must cost nothing.
-//! - the first project load (partial load + dry render of every service).
+//! - the first project load (partial load + dry render of every service), and a
+//!   service.yaml edit → its update (reload: every service loaded and checked,
+//!   only the edited one rendered again).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hoist_config::Project;
-use hoist_watch::{Classifier, Reloader, WatchOptions, Watcher};
+use hoist_watch::{Classifier, DevLoopInput, Reloader, WatchOptions, Watcher};
 
 const SERVICES: usize = 150;
 
@@ -144,6 +146,50 @@ fn main() {
     classify.sort();
     w.stop();
 
+    // Through DevLoopInput: a synced edit → its Update, and a service.yaml edit →
+    // an Update carrying the reload of all 150 services.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sync_lat, config_lat) = rt.block_on(async {
+        let (mut input, _) = DevLoopInput::start(root, vec![], WatchOptions::default())
+            .await
+            .unwrap();
+        let mut sync_lat = Vec::new();
+        for i in 0..edits {
+            let file = root.join(format!(
+                "services/svc-{:03}/public/index.html",
+                i % SERVICES
+            ));
+            let t0 = Instant::now();
+            std::fs::write(&file, format!("<p>again {i}</p>\n")).unwrap();
+            let u = input.next().await.unwrap().unwrap();
+            sync_lat.push(t0.elapsed());
+            assert_eq!(u.plan.services.len(), 1);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut config_lat = Vec::new();
+        for i in 0..10 {
+            let file = root.join(format!("services/svc-{i:03}/service.yaml"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            let t0 = Instant::now();
+            std::fs::write(
+                &file,
+                text.replace("mold: web\n", "mold: web\nvalues: {port: 9090}\n"),
+            )
+            .unwrap();
+            let u = input.next().await.unwrap().unwrap();
+            config_lat.push(t0.elapsed());
+            let reload = u.reload.expect("a reload").unwrap();
+            assert_eq!(reload.changed.len(), 1);
+            assert_eq!(reload.rendered.len(), 1);
+        }
+        sync_lat.sort();
+        config_lat.sort();
+        (sync_lat, config_lat)
+    });
+
     let _ = Project::load(root).unwrap(); // keep the generated project valid
     println!("hoist-watch bench: {SERVICES} services, debounce 30 ms (quiet gap)");
     println!("| measure | value |");
@@ -153,6 +199,17 @@ fn main() {
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.9)),
         ms(*lat.last().unwrap())
+    );
+    println!(
+        "| edit → DevLoopInput update (sync plan), {edits} edits | p50 {} · p90 {} · max {} |",
+        ms(percentile(&sync_lat, 0.5)),
+        ms(percentile(&sync_lat, 0.9)),
+        ms(*sync_lat.last().unwrap())
+    );
+    println!(
+        "| service.yaml edit → update with its reload ({SERVICES} services loaded and checked, the edited one rendered), 10 edits | p50 {} · max {} |",
+        ms(percentile(&config_lat, 0.5)),
+        ms(*config_lat.last().unwrap())
     );
     println!(
         "| classify one batch | p50 {} · max {} |",

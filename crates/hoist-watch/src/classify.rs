@@ -140,14 +140,12 @@ impl Plan {
 
 struct LayerRule {
     from: PathBuf,
-    is_dir: bool,
     include: PathFilter,
     exclude: PathFilter,
 }
 
 struct SyncRuleAbs {
     from: PathBuf,
-    is_dir: bool,
     to: String,
 }
 
@@ -328,10 +326,13 @@ impl Classifier {
             return true;
         }
         let image = image_input(svc, path, deleted);
+        // A path under a rule's source is synced (whether or not the source
+        // existed when the project loaded); the source itself deleted is not a
+        // sync (emptying the container directory would hide a broken build).
         if let Some(rule) = svc
             .sync
             .iter()
-            .find(|r| path.starts_with(&r.from) && (r.is_dir || path == r.from))
+            .find(|r| path.starts_with(&r.from) && !(deleted && path == r.from))
         {
             let container = if path == rule.from {
                 rule.to.clone()
@@ -461,18 +462,17 @@ fn image_input(svc: &ServiceRules, path: &Path, deleted: bool) -> Option<Rebuild
                 layer: i,
             });
         }
-        let rel = if l.is_dir {
-            if !path.starts_with(&l.from) || path == l.from {
-                continue;
-            }
+        // Under the source: it is a directory (even if it did not exist at load).
+        let under = path != l.from && path.starts_with(&l.from);
+        let rel = if under {
             rel_slash(path, &l.from)
-        } else {
-            if path != l.from {
-                continue;
-            }
+        } else if path == l.from {
             path.file_name()?.to_string_lossy().into_owned()
+        } else {
+            continue;
         };
-        let included = l.include.is_empty() || l.include.matches(&rel) || (deleted && l.is_dir);
+        // A deleted path under the source may have been a directory holding included files.
+        let included = l.include.is_empty() || l.include.matches(&rel) || (deleted && under);
         if included && !l.exclude.matches(&rel) {
             return Some(RebuildReason::LayerInput {
                 file: path.to_path_buf(),
@@ -531,7 +531,6 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
                 for l in &img.layers {
                     let from = at(&l.from);
                     layers.push(LayerRule {
-                        is_dir: from.is_dir(),
                         from,
                         include: filter(&l.include),
                         exclude: filter(&l.exclude),
@@ -550,13 +549,9 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
     let sync = lu
         .sync
         .iter()
-        .map(|r| {
-            let from = at(&r.from);
-            SyncRuleAbs {
-                is_dir: from.is_dir(),
-                from,
-                to: r.to.clone(),
-            }
+        .map(|r| SyncRuleAbs {
+            from: at(&r.from),
+            to: r.to.clone(),
         })
         .collect();
     ServiceRules {
@@ -590,7 +585,7 @@ fn filter(patterns: &[String]) -> PathFilter {
 /// The kustomize directory and the local directories and files its
 /// kustomizations reference (`resources`, `bases`, `components`, patches…),
 /// followed transitively: an overlay's `../../base` is an input too.
-fn kustomize_inputs(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn kustomize_inputs(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use hoist_config::{ConfigErrors, Project, SetOverride};
 
-use crate::classify::{Classifier, Plan};
+use crate::classify::{Action, Classifier, Plan};
 use crate::error::WatchError;
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::watcher::{Batch, WatchOptions, Watcher};
@@ -33,8 +33,10 @@ pub struct Update {
     /// The files, as the watcher reported them.
     pub batch: Batch,
     /// Per-service actions, classified against the project as it is after the
-    /// reload (if any). Services just added by the reload are left out: they
-    /// are deployed whole.
+    /// reload (if any). Services just added by the reload are left out (they
+    /// are deployed whole); `Rerender` is left only for services the reload
+    /// lists as changed, and one whose config edit changed nothing rendered
+    /// keeps just its `Sync` part.
     pub plan: Plan,
     /// Present when config changed: the reload's outcome, or the project-level
     /// errors that stopped it (the previous project stays in force).
@@ -57,26 +59,37 @@ pub struct DevLoopInput {
     project: Arc<Project>,
     /// Protected paths given by the caller (config inputs are added to them).
     protected: Vec<std::path::PathBuf>,
+    /// A reload under way (kept across a cancelled `next`).
+    in_flight: Option<InFlight>,
+}
+
+type ReloadJob = tokio::task::JoinHandle<(Reloader, Result<ReloadOutcome, ConfigErrors>)>;
+
+struct InFlight {
+    batch: Batch,
+    /// The plan against the project before the reload (used if it fails).
+    plan: Plan,
+    handle: ReloadJob,
 }
 
 impl DevLoopInput {
-    /// Loads the project at `root` (the directory holding hoist.yaml) and starts
-    /// watching it. Returns the first load's outcome (every enabled service in
-    /// `added`, broken ones in `invalid`).
+    /// Starts watching the project found at or above `root` (like git), then
+    /// loads it, so that no edit made while it loads is missed. Returns the
+    /// first load's outcome (every enabled service in `added`, broken ones in
+    /// `invalid`).
     pub async fn start(
         root: &Path,
         overrides: Vec<SetOverride>,
         opts: WatchOptions,
     ) -> Result<(DevLoopInput, ReloadOutcome), StartError> {
-        let root = root.to_path_buf();
+        let start = root.to_path_buf();
         let protected = opts.protected.clone();
         let (reloader, outcome, classifier, watcher) = tokio::task::spawn_blocking(move || {
+            let root = hoist_config::find_root(&start).map_err(ConfigErrors::from)?;
+            let watcher = Watcher::start(&root, opts)?;
             let mut reloader = Reloader::new(&root, overrides);
             let outcome = reloader.reload()?;
             let classifier = Classifier::new(&outcome.project, &outcome.invalid_dirs());
-            let mut opts = opts;
-            opts.protected.extend(classifier.protected_paths());
-            let watcher = Watcher::start(&outcome.project.root, opts)?;
             Ok::<_, StartError>((reloader, outcome, classifier, watcher))
         })
         .await
@@ -84,6 +97,9 @@ impl DevLoopInput {
             path: Default::default(),
             source: std::io::Error::other(e),
         })??;
+        let mut all = protected.clone();
+        all.extend(classifier.protected_paths());
+        watcher.set_protected(all);
         let project = outcome.project.clone();
         Ok((
             DevLoopInput {
@@ -92,6 +108,7 @@ impl DevLoopInput {
                 classifier,
                 project,
                 protected,
+                in_flight: None,
             },
             outcome,
         ))
@@ -108,8 +125,33 @@ impl DevLoopInput {
 
     /// The next update; `None` when watching has stopped. Batches that mean
     /// nothing to any service and no config are skipped.
+    ///
+    /// Cancel-safe (usable in `tokio::select!`): a reload under way when the
+    /// future is dropped is picked up by the next call, with its batch.
     pub async fn next(&mut self) -> Option<Result<Update, WatchError>> {
         loop {
+            if let Some(flight) = self.in_flight.as_mut() {
+                // Awaiting `&mut handle` leaves it in place if this future is dropped.
+                let joined = (&mut flight.handle).await;
+                let flight = self.in_flight.take()?;
+                let (reloader, reload) =
+                    joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                self.reloader = Some(reloader);
+                let plan = match &reload {
+                    Ok(o) => {
+                        self.adopt(o);
+                        let plan = self.classifier.classify(&flight.batch);
+                        settle(plan, Some(o), &o.project)
+                    }
+                    // The old project stays in force: only live updates go ahead.
+                    Err(_) => settle(flight.plan, None, &self.project),
+                };
+                return Some(Ok(Update {
+                    batch: flight.batch,
+                    plan,
+                    reload: Some(reload),
+                }));
+            }
             let batch = match self.watcher.next().await? {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
@@ -126,43 +168,53 @@ impl DevLoopInput {
                     reload: None,
                 }));
             }
-            let reload = self.reload().await;
-            let plan = match &reload {
-                Ok(o) => {
-                    let mut plan = self.classifier.classify(&batch);
-                    plan.services.retain(|name, _| !o.added.contains(name));
-                    plan
-                }
-                Err(_) => plan,
-            };
-            return Some(Ok(Update {
+            // Reload off the async threads (rendering may run kustomize or helm).
+            // No await between taking the reloader and parking the handle.
+            let mut reloader = self.reloader.take()?;
+            let handle = tokio::task::spawn_blocking(move || {
+                let r = reloader.reload();
+                (reloader, r)
+            });
+            self.in_flight = Some(InFlight {
                 batch,
                 plan,
-                reload: Some(reload),
-            }));
+                handle,
+            });
         }
     }
 
-    /// Reloads off the async threads (rendering may run kustomize or helm).
-    async fn reload(&mut self) -> Result<ReloadOutcome, ConfigErrors> {
-        let mut reloader = self
-            .reloader
-            .take()
-            .expect("the reloader is always put back");
-        let (reloader, result) = tokio::task::spawn_blocking(move || {
-            let r = reloader.reload();
-            (reloader, r)
-        })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        self.reloader = Some(reloader);
-        if let Ok(o) = &result {
-            self.project = o.project.clone();
-            self.classifier = Classifier::new(&o.project, &o.invalid_dirs());
-            let mut protected = self.protected.clone();
-            protected.extend(self.classifier.protected_paths());
-            self.watcher.set_protected(protected);
-        }
-        result
+    /// Makes a successful reload the project in force.
+    fn adopt(&mut self, o: &ReloadOutcome) {
+        self.project = o.project.clone();
+        self.classifier = Classifier::new(&o.project, &o.invalid_dirs());
+        let mut protected = self.protected.clone();
+        protected.extend(self.classifier.protected_paths());
+        self.watcher.set_protected(protected);
     }
+}
+
+/// A plan after its reload: services just added are left out (they are
+/// deployed whole), and a service whose config files changed but whose output
+/// did not (a comment, `depends_on`), or whose reload failed, keeps only its
+/// live update, if any.
+fn settle(mut plan: Plan, reload: Option<&ReloadOutcome>, project: &Project) -> Plan {
+    plan.services.retain(|name, p| {
+        if reload.is_some_and(|o| o.added.contains(name)) {
+            return false;
+        }
+        let changed = reload.is_some_and(|o| o.changed.iter().any(|c| &c.name == name));
+        if p.action != Action::Rerender || changed {
+            return true;
+        }
+        if p.copies.is_empty() && p.deletes.is_empty() {
+            return false;
+        }
+        p.action = Action::Sync;
+        p.restart = project
+            .service(name)
+            .and_then(|s| s.spec.live_update.as_ref())
+            .is_some_and(|l| l.restart);
+        true
+    });
+    plan
 }

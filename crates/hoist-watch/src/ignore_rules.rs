@@ -3,11 +3,12 @@
 //! `.dockerignore` and `.hoistignore` (Docker semantics: patterns relative to
 //! the directory holding the file) in any directory, the deepest match winning
 //! as in git. What the project declares (service.yaml, hoist.yaml, `k8s:` files,
-//! layer and sync sources: the *protected* paths) is never hidden by an ignore
-//! file above it: a `.dockerignore` listing `service.yaml` or `k8s/`, or a
-//! `.gitignore` listing the `dist/` a layer copies, is common and must not stop
-//! hoist from seeing those edits. Ignore files *inside* a protected directory
-//! still apply (the image build honours them too).
+//! layer and sync sources: the *protected* paths) is never hidden: a
+//! `.dockerignore` listing `service.yaml` or `k8s/`, or a `.gitignore` listing
+//! the `dist/` a layer copies, is common and must not stop hoist from seeing
+//! those edits. Patterns still apply to what is *below* a protected directory
+//! (`*.log` hides `dist/x.log`), only not through it (`dist/` does not hide
+//! `dist/app.js`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub const DEFAULT_IGNORES: &[&str] = &[
     ".git/",
     "target/",
     "node_modules/",
+    // hoist's own state next to the project.
+    ".hoist/",
     // Editors' swap and backup files (vim, emacs, JetBrains).
     "*.swp",
     "*.swx",
@@ -135,40 +138,40 @@ impl IgnoreRules {
         if rel.as_os_str().is_empty() {
             return false;
         }
+        // A protected path and the directories leading to it are never ignored,
+        // not even by the defaults: a layer may copy `./target/release/app`.
         if self
-            .defaults
-            .matched_path_or_any_parents(path, is_dir)
-            .is_ignore()
+            .protected
+            .iter()
+            .any(|p| p == path || (is_dir && p.starts_with(path)))
         {
+            return false;
+        }
+        // Below a protected directory, patterns still apply to the path and to
+        // the directories between it and the protected one, but not through the
+        // protected directory or above it (`dist/` in .gitignore must not hide
+        // a layer that copies `./dist`; `*.log` still hides `dist/x.log`).
+        let boundary = self
+            .protected
+            .iter()
+            .filter(|p| path.starts_with(p))
+            .max_by_key(|p| p.components().count())
+            .map(PathBuf::as_path);
+        if verdict(&self.defaults, path, is_dir, boundary) == Verdict::Ignore {
             return true;
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !is_dir && (CONFIG_NAMES.contains(&name) || IGNORE_FILES.contains(&name)) {
             return false;
         }
-        // A protected path and the directories leading to it are never ignored.
-        if is_dir && self.protected.iter().any(|p| p.starts_with(path)) {
-            return false;
-        }
-        // Below a protected path only the ignore files inside it count (a
-        // `.dockerignore` in a layer's source directory), not those above it
-        // (`dist/` in .gitignore must not hide a layer that copies `./dist`).
-        let boundary = self
-            .protected
-            .iter()
-            .filter(|p| path.starts_with(p))
-            .max_by_key(|p| p.components().count());
         // The deepest directory with a verdict wins (as in git).
         let mut dir = path.parent();
         while let Some(d) = dir {
-            if boundary.is_some_and(|b| !d.starts_with(b)) {
-                break;
-            }
             if let Some(g) = self.dirs.get(d) {
-                match g.matched_path_or_any_parents(path, is_dir) {
-                    Match::Ignore(_) => return true,
-                    Match::Whitelist(_) => return false,
-                    Match::None => {}
+                match verdict(g, path, is_dir, boundary) {
+                    Verdict::Ignore => return true,
+                    Verdict::Whitelist => return false,
+                    Verdict::None => {}
                 }
             }
             if d == self.root {
@@ -178,6 +181,47 @@ impl IgnoreRules {
         }
         false
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    None,
+    Ignore,
+    Whitelist,
+}
+
+impl<T> From<Match<T>> for Verdict {
+    fn from(m: Match<T>) -> Self {
+        match m {
+            Match::None => Verdict::None,
+            Match::Ignore(_) => Verdict::Ignore,
+            Match::Whitelist(_) => Verdict::Whitelist,
+        }
+    }
+}
+
+/// `g`'s verdict on `path` or its parents (as git: the path first, then each
+/// parent up to `g`'s directory), not looking at `boundary` or above it.
+fn verdict(g: &Gitignore, path: &Path, is_dir: bool, boundary: Option<&Path>) -> Verdict {
+    let Some(b) = boundary else {
+        return g.matched_path_or_any_parents(path, is_dir).into();
+    };
+    let v: Verdict = g.matched(path, is_dir).into();
+    if v != Verdict::None {
+        return v;
+    }
+    let mut cur = path.parent();
+    while let Some(d) = cur {
+        if d == b || !d.starts_with(b) || d == g.path() || !d.starts_with(g.path()) {
+            break;
+        }
+        let v: Verdict = g.matched(d, true).into();
+        if v != Verdict::None {
+            return v;
+        }
+        cur = d.parent();
+    }
+    Verdict::None
 }
 
 /// A `.dockerignore` line as a gitignore line anchored at the file's directory
@@ -214,6 +258,7 @@ mod tests {
         let r = rules(root);
         assert!(r.is_ignored(Path::new("/p/.git"), true));
         assert!(r.is_ignored(Path::new("/p/.git/index"), false));
+        assert!(r.is_ignored(Path::new("/p/.hoist/state.json"), false));
         assert!(r.is_ignored(Path::new("/p/svc/target"), true));
         assert!(r.is_ignored(Path::new("/p/svc/node_modules/x/y.js"), false));
         assert!(r.is_ignored(Path::new("/p/a/.index.html.swp"), false));
@@ -272,6 +317,30 @@ mod tests {
         );
         assert!(!r.is_ignored(&root.join("svc/deploy/overlays/dev/k.yaml"), false));
         assert!(r.is_ignored(&root.join("svc/deploy/base.yaml"), false));
+        // A protected file inside a default-ignored directory: that file and the
+        // way to it are watched, nothing else there.
+        r.set_protected(vec![root.join("svc/target/release/app")]);
+        assert!(!r.is_ignored(&root.join("svc/target"), true));
+        assert!(!r.is_ignored(&root.join("svc/target/release"), true));
+        assert!(!r.is_ignored(&root.join("svc/target/release/app"), false));
+        assert!(r.is_ignored(&root.join("svc/target/release/app.d"), false));
+        assert!(r.is_ignored(&root.join("svc/target/release/deps"), true));
+        assert!(r.is_ignored(&root.join("svc/target/debug"), true));
+        r.set_protected(vec![root.join("svc/deploy/overlays/dev")]);
+        // Patterns still apply below a protected directory, not through it.
+        std::fs::write(root.join("svc/.dockerignore"), "deploy\n*.tmp\n").unwrap();
+        r.load_dir(&root.join("svc"));
+        assert!(!r.is_ignored(&root.join("svc/deploy/overlays/dev/k.yaml"), false));
+        assert!(
+            !r.is_ignored(&root.join("svc/deploy/overlays/dev/k.tmp"), false),
+            "docker patterns are anchored"
+        );
+        assert!(r.is_ignored(&root.join("svc/x.tmp"), false));
+        assert!(r.is_ignored(&root.join("a.log"), false));
+        assert!(
+            r.is_ignored(&root.join("svc/deploy/overlays/dev/x.log"), false),
+            "*.log applies at any depth"
+        );
         // Ignore files inside a protected directory still count.
         std::fs::create_dir_all(root.join("svc/deploy/overlays/dev")).unwrap();
         std::fs::write(

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod devloop;
 pub mod error;
 pub mod ignore_rules;
+mod inputs;
 pub mod reload;
 pub mod watcher;
 
@@ -21,5 +22,5 @@ pub use classify::{Action, Classifier, Plan, RebuildReason, ServicePlan, SyncCop
 pub use devloop::{DevLoopInput, StartError, Update};
 pub use error::WatchError;
 pub use ignore_rules::{DEFAULT_IGNORES, IGNORE_FILES};
-pub use reload::{ReloadOutcome, Reloader, ServiceChange};
+pub use reload::{InvalidSummary, ReloadOutcome, ReloadSummary, Reloader, ServiceChange};
 pub use watcher::{Batch, WatchOptions, Watcher};

@@ -10,13 +10,16 @@
 //! Changes to image *inputs* are the classifier's business
 //! ([`crate::classify`]), not the reload's.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hoist_config::{ConfigErrors, InvalidService, Project, RenderedObject, SetOverride};
+use hoist_config::{ConfigErrors, InvalidService, Project, RenderedObject, Service, SetOverride};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::inputs::render_inputs;
 
 /// How a service changed between two loads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +45,9 @@ pub struct ReloadOutcome {
     /// Broken services, each with located errors. They are neither added nor
     /// removed: what runs of them keeps running until they are fixed.
     pub invalid: Vec<InvalidService>,
+    /// Services rendered by this load; the others' render inputs had not
+    /// changed since their last render, so it was reused.
+    pub rendered: Vec<String>,
 }
 
 impl ReloadOutcome {
@@ -50,10 +56,52 @@ impl ReloadOutcome {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 
+    /// The outcome without the project, as plain data (for `-o json` events and logs).
+    pub fn summary(&self) -> ReloadSummary {
+        ReloadSummary {
+            added: self.added.clone(),
+            removed: self.removed.clone(),
+            changed: self.changed.clone(),
+            invalid: self
+                .invalid
+                .iter()
+                .map(|i| InvalidSummary {
+                    name: i.name.clone(),
+                    dir: i.dir.clone(),
+                    errors: i
+                        .errors
+                        .iter()
+                        .map(|e| match &e.help {
+                            Some(h) => format!("{e} ({h})"),
+                            None => e.to_string(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
     /// The directories of the invalid services (for [`crate::Classifier::new`]).
     pub fn invalid_dirs(&self) -> Vec<PathBuf> {
         self.invalid.iter().map(|i| i.dir.clone()).collect()
     }
+}
+
+/// [`ReloadOutcome`] as plain serialisable data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<ServiceChange>,
+    pub invalid: Vec<InvalidSummary>,
+}
+
+/// One invalid service: each error as `file:line:col: message (hint)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidSummary {
+    pub name: String,
+    pub dir: PathBuf,
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +116,8 @@ pub struct Reloader {
     overrides: Vec<SetOverride>,
     /// Enabled services of the last load (invalid ones keep their last fingerprint).
     known: BTreeMap<String, Fingerprint>,
+    /// Every valid service's last render: (hash of its render inputs, render fingerprint).
+    renders: BTreeMap<String, (String, String)>,
 }
 
 impl Reloader {
@@ -77,6 +127,7 @@ impl Reloader {
             root: root.into(),
             overrides,
             known: BTreeMap::new(),
+            renders: BTreeMap::new(),
         }
     }
 
@@ -85,27 +136,50 @@ impl Reloader {
     /// settings file unreadable, or the settings file naming unknown services.
     pub fn reload(&mut self) -> Result<ReloadOutcome, ConfigErrors> {
         let started = std::time::Instant::now();
-        let partial = Project::load_partial(&self.root, &self.overrides)?;
+        // Render only services whose render inputs changed since their last render.
+        let inputs: RefCell<BTreeMap<String, String>> = RefCell::default();
+        let molds: RefCell<Option<String>> = RefCell::default();
+        let reuse = |p: &Project, svc: &Service| {
+            let h = render_inputs(p, svc, &mut molds.borrow_mut());
+            let same = self.renders.get(&svc.name).is_some_and(|(i, _)| *i == h);
+            inputs.borrow_mut().insert(svc.name.clone(), h);
+            same
+        };
+        let partial = Project::load_partial_reusing(&self.root, &self.overrides, &reuse)?;
         if !partial.project_errors.is_empty() {
             return Err(ConfigErrors(partial.project_errors));
         }
+        let inputs = inputs.into_inner();
         let project = partial.project;
+        let mut renders = BTreeMap::new();
+        for svc in &project.services {
+            let fp = match partial.rendered.get(&svc.name) {
+                Some(objs) => render_fingerprint(objs),
+                None => match self.renders.get(&svc.name) {
+                    Some((_, fp)) if partial.reused.contains(&svc.name) => fp.clone(),
+                    _ => continue,
+                },
+            };
+            if let Some(h) = inputs.get(&svc.name) {
+                renders.insert(svc.name.clone(), (h.clone(), fp));
+            }
+        }
         let image_fp = image_fingerprints(&project);
         let mut now: BTreeMap<String, Fingerprint> = BTreeMap::new();
         for svc in project.enabled_services() {
-            let objs = partial
-                .rendered
-                .get(&svc.name)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
             now.insert(
                 svc.name.clone(),
                 Fingerprint {
-                    render: render_fingerprint(objs),
+                    render: renders
+                        .get(&svc.name)
+                        .map(|(_, fp)| fp.clone())
+                        .unwrap_or_default(),
                     image: image_fp.get(&svc.name).cloned().unwrap_or_default(),
                 },
             );
         }
+        let rendered: Vec<String> = partial.rendered.keys().cloned().collect();
+        self.renders = renders;
         let invalid_names: BTreeSet<&str> =
             partial.invalid.iter().map(|i| i.name.as_str()).collect();
         let added = now
@@ -145,12 +219,14 @@ impl Reloader {
             removed,
             changed,
             invalid: partial.invalid,
+            rendered,
         };
         tracing::debug!(
             added = ?outcome.added,
             removed = ?outcome.removed,
             changed = outcome.changed.len(),
             invalid = outcome.invalid.len(),
+            rendered = outcome.rendered.len(),
             elapsed = ?started.elapsed(),
             "project reloaded"
         );

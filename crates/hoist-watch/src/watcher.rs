@@ -178,6 +178,14 @@ impl Watcher {
         let _ = self.ctl.send(Msg::Protect(paths));
     }
 
+    /// Fault injection for tests: hands `event` to the watcher as if notify had
+    /// reported it (e.g. the queue-overflow event the kernel sends when events
+    /// were lost, which cannot be provoked here without lowering a system limit).
+    #[doc(hidden)]
+    pub fn inject_event(&self, event: notify::Event) {
+        let _ = self.ctl.send(Msg::Event(Ok(event)));
+    }
+
     /// Stops watching and waits for the watching thread to end.
     pub fn stop(mut self) {
         self.shutdown();
@@ -333,8 +341,14 @@ impl Loop {
             self.pending = Pending::default();
             return true;
         }
+        let (changed, deleted, waited) = (
+            batch.changed.len(),
+            batch.deleted.len(),
+            batch.first_event.elapsed(),
+        );
         match self.out.try_send(Ok(batch)) {
             Ok(()) => {
+                tracing::debug!(changed, deleted, ?waited, "batch delivered");
                 self.pending = Pending::default();
                 true
             }

@@ -136,9 +136,15 @@ fn table_on_the_shop() {
             true,
         ),
         (&[], &["services/stats/bin"], &["stats:rebuild"], false),
+        // The sync source itself removed: a rebuild (which will say the source is missing).
+        (&[], &["services/web/public"], &["web:rebuild"], false),
+        (&[], &["services/web/public/sub"], &["web:sync"], false),
     ];
+    let project = Project::load(root).unwrap();
+    assert!(project.validate().is_empty(), "{:?}", project.validate());
+    let classifier = Classifier::new(&project, &[]);
     for (changed, deleted, want, reload) in table {
-        let plan = classify(root, changed, deleted);
+        let plan = classifier.classify(&batch(root, changed, deleted));
         let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             summary(&plan),
@@ -322,5 +328,42 @@ fn config_inputs_cover_what_ignore_files_must_not_hide() {
     assert!(
         !protected.contains(&PathBuf::from("/bin/busybox")),
         "outside the project"
+    );
+}
+
+#[test]
+fn helm_restart_and_path_triggers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: p\n");
+    write(
+        root,
+        "services/h/service.yaml",
+        "name: h\nhelm: {chart: ./chart, values_files: [values-dev.yaml]}\n\
+         image: {base: scratch, layers: [{from: ./src, to: /app}]}\n\
+         live_update:\n  sync: [{from: ./src, to: /app}]\n  run:\n    - {cmd: make, trigger: [\"src/gen/*.proto\"]}\n    - {cmd: always}\n    - {cmd: css, trigger: [\"*.css\"]}\n  restart: true\n",
+    );
+    write(root, "services/h/chart/Chart.yaml", "name: h\n");
+    write(root, "services/h/values-dev.yaml", "");
+    write(root, "services/h/src/gen/a.proto", "");
+    // helm is not installed here: the project loads (render would say so), classification works.
+    let project = Project::load(root).unwrap();
+    let c = Classifier::new(&project, &[]);
+    let plan = c.classify(&batch(root, &["services/h/chart/templates/d.yaml"], &[]));
+    assert_eq!(plan.services["h"].action, Action::Rerender);
+    let plan = c.classify(&batch(root, &["services/h/values-dev.yaml"], &[]));
+    assert_eq!(plan.services["h"].action, Action::Rerender);
+    let plan = c.classify(&batch(root, &["services/h/src/gen/a.proto"], &[]));
+    let h = &plan.services["h"];
+    assert_eq!(
+        (h.action, h.runs.clone(), h.restart),
+        (Action::Sync, vec![0, 1], true)
+    );
+    assert_eq!(h.copies[0].container, "/app/gen/a.proto");
+    let plan = c.classify(&batch(root, &["services/h/src/a.proto"], &[]));
+    assert_eq!(
+        plan.services["h"].runs,
+        [1],
+        "the path trigger is relative to the service"
     );
 }

@@ -32,7 +32,10 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
         debounce: Duration::from_millis(100),
         ..WatchOptions::default()
     };
-    let (mut input, first) = DevLoopInput::start(root, vec![], opts).await.unwrap();
+    // Started from a service directory: the project is found above it.
+    let (mut input, first) = DevLoopInput::start(&root.join("services/api"), vec![], opts)
+        .await
+        .unwrap();
     assert_eq!(first.added, ["api", "stats", "web", "worker"]);
 
     // A synced file, saved atomically.
@@ -49,6 +52,20 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     assert_eq!(api.copies.len(), 1);
     assert_eq!(api.copies[0].container, "/data/products.json");
     assert_eq!(api.runs, [0]);
+
+    // A config edit that changes nothing rendered, with a synced file in the same batch:
+    // the reload is a no-op and the synced file is still synced.
+    let svc = std::fs::read_to_string(root.join("services/api/service.yaml")).unwrap();
+    write(root, "services/api/service.yaml", &format!("# note\n{svc}"));
+    write(root, "services/api/data/more.json", "{}");
+    let u = until(&mut input, |u| u.plan.services.contains_key("api")).await;
+    // (Both files land in one batch unless this test paused 100 ms between them.)
+    if let Some(reload) = &u.reload {
+        assert!(reload.as_ref().unwrap().is_noop());
+    }
+    let api = &u.plan.services["api"];
+    assert_eq!(api.action, Action::Sync, "{api:?}");
+    assert_eq!(api.copies[0].container, "/data/more.json");
 
     // An image input outside any sync rule.
     write(root, "services/stats/bin/stats.sh", "echo 2\n");
@@ -120,11 +137,55 @@ async fn edits_new_services_and_broken_ones_flow_through_one_stream() {
     // hoist.yaml broken: the reload fails with its location, the old project stays.
     let hoist = std::fs::read_to_string(root.join("hoist.yaml")).unwrap();
     write(root, "hoist.yaml", &format!("{hoist}\nbogus: 1\n"));
+    write(
+        root,
+        "services/web/public/index.html",
+        "<p>still synced</p>",
+    );
     let u = until(&mut input, |u| {
         u.reload.as_ref().is_some_and(|r| r.is_err())
     })
     .await;
+    // (Unless the test paused 100 ms between the two writes, web's edit is in this batch.)
+    if let Some(web) = u.plan.services.get("web") {
+        assert_eq!(web.action, Action::Sync, "live updates go on: {web:?}");
+        assert_eq!(web.copies[0].container, "/www/index.html");
+    }
     let err = u.reload.unwrap().unwrap_err();
     assert!(err.to_string().contains("hoist.yaml"), "{err}");
     assert_eq!(input.project().services.len(), 4);
+}
+
+#[tokio::test]
+async fn next_is_cancel_safe_while_a_reload_runs() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let (mut input, _) = DevLoopInput::start(root, vec![], WatchOptions::default())
+        .await
+        .unwrap();
+    // hoist.yaml values reach every service: the reload renders all four again,
+    // kustomize included (~100+ ms), far longer than the 2 ms polls below.
+    let file = root.join("hoist.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("log_level: info", "log_level: debug")).unwrap();
+    // Poll with tiny timeouts: futures dropped mid-reload must not lose it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cancelled = 0;
+    let update = loop {
+        assert!(Instant::now() < deadline, "no update");
+        match tokio::time::timeout(Duration::from_millis(2), input.next()).await {
+            Ok(u) => break u.unwrap().unwrap(),
+            Err(_) => cancelled += 1,
+        }
+    };
+    assert!(cancelled > 0);
+    let o = update.reload.expect("the reload").unwrap();
+    assert_eq!(o.rendered.len(), 4);
+    let changed: Vec<&str> = o.changed.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["api", "web"],
+        "the mold users log at the new level"
+    );
+    assert!(input.project().service("api").unwrap().values["log_level"] == "debug");
 }

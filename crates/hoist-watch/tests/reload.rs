@@ -144,6 +144,14 @@ fn a_broken_service_is_reported_and_nothing_else_is_disturbed() {
     assert_eq!(loc.line, good.lines().count() + 1);
     let names: Vec<&str> = o.project.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["api", "stats", "web"]);
+    let json = serde_json::to_value(o.summary()).unwrap();
+    let shown = json["invalid"][0]["errors"][0].as_str().unwrap();
+    let file = root.join("services/worker/service.yaml");
+    assert!(
+        shown.starts_with(&format!("{}:{}:", file.display(), loc.line)),
+        "{shown}"
+    );
+    assert!(shown.contains("replicsa"), "{shown}");
     hoist_config::render(&o.project, &Default::default()).unwrap();
     // Fixed as it was: no change at all.
     write(root, "services/worker/service.yaml", &good);
@@ -180,4 +188,70 @@ fn a_broken_hoist_yaml_fails_the_reload_with_its_location() {
     // Fixed: the reload sees the same services as before (nothing to do).
     edit(root, "hoist.yaml", "molds: [molds", "molds: molds");
     assert!(r.reload().unwrap().is_noop());
+}
+
+#[test]
+fn only_services_whose_render_inputs_changed_are_rendered_again() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let mut r = Reloader::new(root, vec![]);
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["api", "stats", "web", "worker"]);
+    let o = r.reload().unwrap();
+    assert!(o.rendered.is_empty() && o.is_noop(), "{o:?}");
+    edit(
+        root,
+        "services/api/service.yaml",
+        "replicas: 1",
+        "replicas: 2",
+    );
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["api"]);
+    assert_eq!(o.changed.len(), 1);
+    // A kustomize base the overlay references: stats (and only stats) renders again.
+    edit(
+        root,
+        "services/stats/deploy/base/deployment.yaml",
+        "replicas: 1",
+        "replicas: 3",
+    );
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["stats"]);
+    assert_eq!(o.changed[0].name, "stats");
+    edit(
+        root,
+        "services/worker/k8s/config.yaml",
+        "data:",
+        "data:\n  extra: \"1\"",
+    );
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["worker"]);
+    assert_eq!(o.changed[0].name, "worker");
+    edit(
+        root,
+        "molds/web/svc.yaml",
+        "spec:",
+        "spec:\n  sessionAffinity: None",
+    );
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["api", "web"]);
+    // Templates may include another mold's files: any mold edit renders every mold user.
+    write(root, "molds/other/mold.yaml", "parameters: []\n");
+    let o = r.reload().unwrap();
+    assert_eq!(o.rendered, ["api", "web"]);
+    assert!(o.is_noop());
+    // A service set aside and fixed as it was renders again, and is no change.
+    // (The set of service images is a render input of every service — objects may
+    // name another service's image — so the others render again too.)
+    let good = std::fs::read_to_string(root.join("services/web/service.yaml")).unwrap();
+    write(root, "services/web/service.yaml", "name: web\nmold: [\n");
+    let o = r.reload().unwrap();
+    assert_eq!(o.invalid.len(), 1);
+    assert!(!o.rendered.contains(&"web".to_string()));
+    assert!(o.is_noop(), "{o:?}");
+    write(root, "services/web/service.yaml", &good);
+    let o = r.reload().unwrap();
+    assert!(o.rendered.contains(&"web".to_string()));
+    assert!(o.is_noop(), "{o:?}");
+    assert!(r.reload().unwrap().rendered.is_empty());
 }

@@ -11,8 +11,14 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// A watcher with a wide window: on a loaded machine the test itself may pause
+/// inside one logical change (open, write, close) longer than the default 30 ms.
 fn start(root: &Path) -> Watcher {
-    Watcher::start(root, WatchOptions::default()).unwrap()
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(100),
+        ..WatchOptions::default()
+    };
+    Watcher::start(root, opts).unwrap()
 }
 
 /// The next batch within `wait`, or None.
@@ -199,23 +205,31 @@ async fn config_files_are_seen_even_when_an_ignore_file_lists_them() {
 }
 
 #[tokio::test]
-async fn a_gitignored_layer_source_is_still_watched_when_protected() {
+async fn protected_layer_sources_are_watched_despite_ignore_rules() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    write(root, ".gitignore", "dist/\n");
+    write(root, ".gitignore", "dist/\n*.log\n");
     write(root, "svc/dist/app.js", "");
     write(root, "svc/dist/.dockerignore", "*.map\n");
+    write(root, "svc/target/release/app", "");
     let opts = WatchOptions {
-        protected: vec![root.join("svc/dist")],
+        protected: vec![root.join("svc/dist"), root.join("svc/target/release/app")],
         ..WatchOptions::default()
     };
     let mut w = Watcher::start(root, opts).unwrap();
     write(root, "other/dist/x.js", ""); // not protected: ignored as .gitignore says
     write(root, "svc/dist/app.js.map", ""); // the .dockerignore inside still applies
+    write(root, "svc/dist/debug.log", ""); // so does *.log from the root .gitignore
+    write(root, "svc/target/release/app.d", ""); // target/ is ignored but for the app
+    write(root, "svc/target/debug/app", "");
     quiet(&mut w).await;
     write(root, "svc/dist/app.js", "built");
-    let b = until(&mut w, |b| !b.changed.is_empty()).await;
-    assert_eq!(b.changed, paths(root, &["svc/dist/app.js"]));
+    write(root, "svc/target/release/app", "built");
+    let b = until(&mut w, |b| b.changed.len() == 2).await;
+    assert_eq!(
+        b.changed,
+        paths(root, &["svc/dist/app.js", "svc/target/release/app"])
+    );
 }
 
 #[tokio::test]
@@ -276,34 +290,64 @@ async fn a_directory_moved_away_is_deleted_and_forgotten() {
 }
 
 #[tokio::test]
+async fn a_directory_renamed_inside_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "svc/old/sub/a.txt", "");
+    let mut w = start(root);
+    let before = w.watch_count();
+    std::fs::rename(root.join("svc/old"), root.join("svc/new")).unwrap();
+    let b = until(&mut w, |b| !b.deleted.is_empty() && !b.changed.is_empty()).await;
+    assert_eq!(b.deleted, paths(root, &["svc/old"]));
+    assert_eq!(b.changed, paths(root, &["svc/new/sub/a.txt"]));
+    assert_eq!(
+        w.watch_count(),
+        before,
+        "old watches dropped, new ones added"
+    );
+    // Events under the new name carry the new paths.
+    write(root, "svc/new/sub/a.txt", "x");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, paths(root, &["svc/new/sub/a.txt"]));
+}
+
+#[tokio::test]
 async fn a_burst_of_writes_is_one_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
+    let window = Duration::from_millis(100);
     let opts = WatchOptions {
-        debounce: Duration::from_millis(50),
+        debounce: window,
         ..WatchOptions::default()
     };
     let mut w = Watcher::start(root, opts).unwrap();
-    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut max_gap = Duration::ZERO;
     for i in 0..20 {
         write(root, &format!("f{:02}.txt", i % 10), &i.to_string());
+        max_gap = max_gap.max(last.elapsed());
+        last = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
     }
     let b = next(&mut w, Duration::from_secs(5)).await.expect("a batch");
-    // Only one batch if the writes stayed within the coalescing window of each other.
-    if started.elapsed() < Duration::from_millis(400) {
+    // It is not delivered before the quiet period has passed.
+    assert!(b.first_event.elapsed() >= window);
+    if max_gap < window / 2 {
         assert_eq!(b.changed.len(), 10, "{b:?}");
         quiet(&mut w).await;
+    } else {
+        // The machine paused this test longer than the window: the burst may be split.
+        eprintln!("writes paused {max_gap:?}; checking the union only");
+        let rest = until(&mut w, |r| r.changed.len() + b.changed.len() >= 10).await;
+        assert!(rest.changed.len() + b.changed.len() >= 10);
     }
-    // And it is not delivered before the quiet period has passed.
-    assert!(b.first_event.elapsed() >= Duration::from_millis(50));
 }
 
 #[tokio::test]
 async fn a_busy_consumer_gets_one_merged_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let mut w = start(root);
+    let mut w = Watcher::start(root, WatchOptions::default()).unwrap();
     write(root, "first", "");
     tokio::time::sleep(Duration::from_millis(150)).await;
     // The first batch waits in the channel; these merge into a second one.
@@ -315,6 +359,23 @@ async fn a_busy_consumer_gets_one_merged_batch() {
     assert_eq!(b1.changed, paths(root, &["first"]));
     let b2 = until(&mut w, |b| b.changed.len() == 5).await;
     assert_eq!(b2.changed.len(), 5);
+}
+
+#[tokio::test]
+async fn lost_events_are_a_rescan_batch_and_watching_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut w = start(root);
+    std::fs::create_dir_all(root.join("lost/dir")).unwrap();
+    // Injected: the overflow event notify forwards from the kernel (IN_Q_OVERFLOW).
+    w.inject_event(
+        notify::Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan),
+    );
+    let b = until(&mut w, |b| b.rescan).await;
+    assert!(b.rescan);
+    write(root, "lost/dir/f.txt", "");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, paths(root, &["lost/dir/f.txt"]));
 }
 
 #[test]
