@@ -198,6 +198,79 @@ async fn logs_follow_all_pods_and_new_ones_without_duplicates() {
     node.stop().await;
 }
 
+/// Every connection to the API server is cut (twice) while a log stream and a
+/// port-forward run: the log stream resumes without a duplicate or a gap, and the
+/// forward serves new connections again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_forwards_survive_dropped_connections() {
+    let Some(node) = pods::start().await else {
+        return;
+    };
+    let proxy = common::proxy::CuttableProxy::start(node.api_addr()).await;
+    let client = node.client_via(proxy.addr).await;
+    node.create(web("web", 1)).await;
+    node.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk", "labels": {"app": "talk"}},
+      "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+        "name": "talk", "image": WEB_IMAGE, "imagePullPolicy": "Never",
+        "command": ["sh", "-c", "i=0; while [ $i -lt 100000 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.02; done"]}]}}))
+        .await;
+    node.ready_pods("app=web", 1).await;
+    let pf = PortForward::start(
+        client.clone(),
+        PortForwardSpec::new(
+            &node.namespace,
+            ForwardTarget::Selector {
+                selector: "app=web".into(),
+                port: 80,
+            },
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    pf.wait_connected(Duration::from_secs(60))
+        .await
+        .expect("connected");
+    let port = pf.local_addr().port();
+    assert_eq!(http_get(port, "/index.html").await.0, 200);
+    let mut stream = LogStream::start(
+        client.clone(),
+        LogStreamSpec::new(&node.namespace, "app=talk"),
+    );
+    let mut numbers: Vec<u64> = vec![];
+    let mut cuts = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while numbers.len() < 150 {
+        if numbers.len() >= 50 * (cuts + 1) && cuts < 2 {
+            let n = proxy.cut();
+            assert!(n > 0, "there were connections to cut");
+            cuts += 1;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("log lines resume after a cut: have {}", numbers.len()))
+            .expect("stream open");
+        numbers.push(line.text.strip_prefix("line ").unwrap().parse().unwrap());
+    }
+    let expected: Vec<u64> = (0..numbers.len() as u64).collect();
+    assert_eq!(
+        numbers, expected,
+        "every line exactly once across {cuts} reconnects"
+    );
+    // The forward: new connections work after the cut.
+    proxy.cut();
+    let (code, body) = http_until(port, "/index.html", |c, _| c == 200).await;
+    assert_eq!((code, body.as_str()), (200, PAGE));
+    assert!(matches!(
+        *pf.state().borrow(),
+        ForwardState::Connected { .. } | ForwardState::Error { .. }
+    ));
+    stream.stop();
+    drop(pf);
+    node.stop().await;
+}
+
 fn local_files() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("index.html"), "<h1>v2</h1>\n").unwrap();
