@@ -370,6 +370,34 @@ async fn live_update_roundtrip(direct: bool) {
     let missing = SyncBatch::default().copy(local.path().join("nope.txt"), "/www/nope.txt");
     let e = up.sync(&target, &missing).await.unwrap_err();
     assert!(e.to_string().contains("nope.txt"), "{e}");
+    if direct {
+        // An absolute symlink in the container resolves inside the container, never on
+        // the host: /www/escape -> /tmp is the container's /tmp.
+        up.run(&target, "ln -s /tmp /www/escape", Duration::from_secs(20))
+            .await
+            .expect("ln");
+        let name = format!("hoist-escape-check-{}.txt", std::process::id());
+        let through = SyncBatch::default().copy(
+            local.path().join("index.html"),
+            format!("/www/escape/{name}"),
+        );
+        up.sync(&target, &through)
+            .await
+            .expect("sync through a symlink");
+        assert!(
+            !std::path::Path::new("/tmp").join(&name).exists(),
+            "written on the host's /tmp"
+        );
+        let inside = up
+            .run(
+                &target,
+                &format!("cat /tmp/{name}"),
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("cat");
+        assert_eq!(inside.output, "<h1>v3</h1>\n");
+    }
     // A pod that does not exist.
     let e = up
         .sync(&ContainerRef::new(&node.namespace, "gone", "web"), &again)
