@@ -749,6 +749,44 @@ impl LiveUpdater {
     }
 }
 
+/// The running containers of the pods matching `selector` (not being deleted): where a
+/// live update goes. `container`: only that container of each pod; `None`: all.
+pub async fn running_containers(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    container: Option<&str>,
+) -> Result<Vec<ContainerRef>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|source| LiveUpdateError::Api {
+            namespace: namespace.into(),
+            pod: format!("(pods matching {selector})"),
+            source,
+        })?;
+    let mut out = vec![];
+    for p in list.items {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let statuses = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        for cs in statuses {
+            let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
+            if running && container.is_none_or(|c| c == cs.name) {
+                out.push(ContainerRef::new(namespace, &name, &cs.name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn check_remote(path: &str) -> Result<()> {
     let reason = if !path.starts_with('/') {
         "container paths must be absolute"

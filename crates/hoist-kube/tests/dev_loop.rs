@@ -11,7 +11,7 @@ use common::pods::{self, BARE_IMAGE, PAGE, WEB_IMAGE, http_get, http_until};
 use hoist_kube::Locality;
 use hoist_kube::live_update::{
     ContainerRef, DirectFs, LiveUpdateError, LiveUpdater, SyncBatch, SyncTransport,
-    embedded_runc_root,
+    embedded_runc_root, running_containers,
 };
 use hoist_kube::logs::{LogStream, LogStreamSpec};
 use hoist_kube::portforward::{
@@ -304,6 +304,16 @@ async fn live_update_roundtrip(direct: bool) {
     };
     let up = LiveUpdater::new(node.client.clone(), transport);
     let target = ContainerRef::new(&node.namespace, &pod, "web");
+    let found = running_containers(&node.client, &node.namespace, "app=web", None)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![target.clone()]);
+    assert!(
+        running_containers(&node.client, &node.namespace, "app=web", Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let local = local_files();
     let batch = SyncBatch::default()
         .copy(local.path().join("index.html"), "/www/index.html")
