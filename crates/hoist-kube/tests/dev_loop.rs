@@ -111,6 +111,37 @@ async fn port_forward_follows_a_replaced_pod() {
     let (code, body) = http_until(port, "/host.txt", |c, b| c == 200 && b.trim() != first).await;
     assert_eq!((code, body.trim()), (200, second.as_str()));
 
+    // A Service that does not exist: the forward listens and says what it waits for.
+    let missing = PortForward::start(
+        node.client.clone(),
+        PortForwardSpec::new(
+            &node.namespace,
+            ForwardTarget::Service {
+                name: "nope".into(),
+                port: 80,
+            },
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    let mut st = missing.state();
+    let waiting = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let ForwardState::Waiting { reason } = &*st.borrow_and_update() {
+                return reason.clone();
+            }
+            st.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("a Waiting state");
+    assert!(
+        waiting.contains("service default/nope does not exist"),
+        "{waiting}"
+    );
+    drop(missing);
+
     // Dropping the forward closes the local port.
     drop(pf);
     tokio::time::sleep(Duration::from_millis(50)).await;
