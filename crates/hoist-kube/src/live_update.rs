@@ -230,6 +230,18 @@ impl DirectFs {
         &self.runc_root
     }
 
+    /// Whether container `container_id` (`runc://…`) was opened before and still runs.
+    fn is_alive(&self, container_id: &str) -> bool {
+        let Some(id) = container_id.strip_prefix("runc://") else {
+            return false;
+        };
+        self.roots
+            .lock()
+            .expect("roots lock")
+            .get(id)
+            .is_some_and(|r| r.is_alive())
+    }
+
     fn root(
         &self,
         target: &ContainerRef,
@@ -334,6 +346,9 @@ pub struct LiveUpdater {
     tools: Mutex<HashMap<String, Tools>>,
     /// Per (pod uid, container): everything synced, replayed after a restart.
     ledger: Mutex<HashMap<(String, String), BTreeMap<String, LedgerEntry>>>,
+    /// Direct transport: pod uid and container id per target, trusted while that
+    /// container's process lives (saves an API round trip per sync).
+    known: Mutex<HashMap<ContainerRef, (String, String)>>,
     /// Timeout for one exec (copy or delete).
     pub exec_timeout: Duration,
 }
@@ -354,6 +369,7 @@ impl LiveUpdater {
             transport,
             tools: Mutex::new(HashMap::new()),
             ledger: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             exec_timeout: Duration::from_secs(60),
         }
     }
@@ -441,6 +457,27 @@ impl LiveUpdater {
         }
     }
 
+    /// Pod uid and container id of the running target: from the cache while the
+    /// container's process lives (direct transport), else from the pod status.
+    async fn current(&self, target: &ContainerRef) -> Result<(String, String)> {
+        if let SyncTransport::Direct(fs) = &self.transport {
+            let known = self.known.lock().expect("known lock").get(target).cloned();
+            if let Some((uid, id)) = known
+                && fs.is_alive(&id)
+            {
+                return Ok((uid, id));
+            }
+        }
+        let (status, id) = self.running(target).await?;
+        if matches!(self.transport, SyncTransport::Direct(_)) {
+            self.known
+                .lock()
+                .expect("known lock")
+                .insert(target.clone(), (status.uid.clone(), id.clone()));
+        }
+        Ok((status.uid, id))
+    }
+
     /// Apply `batch` to the container: deletes first, then the copies.
     pub async fn sync(&self, target: &ContainerRef, batch: &SyncBatch) -> Result<SyncReport> {
         let started = Instant::now();
@@ -450,12 +487,10 @@ impl LiveUpdater {
         for d in &batch.deletes {
             check_remote(d)?;
         }
-        let (status, container_id) = self.running(target).await?;
+        let (uid, container_id) = self.current(target).await?;
         self.sync_into(target, &container_id, batch).await?;
         let mut ledger = self.ledger.lock().expect("ledger lock");
-        let entries = ledger
-            .entry((status.uid, target.container.clone()))
-            .or_default();
+        let entries = ledger.entry((uid, target.container.clone())).or_default();
         for d in &batch.deletes {
             // A delete of a directory also undoes earlier copies below it.
             let prefix = format!("{}/", d.trim_end_matches('/'));
