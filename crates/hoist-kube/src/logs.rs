@@ -115,10 +115,15 @@ async fn supervise(client: Client, spec: LogStreamSpec, tx: mpsc::Sender<LogLine
         let (Some(name), Some(uid)) = (pod.metadata.name.clone(), pod.metadata.uid.clone()) else {
             continue;
         };
+        // Init containers first (they ran first), then the app containers.
         let statuses = pod
             .status
             .as_ref()
-            .and_then(|s| s.container_statuses.clone())
+            .map(|s| {
+                let mut v = s.init_container_statuses.clone().unwrap_or_default();
+                v.extend(s.container_statuses.clone().unwrap_or_default());
+                v
+            })
             .unwrap_or_default();
         for cs in statuses {
             let started = cs
@@ -151,7 +156,11 @@ async fn still_running(pods: &Api<Pod>, pod: &str, uid: &str, container: &str, i
     };
     p.metadata.uid.as_deref() == Some(uid)
         && p.status
-            .and_then(|s| s.container_statuses)
+            .map(|s| {
+                let mut v = s.init_container_statuses.unwrap_or_default();
+                v.extend(s.container_statuses.unwrap_or_default());
+                v
+            })
             .unwrap_or_default()
             .iter()
             .any(|c| {
