@@ -313,6 +313,9 @@ impl SyncTransport {
     }
 }
 
+/// How long a restart waits for the stopped container's status to change.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// One restart-surviving record per container: remote path → what was last put there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LedgerEntry {
@@ -715,8 +718,10 @@ impl LiveUpdater {
                 }
             }
         }
-        // Wait for the next container: a new id, running.
+        // Wait for the container to stop (bounded: a PID 1 that ignores SIGTERM never
+        // will), then for the next one: a new id, running.
         let deadline = started + timeout;
+        let stop_deadline = Instant::now() + STOP_WAIT.min(timeout);
         let mut stopped = false;
         let new_id = loop {
             let s = self.status(target).await?;
@@ -726,29 +731,32 @@ impl LiveUpdater {
                     pod: target.pod.clone(),
                 });
             }
-            stopped |=
-                s.restart_count > before.restart_count || s.id.as_deref() != Some(old_id.as_str());
+            stopped |= !s.running
+                || s.restart_count > before.restart_count
+                || s.id.as_deref() != Some(old_id.as_str());
             if let (Some(id), true) = (&s.id, s.running)
                 && id != &old_id
             {
                 break id.clone();
             }
-            if Instant::now() >= deadline {
-                let reason = if stopped {
-                    format!(
+            let now = Instant::now();
+            if !stopped && now >= stop_deadline {
+                return Err(LiveUpdateError::RestartFailed {
+                    target: target.to_string(),
+                    reason: format!(
+                        "its main process did not exit within {}s of SIGTERM: as PID 1 of its namespace it only receives signals it handles (install a SIGTERM handler, e.g. `trap 'exit 0' TERM` in a shell entrypoint)",
+                        STOP_WAIT.min(timeout).as_secs()
+                    ),
+                });
+            }
+            if now >= deadline {
+                return Err(LiveUpdateError::RestartFailed {
+                    target: target.to_string(),
+                    reason: format!(
                         "the container stopped but did not run again within {}s ({})",
                         timeout.as_secs(),
                         s.state
-                    )
-                } else {
-                    format!(
-                        "its main process did not exit within {}s: as PID 1 of its namespace it only receives signals it handles (install a SIGTERM handler, e.g. `trap 'exit 0' TERM` in a shell entrypoint)",
-                        timeout.as_secs()
-                    )
-                };
-                return Err(LiveUpdateError::RestartFailed {
-                    target: target.to_string(),
-                    reason,
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -573,6 +573,51 @@ async fn restart_keeps_synced_files() {
     node.stop().await;
 }
 
+/// httpd as PID 1 ignores SIGTERM sent from inside its namespace: a restart over exec
+/// says so quickly; the direct transport stops it from the host (SIGKILL after the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_of_a_pid_1_that_ignores_sigterm() {
+    let Some(node) = pods::start().await else {
+        return;
+    };
+    node.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn", "labels": {"app": "stubborn"}},
+      "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+        "name": "web", "image": WEB_IMAGE, "imagePullPolicy": "Never",
+        "command": ["httpd", "-f", "-p", "80", "-h", "/www"]}]}}))
+        .await;
+    node.ready_pods("app=stubborn", 1).await;
+    let target = ContainerRef::new(&node.namespace, "stubborn", "web");
+    let exec = LiveUpdater::new(node.client.clone(), SyncTransport::Exec);
+    let started = Instant::now();
+    match exec.restart(&target, Duration::from_secs(60)).await {
+        Err(e @ LiveUpdateError::RestartFailed { .. }) => {
+            assert!(
+                e.to_string().contains("PID 1") && e.to_string().contains("SIGTERM"),
+                "{e}"
+            );
+        }
+        other => panic!("expected RestartFailed, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "fails fast, not at the 60 s timeout"
+    );
+    let direct = LiveUpdater::new(
+        node.client.clone(),
+        SyncTransport::Direct(DirectFs::for_data_dir(&node.data_dir)),
+    );
+    let before = running_containers(&node.client, &node.namespace, "app=stubborn", None)
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    let after = direct
+        .restart(&target, Duration::from_secs(60))
+        .await
+        .expect("direct restart");
+    assert!(after.container_id.starts_with("runc://"));
+    node.stop().await;
+}
+
 #[test]
 fn direct_transport_finds_the_kubelets_runc_root() {
     let d = std::path::Path::new("/var/lib/somewhere");
