@@ -20,7 +20,8 @@
 //! starts the container again under the pod's restart policy (its normal back-off
 //! applies: about 10 s on the embedded cluster and on Kubernetes), and hoist then writes
 //! every file synced into that container since the pod started, and applies every delete,
-//! again (the "sync ledger"). So synced files survive a restart — but the restarted
+//! again (the "sync ledger"; [`LiveUpdater::replay`] does the same after a restart the
+//! cluster did by itself). So synced files survive a restart — but the restarted
 //! process starts from the image's files and sees the synced ones a moment later; a
 //! process that reads its files only at start-up should be restarted by a run step of
 //! its own instead.
@@ -761,12 +762,32 @@ impl LiveUpdater {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // Replay the ledger into the new container.
+        let mut report = self.replay_into(target, &before.uid, &new_id).await?;
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    /// Write everything synced into this pod's container since the pod started again
+    /// (after the container restarted by itself: a crash, a failed liveness probe).
+    pub async fn replay(&self, target: &ContainerRef) -> Result<SyncReport> {
+        let started = Instant::now();
+        let (status, id) = self.running(target).await?;
+        let mut report = self.replay_into(target, &status.uid, &id).await?;
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    async fn replay_into(
+        &self,
+        target: &ContainerRef,
+        uid: &str,
+        container_id: &str,
+    ) -> Result<SyncReport> {
         let entries = self
             .ledger
             .lock()
             .expect("ledger lock")
-            .get(&(before.uid.clone(), target.container.clone()))
+            .get(&(uid.to_string(), target.container.clone()))
             .cloned()
             .unwrap_or_default();
         let mut batch = SyncBatch::default();
@@ -781,13 +802,13 @@ impl LiveUpdater {
             }
         }
         if !batch.is_empty() {
-            self.sync_into(target, &new_id, &batch).await?;
+            self.sync_into(target, container_id, &batch).await?;
         }
         Ok(SyncReport {
             copied: batch.copies.len(),
             deleted: batch.deletes.len(),
-            container_id: new_id,
-            took: started.elapsed(),
+            container_id: container_id.to_string(),
+            took: Duration::ZERO,
         })
     }
 }

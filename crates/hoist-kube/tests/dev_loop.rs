@@ -549,6 +549,12 @@ async fn restart_keeps_synced_files() {
             .restart(&target, Duration::from_secs(60))
             .await
             .expect("restart");
+        // Replaying again (as after a crash) is idempotent.
+        let again = up.replay(&target).await.expect("replay");
+        assert_eq!(
+            (again.copied, again.deleted, &again.container_id),
+            (1, 1, &after.container_id)
+        );
         assert_ne!(after.container_id, before, "a new container runs");
         assert_eq!(
             (after.copied, after.deleted),
