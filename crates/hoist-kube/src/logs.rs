@@ -302,6 +302,22 @@ mod tests {
     }
 
     #[test]
+    fn since_drops_older_lines() {
+        let since = ts("2026-11-23T22:00:01.5Z");
+        let mut pos = Position {
+            last: Some(since),
+            at_last: 0,
+        };
+        let mut seen = 0;
+        assert!(!pos.admit(ts("2026-11-23T22:00:01.2Z"), &mut seen));
+        assert!(
+            pos.admit(since, &mut seen),
+            "a line at exactly `since` is kept"
+        );
+        assert!(pos.admit(ts("2026-11-23T22:00:01.7Z"), &mut seen));
+    }
+
+    #[test]
     fn since_is_floored_to_the_second() {
         assert_eq!(
             floor_second(ts("2026-11-23T22:00:01.6Z")),
