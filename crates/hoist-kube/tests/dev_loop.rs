@@ -81,6 +81,12 @@ async fn port_forward_follows_a_replaced_pod() {
     assert_eq!(a, (200, format!("{first}\n")));
     assert_eq!(b, (200, PAGE.to_string()));
     assert_eq!(c, a);
+    // Many at once.
+    let many = futures_util::future::join_all((0..16).map(|_| http_get(port, "/index.html"))).await;
+    assert!(
+        many.iter().all(|r| *r == (200, PAGE.to_string())),
+        "{many:?}"
+    );
 
     // The local port is taken now: a clear error.
     let spec = PortForwardSpec::new(&node.namespace, target, port);
