@@ -16,9 +16,10 @@
 //!
 //! **Restart** ([`LiveUpdater::restart`]) means: the container's main process is stopped
 //! (SIGTERM, then SIGKILL after the grace period on the embedded cluster, where hoist can
-//! signal it from the host; `kill -TERM 1` inside the container elsewhere), the cluster
-//! starts the container again under the pod's restart policy (its normal back-off
-//! applies: about 10 s on the embedded cluster and on Kubernetes), and hoist then writes
+//! signal it from the host; `kill -TERM 1` inside the container elsewhere, which a PID 1
+//! without a SIGTERM handler ignores: that fails within 5 s with the reason), the cluster
+//! starts the container again under the pod's restart policy (its back-off applies: the
+//! embedded kubelet waits 10 s before the first restart, doubling after), and hoist then writes
 //! every file synced into that container since the pod started, and applies every delete,
 //! again (the "sync ledger"; [`LiveUpdater::replay`] does the same after a restart the
 //! cluster did by itself). So synced files survive a restart — but the restarted
