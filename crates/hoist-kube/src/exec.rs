@@ -175,3 +175,52 @@ pub async fn exec(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: Option<i32>, stderr: &str, message: Option<&str>) -> ExecOutput {
+        ExecOutput {
+            code,
+            stdout: vec![],
+            stderr: stderr.as_bytes().to_vec(),
+            message: message.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn recognises_a_missing_program() {
+        // runc (the embedded cluster): its own error on stderr, non-zero exit.
+        let runc = r#"exec failed: unable to start container process: exec: "tar": executable file not found in $PATH"#;
+        assert!(out(Some(255), runc, None).program_missing());
+        // containerd on Kubernetes: exit 126 and the OCI message.
+        let oci = r#"OCI runtime exec failed: exec failed: unable to start container process: exec: "tar": executable file not found in $PATH: unknown"#;
+        assert!(out(Some(126), oci, None).program_missing());
+        assert!(out(None, "", Some(oci)).program_missing());
+        // A shell's "command not found".
+        assert!(out(Some(127), "sh: tar: not found", None).program_missing());
+        // Real failures of a program that exists are not "missing".
+        assert!(
+            !out(
+                Some(1),
+                "tar: can't open 'x': No such file or directory",
+                None
+            )
+            .program_missing()
+        );
+        assert!(!out(Some(0), "", None).program_missing());
+    }
+
+    #[test]
+    fn output_joins_streams_and_message() {
+        let o = ExecOutput {
+            code: Some(3),
+            stdout: b"partial".to_vec(),
+            stderr: b"boom\n".to_vec(),
+            message: None,
+        };
+        assert_eq!(o.output(), "partial\nboom\n");
+        assert!(!o.success());
+    }
+}

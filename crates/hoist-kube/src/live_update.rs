@@ -16,11 +16,13 @@
 //!
 //! **Restart** ([`LiveUpdater::restart`]) means: the container's main process is stopped
 //! (SIGTERM, then SIGKILL after the grace period on the embedded cluster, where hoist can
-//! signal it from the host; `kill -TERM 1` inside the container elsewhere), the cluster
-//! starts the container again under the pod's restart policy (its normal back-off
-//! applies: about 10 s on the embedded cluster and on Kubernetes), and hoist then writes
+//! signal it from the host; `kill -TERM 1` inside the container elsewhere, which a PID 1
+//! without a SIGTERM handler ignores: that fails within 5 s with the reason), the cluster
+//! starts the container again under the pod's restart policy (its back-off applies: the
+//! embedded kubelet waits 10 s before the first restart, doubling after), and hoist then writes
 //! every file synced into that container since the pod started, and applies every delete,
-//! again (the "sync ledger"). So synced files survive a restart — but the restarted
+//! again (the "sync ledger"; [`LiveUpdater::replay`] does the same after a restart the
+//! cluster did by itself). So synced files survive a restart — but the restarted
 //! process starts from the image's files and sees the synced ones a moment later; a
 //! process that reads its files only at start-up should be restarted by a run step of
 //! its own instead.
@@ -230,6 +232,18 @@ impl DirectFs {
         &self.runc_root
     }
 
+    /// Whether container `container_id` (`runc://…`) was opened before and still runs.
+    fn is_alive(&self, container_id: &str) -> bool {
+        let Some(id) = container_id.strip_prefix("runc://") else {
+            return false;
+        };
+        self.roots
+            .lock()
+            .expect("roots lock")
+            .get(id)
+            .is_some_and(|r| r.is_alive())
+    }
+
     fn root(
         &self,
         target: &ContainerRef,
@@ -301,6 +315,9 @@ impl SyncTransport {
     }
 }
 
+/// How long a restart waits for the stopped container's status to change.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// One restart-surviving record per container: remote path → what was last put there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LedgerEntry {
@@ -334,6 +351,9 @@ pub struct LiveUpdater {
     tools: Mutex<HashMap<String, Tools>>,
     /// Per (pod uid, container): everything synced, replayed after a restart.
     ledger: Mutex<HashMap<(String, String), BTreeMap<String, LedgerEntry>>>,
+    /// Direct transport: pod uid and container id per target, trusted while that
+    /// container's process lives (saves an API round trip per sync).
+    known: Mutex<HashMap<ContainerRef, (String, String)>>,
     /// Timeout for one exec (copy or delete).
     pub exec_timeout: Duration,
 }
@@ -354,6 +374,7 @@ impl LiveUpdater {
             transport,
             tools: Mutex::new(HashMap::new()),
             ledger: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             exec_timeout: Duration::from_secs(60),
         }
     }
@@ -441,6 +462,27 @@ impl LiveUpdater {
         }
     }
 
+    /// Pod uid and container id of the running target: from the cache while the
+    /// container's process lives (direct transport), else from the pod status.
+    async fn current(&self, target: &ContainerRef) -> Result<(String, String)> {
+        if let SyncTransport::Direct(fs) = &self.transport {
+            let known = self.known.lock().expect("known lock").get(target).cloned();
+            if let Some((uid, id)) = known
+                && fs.is_alive(&id)
+            {
+                return Ok((uid, id));
+            }
+        }
+        let (status, id) = self.running(target).await?;
+        if matches!(self.transport, SyncTransport::Direct(_)) {
+            self.known
+                .lock()
+                .expect("known lock")
+                .insert(target.clone(), (status.uid.clone(), id.clone()));
+        }
+        Ok((status.uid, id))
+    }
+
     /// Apply `batch` to the container: deletes first, then the copies.
     pub async fn sync(&self, target: &ContainerRef, batch: &SyncBatch) -> Result<SyncReport> {
         let started = Instant::now();
@@ -450,12 +492,10 @@ impl LiveUpdater {
         for d in &batch.deletes {
             check_remote(d)?;
         }
-        let (status, container_id) = self.running(target).await?;
+        let (uid, container_id) = self.current(target).await?;
         self.sync_into(target, &container_id, batch).await?;
         let mut ledger = self.ledger.lock().expect("ledger lock");
-        let entries = ledger
-            .entry((status.uid, target.container.clone()))
-            .or_default();
+        let entries = ledger.entry((uid, target.container.clone())).or_default();
         for d in &batch.deletes {
             // A delete of a directory also undoes earlier copies below it.
             let prefix = format!("{}/", d.trim_end_matches('/'));
@@ -680,8 +720,10 @@ impl LiveUpdater {
                 }
             }
         }
-        // Wait for the next container: a new id, running.
+        // Wait for the container to stop (bounded: a PID 1 that ignores SIGTERM never
+        // will), then for the next one: a new id, running.
         let deadline = started + timeout;
+        let stop_deadline = Instant::now() + STOP_WAIT.min(timeout);
         let mut stopped = false;
         let new_id = loop {
             let s = self.status(target).await?;
@@ -691,39 +733,62 @@ impl LiveUpdater {
                     pod: target.pod.clone(),
                 });
             }
-            stopped |=
-                s.restart_count > before.restart_count || s.id.as_deref() != Some(old_id.as_str());
+            stopped |= !s.running
+                || s.restart_count > before.restart_count
+                || s.id.as_deref() != Some(old_id.as_str());
             if let (Some(id), true) = (&s.id, s.running)
                 && id != &old_id
             {
                 break id.clone();
             }
-            if Instant::now() >= deadline {
-                let reason = if stopped {
-                    format!(
+            let now = Instant::now();
+            if !stopped && now >= stop_deadline {
+                return Err(LiveUpdateError::RestartFailed {
+                    target: target.to_string(),
+                    reason: format!(
+                        "its main process did not exit within {}s of SIGTERM: as PID 1 of its namespace it only receives signals it handles (install a SIGTERM handler, e.g. `trap 'exit 0' TERM` in a shell entrypoint)",
+                        STOP_WAIT.min(timeout).as_secs()
+                    ),
+                });
+            }
+            if now >= deadline {
+                return Err(LiveUpdateError::RestartFailed {
+                    target: target.to_string(),
+                    reason: format!(
                         "the container stopped but did not run again within {}s ({})",
                         timeout.as_secs(),
                         s.state
-                    )
-                } else {
-                    format!(
-                        "its main process did not exit within {}s: as PID 1 of its namespace it only receives signals it handles (install a SIGTERM handler, e.g. `trap 'exit 0' TERM` in a shell entrypoint)",
-                        timeout.as_secs()
-                    )
-                };
-                return Err(LiveUpdateError::RestartFailed {
-                    target: target.to_string(),
-                    reason,
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // Replay the ledger into the new container.
+        let mut report = self.replay_into(target, &before.uid, &new_id).await?;
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    /// Write everything synced into this pod's container since the pod started again
+    /// (after the container restarted by itself: a crash, a failed liveness probe).
+    pub async fn replay(&self, target: &ContainerRef) -> Result<SyncReport> {
+        let started = Instant::now();
+        let (status, id) = self.running(target).await?;
+        let mut report = self.replay_into(target, &status.uid, &id).await?;
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    async fn replay_into(
+        &self,
+        target: &ContainerRef,
+        uid: &str,
+        container_id: &str,
+    ) -> Result<SyncReport> {
         let entries = self
             .ledger
             .lock()
             .expect("ledger lock")
-            .get(&(before.uid.clone(), target.container.clone()))
+            .get(&(uid.to_string(), target.container.clone()))
             .cloned()
             .unwrap_or_default();
         let mut batch = SyncBatch::default();
@@ -738,15 +803,53 @@ impl LiveUpdater {
             }
         }
         if !batch.is_empty() {
-            self.sync_into(target, &new_id, &batch).await?;
+            self.sync_into(target, container_id, &batch).await?;
         }
         Ok(SyncReport {
             copied: batch.copies.len(),
             deleted: batch.deletes.len(),
-            container_id: new_id,
-            took: started.elapsed(),
+            container_id: container_id.to_string(),
+            took: Duration::ZERO,
         })
     }
+}
+
+/// The running containers of the pods matching `selector` (not being deleted): where a
+/// live update goes. `container`: only that container of each pod; `None`: all.
+pub async fn running_containers(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    container: Option<&str>,
+) -> Result<Vec<ContainerRef>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|source| LiveUpdateError::Api {
+            namespace: namespace.into(),
+            pod: format!("(pods matching {selector})"),
+            source,
+        })?;
+    let mut out = vec![];
+    for p in list.items {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let statuses = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        for cs in statuses {
+            let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
+            if running && container.is_none_or(|c| c == cs.name) {
+                out.push(ContainerRef::new(namespace, &name, &cs.name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn check_remote(path: &str) -> Result<()> {

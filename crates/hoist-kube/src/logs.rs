@@ -115,10 +115,15 @@ async fn supervise(client: Client, spec: LogStreamSpec, tx: mpsc::Sender<LogLine
         let (Some(name), Some(uid)) = (pod.metadata.name.clone(), pod.metadata.uid.clone()) else {
             continue;
         };
+        // Init containers first (they ran first), then the app containers.
         let statuses = pod
             .status
             .as_ref()
-            .and_then(|s| s.container_statuses.clone())
+            .map(|s| {
+                let mut v = s.init_container_statuses.clone().unwrap_or_default();
+                v.extend(s.container_statuses.clone().unwrap_or_default());
+                v
+            })
             .unwrap_or_default();
         for cs in statuses {
             let started = cs
@@ -151,7 +156,11 @@ async fn still_running(pods: &Api<Pod>, pod: &str, uid: &str, container: &str, i
     };
     p.metadata.uid.as_deref() == Some(uid)
         && p.status
-            .and_then(|s| s.container_statuses)
+            .map(|s| {
+                let mut v = s.init_container_statuses.unwrap_or_default();
+                v.extend(s.container_statuses.unwrap_or_default());
+                v
+            })
             .unwrap_or_default()
             .iter()
             .any(|c| {
@@ -204,14 +213,20 @@ async fn follow(
     since: Option<Timestamp>,
     tx: mpsc::Sender<LogLine>,
 ) {
-    let mut pos = Position::default();
+    // Lines before `since` are dropped here too: the request can only ask by the second.
+    let mut pos = Position {
+        last: since,
+        at_last: 0,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         let params = LogParams {
             container: Some(container.clone()),
             follow: true,
             timestamps: true,
-            since_time: pos.last.or(since),
+            // kube-rs rounds sinceTime to the *nearest* second: ask from the second
+            // before, so nothing after `pos.last` is cut off; `admit` drops the overlap.
+            since_time: pos.last.map(floor_second),
             ..Default::default()
         };
         match pods.log_stream(&pod, &params).await {
@@ -251,6 +266,11 @@ async fn follow(
     }
 }
 
+fn floor_second(t: Timestamp) -> Timestamp {
+    let secs = t.as_second() - i64::from(t.subsec_nanosecond() < 0);
+    Timestamp::from_second(secs).unwrap_or(t)
+}
+
 /// `2026-11-23T22:00:00.123456789Z text` → (time, text).
 fn split_timestamp(line: &str) -> (Option<Timestamp>, &str) {
     if let Some((ts, rest)) = line.split_once(' ')
@@ -278,6 +298,34 @@ mod tests {
         assert_eq!(
             split_timestamp("2026-11-23T22:00:00Z "),
             (Some(ts("2026-11-23T22:00:00Z")), "")
+        );
+    }
+
+    #[test]
+    fn since_drops_older_lines() {
+        let since = ts("2026-11-23T22:00:01.5Z");
+        let mut pos = Position {
+            last: Some(since),
+            at_last: 0,
+        };
+        let mut seen = 0;
+        assert!(!pos.admit(ts("2026-11-23T22:00:01.2Z"), &mut seen));
+        assert!(
+            pos.admit(since, &mut seen),
+            "a line at exactly `since` is kept"
+        );
+        assert!(pos.admit(ts("2026-11-23T22:00:01.7Z"), &mut seen));
+    }
+
+    #[test]
+    fn since_is_floored_to_the_second() {
+        assert_eq!(
+            floor_second(ts("2026-11-23T22:00:01.6Z")),
+            ts("2026-11-23T22:00:01Z")
+        );
+        assert_eq!(
+            floor_second(ts("2026-11-23T22:00:01Z")),
+            ts("2026-11-23T22:00:01Z")
         );
     }
 

@@ -11,7 +11,7 @@ use common::pods::{self, BARE_IMAGE, PAGE, WEB_IMAGE, http_get, http_until};
 use hoist_kube::Locality;
 use hoist_kube::live_update::{
     ContainerRef, DirectFs, LiveUpdateError, LiveUpdater, SyncBatch, SyncTransport,
-    embedded_runc_root,
+    embedded_runc_root, running_containers,
 };
 use hoist_kube::logs::{LogStream, LogStreamSpec};
 use hoist_kube::portforward::{
@@ -81,6 +81,12 @@ async fn port_forward_follows_a_replaced_pod() {
     assert_eq!(a, (200, format!("{first}\n")));
     assert_eq!(b, (200, PAGE.to_string()));
     assert_eq!(c, a);
+    // Many at once.
+    let many = futures_util::future::join_all((0..16).map(|_| http_get(port, "/index.html"))).await;
+    assert!(
+        many.iter().all(|r| *r == (200, PAGE.to_string())),
+        "{many:?}"
+    );
 
     // The local port is taken now: a clear error.
     let spec = PortForwardSpec::new(&node.namespace, target, port);
@@ -110,6 +116,37 @@ async fn port_forward_follows_a_replaced_pod() {
     };
     let (code, body) = http_until(port, "/host.txt", |c, b| c == 200 && b.trim() != first).await;
     assert_eq!((code, body.trim()), (200, second.as_str()));
+
+    // A Service that does not exist: the forward listens and says what it waits for.
+    let missing = PortForward::start(
+        node.client.clone(),
+        PortForwardSpec::new(
+            &node.namespace,
+            ForwardTarget::Service {
+                name: "nope".into(),
+                port: 80,
+            },
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    let mut st = missing.state();
+    let waiting = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let ForwardState::Waiting { reason } = &*st.borrow_and_update() {
+                return reason.clone();
+            }
+            st.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("a Waiting state");
+    assert!(
+        waiting.contains("service default/nope does not exist"),
+        "{waiting}"
+    );
+    drop(missing);
 
     // Dropping the forward closes the local port.
     drop(pf);
@@ -198,6 +235,79 @@ async fn logs_follow_all_pods_and_new_ones_without_duplicates() {
     node.stop().await;
 }
 
+/// Every connection to the API server is cut (twice) while a log stream and a
+/// port-forward run: the log stream resumes without a duplicate or a gap, and the
+/// forward serves new connections again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_forwards_survive_dropped_connections() {
+    let Some(node) = pods::start().await else {
+        return;
+    };
+    let proxy = common::proxy::CuttableProxy::start(node.api_addr()).await;
+    let client = node.client_via(proxy.addr).await;
+    node.create(web("web", 1)).await;
+    node.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk", "labels": {"app": "talk"}},
+      "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+        "name": "talk", "image": WEB_IMAGE, "imagePullPolicy": "Never",
+        "command": ["sh", "-c", "i=0; while [ $i -lt 100000 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.02; done"]}]}}))
+        .await;
+    node.ready_pods("app=web", 1).await;
+    let pf = PortForward::start(
+        client.clone(),
+        PortForwardSpec::new(
+            &node.namespace,
+            ForwardTarget::Selector {
+                selector: "app=web".into(),
+                port: 80,
+            },
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    pf.wait_connected(Duration::from_secs(60))
+        .await
+        .expect("connected");
+    let port = pf.local_addr().port();
+    assert_eq!(http_get(port, "/index.html").await.0, 200);
+    let mut stream = LogStream::start(
+        client.clone(),
+        LogStreamSpec::new(&node.namespace, "app=talk"),
+    );
+    let mut numbers: Vec<u64> = vec![];
+    let mut cuts = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while numbers.len() < 150 {
+        if numbers.len() >= 50 * (cuts + 1) && cuts < 2 {
+            let n = proxy.cut();
+            assert!(n > 0, "there were connections to cut");
+            cuts += 1;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("log lines resume after a cut: have {}", numbers.len()))
+            .expect("stream open");
+        numbers.push(line.text.strip_prefix("line ").unwrap().parse().unwrap());
+    }
+    let expected: Vec<u64> = (0..numbers.len() as u64).collect();
+    assert_eq!(
+        numbers, expected,
+        "every line exactly once across {cuts} reconnects"
+    );
+    // The forward: new connections work after the cut.
+    proxy.cut();
+    let (code, body) = http_until(port, "/index.html", |c, _| c == 200).await;
+    assert_eq!((code, body.as_str()), (200, PAGE));
+    assert!(matches!(
+        *pf.state().borrow(),
+        ForwardState::Connected { .. } | ForwardState::Error { .. }
+    ));
+    stream.stop();
+    drop(pf);
+    node.stop().await;
+}
+
 fn local_files() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("index.html"), "<h1>v2</h1>\n").unwrap();
@@ -231,6 +341,16 @@ async fn live_update_roundtrip(direct: bool) {
     };
     let up = LiveUpdater::new(node.client.clone(), transport);
     let target = ContainerRef::new(&node.namespace, &pod, "web");
+    let found = running_containers(&node.client, &node.namespace, "app=web", None)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![target.clone()]);
+    assert!(
+        running_containers(&node.client, &node.namespace, "app=web", Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let local = local_files();
     let batch = SyncBatch::default()
         .copy(local.path().join("index.html"), "/www/index.html")
@@ -297,6 +417,34 @@ async fn live_update_roundtrip(direct: bool) {
     let missing = SyncBatch::default().copy(local.path().join("nope.txt"), "/www/nope.txt");
     let e = up.sync(&target, &missing).await.unwrap_err();
     assert!(e.to_string().contains("nope.txt"), "{e}");
+    if direct {
+        // An absolute symlink in the container resolves inside the container, never on
+        // the host: /www/escape -> /tmp is the container's /tmp.
+        up.run(&target, "ln -s /tmp /www/escape", Duration::from_secs(20))
+            .await
+            .expect("ln");
+        let name = format!("hoist-escape-check-{}.txt", std::process::id());
+        let through = SyncBatch::default().copy(
+            local.path().join("index.html"),
+            format!("/www/escape/{name}"),
+        );
+        up.sync(&target, &through)
+            .await
+            .expect("sync through a symlink");
+        assert!(
+            !std::path::Path::new("/tmp").join(&name).exists(),
+            "written on the host's /tmp"
+        );
+        let inside = up
+            .run(
+                &target,
+                &format!("cat /tmp/{name}"),
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("cat");
+        assert_eq!(inside.output, "<h1>v3</h1>\n");
+    }
     // A pod that does not exist.
     let e = up
         .sync(&ContainerRef::new(&node.namespace, "gone", "web"), &again)
@@ -407,6 +555,12 @@ async fn restart_keeps_synced_files() {
             .restart(&target, Duration::from_secs(60))
             .await
             .expect("restart");
+        // Replaying again (as after a crash) is idempotent.
+        let again = up.replay(&target).await.expect("replay");
+        assert_eq!(
+            (again.copied, again.deleted, &again.container_id),
+            (1, 1, &after.container_id)
+        );
         assert_ne!(after.container_id, before, "a new container runs");
         assert_eq!(
             (after.copied, after.deleted),
@@ -428,6 +582,51 @@ async fn restart_keeps_synced_files() {
             up.transport().name()
         );
     }
+    node.stop().await;
+}
+
+/// httpd as PID 1 ignores SIGTERM sent from inside its namespace: a restart over exec
+/// says so quickly; the direct transport stops it from the host (SIGKILL after the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_of_a_pid_1_that_ignores_sigterm() {
+    let Some(node) = pods::start().await else {
+        return;
+    };
+    node.create(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn", "labels": {"app": "stubborn"}},
+      "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+        "name": "web", "image": WEB_IMAGE, "imagePullPolicy": "Never",
+        "command": ["httpd", "-f", "-p", "80", "-h", "/www"]}]}}))
+        .await;
+    node.ready_pods("app=stubborn", 1).await;
+    let target = ContainerRef::new(&node.namespace, "stubborn", "web");
+    let exec = LiveUpdater::new(node.client.clone(), SyncTransport::Exec);
+    let started = Instant::now();
+    match exec.restart(&target, Duration::from_secs(60)).await {
+        Err(e @ LiveUpdateError::RestartFailed { .. }) => {
+            assert!(
+                e.to_string().contains("PID 1") && e.to_string().contains("SIGTERM"),
+                "{e}"
+            );
+        }
+        other => panic!("expected RestartFailed, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "fails fast, not at the 60 s timeout"
+    );
+    let direct = LiveUpdater::new(
+        node.client.clone(),
+        SyncTransport::Direct(DirectFs::for_data_dir(&node.data_dir)),
+    );
+    let before = running_containers(&node.client, &node.namespace, "app=stubborn", None)
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    let after = direct
+        .restart(&target, Duration::from_secs(60))
+        .await
+        .expect("direct restart");
+    assert!(after.container_id.starts_with("runc://"));
     node.stop().await;
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod pods;
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -134,6 +134,32 @@ impl Node {
         }
     }
 
+    /// A client that reaches the API server through `proxy` (a kubeconfig of its own).
+    pub async fn client_via(&self, proxy: std::net::SocketAddr) -> kube::Client {
+        let cluster = self.cluster.as_ref().unwrap();
+        let server = cluster.server.as_ref().unwrap();
+        let path = cluster
+            .dir
+            .path()
+            .join(format!("kubeconfig-{}", proxy.port()));
+        std::fs::write(
+            &path,
+            hoist_cluster::kubeconfig::standalone(&format!("https://{proxy}"), &server.pki),
+        )
+        .unwrap();
+        let mut opts = cluster.options("kubeio", "dev");
+        opts.kubeconfig = Some(path);
+        hoist_kube::ClusterTarget::from_options(&opts)
+            .unwrap()
+            .client()
+            .await
+            .unwrap()
+    }
+
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        self.cluster.as_ref().unwrap().server.as_ref().unwrap().addr
+    }
+
     pub async fn delete_pod(&self, name: &str) {
         self.pods()
             .delete(name, &DeleteParams::default().grace_period(0))
