@@ -561,3 +561,82 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
             .then_some(())
     });
 }
+
+const CRON_JOB: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "0 0 1 1 *"
+  successfulJobsHistoryLimit: 2
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: tick, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["sh", "-c", "echo tick"]}
+"#;
+
+#[test]
+fn cron_job_runs_jobs_created_from_it_and_keeps_its_history_short() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "cj", CRON_JOB);
+    let cj = cluster.json(&["get", "cronjob", "tick"]);
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 1);
+    // A bad schedule is refused when applied.
+    let bad = cluster.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        CRON_JOB
+            .replace("0 0 1 1 *", "0 0 1 13 *")
+            .replace("name: tick}", "name: bad}"),
+    )
+    .unwrap();
+    let err = cluster.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.schedule") && err.contains("month: value 13 out of range"),
+        "{err}"
+    );
+
+    for run in ["run1", "run2", "run3"] {
+        cluster.ok(&["create", "job", run, "--from=cronjob/tick"]);
+        cluster.ok(&[
+            "wait",
+            "--for=condition=complete",
+            &format!("job/{run}"),
+            "--timeout=60s",
+        ]);
+    }
+    let job = cluster.json(&["get", "job", "run3"]);
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(cluster.ok(&["logs", "job/run3"]).trim(), "tick");
+    // successfulJobsHistoryLimit 2: the oldest finished job goes, with its pods.
+    poll(Duration::from_secs(30), "run1 removed", || {
+        let jobs = cluster.ok(&["get", "jobs", "--no-headers"]);
+        (!jobs.contains("run1") && jobs.contains("run2") && jobs.contains("run3")).then_some(())
+    });
+    poll(Duration::from_secs(30), "run1's pod removed", || {
+        let pods = cluster.ok(&["get", "pods", "-l", "job-name=run1", "--no-headers"]);
+        pods.trim().is_empty().then_some(())
+    });
+    let cj = poll(Duration::from_secs(20), "lastSuccessfulTime", || {
+        let cj = cluster.json(&["get", "cronjob", "tick"]);
+        cj["status"]
+            .get("lastSuccessfulTime")
+            .is_some()
+            .then_some(cj)
+    });
+    assert!(cj["status"].get("active").is_none(), "{}", cj["status"]);
+    let describe = cluster.ok(&["describe", "cronjob", "tick"]);
+    assert!(describe.contains("Deleted job run1"), "{describe}");
+    assert!(describe.contains("Saw completed job"), "{describe}");
+}
