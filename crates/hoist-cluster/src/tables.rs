@@ -70,6 +70,47 @@ fn definitions(c: Columns) -> Vec<Value> {
             col("Message", "string", "", 0),
             col("Name", "string", "name", 1),
         ],
+        Columns::StatefulSet => vec![
+            name,
+            col("Ready", "string", "", 0),
+            age,
+            col("Containers", "string", "", 1),
+            col("Images", "string", "", 1),
+        ],
+        Columns::DaemonSet => vec![
+            name,
+            col("Desired", "integer", "", 0),
+            col("Current", "integer", "", 0),
+            col("Ready", "integer", "", 0),
+            col("Up-to-date", "integer", "", 0),
+            col("Available", "integer", "", 0),
+            col("Node Selector", "string", "", 0),
+            age,
+        ],
+        Columns::CronJob => vec![
+            name,
+            col("Schedule", "string", "", 0),
+            col("Timezone", "string", "", 0),
+            col("Suspend", "boolean", "", 0),
+            col("Active", "integer", "", 0),
+            col("Last Schedule", "string", "", 0),
+            age,
+        ],
+        Columns::ControllerRevision => vec![
+            name,
+            col("Controller", "string", "", 0),
+            col("Revision", "integer", "", 0),
+            age,
+        ],
+        Columns::PersistentVolumeClaim => vec![
+            name,
+            col("Status", "string", "", 0),
+            col("Volume", "string", "", 0),
+            col("Capacity", "string", "", 0),
+            col("Access Modes", "string", "", 0),
+            col("StorageClass", "string", "", 0),
+            age,
+        ],
         Columns::Default => vec![name, age],
     }
 }
@@ -129,6 +170,22 @@ fn init_status(o: &Value) -> Option<String> {
         return Some(format!("Init:{i}/{total}"));
     }
     None
+}
+
+/// The pod template's container names and images, comma-separated (wide columns).
+fn template_containers(o: &Value) -> (String, String) {
+    let cs = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let join = |f: &str| {
+        cs.iter()
+            .filter_map(|c| c[f].as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (join("name"), join("image"))
 }
 
 fn cells(c: Columns, o: &Value) -> Vec<Value> {
@@ -291,6 +348,124 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
                 name,
                 json!(if ty.is_empty() { "Opaque" } else { ty }),
                 json!(n),
+                age,
+            ]
+        }
+        Columns::StatefulSet => {
+            let (containers, images) = template_containers(o);
+            let want = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            vec![
+                name,
+                json!(format!("{}/{want}", i(o, "/status/readyReplicas"))),
+                age,
+                json!(containers),
+                json!(images),
+            ]
+        }
+        Columns::DaemonSet => {
+            let selector = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(i(o, "/status/desiredNumberScheduled")),
+                json!(i(o, "/status/currentNumberScheduled")),
+                json!(i(o, "/status/numberReady")),
+                json!(i(o, "/status/updatedNumberScheduled")),
+                json!(i(o, "/status/numberAvailable")),
+                json!(selector),
+                age,
+            ]
+        }
+        Columns::CronJob => {
+            let last = s(o, "/status/lastScheduleTime");
+            let active = o
+                .pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![
+                name,
+                json!(s(o, "/spec/schedule")),
+                json!(match s(o, "/spec/timeZone") {
+                    "" => "<none>",
+                    tz => tz,
+                }),
+                // Kubernetes prints the flag as a word.
+                json!(
+                    if o.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                        "True"
+                    } else {
+                        "False"
+                    }
+                ),
+                json!(active),
+                json!(if last.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    human_age(last)
+                }),
+                age,
+            ]
+        }
+        Columns::ControllerRevision => {
+            let owner = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                .map(|r| {
+                    let group = r["apiVersion"]
+                        .as_str()
+                        .and_then(|v| v.split_once('/'))
+                        .map_or(String::new(), |(g, _)| format!(".{g}"));
+                    format!(
+                        "{}{group}/{}",
+                        r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
+                        r["name"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![name, json!(owner), json!(i(o, "/revision")), age]
+        }
+        Columns::PersistentVolumeClaim => {
+            let modes = o
+                .pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|a| {
+                            Some(match a.as_str()? {
+                                "ReadWriteOnce" => "RWO",
+                                "ReadOnlyMany" => "ROX",
+                                "ReadWriteMany" => "RWX",
+                                "ReadWriteOncePod" => "RWOP",
+                                other => other,
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(o, "/status/phase")),
+                json!(s(o, "/spec/volumeName")),
+                json!(s(o, "/status/capacity/storage")),
+                json!(modes),
+                json!(match s(o, "/spec/storageClassName") {
+                    "" => "<unset>",
+                    c => c,
+                }),
                 age,
             ]
         }

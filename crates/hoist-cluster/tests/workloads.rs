@@ -149,6 +149,11 @@ fn stateful_set_orders_pods_keeps_their_claims_and_rolls_updates_in_reverse() {
     }
     let pvc = cluster.json(&["get", "pvc", "data-web-0"]);
     assert_eq!(pvc["status"]["phase"], "Bound");
+    let row = cluster.ok(&["get", "pvc", "data-web-0", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..4], ["data-web-0", "Bound", "1Gi", "RWO"], "{row}");
+    let row = cluster.ok(&["get", "sts", "web", "--no-headers"]);
+    assert_eq!(row.split_whitespace().nth(1), Some("3/3"), "{row}");
     assert!(cluster.ok(&["get", "controllerrevisions"]).contains(&rev1));
 
     // Scale down: web-2 is gone before web-1 starts terminating.
@@ -514,6 +519,13 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     ] {
         assert_eq!(ds["status"][field], want, "{field}: {}", ds["status"]);
     }
+    let row = cluster.ok(&["get", "ds", "agent", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols[..7],
+        ["agent", "1", "1", "1", "1", "1", "<none>"],
+        "{row}"
+    );
     // No node has the label the second set asks for: nothing to run.
     let gpu = poll(Duration::from_secs(20), "gpu status", || {
         let d = cluster.json(&["get", "ds", "gpu"]);
@@ -636,6 +648,11 @@ fn cron_job_runs_jobs_created_from_it_and_keeps_its_history_short() {
             .then_some(cj)
     });
     assert!(cj["status"].get("active").is_none(), "{}", cj["status"]);
+    let row = cluster.ok(&["get", "cronjob", "tick", "--no-headers"]);
+    assert!(
+        row.starts_with("tick") && row.contains("0 0 1 1 *") && row.contains("False"),
+        "{row}"
+    );
     let describe = cluster.ok(&["describe", "cronjob", "tick"]);
     assert!(describe.contains("Deleted job run1"), "{describe}");
     assert!(describe.contains("Saw completed job"), "{describe}");
