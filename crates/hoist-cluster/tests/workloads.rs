@@ -505,7 +505,7 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     );
     let pods = pods_of(&cluster, "agent");
     assert_eq!(pods.len(), 1, "{pods:?}");
-    let (first, (uid1, _, _)) = pods.into_iter().next().unwrap();
+    let first = pods.into_keys().next().unwrap();
     let pod = cluster.json(&["get", "pod", &first]);
     assert_eq!(pod["spec"]["nodeName"], "hoist");
     let ds = cluster.json(&["get", "ds", "agent"]);
@@ -537,6 +537,39 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     assert_eq!(gpu["status"]["desiredNumberScheduled"], 0);
     assert!(pods_of(&cluster, "gpu").is_empty());
 
+    // Relabelled out of the selector (matchExpressions: tier NotIn [canary]), the pod is
+    // released (no longer owned) and the set starts another one.
+    cluster.ok(&["label", "pod", &first, "tier=canary"]);
+    let released = poll(Duration::from_secs(20), "the pod released", || {
+        let p = cluster.json(&["get", "pod", &first]);
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
+            .then_some(p)
+    });
+    assert_eq!(released["metadata"]["labels"]["tier"], "canary");
+    poll(
+        Duration::from_secs(30),
+        "a pod replacing the released one",
+        || {
+            pods_of(&cluster, "agent")
+                .iter()
+                .any(|(n, p)| *n != first && p.1)
+                .then_some(())
+        },
+    );
+    // Back in the selector, the orphan is adopted again and the extra pod removed.
+    cluster.ok(&["label", "pod", &first, "tier-"]);
+    poll(Duration::from_secs(30), "one pod again", || {
+        let pods = pods_of(&cluster, "agent");
+        (pods.values().filter(|p| !p.2).count() == 1).then_some(())
+    });
+    let first = pods_of(&cluster, "agent")
+        .into_iter()
+        .find(|(_, p)| !p.2)
+        .unwrap()
+        .0;
+    let uid1 = pods_of(&cluster, "agent")[&first].0.clone();
     // A deleted daemon pod comes back.
     cluster.ok(&["delete", "pod", &first, "--wait=true"]);
     let (second, uid2) = poll(Duration::from_secs(30), "a replacement pod", || {
@@ -656,4 +689,127 @@ fn cron_job_runs_jobs_created_from_it_and_keeps_its_history_short() {
     let describe = cluster.ok(&["describe", "cronjob", "tick"]);
     assert!(describe.contains("Deleted job run1"), "{describe}");
     assert!(describe.contains("Saw completed job"), "{describe}");
+}
+
+const PARALLEL_SET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: par}
+spec:
+  serviceName: par
+  replicas: 3
+  podManagementPolicy: Parallel
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}
+  selector: {matchLabels: {app: par}}
+  template:
+    metadata: {labels: {app: par}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: hoist.test/web:1
+        imagePullPolicy: Never
+        command: ["sleep", "600"]
+        env: [{name: V, value: "1"}]
+        readinessProbe:
+          exec: {command: ["test", "-d", "/"]}
+          initialDelaySeconds: 2
+          periodSeconds: 1
+"#;
+
+fn revision_of(cluster: &common::TestCluster, pod: &str) -> String {
+    let p = cluster.json(&["get", "pod", pod]);
+    p["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn stateful_set_parallel_partitioned_and_on_delete_updates() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "par", PARALLEL_SET);
+    // Parallel: all three exist before any is ready (readiness takes 2 s).
+    let pods = poll(Duration::from_secs(20), "three pods", || {
+        let pods = pods_of(&cluster, "par");
+        (pods.len() == 3).then_some(pods)
+    });
+    assert!(pods.values().any(|p| !p.1), "all ready already: {pods:?}");
+    cluster.ok(&["rollout", "status", "sts/par", "--timeout=60s"]);
+    let old = revision_of(&cluster, "par-0");
+
+    // partition 2: only ordinals >= 2 move to the new revision.
+    cluster.ok(&["set", "env", "sts/par", "V=2"]);
+    let out = cluster.ok(&["rollout", "status", "sts/par", "--timeout=60s"]);
+    assert!(
+        out.contains("partitioned roll out complete: 1 new pods have been updated"),
+        "{out}"
+    );
+    let sts = cluster.json(&["get", "sts", "par"]);
+    let new = sts["status"]["updateRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    assert_eq!(revision_of(&cluster, "par-2"), new);
+    assert_eq!(revision_of(&cluster, "par-1"), old);
+    assert_eq!(revision_of(&cluster, "par-0"), old);
+    assert_eq!(sts["status"]["currentRevision"], old.as_str());
+    assert_eq!(sts["status"]["updatedReplicas"], 1);
+    assert_eq!(sts["status"]["currentReplicas"], 2);
+    // Dropping the partition finishes the update; the revision becomes current.
+    cluster.ok(&[
+        "patch",
+        "sts",
+        "par",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    poll(Duration::from_secs(60), "all pods updated", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        (sts["status"]["currentRevision"] == new.as_str()
+            && sts["status"]["updatedReplicas"] == 3
+            && sts["status"]["readyReplicas"] == 3)
+            .then_some(())
+    });
+    for n in 0..3 {
+        assert_eq!(revision_of(&cluster, &format!("par-{n}")), new);
+    }
+
+    // OnDelete: a template change replaces nothing until a pod is deleted.
+    cluster.ok(&[
+        "patch",
+        "sts",
+        "par",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#,
+    ]);
+    cluster.ok(&["set", "env", "sts/par", "V=3"]);
+    let third = poll(Duration::from_secs(20), "a third revision", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        let rev = sts["status"]["updateRevision"].as_str()?.to_string();
+        (rev != new).then_some(rev)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for n in 0..3 {
+        assert_eq!(
+            revision_of(&cluster, &format!("par-{n}")),
+            new,
+            "par-{n} replaced under OnDelete"
+        );
+    }
+    cluster.ok(&["delete", "pod", "par-1", "--wait=true"]);
+    poll(
+        Duration::from_secs(30),
+        "par-1 back at the new revision",
+        || {
+            let pods = pods_of(&cluster, "par");
+            (pods.get("par-1").is_some_and(|p| p.1) && revision_of(&cluster, "par-1") == third)
+                .then_some(())
+        },
+    );
+    assert_eq!(revision_of(&cluster, "par-0"), new);
 }

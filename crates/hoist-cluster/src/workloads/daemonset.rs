@@ -117,10 +117,16 @@ fn daemon_set(app: &App, d: &Value, nodes: &[Value]) -> ApiResult<()> {
         }
     }
     for node in &eligible {
-        let here: Vec<&Value> = pods
+        let mut here: Vec<&Value> = pods
             .iter()
             .filter(|p| node_of(p) == *node && is_active(p))
             .collect();
+        here.sort_by_key(|p| {
+            (
+                objects::meta_str(p, "creationTimestamp").unwrap_or(""),
+                objects::name_of(p),
+            )
+        });
         let new: Vec<&&Value> = here.iter().filter(|p| pod_hash(p) == hash).collect();
         let old: Vec<&&Value> = here.iter().filter(|p| pod_hash(p) != hash).collect();
         let terminating = pods
