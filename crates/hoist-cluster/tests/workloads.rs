@@ -812,4 +812,79 @@ fn stateful_set_parallel_partitioned_and_on_delete_updates() {
         },
     );
     assert_eq!(revision_of(&cluster, "par-0"), new);
+
+    // `kubectl rollout undo` applies the previous ControllerRevision's template.
+    let out = cluster.ok(&["rollout", "undo", "sts/par"]);
+    assert!(out.contains("rolled back"), "{out}");
+    let sts = poll(Duration::from_secs(20), "the undo observed", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        (sts["status"]["updateRevision"] == new.as_str()).then_some(sts)
+    });
+    let env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "2", "{env}");
+}
+
+const EXPRESSION_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: expr}
+spec:
+  replicas: 2
+  selector:
+    matchExpressions:
+    - {key: app, operator: In, values: [expr]}
+    - {key: debug, operator: DoesNotExist}
+  template:
+    metadata: {labels: {app: expr}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: app, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["sleep", "600"]}
+"#;
+
+#[test]
+fn deployments_select_pods_by_match_expressions() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "expr", EXPRESSION_DEPLOYMENT);
+    cluster.ok(&["rollout", "status", "deploy/expr", "--timeout=60s"]);
+    let pods = pods_of(&cluster, "expr");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    // Taking a pod out of the selector (debug=1 fails DoesNotExist) releases it for
+    // debugging; the ReplicaSet starts a replacement.
+    let taken = pods.keys().next().unwrap().clone();
+    cluster.ok(&["label", "pod", &taken, "debug=1"]);
+    poll(
+        Duration::from_secs(30),
+        "a replacement and the released pod",
+        || {
+            let pods = pods_of(&cluster, "expr");
+            let live = pods.values().filter(|p| !p.2 && p.1).count();
+            (live == 3).then_some(())
+        },
+    );
+    let released = cluster.json(&["get", "pod", &taken]);
+    assert!(
+        released["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{}",
+        released["metadata"]
+    );
+    let rs = cluster.json(&["get", "rs", "-l", "app=expr"]);
+    assert_eq!(rs["items"][0]["status"]["readyReplicas"], 2);
+    // A selector that does not select the template is refused.
+    let bad = cluster.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        EXPRESSION_DEPLOYMENT.replace("values: [expr]", "values: [other]"),
+    )
+    .unwrap();
+    let err = cluster.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
 }
