@@ -633,6 +633,25 @@ mod tests {
     }
 
     #[test]
+    fn keeps_owner_references() {
+        // OwnerReference: kind 1, name 3, uid 4, apiVersion 5, controller 6 (varint 1).
+        let owner = [
+            field(1, b"CronJob"),
+            field(3, b"tick"),
+            field(4, b"u-1"),
+            field(5, b"batch/v1"),
+            vec![0x30, 0x01],
+        ]
+        .concat();
+        let meta = [field(1, b"run1"), field(13, &owner)].concat();
+        let v = decode(&envelope("v1", "ConfigMap", &field(1, &meta))).unwrap();
+        assert_eq!(
+            v["metadata"]["ownerReferences"],
+            json!([{"kind": "CronJob", "name": "tick", "uid": "u-1", "apiVersion": "batch/v1", "controller": true}])
+        );
+    }
+
+    #[test]
     fn unserved_kinds_are_refused_by_name() {
         let raw = field(1, &field(1, b"pdb"));
         let e = decode(&envelope("policy/v1", "PodDisruptionBudget", &raw)).unwrap_err();

@@ -700,6 +700,10 @@ spec:
   replicas: 3
   podManagementPolicy: Parallel
   updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}
+  volumeClaimTemplates:
+  - metadata: {name: scratch}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Mi}}}
   selector: {matchLabels: {app: par}}
   template:
     metadata: {labels: {app: par}}
@@ -740,6 +744,9 @@ fn stateful_set_parallel_partitioned_and_on_delete_updates() {
     assert!(pods.values().any(|p| !p.1), "all ready already: {pods:?}");
     cluster.ok(&["rollout", "status", "sts/par", "--timeout=60s"]);
     let old = revision_of(&cluster, "par-0");
+    // Each ordinal's claim is a directory on the node.
+    let claims_dir = cluster.dir.path().join("kubelet/claims");
+    assert_eq!(std::fs::read_dir(&claims_dir).unwrap().count(), 3);
 
     // partition 2: only ordinals >= 2 move to the new revision.
     cluster.ok(&["set", "env", "sts/par", "V=2"]);
@@ -822,6 +829,35 @@ fn stateful_set_parallel_partitioned_and_on_delete_updates() {
     });
     let env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
     assert_eq!(env[0]["value"], "2", "{env}");
+
+    // Claim retention Delete: scaled-away ordinals lose their claims, then the rest go
+    // with the set.
+    cluster.ok(&["scale", "sts/par", "--replicas=1"]);
+    poll(
+        Duration::from_secs(30),
+        "claims of par-1 and par-2 removed",
+        || {
+            let pvcs = cluster.ok(&["get", "pvc", "--no-headers"]);
+            (pvcs.contains("scratch-par-0")
+                && !pvcs.contains("scratch-par-1")
+                && !pvcs.contains("scratch-par-2"))
+            .then_some(())
+        },
+    );
+    cluster.ok(&["delete", "sts", "par"]);
+    poll(Duration::from_secs(30), "every claim removed", || {
+        cluster
+            .ok(&["get", "pvc", "--no-headers"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    // ...and their directories on the node.
+    poll(Duration::from_secs(20), "claim directories removed", || {
+        std::fs::read_dir(&claims_dir)
+            .map_or(true, |mut d| d.next().is_none())
+            .then_some(())
+    });
 }
 
 const EXPRESSION_DEPLOYMENT: &str = r#"

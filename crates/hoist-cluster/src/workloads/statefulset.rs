@@ -9,7 +9,8 @@
 //!   gives a pod the new revision only when something else deleted it.
 //! - Pods get `hostname: <pod>` and `subdomain: <serviceName>`; `volumeClaimTemplates`
 //!   become PersistentVolumeClaims `<claim>-<set>-<ordinal>` (see [`super::volume_claims`])
-//!   that outlive the pods, so a replaced pod gets its ordinal's data back.
+//!   that outlive the pods, so a replaced pod gets its ordinal's data back;
+//!   `persistentVolumeClaimRetentionPolicy` (whenDeleted / whenScaled: Delete) honoured.
 //! - Status as `kubectl rollout status sts/x` reads it.
 
 use std::collections::BTreeMap;
@@ -282,6 +283,7 @@ fn stateful_set(app: &App, s: &Value) -> ApiResult<()> {
             }
         }
     }
+    super::volume_claims::delete_scaled_claims(app, s, want)?;
     stateful_set_status(app, s, &current_name, &update_name, &revs)
 }
 
