@@ -203,11 +203,16 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
             let ready = statuses.map_or(0, |a| {
                 a.iter().filter(|c| c["ready"] == json!(true)).count()
             });
-            let restarts: i64 = statuses.map_or(0, |a| {
-                a.iter()
-                    .map(|c| c["restartCount"].as_i64().unwrap_or(0))
-                    .sum()
-            });
+            // Init containers' restarts count too, as kubectl's printer adds them.
+            let init = o
+                .pointer("/status/initContainerStatuses")
+                .and_then(Value::as_array);
+            let restarts: i64 = statuses
+                .into_iter()
+                .chain(init)
+                .flatten()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                .sum();
             let status = pod_status(o, statuses);
             let ip = s(o, "/status/podIP");
             let node = s(o, "/spec/nodeName");

@@ -141,13 +141,14 @@ fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     })
 }
 
-/// Whether `owner`'s `spec.selector` (matchLabels and matchExpressions) selects `obj`.
+/// Whether `owner`'s `spec.selector` (matchLabels and matchExpressions) still selects
+/// `obj`, one of its dependents (true without a usable selector: see [`claim_pods`]).
 fn selects(owner: &Value, obj: &Value) -> bool {
-    let Some(sel) = owner.pointer("/spec/selector") else {
-        return false;
-    };
-    hoist_apimachinery::selector::LabelSelector::from_label_selector_json(sel)
-        .is_ok_and(|s| !s.is_empty() && s.matches_object(obj))
+    let selector = owner
+        .pointer("/spec/selector")
+        .and_then(|s| hoist_apimachinery::selector::LabelSelector::from_label_selector_json(s).ok())
+        .filter(|s| !s.is_empty());
+    selector.is_none_or(|s| s.matches_object(obj))
 }
 
 fn controller_uid(o: &Value) -> Option<&str> {
@@ -171,10 +172,25 @@ fn claim_pods(
     let ns = ns_of(owner);
     let uid = uid_of(owner).to_string();
     let (pods, _) = app.store.list("/pods", Some(ns))?;
+    // Parsed once per owner. Without a usable selector (an object stored before selectors
+    // were validated) ownership alone counts: releasing every pod would recreate them all.
+    let selector = owner
+        .pointer("/spec/selector")
+        .and_then(|s| hoist_apimachinery::selector::LabelSelector::from_label_selector_json(s).ok())
+        .filter(|s| !s.is_empty());
     let mut mine = Vec::new();
     for p in pods {
         let owned = owned_by(std::slice::from_ref(&p), &uid).len() == 1;
-        let selected = selects(owner, &p);
+        if !owned && controller_uid(&p).is_some() {
+            continue; // another controller's pod
+        }
+        let Some(selector) = &selector else {
+            if owned {
+                mine.push(p);
+            }
+            continue;
+        };
+        let selected = selector.matches_object(&p);
         if owned && selected {
             mine.push(p);
         } else if owned && !objects::is_deleting(&p) {
@@ -192,7 +208,7 @@ fn claim_pods(
                 &msg,
                 kind_component(kind),
             );
-        } else if selected && controller_uid(&p).is_none() && is_active(&p) && adopt(&p) {
+        } else if selected && !owned && is_active(&p) && adopt(&p) {
             let r = owner_ref(owner, api_version, kind);
             if let Some(new) = set_owner_refs(app, &p, |refs| refs.push(r.clone()))? {
                 mine.push(new);
