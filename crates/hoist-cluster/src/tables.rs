@@ -141,6 +141,15 @@ fn pod_status<'a>(o: &'a Value, statuses: Option<&'a Vec<Value>>) -> String {
     reason
 }
 
+/// Whether an init container status belongs to a sidecar (`restartPolicy: Always`).
+fn is_sidecar(pod: &Value, status: &Value) -> bool {
+    pod.pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["name"] == status["name"] && c["restartPolicy"] == "Always")
+}
+
 /// While init containers run, kubectl shows `Init:<done>/<total>`, or the failing one's
 /// reason (`Init:Error`, `Init:CrashLoopBackOff`, `Init:ExitCode:N`).
 fn init_status(o: &Value) -> Option<String> {
@@ -152,6 +161,9 @@ fn init_status(o: &Value) -> Option<String> {
         .pointer("/status/initContainerStatuses")
         .and_then(Value::as_array)?;
     for (i, c) in statuses.iter().enumerate() {
+        if is_sidecar(o, c) && c["started"] == json!(true) {
+            continue;
+        }
         if let Some(t) = c.pointer("/state/terminated") {
             if t["exitCode"].as_i64() == Some(0) {
                 continue;
@@ -200,13 +212,24 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
             let statuses = o
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array);
-            let ready = statuses.map_or(0, |a| {
+            let mut ready = statuses.map_or(0, |a| {
                 a.iter().filter(|c| c["ready"] == json!(true)).count()
             });
-            // Init containers' restarts count too, as kubectl's printer adds them.
+            // Init containers' restarts count too, and sidecars count as containers, as
+            // kubectl's printer does.
             let init = o
                 .pointer("/status/initContainerStatuses")
                 .and_then(Value::as_array);
+            let sidecars: Vec<&Value> = init
+                .into_iter()
+                .flatten()
+                .filter(|c| is_sidecar(o, c))
+                .collect();
+            let containers = containers + sidecars.len();
+            ready += sidecars
+                .iter()
+                .filter(|c| c["started"] == json!(true) && c["ready"] == json!(true))
+                .count();
             let restarts: i64 = statuses
                 .into_iter()
                 .chain(init)

@@ -246,6 +246,29 @@ spec:
     command: ["httpd", "-f", "-p", "80", "-h", "/site"]
     volumeMounts: [{name: site, mountPath: /site}]
   volumes: [{name: site, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: with-sidecar}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sh", "-c", "sleep 1; echo up > /shared/proxy; exec sleep 600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+    startupProbe:
+      exec: {command: ["test", "-f", "/shared/proxy"]}
+      periodSeconds: 1
+  containers:
+  - name: app
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /shared/proxy; exec sleep 600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  volumes: [{name: shared, emptyDir: {}}]
 "#;
 
 const INIT_FAILS: &str = r#"
@@ -322,6 +345,24 @@ fn init_containers_run_in_order_before_the_app_and_failures_show() {
         page.contains("200 OK") && page.contains("from-init\nsecond\n"),
         "{page}"
     );
+
+    // A sidecar (an init container with restartPolicy Always) starts first and keeps
+    // running next to the app, which starts once the sidecar's startup probe passed.
+    let pod = poll(Duration::from_secs(30), "with-sidecar ready", || {
+        let p = cluster.json(&["get", "pod", "with-sidecar"]);
+        (p.pointer("/status/containerStatuses/0/ready") == Some(&serde_json::json!(true)))
+            .then_some(p)
+    });
+    let sidecar = &pod["status"]["initContainerStatuses"][0];
+    assert!(sidecar["state"]["running"].is_object(), "{sidecar}");
+    assert_eq!(sidecar["started"], true);
+    assert_eq!(
+        cluster.ok(&["logs", "with-sidecar", "-c", "app"]).trim(),
+        "up"
+    );
+    let row = cluster.ok(&["get", "pod", "with-sidecar", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["2/2", "Running"], "{row}");
 
     // A failing init container: the pod fails (restartPolicy Never) or loops (Always).
     apply(&cluster, "init-fails", INIT_FAILS);

@@ -724,7 +724,7 @@ impl Pod {
 
     fn write_status(&mut self) {
         let now = now_rfc3339();
-        let all_ready = self.containers.iter().all(Container::ready);
+        let all_ready = self.containers.iter().all(Container::ready) && self.sidecars_ready();
         let all_done = self.containers.iter().all(|c| c.done.is_some());
         let any_started = self
             .containers
