@@ -575,6 +575,29 @@ mod tests {
     }
 
     #[test]
+    fn time_zones_move_the_schedule() {
+        if crate::cron::time_zone("Asia/Tokyo").is_err() {
+            eprintln!("SKIPPED: no zoneinfo for Asia/Tokyo on this machine");
+            return;
+        }
+        let f = Fixture::new();
+        f.cronjob(
+            "tz",
+            json!({"schedule": "0 9 * * *", "timeZone": "Asia/Tokyo"}),
+        );
+        // 09:00 in Tokyo (UTC+9, no DST) is midnight UTC.
+        let created = parse_rfc3339(objects::meta_str(&f.cj("tz"), "creationTimestamp").unwrap());
+        let expected = Schedule::parse("0 0 * * *")
+            .unwrap()
+            .next_after(created.unwrap(), None)
+            .unwrap();
+        f.run_at(expected - 1);
+        assert!(f.jobs().is_empty(), "{:?}", f.names());
+        f.run_at(expected + 1);
+        assert_eq!(f.names(), [format!("tz-{}", expected / 60)]);
+    }
+
+    #[test]
     fn stored_bad_schedules_are_reported_once_not_run() {
         let f = Fixture::new();
         // Stored before validation existed (the API server now refuses such a schedule).
