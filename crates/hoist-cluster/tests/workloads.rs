@@ -515,8 +515,10 @@ spec:
         imagePullPolicy: Never
         command: ["sh", "-c", "echo $V > /tmp/v; exec sleep 600"]
         env: [{name: V, value: "1"}]
+        # Ready a second after start: the surge overlap below is long enough to observe.
         readinessProbe:
           exec: {command: ["test", "-f", "/tmp/v"]}
+          initialDelaySeconds: 1
           periodSeconds: 1
 ---
 apiVersion: apps/v1
@@ -633,6 +635,29 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
         cluster.ok(&["exec", name, "--", "cat", "/tmp/v"]).trim(),
         "2"
     );
+    // maxSurge 1 / maxUnavailable 0: the new pod starts next to the old one, which goes
+    // once the new one is ready — never without a ready pod.
+    cluster.ok(&[
+        "patch",
+        "ds",
+        "agent",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    let before = pods_of(&cluster, "agent");
+    cluster.ok(&["set", "env", "ds/agent", "V=3"]);
+    let mut most = 0;
+    poll(Duration::from_secs(40), "the surge update", || {
+        let pods = pods_of(&cluster, "agent");
+        let live: Vec<_> = pods.values().filter(|p| !p.2).collect();
+        assert!(
+            live.iter().any(|p| p.1),
+            "no ready pod during a surge update: {pods:?}"
+        );
+        most = most.max(live.len());
+        (live.len() == 1 && !before.values().any(|b| b.0 == live[0].0) && live[0].1).then_some(())
+    });
+    assert_eq!(most, 2, "the new pod never ran next to the old one");
     let history = cluster.ok(&["rollout", "history", "ds/agent"]);
     assert!(history.contains('2'), "{history}");
     let describe = cluster.ok(&["describe", "ds", "agent"]);
