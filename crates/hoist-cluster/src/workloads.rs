@@ -270,6 +270,23 @@ fn is_ready(pod: &Value) -> bool {
         })
 }
 
+/// Ready for at least `min_ready_secs` (a workload's `minReadySeconds`) at `now`.
+fn is_available(pod: &Value, min_ready_secs: i64, now: i64) -> bool {
+    if !is_ready(pod) {
+        return false;
+    }
+    if min_ready_secs <= 0 {
+        return true;
+    }
+    let since = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(crate::clock::parse_rfc3339);
+    since.is_some_and(|t| t + min_ready_secs <= now)
+}
+
 fn is_active(pod: &Value) -> bool {
     !objects::is_deleting(pod)
         && !matches!(
@@ -1095,4 +1112,44 @@ fn upsert(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_ready_since(t: i64) -> Value {
+        json!({"metadata": {"labels": {"app": "web", "tier": "canary"}}, "status": {"conditions": [
+            {"type": "Ready", "status": "True",
+             "lastTransitionTime": crate::clock::format_rfc3339(t)}]}})
+    }
+
+    #[test]
+    fn available_means_ready_for_min_ready_seconds() {
+        let p = pod_ready_since(1_000);
+        assert!(is_available(&p, 0, 1_000));
+        assert!(!is_available(&p, 10, 1_009));
+        assert!(is_available(&p, 10, 1_010));
+        assert!(!is_available(&json!({}), 0, 1_000));
+    }
+
+    #[test]
+    fn selectors_use_match_expressions_and_fall_back_to_ownership() {
+        let owner = |sel: Value| json!({"spec": {"selector": sel}});
+        let p = pod_ready_since(0);
+        assert!(selects(
+            &owner(json!({"matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["web"]},
+            {"key": "tier", "operator": "Exists"}]})),
+            &p
+        ));
+        assert!(!selects(
+            &owner(json!({"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["canary"]}]})),
+            &p
+        ));
+        // No usable selector: ownership alone decides (the pod is not released).
+        assert!(selects(&json!({"spec": {}}), &p));
+        assert!(selects(&owner(json!({})), &p));
+    }
 }

@@ -264,6 +264,12 @@ fn daemon_set_status(
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let ready = eligible.iter().filter(|n| on(n, &is_ready)).count();
+    let min_ready = int(d, "/spec/minReadySeconds", 0);
+    let now = crate::clock::unix_now();
+    let available = eligible
+        .iter()
+        .filter(|n| on(n, &|p| super::is_available(p, min_ready, now)))
+        .count();
     let updated = eligible
         .iter()
         .filter(|n| on(n, &|p| pod_hash(p) == hash))
@@ -275,11 +281,11 @@ fn daemon_set_status(
         "currentNumberScheduled": scheduled,
         "numberMisscheduled": misscheduled,
         "numberReady": ready,
-        "numberAvailable": ready,
+        "numberAvailable": available,
         "updatedNumberScheduled": updated,
     });
-    if desired > ready {
-        status["numberUnavailable"] = json!(desired - ready);
+    if desired > available {
+        status["numberUnavailable"] = json!(desired - available);
     }
     let hashes: Vec<String> = revs
         .iter()
