@@ -269,6 +269,17 @@ spec:
     command: ["sh", "-c", "cat /shared/proxy; exec sleep 600"]
     volumeMounts: [{name: shared, mountPath: /shared}]
   volumes: [{name: shared, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: task-with-sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: helper, image: "hoist.test/web:1", imagePullPolicy: Never, restartPolicy: Always, command: ["sleep", "600"]}
+  containers:
+  - {name: task, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["echo", "done"]}
 "#;
 
 const INIT_FAILS: &str = r#"
@@ -363,6 +374,17 @@ fn init_containers_run_in_order_before_the_app_and_failures_show() {
     let row = cluster.ok(&["get", "pod", "with-sidecar", "--no-headers"]);
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[1..3], ["2/2", "Running"], "{row}");
+    // When the pod's containers are done, its sidecar is stopped and the pod completes.
+    let task = poll(
+        Duration::from_secs(30),
+        "task-with-sidecar Succeeded",
+        || {
+            let p = cluster.json(&["get", "pod", "task-with-sidecar"]);
+            (p["status"]["phase"] == "Succeeded").then_some(p)
+        },
+    );
+    let helper = &task["status"]["initContainerStatuses"][0];
+    assert!(helper["state"]["terminated"].is_object(), "{helper}");
 
     // A failing init container: the pod fails (restartPolicy Never) or loops (Always).
     apply(&cluster, "init-fails", INIT_FAILS);

@@ -205,6 +205,7 @@ impl Pod {
                     for i in 0..self.containers.len() {
                         self.step(i);
                     }
+                    self.stop_sidecars_when_done();
                 }
                 self.write_status();
                 self.refresh_hosts();

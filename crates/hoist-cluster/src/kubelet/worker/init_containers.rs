@@ -27,7 +27,8 @@ impl Pod {
     pub(super) fn init_progress(&self) -> Progress {
         for c in &self.init {
             if is_sidecar(c) {
-                if !c.started() {
+                // A sidecar stopped because the pod's containers finished counts as through.
+                if c.done.is_none() && !c.started() {
                     return Progress::Running;
                 }
                 continue;
@@ -78,6 +79,59 @@ impl Pod {
         self.in_init = false;
         std::mem::swap(&mut self.containers, &mut self.init);
         self.restart_policy = policy;
+    }
+
+    /// Once every container of the pod has finished for good (a Job's pod), its sidecars
+    /// are stopped (SIGTERM, then SIGKILL after the grace period, at most 5 s here) and not
+    /// restarted, as the kubelet does.
+    pub(super) fn stop_sidecars_when_done(&mut self) {
+        if self.containers.is_empty() || self.containers.iter().any(|c| c.done.is_none()) {
+            return;
+        }
+        let grace = self
+            .pod
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(30)
+            .min(5);
+        for i in 0..self.init.len() {
+            let Some(id) = self.init[i]
+                .handle
+                .as_ref()
+                .filter(|_| is_sidecar(&self.init[i]))
+                .map(|h| h.id.clone())
+            else {
+                continue;
+            };
+            let name = self.init[i].name.clone();
+            self.in_init = true;
+            self.event(
+                Some(&name),
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
+            self.in_init = false;
+            let code = match self
+                .shared
+                .runtime
+                .kill(&id, std::time::Duration::from_secs(grace))
+            {
+                Ok(e) => e.code,
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "cannot stop a sidecar");
+                    None
+                }
+            };
+            // Recorded like any exit, under a rule that does not restart it.
+            let policy = std::mem::replace(&mut self.restart_policy, "Never".to_string());
+            std::mem::swap(&mut self.containers, &mut self.init);
+            self.in_init = true;
+            self.on_exit(i, Some(code.unwrap_or(137)));
+            self.in_init = false;
+            std::mem::swap(&mut self.containers, &mut self.init);
+            self.restart_policy = policy;
+        }
     }
 
     /// Sidecars count toward the pod's readiness, as in Kubernetes.
