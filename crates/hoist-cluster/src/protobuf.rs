@@ -118,6 +118,7 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     let mut labels = Map::new();
     let mut annotations = Map::new();
     let mut finalizers = Vec::new();
+    let mut owner_refs = Vec::new();
     while let Some((n, f)) = r.next()? {
         match (n, f) {
             (1, Field::Bytes(b @ [_, ..])) => {
@@ -140,9 +141,13 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
                 let (k, v) = map_entry(b, false)?;
                 annotations.insert(k, v);
             }
+            (13, Field::Bytes(b)) => owner_refs.push(owner_reference(b)?),
             (14, Field::Bytes(b)) => finalizers.push(Value::String(string(b)?)),
             _ => {}
         }
+    }
+    if !owner_refs.is_empty() {
+        m.insert("ownerReferences".into(), Value::Array(owner_refs));
     }
     if !labels.is_empty() {
         m.insert("labels".into(), Value::Object(labels));
@@ -152,6 +157,33 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     }
     if !finalizers.is_empty() {
         m.insert("finalizers".into(), Value::Array(finalizers));
+    }
+    Ok(Value::Object(m))
+}
+
+/// OwnerReference: kind 1, name 3, uid 4, apiVersion 5, controller 6,
+/// blockOwnerDeletion 7 (`kubectl create job --from=cronjob/x` sets one).
+fn owner_reference(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut m = Map::new();
+    while let Some((n, f)) = r.next()? {
+        let key = match n {
+            1 => "kind",
+            3 => "name",
+            4 => "uid",
+            5 => "apiVersion",
+            6 => "controller",
+            7 => "blockOwnerDeletion",
+            _ => continue,
+        };
+        match f {
+            Field::Bytes(b) => {
+                m.insert(key.into(), Value::String(string(b)?));
+            }
+            Field::Varint(v) => {
+                m.insert(key.into(), Value::Bool(v != 0));
+            }
+        }
     }
     Ok(Value::Object(m))
 }
@@ -597,6 +629,25 @@ mod tests {
         assert_eq!(
             v["spec"],
             json!({"ports": [{"protocol": "TCP", "port": 80, "targetPort": "web"}], "type": "ClusterIP"})
+        );
+    }
+
+    #[test]
+    fn keeps_owner_references() {
+        // OwnerReference: kind 1, name 3, uid 4, apiVersion 5, controller 6 (varint 1).
+        let owner = [
+            field(1, b"CronJob"),
+            field(3, b"tick"),
+            field(4, b"u-1"),
+            field(5, b"batch/v1"),
+            vec![0x30, 0x01],
+        ]
+        .concat();
+        let meta = [field(1, b"run1"), field(13, &owner)].concat();
+        let v = decode(&envelope("v1", "ConfigMap", &field(1, &meta))).unwrap();
+        assert_eq!(
+            v["metadata"]["ownerReferences"],
+            json!([{"kind": "CronJob", "name": "tick", "uid": "u-1", "apiVersion": "batch/v1", "controller": true}])
         );
     }
 

@@ -18,6 +18,11 @@ pub enum Columns {
     Secret,
     Node,
     Event,
+    StatefulSet,
+    DaemonSet,
+    CronJob,
+    ControllerRevision,
+    PersistentVolumeClaim,
 }
 
 /// One served resource (a group/version/kind and its REST shape).
@@ -203,7 +208,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["pvc"],
             true,
             true,
-            Default,
+            PersistentVolumeClaim,
             false,
         ),
         builtin("", "v1", "Node", "nodes", &["no"], false, true, Node, false),
@@ -237,7 +242,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["sts"],
             true,
             true,
-            Default,
+            StatefulSet,
             true,
         ),
         builtin(
@@ -248,7 +253,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["ds"],
             true,
             true,
-            Default,
+            DaemonSet,
             true,
         ),
         builtin(
@@ -259,7 +264,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &[],
             true,
             false,
-            Default,
+            ControllerRevision,
             false,
         ),
         builtin("batch", "v1", "Job", "jobs", &[], true, true, Default, true),
@@ -271,7 +276,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
             &["cj"],
             true,
             true,
-            Default,
+            CronJob,
             true,
         ),
         builtin(

@@ -70,6 +70,47 @@ fn definitions(c: Columns) -> Vec<Value> {
             col("Message", "string", "", 0),
             col("Name", "string", "name", 1),
         ],
+        Columns::StatefulSet => vec![
+            name,
+            col("Ready", "string", "", 0),
+            age,
+            col("Containers", "string", "", 1),
+            col("Images", "string", "", 1),
+        ],
+        Columns::DaemonSet => vec![
+            name,
+            col("Desired", "integer", "", 0),
+            col("Current", "integer", "", 0),
+            col("Ready", "integer", "", 0),
+            col("Up-to-date", "integer", "", 0),
+            col("Available", "integer", "", 0),
+            col("Node Selector", "string", "", 0),
+            age,
+        ],
+        Columns::CronJob => vec![
+            name,
+            col("Schedule", "string", "", 0),
+            col("Timezone", "string", "", 0),
+            col("Suspend", "boolean", "", 0),
+            col("Active", "integer", "", 0),
+            col("Last Schedule", "string", "", 0),
+            age,
+        ],
+        Columns::ControllerRevision => vec![
+            name,
+            col("Controller", "string", "", 0),
+            col("Revision", "integer", "", 0),
+            age,
+        ],
+        Columns::PersistentVolumeClaim => vec![
+            name,
+            col("Status", "string", "", 0),
+            col("Volume", "string", "", 0),
+            col("Capacity", "string", "", 0),
+            col("Access Modes", "string", "", 0),
+            col("StorageClass", "string", "", 0),
+            age,
+        ],
         Columns::Default => vec![name, age],
     }
 }
@@ -100,6 +141,15 @@ fn pod_status<'a>(o: &'a Value, statuses: Option<&'a Vec<Value>>) -> String {
     reason
 }
 
+/// Whether an init container status belongs to a sidecar (`restartPolicy: Always`).
+fn is_sidecar(pod: &Value, status: &Value) -> bool {
+    pod.pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["name"] == status["name"] && c["restartPolicy"] == "Always")
+}
+
 /// While init containers run, kubectl shows `Init:<done>/<total>`, or the failing one's
 /// reason (`Init:Error`, `Init:CrashLoopBackOff`, `Init:ExitCode:N`).
 fn init_status(o: &Value) -> Option<String> {
@@ -111,6 +161,9 @@ fn init_status(o: &Value) -> Option<String> {
         .pointer("/status/initContainerStatuses")
         .and_then(Value::as_array)?;
     for (i, c) in statuses.iter().enumerate() {
+        if is_sidecar(o, c) && c["started"] == json!(true) {
+            continue;
+        }
         if let Some(t) = c.pointer("/state/terminated") {
             if t["exitCode"].as_i64() == Some(0) {
                 continue;
@@ -131,6 +184,22 @@ fn init_status(o: &Value) -> Option<String> {
     None
 }
 
+/// The pod template's container names and images, comma-separated (wide columns).
+fn template_containers(o: &Value) -> (String, String) {
+    let cs = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let join = |f: &str| {
+        cs.iter()
+            .filter_map(|c| c[f].as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (join("name"), join("image"))
+}
+
 fn cells(c: Columns, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let age = json!(human_age(s(o, "/metadata/creationTimestamp")));
@@ -143,14 +212,30 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
             let statuses = o
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array);
-            let ready = statuses.map_or(0, |a| {
+            let mut ready = statuses.map_or(0, |a| {
                 a.iter().filter(|c| c["ready"] == json!(true)).count()
             });
-            let restarts: i64 = statuses.map_or(0, |a| {
-                a.iter()
-                    .map(|c| c["restartCount"].as_i64().unwrap_or(0))
-                    .sum()
-            });
+            // Init containers' restarts count too, and sidecars count as containers, as
+            // kubectl's printer does.
+            let init = o
+                .pointer("/status/initContainerStatuses")
+                .and_then(Value::as_array);
+            let sidecars: Vec<&Value> = init
+                .into_iter()
+                .flatten()
+                .filter(|c| is_sidecar(o, c))
+                .collect();
+            let containers = containers + sidecars.len();
+            ready += sidecars
+                .iter()
+                .filter(|c| c["started"] == json!(true) && c["ready"] == json!(true))
+                .count();
+            let restarts: i64 = statuses
+                .into_iter()
+                .chain(init)
+                .flatten()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                .sum();
             let status = pod_status(o, statuses);
             let ip = s(o, "/status/podIP");
             let node = s(o, "/spec/nodeName");
@@ -291,6 +376,124 @@ fn cells(c: Columns, o: &Value) -> Vec<Value> {
                 name,
                 json!(if ty.is_empty() { "Opaque" } else { ty }),
                 json!(n),
+                age,
+            ]
+        }
+        Columns::StatefulSet => {
+            let (containers, images) = template_containers(o);
+            let want = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            vec![
+                name,
+                json!(format!("{}/{want}", i(o, "/status/readyReplicas"))),
+                age,
+                json!(containers),
+                json!(images),
+            ]
+        }
+        Columns::DaemonSet => {
+            let selector = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(i(o, "/status/desiredNumberScheduled")),
+                json!(i(o, "/status/currentNumberScheduled")),
+                json!(i(o, "/status/numberReady")),
+                json!(i(o, "/status/updatedNumberScheduled")),
+                json!(i(o, "/status/numberAvailable")),
+                json!(selector),
+                age,
+            ]
+        }
+        Columns::CronJob => {
+            let last = s(o, "/status/lastScheduleTime");
+            let active = o
+                .pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![
+                name,
+                json!(s(o, "/spec/schedule")),
+                json!(match s(o, "/spec/timeZone") {
+                    "" => "<none>",
+                    tz => tz,
+                }),
+                // Kubernetes prints the flag as a word.
+                json!(
+                    if o.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                        "True"
+                    } else {
+                        "False"
+                    }
+                ),
+                json!(active),
+                json!(if last.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    human_age(last)
+                }),
+                age,
+            ]
+        }
+        Columns::ControllerRevision => {
+            let owner = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                .map(|r| {
+                    let group = r["apiVersion"]
+                        .as_str()
+                        .and_then(|v| v.split_once('/'))
+                        .map_or(String::new(), |(g, _)| format!(".{g}"));
+                    format!(
+                        "{}{group}/{}",
+                        r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
+                        r["name"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![name, json!(owner), json!(i(o, "/revision")), age]
+        }
+        Columns::PersistentVolumeClaim => {
+            let modes = o
+                .pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|a| {
+                            Some(match a.as_str()? {
+                                "ReadWriteOnce" => "RWO",
+                                "ReadOnlyMany" => "ROX",
+                                "ReadWriteMany" => "RWX",
+                                "ReadWriteOncePod" => "RWOP",
+                                other => other,
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(o, "/status/phase")),
+                json!(s(o, "/spec/volumeName")),
+                json!(s(o, "/status/capacity/storage")),
+                json!(modes),
+                json!(match s(o, "/spec/storageClassName") {
+                    "" => "<unset>",
+                    c => c,
+                }),
                 age,
             ]
         }

@@ -65,6 +65,9 @@ pub fn apply_defaults(kind: &ResourceKind, obj: &mut Value) {
 /// A Deployment, ReplicaSet, StatefulSet, DaemonSet or Job with a selector must select
 /// its template's labels (422 otherwise, with Kubernetes' wording).
 pub fn validate(kind: &ResourceKind, obj: &Value) -> ApiResult<()> {
+    if !kind.custom && kind.group == "batch" && kind.kind == "CronJob" {
+        return validate_cron_job(obj);
+    }
     let workload = matches!(
         (kind.group.as_str(), kind.kind.as_str()),
         (
@@ -103,6 +106,26 @@ pub fn validate(kind: &ResourceKind, obj: &Value) -> ApiResult<()> {
             "spec.template.metadata.labels",
             format!("Invalid value: {labels}: `selector` does not match template `labels`"),
         ));
+    }
+    Ok(())
+}
+
+/// A CronJob's schedule must parse and its timeZone exist (422 otherwise).
+fn validate_cron_job(obj: &Value) -> ApiResult<()> {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let invalid =
+        |field: &str, msg: String| ApiError::invalid("CronJob", name, vec![(field.into(), msg)]);
+    let Some(schedule) = obj.pointer("/spec/schedule").and_then(Value::as_str) else {
+        return Err(invalid("spec.schedule", "Required value".into()));
+    };
+    crate::cron::Schedule::parse(schedule)
+        .map_err(|e| invalid("spec.schedule", format!("Invalid value: {schedule:?}: {e}")))?;
+    if let Some(tz) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+        crate::cron::time_zone(tz)
+            .map_err(|e| invalid("spec.timeZone", format!("Invalid value: {tz:?}: {e}")))?;
     }
     Ok(())
 }
@@ -178,5 +201,28 @@ mod tests {
         let bad = json!({"spec": {"selector": {"matchExpressions": [
             {"key": "app", "operator": "Bogus", "values": ["x"]}]}}});
         assert_eq!(validate(&sts, &bad).unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn cron_jobs_need_a_valid_schedule_and_time_zone() {
+        let cj = kind("batch", "CronJob");
+        let obj = |spec: Value| json!({"metadata": {"name": "tick"}, "spec": spec});
+        validate(&cj, &obj(json!({"schedule": "@hourly"}))).unwrap();
+        let e = validate(&cj, &obj(json!({"schedule": "61 * * * *"}))).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.to_string().contains("spec.schedule"), "{e}");
+        assert!(
+            e.to_string().contains("minute: value 61 out of range"),
+            "{e}"
+        );
+        let e = validate(&cj, &obj(json!({"schedule": "CRON_TZ=UTC 0 * * * *"}))).unwrap_err();
+        assert!(e.to_string().contains("use timeZone field instead"), "{e}");
+        let e = validate(
+            &cj,
+            &obj(json!({"schedule": "0 * * * *", "timeZone": "Mars/Base"})),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("spec.timeZone"), "{e}");
+        assert_eq!(validate(&cj, &obj(json!({}))).unwrap_err().code, 422);
     }
 }

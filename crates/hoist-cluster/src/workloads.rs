@@ -141,13 +141,14 @@ fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     })
 }
 
-/// Whether `owner`'s `spec.selector` (matchLabels and matchExpressions) selects `obj`.
+/// Whether `owner`'s `spec.selector` (matchLabels and matchExpressions) still selects
+/// `obj`, one of its dependents (true without a usable selector: see [`claim_pods`]).
 fn selects(owner: &Value, obj: &Value) -> bool {
-    let Some(sel) = owner.pointer("/spec/selector") else {
-        return false;
-    };
-    hoist_apimachinery::selector::LabelSelector::from_label_selector_json(sel)
-        .is_ok_and(|s| !s.is_empty() && s.matches_object(obj))
+    let selector = owner
+        .pointer("/spec/selector")
+        .and_then(|s| hoist_apimachinery::selector::LabelSelector::from_label_selector_json(s).ok())
+        .filter(|s| !s.is_empty());
+    selector.is_none_or(|s| s.matches_object(obj))
 }
 
 fn controller_uid(o: &Value) -> Option<&str> {
@@ -171,10 +172,25 @@ fn claim_pods(
     let ns = ns_of(owner);
     let uid = uid_of(owner).to_string();
     let (pods, _) = app.store.list("/pods", Some(ns))?;
+    // Parsed once per owner. Without a usable selector (an object stored before selectors
+    // were validated) ownership alone counts: releasing every pod would recreate them all.
+    let selector = owner
+        .pointer("/spec/selector")
+        .and_then(|s| hoist_apimachinery::selector::LabelSelector::from_label_selector_json(s).ok())
+        .filter(|s| !s.is_empty());
     let mut mine = Vec::new();
     for p in pods {
         let owned = owned_by(std::slice::from_ref(&p), &uid).len() == 1;
-        let selected = selects(owner, &p);
+        if !owned && controller_uid(&p).is_some() {
+            continue; // another controller's pod
+        }
+        let Some(selector) = &selector else {
+            if owned {
+                mine.push(p);
+            }
+            continue;
+        };
+        let selected = selector.matches_object(&p);
         if owned && selected {
             mine.push(p);
         } else if owned && !objects::is_deleting(&p) {
@@ -192,7 +208,7 @@ fn claim_pods(
                 &msg,
                 kind_component(kind),
             );
-        } else if selected && controller_uid(&p).is_none() && is_active(&p) && adopt(&p) {
+        } else if selected && !owned && is_active(&p) && adopt(&p) {
             let r = owner_ref(owner, api_version, kind);
             if let Some(new) = set_owner_refs(app, &p, |refs| refs.push(r.clone()))? {
                 mine.push(new);
@@ -252,6 +268,23 @@ fn is_ready(pod: &Value) -> bool {
             cs.iter()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         })
+}
+
+/// Ready for at least `min_ready_secs` (a workload's `minReadySeconds`) at `now`.
+fn is_available(pod: &Value, min_ready_secs: i64, now: i64) -> bool {
+    if !is_ready(pod) {
+        return false;
+    }
+    if min_ready_secs <= 0 {
+        return true;
+    }
+    let since = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(crate::clock::parse_rfc3339);
+    since.is_some_and(|t| t + min_ready_secs <= now)
 }
 
 fn is_active(pod: &Value) -> bool {
@@ -1079,4 +1112,44 @@ fn upsert(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_ready_since(t: i64) -> Value {
+        json!({"metadata": {"labels": {"app": "web", "tier": "canary"}}, "status": {"conditions": [
+            {"type": "Ready", "status": "True",
+             "lastTransitionTime": crate::clock::format_rfc3339(t)}]}})
+    }
+
+    #[test]
+    fn available_means_ready_for_min_ready_seconds() {
+        let p = pod_ready_since(1_000);
+        assert!(is_available(&p, 0, 1_000));
+        assert!(!is_available(&p, 10, 1_009));
+        assert!(is_available(&p, 10, 1_010));
+        assert!(!is_available(&json!({}), 0, 1_000));
+    }
+
+    #[test]
+    fn selectors_use_match_expressions_and_fall_back_to_ownership() {
+        let owner = |sel: Value| json!({"spec": {"selector": sel}});
+        let p = pod_ready_since(0);
+        assert!(selects(
+            &owner(json!({"matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["web"]},
+            {"key": "tier", "operator": "Exists"}]})),
+            &p
+        ));
+        assert!(!selects(
+            &owner(json!({"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["canary"]}]})),
+            &p
+        ));
+        // No usable selector: ownership alone decides (the pod is not released).
+        assert!(selects(&json!({"spec": {}}), &p));
+        assert!(selects(&owner(json!({})), &p));
+    }
 }

@@ -149,6 +149,11 @@ fn stateful_set_orders_pods_keeps_their_claims_and_rolls_updates_in_reverse() {
     }
     let pvc = cluster.json(&["get", "pvc", "data-web-0"]);
     assert_eq!(pvc["status"]["phase"], "Bound");
+    let row = cluster.ok(&["get", "pvc", "data-web-0", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..4], ["data-web-0", "Bound", "1Gi", "RWO"], "{row}");
+    let row = cluster.ok(&["get", "sts", "web", "--no-headers"]);
+    assert_eq!(row.split_whitespace().nth(1), Some("3/3"), "{row}");
     assert!(cluster.ok(&["get", "controllerrevisions"]).contains(&rev1));
 
     // Scale down: web-2 is gone before web-1 starts terminating.
@@ -241,6 +246,40 @@ spec:
     command: ["httpd", "-f", "-p", "80", "-h", "/site"]
     volumeMounts: [{name: site, mountPath: /site}]
   volumes: [{name: site, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: with-sidecar}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sh", "-c", "sleep 1; echo up > /shared/proxy; exec sleep 600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+    startupProbe:
+      exec: {command: ["test", "-f", "/shared/proxy"]}
+      periodSeconds: 1
+  containers:
+  - name: app
+    image: hoist.test/web:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /shared/proxy; exec sleep 600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  volumes: [{name: shared, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: task-with-sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: helper, image: "hoist.test/web:1", imagePullPolicy: Never, restartPolicy: Always, command: ["sleep", "600"]}
+  containers:
+  - {name: task, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["echo", "done"]}
 "#;
 
 const INIT_FAILS: &str = r#"
@@ -317,6 +356,35 @@ fn init_containers_run_in_order_before_the_app_and_failures_show() {
         page.contains("200 OK") && page.contains("from-init\nsecond\n"),
         "{page}"
     );
+
+    // A sidecar (an init container with restartPolicy Always) starts first and keeps
+    // running next to the app, which starts once the sidecar's startup probe passed.
+    let pod = poll(Duration::from_secs(30), "with-sidecar ready", || {
+        let p = cluster.json(&["get", "pod", "with-sidecar"]);
+        (p.pointer("/status/containerStatuses/0/ready") == Some(&serde_json::json!(true)))
+            .then_some(p)
+    });
+    let sidecar = &pod["status"]["initContainerStatuses"][0];
+    assert!(sidecar["state"]["running"].is_object(), "{sidecar}");
+    assert_eq!(sidecar["started"], true);
+    assert_eq!(
+        cluster.ok(&["logs", "with-sidecar", "-c", "app"]).trim(),
+        "up"
+    );
+    let row = cluster.ok(&["get", "pod", "with-sidecar", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["2/2", "Running"], "{row}");
+    // When the pod's containers are done, its sidecar is stopped and the pod completes.
+    let task = poll(
+        Duration::from_secs(30),
+        "task-with-sidecar Succeeded",
+        || {
+            let p = cluster.json(&["get", "pod", "task-with-sidecar"]);
+            (p["status"]["phase"] == "Succeeded").then_some(p)
+        },
+    );
+    let helper = &task["status"]["initContainerStatuses"][0];
+    assert!(helper["state"]["terminated"].is_object(), "{helper}");
 
     // A failing init container: the pod fails (restartPolicy Never) or loops (Always).
     apply(&cluster, "init-fails", INIT_FAILS);
@@ -469,8 +537,10 @@ spec:
         imagePullPolicy: Never
         command: ["sh", "-c", "echo $V > /tmp/v; exec sleep 600"]
         env: [{name: V, value: "1"}]
+        # Ready a second after start: the surge overlap below is long enough to observe.
         readinessProbe:
           exec: {command: ["test", "-f", "/tmp/v"]}
+          initialDelaySeconds: 1
           periodSeconds: 1
 ---
 apiVersion: apps/v1
@@ -500,7 +570,7 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     );
     let pods = pods_of(&cluster, "agent");
     assert_eq!(pods.len(), 1, "{pods:?}");
-    let (first, (uid1, _, _)) = pods.into_iter().next().unwrap();
+    let first = pods.into_keys().next().unwrap();
     let pod = cluster.json(&["get", "pod", &first]);
     assert_eq!(pod["spec"]["nodeName"], "hoist");
     let ds = cluster.json(&["get", "ds", "agent"]);
@@ -514,6 +584,13 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     ] {
         assert_eq!(ds["status"][field], want, "{field}: {}", ds["status"]);
     }
+    let row = cluster.ok(&["get", "ds", "agent", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols[..7],
+        ["agent", "1", "1", "1", "1", "1", "<none>"],
+        "{row}"
+    );
     // No node has the label the second set asks for: nothing to run.
     let gpu = poll(Duration::from_secs(20), "gpu status", || {
         let d = cluster.json(&["get", "ds", "gpu"]);
@@ -525,6 +602,39 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
     assert_eq!(gpu["status"]["desiredNumberScheduled"], 0);
     assert!(pods_of(&cluster, "gpu").is_empty());
 
+    // Relabelled out of the selector (matchExpressions: tier NotIn [canary]), the pod is
+    // released (no longer owned) and the set starts another one.
+    cluster.ok(&["label", "pod", &first, "tier=canary"]);
+    let released = poll(Duration::from_secs(20), "the pod released", || {
+        let p = cluster.json(&["get", "pod", &first]);
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
+            .then_some(p)
+    });
+    assert_eq!(released["metadata"]["labels"]["tier"], "canary");
+    poll(
+        Duration::from_secs(30),
+        "a pod replacing the released one",
+        || {
+            pods_of(&cluster, "agent")
+                .iter()
+                .any(|(n, p)| *n != first && p.1)
+                .then_some(())
+        },
+    );
+    // Back in the selector, the orphan is adopted again and the extra pod removed.
+    cluster.ok(&["label", "pod", &first, "tier-"]);
+    poll(Duration::from_secs(30), "one pod again", || {
+        let pods = pods_of(&cluster, "agent");
+        (pods.values().filter(|p| !p.2).count() == 1).then_some(())
+    });
+    let first = pods_of(&cluster, "agent")
+        .into_iter()
+        .find(|(_, p)| !p.2)
+        .unwrap()
+        .0;
+    let uid1 = pods_of(&cluster, "agent")[&first].0.clone();
     // A deleted daemon pod comes back.
     cluster.ok(&["delete", "pod", &first, "--wait=true"]);
     let (second, uid2) = poll(Duration::from_secs(30), "a replacement pod", || {
@@ -547,6 +657,29 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
         cluster.ok(&["exec", name, "--", "cat", "/tmp/v"]).trim(),
         "2"
     );
+    // maxSurge 1 / maxUnavailable 0: the new pod starts next to the old one, which goes
+    // once the new one is ready — never without a ready pod.
+    cluster.ok(&[
+        "patch",
+        "ds",
+        "agent",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    let before = pods_of(&cluster, "agent");
+    cluster.ok(&["set", "env", "ds/agent", "V=3"]);
+    let mut most = 0;
+    poll(Duration::from_secs(40), "the surge update", || {
+        let pods = pods_of(&cluster, "agent");
+        let live: Vec<_> = pods.values().filter(|p| !p.2).collect();
+        assert!(
+            live.iter().any(|p| p.1),
+            "no ready pod during a surge update: {pods:?}"
+        );
+        most = most.max(live.len());
+        (live.len() == 1 && !before.values().any(|b| b.0 == live[0].0) && live[0].1).then_some(())
+    });
+    assert_eq!(most, 2, "the new pod never ran next to the old one");
     let history = cluster.ok(&["rollout", "history", "ds/agent"]);
     assert!(history.contains('2'), "{history}");
     let describe = cluster.ok(&["describe", "ds", "agent"]);
@@ -560,4 +693,322 @@ fn daemon_set_runs_one_pod_on_the_node_and_rolls_updates() {
         (pods_of(&cluster, "agent").is_empty() && node::runc_list(&runc_root).trim().is_empty())
             .then_some(())
     });
+}
+
+const CRON_JOB: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "0 0 1 1 *"
+  successfulJobsHistoryLimit: 2
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: tick, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["sh", "-c", "echo tick"]}
+"#;
+
+#[test]
+fn cron_job_runs_jobs_created_from_it_and_keeps_its_history_short() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "cj", CRON_JOB);
+    let cj = cluster.json(&["get", "cronjob", "tick"]);
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 1);
+    // A bad schedule is refused when applied.
+    let bad = cluster.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        CRON_JOB
+            .replace("0 0 1 1 *", "0 0 1 13 *")
+            .replace("name: tick}", "name: bad}"),
+    )
+    .unwrap();
+    let err = cluster.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.schedule") && err.contains("month: value 13 out of range"),
+        "{err}"
+    );
+
+    for run in ["run1", "run2", "run3"] {
+        cluster.ok(&["create", "job", run, "--from=cronjob/tick"]);
+        cluster.ok(&[
+            "wait",
+            "--for=condition=complete",
+            &format!("job/{run}"),
+            "--timeout=60s",
+        ]);
+    }
+    let job = cluster.json(&["get", "job", "run3"]);
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(cluster.ok(&["logs", "job/run3"]).trim(), "tick");
+    // successfulJobsHistoryLimit 2: the oldest finished job goes, with its pods.
+    poll(Duration::from_secs(30), "run1 removed", || {
+        let jobs = cluster.ok(&["get", "jobs", "--no-headers"]);
+        (!jobs.contains("run1") && jobs.contains("run2") && jobs.contains("run3")).then_some(())
+    });
+    poll(Duration::from_secs(30), "run1's pod removed", || {
+        let pods = cluster.ok(&["get", "pods", "-l", "job-name=run1", "--no-headers"]);
+        pods.trim().is_empty().then_some(())
+    });
+    let cj = poll(Duration::from_secs(20), "lastSuccessfulTime", || {
+        let cj = cluster.json(&["get", "cronjob", "tick"]);
+        cj["status"]
+            .get("lastSuccessfulTime")
+            .is_some()
+            .then_some(cj)
+    });
+    assert!(cj["status"].get("active").is_none(), "{}", cj["status"]);
+    let row = cluster.ok(&["get", "cronjob", "tick", "--no-headers"]);
+    assert!(
+        row.starts_with("tick") && row.contains("0 0 1 1 *") && row.contains("False"),
+        "{row}"
+    );
+    let describe = cluster.ok(&["describe", "cronjob", "tick"]);
+    assert!(describe.contains("Deleted job run1"), "{describe}");
+    assert!(describe.contains("Saw completed job"), "{describe}");
+}
+
+const PARALLEL_SET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: par}
+spec:
+  serviceName: par
+  replicas: 3
+  podManagementPolicy: Parallel
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}
+  volumeClaimTemplates:
+  - metadata: {name: scratch}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Mi}}}
+  selector: {matchLabels: {app: par}}
+  template:
+    metadata: {labels: {app: par}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: hoist.test/web:1
+        imagePullPolicy: Never
+        command: ["sleep", "600"]
+        env: [{name: V, value: "1"}]
+        readinessProbe:
+          exec: {command: ["test", "-d", "/"]}
+          initialDelaySeconds: 2
+          periodSeconds: 1
+"#;
+
+fn revision_of(cluster: &common::TestCluster, pod: &str) -> String {
+    let p = cluster.json(&["get", "pod", pod]);
+    p["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn stateful_set_parallel_partitioned_and_on_delete_updates() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "par", PARALLEL_SET);
+    // Parallel: all three exist before any is ready (readiness takes 2 s).
+    let pods = poll(Duration::from_secs(20), "three pods", || {
+        let pods = pods_of(&cluster, "par");
+        (pods.len() == 3).then_some(pods)
+    });
+    assert!(pods.values().any(|p| !p.1), "all ready already: {pods:?}");
+    cluster.ok(&["rollout", "status", "sts/par", "--timeout=60s"]);
+    let old = revision_of(&cluster, "par-0");
+    // Each ordinal's claim is a directory on the node.
+    let claims_dir = cluster.dir.path().join("kubelet/claims");
+    assert_eq!(std::fs::read_dir(&claims_dir).unwrap().count(), 3);
+
+    // partition 2: only ordinals >= 2 move to the new revision.
+    cluster.ok(&["set", "env", "sts/par", "V=2"]);
+    let out = cluster.ok(&["rollout", "status", "sts/par", "--timeout=60s"]);
+    assert!(
+        out.contains("partitioned roll out complete: 1 new pods have been updated"),
+        "{out}"
+    );
+    let sts = cluster.json(&["get", "sts", "par"]);
+    let new = sts["status"]["updateRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    assert_eq!(revision_of(&cluster, "par-2"), new);
+    assert_eq!(revision_of(&cluster, "par-1"), old);
+    assert_eq!(revision_of(&cluster, "par-0"), old);
+    assert_eq!(sts["status"]["currentRevision"], old.as_str());
+    assert_eq!(sts["status"]["updatedReplicas"], 1);
+    assert_eq!(sts["status"]["currentReplicas"], 2);
+    // Dropping the partition finishes the update; the revision becomes current.
+    cluster.ok(&[
+        "patch",
+        "sts",
+        "par",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    poll(Duration::from_secs(60), "all pods updated", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        (sts["status"]["currentRevision"] == new.as_str()
+            && sts["status"]["updatedReplicas"] == 3
+            && sts["status"]["readyReplicas"] == 3)
+            .then_some(())
+    });
+    for n in 0..3 {
+        assert_eq!(revision_of(&cluster, &format!("par-{n}")), new);
+    }
+
+    // OnDelete: a template change replaces nothing until a pod is deleted.
+    cluster.ok(&[
+        "patch",
+        "sts",
+        "par",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#,
+    ]);
+    cluster.ok(&["set", "env", "sts/par", "V=3"]);
+    let third = poll(Duration::from_secs(20), "a third revision", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        let rev = sts["status"]["updateRevision"].as_str()?.to_string();
+        (rev != new).then_some(rev)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for n in 0..3 {
+        assert_eq!(
+            revision_of(&cluster, &format!("par-{n}")),
+            new,
+            "par-{n} replaced under OnDelete"
+        );
+    }
+    cluster.ok(&["delete", "pod", "par-1", "--wait=true"]);
+    poll(
+        Duration::from_secs(30),
+        "par-1 back at the new revision",
+        || {
+            let pods = pods_of(&cluster, "par");
+            (pods.get("par-1").is_some_and(|p| p.1) && revision_of(&cluster, "par-1") == third)
+                .then_some(())
+        },
+    );
+    assert_eq!(revision_of(&cluster, "par-0"), new);
+
+    // `kubectl rollout undo` applies the previous ControllerRevision's template.
+    let out = cluster.ok(&["rollout", "undo", "sts/par"]);
+    assert!(out.contains("rolled back"), "{out}");
+    let sts = poll(Duration::from_secs(20), "the undo observed", || {
+        let sts = cluster.json(&["get", "sts", "par"]);
+        (sts["status"]["updateRevision"] == new.as_str()).then_some(sts)
+    });
+    let env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "2", "{env}");
+
+    // Claim retention Delete: scaled-away ordinals lose their claims, then the rest go
+    // with the set.
+    cluster.ok(&["scale", "sts/par", "--replicas=1"]);
+    poll(
+        Duration::from_secs(30),
+        "claims of par-1 and par-2 removed",
+        || {
+            let pvcs = cluster.ok(&["get", "pvc", "--no-headers"]);
+            (pvcs.contains("scratch-par-0")
+                && !pvcs.contains("scratch-par-1")
+                && !pvcs.contains("scratch-par-2"))
+            .then_some(())
+        },
+    );
+    cluster.ok(&["delete", "sts", "par"]);
+    poll(Duration::from_secs(30), "every claim removed", || {
+        cluster
+            .ok(&["get", "pvc", "--no-headers"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    // ...and their directories on the node.
+    poll(Duration::from_secs(20), "claim directories removed", || {
+        std::fs::read_dir(&claims_dir)
+            .map_or(true, |mut d| d.next().is_none())
+            .then_some(())
+    });
+}
+
+const EXPRESSION_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: expr}
+spec:
+  replicas: 2
+  selector:
+    matchExpressions:
+    - {key: app, operator: In, values: [expr]}
+    - {key: debug, operator: DoesNotExist}
+  template:
+    metadata: {labels: {app: expr}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: app, image: "hoist.test/web:1", imagePullPolicy: Never, command: ["sleep", "600"]}
+"#;
+
+#[test]
+fn deployments_select_pods_by_match_expressions() {
+    if skip() {
+        return;
+    }
+    let (cluster, _kubelet, _runc) = node::start(APPLETS);
+    apply(&cluster, "expr", EXPRESSION_DEPLOYMENT);
+    cluster.ok(&["rollout", "status", "deploy/expr", "--timeout=60s"]);
+    let pods = pods_of(&cluster, "expr");
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    // Taking a pod out of the selector (debug=1 fails DoesNotExist) releases it for
+    // debugging; the ReplicaSet starts a replacement.
+    let taken = pods.keys().next().unwrap().clone();
+    cluster.ok(&["label", "pod", &taken, "debug=1"]);
+    poll(
+        Duration::from_secs(30),
+        "a replacement and the released pod",
+        || {
+            let pods = pods_of(&cluster, "expr");
+            let live = pods.values().filter(|p| !p.2 && p.1).count();
+            (live == 3).then_some(())
+        },
+    );
+    let released = cluster.json(&["get", "pod", &taken]);
+    assert!(
+        released["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{}",
+        released["metadata"]
+    );
+    let rs = cluster.json(&["get", "rs", "-l", "app=expr"]);
+    assert_eq!(rs["items"][0]["status"]["readyReplicas"], 2);
+    // A selector that does not select the template is refused.
+    let bad = cluster.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        EXPRESSION_DEPLOYMENT.replace("values: [expr]", "values: [other]"),
+    )
+    .unwrap();
+    let err = cluster.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
 }

@@ -211,6 +211,7 @@ impl Pod {
                     for i in 0..self.containers.len() {
                         self.step(i);
                     }
+                    self.stop_sidecars_when_done();
                 }
                 self.write_status();
                 self.refresh_hosts();
@@ -735,7 +736,7 @@ impl Pod {
 
     fn write_status(&mut self) {
         let now = now_rfc3339();
-        let all_ready = self.containers.iter().all(Container::ready);
+        let all_ready = self.containers.iter().all(Container::ready) && self.sidecars_ready();
         let all_done = self.containers.iter().all(|c| c.done.is_some());
         let any_started = self
             .containers

@@ -346,3 +346,279 @@ pub(super) fn create_job(app: &App, cj: &Value, name: &str, scheduled: i64) -> A
     });
     create(app, "batch", "jobs", ns, job)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::storage::{Store, Write};
+
+    /// A clock the test sets (the controller never reads the real time).
+    struct FakeClock(AtomicI64);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    impl FakeClock {
+        fn set(&self, t: i64) {
+            self.0.store(t, Ordering::SeqCst);
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        app: Arc<App>,
+        clock: FakeClock,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+            Fixture {
+                app: App::new(store).unwrap(),
+                _dir: dir,
+                clock: FakeClock(AtomicI64::new(0)),
+            }
+        }
+
+        /// Creates CronJob `name` (schedule every 5 minutes plus `spec`); returns its first
+        /// scheduled time after creation.
+        fn cronjob(&self, name: &str, spec: Value) -> i64 {
+            let mut full = json!({
+                "schedule": "*/5 * * * *",
+                "jobTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}]}}}},
+            });
+            for (k, v) in spec.as_object().unwrap() {
+                full[k] = v.clone();
+            }
+            let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                            "metadata": {"name": name}, "spec": full});
+            let cj = create(&self.app, "batch", "cronjobs", "default", cj).unwrap();
+            let created = parse_rfc3339(objects::meta_str(&cj, "creationTimestamp").unwrap());
+            Schedule::parse(cj["spec"]["schedule"].as_str().unwrap())
+                .unwrap()
+                .next_after(created.unwrap(), None)
+                .unwrap()
+        }
+
+        fn run_at(&self, t: i64) {
+            self.clock.set(t);
+            pass(&self.app, &self.clock).unwrap();
+        }
+
+        fn jobs(&self) -> Vec<Value> {
+            let (mut jobs, _) = self.app.store.list("batch/jobs", Some("default")).unwrap();
+            jobs.retain(|j| !objects::is_deleting(j));
+            jobs.sort_by_key(|j| objects::name_of(j).to_string());
+            jobs
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.jobs()
+                .iter()
+                .map(|j| objects::name_of(j).to_string())
+                .collect()
+        }
+
+        fn cj(&self, name: &str) -> Value {
+            self.app
+                .store
+                .get("batch/cronjobs", "default", name)
+                .unwrap()
+                .unwrap()
+        }
+
+        /// Marks a job finished at `at` as the Job controller would.
+        fn finish(&self, job: &str, ok: bool, at: i64) {
+            let w = self
+                .app
+                .store
+                .write("batch/jobs", "default", job, |cur| {
+                    let mut new = cur.unwrap().clone();
+                    let type_ = if ok { "Complete" } else { "Failed" };
+                    new["status"] = json!({
+                        "startTime": format_rfc3339(at - 1),
+                        "conditions": [{"type": type_, "status": "True"}],
+                    });
+                    if ok {
+                        new["status"]["completionTime"] = json!(format_rfc3339(at));
+                    }
+                    Ok(Write::Put(new))
+                })
+                .unwrap();
+            let _ = w;
+        }
+
+        fn events(&self, reason: &str) -> Vec<String> {
+            let (evs, _) = self.app.store.list("/events", Some("default")).unwrap();
+            evs.iter()
+                .filter(|e| e["reason"] == reason)
+                .map(|e| e["message"].as_str().unwrap_or("").to_string())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn one_job_per_scheduled_time_named_after_it_and_never_twice() {
+        let f = Fixture::new();
+        let first = f.cronjob("tick", json!({}));
+        f.run_at(first - 1);
+        assert!(f.jobs().is_empty());
+        f.run_at(first + 3);
+        let name = format!("tick-{}", first / 60);
+        assert_eq!(f.names(), std::slice::from_ref(&name));
+        let job = &f.jobs()[0];
+        assert_eq!(
+            job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+            format_rfc3339(first)
+        );
+        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+        assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        let cj = f.cj("tick");
+        assert_eq!(cj["status"]["lastScheduleTime"], format_rfc3339(first));
+        assert_eq!(cj["status"]["active"][0]["name"], name.as_str());
+        // The same time again, or a minute later: nothing new.
+        f.run_at(first + 3);
+        f.run_at(first + 60);
+        assert_eq!(f.jobs().len(), 1);
+        // Three missed times: only the most recent one runs (Allow: next to the active one).
+        f.run_at(first + 900 + 10);
+        assert_eq!(f.names(), [name, format!("tick-{}", (first + 900) / 60)]);
+        assert_eq!(f.events("SuccessfulCreate").len(), 2);
+    }
+
+    #[test]
+    fn forbid_waits_for_the_active_job_and_replace_replaces_it() {
+        let f = Fixture::new();
+        let first = f.cronjob("forbid", json!({"concurrencyPolicy": "Forbid"}));
+        f.run_at(first + 1);
+        let a = f.names()[0].clone();
+        f.run_at(first + 301);
+        assert_eq!(
+            f.names(),
+            std::slice::from_ref(&a),
+            "Forbid started a second job"
+        );
+        assert!(!f.events("JobAlreadyActive").is_empty());
+        assert_eq!(
+            f.cj("forbid")["status"]["lastScheduleTime"],
+            format_rfc3339(first)
+        );
+        // Once it finished, the waiting time runs.
+        f.finish(&a, true, first + 302);
+        f.run_at(first + 303);
+        assert_eq!(f.names(), [a, format!("forbid-{}", (first + 300) / 60)]);
+        let cj = f.cj("forbid");
+        assert_eq!(
+            cj["status"]["lastSuccessfulTime"],
+            format_rfc3339(first + 302)
+        );
+        assert_eq!(cj["status"]["active"].as_array().unwrap().len(), 1);
+
+        let f = Fixture::new();
+        let first = f.cronjob("replace", json!({"concurrencyPolicy": "Replace"}));
+        f.run_at(first + 1);
+        let a = f.names()[0].clone();
+        f.run_at(first + 301);
+        assert_eq!(f.names(), [format!("replace-{}", (first + 300) / 60)]);
+        assert!(f.events("SuccessfulDelete").iter().any(|m| m.contains(&a)));
+    }
+
+    #[test]
+    fn suspended_cronjobs_and_missed_deadlines_start_nothing() {
+        let f = Fixture::new();
+        let first = f.cronjob("paused", json!({"suspend": true}));
+        f.run_at(first + 1);
+        assert!(f.jobs().is_empty());
+
+        let f = Fixture::new();
+        let first = f.cronjob("late", json!({"startingDeadlineSeconds": 60}));
+        // Two minutes late for `first`: past its deadline, so it is skipped.
+        f.run_at(first + 120);
+        assert!(f.jobs().is_empty());
+        // The next time, on time.
+        f.run_at(first + 300 + 30);
+        assert_eq!(f.names(), [format!("late-{}", (first + 300) / 60)]);
+    }
+
+    #[test]
+    fn history_limits_keep_the_newest_finished_jobs() {
+        let f = Fixture::new();
+        let first = f.cronjob(
+            "hist",
+            json!({"successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 1}),
+        );
+        for i in 0..3 {
+            f.run_at(first + i * 300 + 1);
+        }
+        let names = f.names();
+        assert_eq!(names.len(), 3);
+        f.finish(&names[0], true, first + 10);
+        f.finish(&names[1], false, first + 310);
+        f.finish(&names[2], true, first + 610);
+        f.run_at(first + 620);
+        assert_eq!(f.names(), [names[1].clone(), names[2].clone()]);
+        let cj = f.cj("hist");
+        assert_eq!(
+            cj["status"]["lastSuccessfulTime"],
+            format_rfc3339(first + 610)
+        );
+        assert!(cj["status"].get("active").is_none(), "{}", cj["status"]);
+    }
+
+    #[test]
+    fn time_zones_move_the_schedule() {
+        if crate::cron::time_zone("Asia/Tokyo").is_err() {
+            eprintln!("SKIPPED: no zoneinfo for Asia/Tokyo on this machine");
+            return;
+        }
+        let f = Fixture::new();
+        f.cronjob(
+            "tz",
+            json!({"schedule": "0 9 * * *", "timeZone": "Asia/Tokyo"}),
+        );
+        // 09:00 in Tokyo (UTC+9, no DST) is midnight UTC.
+        let created = parse_rfc3339(objects::meta_str(&f.cj("tz"), "creationTimestamp").unwrap());
+        let expected = Schedule::parse("0 0 * * *")
+            .unwrap()
+            .next_after(created.unwrap(), None)
+            .unwrap();
+        f.run_at(expected - 1);
+        assert!(f.jobs().is_empty(), "{:?}", f.names());
+        f.run_at(expected + 1);
+        assert_eq!(f.names(), [format!("tz-{}", expected / 60)]);
+    }
+
+    #[test]
+    fn stored_bad_schedules_are_reported_once_not_run() {
+        let f = Fixture::new();
+        // Stored before validation existed (the API server now refuses such a schedule).
+        let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "bad", "namespace": "default", "uid": "u1",
+                         "creationTimestamp": format_rfc3339(crate::clock::unix_now())},
+            "spec": {"schedule": "61 * * * *", "jobTemplate": {"spec": {}}}});
+        f.app
+            .store
+            .write("batch/cronjobs", "default", "bad", |_| {
+                Ok(Write::Put(cj.clone()))
+            })
+            .unwrap();
+        f.run_at(crate::clock::unix_now() + 7200);
+        f.run_at(crate::clock::unix_now() + 7300);
+        assert!(f.jobs().is_empty());
+        let warnings = f.events("InvalidSchedule");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("minute: value 61 out of range"),
+            "{warnings:?}"
+        );
+    }
+}

@@ -117,10 +117,16 @@ fn daemon_set(app: &App, d: &Value, nodes: &[Value]) -> ApiResult<()> {
         }
     }
     for node in &eligible {
-        let here: Vec<&Value> = pods
+        let mut here: Vec<&Value> = pods
             .iter()
             .filter(|p| node_of(p) == *node && is_active(p))
             .collect();
+        here.sort_by_key(|p| {
+            (
+                objects::meta_str(p, "creationTimestamp").unwrap_or(""),
+                objects::name_of(p),
+            )
+        });
         let new: Vec<&&Value> = here.iter().filter(|p| pod_hash(p) == hash).collect();
         let old: Vec<&&Value> = here.iter().filter(|p| pod_hash(p) != hash).collect();
         let terminating = pods
@@ -258,6 +264,12 @@ fn daemon_set_status(
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let ready = eligible.iter().filter(|n| on(n, &is_ready)).count();
+    let min_ready = int(d, "/spec/minReadySeconds", 0);
+    let now = crate::clock::unix_now();
+    let available = eligible
+        .iter()
+        .filter(|n| on(n, &|p| super::is_available(p, min_ready, now)))
+        .count();
     let updated = eligible
         .iter()
         .filter(|n| on(n, &|p| pod_hash(p) == hash))
@@ -269,11 +281,11 @@ fn daemon_set_status(
         "currentNumberScheduled": scheduled,
         "numberMisscheduled": misscheduled,
         "numberReady": ready,
-        "numberAvailable": ready,
+        "numberAvailable": available,
         "updatedNumberScheduled": updated,
     });
-    if desired > ready {
-        status["numberUnavailable"] = json!(desired - ready);
+    if desired > available {
+        status["numberUnavailable"] = json!(desired - available);
     }
     let hashes: Vec<String> = revs
         .iter()

@@ -9,7 +9,8 @@
 //!   gives a pod the new revision only when something else deleted it.
 //! - Pods get `hostname: <pod>` and `subdomain: <serviceName>`; `volumeClaimTemplates`
 //!   become PersistentVolumeClaims `<claim>-<set>-<ordinal>` (see [`super::volume_claims`])
-//!   that outlive the pods, so a replaced pod gets its ordinal's data back.
+//!   that outlive the pods, so a replaced pod gets its ordinal's data back;
+//!   `persistentVolumeClaimRetentionPolicy` (whenDeleted / whenScaled: Delete) honoured.
 //! - Status as `kubectl rollout status sts/x` reads it.
 
 use std::collections::BTreeMap;
@@ -282,6 +283,7 @@ fn stateful_set(app: &App, s: &Value) -> ApiResult<()> {
             }
         }
     }
+    super::volume_claims::delete_scaled_claims(app, s, want)?;
     stateful_set_status(app, s, &current_name, &update_name, &revs)
 }
 
@@ -407,6 +409,12 @@ fn stateful_set_status(
     let want = int(s, "/spec/replicas", 1).max(0) as usize;
     let replicas = live.len();
     let ready = live.iter().filter(|p| running_and_ready(p)).count();
+    let min_ready = int(s, "/spec/minReadySeconds", 0);
+    let now = crate::clock::unix_now();
+    let available = live
+        .iter()
+        .filter(|p| super::is_available(p, min_ready, now))
+        .count();
     let updated = count(update);
     let (mut current, mut current_count) = (current.to_string(), count(current));
     // The update is complete once every wanted pod runs the update revision and is ready.
@@ -424,7 +432,7 @@ fn stateful_set_status(
         "observedGeneration": int(s, "/metadata/generation", 1),
         "replicas": replicas,
         "readyReplicas": ready,
-        "availableReplicas": ready,
+        "availableReplicas": available,
         "currentReplicas": current_count,
         "updatedReplicas": updated,
         "currentRevision": current,
