@@ -407,16 +407,21 @@ impl Pod {
             let delay = backoff(c.starts);
             c.next_start = Some(Instant::now() + delay);
             c.last_state = terminated;
-            c.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
-                "back-off {}s restarting failed container={} pod={pod_name}",
-                delay.as_secs(), c.name)}});
-            let name = c.name.clone();
-            self.event(
-                Some(&name),
-                "Warning",
-                "BackOff",
-                "Back-off restarting failed container",
-            );
+            if delay.is_zero() {
+                // The first restart is immediate, as the kubelet does; back-off starts after.
+                c.state = json!({"waiting": {"reason": "ContainerCreating"}});
+            } else {
+                c.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                    "back-off {}s restarting failed container={} pod={pod_name}",
+                    delay.as_secs(), c.name)}});
+                let name = c.name.clone();
+                self.event(
+                    Some(&name),
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container",
+                );
+            }
         } else {
             c.done = Some(code_v);
             c.state = terminated;
@@ -498,7 +503,7 @@ impl Pod {
                     "exitCode": 128, "reason": "StartError", "message": message,
                     "startedAt": null, "finishedAt": now_rfc3339(),
                 }});
-                let delay = backoff(c.starts + 1);
+                let delay = backoff(c.starts + 2);
                 c.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}});
                 c.next_start = Some(Instant::now() + delay);
             }
@@ -924,10 +929,15 @@ fn pull_from_registry(
     .map_err(|e| e.to_string())
 }
 
-/// Back-off before the next start after `starts` starts: 10s, 20s, 40s... capped at 5m.
+/// Back-off before the next start after `starts` starts: none after the first run
+/// (Kubernetes restarts a container that exits once at once), then 10s, 20s, 40s...
+/// capped at 5m.
 fn backoff(starts: u32) -> Duration {
+    if starts <= 1 {
+        return Duration::ZERO;
+    }
     BACKOFF_START
-        .saturating_mul(1u32 << starts.saturating_sub(1).min(8))
+        .saturating_mul(1u32 << (starts - 2).min(8))
         .min(BACKOFF_CAP)
 }
 
@@ -948,5 +958,19 @@ pub fn final_delete(app: &App, ns: &str, name: &str, uid: &str) {
             }
         }
         Err(e) => tracing::warn!(pod = %name, error = %e, "final delete failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_restart_is_immediate_then_back_off_doubles_to_the_cap() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(30), BACKOFF_CAP);
     }
 }
