@@ -145,10 +145,15 @@ async fn base_image(
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to filter.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // The runtime flavour hoist's commands use (`hoist_oci::block_on`) unless
+    // HOIST_BENCH_RUNTIME=current asks for a single-threaded one.
+    let rt = match std::env::var("HOIST_BENCH_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .unwrap();
     let open = Registry::start(false);
     let authed = Registry::start(true);
     let tmp = tempfile::tempdir().unwrap();
@@ -288,6 +293,7 @@ fn main() {
             requests_delta(&src_req, &open.requests()),
             requests_delta(&Default::default(), &authed.requests())
         );
+        hoist.requests += &format!(" over {} connection(s)", authed.connections());
         assert_eq!(rep.blobs_copied, 9);
         drop(authed);
         let authed = Registry::start(true);
@@ -316,6 +322,7 @@ fn main() {
             requests_delta(&src_req, &open.requests()),
             requests_delta(&Default::default(), &authed.requests())
         );
+        skopeo.requests += &format!(" over {} connection(s)", authed.connections());
         assert!(
             out.status.success(),
             "{}",
