@@ -49,6 +49,17 @@ fn live_cpu_ms(pid: &str) -> f64 {
     ns as f64 / 1e6
 }
 
+/// This process's (user, system) CPU in ms (10 ms resolution).
+fn user_sys_ms() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f[11] * 10.0, f[12] * 10.0)
+}
+
 fn cpu_ms() -> f64 {
     live_cpu_ms("self")
 }
@@ -260,6 +271,7 @@ fn main() {
         &tmp.path().join("big"),
     ));
     let (mut hoist, mut skopeo) = (CopyCost::default(), CopyCost::default());
+    let mut hoist_user_sys = vec![];
     // Each copy gets a fresh destination registry: skopeo's blob-info cache would otherwise
     // mount blobs the previous round uploaded, and neither tool should find anything there.
     drop(authed);
@@ -276,6 +288,7 @@ fn main() {
         let (src_req, src_cpu, dst_cpu) = (open.requests(), reg_cpu_ms(&open), reg_cpu_ms(&authed));
         let t = Instant::now();
         let c0 = cpu_ms();
+        let (u0, s0) = user_sys_ms();
         let rep = rt
             .block_on(copy(
                 &c,
@@ -286,6 +299,8 @@ fn main() {
             .unwrap();
         hoist.wall.push(ms(t.elapsed()));
         hoist.tool_cpu.push(cpu_ms() - c0);
+        let (u1, s1) = user_sys_ms();
+        hoist_user_sys.push((u1 - u0, s1 - s0));
         hoist.src_cpu.push(reg_cpu_ms(&open) - src_cpu);
         hoist.dst_cpu.push(reg_cpu_ms(&authed) - dst_cpu);
         hoist.requests = format!(
@@ -335,10 +350,16 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let (us_u, us_s) = hoist_user_sys
+        .iter()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let n = hoist_user_sys.len() as f64;
     let rounds_line = format!(
-        "copy rounds in order (ms): hoist {}; skopeo {}",
+        "copy rounds in order (ms): hoist {}; skopeo {}\nhoist CPU per copy, mean: user {:.0} ms, system {:.0} ms",
         each(&hoist.wall),
-        each(&skopeo.wall)
+        each(&skopeo.wall),
+        us_u / n,
+        us_s / n
     );
     let (_, hmed, _) = stats(&mut hoist.wall.clone());
     let (_, smed, _) = stats(&mut skopeo.wall.clone());
