@@ -349,8 +349,9 @@ pub async fn build_to_store(
     if let Some(base) = &img.base {
         for l in &img.base_layers {
             if !store.layout().has_blob(&l.digest) {
-                let data = client.get_blob(base, &l.digest).await?;
-                store.layout().put_blob(&l.digest, &data)?;
+                // Straight to a temp file, renamed once verified: never whole in memory.
+                let path = store.layout().blob_path(&l.digest);
+                client.download_blob_to(base, &l.digest, &path).await?;
             }
         }
     }
