@@ -4,6 +4,13 @@
 //!     run alternately.
 //!
 //! Run: `cargo bench -p hoist-oci --bench oci` (prints a Markdown table).
+//! Knobs: `HOIST_BENCH_ONLY_COPY=1` (skip 1), `HOIST_BENCH_ROUNDS=N` (copy rounds, default 5),
+//! `HOIST_BENCH_CONCURRENCY=N` (hoist's parallel transfers), `HOIST_BENCH_RUNTIME=current`.
+//!
+//! The copy is CPU-bound on a small machine, so besides wall times the table gives each
+//! copy's CPU: the copying tool's and both registries' (from /proc), and the requests and
+//! connections the destination registry logged. Wall-clock ratios move with the machine's
+//! load; the CPU figures are the steadier evidence.
 
 #[path = "../tests/support/registry.rs"]
 mod registry;
