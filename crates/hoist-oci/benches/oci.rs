@@ -4,6 +4,13 @@
 //!     run alternately.
 //!
 //! Run: `cargo bench -p hoist-oci --bench oci` (prints a Markdown table).
+//! Knobs: `HOIST_BENCH_ONLY_COPY=1` (skip 1), `HOIST_BENCH_ROUNDS=N` (copy rounds, default 5),
+//! `HOIST_BENCH_CONCURRENCY=N` (hoist's parallel transfers), `HOIST_BENCH_RUNTIME=current`.
+//!
+//! The copy is CPU-bound on a small machine, so besides wall times the table gives each
+//! copy's CPU: the copying tool's and both registries' (from /proc), and the requests and
+//! connections the destination registry logged. Wall-clock ratios move with the machine's
+//! load; the CPU figures are the steadier evidence.
 
 #[path = "../tests/support/registry.rs"]
 mod registry;
@@ -47,6 +54,17 @@ fn live_cpu_ms(pid: &str) -> f64 {
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     ns as f64 / 1e6
+}
+
+/// This process's (user, system) CPU in ms (10 ms resolution).
+fn user_sys_ms() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f[11] * 10.0, f[12] * 10.0)
 }
 
 fn cpu_ms() -> f64 {
@@ -145,10 +163,15 @@ async fn base_image(
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to filter.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // The runtime flavour hoist's commands use (`hoist_oci::block_on`) unless
+    // HOIST_BENCH_RUNTIME=current asks for a single-threaded one.
+    let rt = match std::env::var("HOIST_BENCH_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .unwrap();
     let open = Registry::start(false);
     let authed = Registry::start(true);
     let tmp = tempfile::tempdir().unwrap();
@@ -255,6 +278,7 @@ fn main() {
         &tmp.path().join("big"),
     ));
     let (mut hoist, mut skopeo) = (CopyCost::default(), CopyCost::default());
+    let mut hoist_user_sys = vec![];
     // Each copy gets a fresh destination registry: skopeo's blob-info cache would otherwise
     // mount blobs the previous round uploaded, and neither tool should find anything there.
     drop(authed);
@@ -271,6 +295,7 @@ fn main() {
         let (src_req, src_cpu, dst_cpu) = (open.requests(), reg_cpu_ms(&open), reg_cpu_ms(&authed));
         let t = Instant::now();
         let c0 = cpu_ms();
+        let (u0, s0) = user_sys_ms();
         let rep = rt
             .block_on(copy(
                 &c,
@@ -281,6 +306,8 @@ fn main() {
             .unwrap();
         hoist.wall.push(ms(t.elapsed()));
         hoist.tool_cpu.push(cpu_ms() - c0);
+        let (u1, s1) = user_sys_ms();
+        hoist_user_sys.push((u1 - u0, s1 - s0));
         hoist.src_cpu.push(reg_cpu_ms(&open) - src_cpu);
         hoist.dst_cpu.push(reg_cpu_ms(&authed) - dst_cpu);
         hoist.requests = format!(
@@ -288,6 +315,7 @@ fn main() {
             requests_delta(&src_req, &open.requests()),
             requests_delta(&Default::default(), &authed.requests())
         );
+        hoist.requests += &format!(" over {} connection(s)", authed.connections());
         assert_eq!(rep.blobs_copied, 9);
         drop(authed);
         let authed = Registry::start(true);
@@ -316,6 +344,7 @@ fn main() {
             requests_delta(&src_req, &open.requests()),
             requests_delta(&Default::default(), &authed.requests())
         );
+        skopeo.requests += &format!(" over {} connection(s)", authed.connections());
         assert!(
             out.status.success(),
             "{}",
@@ -328,10 +357,16 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let (us_u, us_s) = hoist_user_sys
+        .iter()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let n = hoist_user_sys.len() as f64;
     let rounds_line = format!(
-        "copy rounds in order (ms): hoist {}; skopeo {}",
+        "copy rounds in order (ms): hoist {}; skopeo {}\nhoist CPU per copy, mean: user {:.0} ms, system {:.0} ms",
         each(&hoist.wall),
-        each(&skopeo.wall)
+        each(&skopeo.wall),
+        us_u / n,
+        us_s / n
     );
     let (_, hmed, _) = stats(&mut hoist.wall.clone());
     let (_, smed, _) = stats(&mut skopeo.wall.clone());

@@ -291,20 +291,8 @@ pub async fn push_built(
         );
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            if base.registry != t.registry {
-                if c.has_blob(&t, &d.0).await? {
-                    return Ok(BlobOutcome::Present);
-                }
-                c.stream_blob(&base, &t, &d.0, d.1).await?;
-                return Ok(BlobOutcome::Uploaded);
-            }
-            let d = d.0;
-            let from = Some(base.repository.clone());
-            let fetch = {
-                let (c, base, d) = (c.clone(), base.clone(), d.clone());
-                move || async move { c.get_blob(&base, &d).await }
-            };
-            c.ensure_blob(&t, &d, from.as_deref(), fetch).await
+            // Mounted on the same registry, streamed across from another one.
+            c.copy_blob(&base, &t, &d.0, d.1).await
         });
     }
     let mut new_blobs: Vec<(Digest, Bytes)> = img
@@ -361,8 +349,9 @@ pub async fn build_to_store(
     if let Some(base) = &img.base {
         for l in &img.base_layers {
             if !store.layout().has_blob(&l.digest) {
-                let data = client.get_blob(base, &l.digest).await?;
-                store.layout().put_blob(&l.digest, &data)?;
+                // Straight to a temp file, renamed once verified: never whole in memory.
+                let path = store.layout().blob_path(&l.digest);
+                client.download_blob_to(base, &l.digest, &path).await?;
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
-use crate::verified_body::{StreamFailure, VerifiedBody};
+use crate::verified_body::{FileBody, StreamFailure, Verdict, VerifiedBody};
 
 /// Install ring as the process-wide rustls provider. Safe to call many times; the whole
 /// workspace (kube included) must use this one provider.
@@ -883,10 +883,65 @@ impl RegistryClient {
 }
 
 impl RegistryClient {
-    /// Stream blob `d` (`size` bytes) from `src` into `dst` (different registries) without
-    /// holding it in memory: the download is the upload's body. The digest is checked on
-    /// the way, before the last byte goes out, so a mismatch aborts the upload (and the
-    /// destination registry checks it again).
+    /// Make sure `dst` has blob `d` (`size` bytes), taken from `src` without holding it in
+    /// memory: HEAD; on the same registry a cross-repository mount, and if the registry
+    /// declines it, a stream into the upload session it opened; otherwise a stream from
+    /// the other registry. Interrupted streams are retried with a fresh download and
+    /// upload; bad content never is.
+    pub async fn copy_blob(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        d: &Digest,
+        size: u64,
+    ) -> Result<BlobOutcome> {
+        if self.has_blob(dst, d).await? {
+            return Ok(BlobOutcome::Present);
+        }
+        let mut session = None;
+        if src.registry == dst.registry && src.repository != dst.repository {
+            match self.mount_blob(dst, d, &src.repository).await? {
+                None => return Ok(BlobOutcome::Mounted),
+                Some(loc) => session = Some(loc),
+            }
+        }
+        self.retry_transfer(&format!("blob {d}"), session, |session| {
+            self.stream_blob_into(src, dst, d, size, session)
+        })
+        .await?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Run a streamed transfer, again (with a fresh upload session) while it fails in a way
+    /// worth retrying. `session` is an upload already opened for the first attempt.
+    async fn retry_transfer<F, Fut>(
+        &self,
+        what: &str,
+        mut session: Option<String>,
+        mut transfer: F,
+    ) -> Result<()>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match transfer(session.take()).await {
+                Err(e) if e.is_transient() && attempt < self.inner.opts.retries => {
+                    attempt += 1;
+                    let delay = Duration::from_millis(100 * (1 << attempt));
+                    tracing::debug!(what, attempt, error = %e, ?delay, "retrying an interrupted transfer");
+                    tokio::time::sleep(delay).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Stream blob `d` (`size` bytes) from `src` into `dst` without holding it in memory:
+    /// the download is the upload's body. The digest is checked on the way, before the last
+    /// byte goes out, so a mismatch aborts the upload (and the destination registry checks
+    /// it again). One attempt; [`RegistryClient::copy_blob`] retries.
     pub async fn stream_blob(
         &self,
         src: &Reference,
@@ -894,16 +949,59 @@ impl RegistryClient {
         d: &Digest,
         size: u64,
     ) -> Result<()> {
+        self.stream_blob_into(src, dst, d, size, None).await
+    }
+
+    /// [`RegistryClient::stream_blob`] into an upload `session` already opened, or a new one.
+    async fn stream_blob_into(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        d: &Digest,
+        size: u64,
+        session: Option<String>,
+    ) -> Result<()> {
         let get_url = format!("{}/v2/{}/blobs/{d}", self.base_url(src), src.repository);
         let scope = pull_scope(&src.repository);
-        let (resp, loc) = tokio::try_join!(
-            self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None),
-            self.start_upload(dst)
-        )?;
+        let get = self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None);
+        let (resp, loc) = match session {
+            Some(loc) => (get.await?, loc),
+            None => tokio::try_join!(get, self.start_upload(dst))?,
+        };
         if !resp.status().is_success() {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
         let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
+        let what = format!("blob {d} of {}", src.name());
+        let n = self
+            .put_verified(
+                dst,
+                &loc,
+                d,
+                reqwest::Body::wrap(body),
+                &verdict,
+                &what,
+                size,
+            )
+            .await?;
+        add(&self.inner.counters.blob_downloads, 1);
+        add(&self.inner.counters.download_bytes, n);
+        Ok(())
+    }
+
+    /// Finish upload session `loc` with a streamed, verifying `body` in one PUT; the verdict
+    /// says whether the bytes were right. Returns the size.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_verified(
+        &self,
+        dst: &Reference,
+        loc: &str,
+        d: &Digest,
+        body: reqwest::Body,
+        verdict: &Verdict,
+        what: &str,
+        size: u64,
+    ) -> Result<u64> {
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put_url = format!("{loc}{sep}digest={d}");
         let mut req = self
@@ -911,7 +1009,7 @@ impl RegistryClient {
             .http
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap(body));
+            .body(body);
         if let Some(h) = self
             .auth_header(dst, &push_scope(&dst.repository, None))
             .await
@@ -920,7 +1018,7 @@ impl RegistryClient {
         }
         add(&self.inner.counters.requests, 1);
         let put = req.send().await;
-        let what = format!("blob {d} of {}", src.name());
+        let what = what.to_string();
         let n = match verdict.get() {
             Some(Ok(n)) => n,
             Some(Err(StreamFailure::Mismatch { actual })) => {
@@ -937,21 +1035,26 @@ impl RegistryClient {
                     actual: received,
                 });
             }
-            Some(Err(StreamFailure::Source(e))) => {
-                return Err(Error::Invalid(format!("{what}: download failed: {e}")));
+            Some(Err(StreamFailure::Source(reason))) => {
+                return Err(Error::Interrupted { what, reason });
             }
             // Nothing to hash (hyper need not poll an empty body): the digest says it all.
             None if size == 0 && *d == Digest::of(b"") => 0,
-            // The upload stopped before the whole blob went through: the PUT's error says why.
+            // The upload stopped before the whole blob went through.
             None => {
-                let e = put.err().map_or_else(
-                    || "the destination answered before the whole blob was sent".to_string(),
-                    |e| e.to_string(),
-                );
-                return Err(Error::Invalid(format!(
-                    "{what}: upload to {} stopped early: {e}",
-                    dst.registry
-                )));
+                return Err(match put {
+                    Ok(resp) if resp.status() != StatusCode::CREATED => {
+                        http_error(dst, "PUT", &put_url, resp.status(), resp).await
+                    }
+                    Ok(_) => Error::Interrupted {
+                        what,
+                        reason: "the destination answered before the whole blob was sent".into(),
+                    },
+                    Err(e) => Error::Interrupted {
+                        what,
+                        reason: format!("upload to {} stopped: {e}", dst.registry),
+                    },
+                });
             }
         };
         let resp = put.map_err(|source| Error::Transport {
@@ -962,11 +1065,146 @@ impl RegistryClient {
         if resp.status() != StatusCode::CREATED {
             return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
         }
-        add(&self.inner.counters.blob_downloads, 1);
-        add(&self.inner.counters.download_bytes, n);
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, n);
         self.progress(n);
+        Ok(n)
+    }
+
+    /// Make sure `dst` has blob `d` (`size` bytes) from the file at `path` (an OCI layout's
+    /// blob), reading it as it goes up rather than into memory first; its digest is
+    /// checked on the way. Chunked (PATCH) when the options ask for chunks.
+    pub async fn upload_blob_file(
+        &self,
+        dst: &Reference,
+        d: &Digest,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<BlobOutcome> {
+        if self.has_blob(dst, d).await? {
+            return Ok(BlobOutcome::Present);
+        }
+        let what = format!("blob {}", path.display());
+        self.retry_transfer(&what, None, |_| async {
+            let file = tokio::fs::File::open(path)
+                .await
+                .ctx(|| format!("opening {}", path.display()))?;
+            if let Some(chunk) = self.inner.opts.chunk_size.filter(|c| *c > 0 && size > *c) {
+                return self
+                    .upload_file_chunked(dst, d, file, size, chunk, &what)
+                    .await;
+            }
+            let loc = self.start_upload(dst).await?;
+            let (body, verdict) = VerifiedBody::new(FileBody::new(file), d.clone(), size);
+            self.put_verified(
+                dst,
+                &loc,
+                d,
+                reqwest::Body::wrap(body),
+                &verdict,
+                &what,
+                size,
+            )
+            .await
+            .map(|_| ())
+        })
+        .await?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// PATCH `file` up in `chunk`-byte pieces (one in memory at a time), hashing them, and
+    /// finish with the digest only if it matched.
+    async fn upload_file_chunked(
+        &self,
+        dst: &Reference,
+        d: &Digest,
+        mut file: tokio::fs::File,
+        size: u64,
+        chunk: u64,
+        what: &str,
+    ) -> Result<()> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncReadExt as _;
+        let scope = push_scope(&dst.repository, None);
+        let mut loc = self.start_upload(dst).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut off = 0u64;
+        while off < size {
+            let len = chunk.min(size - off);
+            let mut buf = vec![0u8; len as usize];
+            match file.read_exact(&mut buf).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::SizeMismatch {
+                        what: what.into(),
+                        expected: size,
+                        actual: off,
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Io {
+                        context: format!("reading {what}"),
+                        source: e,
+                    });
+                }
+            }
+            hasher.update(&buf);
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("{off}-{}", off + len - 1)).expect("ascii"),
+            );
+            let resp = self
+                .send(dst, &scope, Method::PATCH, &loc, h, Some(Bytes::from(buf)))
+                .await?;
+            if resp.status() != StatusCode::ACCEPTED {
+                return Err(http_error(dst, "PATCH", &loc, resp.status(), resp).await);
+            }
+            loc = self.location(dst, &loc, &resp)?;
+            off += len;
+        }
+        let mut extra = [0u8; 1];
+        if file
+            .read(&mut extra)
+            .await
+            .ctx(|| format!("reading {what}"))?
+            > 0
+        {
+            return Err(Error::SizeMismatch {
+                what: what.into(),
+                expected: size,
+                actual: size + 1,
+            });
+        }
+        let actual = Digest::from_hasher(hasher);
+        if actual != *d {
+            // No final PUT: the upload never completes.
+            return Err(Error::DigestMismatch {
+                what: what.into(),
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let url = format!("{loc}{sep}digest={d}");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let resp = self
+            .send(dst, &scope, Method::PUT, &url, h, Some(Bytes::new()))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(http_error(dst, "PUT", &url, resp.status(), resp).await);
+        }
+        add(&self.inner.counters.blob_uploads, 1);
+        add(&self.inner.counters.upload_bytes, size);
+        self.progress(size);
         Ok(())
     }
 }

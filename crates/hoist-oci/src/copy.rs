@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use crate::build::counters_delta;
@@ -110,17 +109,6 @@ impl Src {
         match self {
             Src::Registry(r) => client.get_manifest(&r.with_digest(d.clone())).await,
             Src::Layout(l, _) => l.manifest_by_digest(d, None),
-        }
-    }
-    async fn blob(&self, client: &RegistryClient, d: &Digest) -> Result<Bytes> {
-        match self {
-            Src::Registry(r) => client.get_blob(r, d).await,
-            Src::Layout(l, _) => {
-                let (l, d) = (l.clone(), d.clone());
-                tokio::task::spawn_blocking(move || l.read_blob(&d).map(Bytes::from))
-                    .await
-                    .map_err(|e| Error::Invalid(e.to_string()))?
-            }
         }
     }
 }
@@ -232,47 +220,23 @@ async fn copy_image(
         let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            match &*t {
-                Dst::Registry(target) => {
-                    if let Src::Registry(sr) = &*s
-                        && sr.registry != target.registry
-                    {
-                        if c.has_blob(target, &d).await? {
-                            return Ok(BlobOutcome::Present);
-                        }
-                        // Streaming can fail half-way (a dropped connection cannot be replayed):
-                        // fall back to a buffered, retried transfer once.
-                        match c.stream_blob(sr, target, &d, size).await {
-                            Ok(()) => return Ok(BlobOutcome::Uploaded),
-                            Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
-                                return Err(e);
-                            }
-                            Err(e) => tracing::debug!(error = %e, "streaming copy failed; retrying buffered"),
-                        }
-                    }
-                    let from = match &*s {
-                        Src::Registry(sr) if sr.registry == target.registry => {
-                            Some(sr.repository.clone())
-                        }
-                        _ => None,
-                    };
-                    let fetch = {
-                        let (c, s, d) = (c.clone(), s.clone(), d.clone());
-                        move || async move { s.blob(&c, &d).await }
-                    };
-                    c.ensure_blob(target, &d, from.as_deref(), fetch).await
+            // Every path streams: no blob is ever held in memory whole.
+            match (&*s, &*t) {
+                (Src::Registry(sr), Dst::Registry(target)) => {
+                    c.copy_blob(sr, target, &d, size).await
                 }
-                Dst::Layout(l, _) => {
-                    if l.has_blob(&d) {
-                        return Ok(BlobOutcome::Present);
-                    }
-                    if let Src::Registry(sr) = &*s {
-                        c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
-                        return Ok(BlobOutcome::Uploaded);
-                    }
-                    let data = s.blob(&c, &d).await?;
-                    let l = l.clone();
-                    tokio::task::spawn_blocking(move || l.put_blob(&d, &data))
+                (Src::Layout(sl, _), Dst::Registry(target)) => {
+                    c.upload_blob_file(target, &d, &sl.blob_path(&d), size)
+                        .await
+                }
+                (_, Dst::Layout(l, _)) if l.has_blob(&d) => Ok(BlobOutcome::Present),
+                (Src::Registry(sr), Dst::Layout(l, _)) => {
+                    c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                    Ok(BlobOutcome::Uploaded)
+                }
+                (Src::Layout(sl, _), Dst::Layout(l, _)) => {
+                    let (from, l) = (sl.blob_path(&d), l.clone());
+                    tokio::task::spawn_blocking(move || l.put_blob_from_file(&d, &from, size))
                         .await
                         .map_err(|e| Error::Invalid(e.to_string()))??;
                     Ok(BlobOutcome::Uploaded)

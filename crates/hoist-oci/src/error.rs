@@ -57,6 +57,8 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    #[error("transfer of {what} was interrupted: {reason}")]
+    Interrupted { what: String, reason: String },
     #[error("unsupported media type {media_type:?} for {what}")]
     UnsupportedMediaType { what: String, media_type: String },
     #[error("no image for platform {wanted} in the index of {reference}; available: {available}")]
@@ -119,6 +121,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Worth trying again: a dropped or refused connection, an interrupted stream, a server
+    /// error or throttling. Not: bad content, auth, or other client errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Interrupted { .. } => true,
+            Error::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
 
 /// Attach a human context to an `io::Error`.
 pub(crate) trait IoContext<T> {

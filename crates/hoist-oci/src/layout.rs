@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Descriptor, ImageIndex, RawManifest, media};
 
@@ -88,6 +88,43 @@ impl OciLayout {
             return Ok(());
         }
         write_atomic(&self.blob_path(d), data)
+    }
+
+    /// Store blob `d` copied from the file at `from` (another layout's blob) without reading
+    /// it into memory; it lands only if it is `size` bytes and matches its digest.
+    pub fn put_blob_from_file(&self, d: &Digest, from: &Path, size: u64) -> Result<()> {
+        if self.has_blob(d) {
+            return Ok(());
+        }
+        let dest = self.blob_path(d);
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let mut src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
+        let mut w = HashingWriter::new(tmp);
+        std::io::copy(&mut src, &mut w).ctx(|| format!("copying blob {}", from.display()))?;
+        let (tmp, actual, n) = w.finish();
+        let what = format!("blob {}", from.display());
+        if n != size {
+            return Err(Error::SizeMismatch {
+                what,
+                expected: size,
+                actual: n,
+            });
+        }
+        if actual != *d {
+            // `tmp` is deleted on drop: nothing lands.
+            return Err(Error::DigestMismatch {
+                what,
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        tmp.persist(&dest).map_err(|e| Error::Io {
+            context: format!("writing {}", dest.display()),
+            source: e.error,
+        })?;
+        Ok(())
     }
 
     /// Read a blob and check it still matches its name.

@@ -393,6 +393,136 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     assert!(!c.has_blob(&dst, &layer).await.unwrap());
     assert!(c.get_manifest(&dst).await.is_err());
+
+    // A blob cut short at the source: a size mismatch, not retried as a dropped connection.
+    let short = push_base(&c, &open, "lib/short:1", 1, 40_000, &tmp.path().join("s")).await;
+    let layer = c
+        .get_manifest(&short)
+        .await
+        .unwrap()
+        .image()
+        .unwrap()
+        .layers[0]
+        .digest
+        .clone();
+    let file = open.blob_file(layer.hex());
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let dst = r(&authed.reference("mirror/short:1"));
+    let e = copy(
+        &c,
+        &Location::Registry(short),
+        &Location::Registry(dst.clone()),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
+    assert!(!c.has_blob(&dst, &layer).await.unwrap());
+}
+
+/// OCI layout → registry and layout → layout stream blobs from their files, verified on the
+/// way, chunked or monolithic; a corrupted layout blob never lands anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_blobs_stream_verified() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let src = push_base(&c, &reg, "lib/img:1", 2, 300_000, tmp.path()).await;
+    let dir = tmp.path().join("layout");
+    let lay = Location::Layout {
+        dir: dir.clone(),
+        name: Some("v1".into()),
+    };
+    copy(
+        &c,
+        &Location::Registry(src.clone()),
+        &lay,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let digest = c.get_manifest(&src).await.unwrap().digest;
+    let chunked = RegistryClient::new(ClientOptions {
+        chunk_size: Some(64 * 1024),
+        ..Default::default()
+    })
+    .unwrap();
+    for (client, repo) in [(&c, "whole/img:1"), (&chunked, "chunked/img:1")] {
+        let to = r(&reg.reference(repo));
+        let rep = copy(
+            client,
+            &lay,
+            &Location::Registry(to.clone()),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((rep.digest.clone(), rep.blobs_copied), (digest.clone(), 3));
+        assert_eq!(client.get_manifest(&to).await.unwrap().digest, digest);
+    }
+    assert!(
+        reg.log()
+            .matches("\"PATCH /v2/chunked/img/blobs/uploads/")
+            .count()
+            >= 8,
+        "300 kB layers in 64 KiB chunks expected"
+    );
+    let copy_dir = tmp.path().join("layout2");
+    let rep = copy(
+        &c,
+        &lay,
+        &Location::Layout {
+            dir: copy_dir.clone(),
+            name: None,
+        },
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((rep.digest, rep.blobs_copied), (digest.clone(), 3));
+    let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        &format!("oci:{}", copy_dir.display()),
+    ]))
+    .unwrap();
+    assert_eq!(sk["Digest"], digest.to_string());
+
+    // Corrupt one layer blob in the layout: every destination refuses it.
+    let m = c.get_manifest(&src).await.unwrap().image().unwrap();
+    let bad = m.layers[0].digest.clone();
+    let file = dir.join("blobs/sha256").join(bad.hex());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    for (client, repo) in [(&c, "whole/bad:1"), (&chunked, "chunked/bad:1")] {
+        let to = r(&reg.reference(repo));
+        let e = copy(
+            client,
+            &lay,
+            &Location::Registry(to.clone()),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{repo}: {e}");
+        assert!(!client.has_blob(&to, &bad).await.unwrap(), "{repo}");
+        assert!(client.get_manifest(&to).await.is_err(), "{repo}");
+    }
+    let bad_dir = tmp.path().join("layout3");
+    let e = copy(
+        &c,
+        &lay,
+        &Location::Layout {
+            dir: bad_dir.clone(),
+            name: None,
+        },
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(!bad_dir.join("blobs/sha256").join(bad.hex()).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

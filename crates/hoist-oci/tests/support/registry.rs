@@ -192,6 +192,17 @@ impl Registry {
         m
     }
 
+    /// Client connections (distinct remote address:port) the registry logged requests from.
+    pub fn connections(&self) -> usize {
+        let log = self.log();
+        let addrs: std::collections::BTreeSet<&str> = log
+            .split("http.request.remoteaddr=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        addrs.len()
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }

@@ -1,0 +1,183 @@
+//! How a blob streams between registries, seen on the wire, against a FAKE registry: the real
+//! docker-registry logs no request headers and cannot be made to serve a corrupt blob
+//! mid-stream, so this small loopback HTTP server plays both the source (serving a blob)
+//! and the destination (recording the upload's headers and how many body bytes arrived).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hoist_oci::client::{BlobOutcome, ClientOptions, RegistryClient};
+use hoist_oci::{Digest, Error, Reference};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Default, Clone)]
+struct Put {
+    content_length: Option<u64>,
+    transfer_encoding: Option<String>,
+    received: u64,
+    completed: bool,
+}
+
+#[derive(Default)]
+struct Seen {
+    posts: usize,
+    puts: Vec<Put>,
+}
+
+/// Read a request head; returns it and any body bytes read past it.
+async fn read_head(sock: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = vec![];
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            return Some((head, buf[end + 4..].to_vec()));
+        }
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// One request per connection (`Connection: close`), enough for this client.
+async fn serve(listener: TcpListener, blob: Arc<Vec<u8>>, seen: Arc<Mutex<Seen>>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let (blob, seen) = (blob.clone(), seen.clone());
+        tokio::spawn(async move {
+            let Some((head, early)) = read_head(&mut sock).await else {
+                return;
+            };
+            let line = head.lines().next().unwrap_or_default().to_string();
+            let mut parts = line.split(' ');
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let reply = |status: &str, extra: &str, len: usize| {
+                format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {len}\r\nConnection: close\r\n\r\n"
+                )
+            };
+            let out: Vec<u8> = match method {
+                "GET" if path.starts_with("/v2/src/blobs/") => {
+                    let mut out = reply("200 OK", "", blob.len()).into_bytes();
+                    out.extend_from_slice(&blob);
+                    out
+                }
+                "HEAD" => reply("404 Not Found", "", 0).into_bytes(),
+                "POST" => {
+                    seen.lock().unwrap().posts += 1;
+                    reply("202 Accepted", "Location: /v2/dst/blobs/uploads/u1\r\n", 0).into_bytes()
+                }
+                "PUT" => {
+                    let mut put = Put {
+                        content_length: header(&head, "content-length")
+                            .and_then(|v| v.parse().ok()),
+                        transfer_encoding: header(&head, "transfer-encoding"),
+                        received: early.len() as u64,
+                        completed: false,
+                    };
+                    let want = put.content_length.unwrap_or(u64::MAX);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while put.received < want {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => put.received += k as u64,
+                        }
+                    }
+                    put.completed = put.content_length == Some(put.received);
+                    let ok = put.completed;
+                    seen.lock().unwrap().puts.push(put);
+                    if !ok {
+                        return;
+                    }
+                    reply("201 Created", "", 0).into_bytes()
+                }
+                _ => reply("404 Not Found", "", 0).into_bytes(),
+            };
+            let _ = sock.write_all(&out).await;
+        });
+    }
+}
+
+async fn start(blob: Vec<u8>) -> (String, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    tokio::spawn(serve(listener, Arc::new(blob), seen.clone()));
+    (addr, seen)
+}
+
+fn blob(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// Wait (bounded) until the destination has seen `n` PUTs end.
+async fn puts(seen: &Arc<Mutex<Seen>>, n: usize) -> Vec<Put> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = seen.lock().unwrap().puts.clone();
+        if p.len() >= n || Instant::now() > deadline {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn blob_streams_as_one_put_with_the_source_length() {
+    let data = blob(3 * 1024 * 1024 + 17);
+    let d = Digest::of(&data);
+    let (src_addr, _) = start(data.clone()).await;
+    let (dst_addr, seen) = start(vec![]).await;
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
+    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    let out = c
+        .copy_blob(&src, &dst, &d, data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(out, BlobOutcome::Uploaded);
+    let p = puts(&seen, 1).await;
+    assert_eq!(seen.lock().unwrap().posts, 1);
+    assert_eq!(p.len(), 1, "one monolithic PUT: {p:?}");
+    assert_eq!(p[0].content_length, Some(data.len() as u64), "{p:?}");
+    assert_eq!(p[0].transfer_encoding, None, "not chunked: {p:?}");
+    assert!(p[0].completed);
+    assert_eq!(c.counters().upload_bytes, data.len() as u64);
+}
+
+#[tokio::test]
+async fn corrupt_source_never_completes_the_upload() {
+    let good = blob(2 * 1024 * 1024);
+    let d = Digest::of(&good);
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let (src_addr, _) = start(bad).await;
+    let (dst_addr, seen) = start(vec![]).await;
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
+    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    let e = c
+        .copy_blob(&src, &dst, &d, good.len() as u64)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    let p = puts(&seen, 1).await;
+    assert_eq!(p.len(), 1, "a mismatch is not retried: {p:?}");
+    assert!(
+        !p[0].completed && p[0].received < good.len() as u64,
+        "the last byte never left: {p:?}"
+    );
+}
