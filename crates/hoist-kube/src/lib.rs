@@ -1,6 +1,10 @@
 //! Talking to any Kubernetes cluster through kube-rs: which cluster and namespace
 //! ([`ClusterTarget`]), server-side apply with prune ([`ApplySet`]), readiness as
-//! `kubectl rollout status` judges it ([`readiness`]) and teardown ([`teardown`]).
+//! `kubectl rollout status` judges it ([`readiness`]) and teardown ([`teardown`]); for the
+//! dev loop: port-forwards that follow pod replacements ([`portforward`]), log streams of
+//! every pod behind a selector ([`logs`]) and live update — copy files in, run steps,
+//! restart — over `pods/exec` or, on hoist's embedded cluster, straight into the
+//! container's filesystem ([`live_update`]).
 //!
 //! Independent of the project model: objects are plain `serde_json::Value`s tagged
 //! with the service they belong to.
@@ -30,9 +34,13 @@
 pub mod apply;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod inventory;
 pub mod labels;
+pub mod live_update;
+pub mod logs;
 pub mod object;
+pub mod portforward;
 pub mod readiness;
 pub mod target;
 pub mod teardown;

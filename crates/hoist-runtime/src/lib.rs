@@ -9,6 +9,9 @@
 //! [`PodSandbox::remove_container`] (SIGTERM, grace, SIGKILL, delete, free rootfs) →
 //! [`PodSandbox::destroy`]. Everything blocks: call it from `spawn_blocking` in async code.
 //!
+//! Live updates on the embedded cluster write straight into a running container with
+//! [`ContainerRoot`] (its `/proc/<pid>/root`, paths resolved inside it).
+//!
 //! Output goes through FIFOs in the bundle that the container holds read-write, so it never
 //! meets SIGPIPE while hoist is down: after a restart, [`Runtime::adopt`] +
 //! [`Runtime::reattach_logs`] resume watching and logging (output beyond the 64 KiB pipe
@@ -16,6 +19,7 @@
 //! log pumps, one reaper).
 
 pub mod bundle;
+pub mod container_fs;
 pub mod error;
 pub mod layer;
 pub mod logs;
@@ -26,6 +30,7 @@ mod sys;
 pub mod unpack;
 
 pub use bundle::{BindMount, Bundle, ContainerSpec};
+pub use container_fs::ContainerRoot;
 pub use error::{Error, Result};
 pub use logs::{LogQuery, LogRecord, LogSink, Stream, follow_log, parse_record, read_log};
 pub use netns::{IpAllocator, PodNetwork, connect};

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod pods;
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::Command;
 
