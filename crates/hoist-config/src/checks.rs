@@ -266,7 +266,7 @@ fn check_mold(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
 
 fn check_dependencies(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
     for (i, dep) in svc.spec.depends_on.iter().enumerate() {
-        if p.service(dep).is_none() {
+        if p.service(dep).is_none() && !p.tolerated.contains(dep) {
             out.push(
                 ConfigError::new(
                     ErrorKind::UnknownDependency,
@@ -555,7 +555,7 @@ fn check_escape_hatches(svc: &Service, out: &mut Vec<ConfigError>) {
 fn check_settings(p: &Project) -> Vec<ConfigError> {
     let mut out = Vec::new();
     let s = &p.overlay.settings;
-    let unknown = |name: &str| p.service(name).is_none();
+    let unknown = |name: &str| p.service(name).is_none() && !p.tolerated.contains(name);
     if let Some(src) = &p.settings_source {
         let mut refs: Vec<(Vec<String>, &str)> = Vec::new();
         for (i, n) in s.enabled.iter().enumerate() {

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod mold;
 pub mod names;
 pub mod overlay;
+pub mod partial;
 pub mod project;
 pub mod render;
 pub mod scaffold;
@@ -42,6 +43,7 @@ pub use manifest::{
 };
 pub use mold::{Mold, MoldFile, ParamType, Parameter};
 pub use overlay::{SetOverride, SettingsFile, SettingsOverlay, merge};
+pub use partial::{InvalidService, PartialProject};
 pub use project::{PROJECT_FILE, Project, SERVICE_FILE, Service, find_root};
 pub use render::{
     RenderOptions, RenderedObject, SERVICE_LABEL, image_refs, render, to_json, to_yaml,

@@ -35,6 +35,9 @@ pub struct Project {
     pub molds: BTreeMap<String, Mold>,
     pub(crate) templates: Templates,
     pub(crate) problems: Vec<ConfigError>,
+    /// Names of services set aside as invalid by [`Project::load_partial`]:
+    /// naming them (in `depends_on`, the settings file) is not an error.
+    pub(crate) tolerated: BTreeSet<String>,
 }
 
 /// One service with its values resolved through every layer.
@@ -176,6 +179,7 @@ impl Project {
             molds,
             templates,
             problems,
+            tolerated: BTreeSet::new(),
         };
         project.resolve_values();
         project.resolve_enabled();
@@ -352,7 +356,7 @@ fn list_dirs(dir: &Path) -> Vec<String> {
 }
 
 /// Directories under `root` matching the discovery globs that hold a service.yaml.
-fn discover_service_dirs(
+pub(crate) fn discover_service_dirs(
     root: &Path,
     globs: &[String],
     manifest: &SourceFile,

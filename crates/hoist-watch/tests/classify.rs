@@ -1,0 +1,326 @@
+//! Classification tables on a copy of examples/shop.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::{shop_copy, write};
+use hoist_config::Project;
+use hoist_watch::{Action, Batch, Classifier, Plan, RebuildReason, SyncCopy};
+
+fn batch(root: &Path, changed: &[&str], deleted: &[&str]) -> Batch {
+    Batch {
+        changed: changed.iter().map(|r| root.join(r)).collect(),
+        deleted: deleted.iter().map(|r| root.join(r)).collect(),
+        rescan: false,
+        first_event: Instant::now(),
+    }
+}
+
+fn classify(root: &Path, changed: &[&str], deleted: &[&str]) -> Plan {
+    let project = Project::load(root).unwrap();
+    assert!(project.validate().is_empty(), "{:?}", project.validate());
+    Classifier::new(&project, &[]).classify(&batch(root, changed, deleted))
+}
+
+/// `service:action` for every service with a plan, and whether a reload is needed.
+fn summary(plan: &Plan) -> (Vec<String>, bool) {
+    (
+        plan.services
+            .iter()
+            .map(|(n, p)| format!("{n}:{:?}", p.action).to_lowercase())
+            .collect(),
+        plan.needs_reload(),
+    )
+}
+
+/// (changed, deleted, expected `service:action`s, reload needed)
+type Row = (
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+    bool,
+);
+
+#[test]
+fn table_on_the_shop() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    // (changed, deleted) → (service:action…, reload?)
+    let table: &[Row] = &[
+        (
+            &["services/api/data/products.json"],
+            &[],
+            &["api:sync"],
+            false,
+        ),
+        (
+            &["services/web/public/index.html"],
+            &[],
+            &["web:sync"],
+            false,
+        ),
+        (&["services/web/public/logo.png"], &[], &["web:sync"], false),
+        (
+            &[],
+            &["services/api/data/products.json"],
+            &["api:sync"],
+            false,
+        ),
+        (
+            &["services/stats/bin/stats.sh"],
+            &[],
+            &["stats:rebuild"],
+            false,
+        ),
+        (
+            &["services/worker/work.sh"],
+            &[],
+            &["worker:rebuild"],
+            false,
+        ),
+        (
+            &["services/worker/k8s/deployment.yaml"],
+            &[],
+            &["worker:rerender"],
+            true,
+        ),
+        (
+            &["services/worker/k8s/new.yaml"],
+            &[],
+            &["worker:rerender"],
+            true,
+        ),
+        (&["services/worker/k8s/notes.txt"], &[], &[], false),
+        (
+            &["services/stats/deploy/overlays/dev/kustomization.yaml"],
+            &[],
+            &["stats:rerender"],
+            true,
+        ),
+        (
+            &["services/stats/deploy/base/deployment.yaml"],
+            &[],
+            &["stats:rerender"],
+            true,
+        ),
+        (&["services/api/service.yaml"], &[], &["api:rerender"], true),
+        (
+            &["molds/web/deployment.yaml"],
+            &[],
+            &["api:rerender", "web:rerender"],
+            true,
+        ),
+        (&["hoist.yaml"], &[], &[], true),
+        (&["hoist-settings.yaml"], &[], &[], true),
+        (&["services/new/service.yaml"], &[], &[], true),
+        (&[], &["services/worker"], &[], true),
+        (&["README.md", "services/web/notes.txt"], &[], &[], false),
+        (
+            &[
+                "services/web/public/index.html",
+                "services/stats/bin/stats.sh",
+            ],
+            &[],
+            &["stats:rebuild", "web:sync"],
+            false,
+        ),
+        (
+            &[
+                "services/api/data/products.json",
+                "services/api/service.yaml",
+            ],
+            &[],
+            &["api:rerender"],
+            true,
+        ),
+        (&[], &["services/stats/bin"], &["stats:rebuild"], false),
+    ];
+    for (changed, deleted, want, reload) in table {
+        let plan = classify(root, changed, deleted);
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            summary(&plan),
+            (want, *reload),
+            "changed {changed:?} deleted {deleted:?}: {plan:#?}"
+        );
+    }
+}
+
+#[test]
+fn sync_details_paths_deletes_and_run_triggers() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let plan = classify(
+        root,
+        &[
+            "services/api/data/products.json",
+            "services/api/data/sub/x.txt",
+        ],
+        &["services/api/data/old.json"],
+    );
+    let api = &plan.services["api"];
+    assert_eq!(api.action, Action::Sync);
+    assert_eq!(
+        api.copies,
+        [
+            SyncCopy {
+                local: root.join("services/api/data/products.json"),
+                container: "/data/products.json".into()
+            },
+            SyncCopy {
+                local: root.join("services/api/data/sub/x.txt"),
+                container: "/data/sub/x.txt".into()
+            },
+        ]
+    );
+    assert_eq!(api.deletes, ["/data/old.json"]);
+    assert_eq!(api.runs, [0], "the *.json trigger matches");
+    assert!(!api.restart);
+    // A change the trigger does not match runs nothing.
+    let plan = classify(root, &["services/api/data/readme.txt"], &[]);
+    assert!(plan.services["api"].runs.is_empty());
+    assert!(plan.ignored.is_empty());
+    let plan = classify(root, &["README.md"], &[]);
+    assert_eq!(plan.ignored, [root.join("README.md")]);
+}
+
+#[test]
+fn rebuild_names_the_file_and_layer() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let plan = classify(root, &["services/stats/bin/stats.sh"], &[]);
+    let r = &plan.services["stats"].rebuild;
+    assert_eq!(
+        r,
+        &[RebuildReason::LayerInput {
+            file: root.join("services/stats/bin/stats.sh"),
+            layer: 1
+        }]
+    );
+    let text = r[0].to_string();
+    assert!(
+        text.contains("stats.sh is copied into the image (layer 2)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn images_built_on_a_changed_image_are_rebuilt() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(
+        root,
+        "services/api2/service.yaml",
+        "name: api2\nimage:\n  base: api\n  layers: [{from: ./x, to: /x}]\n",
+    );
+    write(root, "services/api2/x", "x");
+    let plan = classify(root, &["services/api/data/products.json"], &[]);
+    assert_eq!(plan.services["api"].action, Action::Sync);
+    let api2 = &plan.services["api2"];
+    assert_eq!(api2.action, Action::Rebuild);
+    assert_eq!(
+        api2.rebuild,
+        [RebuildReason::BaseImage {
+            service: "api".into(),
+            file: root.join("services/api/data/products.json")
+        }]
+    );
+}
+
+#[test]
+fn dockerfile_services_rebuild_on_context_changes() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(
+        root,
+        "services/py/service.yaml",
+        "name: py\nimage: {dockerfile: Dockerfile, context: app}\nlive_update:\n  sync: [{from: app/static, to: /srv/static}]\n",
+    );
+    write(root, "services/py/Dockerfile", "FROM scratch\n");
+    write(root, "services/py/app/main.py", "");
+    write(root, "services/py/app/static/a.css", "");
+    let plan = classify(
+        root,
+        &["services/py/Dockerfile", "services/py/app/main.py"],
+        &[],
+    );
+    let py = &plan.services["py"];
+    assert_eq!(py.action, Action::Rebuild);
+    assert_eq!(py.rebuild.len(), 2);
+    let plan = classify(root, &["services/py/app/static/a.css"], &[]);
+    assert_eq!(plan.services["py"].action, Action::Sync);
+    assert_eq!(plan.services["py"].copies[0].container, "/srv/static/a.css");
+    let plan = classify(root, &["services/py/app/.git/HEAD"], &[]);
+    assert!(plan.services.is_empty());
+}
+
+#[test]
+fn disabled_services_get_no_plan_and_include_filters_apply() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(root, "hoist-settings.yaml", "disabled: [stats]\n");
+    let plan = classify(root, &["services/stats/bin/stats.sh"], &[]);
+    assert!(plan.services.is_empty(), "{plan:#?}");
+    // web's layer takes only *.html and *.css; without its sync rule a .png is nobody's.
+    write(
+        root,
+        "services/web/service.yaml",
+        &std::fs::read_to_string(root.join("services/web/service.yaml"))
+            .unwrap()
+            .replace(
+                "live_update:\n  sync:\n    - from: ./public\n      to: /www\n",
+                "",
+            ),
+    );
+    let plan = classify(root, &["services/web/public/logo.png"], &[]);
+    assert!(plan.services.is_empty(), "{plan:#?}");
+    let plan = classify(root, &["services/web/public/site.css"], &[]);
+    assert_eq!(plan.services["web"].action, Action::Rebuild);
+}
+
+#[test]
+fn rescan_rebuilds_everything_and_reloads() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let project = Project::load(root).unwrap();
+    let mut b = batch(root, &[], &[]);
+    b.rescan = true;
+    let plan = Classifier::new(&project, &[]).classify(&b);
+    assert!(plan.needs_reload());
+    assert_eq!(plan.services.len(), 4);
+    assert!(plan.services.values().all(|p| p.action == Action::Rebuild));
+}
+
+#[test]
+fn config_inputs_cover_what_ignore_files_must_not_hide() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let project = Project::load(root).unwrap();
+    let inputs = Classifier::new(&project, &[root.join("services/broken")]).config_inputs();
+    for p in [
+        "hoist.yaml",
+        "hoist-settings.yaml",
+        "molds",
+        "services/api/service.yaml",
+        "services/stats/deploy/overlays/dev",
+        "services/stats/deploy/base",
+        "services/broken",
+    ] {
+        assert!(inputs.contains(&root.join(p)), "{p}: {inputs:#?}");
+    }
+    let _: Vec<PathBuf> = inputs;
+    let protected = Classifier::new(&project, &[]).protected_paths();
+    for p in [
+        "services/api/data",
+        "services/web/public",
+        "services/worker/work.sh",
+    ] {
+        assert!(protected.contains(&root.join(p)), "{p}: {protected:#?}");
+    }
+    assert!(
+        !protected.contains(&PathBuf::from("/bin/busybox")),
+        "outside the project"
+    );
+}
