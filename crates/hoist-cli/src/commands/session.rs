@@ -29,7 +29,8 @@ pub struct TargetArgs {
     pub no_start: bool,
 }
 
-fn cluster_dir() -> Option<PathBuf> {
+/// The embedded cluster's data dir (`HOIST_CLUSTER_DIR`, else the default).
+pub fn cluster_dir() -> Option<PathBuf> {
     std::env::var_os("HOIST_CLUSTER_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
