@@ -20,7 +20,30 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
         };
         copy_dir(&repo().join("examples/shop"), &env.project());
+        // The example's fixed local ports may be taken (or used by a parallel test).
+        for (svc, port) in [("web", "18080"), ("api", "18081")] {
+            let free = free_port().to_string();
+            env.edit(
+                &format!("services/{svc}/service.yaml"),
+                &format!("local: {port}"),
+                &format!("local: {free}"),
+            );
+        }
         env
+    }
+    /// The local port of `service`'s forward in the copy.
+    fn local_port(&self, service: &str) -> u16 {
+        let y = std::fs::read_to_string(
+            self.project()
+                .join(format!("services/{service}/service.yaml")),
+        )
+        .unwrap();
+        y.lines()
+            .find_map(|l| l.trim().strip_prefix("local: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
     fn project(&self) -> PathBuf {
         self.dir.path().join("shop")
@@ -85,6 +108,31 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answers 200.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    c.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status
+        .split(' ')
+        .nth(1)
+        .is_some_and(|c| c == "200")
+        .then(|| body.to_string())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -110,6 +158,23 @@ fn summary_row<'a>(out: &'a str, service: &str) -> &'a str {
     out.lines()
         .find(|l| l.starts_with(&format!("{service} ")) && !l.contains(" |"))
         .unwrap_or_else(|| panic!("no summary row for {service}: {out}"))
+}
+
+/// `poll`, showing the session's output when it times out.
+fn poll_log<T>(log: &Path, limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; hoist up said:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 const SERVICES: [&str; 4] = ["api", "stats", "web", "worker"];
@@ -266,4 +331,176 @@ fn ci_up_once_crash_explanation_and_down_on_the_shop() {
         "name",
     ]);
     assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+#[test]
+fn up_watches_syncs_rebuilds_and_follows_service_dirs() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    let t0 = Instant::now();
+    // A web file outside every sync rule: changing it needs a rebuild.
+    env.edit(
+        "services/web/service.yaml",
+        "      include: [\"*.html\", \"*.css\"]\n",
+        "      include: [\"*.html\", \"*.css\"]\n    - from: ./extra\n      to: /extra\n",
+    );
+    env.edit(
+        "services/web/service.yaml",
+        r#"cmd: ["-f", "-p", "8080", "-h", "/www"]"#,
+        r#"cmd: ["-f", "-p", "8080", "-h", "/"]"#,
+    );
+    std::fs::create_dir_all(env.project().join("services/web/extra")).unwrap();
+    std::fs::write(env.project().join("services/web/extra/version.txt"), "v1\n").unwrap();
+    let web = env.local_port("web");
+    let api = env.local_port("api");
+
+    let log = env.dir.path().join("up.log");
+    let mut child = env
+        .cmd(&["up", "--stream"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(std::mem::replace(
+        &mut child,
+        Command::new("true").spawn().unwrap(),
+    ));
+    let _ = child.wait();
+
+    // 1. Everything up and reachable through the port-forwards.
+    let page = poll(
+        Duration::from_secs(180),
+        "web through its port-forward",
+        || http_get(web, "/www/index.html"),
+    );
+    assert!(page.contains("hoist shop"), "{page}");
+    let products = poll(
+        Duration::from_secs(60),
+        "api through its port-forward",
+        || http_get(api, "/products.json"),
+    );
+    assert!(products.contains("kettle"), "{products}");
+    eprintln!("up at {:?}", t0.elapsed());
+
+    // 2. A synced file: served within 1 s, no rebuild.
+    let index = env.project().join("services/web/public/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    let started = Instant::now();
+    std::fs::write(&index, html.replace("hoist shop", "hoist shop (synced)")).unwrap();
+    poll_log(&log, Duration::from_secs(10), "the synced page", || {
+        http_get(web, "/www/index.html").filter(|b| b.contains("(synced)"))
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "synced edit served after {took:?}\n{}",
+        log_text()
+    );
+    assert!(log_text().contains("live update"), "{}", log_text());
+
+    // 3. A file outside every sync rule: rebuild, roll out, the new content is served.
+    let started = Instant::now();
+    std::fs::write(env.project().join("services/web/extra/version.txt"), "v2\n").unwrap();
+    poll_log(&log, Duration::from_secs(120), "the rebuilt page", || {
+        http_get(web, "/extra/version.txt").filter(|b| b.contains("v2"))
+    });
+    eprintln!("rebuild served after {:?}", started.elapsed());
+    assert!(
+        log_text().contains("web    | 1 file(s) changed → rebuild"),
+        "{}",
+        log_text()
+    );
+
+    // 4. A new service directory comes up; deleting it takes it away.
+    copy_dir(
+        &env.project().join("services/api"),
+        &env.project().join("services/api2"),
+    );
+    env.edit("services/api2/service.yaml", "name: api\n", "name: api2\n");
+    env.edit(
+        "services/api2/service.yaml",
+        &format!("local: {api}"),
+        &format!("local: {}", free_port()),
+    );
+    poll(
+        Duration::from_secs(120),
+        "deployment api2 available",
+        || {
+            let o = env.kubectl(&[
+                "get",
+                "deploy",
+                "api2",
+                "-n",
+                "shop-dev",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ]);
+            (String::from_utf8_lossy(&o.stdout) == "1").then_some(())
+        },
+    );
+    std::fs::remove_dir_all(env.project().join("services/api2")).unwrap();
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "deployment api2 gone",
+        || {
+            let o = env.kubectl(&["get", "deploy", "api2", "-n", "shop-dev"]);
+            (!o.status.success()).then_some(())
+        },
+    );
+
+    // 5. A broken service.yaml: a clear error, the others untouched and still served.
+    let generation = |name: &str| {
+        env.kubectl_ok(&[
+            "get",
+            "deploy",
+            name,
+            "-n",
+            "shop-dev",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    let before = (generation("web"), generation("api"));
+    let svc_yaml = env.project().join("services/web/service.yaml");
+    let mut y = std::fs::read_to_string(&svc_yaml).unwrap();
+    y.push_str("replicaz: 2\n");
+    std::fs::write(&svc_yaml, y).unwrap();
+    let err = poll_log(
+        &log,
+        Duration::from_secs(30),
+        "the configuration error",
+        || {
+            log_text()
+                .lines()
+                .find(|l| l.contains("configuration error") && l.contains("replicaz"))
+                .map(String::from)
+        },
+    );
+    assert!(err.contains("service.yaml"), "{err}");
+    assert!(
+        http_get(api, "/products.json").is_some(),
+        "api stopped answering"
+    );
+    assert!(
+        http_get(web, "/www/index.html").is_some_and(|b| b.contains("(synced)")),
+        "web stopped answering"
+    );
+    assert_eq!((generation("web"), generation("api")), before);
+    eprintln!("watch checks done at {:?}", t0.elapsed());
+
+    drop(guard);
+    let down = env.hoist(&["down", "--delete-namespace"]);
+    assert!(down.status.success(), "{}", text(&down));
 }
