@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -517,4 +520,89 @@ fn up_watches_syncs_rebuilds_and_follows_service_dirs() {
     drop(guard);
     let down = env.hoist(&["down", "--delete-namespace"]);
     assert!(down.status.success(), "{}", text(&down));
+}
+
+/// A cluster that is not the embedded one (here: the same server under another
+/// context name, so hoist treats it as any loopback cluster): images are pushed to the
+/// registry the cluster advertises in kube-public/local-registry-hosting (KEP-1755),
+/// and the kubelet pulls them from there. Without one, and without `registry:`, the
+/// error says what to set.
+#[test]
+fn other_clusters_get_images_through_the_advertised_registry() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    env.edit("hoist.yaml", "registry: localhost:5000\n", "");
+    let up = env.hoist(&["cluster", "up", "--port", "0"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let ctx = env.kubectl_ok(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.contexts[?(@.name==\"hoist\")].context.cluster} {.contexts[?(@.name==\"hoist\")].context.user}",
+    ]);
+    let (cluster, user) = ctx.trim().split_once(' ').unwrap();
+    env.kubectl_ok(&[
+        "config",
+        "set-context",
+        "devreg",
+        &format!("--cluster={cluster}"),
+        &format!("--user={user}"),
+    ]);
+
+    // No registry anywhere: a clear error.
+    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    assert!(!ci.status.success(), "{}", text(&ci));
+    // miette wraps long lines: compare without the wrapping.
+    let err: String = String::from_utf8_lossy(&ci.stderr)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '│')
+        .collect();
+    assert!(
+        err.contains("local-registry-hosting") && err.contains("Set`registry:`"),
+        "{err}"
+    );
+
+    // The cluster advertises a registry: images go there and pods pull them.
+    let reg = registry::Registry::start(false);
+    let cm = env.dir.path().join("cm.yaml");
+    std::fs::write(
+        &cm,
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: local-registry-hosting, namespace: kube-public}}\ndata:\n  localRegistryHosting.v1: |\n    host: \"{}\"\n    help: \"https://example.invalid/registry\"\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    env.kubectl_ok(&["apply", "--context", "devreg", "-f", cm.to_str().unwrap()]);
+    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    assert!(ci.status.success(), "{}", text(&ci));
+    let image = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "api",
+        "-n",
+        "shop-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(
+        image.starts_with(&format!("{}/shop/api:h-", reg.addr)),
+        "{image}"
+    );
+    let tags = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/shop/api", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tags.stdout).contains(image.rsplit(':').next().unwrap()),
+        "{}",
+        text(&tags)
+    );
 }
