@@ -266,6 +266,16 @@ fn ci_up_once_crash_explanation_and_down_on_the_shop() {
         );
     }
 
+    // `depends_on: [api]` holds web and worker until api is ready.
+    let at = |ty: &str, svc: &str| {
+        events
+            .iter()
+            .position(|e| e["type"] == ty && e["service"] == svc)
+            .unwrap_or_else(|| panic!("no {ty} event for {svc}"))
+    };
+    assert!(at("deploy_started", "web") > at("ready", "api"));
+    assert!(at("deploy_started", "worker") > at("ready", "api"));
+
     // 3. A failing test step: exit 1, named with its exit code and output.
     eprintln!("step 3 at {:?}", t0.elapsed());
     std::fs::write(
