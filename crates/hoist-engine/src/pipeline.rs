@@ -34,8 +34,9 @@ const HOPELESS: &[&str] = &[
     "CreateContainerConfigError",
     "CreateContainerError",
 ];
-/// How often pods are checked for hopeless states while waiting.
-const CRASH_POLL: Duration = Duration::from_millis(250);
+/// How often pods are checked for hopeless states while waiting (one list per
+/// service per tick: at 150 services this is the main load on the API server).
+const CRASH_POLL: Duration = Duration::from_millis(1000);
 /// After a workload is ready, how long its pods must stay out of trouble. A pod
 /// without a readiness probe counts as ready the moment its container starts, so a
 /// container that crashes right after starting passes `rollout status`.
