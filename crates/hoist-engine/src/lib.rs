@@ -9,7 +9,9 @@
 //!   with explanations (conditions, events, exit codes, last log lines).
 //! - [`ci`]: test steps with port-forward addresses in the environment, and the summary.
 
+pub mod attach;
 pub mod ci;
+pub mod devloop;
 pub mod diagnose;
 pub mod error;
 pub mod image;

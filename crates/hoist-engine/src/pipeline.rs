@@ -16,6 +16,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore, watch};
 
+use hoist_kube::live_update::{LiveUpdater, SyncTransport};
+
+use crate::attach::{self, Attachment};
 use crate::diagnose;
 use crate::error::EngineError;
 use crate::image::{Delivery, build_and_deliver, choose_delivery};
@@ -31,8 +34,9 @@ const HOPELESS: &[&str] = &[
     "CreateContainerConfigError",
     "CreateContainerError",
 ];
-/// How often pods are checked for hopeless states while waiting.
-const CRASH_POLL: Duration = Duration::from_millis(250);
+/// How often pods are checked for hopeless states while waiting (one list per
+/// service per tick: at 150 services this is the main load on the API server).
+const CRASH_POLL: Duration = Duration::from_millis(1000);
 /// After a workload is ready, how long its pods must stay out of trouble. A pod
 /// without a readiness probe counts as ready the moment its container starts, so a
 /// container that crashes right after starting passes `rollout status`.
@@ -49,6 +53,12 @@ pub struct EngineOptions {
     pub fail_fast: bool,
     pub platform: Platform,
     pub registry: ClientOptions,
+    /// Port-forwards for ready services' `ports:` with `local:`.
+    pub forwards: bool,
+    /// Stream ready services' pod logs into the session.
+    pub logs: bool,
+    /// The embedded cluster's data dir (live updates write straight into its containers).
+    pub cluster_data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +71,9 @@ impl Default for EngineOptions {
             fail_fast: true,
             platform: Platform::linux_amd64(),
             registry: ClientOptions::default(),
+            forwards: true,
+            logs: true,
+            cluster_data_dir: None,
         }
     }
 }
@@ -113,7 +126,11 @@ pub struct Engine {
     pub delivery: Delivery,
     applyset: Mutex<ApplySet>,
     registry: RegistryClient,
-    opts: EngineOptions,
+    pub(crate) opts: EngineOptions,
+    /// What was applied last per service (for waits, live updates and forwards).
+    pub(crate) applied: std::sync::Mutex<BTreeMap<String, Vec<Applied>>>,
+    attached: std::sync::Mutex<BTreeMap<String, Attachment>>,
+    pub(crate) live: LiveUpdater,
 }
 
 /// What the tasks of one pass share.
@@ -140,6 +157,10 @@ impl Engine {
         let client = target.client().await?;
         let delivery = choose_delivery(&target, &client, project).await?;
         let registry = RegistryClient::new(opts.registry.clone())?;
+        let live = LiveUpdater::new(
+            client.clone(),
+            SyncTransport::choose(&target.locality, opts.cluster_data_dir.as_deref()),
+        );
         session.emit(Event::SessionStarted {
             project: project.config.name.clone(),
             context: target.context.clone(),
@@ -153,6 +174,9 @@ impl Engine {
             delivery,
             registry,
             opts,
+            applied: Default::default(),
+            attached: Default::default(),
+            live,
         }))
     }
 
@@ -165,6 +189,30 @@ impl Engine {
         wanted: &[String],
     ) -> Result<UpReport, EngineError> {
         let names = plan::select(&project, wanted)?;
+        let mut report = self.pass(project.clone(), names).await?;
+        if wanted.is_empty() {
+            let known: BTreeSet<String> =
+                project.enabled_services().map(|s| s.name.clone()).collect();
+            report.pruned = self.prune_absent(&known).await?;
+        }
+        Ok(report)
+    }
+
+    /// Brings up exactly `names` (their dependencies are assumed up): the watch
+    /// loop's rebuild and re-render. Unchanged images are not built again.
+    pub async fn up_only(
+        self: &Arc<Self>,
+        project: Arc<Project>,
+        names: Vec<String>,
+    ) -> Result<UpReport, EngineError> {
+        self.pass(project, names).await
+    }
+
+    async fn pass(
+        self: &Arc<Self>,
+        project: Arc<Project>,
+        names: Vec<String>,
+    ) -> Result<UpReport, EngineError> {
         let refs = image_refs(&project, None).map_err(hoist_config::ConfigErrors)?;
         let rendered = render(
             &project,
@@ -209,11 +257,6 @@ impl Engine {
                 }
                 Err(e) => return Err(EngineError::Other(format!("a service task failed: {e}"))),
             }
-        }
-        if wanted.is_empty() {
-            let known: BTreeSet<String> =
-                project.enabled_services().map(|s| s.name.clone()).collect();
-            report.pruned = self.prune_absent(&known).await?;
         }
         Ok(report)
     }
@@ -318,8 +361,74 @@ impl Engine {
             Err(error) => return Outcome::DeployFailed { error },
         };
 
-        // 4. Wait for readiness.
-        self.wait(name, &applied, pass.deadline).await
+        // 4. Wait for readiness, then forwards and logs.
+        let outcome = self.wait(name, &applied, pass.deadline).await;
+        if outcome.is_ready() {
+            self.attach(svc, &applied).await;
+        }
+        outcome
+    }
+
+    /// Port-forwards and log streams for a ready service (once; they follow its pods).
+    async fn attach(&self, svc: &hoist_config::Service, applied: &[Applied]) {
+        if !(self.opts.forwards || self.opts.logs)
+            || self.attached.lock().expect("lock").contains_key(&svc.name)
+        {
+            return;
+        }
+        let att = attach::attach(
+            &self.client,
+            &self.session,
+            &self.target.namespace,
+            svc,
+            applied,
+            self.opts.forwards,
+            self.opts.logs,
+        )
+        .await;
+        self.attached
+            .lock()
+            .expect("lock")
+            .insert(svc.name.clone(), att);
+    }
+
+    /// True when this session has deployed (or tried to deploy) the service.
+    pub fn is_known(&self, name: &str) -> bool {
+        self.session.read(|s| s.services.contains_key(name))
+    }
+
+    /// After a reload: services whose `ports:` changed get new forwards (without a
+    /// redeploy, since ports do not change what is rendered).
+    pub async fn refresh_forwards(&self, project: &Project) {
+        let stale: Vec<String> = {
+            let attached = self.attached.lock().expect("lock");
+            attached
+                .iter()
+                .filter(|(name, att)| {
+                    project
+                        .service(name)
+                        .is_some_and(|svc| attach::port_key(svc) != att.ports)
+                })
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in stale {
+            self.detach(&name);
+            let applied = self.applied.lock().expect("lock").get(&name).cloned();
+            if let (Some(svc), Some(applied)) = (project.service(&name), applied) {
+                self.attach(svc, &applied).await;
+            }
+        }
+    }
+
+    /// Stops a service's forwards and log streams (removed, or its ports changed).
+    pub fn detach(&self, name: &str) {
+        self.attached.lock().expect("lock").remove(name);
+    }
+
+    /// Stops every forward and log stream.
+    pub fn detach_all(&self) {
+        std::mem::take(&mut *self.attached.lock().expect("lock"));
     }
 
     async fn build(&self, pass: &Pass, name: &str) -> Result<(), String> {
@@ -339,6 +448,19 @@ impl Engine {
             service: name.into(),
         });
         let started = Instant::now();
+        // The tag is a hash of the image's inputs: an image already in the store under
+        // it is this very image.
+        if let Delivery::Store(store) = &self.delivery
+            && let Ok(r) = hoist_oci::Reference::parse(reference)
+            && store.resolve(&r).is_ok()
+        {
+            self.session.emit(Event::BuildFinished {
+                service: name.into(),
+                image: reference.clone(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
+            return Ok(());
+        }
         let res = build_and_deliver(
             &pass.project,
             svc,
@@ -391,6 +513,10 @@ impl Engine {
             .await;
         match res {
             Ok(rep) => {
+                self.applied
+                    .lock()
+                    .expect("lock")
+                    .insert(name.to_string(), rep.applied.clone());
                 self.session.emit(Event::Deployed {
                     service: name.into(),
                     objects: rep.applied.len(),

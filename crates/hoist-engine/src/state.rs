@@ -189,6 +189,11 @@ pub enum Event {
         service: Option<String>,
         error: String,
     },
+    /// Any other problem (a port-forward that cannot listen, a watch error).
+    Error {
+        service: Option<String>,
+        error: String,
+    },
     TestStarted {
         name: String,
     },
@@ -202,7 +207,7 @@ impl Event {
         use Event::*;
         match self {
             SessionStarted { .. } | TestStarted { .. } | TestFinished { .. } => None,
-            ConfigError { service, .. } => service.as_deref(),
+            ConfigError { service, .. } | Error { service, .. } => service.as_deref(),
             ServiceAdded { service }
             | ServiceRemoved { service }
             | BuildStarted { service }
@@ -263,6 +268,10 @@ impl State {
                 self.tests.push(result.clone());
             }
             ConfigError {
+                service: None,
+                error,
+            }
+            | Error {
                 service: None,
                 error,
             } => self.errors.push(error.clone()),
@@ -361,6 +370,7 @@ impl State {
                         svc.error = Some(error.clone());
                         svc_note(svc, at, "invalid configuration".into());
                     }
+                    Error { error, .. } => svc.error = Some(error.clone()),
                     SessionStarted { .. }
                     | ServiceRemoved { .. }
                     | TestStarted { .. }

@@ -181,6 +181,10 @@ pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
             Some(s) => format!("{} configuration error: {error}", svc(s)),
             None => format!("configuration error: {error}"),
         },
+        Error { service, error } => match service {
+            Some(s) => format!("{} error: {error}", svc(s)),
+            None => format!("error: {error}"),
+        },
         TestFinished { result } => format!(
             "test {} {} in {} ms",
             result.name,

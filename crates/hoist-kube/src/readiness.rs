@@ -374,7 +374,15 @@ pub async fn wait_ready(
             };
             let mut settled: HashSet<String> = HashSet::new();
             let mut listed: HashSet<String> = HashSet::new();
-            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            // One object: watch just it (a per-service wait in a namespace of 150
+            // Deployments would otherwise list all 150 each time).
+            let config = match names.keys().next() {
+                Some(only) if names.len() == 1 => {
+                    watcher::Config::default().fields(&format!("metadata.name={only}"))
+                }
+                _ => watcher::Config::default(),
+            };
+            let mut stream = std::pin::pin!(watcher(api, config));
             while let Some(ev) = stream.next().await {
                 let ev = match ev {
                     Ok(ev) => ev,

@@ -59,6 +59,9 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         let mut opts = EngineOptions {
             ready_timeout: timeout,
             fail_fast: true,
+            // Test steps reach the services through the forwards; logs would be noise.
+            forwards: true,
+            logs: false,
             ..Default::default()
         };
         if let Some(n) = args.parallel {
@@ -72,19 +75,15 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             .up(project.clone(), &args.services)
             .await
             .into_diagnostic()?;
-        let forwards = if report.all_ready() {
-            super::up::start_forwards(&engine, &project, &report).await
-        } else {
-            Vec::new()
-        };
+        if report.all_ready() && !args.no_tests {
+            wait_forwards(&session).await;
+        }
         let tests = if report.all_ready() && !args.no_tests {
             ci::run_tests(&session, &project.root, &project.config.tests).await
         } else {
             Vec::new()
         };
-        for f in forwards {
-            f.abort();
-        }
+        engine.detach_all();
         printer.finish().await;
         let state = session.snapshot();
         let ok = report.all_ready() && tests.iter().all(|t| t.ok);
@@ -114,4 +113,22 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             ExitCode::FAILURE
         })
     })
+}
+
+/// Waits (bounded) until every port-forward has found a pod, so the first test
+/// connection does not race the forward's start-up.
+async fn wait_forwards(session: &Session) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let all = session.read(|s| {
+            s.services
+                .values()
+                .flat_map(|svc| svc.ports.iter())
+                .all(|p| p.connected)
+        });
+        if all {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

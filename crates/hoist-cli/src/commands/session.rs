@@ -29,7 +29,8 @@ pub struct TargetArgs {
     pub no_start: bool,
 }
 
-fn cluster_dir() -> Option<PathBuf> {
+/// The embedded cluster's data dir (`HOIST_CLUSTER_DIR`, else the default).
+pub fn cluster_dir() -> Option<PathBuf> {
     std::env::var_os("HOIST_CLUSTER_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -150,6 +151,7 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut dirty = false;
         let mut finishing = false;
+        let mut last_draw = std::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -187,24 +189,22 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
                     let _ = out.flush();
                 }
                 _ = std::future::ready(()), if finishing => {
-                    // Everything emitted before `finish` has been printed.
-                    if display == Display::Live && drawn > 0 {
+                    // Everything emitted before `finish` has been printed; the last
+                    // table stays on screen.
+                    if display == Display::Live {
                         let mut out = std::io::stdout().lock();
                         clear(&mut out, &mut drawn);
+                        draw(&mut out, &session, colour);
                     }
                     break;
                 }
                 _ = tick.tick(), if display == Display::Live => {
-                    if dirty || drawn > 0 {
+                    // Redraw on change, and each second for the "ago" column.
+                    if dirty || drawn == 0 || last_draw.elapsed() >= Duration::from_secs(1) {
                         let mut out = std::io::stdout().lock();
                         clear(&mut out, &mut drawn);
-                        let table = session.read(|s| view::status_table(s, 0, colour));
-                        let _ = writeln!(out, "{}", "─".repeat(60));
-                        for l in &table {
-                            let _ = writeln!(out, "{l}");
-                        }
-                        drawn = table.len() + 1;
-                        let _ = out.flush();
+                        drawn = draw(&mut out, &session, colour);
+                        last_draw = std::time::Instant::now();
                         dirty = false;
                     }
                 }
@@ -212,6 +212,17 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
         }
     });
     Printer { handle, stop }
+}
+
+/// Prints the status table; returns its height in lines.
+fn draw(out: &mut impl Write, session: &Session, colour: bool) -> usize {
+    let table = session.read(|s| view::status_table(s, 0, colour));
+    let _ = writeln!(out, "{}", "─".repeat(60));
+    for l in &table {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+    table.len() + 1
 }
 
 fn clear(out: &mut impl Write, drawn: &mut usize) {

@@ -4,15 +4,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
-use hoist_config::Project;
-use hoist_engine::{Engine, EngineOptions, Session, UpReport};
+use hoist_engine::{Engine, EngineOptions, Event, Session, devloop};
+use hoist_watch::{DevLoopInput, WatchOptions};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{Display, TargetArgs, resolve_target, spawn_printer};
+use super::session::{Display, TargetArgs, cluster_dir, resolve_target, spawn_printer};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -45,12 +44,16 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 5m", "--timeout: {e}"))?;
     let mut project = load(g, &args.set)?;
-    let problems = project.validate();
-    if !problems.is_empty() {
-        return Err(hoist_config::ConfigErrors(problems).into());
+    if args.once {
+        // One pass needs a whole project; watching reports broken services and goes on.
+        let problems = project.validate();
+        if !problems.is_empty() {
+            return Err(hoist_config::ConfigErrors(problems).into());
+        }
     }
     let target = resolve_target(&project, &args.target)?;
     let display = Display::choose(args.format == OutputFormat::Json, args.stream || args.once);
+    let overrides = args.set.overrides()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,23 +64,25 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         let printer = spawn_printer(&session, display);
         let mut opts = EngineOptions {
             ready_timeout: timeout,
-            // In a watching session a crash is shown and the next save fixes it.
             fail_fast: true,
+            forwards: !args.once,
+            logs: !args.once,
+            cluster_data_dir: cluster_dir(),
             ..Default::default()
         };
         if let Some(n) = args.parallel {
             opts.parallelism = n.max(1);
         }
+        let root = project.root.clone();
         let engine = Engine::connect(target, &mut project, session.clone(), opts)
             .await
             .into_diagnostic()?;
-        let project = Arc::new(project);
-        let report = engine
-            .up(project.clone(), &args.services)
-            .await
-            .into_diagnostic()?;
-        let ok = report.all_ready();
         if args.once {
+            let report = engine
+                .up(Arc::new(project), &args.services)
+                .await
+                .into_diagnostic()?;
+            let ok = report.all_ready();
             printer.finish().await;
             if !ok {
                 eprintln!(
@@ -91,23 +96,24 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
-        let forwards = start_forwards(&engine, &project, &report).await;
-        let _ = tokio::signal::ctrl_c().await;
-        for f in forwards {
-            f.abort();
+        drop(project);
+        let (input, first) = DevLoopInput::start(&root, overrides, WatchOptions::default())
+            .await
+            .map_err(|e| miette!("{e}"))?;
+        if let Err(e) = devloop::first_pass(&engine, &first, &args.services).await {
+            session.emit(Event::Error {
+                service: None,
+                error: e.to_string(),
+            });
         }
+        drop(first);
+        devloop::watch(engine.clone(), input, args.services.clone(), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        engine.detach_all();
         printer.finish().await;
         eprintln!("hoist: stopped; the services keep running (remove them with `hoist down`)");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Port-forwards for every ready service's declared `ports:` with `local:`.
-pub async fn start_forwards(
-    _engine: &Arc<Engine>,
-    _project: &Project,
-    _report: &UpReport,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let _ = Duration::ZERO;
-    Vec::new()
 }

@@ -1,0 +1,618 @@
+//! The dev loop end to end on a copy of `examples/shop`: the `hoist` binary starts the
+//! embedded cluster itself (real runc, real kubectl as the outside checker; root only,
+//! skipped otherwise), builds the images into the local store, deploys, waits.
+//! Everything is isolated in a tempdir (kubeconfig, cache, cluster data) and the
+//! cluster is stopped at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        copy_dir(&repo().join("examples/shop"), &env.project());
+        // The example's fixed local ports may be taken (or used by a parallel test).
+        for (svc, port) in [("web", "18080"), ("api", "18081")] {
+            let free = free_port().to_string();
+            env.edit(
+                &format!("services/{svc}/service.yaml"),
+                &format!("local: {port}"),
+                &format!("local: {free}"),
+            );
+        }
+        env
+    }
+    /// The local port of `service`'s forward in the copy.
+    fn local_port(&self, service: &str) -> u16 {
+        let y = std::fs::read_to_string(
+            self.project()
+                .join(format!("services/{service}/service.yaml")),
+        )
+        .unwrap();
+        y.lines()
+            .find_map(|l| l.trim().strip_prefix("local: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+    fn project(&self) -> PathBuf {
+        self.dir.path().join("shop")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("hoist").unwrap();
+        c.args(args)
+            .current_dir(self.project())
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("HOME", self.dir.path())
+            .env("HOIST_CACHE_DIR", self.dir.path().join("cache"))
+            .env("HOIST_CLUSTER_DIR", self.dir.path().join("cluster"))
+            .env("HOIST_USER", "dev")
+            .env_remove("XDG_DATA_HOME");
+        c
+    }
+    fn hoist(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--request-timeout=10s")
+            .args(args)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("HOME", self.dir.path())
+            .output()
+            .unwrap()
+    }
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let p = self.project().join(rel);
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains(from), "{rel} does not contain {from:?}");
+        std::fs::write(&p, s.replace(from, to)).unwrap();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.hoist(&["cluster", "down"]);
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answers 200.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    c.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    status
+        .split(' ')
+        .nth(1)
+        .is_some_and(|c| c == "200")
+        .then(|| body.to_string())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The summary table's row of `service` (progress lines have a `|` after the name).
+fn summary_row<'a>(out: &'a str, service: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{service} ")) && !l.contains(" |"))
+        .unwrap_or_else(|| panic!("no summary row for {service}: {out}"))
+}
+
+/// `poll`, showing the session's output when it times out.
+fn poll_log<T>(log: &Path, limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; hoist up said:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SERVICES: [&str; 4] = ["api", "stats", "web", "worker"];
+
+#[test]
+fn ci_up_once_crash_explanation_and_down_on_the_shop() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    let t0 = Instant::now();
+    // A test step that sees the session's environment.
+    let hoist_yaml = env.project().join("hoist.yaml");
+    let mut y = std::fs::read_to_string(&hoist_yaml).unwrap();
+    // Test steps see the session's environment and reach services through the forwards.
+    y.push_str(concat!(
+        "tests:\n",
+        "  - name: env\n",
+        "    run: test \"$HOIST_NAMESPACE\" = shop-dev && echo namespace ok\n",
+        "    timeout: 30s\n",
+        "  - name: smoke-web\n",
+        // bash's /dev/tcp: busybox nc closes on stdin EOF before the answer comes.
+        "    run: |\n",
+        "      a=$HOIST_WEB_HTTP_ADDR\n",
+        "      bash -c 'exec 3<>/dev/tcp/${0%:*}/${0#*:}; printf \"GET /index.html HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3' $a | grep 'hoist shop'\n",
+    ));
+    std::fs::write(&hoist_yaml, &y).unwrap();
+
+    // 1. `hoist ci` starts the cluster, brings up every service, runs the test: exit 0.
+    eprintln!("step 1 at {:?}", t0.elapsed());
+    let ci = env.hoist(&["ci", "--timeout", "3m"]);
+    assert!(ci.status.success(), "{}", text(&ci));
+    let out = String::from_utf8_lossy(&ci.stdout);
+    for s in SERVICES {
+        let row = summary_row(&out, s);
+        assert!(row.contains("ready"), "{row}");
+    }
+    for t in ["env", "smoke-web"] {
+        let row = summary_row(&out, t);
+        assert!(row.contains("passed"), "{row}\n{}", text(&ci));
+    }
+    let deployments = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "-n",
+        "shop-dev",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.status.availableReplicas} {end}",
+    ]);
+    for s in SERVICES {
+        assert!(deployments.contains(&format!("{s}=1")), "{deployments}");
+    }
+    // Images came from the local store (the example's registry does not exist here).
+    let image = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(image.starts_with("localhost:5000/shop/web:h-"), "{image}");
+
+    // 2. `hoist up --once -o json`: one JSON event per line, every service ready.
+    eprintln!("step 2 at {:?}", t0.elapsed());
+    let up = env.hoist(&["up", "--once", "-o", "json"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&up.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for s in SERVICES {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["type"] == "ready" && e["service"] == s),
+            "no ready event for {s}: {events:?}"
+        );
+        assert!(
+            events.iter().any(|e| e["type"] == "build_finished"
+                && e["service"] == s
+                && e["duration_ms"].is_u64()),
+            "no build_finished event for {s}"
+        );
+    }
+
+    // `depends_on: [api]` holds web and worker until api is ready.
+    let at = |ty: &str, svc: &str| {
+        events
+            .iter()
+            .position(|e| e["type"] == ty && e["service"] == svc)
+            .unwrap_or_else(|| panic!("no {ty} event for {svc}"))
+    };
+    assert!(at("deploy_started", "web") > at("ready", "api"));
+    assert!(at("deploy_started", "worker") > at("ready", "api"));
+
+    // 3. A failing test step: exit 1, named with its exit code and output.
+    eprintln!("step 3 at {:?}", t0.elapsed());
+    std::fs::write(
+        &hoist_yaml,
+        y.replace("echo namespace ok", "echo smoke failed >&2; exit 4"),
+    )
+    .unwrap();
+    let ci = env.hoist(&["ci", "--timeout", "3m"]);
+    assert_eq!(ci.status.code(), Some(1), "{}", text(&ci));
+    let out = String::from_utf8_lossy(&ci.stdout);
+    assert!(out.contains("test env failed with exit code 4"), "{out}");
+    assert!(out.contains("smoke failed"), "{out}");
+    std::fs::write(&hoist_yaml, &y).unwrap();
+
+    // 4. A variant whose container crashes: exit 1, and the explanation names the
+    eprintln!("step 4 at {:?}", t0.elapsed());
+    //    service, the exit code and the container's last log line.
+    env.edit(
+        "services/worker/service.yaml",
+        r#"entrypoint: ["/bin/busybox", "sh", "/work.sh"]"#,
+        r#"entrypoint: ["/bin/busybox", "sh", "-c", "echo worker cannot start: QUEUE_URL is not set; exit 3"]"#,
+    );
+    let started = Instant::now();
+    let ci = env.hoist(&["ci", "--timeout", "3m"]);
+    assert_eq!(ci.status.code(), Some(1), "{}", text(&ci));
+    // Failed fast on the crash loop, not at the timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = String::from_utf8_lossy(&ci.stdout);
+    assert!(out.contains("service worker is not ready"), "{out}");
+    assert!(out.contains("code 3"), "{out}");
+    assert!(out.contains("QUEUE_URL is not set"), "{out}");
+    let row = summary_row(&out, "worker");
+    assert!(row.contains("FAILED"), "{row}");
+    let row = summary_row(&out, "api");
+    assert!(row.contains("ready"), "{row}");
+    env.edit(
+        "services/worker/service.yaml",
+        r#"entrypoint: ["/bin/busybox", "sh", "-c", "echo worker cannot start: QUEUE_URL is not set; exit 3"]"#,
+        r#"entrypoint: ["/bin/busybox", "sh", "/work.sh"]"#,
+    );
+
+    // 5. `hoist up` (watching) killed with SIGKILL, then `hoist down --delete-namespace`
+    eprintln!("step 5 at {:?}", t0.elapsed());
+    //    removes everything of the project and the namespace.
+    let mut child = env
+        .cmd(&["up", "--stream"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll(Duration::from_secs(120), "worker back to available", || {
+        let o = env.kubectl(&[
+            "get",
+            "deploy",
+            "worker",
+            "-n",
+            "shop-dev",
+            "-o",
+            "jsonpath={.status.availableReplicas}/{.status.unavailableReplicas}",
+        ]);
+        (String::from_utf8_lossy(&o.stdout) == "1/").then_some(())
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    let down = env.hoist(&["down", "--delete-namespace"]);
+    assert!(down.status.success(), "{}", text(&down));
+    let ns = env.kubectl(&["get", "ns", "shop-dev"]);
+    assert!(!ns.status.success(), "namespace still there: {}", text(&ns));
+    let left = env.kubectl_ok(&[
+        "get",
+        "deploy,svc,cm,pods",
+        "-A",
+        "-l",
+        "hoist.dev/project=shop",
+        "-o",
+        "name",
+    ]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+#[test]
+fn up_watches_syncs_rebuilds_and_follows_service_dirs() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    let t0 = Instant::now();
+    // A web file outside every sync rule: changing it needs a rebuild.
+    env.edit(
+        "services/web/service.yaml",
+        "      include: [\"*.html\", \"*.css\"]\n",
+        "      include: [\"*.html\", \"*.css\"]\n    - from: ./extra\n      to: /extra\n",
+    );
+    env.edit(
+        "services/web/service.yaml",
+        r#"cmd: ["-f", "-p", "8080", "-h", "/www"]"#,
+        r#"cmd: ["-f", "-p", "8080", "-h", "/"]"#,
+    );
+    std::fs::create_dir_all(env.project().join("services/web/extra")).unwrap();
+    std::fs::write(env.project().join("services/web/extra/version.txt"), "v1\n").unwrap();
+    let web = env.local_port("web");
+    let api = env.local_port("api");
+
+    let log = env.dir.path().join("up.log");
+    let mut child = env
+        .cmd(&["up", "--stream"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(std::mem::replace(
+        &mut child,
+        Command::new("true").spawn().unwrap(),
+    ));
+    let _ = child.wait();
+
+    // 1. Everything up and reachable through the port-forwards.
+    let page = poll(
+        Duration::from_secs(180),
+        "web through its port-forward",
+        || http_get(web, "/www/index.html"),
+    );
+    assert!(page.contains("hoist shop"), "{page}");
+    let products = poll(
+        Duration::from_secs(60),
+        "api through its port-forward",
+        || http_get(api, "/products.json"),
+    );
+    assert!(products.contains("kettle"), "{products}");
+    eprintln!("up at {:?}", t0.elapsed());
+
+    // 2. A synced file: served within 1 s, no rebuild.
+    let index = env.project().join("services/web/public/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    let started = Instant::now();
+    std::fs::write(&index, html.replace("hoist shop", "hoist shop (synced)")).unwrap();
+    poll_log(&log, Duration::from_secs(10), "the synced page", || {
+        http_get(web, "/www/index.html").filter(|b| b.contains("(synced)"))
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "synced edit served after {took:?}\n{}",
+        log_text()
+    );
+    assert!(log_text().contains("live update"), "{}", log_text());
+
+    // 3. A file outside every sync rule: rebuild, roll out, the new content is served.
+    let started = Instant::now();
+    std::fs::write(env.project().join("services/web/extra/version.txt"), "v2\n").unwrap();
+    poll_log(&log, Duration::from_secs(120), "the rebuilt page", || {
+        http_get(web, "/extra/version.txt").filter(|b| b.contains("v2"))
+    });
+    eprintln!("rebuild served after {:?}", started.elapsed());
+    assert!(
+        log_text().contains("web    | 1 file(s) changed → rebuild"),
+        "{}",
+        log_text()
+    );
+
+    // 4. A new service directory comes up; deleting it takes it away.
+    copy_dir(
+        &env.project().join("services/api"),
+        &env.project().join("services/api2"),
+    );
+    env.edit("services/api2/service.yaml", "name: api\n", "name: api2\n");
+    env.edit(
+        "services/api2/service.yaml",
+        &format!("local: {api}"),
+        &format!("local: {}", free_port()),
+    );
+    poll(
+        Duration::from_secs(120),
+        "deployment api2 available",
+        || {
+            let o = env.kubectl(&[
+                "get",
+                "deploy",
+                "api2",
+                "-n",
+                "shop-dev",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ]);
+            (String::from_utf8_lossy(&o.stdout) == "1").then_some(())
+        },
+    );
+    std::fs::remove_dir_all(env.project().join("services/api2")).unwrap();
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "deployment api2 gone",
+        || {
+            let o = env.kubectl(&["get", "deploy", "api2", "-n", "shop-dev"]);
+            (!o.status.success()).then_some(())
+        },
+    );
+
+    // 5. A broken service.yaml: a clear error, the others untouched and still served.
+    let generation = |name: &str| {
+        env.kubectl_ok(&[
+            "get",
+            "deploy",
+            name,
+            "-n",
+            "shop-dev",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    let before = (generation("web"), generation("api"));
+    let svc_yaml = env.project().join("services/web/service.yaml");
+    let mut y = std::fs::read_to_string(&svc_yaml).unwrap();
+    y.push_str("replicaz: 2\n");
+    std::fs::write(&svc_yaml, y).unwrap();
+    let err = poll_log(
+        &log,
+        Duration::from_secs(30),
+        "the configuration error",
+        || {
+            log_text()
+                .lines()
+                .find(|l| l.contains("configuration error") && l.contains("replicaz"))
+                .map(String::from)
+        },
+    );
+    assert!(err.contains("service.yaml"), "{err}");
+    assert!(
+        http_get(api, "/products.json").is_some(),
+        "api stopped answering"
+    );
+    assert!(
+        http_get(web, "/www/index.html").is_some_and(|b| b.contains("(synced)")),
+        "web stopped answering"
+    );
+    assert_eq!((generation("web"), generation("api")), before);
+    eprintln!("watch checks done at {:?}", t0.elapsed());
+
+    drop(guard);
+    let down = env.hoist(&["down", "--delete-namespace"]);
+    assert!(down.status.success(), "{}", text(&down));
+}
+
+/// A cluster that is not the embedded one (here: the same server under another
+/// context name, so hoist treats it as any loopback cluster): images are pushed to the
+/// registry the cluster advertises in kube-public/local-registry-hosting (KEP-1755),
+/// and the kubelet pulls them from there. Without one, and without `registry:`, the
+/// error says what to set.
+#[test]
+fn other_clusters_get_images_through_the_advertised_registry() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    env.edit("hoist.yaml", "registry: localhost:5000\n", "");
+    let up = env.hoist(&["cluster", "up", "--port", "0"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let ctx = env.kubectl_ok(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.contexts[?(@.name==\"hoist\")].context.cluster} {.contexts[?(@.name==\"hoist\")].context.user}",
+    ]);
+    let (cluster, user) = ctx.trim().split_once(' ').unwrap();
+    env.kubectl_ok(&[
+        "config",
+        "set-context",
+        "devreg",
+        &format!("--cluster={cluster}"),
+        &format!("--user={user}"),
+    ]);
+
+    // No registry anywhere: a clear error.
+    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    assert!(!ci.status.success(), "{}", text(&ci));
+    // miette wraps long lines: compare without the wrapping.
+    let err: String = String::from_utf8_lossy(&ci.stderr)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '│')
+        .collect();
+    assert!(
+        err.contains("local-registry-hosting") && err.contains("Set`registry:`"),
+        "{err}"
+    );
+
+    // The cluster advertises a registry: images go there and pods pull them.
+    let reg = registry::Registry::start(false);
+    let cm = env.dir.path().join("cm.yaml");
+    std::fs::write(
+        &cm,
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: local-registry-hosting, namespace: kube-public}}\ndata:\n  localRegistryHosting.v1: |\n    host: \"{}\"\n    help: \"https://example.invalid/registry\"\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    env.kubectl_ok(&["apply", "--context", "devreg", "-f", cm.to_str().unwrap()]);
+    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    assert!(ci.status.success(), "{}", text(&ci));
+    let image = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "api",
+        "-n",
+        "shop-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(
+        image.starts_with(&format!("{}/shop/api:h-", reg.addr)),
+        "{image}"
+    );
+    let tags = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/shop/api", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tags.stdout).contains(image.rsplit(':').next().unwrap()),
+        "{}",
+        text(&tags)
+    );
+}
