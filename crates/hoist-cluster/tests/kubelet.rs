@@ -19,7 +19,10 @@ const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
 /// A `scratch` image with /bin/busybox, a few applets and /www/index.html, in a store.
 fn busybox_store(dir: &Path) -> std::path::PathBuf {
     let stage = dir.join("stage");
-    image::stage_busybox(&stage, &["sh", "httpd", "cat", "sleep", "echo", "nc"]);
+    image::stage_busybox(
+        &stage,
+        &["sh", "httpd", "cat", "sleep", "echo", "nc", "wget"],
+    );
     std::fs::create_dir_all(stage.join("www")).unwrap();
     std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
     let store_dir = dir.join("store");
@@ -924,8 +927,18 @@ fn services_forward_from_pods_by_name_and_from_the_host_by_node_port() {
         )),
         "{hosts}"
     );
-    // A process in the client pod reaches the Service by name (busybox `nc`: this
-    // busybox-static's `wget` segfaults even on the host).
+    // A process in the client pod reaches the Service by name: `wget -qO- http://web`.
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let url = format!("http://{name}/");
+        let page = poll(Duration::from_secs(15), name, || {
+            let o = cluster.kubectl(&["exec", "client", "--", "wget", "-qO-", &url]);
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        });
+        assert_eq!(page, PAGE, "wget {url}");
+    }
+    // The same over a raw TCP connection (busybox `nc`), status line included.
     for name in ["web", "web.default", "web.default.svc.cluster.local"] {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {name} 80");
         let page = poll(Duration::from_secs(15), name, || {
