@@ -315,3 +315,27 @@ fn foreground_serves_until_sigterm_and_cleans_up() {
     );
     assert!(!env.data().join("server.pid").exists() && !env.data().join("server.addr").exists());
 }
+
+#[test]
+fn up_without_runc_serves_the_api_and_says_why_pods_will_not_run() {
+    let env = Env::new();
+    let out = Command::cargo_bin("hoist")
+        .unwrap()
+        .args(["cluster", "up", "--port", "0", "--data-dir"])
+        .arg(env.data())
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("HOME", env.dir.path())
+        .env("HOIST_RUNC", env.dir.path().join("no-runc-here"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pods will not run") && err.contains("install runc"),
+        "{}",
+        text(&out)
+    );
+    // The API itself works.
+    let ns = env.kubectl(&["get", "ns", "default", "-o", "name"]);
+    assert!(ns.status.success(), "{}", text(&ns));
+}

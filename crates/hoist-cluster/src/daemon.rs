@@ -226,6 +226,18 @@ pub fn serve_blocking(
     })
 }
 
+/// Why pods will not run on a cluster started from this process, if they will not:
+/// the kubelet is switched off (`HOIST_NO_KUBELET=1`), or root or runc is missing
+/// (the error says what to install or how to run).
+pub fn pods_cannot_run() -> Option<String> {
+    if std::env::var_os("HOIST_NO_KUBELET").is_some_and(|v| v == "1") {
+        return Some("the kubelet is switched off (HOIST_NO_KUBELET=1)".into());
+    }
+    hoist_runtime::runtime::check_host()
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// Starts the kubelet unless `HOIST_NO_KUBELET=1`; without root or runc the API still
 /// serves and the reason pods will not run is logged.
 fn start_kubelet(

@@ -217,6 +217,9 @@ fn up(a: UpArgs) -> miette::Result<ExitCode> {
         started.elapsed().as_millis(),
         child.id()
     );
+    if let Some(why) = daemon::pods_cannot_run() {
+        eprintln!("warning: the API serves, but pods will not run: {why}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
