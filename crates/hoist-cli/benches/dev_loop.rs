@@ -259,7 +259,7 @@ fn generate(root: &Path, n: usize) {
     );
     w(
         "molds/web/deploy.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: {{ name }}}\n  template:\n    metadata:\n      labels: {app: {{ name }}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: web\n          image: {{ image }}\n          ports: [{name: http, containerPort: 8080}]\n          readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: {{ name }}}\n  template:\n    metadata:\n      labels: {app: {{ name }}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: web\n          image: {{ image }}\n          ports: [{name: http, containerPort: 8080}]\n",
     );
     w(
         "molds/web/svc.yaml",
