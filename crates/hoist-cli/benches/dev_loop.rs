@@ -294,9 +294,11 @@ fn ci_at_scale(rows: &mut Vec<(String, String, String)>) {
     env.run(&["cluster", "up", "--port", "0"]);
     let server = env.cluster_pid();
     let started = Instant::now();
+    // Output to a file: a pipe read only at the end would fill up and block hoist.
+    let out_file = env.dir.path().join("ci.jsonl");
     let mut ci = env
         .cmd(&["ci", "--timeout", "5m", "-o", "json"])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&out_file).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -312,9 +314,7 @@ fn ci_at_scale(rows: &mut Vec<(String, String, String)>) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let wall = started.elapsed();
-    let mut out = String::new();
-    use std::io::Read;
-    ci.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let out = std::fs::read_to_string(&out_file).unwrap_or_default();
     let summary = out.lines().last().unwrap_or("");
     assert!(status.success(), "hoist ci failed: {summary}");
     rows.push((
