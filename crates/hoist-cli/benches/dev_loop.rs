@@ -2,7 +2,8 @@
 //! runc; skipped otherwise). Prints a table.
 //!
 //! `cargo bench -p hoist-cli --bench dev_loop` (knobs: `HOIST_BENCH_EDITS` = 20,
-//! `HOIST_BENCH_REBUILDS` = 5, `HOIST_BENCH_SERVICES` = 150, `HOIST_BENCH_ONLY=edit|ci`).
+//! `HOIST_BENCH_REBUILDS` = 5, `HOIST_BENCH_SERVICES` = 150, `HOIST_BENCH_ONLY=edit|ci`,
+//! `HOIST_BENCH_NO_SERVICES=1` for Deployments without Services).
 //!
 //! 1. edit → new content served for a synced file (shop `web`, through its
 //!    port-forward), p50/p90 over N edits;
@@ -259,12 +260,17 @@ fn generate(root: &Path, n: usize) {
     );
     w(
         "molds/web/deploy.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: {{ name }}}\n  template:\n    metadata:\n      labels: {app: {{ name }}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: web\n          image: {{ image }}\n          ports: [{name: http, containerPort: 8080}]\n          readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: {{ name }}}\n  template:\n    metadata:\n      labels: {app: {{ name }}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: web\n          image: {{ image }}\n          ports: [{name: http, containerPort: 8080}]\n",
     );
-    w(
-        "molds/web/svc.yaml",
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ name }}\nspec:\n  selector: {app: {{ name }}}\n  ports: [{port: 80, targetPort: http}]\n",
-    );
+    // HOIST_BENCH_NO_SERVICES=1: Deployments only. The embedded cluster's service proxy
+    // listens for every Service in every pod's netns (n² listeners), which at 150
+    // overloads this machine; without Services hoist's own part is measured.
+    if std::env::var_os("HOIST_BENCH_NO_SERVICES").is_none() {
+        w(
+            "molds/web/svc.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ name }}\nspec:\n  selector: {app: {{ name }}}\n  ports: [{port: 80, targetPort: http}]\n",
+        );
+    }
     for i in 0..n {
         let name = format!("s{i:03}");
         w(
@@ -288,9 +294,11 @@ fn ci_at_scale(rows: &mut Vec<(String, String, String)>) {
     env.run(&["cluster", "up", "--port", "0"]);
     let server = env.cluster_pid();
     let started = Instant::now();
+    // Output to a file: a pipe read only at the end would fill up and block hoist.
+    let out_file = env.dir.path().join("ci.jsonl");
     let mut ci = env
         .cmd(&["ci", "--timeout", "5m", "-o", "json"])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&out_file).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -306,9 +314,7 @@ fn ci_at_scale(rows: &mut Vec<(String, String, String)>) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let wall = started.elapsed();
-    let mut out = String::new();
-    use std::io::Read;
-    ci.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let out = std::fs::read_to_string(&out_file).unwrap_or_default();
     let summary = out.lines().last().unwrap_or("");
     assert!(status.success(), "hoist ci failed: {summary}");
     rows.push((

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hoist_config::{ImageSource, Project, Service};
 use hoist_kube::{ClusterTarget, Locality};
-use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
+use hoist_oci::build::{BuildOptions, BuildSpec, build, build_and_push};
 use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
 use hoist_oci::{LayerSpec, LocalStore, Platform, Reference, RegistryClient};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -111,10 +111,10 @@ pub async fn build_and_deliver(
                 )));
             }
             let spec = build_spec(project, svc, refs)?;
-            let img = build_to_store(client, &spec, store, &target, &opts).await?;
+            let digest = build_into_store(client, &spec, store, &target, &opts).await?;
             Ok(Delivered {
                 reference: reference.to_string(),
-                digest: img.manifest_digest.to_string(),
+                digest,
             })
         }
         (ImageSource::Layers, Delivery::Registry(_)) => {
@@ -149,6 +149,40 @@ pub async fn build_and_deliver(
             })
         }
     }
+}
+
+/// Serialises writes to the local store's `index.json`: it is read, changed and written
+/// back, so two images stored at once could lose one's entry (seen with parallel builds).
+static STORE_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Like `hoist_oci::build::build_to_store`, but only the store write is exclusive:
+/// layers are built (hashed, compressed) in parallel.
+async fn build_into_store(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    store: &LocalStore,
+    name: &Reference,
+    opts: &BuildOptions,
+) -> Result<String, EngineError> {
+    let img = build(client, spec, opts).await?;
+    if let Some(base) = &img.base {
+        for l in &img.base_layers {
+            if !store.layout().has_blob(&l.digest) {
+                let data = client.get_blob(base, &l.digest).await?;
+                store.layout().put_blob(&l.digest, &data)?;
+            }
+        }
+    }
+    let config_digest = hoist_oci::Digest::of(&img.config_bytes);
+    let mut blobs: Vec<(hoist_oci::Digest, &[u8])> = img
+        .new_layers
+        .iter()
+        .map(|l| (l.digest.clone(), &l.blob[..]))
+        .collect();
+    blobs.push((config_digest, &img.config_bytes[..]));
+    let _guard = STORE_WRITES.lock().unwrap_or_else(|p| p.into_inner());
+    store.put_image(name, &img.manifest, &blobs)?;
+    Ok(store.resolve(name)?.manifest_digest.to_string())
 }
 
 /// The daemonless build of one service: its layers on its base.
