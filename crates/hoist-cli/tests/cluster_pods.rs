@@ -182,3 +182,56 @@ fn pods_survive_a_server_crash_once_and_cluster_down_removes_everything() {
         "network namespace of {uid} left behind"
     );
 }
+
+#[test]
+fn cluster_down_after_the_server_was_killed_removes_its_containers() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    put_image(&env.dir.path().join("cache"), "hoist.test/sleeper:1");
+    let up = env.hoist(&["cluster", "up", "--port", "0"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let file = env.dir.path().join("pod.yaml");
+    std::fs::write(&file, POD).unwrap();
+    env.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/sleeper",
+        "--timeout=30s",
+    ]);
+    let uid = env.kubectl(&["get", "pod", "sleeper", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(env.containers().len(), 1);
+    let pid: i32 = std::fs::read_to_string(env.data().join("server.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc_kill(pid, 9) };
+    poll(Duration::from_secs(10), "the server to die", || {
+        (unsafe { libc_kill(pid, 0) } != 0).then_some(())
+    });
+    assert_eq!(
+        env.containers().len(),
+        1,
+        "the container outlives its server"
+    );
+
+    let down = env.hoist(&["cluster", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("1 container(s)"),
+        "{}",
+        text(&down)
+    );
+    assert!(env.containers().is_empty(), "{:?}", env.containers());
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains(&uid),
+        "network namespace of {uid} left behind"
+    );
+}

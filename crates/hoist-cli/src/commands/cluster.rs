@@ -256,7 +256,7 @@ fn announce(addr: SocketAddr, pki: &Pki, write_kubeconfig: bool) {
 }
 
 fn down(data_dir: &Path) -> miette::Result<ExitCode> {
-    match daemon::running_pid(data_dir) {
+    let clean = match daemon::running_pid(data_dir) {
         Some(pid) => {
             let clean = daemon::stop(pid, Duration::from_secs(10));
             daemon::remove_run_files(data_dir);
@@ -265,10 +265,29 @@ fn down(data_dir: &Path) -> miette::Result<ExitCode> {
             } else {
                 println!("The hoist cluster (pid {pid}) did not stop within 10 s and was killed.");
             }
+            clean
         }
         None => {
             daemon::remove_run_files(data_dir);
             println!("The hoist cluster is not running.");
+            false
+        }
+    };
+    // A killed or crashed server leaves its containers running: remove them here.
+    if !clean && hoist_cluster::kubelet::check_host().is_ok() {
+        match hoist_cluster::kubelet::remove_leftovers(data_dir) {
+            Ok(c) if !c.containers.is_empty() || !c.namespaces.is_empty() => println!(
+                "Removed what it left behind: {} container(s), {} network namespace(s).",
+                c.containers.len(),
+                c.namespaces.len()
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(miette!(
+                    help = "run `hoist cluster down` again, or `hoist cluster up` (start-up removes leftovers)",
+                    "the cluster's containers could not all be removed: {e}"
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

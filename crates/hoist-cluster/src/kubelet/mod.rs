@@ -112,6 +112,25 @@ pub struct Kubelet {
     proxy: std::thread::JoinHandle<()>,
 }
 
+/// Removes every container, pod network namespace and pod directory that a cluster
+/// with this data dir left behind — for `hoist cluster down` after its server was
+/// killed or had crashed (a server that stops cleanly does this itself).
+pub fn remove_leftovers(
+    data_dir: &std::path::Path,
+) -> Result<hoist_runtime::Cleanup, KubeletError> {
+    let cfg = KubeletConfig::in_data_dir(data_dir);
+    if !cfg.runc_root.exists() {
+        return Ok(hoist_runtime::Cleanup::default());
+    }
+    let runtime = hoist_runtime::Runtime::new(&cfg.runc_root)?;
+    let ips = hoist_runtime::IpAllocator::new(&cfg.ipam_file);
+    Ok(hoist_runtime::remove_everything(
+        &runtime,
+        &cfg.pods_dir,
+        &ips,
+    )?)
+}
+
 /// Registers the node, removes leftovers of an earlier run and starts scheduling and
 /// running pods. Needs root and runc (a clear error says what is missing otherwise).
 pub fn start(app: Arc<App>, cfg: KubeletConfig) -> Result<Kubelet, KubeletError> {
