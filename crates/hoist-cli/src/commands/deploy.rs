@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use hoist_config::{RenderOptions, render};
 use hoist_kube::readiness::{WaitTarget, wait_ready};
-use hoist_kube::{ApplySet, ClusterTarget, Desired, PruneScope, TargetOptions};
+use hoist_kube::{ApplySet, ClusterTarget, Desired, PruneScope};
 use miette::IntoDiagnostic;
 
 use super::project::{SetArgs, load};
@@ -50,14 +50,8 @@ pub fn run(args: DeployArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             tag: args.tag.clone(),
         },
     )?;
-    let opts = TargetOptions {
-        context: args.context.clone(),
-        allowed_contexts: project.config.allowed_contexts.clone(),
-        project: project.config.name.clone(),
-        namespace: args.namespace.clone(),
-        ..Default::default()
-    }
-    .with_cluster_setting(project.cluster());
+    let opts =
+        super::session::target_options(&project, args.context.clone(), args.namespace.clone());
     let target = ClusterTarget::from_options(&opts).into_diagnostic()?;
     let prune = if args.services.is_empty() {
         PruneScope::All

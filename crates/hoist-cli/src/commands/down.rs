@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use hoist_kube::teardown::{TeardownOptions, teardown};
-use hoist_kube::{ApplySet, ClusterTarget, TargetOptions};
+use hoist_kube::{ApplySet, ClusterTarget};
 use miette::IntoDiagnostic;
 
 use super::project::{SetArgs, load};
@@ -36,14 +36,8 @@ pub struct DownArgs {
 
 pub fn run(args: DownArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let project = load(g, &args.set)?;
-    let opts = TargetOptions {
-        context: args.context.clone(),
-        allowed_contexts: project.config.allowed_contexts.clone(),
-        project: project.config.name.clone(),
-        namespace: args.namespace.clone(),
-        ..Default::default()
-    }
-    .with_cluster_setting(project.cluster());
+    let opts =
+        super::session::target_options(&project, args.context.clone(), args.namespace.clone());
     let target = ClusterTarget::from_options(&opts).into_diagnostic()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,15 +1,14 @@
 //! `hoist image build [SERVICE…]`: builds services' images from the project model
 //! (the `image:` section of service.yaml) and pushes them, or puts them in the local store.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Args;
 use hoist_config::{ImageSource, Project, Service};
-use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
+use hoist_oci::build::{BuildOptions, build_and_push, build_to_store};
 use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
-use hoist_oci::{LayerSpec, LocalStore, Reference, block_on};
+use hoist_oci::{LocalStore, Reference, block_on};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 
@@ -75,7 +74,8 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         let image = svc.image().expect("build_order keeps services with images");
         let built = match image.source() {
             ImageSource::Layers => {
-                let spec = build_spec(&project, svc, &refs)?;
+                let spec =
+                    hoist_engine::image::build_spec(&project, svc, &refs).into_diagnostic()?;
                 match &store {
                     Some(store) => {
                         if project.base_service(svc).is_some() {
@@ -201,51 +201,4 @@ fn build_order<'p>(project: &'p Project, wanted: &[String]) -> miette::Result<Ve
         }
     }
     Ok(order)
-}
-
-/// The daemonless build of one service: its layers on its base.
-fn build_spec(
-    project: &Project,
-    svc: &Service,
-    refs: &BTreeMap<String, String>,
-) -> miette::Result<BuildSpec> {
-    let image = svc.image().expect("caller checked");
-    let base = match project.base_service(svc) {
-        Some(b) => refs.get(&b.name).cloned().ok_or_else(|| {
-            miette!(
-                "service `{}`'s base `{}` has no image reference",
-                svc.name,
-                b.name
-            )
-        })?,
-        None => image.base_or_scratch().to_string(),
-    };
-    Ok(BuildSpec {
-        base,
-        layers: image
-            .layers
-            .iter()
-            .map(|l| LayerSpec {
-                from: absolute(&svc.dir, &l.from),
-                to: l.to.clone(),
-                include: l.include.clone(),
-                exclude: l.exclude.clone(),
-            })
-            .collect(),
-        entrypoint: image.entrypoint.clone(),
-        cmd: image.cmd.clone(),
-        env: image.env.clone().into_iter().collect(),
-        workdir: image.workdir.clone(),
-        user: image.user.clone(),
-        labels: image.labels.clone(),
-    })
-}
-
-fn absolute(dir: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
-    }
 }

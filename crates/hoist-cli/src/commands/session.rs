@@ -64,17 +64,26 @@ fn start_embedded() -> miette::Result<()> {
     Ok(())
 }
 
+/// What the project and the command line say about the target cluster and namespace.
+pub fn target_options(
+    project: &Project,
+    context: Option<String>,
+    namespace: Option<String>,
+) -> TargetOptions {
+    TargetOptions {
+        context,
+        allowed_contexts: project.config.allowed_contexts.clone(),
+        project: project.config.name.clone(),
+        namespace,
+        ..Default::default()
+    }
+    .with_cluster_setting(project.cluster())
+}
+
 /// The cluster to use: `--context` > project/settings `cluster:` > current context if
 /// allowed > the embedded cluster, which is started when chosen and not running.
 pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<ClusterTarget> {
-    let opts = TargetOptions {
-        context: args.context.clone(),
-        allowed_contexts: project.config.allowed_contexts.clone(),
-        project: project.config.name.clone(),
-        namespace: args.namespace.clone(),
-        ..Default::default()
-    }
-    .with_cluster_setting(project.cluster());
+    let opts = target_options(project, args.context.clone(), args.namespace.clone());
     let explicit = opts.context.is_some() || opts.project_context.is_some();
     let wants_embedded = opts.context.as_deref().or(opts.project_context.as_deref())
         == Some(hoist_kube::target::EMBEDDED_CONTEXT);
