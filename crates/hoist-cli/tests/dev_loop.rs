@@ -195,7 +195,10 @@ fn ci_up_once_crash_explanation_and_down_on_the_shop() {
     let mut y = std::fs::read_to_string(&hoist_yaml).unwrap();
     // Test steps see the session's environment and reach services through the forwards
     // (the shop's own smoke-web and smoke-api, plus one more appended to its `tests:`).
-    assert!(y.trim_end().ends_with("timeout: 30s"), "tests: ends the shop's hoist.yaml");
+    assert!(
+        y.trim_end().ends_with("timeout: 30s"),
+        "tests: ends the shop's hoist.yaml"
+    );
     y.push_str(concat!(
         "  - name: env\n",
         "    run: test \"$HOIST_NAMESPACE\" = shop-dev && echo namespace ok\n",
@@ -559,7 +562,15 @@ fn other_clusters_get_images_through_the_advertised_registry() {
     ]);
 
     // No registry anywhere: a clear error.
-    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    let ci = env.hoist(&[
+        "ci",
+        "--context",
+        "devreg",
+        "--timeout",
+        "2m",
+        "--no-tests",
+        "api",
+    ]);
     assert!(!ci.status.success(), "{}", text(&ci));
     // miette wraps long lines: compare without the wrapping.
     let err: String = String::from_utf8_lossy(&ci.stderr)
@@ -583,7 +594,15 @@ fn other_clusters_get_images_through_the_advertised_registry() {
     )
     .unwrap();
     env.kubectl_ok(&["apply", "--context", "devreg", "-f", cm.to_str().unwrap()]);
-    let ci = env.hoist(&["ci", "--context", "devreg", "--timeout", "2m", "api"]);
+    let ci = env.hoist(&[
+        "ci",
+        "--context",
+        "devreg",
+        "--timeout",
+        "2m",
+        "--no-tests",
+        "api",
+    ]);
     assert!(ci.status.success(), "{}", text(&ci));
     let image = env.kubectl_ok(&[
         "get",
