@@ -66,9 +66,13 @@ pub async fn watch(
     stop: impl Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
+    let mut inflight = InFlight::default();
     loop {
         let update = tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                inflight.abort_all();
+                return;
+            }
             u = input.next() => u,
         };
         let update = match update {
@@ -83,7 +87,52 @@ pub async fn watch(
             Some(Ok(u)) => u,
         };
         let project = input.project().clone();
-        handle(&engine, project, update, &wanted).await;
+        let bring_up = handle(&engine, project.clone(), update, &wanted).await;
+        if !bring_up.is_empty() {
+            inflight.start(&engine, project, bring_up);
+        }
+    }
+}
+
+/// Rebuilds and re-applies run beside the loop, so the next save is handled while a
+/// rollout is still waiting for readiness. A newer change to a service that is still
+/// in flight supersedes it: that pass is aborted and its services join the new one
+/// (build, apply and wait are all safe to repeat).
+#[derive(Default)]
+struct InFlight {
+    passes: Vec<(BTreeSet<String>, tokio::task::JoinHandle<()>)>,
+}
+
+impl InFlight {
+    fn start(&mut self, engine: &Arc<Engine>, project: Arc<Project>, mut names: BTreeSet<String>) {
+        self.passes.retain(|(_, h)| !h.is_finished());
+        let mut kept = Vec::new();
+        for (set, handle) in self.passes.drain(..) {
+            if set.is_disjoint(&names) {
+                kept.push((set, handle));
+            } else {
+                handle.abort();
+                names.extend(set);
+            }
+        }
+        self.passes = kept;
+        let engine = engine.clone();
+        let list: Vec<String> = names.iter().cloned().collect();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = engine.up_only(project, list).await {
+                engine.session.emit(Event::Error {
+                    service: None,
+                    error: e.to_string(),
+                });
+            }
+        });
+        self.passes.push((names, handle));
+    }
+
+    fn abort_all(&mut self) {
+        for (_, h) in self.passes.drain(..) {
+            h.abort();
+        }
     }
 }
 
@@ -91,7 +140,13 @@ fn wanted_filter(wanted: &[String], name: &str) -> bool {
     wanted.is_empty() || wanted.iter().any(|w| w == name)
 }
 
-async fn handle(engine: &Arc<Engine>, project: Arc<Project>, update: Update, wanted: &[String]) {
+/// Handles one update; returns the services to build and (re-)apply.
+async fn handle(
+    engine: &Arc<Engine>,
+    project: Arc<Project>,
+    update: Update,
+    wanted: &[String],
+) -> BTreeSet<String> {
     let mut bring_up: BTreeSet<String> = BTreeSet::new();
     if let Some(reload) = &update.reload {
         match reload {
@@ -172,15 +227,7 @@ async fn handle(engine: &Arc<Engine>, project: Arc<Project>, update: Update, wan
             bring_up.insert(name.clone());
         }
     }
-    if !bring_up.is_empty() {
-        let names: Vec<String> = bring_up.into_iter().collect();
-        if let Err(e) = engine.up_only(project, names).await {
-            engine.session.emit(Event::Error {
-                service: None,
-                error: e.to_string(),
-            });
-        }
-    }
+    bring_up
 }
 
 /// Copies the changed files into the service's running containers, runs the
