@@ -99,7 +99,10 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
                     return;
                 }
             };
-            let mut state = State::default();
+            let mut state = State {
+                max_listeners: listener_budget(),
+                ..State::default()
+            };
             while !stop.load(Ordering::Relaxed) {
                 reconcile(&shared, &mut state, rt.handle());
                 std::thread::sleep(RECONCILE);
@@ -127,6 +130,53 @@ struct State {
     targets: HashMap<(SocketAddr, bool), Targets>,
     /// Listeners that failed to start: when to try again and the next backoff.
     retry: HashMap<Key, (std::time::Instant, Duration)>,
+    /// At most this many listeners (one fd each), so the rest of the process keeps fds.
+    max_listeners: usize,
+    /// Listeners left out for the fd budget at the last tick (to warn on change only).
+    over_budget: usize,
+}
+
+/// Fds kept for everything else in the process (API server, containers' logs, runc).
+const FD_RESERVE: u64 = 4096;
+/// The open-file limit the proxy asks for, as kubelets and container runtimes run with.
+const WANT_NOFILE: u64 = 1 << 20;
+
+/// How many listeners fit: raises the soft open-file limit (and, as root, the hard one)
+/// towards [`WANT_NOFILE`], since pods × Service ports listeners each hold an fd, and keeps
+/// [`FD_RESERVE`] of it for the rest of the process: running out of fds would break far
+/// more than the proxy.
+fn listener_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return usize::MAX;
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(WANT_NOFILE);
+    let want = WANT_NOFILE.min(nr_open);
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        let hard_only = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        } else if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &hard_only) } == 0 {
+            lim = hard_only;
+        }
+    }
+    let cur = lim.rlim_cur;
+    usize::try_from(cur.saturating_sub(FD_RESERVE).max(cur / 2)).unwrap_or(usize::MAX)
 }
 
 /// Failed listeners are retried after 300 ms, doubling up to this.
@@ -278,13 +328,18 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
         ips.dedup();
         let have = addrs.get(id).cloned().unwrap_or_default();
         let Some(net) = nets.get(id) else { continue };
-        for ip in ips.iter().filter(|ip| !have.contains(ip)) {
-            if let Err(e) = net.set_lo_address(*ip, true) {
-                tracing::warn!(pod = %id, error = %e, "cannot add a ClusterIP to the pod's lo");
-            }
-        }
-        for ip in have.iter().filter(|ip| !ips.contains(ip)) {
-            let _ = net.set_lo_address(*ip, false);
+        let add: Vec<Ipv4Addr> = ips
+            .iter()
+            .filter(|ip| !have.contains(ip))
+            .copied()
+            .collect();
+        let del: Vec<Ipv4Addr> = have
+            .iter()
+            .filter(|ip| !ips.contains(ip))
+            .copied()
+            .collect();
+        if let Err(e) = set_lo_addresses(net, &add, &del) {
+            tracing::warn!(pod = %id, error = %e, "cannot update the ClusterIPs on the pod's lo");
         }
     }
     addrs.retain(|id, _| nets.contains_key(id));
@@ -301,6 +356,7 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
     });
     state.retry.retain(|k, _| want.contains_key(k));
     let now = std::time::Instant::now();
+    let mut over_budget = 0;
     for (key, targets) in want {
         if let Some(l) = live.get(&key) {
             // Listeners hold their Service port's shared list; it is only a new one if the
@@ -312,6 +368,10 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
             live.remove(&key);
         }
         if state.retry.get(&key).is_some_and(|(at, _)| now < *at) {
+            continue;
+        }
+        if live.len() >= state.max_listeners {
+            over_budget += 1;
             continue;
         }
         let started = if key.udp {
@@ -359,6 +419,58 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
             }
         }
     }
+    if over_budget != state.over_budget {
+        if over_budget > 0 {
+            tracing::warn!(
+                open = live.len(),
+                left_out = over_budget,
+                "service listeners left out: the process's open-file limit is too low for pods × Service ports (raise `ulimit -n`)"
+            );
+        }
+        state.over_budget = over_budget;
+    }
+}
+
+/// Adds `add` to and removes `del` from the pod namespace's `lo`: one `ip -batch` for all
+/// (a pod joining 150 Services is one process, not 150); a single change uses the
+/// runtime's checked helper.
+fn set_lo_addresses(net: &PodNetwork, add: &[Ipv4Addr], del: &[Ipv4Addr]) -> io::Result<()> {
+    use std::io::Write;
+    match (add, del) {
+        ([], []) => return Ok(()),
+        ([ip], []) | ([], [ip]) => {
+            return net
+                .set_lo_address(*ip, del.is_empty())
+                .map_err(io::Error::other);
+        }
+        _ => {}
+    }
+    let mut batch = String::new();
+    // Loopback only, as PodNetwork::set_lo_address checks (ClusterIPs are 127.x).
+    for ip in add.iter().filter(|ip| ip.is_loopback()) {
+        batch.push_str(&format!("address replace {ip}/32 dev lo\n"));
+    }
+    for ip in del.iter().filter(|ip| ip.is_loopback()) {
+        batch.push_str(&format!("address del {ip}/32 dev lo\n"));
+    }
+    let mut child = std::process::Command::new("ip")
+        .args(["-n", &net.name, "-force", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut w) = child.stdin.take() {
+        w.write_all(batch.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`ip -n {} -batch` failed: {}",
+            net.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The ready addresses of an Endpoints object for one service port, as
