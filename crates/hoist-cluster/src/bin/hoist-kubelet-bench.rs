@@ -2,7 +2,11 @@
 //! → container running for a cached `scratch` + busybox image over N sequential pods;
 //! D single-replica Deployments POSTed at once → all Available; process RSS with them.
 //!
-//! Run: `sudo cargo run --release -p hoist-cluster --features bench --bin hoist-kubelet-bench -- [N] [D]`
+//! With `--services`, one ClusterIP Service per Deployment is created too, and once the
+//! proxy has opened its listeners (pods × Services) the table adds the proxy's cost:
+//! listening sockets, threads, RSS and CPU while idle.
+//!
+//! Run: `sudo cargo run --release -p hoist-cluster --features bench --bin hoist-kubelet-bench -- [N] [D] [--services]`
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +20,10 @@ fn main() {
         eprintln!("cannot run the kubelet benchmark: {e}");
         std::process::exit(2);
     }
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_services = args.iter().any(|a| a == "--services");
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let n: usize = numbers.first().copied().unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let store = put_image(dir.path());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -48,10 +52,7 @@ fn main() {
         )
         .unwrap()
     };
-    let deployments: usize = std::env::args()
-        .nth(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(150);
+    let deployments: usize = numbers.get(1).copied().unwrap_or(150);
     let mut times = Vec::new();
     // Pod 0 unpacks the image into the cache; the timed pods find it there.
     for i in 0..=n {
@@ -147,16 +148,9 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let rss_mb = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0);
-    let threads_now = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let rss_mb = rss_mb();
+    let threads_now = thread_count();
+    let services = with_services.then(|| create_services(&server, deployments));
     let t_down = Instant::now();
     kubelet.shutdown();
     let down = t_down.elapsed();
@@ -181,10 +175,152 @@ fn main() {
         "| server + kubelet RSS with those pods running (one process) | {rss_mb:.0} MB | report |"
     );
     println!("| threads in that process | {threads_now} | report |");
+    if let Some(svc) = &services {
+        println!(
+            "| {deployments} Services POSTed → proxy listeners open (socket fds settle) | {} | report |",
+            svc.settled
+                .map_or("not settled in 300 s".to_string(), |d| format!(
+                    "{:.1} s",
+                    d.as_secs_f64()
+                ))
+        );
+        println!(
+            "| socket fds in the process with {deployments} pods × {deployments} Services | {} | report |",
+            svc.sockets
+        );
+        println!("| threads with those Services | {} | report |", svc.threads);
+        println!(
+            "| RSS with those Services | {:.0} MB | report |",
+            svc.rss_mb
+        );
+        println!(
+            "| CPU of the process while idle with those Services (10 s window) | {:.1} % of a core | report |",
+            svc.idle_cpu_pct
+        );
+    }
     println!(
         "| kubelet shutdown (stop + remove every container) | {:.1} s | |",
         down.as_secs_f64()
     );
+}
+
+/// The proxy's cost once every pod has a listener for every Service.
+struct ServiceCost {
+    settled: Option<Duration>,
+    sockets: usize,
+    threads: usize,
+    rss_mb: f64,
+    idle_cpu_pct: f64,
+}
+
+/// POSTs Service `d{i}` (port 80 → 8080, selecting Deployment `d{i}`'s pod) for each
+/// Deployment, waits until the number of socket fds in this process stops growing (the
+/// proxy has opened its listeners), then measures threads, RSS and idle CPU.
+fn create_services(server: &hoist_cluster::RunningServer, count: usize) -> ServiceCost {
+    let t = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, pki) = (server.addr, server.pki.clone());
+            std::thread::spawn(move || {
+                for i in (w..count).step_by(4) {
+                    let body = format!(
+                        r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"d{i}"}},"spec":{{"selector":{{"app":"d{i}"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#
+                    );
+                    let (code, b) = request(
+                        addr,
+                        &pki,
+                        true,
+                        "POST",
+                        "/api/v1/namespaces/default/services",
+                        Some(("application/json", body.as_bytes())),
+                        Duration::from_secs(30),
+                    )
+                    .unwrap();
+                    assert_eq!(code, 201, "{b}");
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    // Settled: at least pods × Services sockets unchanged for 5 s, or any plateau of 30 s
+    // (fewer when the process's open-file limit caps the listeners; bounded at 300 s).
+    let mut last = (socket_count(), Instant::now());
+    let settled = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = socket_count();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if (now >= count * count && last.1.elapsed() >= Duration::from_secs(5))
+            || last.1.elapsed() >= Duration::from_secs(30)
+        {
+            if now < count * count {
+                eprintln!(
+                    "proxy sockets settled at {now}, below pods × Services ({})",
+                    count * count
+                );
+            }
+            break Some(last.1.duration_since(t));
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            eprintln!(
+                "proxy sockets still at {now} after 300 s (want >= {})",
+                count * count
+            );
+            break None;
+        }
+    };
+    let cpu0 = cpu_ticks();
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let ticks = cpu_ticks().saturating_sub(cpu0) as f64;
+    // USER_HZ is 100 on Linux.
+    let idle_cpu_pct = ticks / 100.0 / w.elapsed().as_secs_f64() * 100.0;
+    ServiceCost {
+        settled,
+        sockets: socket_count(),
+        threads: thread_count(),
+        rss_mb: rss_mb(),
+        idle_cpu_pct,
+    }
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+fn socket_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| {
+        d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    })
+}
+
+/// utime + stime of this process, in clock ticks.
+fn cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
 }
 
 fn put_image(dir: &std::path::Path) -> std::path::PathBuf {

@@ -3,8 +3,12 @@
 //! endpoint pod's namespace (round-robin); NodePort/LoadBalancer ports also get a
 //! listener on the host's 127.0.0.1:nodePort (UDP ports: [`super::proxy_udp`]). One
 //! reconcile thread keeps the set of listeners equal to (pods × service ports) + node
-//! ports; each listener is one accept thread that stops when its entry goes away. The same reconcile keeps the pods' DNS
-//! responder sockets ([`super::dns`]) in step.
+//! ports. A listener is created inside its namespace (setns on a short-lived thread) and is
+//! then an ordinary fd: all TCP listeners are served by one small tokio runtime owned by the
+//! proxy, one task per listener awaiting `accept` (aborted, closing the socket, when its
+//! entry goes away) and one task per connection (150 pods × 150 Services is 22,500 idle
+//! tasks, not 22,500 polling threads). The same reconcile keeps the pods' DNS responder
+//! sockets ([`super::dns`]) in step.
 //!
 //! Limitation (no iptables here): a pod does not get a ClusterIP listener on a port its
 //! own containers declare (`containerPort`), since it would block the pod's wildcard bind;
@@ -12,11 +16,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use hoist_runtime::PodNetwork;
 use serde_json::Value;
@@ -25,11 +31,16 @@ use super::Shared;
 use crate::service_alloc::cluster_ip;
 
 const RECONCILE: Duration = Duration::from_millis(300);
-const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// Pause after a failed `accept` (e.g. out of fds) so the task does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Open connections per listener (two threads each); more are refused, keeping a
-/// runaway client from exhausting threads.
+/// Open connections per listener; more are refused, keeping a runaway client from
+/// exhausting fds.
 const MAX_CONNS: usize = 256;
+/// Threads of the proxy's runtime: the tasks only wait on fds and copy bytes.
+const IO_WORKERS: usize = 2;
+/// Bound on concurrent namespace connects (each one a short-lived thread).
+const MAX_CONNECTING: usize = 64;
 
 /// Where a listener lives: a pod's namespace (by pod id) or the host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,9 +59,25 @@ struct Key {
 /// A ready endpoint: its pod's namespace and the port to connect to there.
 type Targets = Arc<Mutex<Vec<(PathBuf, Ipv4Addr, u16)>>>;
 
+/// A live listener: TCP ones are a task on the proxy runtime, UDP ones a thread.
 struct Listener {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     targets: Targets,
+}
+
+enum Stop {
+    Task(tokio::task::AbortHandle),
+    Flag(Arc<AtomicBool>),
+}
+
+impl Stop {
+    fn stop(&self) {
+        match self {
+            // Dropping the aborted task's future drops (closes) its listening socket.
+            Stop::Task(t) => t.abort(),
+            Stop::Flag(f) => f.store(true, Ordering::Relaxed),
+        }
+    }
 }
 
 /// Runs the proxy until `stop` is set.
@@ -58,27 +85,105 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
     std::thread::Builder::new()
         .name("svc-proxy".into())
         .spawn(move || {
-            let mut live: HashMap<Key, Listener> = HashMap::new();
-            // ClusterIPs added to each pod namespace's lo.
-            let mut addrs: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(IO_WORKERS)
+                .max_blocking_threads(MAX_CONNECTING)
+                .thread_name("svc-proxy-io")
+                .enable_io()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the service proxy's runtime: Services are not forwarded");
+                    return;
+                }
+            };
+            let mut state = State {
+                max_listeners: listener_budget(),
+                ..State::default()
+            };
             while !stop.load(Ordering::Relaxed) {
-                reconcile(&shared, &mut live, &mut addrs, &shared.dns);
+                reconcile(&shared, &mut state, rt.handle());
                 std::thread::sleep(RECONCILE);
             }
-            for l in live.values() {
-                l.stop.store(true, Ordering::Relaxed);
+            for l in state.live.values() {
+                l.stop.stop();
             }
             shared.dns.stop();
+            // Open connections end with the proxy.
+            rt.shutdown_timeout(Duration::from_secs(1));
         })
         .expect("spawning the service proxy thread")
 }
 
-fn reconcile(
-    shared: &Shared,
-    live: &mut HashMap<Key, Listener>,
-    addrs: &mut HashMap<String, Vec<Ipv4Addr>>,
-    dns: &super::dns::DnsServer,
-) {
+/// What the reconcile loop keeps between ticks.
+#[derive(Default)]
+struct State {
+    live: HashMap<Key, Listener>,
+    /// ClusterIPs added to each pod namespace's lo.
+    addrs: HashMap<String, Vec<Ipv4Addr>>,
+    /// Pod namespaces seen to exist (by pod id, with the pod's IP): not stat'ed again.
+    nets: HashMap<String, PodNetwork>,
+    /// Targets per Service port (by ClusterIP:port, protocol), shared by all its
+    /// listeners, so a tick updates one list per Service port, not one per listener.
+    targets: HashMap<(SocketAddr, bool), Targets>,
+    /// Listeners that failed to start: when to try again and the next backoff.
+    retry: HashMap<Key, (std::time::Instant, Duration)>,
+    /// At most this many listeners (one fd each), so the rest of the process keeps fds.
+    max_listeners: usize,
+    /// Listeners left out for the fd budget at the last tick (to warn on change only).
+    over_budget: usize,
+}
+
+/// Fds kept for everything else in the process (API server, containers' logs, runc).
+const FD_RESERVE: u64 = 4096;
+/// The open-file limit the proxy asks for, as kubelets and container runtimes run with.
+const WANT_NOFILE: u64 = 1 << 20;
+
+/// How many listeners fit: raises the soft open-file limit (and, as root, the hard one)
+/// towards [`WANT_NOFILE`], since pods × Service ports listeners each hold an fd, and keeps
+/// [`FD_RESERVE`] of it for the rest of the process: running out of fds would break far
+/// more than the proxy.
+fn listener_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return usize::MAX;
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(WANT_NOFILE);
+    let want = WANT_NOFILE.min(nr_open);
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        let hard_only = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        } else if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &hard_only) } == 0 {
+            lim = hard_only;
+        }
+    }
+    let cur = lim.rlim_cur;
+    usize::try_from(cur.saturating_sub(FD_RESERVE).max(cur / 2)).unwrap_or(usize::MAX)
+}
+
+/// Failed listeners are retried after 300 ms, doubling up to this.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
+    let dns = &shared.dns;
     let store = &shared.app.store;
     let (Ok((services, _)), Ok((endpoints, _)), Ok(pods), Ok((pod_objs, _))) = (
         store.list("/services", None),
@@ -104,11 +209,19 @@ fn reconcile(
             Some((uid, ports))
         })
         .collect();
-    // Pod IP → its namespace.
+    // Pod IP → its namespace (a namespace already seen for the same pod and IP is not
+    // looked up again: it lives as long as the pod's IP allocation).
     let nets: BTreeMap<String, PodNetwork> = pods
         .iter()
-        .filter_map(|(id, ip)| PodNetwork::existing(id, *ip).map(|n| (id.clone(), n)))
+        .filter_map(|(id, ip)| {
+            let net = match state.nets.get(id) {
+                Some(n) if n.ip == *ip => n.clone(),
+                _ => PodNetwork::existing(id, *ip)?,
+            };
+            Some((id.clone(), net))
+        })
         .collect();
+    state.nets = nets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let by_ip: HashMap<Ipv4Addr, PathBuf> = nets.values().map(|n| (n.ip, n.path.clone())).collect();
     // The DNS responder: a socket in every pod namespace, answering in the pod's namespace.
     let pod_ns: HashMap<&str, &str> = pod_objs
@@ -145,7 +258,8 @@ fn reconcile(
             ))
         })
         .collect();
-    let mut want: HashMap<Key, Vec<(PathBuf, Ipv4Addr, u16)>> = HashMap::new();
+    let mut want: HashMap<Key, Targets> = HashMap::new();
+    let mut want_targets: HashMap<(SocketAddr, bool), Targets> = HashMap::new();
     let mut want_addrs: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
     for svc in &services {
         let Some(cip) = cluster_ip(svc) else { continue };
@@ -162,9 +276,21 @@ fn reconcile(
             let Some(port) = p["port"].as_u64().and_then(|n| u16::try_from(n).ok()) else {
                 continue;
             };
-            let targets = ep
+            let list = ep
                 .map(|e| endpoint_targets(e, p, &by_ip))
                 .unwrap_or_default();
+            let targets = state
+                .targets
+                .get(&(SocketAddr::from((cip, port)), udp))
+                .cloned()
+                .unwrap_or_default();
+            {
+                let mut t = targets.lock().unwrap_or_else(|e| e.into_inner());
+                if *t != list {
+                    *t = list;
+                }
+            }
+            want_targets.insert((SocketAddr::from((cip, port)), udp), targets.clone());
             for id in nets.keys() {
                 if declared
                     .get(id.as_str())
@@ -194,19 +320,26 @@ fn reconcile(
             }
         }
     }
+    state.targets = want_targets;
+    let (live, addrs) = (&mut state.live, &mut state.addrs);
     // ClusterIPs on each pod's lo: add new ones, drop those of deleted Services.
     for (id, ips) in &mut want_addrs {
         ips.sort();
         ips.dedup();
         let have = addrs.get(id).cloned().unwrap_or_default();
         let Some(net) = nets.get(id) else { continue };
-        for ip in ips.iter().filter(|ip| !have.contains(ip)) {
-            if let Err(e) = net.set_lo_address(*ip, true) {
-                tracing::warn!(pod = %id, error = %e, "cannot add a ClusterIP to the pod's lo");
-            }
-        }
-        for ip in have.iter().filter(|ip| !ips.contains(ip)) {
-            let _ = net.set_lo_address(*ip, false);
+        let add: Vec<Ipv4Addr> = ips
+            .iter()
+            .filter(|ip| !have.contains(ip))
+            .copied()
+            .collect();
+        let del: Vec<Ipv4Addr> = have
+            .iter()
+            .filter(|ip| !ips.contains(ip))
+            .copied()
+            .collect();
+        if let Err(e) = set_lo_addresses(net, &add, &del) {
+            tracing::warn!(pod = %id, error = %e, "cannot update the ClusterIPs on the pod's lo");
         }
     }
     addrs.retain(|id, _| nets.contains_key(id));
@@ -217,20 +350,32 @@ fn reconcile(
     live.retain(|k, l| {
         let keep = want.contains_key(k);
         if !keep {
-            l.stop.store(true, Ordering::Relaxed);
+            l.stop.stop();
         }
         keep
     });
+    state.retry.retain(|k, _| want.contains_key(k));
+    let now = std::time::Instant::now();
+    let mut over_budget = 0;
     for (key, targets) in want {
         if let Some(l) = live.get(&key) {
-            *l.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+            // Listeners hold their Service port's shared list; it is only a new one if the
+            // port was re-created between ticks: restart the listener with it.
+            if Arc::ptr_eq(&l.targets, &targets) {
+                continue;
+            }
+            l.stop.stop();
+            live.remove(&key);
+        }
+        if state.retry.get(&key).is_some_and(|(at, _)| now < *at) {
             continue;
         }
-        let l = Listener {
-            stop: Arc::new(AtomicBool::new(false)),
-            targets: Arc::new(Mutex::new(targets)),
-        };
+        if live.len() >= state.max_listeners {
+            over_budget += 1;
+            continue;
+        }
         let started = if key.udp {
+            let flag = Arc::new(AtomicBool::new(false));
             let sock = match &key.place {
                 Place::Host => std::net::UdpSocket::bind(key.addr).map_err(|e| e.to_string()),
                 Place::Pod(id) => match nets.get(id) {
@@ -241,9 +386,9 @@ fn reconcile(
                 },
             };
             sock.and_then(|s| {
-                super::proxy_udp::serve(s, l.stop.clone(), l.targets.clone())
-                    .map_err(|e| e.to_string())
+                super::proxy_udp::serve(s, flag.clone(), targets.clone()).map_err(|e| e.to_string())
             })
+            .map(|()| Stop::Flag(flag))
         } else {
             let listener = match &key.place {
                 Place::Host => TcpListener::bind(key.addr).map_err(|e| e.to_string()),
@@ -254,15 +399,78 @@ fn reconcile(
                 },
             };
             listener.and_then(|s| {
-                serve(s, l.stop.clone(), l.targets.clone()).map_err(|e| e.to_string())
+                serve(rt, s, targets.clone())
+                    .map(Stop::Task)
+                    .map_err(|e| e.to_string())
             })
         };
-        if let Err(e) = started {
-            tracing::debug!(addr = %key.addr, place = ?key.place, udp = key.udp, error = %e, "service listener not started (retrying)");
-            continue;
+        match started {
+            Ok(stop) => {
+                state.retry.remove(&key);
+                live.insert(key, Listener { stop, targets });
+            }
+            Err(e) => {
+                let backoff = state
+                    .retry
+                    .get(&key)
+                    .map_or(RECONCILE, |(_, b)| (*b * 2).min(RETRY_MAX));
+                tracing::debug!(addr = %key.addr, place = ?key.place, udp = key.udp, error = %e, retry_in = ?backoff, "service listener not started");
+                state.retry.insert(key, (now + backoff, backoff));
+            }
         }
-        live.insert(key, l);
     }
+    if over_budget != state.over_budget {
+        if over_budget > 0 {
+            tracing::warn!(
+                open = live.len(),
+                left_out = over_budget,
+                "service listeners left out: the process's open-file limit is too low for pods × Service ports (raise `ulimit -n`)"
+            );
+        }
+        state.over_budget = over_budget;
+    }
+}
+
+/// Adds `add` to and removes `del` from the pod namespace's `lo`: one `ip -batch` for all
+/// (a pod joining 150 Services is one process, not 150); a single change uses the
+/// runtime's checked helper.
+fn set_lo_addresses(net: &PodNetwork, add: &[Ipv4Addr], del: &[Ipv4Addr]) -> io::Result<()> {
+    use std::io::Write;
+    match (add, del) {
+        ([], []) => return Ok(()),
+        ([ip], []) | ([], [ip]) => {
+            return net
+                .set_lo_address(*ip, del.is_empty())
+                .map_err(io::Error::other);
+        }
+        _ => {}
+    }
+    let mut batch = String::new();
+    // Loopback only, as PodNetwork::set_lo_address checks (ClusterIPs are 127.x).
+    for ip in add.iter().filter(|ip| ip.is_loopback()) {
+        batch.push_str(&format!("address replace {ip}/32 dev lo\n"));
+    }
+    for ip in del.iter().filter(|ip| ip.is_loopback()) {
+        batch.push_str(&format!("address del {ip}/32 dev lo\n"));
+    }
+    let mut child = std::process::Command::new("ip")
+        .args(["-n", &net.name, "-force", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut w) = child.stdin.take() {
+        w.write_all(batch.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`ip -n {} -batch` failed: {}",
+            net.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The ready addresses of an Endpoints object for one service port, as
@@ -296,75 +504,74 @@ fn endpoint_targets(
     out
 }
 
-/// Accepts until `stop`, forwarding each connection to the next target (round-robin).
-fn serve(listener: TcpListener, stop: Arc<AtomicBool>, targets: Targets) -> io::Result<()> {
+/// Serves `listener` on `rt` until the returned task is aborted: each connection goes to
+/// the next target (round-robin).
+fn serve(
+    rt: &tokio::runtime::Handle,
+    listener: TcpListener,
+    targets: Targets,
+) -> io::Result<tokio::task::AbortHandle> {
     listener.set_nonblocking(true)?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let open = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("svc-listener".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let list = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        if list.is_empty() {
-                            // No ready endpoint: refuse, as kube-proxy's REJECT does.
-                            continue;
-                        }
-                        if open.load(Ordering::Relaxed) >= MAX_CONNS {
-                            tracing::warn!("service listener at {MAX_CONNS} connections: refusing");
-                            continue;
-                        }
-                        let t = list[next.fetch_add(1, Ordering::Relaxed) % list.len()].clone();
-                        open.fetch_add(1, Ordering::Relaxed);
-                        let held = open.clone();
-                        let spawned =
-                            std::thread::Builder::new()
-                                .name("svc-conn".into())
-                                .spawn(move || {
-                                    forward(client, t);
-                                    held.fetch_sub(1, Ordering::Relaxed);
-                                });
-                        if spawned.is_err() {
-                            open.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(ACCEPT_POLL)
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "service accept failed");
-                        std::thread::sleep(ACCEPT_POLL)
-                    }
+    let listener = {
+        let _in_rt = rt.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let task = rt.spawn(async move {
+        let next = AtomicUsize::new(0);
+        let open = Arc::new(Semaphore::new(MAX_CONNS));
+        loop {
+            let client = match listener.accept().await {
+                Ok((client, _)) => client,
+                Err(e) => {
+                    tracing::debug!(error = %e, "service accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
                 }
+            };
+            let list = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if list.is_empty() {
+                // No ready endpoint: refuse, as kube-proxy's REJECT does.
+                continue;
             }
-        })?;
-    Ok(())
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::warn!("service listener at {MAX_CONNS} connections: refusing");
+                continue;
+            };
+            let t = list[next.fetch_add(1, Ordering::Relaxed) % list.len()].clone();
+            tokio::spawn(async move {
+                forward(client, t).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(task.abort_handle())
 }
 
-fn forward(client: TcpStream, (netns, ip, port): (PathBuf, Ipv4Addr, u16)) {
-    let _ = client.set_nonblocking(false);
-    let upstream = match hoist_runtime::netns::connect_addr(
-        &netns,
-        SocketAddr::from((ip, port)),
-        CONNECT_TIMEOUT,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
+/// Connects inside the endpoint pod's namespace (a short-lived thread there, so this
+/// runtime's threads never change namespace) and copies both ways until both sides close.
+async fn forward(mut client: tokio::net::TcpStream, (netns, ip, port): (PathBuf, Ipv4Addr, u16)) {
+    let connect = tokio::task::spawn_blocking(move || {
+        let s = hoist_runtime::netns::connect_addr(
+            &netns,
+            SocketAddr::from((ip, port)),
+            CONNECT_TIMEOUT,
+        )
+        .map_err(|e| e.to_string())?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok::<_, String>(s)
+    });
+    let upstream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "service backend connect failed");
             return;
         }
+        Err(_) => return,
     };
-    let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else {
+    let Ok(mut upstream) = tokio::net::TcpStream::from_std(upstream) else {
         return;
     };
-    let (mut c1, mut u1) = (client, upstream);
-    let up = std::thread::spawn(move || {
-        let _ = io::copy(&mut c1, &mut u1);
-        let _ = u1.shutdown(std::net::Shutdown::Write);
-    });
-    let _ = io::copy(&mut u2, &mut c2);
-    let _ = c2.shutdown(std::net::Shutdown::Write);
-    let _ = up.join();
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::trace!(error = %e, "service connection ended");
+    }
 }
