@@ -309,7 +309,15 @@ impl IpAllocator {
                 name: self.file.display().to_string(),
                 reason: format!("corrupt IP allocation file ({e}); delete it to start over"),
             })?,
-            Err(_) => BTreeMap::new(),
+            // Only a missing file is an empty table: any other error (e.g. out of file
+            // descriptors) must not make every address look free.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("reading {}", self.file.display()),
+                    source: e,
+                });
+            }
         };
         let before = table.clone();
         let out = f(&mut table)?;
@@ -363,6 +371,18 @@ impl IpAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_table_is_an_error_not_an_empty_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ipam.json");
+        // A directory where the file should be: reading fails with something else than
+        // "not found", which must not hand out addresses as if none were taken.
+        fs::create_dir(&file).unwrap();
+        let a = IpAllocator::new(&file);
+        assert!(a.allocations().is_err());
+        assert!(a.allocate("pod-a").is_err());
+    }
 
     #[test]
     fn allocator_persists_reuses_and_stays_in_the_loopback_pool() {
