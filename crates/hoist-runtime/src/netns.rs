@@ -214,65 +214,50 @@ pub fn connect_addr(netns: &Path, addr: SocketAddr, timeout: Duration) -> Result
 /// A UDP socket bound to `addr` (loopback only) inside the network namespace at `netns`:
 /// the socket stays in that namespace whichever thread uses it.
 pub fn bind_udp(netns: &Path, addr: SocketAddr) -> Result<std::net::UdpSocket> {
-    if !addr.ip().is_loopback() {
-        return Err(Error::Netns {
-            name: netns.display().to_string(),
-            reason: format!("refusing to bind non-loopback {addr}"),
-        });
-    }
-    let ns = fs::File::open(netns).map_err(|e| Error::Netns {
-        name: netns.display().to_string(),
-        reason: format!("cannot open the namespace: {e}"),
-    })?;
-    let netns_name = netns.display().to_string();
-    std::thread::Builder::new()
-        .name("netns-udp".into())
-        .spawn(move || -> Result<std::net::UdpSocket> {
-            sys::setns_net(&ns).map_err(|e| Error::Netns {
-                name: netns_name.clone(),
-                reason: format!("setns: {e}"),
-            })?;
-            std::net::UdpSocket::bind(addr).ctx(|| format!("binding UDP {addr} in {netns_name}"))
-        })
-        .ctx(|| "spawning the netns bind thread")?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(Error::Netns {
-                name: netns.display().to_string(),
-                reason: "bind thread panicked".into(),
-            })
-        })
+    bind_in(netns, addr, "UDP", std::net::UdpSocket::bind)
 }
 
 /// A listener bound to loopback `addr` inside the network namespace at `netns` (a
 /// short-lived thread enters it and binds; the socket stays in that namespace).
 pub fn listen_addr(netns: &Path, addr: SocketAddr) -> Result<std::net::TcpListener> {
+    bind_in(netns, addr, "TCP", std::net::TcpListener::bind)
+}
+
+/// Binds a socket on loopback `addr` from a short-lived thread that entered `netns`
+/// (setns changes only the calling thread, so the caller's thread stays where it is).
+fn bind_in<T: Send + 'static>(
+    netns: &Path,
+    addr: SocketAddr,
+    kind: &'static str,
+    bind: fn(SocketAddr) -> std::io::Result<T>,
+) -> Result<T> {
+    let netns_name = netns.display().to_string();
     if !addr.ip().is_loopback() {
         return Err(Error::Netns {
-            name: netns.display().to_string(),
-            reason: format!("refusing to listen on non-loopback {addr}"),
+            name: netns_name,
+            reason: format!("refusing to bind non-loopback {addr}"),
         });
     }
     let ns = fs::File::open(netns).map_err(|e| Error::Netns {
-        name: netns.display().to_string(),
+        name: netns_name.clone(),
         reason: format!("cannot open the namespace: {e}"),
     })?;
-    let netns_name = netns.display().to_string();
+    let name = netns_name.clone();
     std::thread::Builder::new()
-        .name("netns-listen".into())
-        .spawn(move || -> Result<std::net::TcpListener> {
+        .name("netns-bind".into())
+        .spawn(move || -> Result<T> {
             sys::setns_net(&ns).map_err(|e| Error::Netns {
-                name: netns_name.clone(),
+                name: name.clone(),
                 reason: format!("setns: {e}"),
             })?;
-            std::net::TcpListener::bind(addr).ctx(|| format!("listening on {addr} in {netns_name}"))
+            bind(addr).ctx(|| format!("binding {kind} {addr} in {name}"))
         })
-        .ctx(|| "spawning the netns listen thread")?
+        .ctx(|| "spawning the netns bind thread")?
         .join()
         .unwrap_or_else(|_| {
             Err(Error::Netns {
-                name: netns.display().to_string(),
-                reason: "listen thread panicked".into(),
+                name: netns_name,
+                reason: "bind thread panicked".into(),
             })
         })
 }
