@@ -7,75 +7,25 @@
 mod common;
 #[path = "common/image.rs"]
 mod image;
+#[path = "common/node.rs"]
+mod node;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hoist_cluster::kubelet::{self, KubeletConfig};
+use node::{IMAGE, apply, skip};
 
-const IMAGE: &str = "hoist.test/io:1";
+/// What `kubectl cp`, terminal and DNS checks need in the image.
+const APPLETS: &[&str] = &[
+    "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir", "wc",
+    "nslookup", "stat",
+];
 
-/// A `scratch` + busybox image with what `kubectl cp` and terminal checks need.
-fn busybox_store(dir: &Path) -> std::path::PathBuf {
-    let stage = dir.join("stage");
-    image::stage_busybox(
-        &stage,
-        &[
-            "sh", "cat", "sleep", "echo", "tar", "tty", "stty", "[", "test", "ls", "mkdir", "wc",
-            "nslookup", "stat",
-        ],
-    );
-    let store_dir = dir.join("store");
-    image::put_busybox_image(&store_dir, IMAGE, &stage, &["sh"]);
-    store_dir
-}
-
-/// Stops the kubelet (every container and namespace) even when an assertion failed.
-struct KubeletGuard(Option<kubelet::Kubelet>);
-
-impl Drop for KubeletGuard {
-    fn drop(&mut self) {
-        if let Some(k) = self.0.take() {
-            k.shutdown();
-        }
-    }
-}
-
-fn start_with_kubelet() -> (common::TestCluster, KubeletGuard) {
-    let cluster = common::TestCluster::start();
-    let store = busybox_store(cluster.dir.path());
-    let k = cluster.dir.path().join("kubelet");
-    let cfg = KubeletConfig {
-        runc_root: k.join("runc"),
-        pods_dir: k.join("pods"),
-        image_cache: k.join("images"),
-        ipam_file: k.join("ipam.json"),
-        image_store: store,
-    };
-    let app = cluster.server.as_ref().unwrap().app.clone();
-    let kubelet = {
-        let _rt = cluster.rt.enter();
-        KubeletGuard(Some(kubelet::start(app, cfg).expect("kubelet starts")))
-    };
+fn start_with_kubelet() -> (common::TestCluster, node::KubeletGuard) {
+    let (cluster, kubelet, _runc_root) = node::start(APPLETS);
     (cluster, kubelet)
-}
-
-fn skip() -> bool {
-    match hoist_runtime::check_host() {
-        Ok(_) => false,
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            true
-        }
-    }
-}
-
-fn apply(cluster: &common::TestCluster, name: &str, yaml: &str) {
-    let file = cluster.dir.path().join(format!("{name}.yaml"));
-    std::fs::write(&file, yaml).unwrap();
-    cluster.ok(&["apply", "-f", file.to_str().unwrap()]);
 }
 
 fn kube_client(cluster: &common::TestCluster) -> kube::Client {
@@ -100,7 +50,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
 "#;
@@ -416,7 +366,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sh", "-c", "i=0; while true; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.1; done"]
 ---
@@ -427,7 +377,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     stdin: true
     stdinOnce: true
@@ -440,7 +390,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     stdin: true
     tty: true
@@ -682,7 +632,7 @@ spec:
   serviceAccountName: default
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     resources:
@@ -728,7 +678,7 @@ metadata: {name: badref}
 spec:
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     env: [{name: X, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1Mi}}}]
@@ -739,7 +689,7 @@ metadata: {name: tokenpod}
 spec:
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     volumeMounts: [{name: api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
@@ -878,7 +828,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sh", "-c", "nslookup web.default.svc.cluster.local; echo done"]
 "#;
@@ -901,7 +851,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
 "#;
@@ -1046,7 +996,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: hoist.test/io:1
+    image: hoist.test/web:1
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     ports: [{containerPort: 9999, protocol: UDP}]

@@ -10,17 +10,7 @@ mod node;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use node::{apply, poll};
-
-fn skip() -> bool {
-    match hoist_runtime::check_host() {
-        Ok(_) => false,
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            true
-        }
-    }
-}
+use node::{apply, poll, skip};
 
 const APPLETS: &[&str] = &[
     "sh", "httpd", "cat", "sleep", "echo", "hostname", "touch", "test", "ls", "nc", "false",

@@ -76,6 +76,17 @@ pub fn runc_list(root: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether the container tests must be skipped here (not root, no runc): says why.
+pub fn skip() -> bool {
+    match hoist_runtime::check_host() {
+        Ok(_) => false,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            true
+        }
+    }
+}
+
 /// Applies a YAML document.
 pub fn apply(cluster: &TestCluster, name: &str, yaml: &str) {
     let file = cluster.dir.path().join(format!("{name}.yaml"));
