@@ -5,56 +5,22 @@
 mod common;
 #[path = "common/image.rs"]
 mod image;
+#[path = "common/node.rs"]
+mod node;
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hoist_cluster::kubelet::{self, KubeletConfig};
+use node::{IMAGE, KubeletGuard, PAGE, poll, runc_list};
 
-const IMAGE: &str = "hoist.test/web:1";
-const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
-
-/// A `scratch` image with /bin/busybox, a few applets and /www/index.html, in a store.
-fn busybox_store(dir: &Path) -> std::path::PathBuf {
-    let stage = dir.join("stage");
-    image::stage_busybox(
-        &stage,
-        &["sh", "httpd", "cat", "sleep", "echo", "nc", "wget"],
-    );
-    std::fs::create_dir_all(stage.join("www")).unwrap();
-    std::fs::write(stage.join("www/index.html"), PAGE).unwrap();
-    let store_dir = dir.join("store");
-    image::put_busybox_image(&store_dir, IMAGE, &stage, &["sh"]);
-    store_dir
-}
-
-fn runc_list(root: &Path) -> String {
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(root)
-        .args(["list", "-q"])
-        .output()
-        .expect("runc runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// What the kubelet tests run in the image.
+const APPLETS: &[&str] = &["sh", "httpd", "cat", "sleep", "echo", "nc", "wget"];
 
 fn netns_list() -> String {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every 50 ms until it returns Some or `limit` passes.
-fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const WEB: &str = r#"
@@ -83,44 +49,9 @@ spec:
     command: ["sh", "-c", "echo boom; exit 3"]
 "#;
 
-/// Stops the kubelet (every container and namespace) even when an assertion failed.
-struct KubeletGuard(Option<kubelet::Kubelet>);
-
-impl KubeletGuard {
-    fn shutdown(mut self) {
-        if let Some(k) = self.0.take() {
-            k.shutdown();
-        }
-    }
-}
-
-impl Drop for KubeletGuard {
-    fn drop(&mut self) {
-        if let Some(k) = self.0.take() {
-            k.shutdown();
-        }
-    }
-}
-
 /// A cluster with a kubelet whose image store holds [`IMAGE`]; returns the runc root.
 fn start_with_kubelet() -> (common::TestCluster, KubeletGuard, std::path::PathBuf) {
-    let cluster = common::TestCluster::start();
-    let store = busybox_store(cluster.dir.path());
-    let k = cluster.dir.path().join("kubelet");
-    let cfg = KubeletConfig {
-        runc_root: k.join("runc"),
-        pods_dir: k.join("pods"),
-        image_cache: k.join("images"),
-        ipam_file: k.join("ipam.json"),
-        image_store: store,
-    };
-    let runc_root = cfg.runc_root.clone();
-    let app = cluster.server.as_ref().unwrap().app.clone();
-    let kubelet = {
-        let _rt = cluster.rt.enter();
-        KubeletGuard(Some(kubelet::start(app, cfg).expect("kubelet starts")))
-    };
-    (cluster, kubelet, runc_root)
+    node::start(APPLETS)
 }
 
 #[test]

@@ -18,6 +18,15 @@ pub const PAGE: &str = "<h1>hello from a hoist pod</h1>\n";
 /// Stops the kubelet (every container and namespace) even when an assertion failed.
 pub struct KubeletGuard(pub Option<kubelet::Kubelet>);
 
+impl KubeletGuard {
+    /// Stops the kubelet now (tests that check what it leaves behind).
+    pub fn shutdown(mut self) {
+        if let Some(k) = self.0.take() {
+            k.shutdown();
+        }
+    }
+}
+
 impl Drop for KubeletGuard {
     fn drop(&mut self) {
         if let Some(k) = self.0.take() {
