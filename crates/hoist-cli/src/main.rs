@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod malloc_tuning;
 mod output;
 
 use clap::Parser;
@@ -10,6 +11,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.global.verbose);
+    // The cluster server is a long-running process of its own with its own
+    // allocation profile; only the client commands are tuned.
+    if !matches!(cli.command, cli::Command::Cluster(_)) {
+        malloc_tuning::fixed_mmap_threshold();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
