@@ -41,7 +41,7 @@ pub enum PruneScope {
     None,
 }
 
-/// An object as the server returned it after the apply.
+/// An object as the server returned it after the apply (without `managedFields`).
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub key: ObjectKey,
@@ -311,7 +311,7 @@ struct Prepared {
 
 impl Prepared {
     async fn run(self) -> Result<Applied> {
-        let out = self
+        let mut out = self
             .api
             .patch(
                 &self.key.name,
@@ -321,6 +321,9 @@ impl Prepared {
             .await
             .map_err(|e| KubeError::api_key("apply", &self.key, e))?;
         tracing::debug!(object = %self.key, "applied");
+        // Kept per service for the whole session, and read by nobody: often the
+        // largest part of the object.
+        out.metadata.managed_fields = None;
         Ok(Applied {
             resource_version: out.metadata.resource_version.clone().unwrap_or_default(),
             object: serde_json::to_value(&out).unwrap_or(Value::Null),
