@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hoist_config::{Project, RenderOptions, image_refs, render};
-use hoist_kube::readiness::{NotReadyReport, WaitTarget, pod_selector, wait_ready};
-use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, PruneScope};
+use hoist_kube::readiness::NotReadyReport;
+#[cfg(test)]
+use hoist_kube::readiness::{WaitTarget, wait_ready};
+use hoist_kube::shared_watch::SharedWatches;
+use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, Owner, PruneScope};
 use hoist_oci::{ClientOptions, Platform, RegistryClient};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 use serde_json::Value;
@@ -25,18 +27,6 @@ use crate::image::{Delivery, build_and_deliver, choose_delivery};
 use crate::plan;
 use crate::state::{Event, Session};
 
-/// Waiting reasons that will not fix themselves by waiting.
-const HOPELESS: &[&str] = &[
-    "CrashLoopBackOff",
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-/// How often pods are checked for hopeless states while waiting (one list per
-/// service per tick: at 150 services this is the main load on the API server).
-const CRASH_POLL: Duration = Duration::from_millis(1000);
 /// After a workload is ready, how long its pods must stay out of trouble. A pod
 /// without a readiness probe counts as ready the moment its container starts, so a
 /// container that crashes right after starting passes `rollout status`.
@@ -125,6 +115,9 @@ pub struct Engine {
     pub client: kube::Client,
     pub delivery: Delivery,
     applyset: Mutex<ApplySet>,
+    /// The watches every readiness wait shares (one per kind and namespace, one for
+    /// pods), instead of a watch and a pod poll per service.
+    watches: SharedWatches,
     registry: RegistryClient,
     pub(crate) opts: EngineOptions,
     /// What was applied last per service (for waits, live updates and forwards).
@@ -166,9 +159,14 @@ impl Engine {
             context: target.context.clone(),
             namespace: target.namespace.clone(),
         });
+        let owner = Owner {
+            project: target.project.clone(),
+            developer: target.developer.clone(),
+        };
         Ok(Arc::new(Engine {
             session,
             applyset: Mutex::new(ApplySet::new(client.clone(), &target)),
+            watches: SharedWatches::new(client.clone(), &owner),
             client,
             target,
             delivery,
@@ -538,21 +536,20 @@ impl Engine {
     /// Waits until the applied objects are ready (or hopeless, with `fail_fast`),
     /// and explains what is not: conditions, events, exit codes, last log lines.
     pub async fn wait(&self, name: &str, applied: &[Applied], deadline: Instant) -> Outcome {
-        let targets: Vec<WaitTarget> = applied.iter().map(WaitTarget::from).collect();
         let left = deadline.saturating_duration_since(Instant::now());
         let waited = if self.opts.fail_fast {
             let ready_and_settled = async {
-                wait_ready(&self.client, &targets, left).await?;
+                self.watches.wait_ready(applied, left).await?;
                 tokio::time::sleep(SETTLE.min(deadline.saturating_duration_since(Instant::now())))
                     .await;
                 Ok(())
             };
             tokio::select! {
                 r = ready_and_settled => r,
-                (key, evidence) = self.hopeless(applied) => {
+                (key, evidence) = self.watches.hopeless(applied) => {
                     // Gather the explanation from a short wait; the evidence seen
                     // (exit code, reason) is kept even if the pod has moved on since.
-                    let mut report = match wait_ready(&self.client, &targets, Duration::from_millis(1500)).await {
+                    let mut report = match self.watches.wait_ready(applied, Duration::from_millis(1500)).await {
                         Err(report) => report,
                         Ok(()) => NotReadyReport::default(),
                     };
@@ -578,7 +575,7 @@ impl Engine {
                 }
             }
         } else {
-            wait_ready(&self.client, &targets, left).await
+            self.watches.wait_ready(applied, left).await
         };
         match waited {
             Ok(()) => {
@@ -619,94 +616,6 @@ impl Engine {
             }
         }
         text
-    }
-
-    /// Resolves when a pod of the applied workloads is in a state waiting cannot fix,
-    /// with the workload and what was seen (container, reason, exit code).
-    async fn hopeless(&self, applied: &[Applied]) -> (hoist_kube::ObjectKey, Vec<String>) {
-        let mut selectors = Vec::new();
-        for a in applied {
-            let Some(ns) = a.key.namespace.clone() else {
-                continue;
-            };
-            if a.key.kind == "Pod" {
-                selectors.push((
-                    a.key.clone(),
-                    ns,
-                    format!("metadata.name={}", a.key.name),
-                    true,
-                ));
-            } else if a.key.kind == "Job" || a.key.kind == "CronJob" {
-                // A Job's failed pods are retried up to its backoffLimit; its own
-                // status says when it has failed.
-                continue;
-            } else if let Some(sel) = pod_selector(&a.object) {
-                selectors.push((a.key.clone(), ns, sel, false));
-            }
-        }
-        if selectors.is_empty() {
-            return std::future::pending().await;
-        }
-        let mut tick = tokio::time::interval(CRASH_POLL);
-        loop {
-            tick.tick().await;
-            for (key, ns, sel, by_field) in &selectors {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-                let lp = if *by_field {
-                    ListParams::default().fields(sel)
-                } else {
-                    ListParams::default().labels(sel)
-                };
-                let Ok(list) = api.list(&lp).await else {
-                    continue;
-                };
-                let mut evidence = Vec::new();
-                for p in &list.items {
-                    let pod = p.metadata.name.as_deref().unwrap_or("?");
-                    let statuses = p
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.container_statuses.as_ref());
-                    for cs in statuses.into_iter().flatten() {
-                        let waiting = cs
-                            .state
-                            .as_ref()
-                            .and_then(|s| s.waiting.as_ref())
-                            .and_then(|w| w.reason.as_deref())
-                            .filter(|r| HOPELESS.contains(r));
-                        let exited = [
-                            cs.state.as_ref().and_then(|s| s.terminated.as_ref()),
-                            cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .find(|t| t.exit_code != 0);
-                        if waiting.is_none() && exited.is_none() {
-                            continue;
-                        }
-                        let mut what = format!("pod {pod}: container {}", cs.name);
-                        if let Some(r) = waiting {
-                            what.push_str(&format!(" {r}"));
-                        }
-                        if let Some(t) = exited {
-                            what.push_str(&format!(
-                                "{} exited with code {}{}",
-                                if waiting.is_some() { ";" } else { "" },
-                                t.exit_code,
-                                t.reason
-                                    .as_deref()
-                                    .map(|r| format!(" ({r})"))
-                                    .unwrap_or_default()
-                            ));
-                        }
-                        evidence.push(what);
-                    }
-                }
-                if !evidence.is_empty() {
-                    return (key.clone(), evidence);
-                }
-            }
-        }
     }
 
     /// Deletes the objects of services hoist deployed before that are not in `known`
@@ -784,6 +693,9 @@ async fn probe(
     assert_send(async move { s.apply(vec![], PruneScope::None).await });
     assert_send(async move { wait_ready(&c, &t, Duration::ZERO).await });
     let e2 = e.clone();
-    assert_send(async move { e2.hopeless(&a).await });
+    let a2 = a.clone();
+    assert_send(async move { e2.watches.hopeless(&a2).await });
+    let e3 = e.clone();
+    assert_send(async move { e3.watches.wait_ready(&a, Duration::ZERO).await });
     assert_send(async move { e.deployed_services().await });
 }

@@ -42,6 +42,7 @@ pub mod logs;
 pub mod object;
 pub mod portforward;
 pub mod readiness;
+pub mod shared_watch;
 pub mod target;
 pub mod teardown;
 

@@ -460,7 +460,7 @@ fn dyn_api(client: &Client, t: &WaitTarget) -> Api<DynamicObject> {
 
 /// Gathers conditions, last events and pod container problems for one object.
 /// Lookups that fail only leave their part empty: the report must still be produced.
-async fn explain(
+pub(crate) async fn explain(
     client: &Client,
     t: &WaitTarget,
     obj: Option<&Value>,
