@@ -130,7 +130,8 @@ pub struct Engine {
 struct Pass {
     project: Arc<Project>,
     refs: BTreeMap<String, String>,
-    objects: BTreeMap<String, Vec<Value>>,
+    /// Each service's rendered objects, taken by its task when it deploys.
+    objects: std::sync::Mutex<BTreeMap<String, Vec<Value>>>,
     in_pass: BTreeSet<String>,
     built: BTreeMap<String, watch::Sender<Option<bool>>>,
     ready: BTreeMap<String, watch::Sender<Option<bool>>>,
@@ -227,7 +228,7 @@ impl Engine {
         let pass = Arc::new(Pass {
             project: project.clone(),
             refs,
-            objects,
+            objects: std::sync::Mutex::new(objects),
             in_pass: names.iter().cloned().collect(),
             built: names.iter().map(|n| (n.clone(), channel())).collect(),
             ready: names.iter().map(|n| (n.clone(), channel())).collect(),
@@ -299,7 +300,9 @@ impl Engine {
                     return Outcome::BuildFailed { error };
                 }
             }
-            if let Err(error) = self.build(pass, name).await {
+            // The big steps are boxed: a service's task then holds only the step it is
+            // in, not room for the largest of them all (150 tasks wait mostly idle).
+            if let Err(error) = Box::pin(self.build(pass, name)).await {
                 pass.built[name].send_replace(Some(false));
                 return Outcome::BuildFailed { error };
             }
@@ -353,16 +356,21 @@ impl Engine {
         }
 
         // 3. Apply.
-        let objects = pass.objects.get(name).cloned().unwrap_or_default();
-        let applied = match self.deploy(name, objects).await {
+        let objects = pass
+            .objects
+            .lock()
+            .expect("lock")
+            .remove(name)
+            .unwrap_or_default();
+        let applied = match Box::pin(self.deploy(name, objects)).await {
             Ok(a) => a,
             Err(error) => return Outcome::DeployFailed { error },
         };
 
         // 4. Wait for readiness, then forwards and logs.
-        let outcome = self.wait(name, &applied, pass.deadline).await;
+        let outcome = Box::pin(self.wait(name, &applied, pass.deadline)).await;
         if outcome.is_ready() {
-            self.attach(svc, &applied).await;
+            Box::pin(self.attach(svc, &applied)).await;
         }
         outcome
     }
