@@ -1,6 +1,7 @@
 //! Talking to any Kubernetes cluster through kube-rs: which cluster and namespace
 //! ([`ClusterTarget`]), server-side apply with prune ([`ApplySet`]), readiness as
-//! `kubectl rollout status` judges it ([`readiness`]) and teardown ([`teardown`]); for the
+//! `kubectl rollout status` judges it ([`readiness`]; for many services at once, on
+//! watches they share: [`shared_watch`]) and teardown ([`teardown`]); for the
 //! dev loop: port-forwards that follow pod replacements ([`portforward`]), log streams of
 //! every pod behind a selector ([`logs`]) and live update — copy files in, run steps,
 //! restart — over `pods/exec` or, on hoist's embedded cluster, straight into the

@@ -1,7 +1,8 @@
 //! Readiness as `kubectl rollout status` judges it (Deployment, StatefulSet, DaemonSet),
 //! Jobs complete (or failed), Pods ready; any other kind is ready once it exists.
 //! The evaluation is pure (JSON in, verdict out); [`wait_ready`] watches until every
-//! object is ready or the deadline passes, then explains what is not.
+//! object is ready or the deadline passes, then explains what is not (with its own
+//! watches; [`crate::shared_watch`] waits for many services on shared ones).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
