@@ -35,7 +35,10 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        let index = root.join("index.json");
+        let layout = Self { root };
+        let index = layout.root.join("index.json");
+        // Checked under the lock: another process may be storing its first image.
+        let _lock = layout.lock()?;
         if !index.exists() {
             let empty = ImageIndex {
                 schema_version: 2,
@@ -45,7 +48,7 @@ impl OciLayout {
             };
             write_atomic(&index, &serde_json::to_vec(&empty).expect("serialisable"))?;
         }
-        Ok(Self { root })
+        Ok(layout)
     }
 
     /// Open an existing layout.
