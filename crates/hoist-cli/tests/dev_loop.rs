@@ -630,4 +630,89 @@ fn other_clusters_get_images_through_the_advertised_registry() {
         "{}",
         text(&tags)
     );
+
+    // Watching: the project is loaded again from disk on every config change (without
+    // the advertised registry in it); the next rebuild must still go to that registry.
+    let api_port = env.local_port("api");
+    let log = env.dir.path().join("up-devreg.log");
+    let child = env
+        .cmd(&["up", "--stream", "--context", "devreg", "api"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(env.dir.path().join("up-devreg.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "api ready in watch mode",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("api") && l.ends_with(" ready"))
+                .then_some(())
+        },
+    );
+    // An image change in service.yaml: a reload, a new image tag, a rebuild.
+    env.edit(
+        "services/api/service.yaml",
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data", "-v"]"#,
+    );
+    let rebuilt = poll_log(
+        &log,
+        Duration::from_secs(60),
+        "api rolled out with a new image from the advertised registry",
+        || {
+            let o = env.kubectl(&[
+                "get",
+                "deploy",
+                "api",
+                "-n",
+                "shop-dev",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image} {.status.updatedReplicas}/{.status.availableReplicas}/{.status.replicas}",
+            ]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            let (img, counts) = out.split_once(' ')?;
+            (img != image && counts == "1/1/1").then(|| img.to_string())
+        },
+    );
+    assert!(
+        rebuilt.starts_with(&format!("{}/shop/api:h-", reg.addr)),
+        "after a reload the image names {rebuilt}, not the advertised registry\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let tags = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/shop/api", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tags.stdout).contains(rebuilt.rsplit(':').next().unwrap()),
+        "the rebuilt image is not in the advertised registry: {}",
+        text(&tags)
+    );
+    // And the rebuilt pod (pulled from there) serves through the forward.
+    poll_log(
+        &log,
+        Duration::from_secs(30),
+        "api through its forward",
+        || http_get(api_port, "/products.json").filter(|b| b.contains("kettle")),
+    );
+}
+
+/// Kills (SIGKILL) and reaps a child process when dropped, so a failing test does not
+/// leave it running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

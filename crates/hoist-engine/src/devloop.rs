@@ -86,7 +86,7 @@ pub async fn watch(
             }
             Some(Ok(u)) => u,
         };
-        let project = input.project().clone();
+        let project = engine.resolve_project(input.project().clone());
         let bring_up = handle(&engine, project.clone(), update, &wanted).await;
         if !bring_up.is_empty() {
             inflight.start(&engine, project, bring_up);
