@@ -716,3 +716,130 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Ctrl-C (SIGINT) while `hoist up` is still in its first pass (here: waiting for a
+/// service whose readiness probe never passes) ends it cleanly: exit 130, a summary
+/// naming how far the service got, nothing half-written in the local store, and
+/// `hoist down` afterwards leaves nothing of the project.
+#[test]
+fn ctrl_c_during_the_first_pass_stops_cleanly() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    // httpd listens on another port than the one the readiness probe checks.
+    env.edit(
+        "services/api/service.yaml",
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
+        r#"cmd: ["-f", "-p", "8089", "-h", "/data"]"#,
+    );
+    let mut child = env
+        .cmd(&["up", "-o", "json", "api"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let guard = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // Wait until the api is applied and its pod runs without becoming ready.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no `deployed` event for api; events: {seen:#?}"));
+        let ev: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        seen.push(line);
+        if ev["type"] == "deployed" && ev["service"] == "api" {
+            break;
+        }
+    }
+    poll(Duration::from_secs(30), "the api pod running", || {
+        let o = env.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "shop-dev",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ]);
+        (String::from_utf8_lossy(&o.stdout) == "Running").then_some(())
+    });
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let interrupted = Instant::now();
+    let mut guard = guard;
+    let status = poll(
+        Duration::from_secs(15),
+        "hoist up to exit after SIGINT",
+        || guard.0.try_wait().unwrap(),
+    );
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        interrupted.elapsed()
+    );
+    let stderr = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready; not ready: api (was not ready yet)")
+            && stderr.contains("remove it with `hoist down`"),
+        "{stderr}"
+    );
+    // Every event before the signal was printed, each one whole JSON.
+    for l in rx.try_iter() {
+        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    // Nothing half-written in the local store: no temp files, an index that parses.
+    let store = env.dir.path().join("cache/images");
+    let index = std::fs::read(store.join("index.json")).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&index).unwrap();
+    let mut stack = vec![store];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp"), "temp file left: {:?}", e.path());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+
+    let down = env.hoist(&["down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    let left = env.kubectl_ok(&[
+        "get",
+        "deploy,svc,cm,pods",
+        "-A",
+        "-l",
+        "hoist.dev/project=shop",
+        "-o",
+        "name",
+    ]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+}

@@ -136,6 +136,13 @@ impl InFlight {
     }
 }
 
+/// A watch loop that is dropped (Ctrl-C) cancels its passes with it.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}
+
 fn wanted_filter(wanted: &[String], name: &str) -> bool {
     wanted.is_empty() || wanted.iter().any(|w| w == name)
 }

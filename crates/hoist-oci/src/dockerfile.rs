@@ -130,6 +130,8 @@ async fn run(builder: Builder, prog: &str, args: &[String], dockerfile: &Path) -
     let out = tokio::process::Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
+        // A cancelled build (Ctrl-C in `hoist up`) stops its builder too.
+        .kill_on_drop(true)
         .output()
         .await
         .ctx(|| format!("running {prog}"))?;
