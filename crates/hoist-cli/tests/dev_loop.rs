@@ -843,3 +843,251 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
     ]);
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
+
+/// A pseudo-terminal: the master (read and written by the test) and the slave (the
+/// child's stdin, stdout and stderr, and its controlling terminal).
+fn openpty(cols: u16) -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: out-pointers to two ints; no name buffer, default termios.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just opened and are owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// `raw` without ANSI escape sequences (CSI `ESC [ … final`), CRs dropped.
+fn strip_ansi(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `hoist up` on a terminal shows the live status table (service, build, deploy,
+/// ready, ports, last change) redrawn in place, and it follows a change; Ctrl-C typed
+/// on the terminal while watching stops it (exit 0). Not on a terminal the output is
+/// plain lines without escape codes; `-o json` is one JSON event per line.
+#[test]
+fn up_shows_a_live_table_on_a_terminal_and_plain_lines_otherwise() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    // Started outside the terminal's session, so Ctrl-C on it reaches only `hoist up`.
+    let up = env.hoist(&["cluster", "up", "--port", "0"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let api_port = env.local_port("api");
+
+    // 1. On a terminal: the live table.
+    let (mut master, slave) = openpty(160);
+    let mut cmd = env.cmd(&["up", "api"]);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A session of its own with the pty as controlling terminal, so that ^C
+            // typed on it is SIGINT to hoist's process group.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // closes the parent's copies of the slave
+    let mut guard = KillOnDrop(child);
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut master = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // Ends with EIO once the child and every copy of the slave are gone.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let raw = || screen.lock().unwrap().clone();
+    let table_row = |want: &dyn Fn(&str) -> bool| {
+        let text = strip_ansi(&raw());
+        text.lines()
+            .rev()
+            .find(|l| l.starts_with("api ") && want(l))
+            .map(String::from)
+    };
+    let show = || strip_ansi(&raw());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let row = loop {
+        if let Some(r) = table_row(&|l: &str| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1..4) == Some(&["ok", "ok", "ready"][..])
+                && l.contains(&format!("{api_port}→8081"))
+        }) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready row for api in the table:\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let screen_text = show();
+    assert!(
+        screen_text
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "SERVICE", "BUILD", "DEPLOY", "READY", "PORTS", "LAST", "CHANGE", "ERROR"
+                ]),
+        "no table header:\n{screen_text}"
+    );
+    // Coloured, and redrawn in place (cursor up, erase below) rather than appended.
+    let raw_text = String::from_utf8_lossy(&raw()).into_owned();
+    assert!(
+        raw_text.contains("F\x1b[J"),
+        "the table is not redrawn in place"
+    );
+    assert!(raw_text.contains("\x1b[3"), "no colours on a terminal");
+    eprintln!("ready row: {row}");
+
+    // A change: a synced file; the row's last change says so.
+    let data = env.project().join("services/api/data/products.json");
+    let json = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(&data, json.replace("kettle", "kettle (new)")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        if let Some(r) = table_row(&|l: &str| l.contains("synced 1 file(s)")) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table does not show the sync:\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(row.contains("ready"), "{row}");
+    assert!(
+        http_get(api_port, "/products.json").is_some_and(|b| b.contains("kettle (new)")),
+        "the synced file is not served"
+    );
+
+    // ^C typed on the terminal: a summary, exit 0 (watching had started).
+    master.write_all(b"\x03").unwrap();
+    let status = poll(Duration::from_secs(15), "hoist up to stop after ^C", || {
+        guard.0.try_wait().unwrap()
+    });
+    reader.join().unwrap();
+    let screen_text = show();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{screen_text}");
+    assert!(
+        screen_text.contains("hoist: stopped; 1 of 1 service(s) ready (api)"),
+        "{screen_text}"
+    );
+
+    // 2. Not a terminal: plain lines, no escape codes.
+    let log = env.dir.path().join("plain.log");
+    let child = env
+        .cmd(&["up", "api"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "the plain `ready` line",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "api | ready")
+                .then_some(())
+        },
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = poll(Duration::from_secs(15), "hoist up to stop", || {
+        guard.0.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0));
+    let plain = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !plain.contains('\x1b'),
+        "escape codes in plain output:\n{plain}"
+    );
+    assert!(
+        !plain.contains("SERVICE"),
+        "a table in plain output:\n{plain}"
+    );
+
+    // 3. `-o json`: every line one JSON event.
+    let out = env.hoist(&["up", "--once", "-o", "json", "api"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"].is_string() && e["at_ms"].is_u64())
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "ready" && e["service"] == "api"),
+        "{stdout}"
+    );
+}
