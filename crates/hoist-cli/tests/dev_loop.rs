@@ -1091,3 +1091,105 @@ fn up_shows_a_live_table_on_a_terminal_and_plain_lines_otherwise() {
         "{stdout}"
     );
 }
+
+/// A service built from a Dockerfile (buildah: vfs storage, chroot isolation, a storage
+/// root of its own) is delivered straight into the embedded cluster's local store and
+/// runs there: the project's registry is a closed port, so any push would fail. The
+/// project's test step reads the page through the port-forward.
+#[test]
+fn dockerfile_services_run_on_the_embedded_cluster_without_a_registry() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    assert!(
+        Command::new("buildah").arg("--version").output().is_ok(),
+        "buildah is required for this test (scripts/install-deps)"
+    );
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let root = env.project();
+    let write = |rel: &str, body: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+    write(
+        "hoist.yaml",
+        concat!(
+            "name: df\n",
+            "# Nothing listens here: images must not be pushed anywhere.\n",
+            "registry: 127.0.0.1:9\n",
+            "services: [\"services/*\"]\n",
+            "tests:\n",
+            "  - name: served\n",
+            "    run: |\n",
+            "      a=$HOIST_HELLO_HTTP_ADDR\n",
+            "      bash -c 'exec 3<>/dev/tcp/${0%:*}/${0#*:}; printf \"GET /index.html HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3' $a | grep 'built from a Dockerfile'\n",
+            "    timeout: 30s\n",
+        ),
+    );
+    write(
+        "services/hello/service.yaml",
+        &format!(
+            "name: hello\nimage:\n  name: df/hello\n  dockerfile: Dockerfile\nk8s: [k8s/*.yaml]\nports:\n  - name: http\n    port: 8080\n    local: {}\n",
+            free_port()
+        ),
+    );
+    write(
+        "services/hello/Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\nENTRYPOINT [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+    write(
+        "services/hello/www/index.html",
+        "hello, built from a Dockerfile\n",
+    );
+    std::fs::copy("/bin/busybox", root.join("services/hello/busybox")).unwrap();
+    write(
+        "services/hello/k8s/deployment.yaml",
+        concat!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\n",
+            "spec:\n  replicas: 1\n  selector: {matchLabels: {app: hello}}\n",
+            "  template:\n    metadata: {labels: {app: hello}}\n    spec:\n",
+            "      terminationGracePeriodSeconds: 1\n",
+            "      containers:\n        - name: hello\n          image: df/hello\n",
+            "          ports: [{containerPort: 8080}]\n",
+            "          readinessProbe: {tcpSocket: {port: 8080}}\n",
+            "---\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: hello}\n",
+            "spec:\n  selector: {app: hello}\n  ports: [{port: 8080, targetPort: 8080}]\n",
+        ),
+    );
+    let buildah = env.dir.path().join("buildah");
+    let ci = env
+        .cmd(&["ci", "--timeout", "2m"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", &buildah)
+        .output()
+        .unwrap();
+    assert!(ci.status.success(), "{}", text(&ci));
+    let out = String::from_utf8_lossy(&ci.stdout);
+    assert!(summary_row(&out, "hello").contains("ready"), "{out}");
+    assert!(summary_row(&out, "served").contains("passed"), "{out}");
+    let image = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "hello",
+        "-n",
+        "df-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(image.starts_with("127.0.0.1:9/df/hello:h-"), "{image}");
+    // The image is in the local store under that name.
+    let index = std::fs::read_to_string(env.dir.path().join("cache/images/index.json")).unwrap();
+    assert!(
+        index.contains(&format!("\"{image}\"")),
+        "{image} not in {index}"
+    );
+    let down = env.hoist(&["down", "--delete-namespace"]);
+    assert!(down.status.success(), "{}", text(&down));
+}

@@ -37,8 +37,9 @@ pub struct DockerfileSpec {
     pub target: Option<String>,
 }
 
-/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER` and
-/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers).
+/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER`,
+/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers) and
+/// `HOIST_BUILDAH_ROOT` (a storage root of its own).
 #[derive(Clone, Debug, Default)]
 pub struct BuilderOptions {
     pub storage_driver: Option<String>,
@@ -53,7 +54,7 @@ impl BuilderOptions {
         Self {
             storage_driver: var("HOIST_BUILDAH_STORAGE_DRIVER"),
             isolation: var("HOIST_BUILDAH_ISOLATION"),
-            root: None,
+            root: var("HOIST_BUILDAH_ROOT").map(PathBuf::from),
         }
     }
 }
