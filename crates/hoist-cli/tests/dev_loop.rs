@@ -717,25 +717,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Ctrl-C (SIGINT) while `hoist up` is still in its first pass (here: waiting for a
-/// service whose readiness probe never passes) ends it cleanly: exit 130, a summary
-/// naming how far the service got, nothing half-written in the local store, and
-/// `hoist down` afterwards leaves nothing of the project.
-#[test]
-fn ctrl_c_during_the_first_pass_stops_cleanly() {
-    if let Err(e) = hoist_cluster::kubelet::check_host() {
-        eprintln!("SKIPPED: {e}");
-        return;
-    }
-    let env = Env::new();
-    // httpd listens on another port than the one the readiness probe checks.
-    env.edit(
-        "services/api/service.yaml",
-        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
-        r#"cmd: ["-f", "-p", "8089", "-h", "/data"]"#,
-    );
+/// Runs `hoist <args> -o json`, waits for the `deployed` event of `service` and for its
+/// pod to run, sends SIGINT; returns the exit status and stderr. Bounded in time.
+fn interrupt_after_deploy(
+    env: &Env,
+    args: &[&str],
+    service: &str,
+) -> (std::process::ExitStatus, String) {
     let mut child = env
-        .cmd(&["up", "-o", "json", "api"])
+        .cmd(args)
+        .args(["-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -743,9 +734,9 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
-    let guard = KillOnDrop(child);
+    let mut guard = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
+    let out_reader = std::thread::spawn(move || {
         use std::io::BufRead;
         for l in std::io::BufReader::new(stdout)
             .lines()
@@ -760,22 +751,21 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    // Wait until the api is applied and its pod runs without becoming ready.
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx
             .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no `deployed` event for api; events: {seen:#?}"));
+            .unwrap_or_else(|_| panic!("no `deployed` event for {service}; events: {seen:#?}"));
         let ev: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         seen.push(line);
-        if ev["type"] == "deployed" && ev["service"] == "api" {
+        if ev["type"] == "deployed" && ev["service"] == service {
             break;
         }
     }
-    poll(Duration::from_secs(30), "the api pod running", || {
+    poll(Duration::from_secs(30), "the pod running", || {
         let o = env.kubectl(&[
             "get",
             "pods",
@@ -792,10 +782,9 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
         .unwrap();
     assert!(kill.success());
     let interrupted = Instant::now();
-    let mut guard = guard;
     let status = poll(
         Duration::from_secs(15),
-        "hoist up to exit after SIGINT",
+        "hoist to exit after SIGINT",
         || guard.0.try_wait().unwrap(),
     );
     assert!(
@@ -803,17 +792,52 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
         "took {:?} to stop",
         interrupted.elapsed()
     );
-    let stderr = err_reader.join().unwrap();
+    out_reader.join().unwrap();
+    // Every event before the signal was printed, each one whole JSON.
+    for l in rx.try_iter() {
+        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    (status, err_reader.join().unwrap())
+}
+
+/// Ctrl-C (SIGINT) while `hoist up` is still in its first pass (here: waiting for a
+/// service whose readiness probe never passes) ends it cleanly: exit 130, a summary
+/// naming how far the service got, nothing half-written in the local store, and
+/// `hoist down` afterwards leaves nothing of the project. The same for `hoist ci`.
+#[test]
+fn ctrl_c_during_the_first_pass_stops_cleanly() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    // httpd listens on another port than the one the readiness probe checks.
+    env.edit(
+        "services/api/service.yaml",
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
+        r#"cmd: ["-f", "-p", "8089", "-h", "/data"]"#,
+    );
+    let left_behind = || {
+        let down = env.hoist(&["down"]);
+        assert!(down.status.success(), "{}", text(&down));
+        env.kubectl_ok(&[
+            "get",
+            "deploy,svc,cm,pods",
+            "-A",
+            "-l",
+            "hoist.dev/project=shop",
+            "-o",
+            "name",
+        ])
+    };
+
+    let (status, stderr) = interrupt_after_deploy(&env, &["up", "api"], "api");
     assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
     assert!(
         stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready; not ready: api (was not ready yet)")
             && stderr.contains("remove it with `hoist down`"),
         "{stderr}"
     );
-    // Every event before the signal was printed, each one whole JSON.
-    for l in rx.try_iter() {
-        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-    }
     // Nothing half-written in the local store: no temp files, an index that parses.
     let store = env.dir.path().join("cache/images");
     let index = std::fs::read(store.join("index.json")).unwrap();
@@ -829,18 +853,17 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
             }
         }
     }
+    let left = left_behind();
+    assert!(left.trim().is_empty(), "left behind: {left}");
 
-    let down = env.hoist(&["down"]);
-    assert!(down.status.success(), "{}", text(&down));
-    let left = env.kubectl_ok(&[
-        "get",
-        "deploy,svc,cm,pods",
-        "-A",
-        "-l",
-        "hoist.dev/project=shop",
-        "-o",
-        "name",
-    ]);
+    // `hoist ci` interrupted the same way.
+    let (status, stderr) = interrupt_after_deploy(&env, &["ci", "api"], "api");
+    assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready"),
+        "{stderr}"
+    );
+    let left = left_behind();
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
 
