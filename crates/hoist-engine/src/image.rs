@@ -153,7 +153,7 @@ pub async fn build_and_deliver(
 
 /// Builds a Dockerfile with the first builder found into a temporary OCI layout and
 /// adds the image to the local store as `name`; returns its manifest digest.
-async fn dockerfile_into_store(
+pub async fn dockerfile_into_store(
     spec: &DockerfileSpec,
     store: &LocalStore,
     name: &Reference,
@@ -169,17 +169,10 @@ async fn dockerfile_into_store(
     // is cancelled (the store never holds half an image).
     tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
         let built = OciLayout::open(&out)?;
-        let raw = built.get_manifest(Some("image"))?;
-        let m = raw.image()?;
-        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            store
-                .layout()
-                .put_blob_from_file(&d.digest, &built.blob_path(&d.digest), d.size)?;
-        }
         let _guard = STORE_WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        store.put_image(&name, &raw, &[])?;
+        let digest = store.import_from_layout(&built, Some("image"), &name)?;
         drop(tmp);
-        Ok(raw.digest.to_string())
+        Ok(digest.to_string())
     })
     .await
     .map_err(|e| EngineError::Other(format!("storing the built image: {e}")))?

@@ -128,7 +128,16 @@ pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> 
 
 async fn run(builder: Builder, prog: &str, args: &[String], dockerfile: &Path) -> Result<()> {
     tracing::info!(%prog, ?args, "running image builder");
-    let out = tokio::process::Command::new(prog)
+    let mut cmd = tokio::process::Command::new(prog);
+    // buildah and podman refuse to run ("checking authfile") when DOCKER_CONFIG names a
+    // directory without config.json; there are no credentials in it to use anyway.
+    if builder != Builder::DockerBuildx
+        && std::env::var_os("DOCKER_CONFIG")
+            .is_some_and(|d| !Path::new(&d).join("config.json").exists())
+    {
+        cmd.env_remove("DOCKER_CONFIG");
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         // A cancelled build (Ctrl-C in `hoist up`) stops its builder too.

@@ -103,6 +103,25 @@ impl LocalStore {
         self.resolve(reference)
     }
 
+    /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's
+    /// output) as `reference`: blobs copied without reading them into memory and checked
+    /// against their digests, the manifest last. Returns the manifest digest.
+    pub fn import_from_layout(
+        &self,
+        from: &OciLayout,
+        name: Option<&str>,
+        reference: &Reference,
+    ) -> Result<Digest> {
+        let raw = from.get_manifest(name)?;
+        let m = raw.image()?;
+        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+            self.layout
+                .put_blob_from_file(&d.digest, &from.blob_path(&d.digest), d.size)?;
+        }
+        self.put_image(reference, &raw, &[])?;
+        Ok(raw.digest)
+    }
+
     /// Look an image up by reference (tag or digest).
     pub fn resolve(&self, reference: &Reference) -> Result<ResolvedImage> {
         let index = self.layout.index()?;
