@@ -12,7 +12,9 @@ use hoist_engine::{Engine, EngineOptions, Session, UpReport, ci, view};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{Display, TargetArgs, resolve_target, spawn_printer};
+use super::session::{
+    Display, TargetArgs, exit_on_second_interrupt, resolve_target, spawn_printer,
+};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -49,7 +51,7 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         .into_diagnostic()?;
     // Ctrl-C cancels whatever is under way (builds, applies, waits, test steps) and
     // ends with a summary and exit status 130, never through the default handler.
-    let mut sigint = {
+    let sigint = {
         let _rt = rt.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .into_diagnostic()?
@@ -57,11 +59,15 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let json = args.format == OutputFormat::Json;
     let session = Session::new();
     let res = rt.block_on(async {
+        let mut sigint = sigint;
         let printer = spawn_printer(&session, Display::choose(json, true));
         let res = tokio::select! {
             r = ci_run(&args, g, timeout, &session) => Some(r),
             _ = sigint.recv() => None,
         };
+        if res.is_none() {
+            exit_on_second_interrupt(sigint);
+        }
         printer.finish().await;
         res
     });

@@ -111,6 +111,17 @@ pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<Cl
     ClusterTarget::from_options(&opts).into_diagnostic()
 }
 
+/// Once a first Ctrl-C is being handled, a second one ends the process at once: for
+/// when stopping cleanly takes too long (e.g. output to a reader that stopped reading).
+pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
+    tokio::spawn(async move {
+        if sigint.recv().await.is_some() {
+            eprintln!("hoist: interrupted again; exiting now");
+            std::process::exit(130);
+        }
+    });
+}
+
 /// How the session is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Display {

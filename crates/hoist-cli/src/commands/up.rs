@@ -13,7 +13,9 @@ use hoist_watch::{DevLoopInput, WatchOptions};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{Display, TargetArgs, cluster_dir, resolve_target, spawn_printer};
+use super::session::{
+    Display, TargetArgs, cluster_dir, exit_on_second_interrupt, resolve_target, spawn_printer,
+};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -53,7 +55,7 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     // From here on Ctrl-C is ours, never the default handler's: whatever is under way is
     // cancelled (builds, applies, waits, forwards, log streams) and a summary printed.
     // Before watching starts that is an interruption (exit 130); after, the usual end.
-    let mut sigint = {
+    let sigint = {
         let _rt = rt.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .into_diagnostic()?
@@ -62,11 +64,15 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let session = Session::new();
     let watching = AtomicBool::new(false);
     let res = rt.block_on(async {
+        let mut sigint = sigint;
         let printer = spawn_printer(&session, display);
         let res = tokio::select! {
             r = session_run(&args, g, timeout, &session, &watching) => Some(r),
             _ = sigint.recv() => None,
         };
+        if res.is_none() {
+            exit_on_second_interrupt(sigint);
+        }
         // Everything emitted so far is printed, then the outcome.
         printer.finish().await;
         res
