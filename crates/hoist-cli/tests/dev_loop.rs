@@ -793,10 +793,15 @@ fn interrupt_after_deploy(
         interrupted.elapsed()
     );
     out_reader.join().unwrap();
-    // Every event before the signal was printed, each one whole JSON.
-    for l in rx.try_iter() {
-        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-    }
+    // Every event before the signal was printed, each one whole JSON; the last one says
+    // how far each service got.
+    let rest: Vec<serde_json::Value> = rx
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = rest.last().expect("an `interrupted` event");
+    assert_eq!(last["type"], "interrupted", "{rest:?}");
+    assert_eq!(last["not_ready"][service], "was not ready yet", "{last}");
     (status, err_reader.join().unwrap())
 }
 

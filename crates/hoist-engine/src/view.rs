@@ -195,7 +195,7 @@ pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
 }
 
 /// How far a service that is not ready got.
-fn progress(s: &crate::state::ServiceState) -> &'static str {
+pub fn progress(s: &crate::state::ServiceState) -> &'static str {
     match (s.build, s.deploy, s.ready) {
         (_, _, Ready::Failed) => "failed",
         (Phase::Failed, _, _) => "build failed",

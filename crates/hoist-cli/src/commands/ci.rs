@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use hoist_engine::state::TestResult;
-use hoist_engine::{Engine, EngineOptions, Session, UpReport, ci, view};
+use hoist_engine::{Engine, EngineOptions, Session, UpReport, ci};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
 use super::session::{
-    Display, TargetArgs, exit_on_second_interrupt, resolve_target, spawn_printer,
+    Display, TargetArgs, exit_on_second_interrupt, report_stop, resolve_target, spawn_printer,
 };
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
@@ -73,7 +73,7 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     let Some(res) = res else {
-        eprintln!("{}", view::stopped_summary(&session.snapshot(), true));
+        report_stop(&session, Display::choose(json, true), true);
         return Ok(ExitCode::from(130));
     };
     let (report, tests) = res?;

@@ -122,6 +122,34 @@ pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
     });
 }
 
+/// Says how far each service got when Ctrl-C ended the session (on stderr; with
+/// `-o json` also as the last event on stdout: `{"type": "interrupted"|"stopped",
+/// "ready": [...], "not_ready": {"svc": "how far"}}`).
+pub fn report_stop(session: &Session, display: Display, interrupted: bool) {
+    let state = session.snapshot();
+    if display == Display::Json {
+        let ready: Vec<&String> = state
+            .services
+            .iter()
+            .filter(|(_, s)| s.ready == hoist_engine::state::Ready::Ready)
+            .map(|(n, _)| n)
+            .collect();
+        let not_ready: serde_json::Map<String, serde_json::Value> = state
+            .services
+            .iter()
+            .filter(|(_, s)| s.ready != hoist_engine::state::Ready::Ready)
+            .map(|(n, s)| (n.clone(), view::progress(s).into()))
+            .collect();
+        let doc = serde_json::json!({
+            "type": if interrupted { "interrupted" } else { "stopped" },
+            "ready": ready,
+            "not_ready": not_ready,
+        });
+        println!("{doc}");
+    }
+    eprintln!("{}", view::stopped_summary(&state, interrupted));
+}
+
 /// How the session is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Display {

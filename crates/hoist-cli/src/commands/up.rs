@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use hoist_engine::{Engine, EngineOptions, Event, Session, devloop, view};
+use hoist_engine::{Engine, EngineOptions, Event, Session, devloop};
 use hoist_watch::{DevLoopInput, WatchOptions};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
 use super::session::{
-    Display, TargetArgs, cluster_dir, exit_on_second_interrupt, resolve_target, spawn_printer,
+    Display, TargetArgs, cluster_dir, exit_on_second_interrupt, report_stop, resolve_target,
+    spawn_printer,
 };
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
@@ -83,11 +84,11 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     match res {
         Some(r) => r,
         None if watching.load(Ordering::SeqCst) => {
-            eprintln!("{}", view::stopped_summary(&session.snapshot(), false));
+            report_stop(&session, display, false);
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            eprintln!("{}", view::stopped_summary(&session.snapshot(), true));
+            report_stop(&session, display, true);
             Ok(ExitCode::from(130))
         }
     }
