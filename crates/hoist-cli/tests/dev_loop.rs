@@ -1218,6 +1218,49 @@ fn dockerfile_services_run_on_the_embedded_cluster_without_a_registry() {
         index.contains(&format!("\"{image}\"")),
         "{image} not in {index}"
     );
+
+    // Watching: a change in the build context rebuilds with buildah, into the store,
+    // and the new page is served through the forward.
+    let port: u16 = std::fs::read_to_string(root.join("services/hello/service.yaml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("local: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = env.dir.path().join("up.log");
+    let child = env
+        .cmd(&["up", "--stream"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", &buildah)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "the page through the forward",
+        || http_get(port, "/index.html").filter(|b| b.contains("built from a Dockerfile")),
+    );
+    write("services/hello/www/index.html", "hello again, rebuilt\n");
+    poll_log(&log, Duration::from_secs(60), "the rebuilt page", || {
+        http_get(port, "/index.html").filter(|b| b.contains("rebuilt"))
+    });
+    let rebuilt = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "hello",
+        "-n",
+        "df-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_ne!(rebuilt, image, "no new image after the change");
+    drop(guard);
     let down = env.hoist(&["down", "--delete-namespace"]);
     assert!(down.status.success(), "{}", text(&down));
 }
