@@ -196,7 +196,11 @@ pub async fn build_to_layout(
         common.extend(["--target".into(), t.clone()]);
     }
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
-    let tag = format!("localhost/hoist-build/{}:{}", name, std::process::id());
+    // Unique per build: builds run in parallel (same `name`, same process), and each
+    // pushes and removes its own tag.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("localhost/hoist-build/{}:{}-{n}", name, std::process::id());
     let layout = format!("oci:{}:{name}", out.display());
     match builder {
         Builder::Buildah => {
