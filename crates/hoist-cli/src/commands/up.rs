@@ -82,7 +82,13 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     // write, the embedded cluster being started) may finish its step, bounded.
     rt.shutdown_timeout(Duration::from_secs(5));
     match res {
-        Some(r) => r,
+        Some(r) => r.map(|(code, note)| {
+            // After the printer: the note comes after every event line.
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            code
+        }),
         None if watching.load(Ordering::SeqCst) => {
             report_stop(&session, display, false);
             Ok(ExitCode::SUCCESS)
@@ -94,14 +100,15 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     }
 }
 
-/// The session, from loading the project to the end of watching (or of one pass).
+/// The session, from loading the project to the end of watching (or of one pass):
+/// the exit code and what to say on stderr once the printer is done.
 async fn session_run(
     args: &UpArgs,
     g: &GlobalOpts,
     timeout: Duration,
     session: &Session,
     watching: &AtomicBool,
-) -> miette::Result<ExitCode> {
+) -> miette::Result<(ExitCode, Option<String>)> {
     let project = load(g, &args.set)?;
     if args.once {
         // One pass needs a whole project; watching reports broken services and goes on.
@@ -140,18 +147,11 @@ async fn session_run(
             .up(Arc::new(project), &args.services)
             .await
             .into_diagnostic()?;
-        let ok = report.all_ready();
-        if !ok {
-            eprintln!(
-                "\n{}",
-                hoist_engine::ci::summary(&session.snapshot(), &report, &[])
-            );
+        if report.all_ready() {
+            return Ok((ExitCode::SUCCESS, None));
         }
-        return Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        let summary = hoist_engine::ci::summary(&session.snapshot(), &report, &[]);
+        return Ok((ExitCode::FAILURE, Some(format!("\n{summary}"))));
     }
     drop(project);
     let (input, first) = DevLoopInput::start(&root, overrides, WatchOptions::default())
@@ -174,8 +174,7 @@ async fn session_run(
     )
     .await;
     engine.detach_all();
-    eprintln!(
-        "hoist: the watcher stopped; the services keep running (remove them with `hoist down`)"
-    );
-    Ok(ExitCode::SUCCESS)
+    let note =
+        "hoist: the watcher stopped; the services keep running (remove them with `hoist down`)";
+    Ok((ExitCode::SUCCESS, Some(note.into())))
 }
