@@ -630,4 +630,637 @@ fn other_clusters_get_images_through_the_advertised_registry() {
         "{}",
         text(&tags)
     );
+
+    // Watching: the project is loaded again from disk on every config change (without
+    // the advertised registry in it); the next rebuild must still go to that registry.
+    let api_port = env.local_port("api");
+    let log = env.dir.path().join("up-devreg.log");
+    let child = env
+        .cmd(&["up", "--stream", "--context", "devreg", "api"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(env.dir.path().join("up-devreg.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "api ready in watch mode",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("api") && l.ends_with(" ready"))
+                .then_some(())
+        },
+    );
+    // An image change in service.yaml: a reload, a new image tag, a rebuild.
+    env.edit(
+        "services/api/service.yaml",
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data", "-v"]"#,
+    );
+    let rebuilt = poll_log(
+        &log,
+        Duration::from_secs(60),
+        "api rolled out with a new image from the advertised registry",
+        || {
+            let o = env.kubectl(&[
+                "get",
+                "deploy",
+                "api",
+                "-n",
+                "shop-dev",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image} {.status.updatedReplicas}/{.status.availableReplicas}/{.status.replicas}",
+            ]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            let (img, counts) = out.split_once(' ')?;
+            (img != image && counts == "1/1/1").then(|| img.to_string())
+        },
+    );
+    assert!(
+        rebuilt.starts_with(&format!("{}/shop/api:h-", reg.addr)),
+        "after a reload the image names {rebuilt}, not the advertised registry\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let tags = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/shop/api", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tags.stdout).contains(rebuilt.rsplit(':').next().unwrap()),
+        "the rebuilt image is not in the advertised registry: {}",
+        text(&tags)
+    );
+    // And the rebuilt pod (pulled from there) serves through the forward.
+    poll_log(
+        &log,
+        Duration::from_secs(30),
+        "api through its forward",
+        || http_get(api_port, "/products.json").filter(|b| b.contains("kettle")),
+    );
+}
+
+/// Kills (SIGKILL) and reaps a child process when dropped, so a failing test does not
+/// leave it running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `hoist <args> -o json`, waits for the `deployed` event of `service` and for its
+/// pod to run, sends SIGINT; returns the exit status and stderr. Bounded in time.
+fn interrupt_after_deploy(
+    env: &Env,
+    args: &[&str],
+    service: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut child = env
+        .cmd(args)
+        .args(["-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut guard = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no `deployed` event for {service}; events: {seen:#?}"));
+        let ev: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        seen.push(line);
+        if ev["type"] == "deployed" && ev["service"] == service {
+            break;
+        }
+    }
+    poll(Duration::from_secs(30), "the pod running", || {
+        let o = env.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "shop-dev",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ]);
+        (String::from_utf8_lossy(&o.stdout) == "Running").then_some(())
+    });
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let interrupted = Instant::now();
+    let status = poll(
+        Duration::from_secs(15),
+        "hoist to exit after SIGINT",
+        || guard.0.try_wait().unwrap(),
+    );
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        interrupted.elapsed()
+    );
+    out_reader.join().unwrap();
+    // Every event before the signal was printed, each one whole JSON; the last one says
+    // how far each service got.
+    let rest: Vec<serde_json::Value> = rx
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = rest.last().expect("an `interrupted` event");
+    assert_eq!(last["type"], "interrupted", "{rest:?}");
+    assert_eq!(last["not_ready"][service], "was not ready yet", "{last}");
+    (status, err_reader.join().unwrap())
+}
+
+/// Ctrl-C (SIGINT) while `hoist up` is still in its first pass (here: waiting for a
+/// service whose readiness probe never passes) ends it cleanly: exit 130, a summary
+/// naming how far the service got, nothing half-written in the local store, and
+/// `hoist down` afterwards leaves nothing of the project. The same for `hoist ci`.
+#[test]
+fn ctrl_c_during_the_first_pass_stops_cleanly() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    // httpd listens on another port than the one the readiness probe checks.
+    env.edit(
+        "services/api/service.yaml",
+        r#"cmd: ["-f", "-p", "8081", "-h", "/data"]"#,
+        r#"cmd: ["-f", "-p", "8089", "-h", "/data"]"#,
+    );
+    let left_behind = || {
+        let down = env.hoist(&["down"]);
+        assert!(down.status.success(), "{}", text(&down));
+        env.kubectl_ok(&[
+            "get",
+            "deploy,svc,cm,pods",
+            "-A",
+            "-l",
+            "hoist.dev/project=shop",
+            "-o",
+            "name",
+        ])
+    };
+
+    let (status, stderr) = interrupt_after_deploy(&env, &["up", "api"], "api");
+    assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready; not ready: api (was not ready yet)")
+            && stderr.contains("remove it with `hoist down`"),
+        "{stderr}"
+    );
+    // Nothing half-written in the local store: no temp files, an index that parses.
+    let store = env.dir.path().join("cache/images");
+    let index = std::fs::read(store.join("index.json")).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&index).unwrap();
+    let mut stack = vec![store];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp"), "temp file left: {:?}", e.path());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    let left = left_behind();
+    assert!(left.trim().is_empty(), "left behind: {left}");
+
+    // `hoist ci` interrupted the same way.
+    let (status, stderr) = interrupt_after_deploy(&env, &["ci", "api"], "api");
+    assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready"),
+        "{stderr}"
+    );
+    let left = left_behind();
+    assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+/// A pseudo-terminal: the master (read and written by the test) and the slave (the
+/// child's stdin, stdout and stderr, and its controlling terminal).
+fn openpty(cols: u16) -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: out-pointers to two ints; no name buffer, default termios.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just opened and are owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// `raw` without ANSI escape sequences (CSI `ESC [ … final`), CRs dropped.
+fn strip_ansi(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `hoist up` on a terminal shows the live status table (service, build, deploy,
+/// ready, ports, last change) redrawn in place, and it follows a change; Ctrl-C typed
+/// on the terminal while watching stops it (exit 0). Not on a terminal the output is
+/// plain lines without escape codes; `-o json` is one JSON event per line.
+#[test]
+fn up_shows_a_live_table_on_a_terminal_and_plain_lines_otherwise() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let env = Env::new();
+    // Started outside the terminal's session, so Ctrl-C on it reaches only `hoist up`.
+    let up = env.hoist(&["cluster", "up", "--port", "0"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let api_port = env.local_port("api");
+
+    // 1. On a terminal: the live table.
+    let (mut master, slave) = openpty(160);
+    let mut cmd = env.cmd(&["up", "api"]);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A session of its own with the pty as controlling terminal, so that ^C
+            // typed on it is SIGINT to hoist's process group.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // closes the parent's copies of the slave
+    let mut guard = KillOnDrop(child);
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut master = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // Ends with EIO once the child and every copy of the slave are gone.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let raw = || screen.lock().unwrap().clone();
+    let table_row = |want: &dyn Fn(&str) -> bool| {
+        let text = strip_ansi(&raw());
+        text.lines()
+            .rev()
+            .find(|l| l.starts_with("api ") && want(l))
+            .map(String::from)
+    };
+    let show = || strip_ansi(&raw());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let row = loop {
+        if let Some(r) = table_row(&|l: &str| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1..4) == Some(&["ok", "ok", "ready"][..])
+                && l.contains(&format!("{api_port}→8081"))
+        }) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready row for api in the table:\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let screen_text = show();
+    assert!(
+        screen_text
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "SERVICE", "BUILD", "DEPLOY", "READY", "PORTS", "LAST", "CHANGE", "ERROR"
+                ]),
+        "no table header:\n{screen_text}"
+    );
+    // Coloured, and redrawn in place (cursor up, erase below) rather than appended.
+    let raw_text = String::from_utf8_lossy(&raw()).into_owned();
+    assert!(
+        raw_text.contains("F\x1b[J"),
+        "the table is not redrawn in place"
+    );
+    assert!(raw_text.contains("\x1b[3"), "no colours on a terminal");
+    eprintln!("ready row: {row}");
+
+    // A change: a synced file; the row's last change says so.
+    let data = env.project().join("services/api/data/products.json");
+    let json = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(&data, json.replace("kettle", "kettle (new)")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        if let Some(r) = table_row(&|l: &str| l.contains("synced 1 file(s)")) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table does not show the sync:\n{}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(row.contains("ready"), "{row}");
+    assert!(
+        http_get(api_port, "/products.json").is_some_and(|b| b.contains("kettle (new)")),
+        "the synced file is not served"
+    );
+
+    // ^C typed on the terminal: a summary, exit 0 (watching had started).
+    master.write_all(b"\x03").unwrap();
+    let status = poll(Duration::from_secs(15), "hoist up to stop after ^C", || {
+        guard.0.try_wait().unwrap()
+    });
+    reader.join().unwrap();
+    let screen_text = show();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{screen_text}");
+    assert!(
+        screen_text.contains("hoist: stopped; 1 of 1 service(s) ready (api)"),
+        "{screen_text}"
+    );
+
+    // 2. Not a terminal: plain lines, no escape codes.
+    let log = env.dir.path().join("plain.log");
+    let child = env
+        .cmd(&["up", "api"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "the plain `ready` line",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "api | ready")
+                .then_some(())
+        },
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = poll(Duration::from_secs(15), "hoist up to stop", || {
+        guard.0.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0));
+    let plain = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !plain.contains('\x1b'),
+        "escape codes in plain output:\n{plain}"
+    );
+    assert!(
+        !plain.contains("SERVICE"),
+        "a table in plain output:\n{plain}"
+    );
+
+    // 3. `-o json`: every line one JSON event.
+    let out = env.hoist(&["up", "--once", "-o", "json", "api"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"].is_string() && e["at_ms"].is_u64())
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "ready" && e["service"] == "api"),
+        "{stdout}"
+    );
+}
+
+/// A service built from a Dockerfile (buildah: vfs storage, chroot isolation, a storage
+/// root of its own) is delivered straight into the embedded cluster's local store and
+/// runs there: the project's registry is a closed port, so any push would fail. The
+/// project's test step reads the page through the port-forward.
+#[test]
+fn dockerfile_services_run_on_the_embedded_cluster_without_a_registry() {
+    if let Err(e) = hoist_cluster::kubelet::check_host() {
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    assert!(
+        Command::new("buildah").arg("--version").output().is_ok(),
+        "buildah is required for this test (scripts/install-deps)"
+    );
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let root = env.project();
+    let write = |rel: &str, body: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+    write(
+        "hoist.yaml",
+        concat!(
+            "name: df\n",
+            "# Nothing listens here: images must not be pushed anywhere.\n",
+            "registry: 127.0.0.1:9\n",
+            "services: [\"services/*\"]\n",
+            "tests:\n",
+            "  - name: served\n",
+            "    run: |\n",
+            "      a=$HOIST_HELLO_HTTP_ADDR\n",
+            "      bash -c 'exec 3<>/dev/tcp/${0%:*}/${0#*:}; printf \"GET /index.html HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3' $a | grep 'built from a Dockerfile'\n",
+            "    timeout: 30s\n",
+        ),
+    );
+    write(
+        "services/hello/service.yaml",
+        &format!(
+            "name: hello\nimage:\n  name: df/hello\n  dockerfile: Dockerfile\nk8s: [k8s/*.yaml]\nports:\n  - name: http\n    port: 8080\n    local: {}\n",
+            free_port()
+        ),
+    );
+    write(
+        "services/hello/Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\nENTRYPOINT [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+    write(
+        "services/hello/www/index.html",
+        "hello, built from a Dockerfile\n",
+    );
+    std::fs::copy("/bin/busybox", root.join("services/hello/busybox")).unwrap();
+    write(
+        "services/hello/k8s/deployment.yaml",
+        concat!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\n",
+            "spec:\n  replicas: 1\n  selector: {matchLabels: {app: hello}}\n",
+            "  template:\n    metadata: {labels: {app: hello}}\n    spec:\n",
+            "      terminationGracePeriodSeconds: 1\n",
+            "      containers:\n        - name: hello\n          image: df/hello\n",
+            "          ports: [{containerPort: 8080}]\n",
+            "          readinessProbe: {tcpSocket: {port: 8080}}\n",
+            "---\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: hello}\n",
+            "spec:\n  selector: {app: hello}\n  ports: [{port: 8080, targetPort: 8080}]\n",
+        ),
+    );
+    let buildah = env.dir.path().join("buildah");
+    let ci = env
+        .cmd(&["ci", "--timeout", "2m"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", &buildah)
+        .output()
+        .unwrap();
+    assert!(ci.status.success(), "{}", text(&ci));
+    let out = String::from_utf8_lossy(&ci.stdout);
+    assert!(summary_row(&out, "hello").contains("ready"), "{out}");
+    assert!(summary_row(&out, "served").contains("passed"), "{out}");
+    let image = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "hello",
+        "-n",
+        "df-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(image.starts_with("127.0.0.1:9/df/hello:h-"), "{image}");
+    // The image is in the local store under that name.
+    let index = std::fs::read_to_string(env.dir.path().join("cache/images/index.json")).unwrap();
+    assert!(
+        index.contains(&format!("\"{image}\"")),
+        "{image} not in {index}"
+    );
+
+    // Watching: a change in the build context rebuilds with buildah, into the store,
+    // and the new page is served through the forward.
+    let port: u16 = std::fs::read_to_string(root.join("services/hello/service.yaml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("local: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = env.dir.path().join("up.log");
+    let child = env
+        .cmd(&["up", "--stream"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", &buildah)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child);
+    poll_log(
+        &log,
+        Duration::from_secs(60),
+        "the page through the forward",
+        || http_get(port, "/index.html").filter(|b| b.contains("built from a Dockerfile")),
+    );
+    write("services/hello/www/index.html", "hello again, rebuilt\n");
+    poll_log(&log, Duration::from_secs(60), "the rebuilt page", || {
+        http_get(port, "/index.html").filter(|b| b.contains("rebuilt"))
+    });
+    let rebuilt = env.kubectl_ok(&[
+        "get",
+        "deploy",
+        "hello",
+        "-n",
+        "df-dev",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_ne!(rebuilt, image, "no new image after the change");
+    drop(guard);
+    let down = env.hoist(&["down", "--delete-namespace"]);
+    assert!(down.status.success(), "{}", text(&down));
 }

@@ -167,6 +167,62 @@ fn builds_into_the_local_store() {
     );
 }
 
+/// A `dockerfile:` service with `--store`: buildah (vfs, chroot, a storage root of
+/// its own) builds it, and it lands in the local store without any registry.
+#[test]
+fn builds_dockerfile_services_into_the_local_store() {
+    assert!(
+        Std::new("buildah").arg("--version").output().is_ok(),
+        "buildah is required for this test (scripts/install-deps)"
+    );
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let svc = root.join("services/df");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(
+        svc.join("service.yaml"),
+        "name: df\nimage:\n  name: shop/df\n  dockerfile: Dockerfile\n",
+    )
+    .unwrap();
+    std::fs::write(
+        svc.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"from a Dockerfile\"]\n",
+    )
+    .unwrap();
+    std::fs::copy("/bin/busybox", svc.join("busybox")).unwrap();
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "df", "--store", "-o", "json"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", tmp.path().join("buildah"))
+        .assert()
+        .success();
+    let built = json(&out.get_output().stdout);
+    let df = by_service(&built, "df");
+    assert_eq!(df["destination"], "store");
+    assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
+    let inspect = Std::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!(
+            "oci:{}:{}",
+            tmp.path().join("cache/images").display(),
+            df["reference"].as_str().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        cfg["config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "echo", "from a Dockerfile"])
+    );
+}
+
 #[test]
 fn names_what_is_wrong() {
     let reg = Registry::start(false);

@@ -24,10 +24,10 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
             // Passes repeat while they make progress (deletions cascade level by level).
             for _ in 0..20 {
-                // A malformed stored object must not take the controllers down with it.
-                let pass =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(&app)));
-                match pass {
+                // A malformed stored object must not take the controllers down with it (a
+                // panic ends only the blocking task), and a pass runs off the async workers.
+                let a = app.clone();
+                match tokio::task::spawn_blocking(move || reconcile(&a)).await {
                     Ok(Ok(true)) => continue,
                     Ok(Ok(false)) => break,
                     Ok(Err(e)) => {
@@ -207,10 +207,11 @@ fn strip_owner(
 fn finalize_namespace(
     app: &App,
     kinds: &HashMap<String, ResourceKind>,
-    all: &[(String, String, Value)],
+    all: &[(String, String, Arc<Value>)],
     ns: &str,
 ) -> ApiResult<bool> {
-    let contents: Vec<&(String, String, Value)> = all.iter().filter(|(_, n, _)| n == ns).collect();
+    let contents: Vec<&(String, String, Arc<Value>)> =
+        all.iter().filter(|(_, n, _)| n == ns).collect();
     if !contents.is_empty() {
         let mut changed = false;
         for (res, n, o) in contents {
@@ -252,7 +253,7 @@ fn finalize_namespace(
 fn ensure_default_service_accounts(
     app: &App,
     kinds: &HashMap<String, ResourceKind>,
-    all: &[(String, String, Value)],
+    all: &[(String, String, Arc<Value>)],
 ) -> ApiResult<bool> {
     let Some(sa_kind) = kinds.get("/serviceaccounts") else {
         return Ok(false);

@@ -2,6 +2,7 @@
 //! `web.ns.svc.cluster.local` → ClusterIP) and the kubelet's service-link environment
 //! variables (`WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_PORT_80_TCP`…).
 
+use std::borrow::Borrow;
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
@@ -13,9 +14,13 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// /etc/hosts lines for a pod in `pod_ns`: every Service with a ClusterIP, by its short
 /// name only when it is in the pod's namespace. Sorted, so equal inputs give equal files.
-pub fn hosts_entries(services: &[Value], pod_ns: &str) -> Vec<(Ipv4Addr, Vec<String>)> {
+pub fn hosts_entries<S: Borrow<Value>>(
+    services: &[S],
+    pod_ns: &str,
+) -> Vec<(Ipv4Addr, Vec<String>)> {
     let mut out: Vec<(Ipv4Addr, Vec<String>)> = services
         .iter()
+        .map(Borrow::borrow)
         .filter_map(|s| {
             let ip = cluster_ip(s)?;
             let name = s.pointer("/metadata/name").and_then(Value::as_str)?;
@@ -36,7 +41,7 @@ pub fn hosts_entries(services: &[Value], pod_ns: &str) -> Vec<(Ipv4Addr, Vec<Str
 
 /// The service-link variables for the Services of the pod's namespace, as the kubelet
 /// sets them (`enableServiceLinks: false` turns them off).
-pub fn env_vars(services: &[Value], pod: &Value) -> Vec<(String, String)> {
+pub fn env_vars<S: Borrow<Value>>(services: &[S], pod: &Value) -> Vec<(String, String)> {
     if pod
         .pointer("/spec/enableServiceLinks")
         .and_then(Value::as_bool)
@@ -50,6 +55,7 @@ pub fn env_vars(services: &[Value], pod: &Value) -> Vec<(String, String)> {
         .unwrap_or("default");
     let mut svcs: Vec<&Value> = services
         .iter()
+        .map(Borrow::borrow)
         .filter(|s| s.pointer("/metadata/namespace").and_then(Value::as_str) == Some(pod_ns))
         .filter(|s| cluster_ip(s).is_some())
         .collect();

@@ -4,8 +4,13 @@
 //! Every write goes through [`Store::write`], which runs read-modify-write under one
 //! lock, allocates the next resourceVersion, commits, and then publishes the change to
 //! the watch hub while still holding the lock, so watchers see changes in RV order.
+//!
+//! Every object is also kept parsed in memory: reads never touch SQLite or parse JSON,
+//! and hold the lock only to clone `Arc`s ([`Store::list_shared`]) or values. Controllers
+//! that list every pod once per owner (150 ReplicaSets × 150 pods per pass) made parsing,
+//! under the one lock, the cluster's main cost at scale.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -80,8 +85,13 @@ impl Written {
     }
 }
 
+/// Parsed objects by resource, then namespace, then name (so iteration is SQLite's
+/// `ORDER BY namespace, name`).
+type Objects = HashMap<String, BTreeMap<String, BTreeMap<String, Arc<Value>>>>;
+
 struct Inner {
     conn: Connection,
+    objects: Objects,
     rv: u64,
     /// The resourceVersion before the oldest change kept in `history`.
     history_floor: u64,
@@ -140,10 +150,12 @@ impl Store {
             .optional()
             .map_err(open_err)?
             .unwrap_or(0) as u64;
+        let objects = load_objects(&conn).map_err(open_err)?;
         let (tx, _) = broadcast::channel(4096);
         Ok(Self {
             inner: Mutex::new(Inner {
                 conn,
+                objects,
                 rv,
                 history_floor: rv,
                 history: VecDeque::new(),
@@ -162,53 +174,47 @@ impl Store {
 
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> ApiResult<Option<Value>> {
         let inner = self.lock();
-        get_locked(&inner.conn, resource, namespace, name)
+        Ok(lookup(&inner.objects, resource, namespace, name).map(|v| (**v).clone()))
     }
 
     /// All objects of a resource (optionally in one namespace) and the RV of that snapshot.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> ApiResult<(Vec<Value>, u64)> {
+        let (items, rv) = self.list_shared(resource, namespace);
+        Ok((items.iter().map(|v| (**v).clone()).collect(), rv))
+    }
+
+    /// [`Store::list`] without copying the objects: for loops that read many objects
+    /// often (controllers, the service proxy) and change few.
+    pub fn list_shared(&self, resource: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
-        let items = list_locked(&inner.conn, resource, namespace)?;
-        Ok((items, inner.rv))
+        (list_in(&inner.objects, resource, namespace), inner.rv)
     }
 
     /// (resource, name) of every object stored in a namespace.
     pub fn keys_in_namespace(&self, namespace: &str) -> ApiResult<Vec<(String, String)>> {
         let inner = self.lock();
-        let mut stmt = inner
-            .conn
-            .prepare_cached("SELECT resource, name FROM objects WHERE namespace = ?1")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![namespace], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+        Ok(inner
+            .objects
+            .iter()
+            .flat_map(|(res, namespaces)| {
+                namespaces
+                    .get(namespace)
+                    .into_iter()
+                    .flat_map(move |names| names.keys().map(move |n| (res.clone(), n.clone())))
+            })
+            .collect())
     }
 
     /// Every stored object, for the garbage collector: (resource, namespace, object).
-    pub fn all_objects(&self) -> ApiResult<Vec<(String, String, Value)>> {
+    pub fn all_objects(&self) -> ApiResult<Vec<(String, String, Arc<Value>)>> {
         let inner = self.lock();
-        let mut stmt = inner
-            .conn
-            .prepare_cached("SELECT resource, namespace, data FROM objects")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(db_err)?;
         let mut out = Vec::new();
-        for row in rows {
-            let (res, ns, data) = row.map_err(db_err)?;
-            out.push((
-                res,
-                ns,
-                serde_json::from_str(&data).map_err(|e| ApiError::internal(e.to_string()))?,
-            ));
+        for (res, namespaces) in &inner.objects {
+            for (ns, names) in namespaces {
+                for v in names.values() {
+                    out.push((res.clone(), ns.clone(), v.clone()));
+                }
+            }
         }
         Ok(out)
     }
@@ -223,7 +229,7 @@ impl Store {
         f: impl FnOnce(Option<&Value>) -> ApiResult<Write>,
     ) -> ApiResult<Written> {
         let mut inner = self.lock();
-        let current = get_locked(&inner.conn, resource, namespace, name)?;
+        let current = lookup(&inner.objects, resource, namespace, name).map(|v| (**v).clone());
         let decision = f(current.as_ref())?;
         let (kind, mut object) = match decision {
             Write::Unchanged(v) => return Ok(Written::Unchanged(v)),
@@ -272,6 +278,23 @@ impl Store {
         .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         inner.rv = rv;
+        let namespaces = inner.objects.entry(resource.to_string()).or_default();
+        match kind {
+            EventType::Deleted => {
+                if let Some(names) = namespaces.get_mut(namespace) {
+                    names.remove(name);
+                    if names.is_empty() {
+                        namespaces.remove(namespace);
+                    }
+                }
+            }
+            _ => {
+                namespaces
+                    .entry(namespace.to_string())
+                    .or_default()
+                    .insert(name.to_string(), Arc::new(object.clone()));
+            }
+        }
         let change = Arc::new(Change {
             rv,
             resource: resource.to_string(),
@@ -321,7 +344,10 @@ impl Store {
         namespace: Option<&str>,
     ) -> ApiResult<(Vec<Value>, Subscription)> {
         let inner = self.lock();
-        let items = list_locked(&inner.conn, resource, namespace)?;
+        let items = list_in(&inner.objects, resource, namespace)
+            .iter()
+            .map(|v| (**v).clone())
+            .collect();
         Ok((
             items,
             Subscription {
@@ -333,63 +359,55 @@ impl Store {
     }
 }
 
-fn get_locked(
-    conn: &Connection,
+fn lookup<'a>(
+    objects: &'a Objects,
     resource: &str,
     namespace: &str,
     name: &str,
-) -> ApiResult<Option<Value>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
-        )
-        .map_err(db_err)?;
-    let data: Option<String> = stmt
-        .query_row(params![resource, namespace, name], |r| r.get(0))
-        .optional()
-        .map_err(db_err)?;
-    data.map(|d| serde_json::from_str(&d).map_err(|e| ApiError::internal(e.to_string())))
-        .transpose()
+) -> Option<&'a Arc<Value>> {
+    objects.get(resource)?.get(namespace)?.get(name)
 }
 
-fn list_locked(
-    conn: &Connection,
-    resource: &str,
-    namespace: Option<&str>,
-) -> ApiResult<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut push = |row: &rusqlite::Row| -> rusqlite::Result<()> {
-        let d: String = row.get(0)?;
-        if let Ok(v) = serde_json::from_str(&d) {
-            out.push(v);
-        }
-        Ok(())
+fn list_in(objects: &Objects, resource: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
+    let Some(namespaces) = objects.get(resource) else {
+        return Vec::new();
     };
     match namespace {
-        Some(ns) => {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT data FROM objects WHERE resource = ?1 AND namespace = ?2 ORDER BY name",
-                )
-                .map_err(db_err)?;
-            let mut rows = stmt.query(params![resource, ns]).map_err(db_err)?;
-            while let Some(r) = rows.next().map_err(db_err)? {
-                push(r).map_err(db_err)?;
+        Some(ns) => namespaces
+            .get(ns)
+            .map(|names| names.values().cloned().collect())
+            .unwrap_or_default(),
+        None => namespaces
+            .values()
+            .flat_map(|names| names.values().cloned())
+            .collect(),
+    }
+}
+
+/// Every object in the database, parsed once at open. A row that does not parse (written
+/// by a broken older version) is skipped with a warning, as listing always did.
+fn load_objects(conn: &Connection) -> rusqlite::Result<Objects> {
+    let mut objects = Objects::new();
+    let mut stmt = conn.prepare("SELECT resource, namespace, name, data FROM objects")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (res, ns, name, data): (String, String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        match serde_json::from_str(&data) {
+            Ok(v) => {
+                objects
+                    .entry(res)
+                    .or_default()
+                    .entry(ns)
+                    .or_default()
+                    .insert(name, Arc::new(v));
             }
-        }
-        None => {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT data FROM objects WHERE resource = ?1 ORDER BY namespace, name",
-                )
-                .map_err(db_err)?;
-            let mut rows = stmt.query(params![resource]).map_err(db_err)?;
-            while let Some(r) = rows.next().map_err(db_err)? {
-                push(r).map_err(db_err)?;
+            Err(e) => {
+                tracing::warn!(resource = %res, namespace = %ns, name = %name, error = %e, "skipping a stored object that does not parse");
             }
         }
     }
-    Ok(out)
+    Ok(objects)
 }
 
 #[cfg(test)]
@@ -429,5 +447,60 @@ mod tests {
             "history before restart must be expired"
         );
         assert!(store.subscribe(2).is_ok());
+    }
+
+    #[test]
+    fn memory_and_database_agree_across_writes_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Store::open(&path).unwrap();
+        let put = |ns: &str, name: &str, v: i64| {
+            store
+                .write("/configmaps", ns, name, |_| {
+                    Ok(Write::Put(
+                        json!({"metadata": {"name": name, "namespace": ns}, "v": v}),
+                    ))
+                })
+                .unwrap();
+        };
+        put("b", "x", 1);
+        put("a", "z", 2);
+        put("a", "y", 3);
+        put("a", "y", 4);
+        store
+            .write("/configmaps", "b", "x", |_| Ok(Write::Delete))
+            .unwrap();
+        put("c", "w", 5);
+        let names = |items: &[Arc<Value>]| -> Vec<String> {
+            items
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}={}",
+                        o["metadata"]["namespace"].as_str().unwrap(),
+                        o["metadata"]["name"].as_str().unwrap(),
+                        o["v"]
+                    )
+                })
+                .collect()
+        };
+        let want_all = ["a/y=4", "a/z=2", "c/w=5"];
+        // Namespace then name order, as `ORDER BY namespace, name` gave.
+        assert_eq!(names(&store.list_shared("/configmaps", None).0), want_all);
+        assert_eq!(
+            names(&store.list_shared("/configmaps", Some("a")).0),
+            ["a/y=4", "a/z=2"]
+        );
+        assert!(store.list_shared("/configmaps", Some("b")).0.is_empty());
+        assert!(store.get("/configmaps", "b", "x").unwrap().is_none());
+        assert_eq!(store.keys_in_namespace("a").unwrap().len(), 2);
+        // A reopened store loads the same objects from the database.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(names(&store.list_shared("/configmaps", None).0), want_all);
+        assert_eq!(store.get("/configmaps", "a", "y").unwrap().unwrap()["v"], 4);
+        let (owned, rv) = store.list("/configmaps", Some("c")).unwrap();
+        assert_eq!((owned.len(), rv), (1, 6));
+        assert_eq!(store.all_objects().unwrap().len(), 3);
     }
 }

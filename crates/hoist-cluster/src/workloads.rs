@@ -51,8 +51,13 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
         let mut live = sub.live;
         let mut stopping = app.stopping.subscribe();
         loop {
-            if let Err(e) = pass(&app) {
-                tracing::warn!(error = %e, "workload controllers pass failed");
+            // A pass reads and writes the store synchronously: off the async workers, so
+            // API requests are served while it runs.
+            let a = app.clone();
+            match tokio::task::spawn_blocking(move || pass(&a)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "workload controllers pass failed"),
+                Err(e) => tracing::error!(error = %e, "workload controllers pass panicked"),
             }
             // Wait for a relevant change (or a periodic resync), then let a burst settle.
             let wake = tokio::time::sleep(Duration::from_secs(2));
@@ -87,25 +92,25 @@ fn pass(app: &App) -> ApiResult<()> {
             tracing::warn!(error = %e, controller = what, "controller pass failed");
         }
     }
-    let (deployments, _) = app.store.list("apps/deployments", None)?;
+    let (deployments, _) = app.store.list_shared("apps/deployments", None);
     for d in &deployments {
         if !objects::is_deleting(d) {
             deployment(app, d)?;
         }
     }
-    let (sets, _) = app.store.list("apps/replicasets", None)?;
+    let (sets, _) = app.store.list_shared("apps/replicasets", None);
     for rs in &sets {
         if !objects::is_deleting(rs) {
             replica_set(app, rs)?;
         }
     }
-    let (jobs, _) = app.store.list("batch/jobs", None)?;
+    let (jobs, _) = app.store.list_shared("batch/jobs", None);
     for j in &jobs {
         if !objects::is_deleting(j) {
             job(app, j)?;
         }
     }
-    let (services, _) = app.store.list("/services", None)?;
+    let (services, _) = app.store.list_shared("/services", None);
     for s in &services {
         if !objects::is_deleting(s) {
             endpoints(app, s)?;
@@ -122,9 +127,10 @@ fn uid_of(o: &Value) -> &str {
     objects::meta_str(o, "uid").unwrap_or("")
 }
 
-fn owned_by<'a>(items: &'a [Value], owner_uid: &str) -> Vec<&'a Value> {
+fn owned_by<'a, T: std::borrow::Borrow<Value>>(items: &'a [T], owner_uid: &str) -> Vec<&'a Value> {
     items
         .iter()
+        .map(|o| o.borrow())
         .filter(|o| {
             o.pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
@@ -171,7 +177,7 @@ fn claim_pods(
 ) -> ApiResult<Vec<Value>> {
     let ns = ns_of(owner);
     let uid = uid_of(owner).to_string();
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let (pods, _) = app.store.list_shared("/pods", Some(ns));
     // Parsed once per owner. Without a usable selector (an object stored before selectors
     // were validated) ownership alone counts: releasing every pod would recreate them all.
     let selector = owner
@@ -186,13 +192,13 @@ fn claim_pods(
         }
         let Some(selector) = &selector else {
             if owned {
-                mine.push(p);
+                mine.push((*p).clone());
             }
             continue;
         };
         let selected = selector.matches_object(&p);
         if owned && selected {
-            mine.push(p);
+            mine.push((*p).clone());
         } else if owned && !objects::is_deleting(&p) {
             set_owner_refs(app, &p, |refs| refs.retain(|r| r["uid"] != uid.as_str()))?;
             let msg = format!(
@@ -406,7 +412,7 @@ fn replica_set(app: &App, rs: &Value) -> ApiResult<()> {
             delete(app, "pods", "", ns, objects::name_of(p))?;
         }
     }
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let (pods, _) = app.store.list_shared("/pods", Some(ns));
     let mine: Vec<&Value> = owned_by(&pods, uid_of(rs))
         .into_iter()
         .filter(|p| is_active(p) && selects(rs, p))
@@ -571,7 +577,7 @@ fn deployment(app: &App, d: &Value) -> ApiResult<()> {
     let mut template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = template_hash(&template);
     template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-    let (sets, _) = app.store.list("apps/replicasets", Some(ns))?;
+    let (sets, _) = app.store.list_shared("apps/replicasets", Some(ns));
     let owned: Vec<&Value> = owned_by(&sets, uid_of(d))
         .into_iter()
         .filter(|rs| !objects::is_deleting(rs))
@@ -708,7 +714,7 @@ fn bump_revision(app: &App, rs: &Value, rev: i64) -> ApiResult<()> {
 
 fn deployment_status(app: &App, d: &Value, new_uid: &str, want: i64) -> ApiResult<()> {
     let ns = ns_of(d);
-    let (sets, _) = app.store.list("apps/replicasets", Some(ns))?;
+    let (sets, _) = app.store.list_shared("apps/replicasets", Some(ns));
     let owned = owned_by(&sets, uid_of(d));
     let sum = |ptr: &str| -> i64 { owned.iter().map(|rs| int(rs, ptr, 0)).sum() };
     let replicas = sum("/status/replicas");
@@ -959,9 +965,10 @@ fn endpoints(app: &App, svc: &Value) -> ApiResult<()> {
     };
     let ns = ns_of(svc);
     let name = objects::name_of(svc);
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let (pods, _) = app.store.list_shared("/pods", Some(ns));
     let selected: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| {
             labels_match(selector, &p["metadata"]["labels"])
                 && p.pointer("/status/podIP").is_some()

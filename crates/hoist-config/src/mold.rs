@@ -199,6 +199,7 @@ impl Mold {
 }
 
 /// All molds of a project compiled into one template environment.
+#[derive(Clone)]
 pub struct Templates {
     env: Environment<'static>,
     /// template name → source file, to turn template errors into file:line.

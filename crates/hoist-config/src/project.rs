@@ -21,7 +21,7 @@ pub const SERVICE_FILE: &str = "service.yaml";
 /// A loaded project. Problems found while loading (a broken service.yaml, a
 /// missing mold) do not stop loading; they are reported by [`Project::validate`]
 /// and make `render` fail.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Project {
     /// Directory holding `hoist.yaml`.
     pub root: PathBuf,

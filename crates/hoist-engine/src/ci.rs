@@ -70,6 +70,8 @@ async fn run_one(root: &Path, step: &TestStep, env: &BTreeMap<String, String>) -
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own, killed as a whole below.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -83,6 +85,7 @@ async fn run_one(root: &Path, step: &TestStep, env: &BTreeMap<String, String>) -
             };
         }
     };
+    let _group = GroupKill(child.id());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     for pipe in [
         child
@@ -135,6 +138,23 @@ async fn run_one(root: &Path, step: &TestStep, env: &BTreeMap<String, String>) -
         duration_ms: started.elapsed().as_millis() as u64,
         exit_code,
         output_tail: tail,
+    }
+}
+
+/// Kills a test step's process group when dropped: at its end, on its timeout, and
+/// when `hoist ci` is interrupted. `sh -c` may have started commands of its own
+/// (`server & …`) that would otherwise outlive it, holding its output open.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no
+            // memory is involved. ESRCH (nothing left) is fine.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -223,5 +243,49 @@ fn phase(p: Phase) -> &'static str {
         Phase::Done => "done",
         Phase::Failed => "FAILED",
         Phase::Skipped => "-",
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    fn running(marker: &str) -> bool {
+        std::process::Command::new("pgrep")
+            .args(["-f", marker])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A step that timed out leaves nothing running, not even what it started in the
+    /// background.
+    #[tokio::test]
+    async fn a_timed_out_step_takes_its_background_commands_with_it() {
+        let root = tempfile::tempdir().unwrap();
+        // An unusual duration marks this test's own `sleep`.
+        let marker = format!("sleep 37.{}", std::process::id());
+        let step = TestStep {
+            name: "bg".into(),
+            run: format!("{marker} & echo started; wait"),
+            timeout: Some("1s".into()),
+        };
+        let results = run_tests(&Session::new(), root.path(), &[step]).await;
+        assert!(!results[0].ok);
+        assert!(
+            results[0]
+                .output_tail
+                .iter()
+                .any(|l| l.contains("timed out")),
+            "{:?}",
+            results[0].output_tail
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(3);
+        while running(&marker) {
+            assert!(
+                Instant::now() < deadline,
+                "`{marker}` outlived its test step"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }

@@ -86,7 +86,7 @@ pub async fn watch(
             }
             Some(Ok(u)) => u,
         };
-        let project = input.project().clone();
+        let project = engine.resolve_project(input.project().clone());
         let bring_up = handle(&engine, project.clone(), update, &wanted).await;
         if !bring_up.is_empty() {
             inflight.start(&engine, project, bring_up);
@@ -133,6 +133,13 @@ impl InFlight {
         for (_, h) in self.passes.drain(..) {
             h.abort();
         }
+    }
+}
+
+/// A watch loop that is dropped (Ctrl-C) cancels its passes with it.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.abort_all();
     }
 }
 

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use hoist_config::{ImageSource, Project, Service};
 use hoist_kube::{ClusterTarget, Locality};
 use hoist_oci::build::{BuildOptions, BuildSpec, build, build_and_push};
-use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
+use hoist_oci::dockerfile::{
+    BuilderOptions, DockerfileSpec, build_and_push_dockerfile, build_to_layout, detect_builder,
+};
+use hoist_oci::layout::OciLayout;
 use hoist_oci::{LayerSpec, LocalStore, Platform, Reference, RegistryClient};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -132,16 +135,13 @@ pub async fn build_and_deliver(
                 build_args: image.args.clone(),
                 target: image.target.clone(),
             };
-            // The Dockerfile builders produce a registry image; the embedded cluster
-            // then gets it into its store from there.
-            let rep = build_and_push_dockerfile(client, &spec, &target).await?;
             let digest = match delivery {
-                Delivery::Store(store) => store
-                    .pull(client, &target, platform)
+                // Straight from the builder's output into the store: no registry.
+                Delivery::Store(store) => dockerfile_into_store(&spec, store, &target).await?,
+                Delivery::Registry(_) => build_and_push_dockerfile(client, &spec, &target)
                     .await?
-                    .manifest_digest
+                    .digest
                     .to_string(),
-                Delivery::Registry(_) => rep.digest.to_string(),
             };
             Ok(Delivered {
                 reference: reference.to_string(),
@@ -149,6 +149,33 @@ pub async fn build_and_deliver(
             })
         }
     }
+}
+
+/// Builds a Dockerfile with the first builder found into a temporary OCI layout and
+/// adds the image to the local store as `name`; returns its manifest digest.
+pub async fn dockerfile_into_store(
+    spec: &DockerfileSpec,
+    store: &LocalStore,
+    name: &Reference,
+) -> Result<String, EngineError> {
+    let builder = detect_builder().await?;
+    let tmp = tempfile::tempdir().map_err(|e| {
+        EngineError::Other(format!("creating a temp dir for the build output: {e}"))
+    })?;
+    let out = tmp.path().join("layout");
+    build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
+    let (store, name) = (store.clone(), name.clone());
+    // Blob copies are file I/O; once started, the import finishes even if the pass
+    // is cancelled (the store never holds half an image).
+    tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
+        let built = OciLayout::open(&out)?;
+        let _guard = STORE_WRITES.lock().unwrap_or_else(|p| p.into_inner());
+        let digest = store.import_from_layout(&built, Some("image"), &name)?;
+        drop(tmp);
+        Ok(digest.to_string())
+    })
+    .await
+    .map_err(|e| EngineError::Other(format!("storing the built image: {e}")))?
 }
 
 /// Serialises writes to the local store's `index.json`: it is read, changed and written

@@ -114,6 +114,9 @@ pub struct Engine {
     pub target: ClusterTarget,
     pub client: kube::Client,
     pub delivery: Delivery,
+    /// The registry the cluster advertises (KEP-1755), when the project names none:
+    /// every project this engine is given (the first load and each reload) uses it.
+    pub advertised_registry: Option<String>,
     applyset: Mutex<ApplySet>,
     /// The watches every readiness wait shares (one per kind and namespace, one for
     /// pods), instead of a watch and a pod poll per service.
@@ -149,7 +152,12 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Arc<Engine>, EngineError> {
         let client = target.client().await?;
+        let had_registry = project.registry().is_some();
         let delivery = choose_delivery(&target, &client, project).await?;
+        let advertised_registry = match &delivery {
+            Delivery::Registry(host) if !had_registry => Some(host.clone()),
+            _ => None,
+        };
         let registry = RegistryClient::new(opts.registry.clone())?;
         let live = LiveUpdater::new(
             client.clone(),
@@ -171,6 +179,7 @@ impl Engine {
             client,
             target,
             delivery,
+            advertised_registry,
             registry,
             opts,
             applied: Default::default(),
@@ -207,11 +216,26 @@ impl Engine {
         self.pass(project, names).await
     }
 
+    /// `project` as this engine's target sees it: with the cluster's advertised
+    /// registry when the project names none. A reloaded project comes from disk
+    /// without it, so every pass (and the watch loop) goes through here.
+    pub fn resolve_project(&self, project: Arc<Project>) -> Arc<Project> {
+        match &self.advertised_registry {
+            Some(host) if project.registry().is_none() => {
+                let mut p = (*project).clone();
+                p.overlay.settings.registry = Some(host.clone());
+                Arc::new(p)
+            }
+            _ => project,
+        }
+    }
+
     async fn pass(
         self: &Arc<Self>,
         project: Arc<Project>,
         names: Vec<String>,
     ) -> Result<UpReport, EngineError> {
+        let project = self.resolve_project(project);
         let refs = image_refs(&project, None).map_err(hoist_config::ConfigErrors)?;
         let rendered = render(
             &project,

@@ -193,3 +193,83 @@ pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
         ),
     })
 }
+
+/// How far a service that is not ready got.
+pub fn progress(s: &crate::state::ServiceState) -> &'static str {
+    match (s.build, s.deploy, s.ready) {
+        (_, _, Ready::Failed) => "failed",
+        (Phase::Failed, _, _) => "build failed",
+        (_, Phase::Failed, _) => "deploy failed",
+        (Phase::Running, _, _) => "was building",
+        (_, Phase::Running, _) => "was being applied",
+        (_, Phase::Done, _) => "was not ready yet",
+        _ => "not started",
+    }
+}
+
+/// What `hoist up` says when Ctrl-C ends it: how far each service got.
+/// `interrupted`: the first pass had not finished.
+pub fn stopped_summary(state: &State, interrupted: bool) -> String {
+    let ready: Vec<&str> = state
+        .services
+        .iter()
+        .filter(|(_, s)| s.ready == Ready::Ready)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let others: Vec<String> = state
+        .services
+        .iter()
+        .filter(|(_, s)| s.ready != Ready::Ready)
+        .map(|(n, s)| format!("{n} ({})", progress(s)))
+        .collect();
+    let mut out = format!(
+        "hoist: {}; {} of {} service(s) ready",
+        if interrupted {
+            "interrupted before every service was up"
+        } else {
+            "stopped"
+        },
+        ready.len(),
+        state.services.len()
+    );
+    if !ready.is_empty() {
+        out.push_str(&format!(" ({})", ready.join(", ")));
+    }
+    if !others.is_empty() {
+        out.push_str(&format!("; not ready: {}", others.join(", ")));
+    }
+    out.push_str(".\nWhat was applied keeps running; remove it with `hoist down`.");
+    out
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+    use crate::state::ServiceState;
+
+    #[test]
+    fn stopped_summary_names_how_far_each_service_got() {
+        let mut st = State::default();
+        let api = ServiceState {
+            build: Phase::Done,
+            deploy: Phase::Done,
+            ready: Ready::Ready,
+            ..Default::default()
+        };
+        st.services.insert("api".into(), api);
+        let web = ServiceState {
+            build: Phase::Running,
+            ..Default::default()
+        };
+        st.services.insert("web".into(), web);
+        st.services.insert("worker".into(), ServiceState::default());
+        let s = stopped_summary(&st, true);
+        assert_eq!(
+            s,
+            "hoist: interrupted before every service was up; 1 of 3 service(s) ready (api); \
+             not ready: web (was building), worker (not started).\n\
+             What was applied keeps running; remove it with `hoist down`."
+        );
+        assert!(stopped_summary(&st, false).starts_with("hoist: stopped; 1 of 3"));
+    }
+}

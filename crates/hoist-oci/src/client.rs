@@ -751,6 +751,45 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `r` has blob `d` and, if not, an upload session for it, in one request where
+    /// the registry allows: a mount from the repository itself (`POST ?mount=d&from=<same
+    /// repository>`) answers 201 when the blob is there, and otherwise opens an upload (202),
+    /// which is what the distribution spec asks of a registry that cannot mount. A registry
+    /// that refuses such a request gets the usual `HEAD` + `POST`. Copying to a registry
+    /// that lacks every blob is then one request fewer per blob; each one costs the
+    /// destination a password check (bcrypt, with htpasswd auth).
+    pub async fn probe_upload(&self, r: &Reference, d: &Digest) -> Result<Option<String>> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={d}&from={}",
+            self.base_url(r),
+            r.repository,
+            r.repository
+        );
+        let resp = self
+            .send(
+                r,
+                &push_scope(&r.repository, None),
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(None),
+            StatusCode::ACCEPTED => Ok(Some(self.location(r, &url, &resp)?)),
+            s if s.is_client_error() => {
+                tracing::debug!(%url, status = %s, "mount probe refused: HEAD + POST instead");
+                if self.has_blob(r, d).await? {
+                    Ok(None)
+                } else {
+                    self.start_upload(r).await.map(Some)
+                }
+            }
+            s => Err(http_error(r, "POST", &url, s, resp).await),
+        }
+    }
+
     fn location(&self, r: &Reference, url: &str, resp: &Response) -> Result<String> {
         let loc = resp
             .headers()
@@ -865,16 +904,20 @@ impl RegistryClient {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes>>,
     {
-        if self.has_blob(target, d).await? {
-            return Ok(BlobOutcome::Present);
-        }
-        let mut session = None;
-        if let Some(from) = mount_from.filter(|f| *f != target.repository) {
+        let session = if let Some(from) = mount_from.filter(|f| *f != target.repository) {
+            if self.has_blob(target, d).await? {
+                return Ok(BlobOutcome::Present);
+            }
             match self.mount_blob(target, d, from).await? {
                 None => return Ok(BlobOutcome::Mounted),
-                Some(loc) => session = Some(loc),
+                loc => loc,
             }
-        }
+        } else {
+            match self.probe_upload(target, d).await? {
+                None => return Ok(BlobOutcome::Present),
+                loc => loc,
+            }
+        };
         let data = fetch().await?;
         d.verify(&data, &format!("blob {d}"))?;
         self.upload_blob(target, d, data, session).await?;
@@ -895,16 +938,20 @@ impl RegistryClient {
         d: &Digest,
         size: u64,
     ) -> Result<BlobOutcome> {
-        if self.has_blob(dst, d).await? {
-            return Ok(BlobOutcome::Present);
-        }
-        let mut session = None;
-        if src.registry == dst.registry && src.repository != dst.repository {
+        let session = if src.registry == dst.registry && src.repository != dst.repository {
+            if self.has_blob(dst, d).await? {
+                return Ok(BlobOutcome::Present);
+            }
             match self.mount_blob(dst, d, &src.repository).await? {
                 None => return Ok(BlobOutcome::Mounted),
-                Some(loc) => session = Some(loc),
+                loc => loc,
             }
-        }
+        } else {
+            match self.probe_upload(dst, d).await? {
+                None => return Ok(BlobOutcome::Present),
+                loc => loc,
+            }
+        };
         self.retry_transfer(&format!("blob {d}"), session, |session| {
             self.stream_blob_into(src, dst, d, size, session)
         })

@@ -37,8 +37,9 @@ pub struct DockerfileSpec {
     pub target: Option<String>,
 }
 
-/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER` and
-/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers).
+/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER`,
+/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers) and
+/// `HOIST_BUILDAH_ROOT` (a storage root of its own).
 #[derive(Clone, Debug, Default)]
 pub struct BuilderOptions {
     pub storage_driver: Option<String>,
@@ -53,7 +54,7 @@ impl BuilderOptions {
         Self {
             storage_driver: var("HOIST_BUILDAH_STORAGE_DRIVER"),
             isolation: var("HOIST_BUILDAH_ISOLATION"),
-            root: None,
+            root: var("HOIST_BUILDAH_ROOT").map(PathBuf::from),
         }
     }
 }
@@ -127,9 +128,20 @@ pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> 
 
 async fn run(builder: Builder, prog: &str, args: &[String], dockerfile: &Path) -> Result<()> {
     tracing::info!(%prog, ?args, "running image builder");
-    let out = tokio::process::Command::new(prog)
+    let mut cmd = tokio::process::Command::new(prog);
+    // buildah and podman refuse to run ("checking authfile") when DOCKER_CONFIG names a
+    // directory without config.json; there are no credentials in it to use anyway.
+    if builder != Builder::DockerBuildx
+        && std::env::var_os("DOCKER_CONFIG")
+            .is_some_and(|d| !Path::new(&d).join("config.json").exists())
+    {
+        cmd.env_remove("DOCKER_CONFIG");
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
+        // A cancelled build (Ctrl-C in `hoist up`) stops its builder too.
+        .kill_on_drop(true)
         .output()
         .await
         .ctx(|| format!("running {prog}"))?;
@@ -184,7 +196,11 @@ pub async fn build_to_layout(
         common.extend(["--target".into(), t.clone()]);
     }
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
-    let tag = format!("localhost/hoist-build/{}:{}", name, std::process::id());
+    // Unique per build: builds run in parallel (same `name`, same process), and each
+    // pushes and removes its own tag.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("localhost/hoist-build/{}:{}-{n}", name, std::process::id());
     let layout = format!("oci:{}:{name}", out.display());
     match builder {
         Builder::Buildah => {

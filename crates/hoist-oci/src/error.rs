@@ -109,7 +109,7 @@ pub enum Error {
         "no container builder found for Dockerfile builds: install one of `docker` (with buildx), `buildah` or `podman` (e.g. `apt-get install buildah`)"
     )]
     NoBuilder,
-    #[error("{builder} failed (exit status {status}) building {dockerfile}:\n{stderr}")]
+    #[error("{builder} failed ({status}) building {dockerfile}:\n{stderr}")]
     BuilderFailed {
         builder: String,
         status: String,

@@ -35,7 +35,10 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        let index = root.join("index.json");
+        let layout = Self { root };
+        let index = layout.root.join("index.json");
+        // Checked under the lock: another process may be storing its first image.
+        let _lock = layout.lock()?;
         if !index.exists() {
             let empty = ImageIndex {
                 schema_version: 2,
@@ -45,7 +48,7 @@ impl OciLayout {
             };
             write_atomic(&index, &serde_json::to_vec(&empty).expect("serialisable"))?;
         }
-        Ok(Self { root })
+        Ok(layout)
     }
 
     /// Open an existing layout.
@@ -151,6 +154,10 @@ impl OciLayout {
     /// entry with the same name).
     pub fn put_manifest(&self, raw: &RawManifest, name: Option<&str>) -> Result<()> {
         self.put_blob(&raw.digest, &raw.bytes)?;
+        // index.json is read, changed and replaced: under the layout's lock, so processes
+        // storing images at the same time (`hoist up` beside `hoist image build`) never
+        // drop each other's entries. Blobs need no lock: each lands by atomic rename.
+        let _lock = self.lock()?;
         let mut index = self.index()?;
         let mut desc = raw.descriptor();
         if let Some(n) = name {
@@ -168,6 +175,16 @@ impl OciLayout {
             &self.root.join("index.json"),
             &serde_json::to_vec(&index).expect("serialisable"),
         )
+    }
+
+    /// An exclusive lock on the layout (flock on its directory, so no extra file appears
+    /// in it), held until the returned file is dropped. Advisory: it orders writers that
+    /// take it, which every writer in hoist does.
+    fn lock(&self) -> Result<fs::File> {
+        let dir = fs::File::open(&self.root).ctx(|| format!("opening {}", self.root.display()))?;
+        dir.lock()
+            .ctx(|| format!("locking {}", self.root.display()))?;
+        Ok(dir)
     }
 
     /// Find a manifest by ref name, by digest, or the only one when `name` is None.
@@ -227,4 +244,45 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(i: usize) -> RawManifest {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{:064x}","size":{i}}},"layers":[]}}"#,
+            i
+        );
+        RawManifest::new(body.into_bytes(), Some(media::OCI_MANIFEST)).unwrap()
+    }
+
+    #[test]
+    fn concurrent_writers_keep_every_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        OciLayout::create(dir.path()).unwrap();
+        // Each writer opens the layout itself, as separate processes would: flock orders
+        // open files, not threads.
+        let (writers, each) = (8, 12);
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let root = dir.path().to_path_buf();
+                s.spawn(move || {
+                    let layout = OciLayout::open(root).unwrap();
+                    for i in 0..each {
+                        let n = w * each + i;
+                        layout
+                            .put_manifest(&manifest(n), Some(&format!("t{n}")))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let index = OciLayout::open(dir.path()).unwrap().index().unwrap();
+        let mut names: Vec<&str> = index.manifests.iter().filter_map(ref_name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), writers * each, "lost index entries");
+    }
 }

@@ -103,6 +103,25 @@ impl LocalStore {
         self.resolve(reference)
     }
 
+    /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's
+    /// output) as `reference`: blobs copied without reading them into memory and checked
+    /// against their digests, the manifest last. Returns the manifest digest.
+    pub fn import_from_layout(
+        &self,
+        from: &OciLayout,
+        name: Option<&str>,
+        reference: &Reference,
+    ) -> Result<Digest> {
+        let raw = from.get_manifest(name)?;
+        let m = raw.image()?;
+        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+            self.layout
+                .put_blob_from_file(&d.digest, &from.blob_path(&d.digest), d.size)?;
+        }
+        self.put_image(reference, &raw, &[])?;
+        Ok(raw.digest)
+    }
+
     /// Look an image up by reference (tag or digest).
     pub fn resolve(&self, reference: &Reference) -> Result<ResolvedImage> {
         let index = self.layout.index()?;
@@ -133,5 +152,59 @@ impl LocalStore {
             manifest,
             config,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layout holding one image named `name`: a config and one layer blob.
+    fn layout_with_image(dir: &std::path::Path, name: &str, layer: &[u8]) -> OciLayout {
+        let l = OciLayout::create(dir).unwrap();
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/x"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let (cd, ld) = (Digest::of(config), Digest::of(layer));
+        l.put_blob(&cd, config).unwrap();
+        l.put_blob(&ld, layer).unwrap();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{}}}]}}"#,
+            config.len(),
+            layer.len()
+        );
+        let raw = RawManifest::new(manifest.into_bytes(), None).unwrap();
+        l.put_manifest(&raw, Some(name)).unwrap();
+        l
+    }
+
+    #[test]
+    fn imports_an_image_from_another_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        let digest = store.import_from_layout(&from, Some("image"), &r).unwrap();
+        let got = store.resolve(&r).unwrap();
+        assert_eq!(got.manifest_digest, digest);
+        assert_eq!(got.manifest.layers.len(), 1);
+        assert!(store.layout().has_blob(&got.manifest.layers[0].digest));
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_refused_and_the_image_not_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        // Same length, other content: the digest check must catch it.
+        let layer = Digest::of(b"layer bytes");
+        std::fs::write(from.blob_path(&layer), b"LAYER BYTES").unwrap();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        let err = store
+            .import_from_layout(&from, Some("image"), &r)
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(store.resolve(&r).is_err());
+        assert!(!store.layout().has_blob(&layer));
+        // A name that is not in the layout is an error too.
+        assert!(store.import_from_layout(&from, Some("nope"), &r).is_err());
     }
 }

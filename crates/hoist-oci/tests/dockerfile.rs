@@ -105,3 +105,56 @@ async fn buildah_builds_from_scratch_and_we_push() {
         "{e}"
     );
 }
+
+/// Two Dockerfile builds at once in one process (the engine builds services in
+/// parallel, each under the same layout name): each layout gets its own image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_builds_do_not_mix_up_their_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = BuilderOptions {
+        storage_driver: Some("vfs".into()),
+        isolation: Some("chroot".into()),
+        root: Some(tmp.path().join("storage")),
+    };
+    let build = |n: usize| {
+        let ctx = tmp.path().join(format!("ctx{n}"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("file"), format!("content {n}\n")).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM scratch\nCOPY file /file\nCMD [\"/service-{n}\"]\n"),
+        )
+        .unwrap();
+        let spec = DockerfileSpec {
+            context: ctx,
+            ..Default::default()
+        };
+        let out = tmp.path().join(format!("out{n}"));
+        let opts = opts.clone();
+        async move {
+            build_to_layout(Builder::Buildah, &spec, &opts, &out, "image")
+                .await
+                .unwrap();
+            out
+        }
+    };
+    let (a, b) = tokio::join!(build(1), build(2));
+    for (n, out) in [(1, a), (2, b)] {
+        let inspect = std::process::Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("oci:{}:image", out.display()))
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "{}",
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+        let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(
+            cfg["config"]["Cmd"],
+            serde_json::json!([format!("/service-{n}")]),
+            "layout {n} holds another build's image"
+        );
+    }
+}

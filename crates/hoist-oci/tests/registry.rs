@@ -276,6 +276,33 @@ async fn base_in_another_repo_is_mounted_not_uploaded() {
     ]);
 }
 
+#[tokio::test]
+async fn mount_probe_finds_linked_blobs_or_opens_an_upload() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "a/img:1", 1, 10_000, tmp.path()).await;
+    let d = c.get_manifest(&base).await.unwrap().image().unwrap().layers[0]
+        .digest
+        .clone();
+    let a = r(&reg.reference("a/img"));
+    let b = r(&reg.reference("b/img"));
+    let posts = |reg: &Registry| reg.requests().get("POST").copied().unwrap_or(0);
+    let (before, log_before) = (posts(&reg), reg.log().len());
+    // Linked in `a`: found, as HEAD would.
+    assert_eq!(c.probe_upload(&a, &d).await.unwrap(), None);
+    // On the registry but not linked in `b`: an upload opens and nothing is linked.
+    let loc = c.probe_upload(&b, &d).await.unwrap();
+    assert!(loc.is_some());
+    assert!(!c.has_blob(&b, &d).await.unwrap());
+    assert_eq!(posts(&reg) - before, 2);
+    let log = reg.log()[log_before..].to_string();
+    for repo in ["a/img", "b/img"] {
+        let probe = format!("\"POST /v2/{repo}/blobs/uploads/?mount={d}&from={repo} ");
+        assert_eq!(log.matches(&probe).count(), 1, "{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_between_registries_and_layouts_keeps_digests() {
     let open = Registry::start(false);

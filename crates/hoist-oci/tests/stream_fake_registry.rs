@@ -22,6 +22,10 @@ struct Put {
 #[derive(Default)]
 struct Seen {
     posts: usize,
+    /// Answer `POST …?mount=` with 405, as a registry that does not take mount queries might.
+    refuse_mounts: bool,
+    refused: usize,
+    heads: usize,
     puts: Vec<Put>,
 }
 
@@ -75,7 +79,14 @@ async fn serve(listener: TcpListener, blob: Arc<Vec<u8>>, seen: Arc<Mutex<Seen>>
                     out.extend_from_slice(&blob);
                     out
                 }
-                "HEAD" => reply("404 Not Found", "", 0).into_bytes(),
+                "HEAD" => {
+                    seen.lock().unwrap().heads += 1;
+                    reply("404 Not Found", "", 0).into_bytes()
+                }
+                "POST" if path.contains("mount=") && seen.lock().unwrap().refuse_mounts => {
+                    seen.lock().unwrap().refused += 1;
+                    reply("405 Method Not Allowed", "", 0).into_bytes()
+                }
                 "POST" => {
                     seen.lock().unwrap().posts += 1;
                     reply("202 Accepted", "Location: /v2/dst/blobs/uploads/u1\r\n", 0).into_bytes()
@@ -150,7 +161,10 @@ async fn blob_streams_as_one_put_with_the_source_length() {
         .unwrap();
     assert_eq!(out, BlobOutcome::Uploaded);
     let p = puts(&seen, 1).await;
+    // The POST that probed for the blob (a mount from the destination repository itself)
+    // opened the upload: no HEAD before it.
     assert_eq!(seen.lock().unwrap().posts, 1);
+    assert_eq!(seen.lock().unwrap().heads, 0);
     assert_eq!(p.len(), 1, "one monolithic PUT: {p:?}");
     assert_eq!(p[0].content_length, Some(data.len() as u64), "{p:?}");
     assert_eq!(p[0].transfer_encoding, None, "not chunked: {p:?}");
@@ -180,4 +194,25 @@ async fn corrupt_source_never_completes_the_upload() {
         !p[0].completed && p[0].received < good.len() as u64,
         "the last byte never left: {p:?}"
     );
+}
+
+#[tokio::test]
+async fn registry_refusing_the_mount_probe_gets_head_and_post() {
+    let data = blob(256 * 1024);
+    let d = Digest::of(&data);
+    let (src_addr, _) = start(data.clone()).await;
+    let (dst_addr, seen) = start(vec![]).await;
+    seen.lock().unwrap().refuse_mounts = true;
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
+    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    let out = c
+        .copy_blob(&src, &dst, &d, data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(out, BlobOutcome::Uploaded);
+    let p = puts(&seen, 1).await;
+    assert!(p[0].completed, "{p:?}");
+    let s = seen.lock().unwrap();
+    assert_eq!((s.refused, s.heads, s.posts), (1, 1, 1));
 }

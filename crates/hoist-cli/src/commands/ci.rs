@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use hoist_engine::{Engine, EngineOptions, Session, ci};
+use hoist_engine::state::TestResult;
+use hoist_engine::{Engine, EngineOptions, Session, UpReport, ci};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{Display, TargetArgs, resolve_target, spawn_printer};
+use super::session::{
+    Display, TargetArgs, exit_on_second_interrupt, report_stop, resolve_target, spawn_printer,
+};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -41,78 +44,118 @@ pub struct CiArgs {
 pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 10m, 1h", "--timeout: {e}"))?;
-    let mut project = load(g, &args.set)?;
-    let problems = project.validate();
-    if !problems.is_empty() {
-        return Err(hoist_config::ConfigErrors(problems).into());
-    }
-    let target = resolve_target(&project, &args.target)?;
-    let json = args.format == OutputFormat::Json;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .into_diagnostic()?;
-    rt.block_on(async move {
-        let session = Session::new();
+    // Ctrl-C cancels whatever is under way (builds, applies, waits, test steps) and
+    // ends with a summary and exit status 130, never through the default handler.
+    let sigint = {
+        let _rt = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .into_diagnostic()?
+    };
+    let json = args.format == OutputFormat::Json;
+    let session = Session::new();
+    let res = rt.block_on(async {
+        let mut sigint = sigint;
         let printer = spawn_printer(&session, Display::choose(json, true));
-        let mut opts = EngineOptions {
-            ready_timeout: timeout,
-            fail_fast: true,
-            // Test steps reach the services through the forwards; logs would be noise.
-            forwards: true,
-            logs: false,
-            ..Default::default()
+        let res = tokio::select! {
+            r = ci_run(&args, g, timeout, &session) => Some(r),
+            _ = sigint.recv() => None,
         };
-        if let Some(n) = args.parallel {
-            opts.parallelism = n.max(1);
+        if res.is_none() {
+            exit_on_second_interrupt(sigint);
         }
-        let engine = Engine::connect(target, &mut project, session.clone(), opts)
-            .await
-            .into_diagnostic()?;
-        let project = Arc::new(project);
-        let report = engine
-            .up(project.clone(), &args.services)
-            .await
-            .into_diagnostic()?;
-        if report.all_ready() && !args.no_tests {
-            wait_forwards(&session).await;
-        }
-        let tests = if report.all_ready() && !args.no_tests {
-            ci::run_tests(&session, &project.root, &project.config.tests).await
-        } else {
-            Vec::new()
-        };
-        engine.detach_all();
         printer.finish().await;
-        let state = session.snapshot();
-        let ok = report.all_ready() && tests.iter().all(|t| t.ok);
-        if json {
-            let doc = serde_json::json!({
-                "type": "summary",
-                "ok": ok,
-                "services": report.outcomes,
-                "pruned": report.pruned,
-                "tests": tests,
-            });
-            println!("{doc}");
-        } else {
-            println!("\n{}", ci::summary(&state, &report, &tests));
-            println!(
-                "{}",
-                if ok {
-                    "hoist ci: everything is ready and every test passed"
-                } else {
-                    "hoist ci: FAILED"
-                }
-            );
-        }
-        Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        res
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    let Some(res) = res else {
+        report_stop(&session, Display::choose(json, true), true);
+        return Ok(ExitCode::from(130));
+    };
+    let (report, tests) = res?;
+    let state = session.snapshot();
+    let ok = report.all_ready() && tests.iter().all(|t| t.ok);
+    if json {
+        let doc = serde_json::json!({
+            "type": "summary",
+            "ok": ok,
+            "services": report.outcomes,
+            "pruned": report.pruned,
+            "tests": tests,
+        });
+        println!("{doc}");
+    } else {
+        println!("\n{}", ci::summary(&state, &report, &tests));
+        println!(
+            "{}",
+            if ok {
+                "hoist ci: everything is ready and every test passed"
+            } else {
+                "hoist ci: FAILED"
+            }
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
+}
+
+/// One pass and the test steps.
+async fn ci_run(
+    args: &CiArgs,
+    g: &GlobalOpts,
+    timeout: std::time::Duration,
+    session: &Session,
+) -> miette::Result<(UpReport, Vec<TestResult>)> {
+    let project = load(g, &args.set)?;
+    let problems = project.validate();
+    if !problems.is_empty() {
+        return Err(hoist_config::ConfigErrors(problems).into());
+    }
+    // May start the embedded cluster (a child process): off the runtime's workers.
+    let targs = args.target.clone();
+    let (target, mut project) = tokio::task::spawn_blocking(move || {
+        let target = resolve_target(&project, &targs);
+        (target, project)
+    })
+    .await
+    .into_diagnostic()?;
+    let target = target?;
+    let mut opts = EngineOptions {
+        ready_timeout: timeout,
+        fail_fast: true,
+        // Test steps reach the services through the forwards; logs would be noise.
+        forwards: true,
+        logs: false,
+        ..Default::default()
+    };
+    if let Some(n) = args.parallel {
+        opts.parallelism = n.max(1);
+    }
+    let engine = Engine::connect(target, &mut project, session.clone(), opts)
+        .await
+        .into_diagnostic()?;
+    let project = Arc::new(project);
+    let report = engine
+        .up(project.clone(), &args.services)
+        .await
+        .into_diagnostic()?;
+    if report.all_ready() && !args.no_tests {
+        wait_forwards(session).await;
+    }
+    let tests = if report.all_ready() && !args.no_tests {
+        ci::run_tests(session, &project.root, &project.config.tests).await
+    } else {
+        Vec::new()
+    };
+    engine.detach_all();
+    Ok((report, tests))
 }
 
 /// Waits (bounded) until every port-forward has found a pod, so the first test

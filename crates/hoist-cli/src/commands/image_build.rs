@@ -110,27 +110,37 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 }
             }
             ImageSource::Dockerfile => {
-                if store.is_some() {
-                    return Err(miette!(
-                        help = "build without --store to push it to the registry",
-                        "service `{}` uses a Dockerfile; building Dockerfile images into the local store is not supported yet",
-                        svc.name
-                    ));
-                }
                 let spec = DockerfileSpec {
                     context: svc.path(image.context.as_deref().unwrap_or(".")),
                     dockerfile: image.dockerfile.as_deref().map(|d| svc.path(d)),
                     build_args: image.args.clone(),
                     target: image.target.clone(),
                 };
-                let rep = block_on(build_and_push_dockerfile(&client, &spec, &target_ref))
-                    .into_diagnostic()?;
-                Built {
-                    service: svc.name.clone(),
-                    reference: target.clone(),
-                    digest: rep.digest.to_string(),
-                    uploaded_bytes: rep.transfer.upload_bytes,
-                    destination: "registry",
+                match &store {
+                    // Built into a temporary layout, then into the store: no registry.
+                    Some(store) => Built {
+                        service: svc.name.clone(),
+                        reference: target.clone(),
+                        digest: block_on(hoist_engine::image::dockerfile_into_store(
+                            &spec,
+                            store,
+                            &target_ref,
+                        ))
+                        .into_diagnostic()?,
+                        uploaded_bytes: 0,
+                        destination: "store",
+                    },
+                    None => {
+                        let rep = block_on(build_and_push_dockerfile(&client, &spec, &target_ref))
+                            .into_diagnostic()?;
+                        Built {
+                            service: svc.name.clone(),
+                            reference: target.clone(),
+                            digest: rep.digest.to_string(),
+                            uploaded_bytes: rep.transfer.upload_bytes,
+                            destination: "registry",
+                        }
+                    }
                 }
             }
         };

@@ -111,6 +111,45 @@ pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<Cl
     ClusterTarget::from_options(&opts).into_diagnostic()
 }
 
+/// Once a first Ctrl-C is being handled, a second one ends the process at once: for
+/// when stopping cleanly takes too long (e.g. output to a reader that stopped reading).
+pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
+    tokio::spawn(async move {
+        if sigint.recv().await.is_some() {
+            eprintln!("hoist: interrupted again; exiting now");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Says how far each service got when Ctrl-C ended the session (on stderr; with
+/// `-o json` also as the last event on stdout: `{"type": "interrupted"|"stopped",
+/// "ready": [...], "not_ready": {"svc": "how far"}}`).
+pub fn report_stop(session: &Session, display: Display, interrupted: bool) {
+    let state = session.snapshot();
+    if display == Display::Json {
+        let ready: Vec<&String> = state
+            .services
+            .iter()
+            .filter(|(_, s)| s.ready == hoist_engine::state::Ready::Ready)
+            .map(|(n, _)| n)
+            .collect();
+        let not_ready: serde_json::Map<String, serde_json::Value> = state
+            .services
+            .iter()
+            .filter(|(_, s)| s.ready != hoist_engine::state::Ready::Ready)
+            .map(|(n, s)| (n.clone(), view::progress(s).into()))
+            .collect();
+        let doc = serde_json::json!({
+            "type": if interrupted { "interrupted" } else { "stopped" },
+            "ready": ready,
+            "not_ready": not_ready,
+        });
+        println!("{doc}");
+    }
+    eprintln!("{}", view::stopped_summary(&state, interrupted));
+}
+
 /// How the session is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Display {
@@ -138,30 +177,89 @@ impl Display {
 pub struct Printer {
     handle: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
+    writer: std::thread::JoinHandle<()>,
 }
 
 impl Printer {
+    /// Prints everything emitted so far (the last table stays on screen) and waits
+    /// until it is written.
     pub async fn finish(self) {
         let _ = self.stop.send(());
         let _ = self.handle.await;
+        // The task has dropped its sender: the writer ends once the queue is written.
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
 }
 
-/// Prints the session's events until [`Printer::finish`]. In `Live` mode the table
-/// is redrawn at most every 100 ms.
+/// Chunks of output queued for the writer thread.
+const WRITE_QUEUE: usize = 1024;
+
+enum Chunk {
+    Out(Vec<u8>),
+    Err(String),
+}
+
+/// The thread that writes the session's output, in the order queued. Writing to stdout
+/// blocks when its reader is slow (a pipe nobody drains); on a thread of its own that
+/// never holds up a runtime worker: the printer awaits room in the queue instead.
+fn start_writer(
+    mut out: Box<dyn Write + Send>,
+) -> (
+    tokio::sync::mpsc::Sender<Chunk>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(WRITE_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("hoist-output".into())
+        .spawn(move || {
+            let write = |c: Chunk, out: &mut Box<dyn Write + Send>| match c {
+                // A closed stdout (EPIPE) is not an error of the session.
+                Chunk::Out(b) => {
+                    let _ = out.write_all(&b);
+                }
+                Chunk::Err(s) => eprintln!("{s}"),
+            };
+            while let Some(c) = rx.blocking_recv() {
+                write(c, &mut out);
+                // One flush per burst.
+                while let Ok(c) = rx.try_recv() {
+                    write(c, &mut out);
+                }
+                let _ = out.flush();
+            }
+        })
+        .expect("spawning the output thread");
+    (tx, thread)
+}
+
+/// Prints the session's events to stdout until [`Printer::finish`]. In `Live` mode
+/// the table is redrawn at most every 100 ms.
 pub fn spawn_printer(session: &Session, display: Display) -> Printer {
+    let tty = std::io::stdout().is_terminal();
+    spawn_printer_to(session, display, Box::new(std::io::stdout()), tty)
+}
+
+/// [`spawn_printer`] to any output; `tty`: it is a terminal (colours in `Stream`).
+fn spawn_printer_to(
+    session: &Session,
+    display: Display,
+    out: Box<dyn Write + Send>,
+    tty: bool,
+) -> Printer {
     let mut rx = session.subscribe();
     let session = session.clone();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, writer) = start_writer(out);
     let handle = tokio::spawn(async move {
-        let colour = display == Display::Live
-            || (display == Display::Stream && std::io::stdout().is_terminal());
+        let colour = display == Display::Live || (display == Display::Stream && tty);
         let mut drawn = 0usize; // lines of the table currently on screen
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut dirty = false;
         let mut finishing = false;
         let mut last_draw = std::time::Instant::now();
         loop {
+            let mut out = Vec::new();
             tokio::select! {
                 biased;
                 _ = &mut stopped, if !finishing => finishing = true,
@@ -169,12 +267,12 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
                     let ev: Arc<Stamped> = match ev {
                         Ok(ev) => ev,
                         Err(RecvError::Lagged(n)) => {
-                            eprintln!("hoist: display fell behind, {n} event(s) not shown");
+                            let msg = format!("hoist: display fell behind, {n} event(s) not shown");
+                            let _ = tx.send(Chunk::Err(msg)).await;
                             continue;
                         }
                         Err(RecvError::Closed) => break,
                     };
-                    let mut out = std::io::stdout().lock();
                     match display {
                         Display::Json => {
                             if let Ok(s) = serde_json::to_string(&*ev) {
@@ -195,22 +293,22 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
                             dirty = true;
                         }
                     }
-                    let _ = out.flush();
                 }
                 _ = std::future::ready(()), if finishing => {
-                    // Everything emitted before `finish` has been printed; the last
+                    // Everything emitted before `finish` has been queued; the last
                     // table stays on screen.
                     if display == Display::Live {
-                        let mut out = std::io::stdout().lock();
                         clear(&mut out, &mut drawn);
                         draw(&mut out, &session, colour);
+                    }
+                    if !out.is_empty() {
+                        let _ = tx.send(Chunk::Out(out)).await;
                     }
                     break;
                 }
                 _ = tick.tick(), if display == Display::Live => {
                     // Redraw on change, and each second for the "ago" column.
                     if dirty || drawn == 0 || last_draw.elapsed() >= Duration::from_secs(1) {
-                        let mut out = std::io::stdout().lock();
                         clear(&mut out, &mut drawn);
                         drawn = draw(&mut out, &session, colour);
                         last_draw = std::time::Instant::now();
@@ -218,9 +316,17 @@ pub fn spawn_printer(session: &Session, display: Display) -> Printer {
                     }
                 }
             }
+            if !out.is_empty() {
+                // Waits (without blocking a worker) while the writer is behind.
+                let _ = tx.send(Chunk::Out(out)).await;
+            }
         }
     });
-    Printer { handle, stop }
+    Printer {
+        handle,
+        stop,
+        writer,
+    }
 }
 
 /// Prints the status table; returns its height in lines.
@@ -230,7 +336,6 @@ fn draw(out: &mut impl Write, session: &Session, colour: bool) -> usize {
     for l in &table {
         let _ = writeln!(out, "{l}");
     }
-    let _ = out.flush();
     table.len() + 1
 }
 
@@ -244,4 +349,88 @@ fn clear(out: &mut impl Write, drawn: &mut usize) {
 
 fn width(session: &Session) -> usize {
     session.read(|s| s.services.keys().map(String::len).max().unwrap_or(4))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use hoist_engine::Event;
+
+    use super::*;
+
+    /// An output whose writes block until it is opened: a pipe nobody reads.
+    #[derive(Clone, Default)]
+    struct Stalled {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Stalled {
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let (lock, cv) = &*self.open;
+            let _open = cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap();
+            self.written.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_output_never_blocks_the_runtime_and_keeps_the_order() {
+        let out = Stalled::default();
+        let (said, heard) = std::sync::mpsc::channel::<&str>();
+        let sink = out.clone();
+        let runner = std::thread::spawn(move || {
+            // One thread for everything: a blocking write in a task would stop it all.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let session = Session::new();
+                let printer =
+                    spawn_printer_to(&session, Display::Json, Box::new(sink.clone()), false);
+                for i in 0..200 {
+                    session.emit(Event::Error {
+                        service: None,
+                        error: format!("e{i}"),
+                    });
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                said.send("runtime alive").unwrap();
+                sink.open();
+                printer.finish().await;
+                said.send("finished").unwrap();
+            });
+        });
+        let wait = |what| {
+            heard
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no `{what}`: the runtime is blocked"))
+        };
+        assert_eq!(wait("runtime alive"), "runtime alive");
+        assert_eq!(wait("finished"), "finished");
+        runner.join().unwrap();
+        let text = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let errors: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["error"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let want: Vec<String> = (0..200).map(|i| format!("e{i}")).collect();
+        assert_eq!(errors, want);
+    }
 }

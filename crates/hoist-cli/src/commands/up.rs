@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::Args;
 use hoist_engine::{Engine, EngineOptions, Event, Session, devloop};
@@ -11,7 +13,10 @@ use hoist_watch::{DevLoopInput, WatchOptions};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{Display, TargetArgs, cluster_dir, resolve_target, spawn_printer};
+use super::session::{
+    Display, TargetArgs, cluster_dir, exit_on_second_interrupt, report_stop, resolve_target,
+    spawn_printer,
+};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -43,7 +48,68 @@ pub struct UpArgs {
 pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 5m", "--timeout: {e}"))?;
-    let mut project = load(g, &args.set)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    // From here on Ctrl-C is ours, never the default handler's: whatever is under way is
+    // cancelled (builds, applies, waits, forwards, log streams) and a summary printed.
+    // Before watching starts that is an interruption (exit 130); after, the usual end.
+    let sigint = {
+        let _rt = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .into_diagnostic()?
+    };
+    let display = Display::choose(args.format == OutputFormat::Json, args.stream || args.once);
+    let session = Session::new();
+    let watching = AtomicBool::new(false);
+    let res = rt.block_on(async {
+        let mut sigint = sigint;
+        let printer = spawn_printer(&session, display);
+        let res = tokio::select! {
+            r = session_run(&args, g, timeout, &session, &watching) => Some(r),
+            _ = sigint.recv() => None,
+        };
+        if res.is_none() {
+            exit_on_second_interrupt(sigint);
+        }
+        // Everything emitted so far is printed, then the outcome.
+        printer.finish().await;
+        res
+    });
+    // What was cancelled is dropped with the runtime; blocking work under way (a store
+    // write, the embedded cluster being started) may finish its step, bounded.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    match res {
+        Some(r) => r.map(|(code, note)| {
+            // After the printer: the note comes after every event line.
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            code
+        }),
+        None if watching.load(Ordering::SeqCst) => {
+            report_stop(&session, display, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            report_stop(&session, display, true);
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// The session, from loading the project to the end of watching (or of one pass):
+/// the exit code and what to say on stderr once the printer is done.
+async fn session_run(
+    args: &UpArgs,
+    g: &GlobalOpts,
+    timeout: Duration,
+    session: &Session,
+    watching: &AtomicBool,
+) -> miette::Result<(ExitCode, Option<String>)> {
+    let project = load(g, &args.set)?;
     if args.once {
         // One pass needs a whole project; watching reports broken services and goes on.
         let problems = project.validate();
@@ -51,69 +117,64 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             return Err(hoist_config::ConfigErrors(problems).into());
         }
     }
-    let target = resolve_target(&project, &args.target)?;
-    let display = Display::choose(args.format == OutputFormat::Json, args.stream || args.once);
     let overrides = args.set.overrides()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    // May start the embedded cluster (a child process): off the runtime's workers.
+    let targs = args.target.clone();
+    let (target, mut project) = tokio::task::spawn_blocking(move || {
+        let target = resolve_target(&project, &targs);
+        (target, project)
+    })
+    .await
+    .into_diagnostic()?;
+    let target = target?;
+    let mut opts = EngineOptions {
+        ready_timeout: timeout,
+        fail_fast: true,
+        forwards: !args.once,
+        logs: !args.once,
+        cluster_data_dir: cluster_dir(),
+        ..Default::default()
+    };
+    if let Some(n) = args.parallel {
+        opts.parallelism = n.max(1);
+    }
+    let root = project.root.clone();
+    let engine = Engine::connect(target, &mut project, session.clone(), opts)
+        .await
         .into_diagnostic()?;
-    rt.block_on(async move {
-        let session = Session::new();
-        let printer = spawn_printer(&session, display);
-        let mut opts = EngineOptions {
-            ready_timeout: timeout,
-            fail_fast: true,
-            forwards: !args.once,
-            logs: !args.once,
-            cluster_data_dir: cluster_dir(),
-            ..Default::default()
-        };
-        if let Some(n) = args.parallel {
-            opts.parallelism = n.max(1);
-        }
-        let root = project.root.clone();
-        let engine = Engine::connect(target, &mut project, session.clone(), opts)
+    if args.once {
+        let report = engine
+            .up(Arc::new(project), &args.services)
             .await
             .into_diagnostic()?;
-        if args.once {
-            let report = engine
-                .up(Arc::new(project), &args.services)
-                .await
-                .into_diagnostic()?;
-            let ok = report.all_ready();
-            printer.finish().await;
-            if !ok {
-                eprintln!(
-                    "\n{}",
-                    hoist_engine::ci::summary(&session.snapshot(), &report, &[])
-                );
-            }
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+        if report.all_ready() {
+            return Ok((ExitCode::SUCCESS, None));
         }
-        drop(project);
-        let (input, first) = DevLoopInput::start(&root, overrides, WatchOptions::default())
-            .await
-            .map_err(|e| miette!("{e}"))?;
-        if let Err(e) = devloop::first_pass(&engine, &first, &args.services).await {
-            session.emit(Event::Error {
-                service: None,
-                error: e.to_string(),
-            });
-        }
-        drop(first);
-        devloop::watch(engine.clone(), input, args.services.clone(), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-        engine.detach_all();
-        printer.finish().await;
-        eprintln!("hoist: stopped; the services keep running (remove them with `hoist down`)");
-        Ok(ExitCode::SUCCESS)
-    })
+        let summary = hoist_engine::ci::summary(&session.snapshot(), &report, &[]);
+        return Ok((ExitCode::FAILURE, Some(format!("\n{summary}"))));
+    }
+    drop(project);
+    let (input, first) = DevLoopInput::start(&root, overrides, WatchOptions::default())
+        .await
+        .map_err(|e| miette!("{e}"))?;
+    if let Err(e) = devloop::first_pass(&engine, &first, &args.services).await {
+        session.emit(Event::Error {
+            service: None,
+            error: e.to_string(),
+        });
+    }
+    drop(first);
+    // From here on Ctrl-C is the normal end of a session (exit 0); the caller stops it.
+    watching.store(true, Ordering::SeqCst);
+    devloop::watch(
+        engine.clone(),
+        input,
+        args.services.clone(),
+        std::future::pending(),
+    )
+    .await;
+    engine.detach_all();
+    let note =
+        "hoist: the watcher stopped; the services keep running (remove them with `hoist down`)";
+    Ok((ExitCode::SUCCESS, Some(note.into())))
 }

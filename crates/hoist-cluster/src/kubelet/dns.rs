@@ -7,6 +7,7 @@
 //! other types of a known name get an empty answer, unknown names NXDOMAIN. Nothing is
 //! ever forwarded: there is no upstream.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -80,9 +81,9 @@ pub(crate) type Records = HashMap<String, Vec<Ipv4Addr>>;
 /// for a pod with `hostname` and `subdomain` naming a headless Service of its namespace
 /// (a StatefulSet's pods), `hostname.subdomain.ns.svc.cluster.local` while it is one of
 /// that Service's ready endpoints.
-pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -> Records {
+pub(crate) fn records<V: Borrow<Value>>(services: &[V], endpoints: &[V], pods: &[V]) -> Records {
     let mut eps: HashMap<(&str, &str), Vec<Ipv4Addr>> = HashMap::new();
-    for e in endpoints {
+    for e in endpoints.iter().map(Borrow::borrow) {
         let (Some(ns), Some(name)) = (
             e.pointer("/metadata/namespace").and_then(Value::as_str),
             e.pointer("/metadata/name").and_then(Value::as_str),
@@ -98,7 +99,7 @@ pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -
         eps.entry((ns, name)).or_default().extend(ips);
     }
     let mut out = Records::new();
-    for s in services {
+    for s in services.iter().map(Borrow::borrow) {
         let (Some(ns), Some(name)) = (
             s.pointer("/metadata/namespace").and_then(Value::as_str),
             s.pointer("/metadata/name").and_then(Value::as_str),
@@ -116,7 +117,7 @@ pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -
         ips.dedup();
         out.insert(format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"), ips);
     }
-    for p in pods {
+    for p in pods.iter().map(Borrow::borrow) {
         let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str);
         let (Some(ns), Some(host), Some(sub), Some(ip)) = (
             s("/metadata/namespace"),
@@ -126,7 +127,7 @@ pub(crate) fn records(services: &[Value], endpoints: &[Value], pods: &[Value]) -
         ) else {
             continue;
         };
-        let headless = services.iter().any(|svc| {
+        let headless = services.iter().map(Borrow::borrow).any(|svc: &Value| {
             svc.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
                 && svc.pointer("/metadata/name").and_then(Value::as_str) == Some(sub)
                 && svc["spec"]["clusterIP"] == "None"

@@ -233,10 +233,8 @@ async fn dispatch(
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Missed changes: look at every pod again.
-                if let Ok((pods, _)) = shared.app.store.list("/pods", None) {
-                    for pod in pods {
-                        handle(&shared, &workers, &pod, false);
-                    }
+                for pod in shared.app.store.list_shared("/pods", None).0 {
+                    handle(&shared, &workers, &pod, false);
                 }
             }
             Err(_) => return,

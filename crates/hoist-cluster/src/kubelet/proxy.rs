@@ -185,14 +185,12 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
     let dns = &shared.dns;
     let store = &shared.app.store;
-    let (Ok((services, _)), Ok((endpoints, _)), Ok(pods), Ok((pod_objs, _))) = (
-        store.list("/services", None),
-        store.list("/endpoints", None),
-        shared.ips.allocations(),
-        store.list("/pods", None),
-    ) else {
+    let Ok(pods) = shared.ips.allocations() else {
         return;
     };
+    let (services, _) = store.list_shared("/services", None);
+    let (endpoints, _) = store.list_shared("/endpoints", None);
+    let (pod_objs, _) = store.list_shared("/pods", None);
     // Ports each pod's containers declare: a listener on ClusterIP:port in that pod
     // would make the pod's own bind of 0.0.0.0:port fail, so those are left out.
     let declared: HashMap<&str, Vec<u64>> = pod_objs
@@ -246,15 +244,15 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
         &dns_pods,
         super::dns::records(&services, &endpoints, &pod_objs),
     );
-    let eps: HashMap<(String, String), &Value> = endpoints
+    let eps: HashMap<(&str, &str), &Value> = endpoints
         .iter()
         .filter_map(|e| {
             Some((
                 (
-                    e.pointer("/metadata/namespace")?.as_str()?.to_string(),
-                    e.pointer("/metadata/name")?.as_str()?.to_string(),
+                    e.pointer("/metadata/namespace")?.as_str()?,
+                    e.pointer("/metadata/name")?.as_str()?,
                 ),
-                e,
+                &**e,
             ))
         })
         .collect();
@@ -265,7 +263,7 @@ fn reconcile(shared: &Shared, state: &mut State, rt: &tokio::runtime::Handle) {
         let Some(cip) = cluster_ip(svc) else { continue };
         let ns = svc["metadata"]["namespace"].as_str().unwrap_or("");
         let name = svc["metadata"]["name"].as_str().unwrap_or("");
-        let ep = eps.get(&(ns.to_string(), name.to_string()));
+        let ep = eps.get(&(ns, name));
         for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
             let udp = match p["protocol"].as_str().unwrap_or("TCP") {
                 "TCP" => false,

@@ -242,14 +242,8 @@ impl Pod {
         }
     }
 
-    fn services(&self) -> Vec<Value> {
-        match self.app().store.list("/services", None) {
-            Ok((items, _)) => items,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list services for a pod's hosts file");
-                Vec::new()
-            }
-        }
+    fn services(&self) -> Vec<std::sync::Arc<Value>> {
+        self.app().store.list_shared("/services", None).0
     }
 
     fn current_service_hosts(&self) -> Vec<(std::net::Ipv4Addr, Vec<String>)> {

@@ -24,7 +24,7 @@ const COMPONENT: &str = "cronjob-controller";
 const TOO_MANY_MISSED: usize = 100;
 
 pub fn pass(app: &App, clock: &dyn Clock) -> ApiResult<()> {
-    let (cronjobs, _) = app.store.list("batch/cronjobs", None)?;
+    let (cronjobs, _) = app.store.list_shared("batch/cronjobs", None);
     if cronjobs.is_empty() {
         return Ok(());
     }
@@ -60,7 +60,7 @@ fn time_of(job: &Value, ptr: &str) -> i64 {
 fn cron_job(app: &App, cj: &Value, now: i64) -> ApiResult<()> {
     let ns = ns_of(cj);
     let name = objects::name_of(cj);
-    let (jobs, _) = app.store.list("batch/jobs", Some(ns))?;
+    let (jobs, _) = app.store.list_shared("batch/jobs", Some(ns));
     let mine: Vec<&Value> = owned_by(&jobs, uid_of(cj))
         .into_iter()
         .filter(|j| !objects::is_deleting(j))

@@ -20,11 +20,11 @@ use crate::status::ApiResult;
 const COMPONENT: &str = "daemonset-controller";
 
 pub fn pass(app: &App) -> ApiResult<()> {
-    let (sets, _) = app.store.list("apps/daemonsets", None)?;
+    let (sets, _) = app.store.list_shared("apps/daemonsets", None);
     if sets.is_empty() {
         return Ok(());
     }
-    let (nodes, _) = app.store.list("/nodes", None)?;
+    let (nodes, _) = app.store.list_shared("/nodes", None);
     for d in &sets {
         if !objects::is_deleting(d) {
             daemon_set(app, d, &nodes)?;
@@ -70,7 +70,7 @@ fn event(app: &App, d: &Value, type_: &str, reason: &str, message: &str) {
     events::record(app, d, None, type_, reason, message, COMPONENT);
 }
 
-fn daemon_set(app: &App, d: &Value, nodes: &[Value]) -> ApiResult<()> {
+fn daemon_set(app: &App, d: &Value, nodes: &[std::sync::Arc<Value>]) -> ApiResult<()> {
     let (revs, update_rev) = revisions(app, d, "DaemonSet")?;
     let hash = revision_hash(&update_rev);
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -78,7 +78,7 @@ fn daemon_set(app: &App, d: &Value, nodes: &[Value]) -> ApiResult<()> {
     let eligible: Vec<&str> = nodes
         .iter()
         .filter(|n| node_eligible(&template, n))
-        .map(objects::name_of)
+        .map(|n| objects::name_of(n))
         .collect();
     let desired = eligible.len() as i64;
     let rolling = d
@@ -248,7 +248,7 @@ fn daemon_set_status(
     hash: &str,
     revs: &[Value],
 ) -> ApiResult<()> {
-    let (pods, _) = app.store.list("/pods", Some(ns_of(d)))?;
+    let (pods, _) = app.store.list_shared("/pods", Some(ns_of(d)));
     let mine: Vec<&Value> = super::owned_by(&pods, super::uid_of(d))
         .into_iter()
         .filter(|p| super::selects(d, p))

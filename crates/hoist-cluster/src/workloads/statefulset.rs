@@ -31,7 +31,7 @@ const COMPONENT: &str = "statefulset-controller";
 pub(super) const REVISION_LABEL: &str = "controller-revision-hash";
 
 pub fn pass(app: &App) -> ApiResult<()> {
-    let (sets, _) = app.store.list("apps/statefulsets", None)?;
+    let (sets, _) = app.store.list_shared("apps/statefulsets", None);
     for s in &sets {
         if !objects::is_deleting(s) {
             stateful_set(app, s)?;
@@ -78,7 +78,7 @@ pub(super) fn revisions(app: &App, owner: &Value, kind: &str) -> ApiResult<(Vec<
         .cloned()
         .unwrap_or(json!({}));
     let hash = template_hash(&template);
-    let (all, _) = app.store.list("apps/controllerrevisions", Some(ns))?;
+    let (all, _) = app.store.list_shared("apps/controllerrevisions", Some(ns));
     let mut owned: Vec<Value> = owned_by(&all, uid_of(owner))
         .into_iter()
         .filter(|r| !objects::is_deleting(r))
@@ -399,7 +399,7 @@ fn stateful_set_status(
 ) -> ApiResult<()> {
     let ns = ns_of(s);
     let name = objects::name_of(s);
-    let (pods, _) = app.store.list("/pods", Some(ns))?;
+    let (pods, _) = app.store.list_shared("/pods", Some(ns));
     let mine: Vec<&Value> = owned_by(&pods, uid_of(s))
         .into_iter()
         .filter(|p| super::selects(s, p) && ordinal(name, objects::name_of(p)).is_some())

@@ -10,7 +10,7 @@ use crate::objects;
 use crate::status::ApiResult;
 
 pub fn pass(app: &App) -> ApiResult<()> {
-    let (claims, _) = app.store.list("/persistentvolumeclaims", None)?;
+    let (claims, _) = app.store.list_shared("/persistentvolumeclaims", None);
     for c in &claims {
         if objects::is_deleting(c)
             || c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")
@@ -111,7 +111,7 @@ pub fn delete_scaled_claims(app: &App, set: &Value, replicas: usize) -> ApiResul
     if templates.is_empty() {
         return Ok(());
     }
-    let (claims, _) = app.store.list("/persistentvolumeclaims", Some(ns))?;
+    let (claims, _) = app.store.list_shared("/persistentvolumeclaims", Some(ns));
     for c in &claims {
         let claim = objects::name_of(c);
         let ord = templates.iter().find_map(|t| {
