@@ -92,6 +92,8 @@ type Objects = HashMap<String, BTreeMap<String, BTreeMap<String, Arc<Value>>>>;
 struct Inner {
     conn: Connection,
     objects: Objects,
+    /// The resourceVersion of the last change to each resource.
+    changed: HashMap<String, u64>,
     rv: u64,
     /// The resourceVersion before the oldest change kept in `history`.
     history_floor: u64,
@@ -156,6 +158,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 conn,
                 objects,
+                changed: HashMap::new(),
                 rv,
                 history_floor: rv,
                 history: VecDeque::new(),
@@ -170,6 +173,12 @@ impl Store {
 
     pub fn current_rv(&self) -> u64 {
         self.lock().rv
+    }
+
+    /// The resourceVersion of the last change to `resource` since the store was opened
+    /// (0: none). Pollers compare it to skip work when their resources did not change.
+    pub fn resource_rv(&self, resource: &str) -> u64 {
+        self.lock().changed.get(resource).copied().unwrap_or(0)
     }
 
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> ApiResult<Option<Value>> {
@@ -278,6 +287,7 @@ impl Store {
         .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         inner.rv = rv;
+        inner.changed.insert(resource.to_string(), rv);
         let namespaces = inner.objects.entry(resource.to_string()).or_default();
         match kind {
             EventType::Deleted => {
@@ -502,5 +512,28 @@ mod tests {
         let (owned, rv) = store.list("/configmaps", Some("c")).unwrap();
         assert_eq!((owned.len(), rv), (1, 6));
         assert_eq!(store.all_objects().unwrap().len(), 3);
+        // Per-resource change versions: only writes to that resource move it.
+        assert_eq!(
+            store.resource_rv("/configmaps"),
+            0,
+            "nothing written since reopen"
+        );
+        store
+            .write("/secrets", "a", "s", |_| {
+                Ok(Write::Put(json!({"metadata": {"name": "s"}})))
+            })
+            .unwrap();
+        assert_eq!(store.resource_rv("/secrets"), 7);
+        assert_eq!(store.resource_rv("/configmaps"), 0);
+        store
+            .write("/configmaps", "a", "y", |c| {
+                Ok(Write::Put(c.unwrap().clone()))
+            })
+            .unwrap();
+        assert_eq!(
+            store.resource_rv("/configmaps"),
+            0,
+            "an unchanged write is no change"
+        );
     }
 }

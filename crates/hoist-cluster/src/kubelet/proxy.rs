@@ -31,6 +31,8 @@ use super::Shared;
 use crate::service_alloc::cluster_ip;
 
 const RECONCILE: Duration = Duration::from_millis(300);
+/// Every this many ticks the reconcile runs even if the store did not change.
+const RESYNC_TICKS: u32 = 10;
 /// Pause after a failed `accept` (e.g. out of fds) so the task does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -103,8 +105,23 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::
                 max_listeners: listener_budget(),
                 ..State::default()
             };
+            let mut ticks = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                reconcile(&shared, &mut state, rt.handle());
+                // Services, Endpoints and pods unchanged and no failed listener due for a
+                // retry: the listeners are as wanted. A full pass still runs every
+                // RESYNC_TICKS, for namespaces or fds that changed outside the store.
+                let seen = [
+                    shared.app.store.resource_rv("/services"),
+                    shared.app.store.resource_rv("/endpoints"),
+                    shared.app.store.resource_rv("/pods"),
+                ];
+                let now = std::time::Instant::now();
+                let retry_due = state.retry.values().any(|(at, _)| *at <= now);
+                if seen != state.seen || retry_due || ticks.is_multiple_of(RESYNC_TICKS) {
+                    state.seen = seen;
+                    reconcile(&shared, &mut state, rt.handle());
+                }
+                ticks = ticks.wrapping_add(1);
                 std::thread::sleep(RECONCILE);
             }
             for l in state.live.values() {
@@ -134,6 +151,8 @@ struct State {
     max_listeners: usize,
     /// Listeners left out for the fd budget at the last tick (to warn on change only).
     over_budget: usize,
+    /// Store versions of Services, Endpoints and pods at the last reconcile.
+    seen: [u64; 3],
 }
 
 /// Fds kept for everything else in the process (API server, containers' logs, runc).
