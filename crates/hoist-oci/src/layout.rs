@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::layer::BuiltLayer;
 use crate::manifest::{Descriptor, ImageIndex, RawManifest, media};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -128,6 +129,30 @@ impl OciLayout {
             source: e.error,
         })?;
         Ok(())
+    }
+
+    /// The directory blobs land in: build large blobs here so they land by link or rename.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// Store a layer built into a temp file: hard-linked into place when it is on the same
+    /// filesystem (atomic, no copy; the temp name goes when `layer` is dropped), else copied
+    /// and checked. Its digest was computed from exactly the bytes written.
+    pub fn put_layer(&self, layer: &BuiltLayer) -> Result<()> {
+        if self.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        let dest = self.blob_path(&layer.digest);
+        match fs::hard_link(layer.path(), &dest) {
+            Ok(()) => Ok(()),
+            // Another writer stored the same blob meanwhile: same digest, same bytes.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, from = %layer.path().display(), "cannot link a layer into the layout: copying it");
+                self.put_blob_from_file(&layer.digest, layer.path(), layer.size)
+            }
+        }
     }
 
     /// Read a blob and check it still matches its name.

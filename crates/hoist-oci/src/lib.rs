@@ -30,7 +30,7 @@ pub use copy::{CopyOptions, CopyReport, Location, copy};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use indicatif;
-pub use layer::{Layer, LayerBuilder, LayerSpec};
+pub use layer::{BuiltLayer, LayerBuilder, LayerSpec};
 pub use layout::OciLayout;
 pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest};
 pub use reference::Reference;

@@ -194,6 +194,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     let client = a.reg.client()?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
+        ..Default::default()
     };
     let rep = block_on(build_and_push(&client, &spec, &target, &opts)).into_diagnostic()?;
     client.set_progress(None);

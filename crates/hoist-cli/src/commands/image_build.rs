@@ -55,6 +55,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let client = a.reg.client()?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
+        ..Default::default()
     };
     let store = if a.store {
         Some(LocalStore::open_default().into_diagnostic()?)
