@@ -10,7 +10,10 @@ use tokio::task::JoinSet;
 use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch};
+use crate::layer::{
+    BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch,
+    sweep_stale_temp_files,
+};
 use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
@@ -173,6 +176,8 @@ pub async fn build(
     opts: &BuildOptions,
 ) -> Result<BuiltImage> {
     let dir = opts.temp_dir.clone().unwrap_or_else(default_temp_dir);
+    // Leftovers of killed builds (no destructor ran); a day is longer than any build.
+    sweep_stale_temp_files(&dir, std::time::Duration::from_secs(24 * 3600));
     let mut tasks = JoinSet::new();
     for (i, s) in spec.layers.iter().cloned().enumerate() {
         let dir = dir.clone();

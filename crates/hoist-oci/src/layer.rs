@@ -481,6 +481,26 @@ impl LayerBuilder {
     }
 }
 
+/// Remove layer temp files in `dir` older than `age`: left by a process killed before it
+/// could clean up (a second Ctrl-C, SIGKILL). Younger ones may belong to a running build.
+/// Returns how many were removed; errors are ignored (best effort).
+pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d > age))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Where layers are built when no destination directory is given: `tmp` under hoist's
 /// cache directory (on disk; `/tmp` is often RAM-backed), else the system temp directory.
 pub fn default_temp_dir() -> PathBuf {
@@ -708,6 +728,29 @@ mod tests {
         );
         let left: Vec<_> = fs::read_dir(out.path()).unwrap().collect();
         assert!(left.is_empty(), "temp files left: {left:?}");
+    }
+
+    #[test]
+    fn stale_temp_files_are_swept_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(format!("{TEMP_PREFIX}old.tar.gz"));
+        let fresh = dir.path().join(format!("{TEMP_PREFIX}fresh.tar.gz"));
+        let other = dir.path().join("0123abcd");
+        for p in [&old, &fresh, &other] {
+            fs::write(p, "x").unwrap();
+        }
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        for p in [&old, &other] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        let n = sweep_stale_temp_files(dir.path(), std::time::Duration::from_secs(3600));
+        assert_eq!(n, 1);
+        assert!(!old.exists() && fresh.exists() && other.exists());
     }
 
     #[test]
