@@ -152,6 +152,16 @@ pub fn apply_spec(
     config.created = Some(created.into());
 }
 
+/// Sets its flag when dropped: blocking layer builds cannot be aborted, so they poll it.
+#[derive(Default)]
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The base reference, manifest and config (an empty config for `scratch`).
 async fn resolve_base(
     client: &RegistryClient,
@@ -178,13 +188,15 @@ pub async fn build(
     let dir = opts.temp_dir.clone().unwrap_or_else(default_temp_dir);
     // Leftovers of killed builds (no destructor ran); a day is longer than any build.
     sweep_stale_temp_files(&dir, std::time::Duration::from_secs(24 * 3600));
+    // Dropping this future (Ctrl-C) stops the blocking builds, which remove their temp files.
+    let cancel = CancelOnDrop::default();
     let mut tasks = JoinSet::new();
     for (i, s) in spec.layers.iter().cloned().enumerate() {
-        let dir = dir.clone();
+        let (dir, cancel) = (dir.clone(), cancel.0.clone());
         tasks.spawn_blocking(move || {
             LayerBuilder::new()
                 .add(&s)
-                .and_then(|b| b.build_in(&dir))
+                .and_then(|b| b.build_in_cancellable(&dir, &cancel))
                 .map(|l| (i, l))
         });
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::{Compression, GzBuilder};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -384,6 +385,13 @@ impl LayerBuilder {
     /// stored, so it lands by rename), hashing the compressed and uncompressed streams on the
     /// way. Memory stays bounded by the copy and compressor buffers, whatever the size.
     pub fn build_in(&self, dir: &Path) -> Result<BuiltLayer> {
+        self.build_in_cancellable(dir, &AtomicBool::new(false))
+    }
+
+    /// [`LayerBuilder::build_in`] that stops (and removes its temp file) soon after `cancel`
+    /// is set: the build's caller went away (Ctrl-C), so a large layer is not finished for
+    /// nothing on a blocking thread.
+    pub fn build_in_cancellable(&self, dir: &Path, cancel: &AtomicBool) -> Result<BuiltLayer> {
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
@@ -392,7 +400,16 @@ impl LayerBuilder {
             .ctx(|| format!("creating a temp file in {}", dir.display()))?;
         // Large writes to the file; the compressor hands over output in small pieces.
         let out = std::io::BufWriter::with_capacity(256 * 1024, tmp);
-        let (out, digest, size, diff_id, tar_size) = self.write_to(out)?;
+        let (out, digest, size, diff_id, tar_size) =
+            self.write_cancellable(out, cancel).map_err(|e| {
+                if cancel.load(Ordering::Relaxed) {
+                    Error::Cancelled {
+                        what: self.descriptions.join("; "),
+                    }
+                } else {
+                    e
+                }
+            })?;
         let tmp = out
             .into_inner()
             .map_err(|e| Error::Io {
@@ -414,11 +431,24 @@ impl LayerBuilder {
     /// Write the tar, gzip it into `out` and hash both: `(out, digest, size, diff_id,
     /// tar_size)`. The bytes depend only on the entries, mtime, owner and level.
     pub fn write_to<W: Write>(&self, out: W) -> Result<(W, Digest, u64, Digest, u64)> {
+        self.write_cancellable(out, &AtomicBool::new(false))
+    }
+
+    /// [`LayerBuilder::write_to`], failing at the next tar write once `cancel` is set.
+    fn write_cancellable<W: Write>(
+        &self,
+        out: W,
+        cancel: &AtomicBool,
+    ) -> Result<(W, Digest, u64, Digest, u64)> {
         let gz = GzBuilder::new()
             .mtime(0)
             .operating_system(255)
             .write(HashingWriter::new(out), self.level);
-        let mut tar = tar::Builder::new(HashingWriter::new(gz));
+        // Checked on the uncompressed side: every 8 KiB of input, however well it compresses.
+        let mut tar = tar::Builder::new(Cancellable {
+            inner: HashingWriter::new(gz),
+            cancel,
+        });
         tar.mode(tar::HeaderMode::Complete);
         for (path, entry) in &self.entries {
             let mut h = tar::Header::new_gnu();
@@ -473,11 +503,29 @@ impl LayerBuilder {
                 }
             }
         }
-        let hw = tar.into_inner().ctx(|| "finishing layer tar".into())?;
+        let hw = tar.into_inner().ctx(|| "finishing layer tar".into())?.inner;
         let (gz, diff_id, tar_size) = hw.finish();
         let hw = gz.finish().ctx(|| "finishing gzip stream".into())?;
         let (out, digest, size) = hw.finish();
         Ok((out, digest, size, diff_id, tar_size))
+    }
+}
+
+/// A writer that fails once `cancel` is set, so a build stops at its next write.
+struct Cancellable<'a, W> {
+    inner: W,
+    cancel: &'a AtomicBool,
+}
+
+impl<W: Write> Write for Cancellable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("layer build cancelled"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

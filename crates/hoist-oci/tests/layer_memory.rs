@@ -250,3 +250,84 @@ fn failed_builds_leave_no_temp_files() {
     );
     assert_eq!(temp_files(&push_tmp), Vec::<String>::new());
 }
+
+/// Wait (bounded) until `dir` holds a layer temp file, or no longer does.
+fn wait_for_temp_files(dir: &Path, present: bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while temp_files(dir).is_empty() == present {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "temp files in {} still {}: {:?}",
+            dir.display(),
+            if present { "absent" } else { "present" },
+            temp_files(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+/// Cancelling a build stops it with an error (not a finished layer) and removes its file;
+/// dropping a build future (what Ctrl-C does) cancels its layer builds the same way.
+#[test]
+fn cancelled_builds_stop_and_remove_their_temp_files() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("model.bin");
+    big_file(&src);
+    let spec = LayerSpec {
+        from: src.clone(),
+        to: "/model.bin".into(),
+        ..Default::default()
+    };
+
+    let dir = tmp.path().join("cancel");
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let mut b = LayerBuilder::new();
+    b.add(&spec).unwrap();
+    let err = std::thread::scope(|s| {
+        let build = s.spawn(|| b.build_in_cancellable(&dir, &cancel));
+        // Started writing: a finished build would return Ok instead.
+        wait_for_temp_files(&dir, true);
+        cancel.store(true, Ordering::Relaxed);
+        build.join().unwrap().unwrap_err()
+    });
+    assert!(
+        matches!(err, hoist_oci::Error::Cancelled { .. }),
+        "a cancelled build fails as cancelled, got: {err}"
+    );
+    assert!(err.to_string().contains("model.bin was cancelled"), "{err}");
+    assert_eq!(temp_files(&dir), Vec::<String>::new());
+
+    // The future of a whole build dropped while its layer is being written.
+    let push_tmp = tmp.path().join("push-tmp");
+    let opts = BuildOptions {
+        temp_dir: Some(push_tmp.clone()),
+        ..Default::default()
+    };
+    let image = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![spec],
+        ..Default::default()
+    };
+    let client = RegistryClient::new(ClientOptions::default()).unwrap();
+    // Never contacted: the build is dropped before anything is pushed.
+    let target = Reference::parse("127.0.0.1:9/never/pushed:1").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let build = build_and_push(&client, &image, &target, &opts);
+        tokio::pin!(build);
+        loop {
+            tokio::select! {
+                r = &mut build => panic!("the build finished before it could be dropped: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
+                    if !temp_files(&push_tmp).is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let took = wait_for_temp_files(&push_tmp, false);
+    eprintln!("temp file removed {took:?} after the build was dropped");
+}
