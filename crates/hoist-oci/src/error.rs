@@ -116,7 +116,7 @@ pub enum Error {
         dockerfile: PathBuf,
         stderr: String,
     },
-    #[error("building layer {what} was cancelled")]
+    #[error("{what} was cancelled")]
     Cancelled { what: String },
     #[error("{0}")]
     Invalid(String),

@@ -404,7 +404,7 @@ impl LayerBuilder {
             self.write_cancellable(out, cancel).map_err(|e| {
                 if cancel.load(Ordering::Relaxed) {
                     Error::Cancelled {
-                        what: self.descriptions.join("; "),
+                        what: format!("building layer {}", self.descriptions.join("; ")),
                     }
                 } else {
                     e

@@ -45,3 +45,26 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("tokio runtime")
         .block_on(f)
 }
+
+/// [`block_on`] for work that Ctrl-C may stop: on SIGINT `f` is dropped, which cancels its
+/// layer builds (they remove their temp files before the runtime is gone), and the result is
+/// [`Error::Cancelled`] naming `what`. Without this, SIGINT would end the process at once
+/// and leave a partly written layer behind.
+pub fn block_on_interruptible<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    block_on(async {
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Error::Io {
+                context: "installing the Ctrl-C handler".into(),
+                source: e,
+            })?;
+        tokio::select! {
+            r = f => r,
+            _ = sigint.recv() => Err(Error::Cancelled {
+                what: format!("{what} (interrupted)"),
+            }),
+        }
+    })
+}
