@@ -283,6 +283,59 @@ mod tests {
         RawManifest::new(body.into_bytes(), Some(media::OCI_MANIFEST)).unwrap()
     }
 
+    fn small_layer(dir: &Path) -> BuiltLayer {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "data").unwrap();
+        let mut b = crate::layer::LayerBuilder::new();
+        b.add(&crate::layer::LayerSpec {
+            from: src.path().join("f"),
+            to: "/f".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        b.build_in(dir).unwrap()
+    }
+
+    #[test]
+    fn layers_land_by_link_and_their_temp_name_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(root.path()).unwrap();
+        let layer = small_layer(&layout.blob_dir());
+        layout.put_layer(&layer).unwrap();
+        let blob = layout.blob_path(&layer.digest);
+        assert_eq!(Digest::of(&fs::read(&blob).unwrap()), layer.digest);
+        // Stored again (a second build of the same input): still one blob, no error.
+        layout.put_layer(&small_layer(&layout.blob_dir())).unwrap();
+        drop(layer);
+        let names: Vec<_> = fs::read_dir(layout.blob_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![blob.file_name().unwrap().to_str().unwrap()]);
+    }
+
+    #[test]
+    fn layers_built_on_another_filesystem_are_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(root.path()).unwrap();
+        // /dev/shm is a tmpfs here and in CI: hard links across filesystems fail (EXDEV).
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            fs::metadata(shm.path()).unwrap().dev(),
+            fs::metadata(root.path()).unwrap().dev(),
+            "the test needs /dev/shm on another filesystem than the temp dir"
+        );
+        let layer = small_layer(shm.path());
+        layout.put_layer(&layer).unwrap();
+        assert_eq!(
+            Digest::of(&fs::read(layout.blob_path(&layer.digest)).unwrap()),
+            layer.digest
+        );
+        drop(layer);
+        assert_eq!(fs::read_dir(shm.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn concurrent_writers_keep_every_index_entry() {
         let dir = tempfile::tempdir().unwrap();
