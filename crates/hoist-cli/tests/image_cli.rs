@@ -283,3 +283,67 @@ fn credential_helpers_are_used() {
         stderr(&a)
     );
 }
+
+/// Ctrl-C during `hoist image append` stops the layer build, removes its temp file under
+/// `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise stay behind).
+#[test]
+fn ctrl_c_during_append_leaves_no_temp_file() {
+    use std::time::{Duration, Instant};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("model.bin");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&big).unwrap();
+        for i in 0..64u64 {
+            f.write_all(&registry::pseudo_random(i + 1, 1 << 20))
+                .unwrap();
+        }
+    }
+    let cache = tmp.path().join("cache");
+    let layer_tmp = cache.join("tmp");
+    let temp_files = || -> Vec<String> {
+        std::fs::read_dir(&layer_tmp)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/models/model.bin", big.display()))
+        .args(["--tag", &reg.reference("big/model:1")])
+        .env("HOIST_CACHE_DIR", &cache)
+        .env("HOME", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while temp_files().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "hoist exited before writing its layer"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no layer temp file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("appending to scratch (interrupted) was cancelled"),
+        "{err}"
+    );
+    assert_eq!(temp_files(), Vec::<String>::new());
+}

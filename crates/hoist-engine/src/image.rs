@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hoist_config::{ImageSource, Project, Service};
 use hoist_kube::{ClusterTarget, Locality};
-use hoist_oci::build::{BuildOptions, BuildSpec, build, build_and_push};
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
 use hoist_oci::dockerfile::{
     BuilderOptions, DockerfileSpec, build_and_push_dockerfile, build_to_layout, detect_builder,
 };
@@ -102,6 +102,7 @@ pub async fn build_and_deliver(
     let target = Reference::parse(reference)?;
     let opts = BuildOptions {
         platform: platform.clone(),
+        ..Default::default()
     };
     match (image.source(), delivery) {
         (ImageSource::Layers, Delivery::Store(store)) => {
@@ -182,8 +183,8 @@ pub async fn dockerfile_into_store(
 /// back, so two images stored at once could lose one's entry (seen with parallel builds).
 static STORE_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Like `hoist_oci::build::build_to_store`, but only the store write is exclusive:
-/// layers are built (hashed, compressed) in parallel.
+/// Build into the store: new layers are written in its blob directory and land there by
+/// link; base layers stream in. index.json is locked by the layout itself.
 async fn build_into_store(
     client: &RegistryClient,
     spec: &BuildSpec,
@@ -191,25 +192,8 @@ async fn build_into_store(
     name: &Reference,
     opts: &BuildOptions,
 ) -> Result<String, EngineError> {
-    let img = build(client, spec, opts).await?;
-    if let Some(base) = &img.base {
-        for l in &img.base_layers {
-            if !store.layout().has_blob(&l.digest) {
-                let data = client.get_blob(base, &l.digest).await?;
-                store.layout().put_blob(&l.digest, &data)?;
-            }
-        }
-    }
-    let config_digest = hoist_oci::Digest::of(&img.config_bytes);
-    let mut blobs: Vec<(hoist_oci::Digest, &[u8])> = img
-        .new_layers
-        .iter()
-        .map(|l| (l.digest.clone(), &l.blob[..]))
-        .collect();
-    blobs.push((config_digest, &img.config_bytes[..]));
-    let _guard = STORE_WRITES.lock().unwrap_or_else(|p| p.into_inner());
-    store.put_image(name, &img.manifest, &blobs)?;
-    Ok(store.resolve(name)?.manifest_digest.to_string())
+    let img = build_to_store(client, spec, store, name, opts).await?;
+    Ok(img.manifest_digest.to_string())
 }
 
 /// The daemonless build of one service: its layers on its base.

@@ -2,6 +2,7 @@
 //! Base layers are mounted (same registry) or copied registry-to-registry, never rebuilt.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use tokio::task::JoinSet;
@@ -9,7 +10,10 @@ use tokio::task::JoinSet;
 use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{Layer, LayerBuilder, LayerSpec, source_date_epoch};
+use crate::layer::{
+    BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch,
+    sweep_stale_temp_files,
+};
 use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
@@ -35,12 +39,17 @@ pub struct BuildSpec {
 pub struct BuildOptions {
     /// Which image of a multi-platform base to build on (default linux/amd64).
     pub platform: Platform,
+    /// Where new layers are written while they are built: default
+    /// [`crate::layer::default_temp_dir`], or the store's blob directory when building into
+    /// the local store (so they land there by link, never copied).
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             platform: Platform::linux_amd64(),
+            temp_dir: None,
         }
     }
 }
@@ -56,11 +65,11 @@ pub struct PushReport {
     pub transfer: CounterSnapshot,
 }
 
-/// A built image, ready to push.
+/// A built image, ready to push. Its new layers are temp files, removed when it is dropped.
 pub struct BuiltImage {
     pub base: Option<Reference>,
     pub base_layers: Vec<Descriptor>,
-    pub new_layers: Vec<Layer>,
+    pub new_layers: Vec<BuiltLayer>,
     pub config: ImageConfig,
     pub config_bytes: Vec<u8>,
     pub manifest: RawManifest,
@@ -93,7 +102,12 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Apply the spec's settings to a config, appending the new layers' diff_ids and history.
-pub fn apply_spec(config: &mut ImageConfig, spec: &BuildSpec, layers: &[Layer], created: &str) {
+pub fn apply_spec(
+    config: &mut ImageConfig,
+    spec: &BuildSpec,
+    layers: &[BuiltLayer],
+    created: &str,
+) {
     let c = config.config.get_or_insert_with(Default::default);
     if let Some(e) = &spec.entrypoint {
         c.entrypoint = Some(e.clone());
@@ -138,42 +152,72 @@ pub fn apply_spec(config: &mut ImageConfig, spec: &BuildSpec, layers: &[Layer], 
     config.created = Some(created.into());
 }
 
+/// Sets its flag when dropped: blocking layer builds cannot be aborted, so they poll it.
+#[derive(Default)]
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The base reference, manifest and config (an empty config for `scratch`).
+async fn resolve_base(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    opts: &BuildOptions,
+) -> Result<(Option<Reference>, Option<ImageManifest>, ImageConfig)> {
+    if is_scratch(&spec.base) {
+        return Ok((None, None, ImageConfig::empty(&opts.platform)));
+    }
+    let b = Reference::parse(&spec.base)?;
+    let (raw, _) = client.resolve_image(&b, &opts.platform).await?;
+    let m = raw.image()?;
+    let bytes = client.get_blob(&b, &m.config.digest).await?;
+    let cfg = parse_config(&bytes, &m.config.digest)?;
+    Ok((Some(b), Some(m), cfg))
+}
+
 /// Build the layers (on blocking threads, one per spec) and the new config + manifest.
 pub async fn build(
     client: &RegistryClient,
     spec: &BuildSpec,
     opts: &BuildOptions,
 ) -> Result<BuiltImage> {
+    let dir = opts.temp_dir.clone().unwrap_or_else(default_temp_dir);
+    // Leftovers of killed builds (no destructor ran); a day is longer than any build.
+    sweep_stale_temp_files(&dir, std::time::Duration::from_secs(24 * 3600));
+    // Dropping this future (Ctrl-C) stops the blocking builds, which remove their temp files.
+    let cancel = CancelOnDrop::default();
     let mut tasks = JoinSet::new();
     for (i, s) in spec.layers.iter().cloned().enumerate() {
+        let (dir, cancel) = (dir.clone(), cancel.0.clone());
         tasks.spawn_blocking(move || {
             LayerBuilder::new()
                 .add(&s)
-                .and_then(|b| b.build())
+                .and_then(|b| b.build_in_cancellable(&dir, &cancel))
                 .map(|l| (i, l))
         });
     }
-    let base = if is_scratch(&spec.base) {
-        None
-    } else {
-        Some(Reference::parse(&spec.base)?)
-    };
-    let (base_manifest, mut config) = match &base {
-        None => (None, ImageConfig::empty(&opts.platform)),
-        Some(b) => {
-            let (raw, _) = client.resolve_image(b, &opts.platform).await?;
-            let m = raw.image()?;
-            let bytes = client.get_blob(b, &m.config.digest).await?;
-            let cfg = parse_config(&bytes, &m.config.digest)?;
-            (Some(m), cfg)
-        }
-    };
-    let mut layers: Vec<Option<Layer>> = vec![None; spec.layers.len()];
+    let base = resolve_base(client, spec, opts).await;
+    // Every layer task is waited for, even after an error: a blocking task cannot be
+    // aborted, and its temp file must be gone when this returns.
+    let mut layers: Vec<Option<BuiltLayer>> = (0..spec.layers.len()).map(|_| None).collect();
+    let mut failed = None;
     while let Some(r) = tasks.join_next().await {
-        let (i, l) = r.map_err(|e| Error::Invalid(format!("layer build task failed: {e}")))??;
-        layers[i] = Some(l);
+        match r.map_err(|e| Error::Invalid(format!("layer build task failed: {e}"))) {
+            Ok(Ok((i, l))) => layers[i] = Some(l),
+            Ok(Err(e)) | Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
-    let new_layers: Vec<Layer> = layers
+    let (base, base_manifest, mut config) = base?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let new_layers: Vec<BuiltLayer> = layers
         .into_iter()
         .map(|l| l.expect("every task reported"))
         .collect();
@@ -209,7 +253,7 @@ pub async fn build(
     all_layers.extend(
         new_layers
             .iter()
-            .map(|l| Descriptor::new(layer_type, l.digest.clone(), l.blob.len() as u64)),
+            .map(|l| Descriptor::new(layer_type, l.digest.clone(), l.size)),
     );
     let manifest = ImageManifest {
         schema_version: 2,
@@ -295,26 +339,25 @@ pub async fn push_built(
             c.copy_blob(&base, &t, &d.0, d.1).await
         });
     }
-    let mut new_blobs: Vec<(Digest, Bytes)> = img
-        .new_layers
-        .iter()
-        .map(|l| (l.digest.clone(), Bytes::from(l.blob.clone())))
-        .collect();
-    new_blobs.push((
-        img.manifest.image()?.config.digest,
-        Bytes::from(img.config_bytes.clone()),
-    ));
-    let n_new = img.new_layers.len();
-    for (i, (d, data)) in new_blobs.into_iter().enumerate() {
+    for l in &img.new_layers {
         let (c, t, sem) = (client.clone(), target.clone(), sem.clone());
-        let is_layer = i < n_new;
+        let (d, path, size) = (l.digest.clone(), l.path().to_path_buf(), l.size);
+        // Streamed from the temp file, which `img` keeps until every task is joined.
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            let out = c
-                .ensure_blob(&t, &d, None, move || async move { Ok(data) })
+            c.ensure_blob_file(&t, &d, &path, size).await
+        });
+    }
+    {
+        let (c, t, sem) = (client.clone(), target.clone(), sem.clone());
+        let d = img.manifest.image()?.config.digest;
+        let data = Bytes::from(img.config_bytes.clone());
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            c.ensure_blob(&t, &d, None, move || async move { Ok(data) })
                 .await?;
-            // Config blobs are not layers: report them as Present so counts stay about layers.
-            Ok(if is_layer { out } else { BlobOutcome::Present })
+            // The config is not a layer: reported as Present so counts stay about layers.
+            Ok(BlobOutcome::Present)
         });
     }
     let (mut up, mut mounted, mut present) = (0usize, 0usize, 0usize);
@@ -345,7 +388,27 @@ pub async fn build_to_store(
     name: &Reference,
     opts: &BuildOptions,
 ) -> Result<crate::store::ResolvedImage> {
-    let img = build(client, spec, opts).await?;
+    let opts = BuildOptions {
+        temp_dir: Some(
+            opts.temp_dir
+                .clone()
+                .unwrap_or_else(|| store.layout().blob_dir()),
+        ),
+        ..opts.clone()
+    };
+    let img = build(client, spec, &opts).await?;
+    store_built(client, &img, store, name).await?;
+    store.resolve(name)
+}
+
+/// Put a built image into the local store as `name`: new layers linked from their temp
+/// files, base blobs downloaded (streamed to disk) unless already stored, manifest last.
+pub async fn store_built(
+    client: &RegistryClient,
+    img: &BuiltImage,
+    store: &crate::store::LocalStore,
+    name: &Reference,
+) -> Result<()> {
     if let Some(base) = &img.base {
         for l in &img.base_layers {
             if !store.layout().has_blob(&l.digest) {
@@ -355,15 +418,15 @@ pub async fn build_to_store(
             }
         }
     }
+    for l in &img.new_layers {
+        store.layout().put_layer(l)?;
+    }
     let config_digest = Digest::of(&img.config_bytes);
-    let mut blobs: Vec<(Digest, &[u8])> = img
-        .new_layers
-        .iter()
-        .map(|l| (l.digest.clone(), &l.blob[..]))
-        .collect();
-    blobs.push((config_digest, &img.config_bytes[..]));
-    store.put_image(name, &img.manifest, &blobs)?;
-    store.resolve(name)
+    store.put_image(
+        name,
+        &img.manifest,
+        &[(config_digest, &img.config_bytes[..])],
+    )
 }
 
 #[cfg(test)]

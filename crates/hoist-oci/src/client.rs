@@ -1131,17 +1131,51 @@ impl RegistryClient {
         if self.has_blob(dst, d).await? {
             return Ok(BlobOutcome::Present);
         }
+        self.upload_file_into(dst, d, path, size, None).await?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Like [`RegistryClient::upload_blob_file`] for a blob the repository most likely
+    /// lacks (a freshly built layer): one request to probe and open the upload session
+    /// ([`RegistryClient::probe_upload`]) instead of a HEAD and a POST.
+    pub async fn ensure_blob_file(
+        &self,
+        dst: &Reference,
+        d: &Digest,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<BlobOutcome> {
+        let Some(session) = self.probe_upload(dst, d).await? else {
+            return Ok(BlobOutcome::Present);
+        };
+        self.upload_file_into(dst, d, path, size, Some(session))
+            .await?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Stream the file up into `session` (or a new upload), retried with fresh sessions.
+    async fn upload_file_into(
+        &self,
+        dst: &Reference,
+        d: &Digest,
+        path: &std::path::Path,
+        size: u64,
+        session: Option<String>,
+    ) -> Result<()> {
         let what = format!("blob {}", path.display());
-        self.retry_transfer(&what, None, |_| async {
+        self.retry_transfer(&what, session, |session| async {
             let file = tokio::fs::File::open(path)
                 .await
                 .ctx(|| format!("opening {}", path.display()))?;
             if let Some(chunk) = self.inner.opts.chunk_size.filter(|c| *c > 0 && size > *c) {
                 return self
-                    .upload_file_chunked(dst, d, file, size, chunk, &what)
+                    .upload_file_chunked(dst, d, file, size, chunk, &what, session)
                     .await;
             }
-            let loc = self.start_upload(dst).await?;
+            let loc = match session {
+                Some(loc) => loc,
+                None => self.start_upload(dst).await?,
+            };
             let (body, verdict) = VerifiedBody::new(FileBody::new(file), d.clone(), size);
             self.put_verified(
                 dst,
@@ -1155,12 +1189,12 @@ impl RegistryClient {
             .await
             .map(|_| ())
         })
-        .await?;
-        Ok(BlobOutcome::Uploaded)
+        .await
     }
 
     /// PATCH `file` up in `chunk`-byte pieces (one in memory at a time), hashing them, and
     /// finish with the digest only if it matched.
+    #[allow(clippy::too_many_arguments)]
     async fn upload_file_chunked(
         &self,
         dst: &Reference,
@@ -1169,11 +1203,15 @@ impl RegistryClient {
         size: u64,
         chunk: u64,
         what: &str,
+        session: Option<String>,
     ) -> Result<()> {
         use sha2::Digest as _;
         use tokio::io::AsyncReadExt as _;
         let scope = push_scope(&dst.repository, None);
-        let mut loc = self.start_upload(dst).await?;
+        let mut loc = match session {
+            Some(loc) => loc,
+            None => self.start_upload(dst).await?,
+        };
         let mut hasher = sha2::Sha256::new();
         let mut off = 0u64;
         while off < size {

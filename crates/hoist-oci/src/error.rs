@@ -116,6 +116,8 @@ pub enum Error {
         dockerfile: PathBuf,
         stderr: String,
     },
+    #[error("{what} was cancelled")]
+    Cancelled { what: String },
     #[error("{0}")]
     Invalid(String),
 }

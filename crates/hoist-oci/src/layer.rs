@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::{Compression, GzBuilder};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -52,19 +54,37 @@ impl LayerSpec {
     }
 }
 
-/// A finished layer blob.
-#[derive(Clone, Debug)]
-pub struct Layer {
-    /// The gzip-compressed tar.
-    pub blob: Vec<u8>,
-    /// sha256 of `blob`.
+/// Temp files of layers being built start with this (so a leftover is recognisable).
+pub const TEMP_PREFIX: &str = ".hoist-layer-";
+
+/// A finished layer: the gzip-compressed tar in a temp file, never whole in memory.
+/// The file is removed when this is dropped (success, error or cancellation); storing it
+/// ([`crate::OciLayout::put_layer`]) links it into place first.
+#[derive(Debug)]
+pub struct BuiltLayer {
+    /// sha256 of the compressed blob.
     pub digest: Digest,
     /// sha256 of the uncompressed tar (goes into the config's rootfs.diff_ids).
     pub diff_id: Digest,
+    /// Compressed size (the descriptor's `size`).
+    pub size: u64,
     /// Uncompressed size.
     pub tar_size: u64,
     /// Human description for the config history.
     pub created_by: String,
+    file: tempfile::TempPath,
+}
+
+impl BuiltLayer {
+    /// The temp file holding the blob (valid while `self` lives).
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// Read the whole blob into memory: for small layers and tests only.
+    pub fn read(&self) -> Result<Vec<u8>> {
+        fs::read(self.path()).ctx(|| format!("reading layer {}", self.path().display()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -356,13 +376,79 @@ impl LayerBuilder {
         Ok(())
     }
 
-    /// Write the tar, gzip it and hash both.
-    pub fn build(&self) -> Result<Layer> {
+    /// Build the layer into a temp file in the default directory ([`default_temp_dir`]).
+    pub fn build(&self) -> Result<BuiltLayer> {
+        self.build_in(&default_temp_dir())
+    }
+
+    /// Build the layer into a temp file in `dir` (the destination's directory when it will be
+    /// stored, so it lands by rename), hashing the compressed and uncompressed streams on the
+    /// way. Memory stays bounded by the copy and compressor buffers, whatever the size.
+    pub fn build_in(&self, dir: &Path) -> Result<BuiltLayer> {
+        self.build_in_cancellable(dir, &AtomicBool::new(false))
+    }
+
+    /// [`LayerBuilder::build_in`] that stops (and removes its temp file) soon after `cancel`
+    /// is set: the build's caller went away (Ctrl-C), so a large layer is not finished for
+    /// nothing on a blocking thread.
+    pub fn build_in_cancellable(&self, dir: &Path, cancel: &AtomicBool) -> Result<BuiltLayer> {
+        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".tar.gz")
+            .tempfile_in(dir)
+            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        // Large writes to the file; the compressor hands over output in small pieces.
+        let out = std::io::BufWriter::with_capacity(256 * 1024, tmp);
+        let (out, digest, size, diff_id, tar_size) =
+            self.write_cancellable(out, cancel).map_err(|e| {
+                if cancel.load(Ordering::Relaxed) {
+                    Error::Cancelled {
+                        what: format!("building layer {}", self.descriptions.join("; ")),
+                    }
+                } else {
+                    e
+                }
+            })?;
+        let tmp = out
+            .into_inner()
+            .map_err(|e| Error::Io {
+                context: format!("writing layer to {}", dir.display()),
+                source: e.into_error(),
+            })?
+            // Dropping a TempPath removes the file; the handle is not needed any more.
+            .into_temp_path();
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size,
+            tar_size,
+            created_by: format!("hoist: {}", self.descriptions.join("; ")),
+            file: tmp,
+        })
+    }
+
+    /// Write the tar, gzip it into `out` and hash both: `(out, digest, size, diff_id,
+    /// tar_size)`. The bytes depend only on the entries, mtime, owner and level.
+    pub fn write_to<W: Write>(&self, out: W) -> Result<(W, Digest, u64, Digest, u64)> {
+        self.write_cancellable(out, &AtomicBool::new(false))
+    }
+
+    /// [`LayerBuilder::write_to`], failing at the next tar write once `cancel` is set.
+    fn write_cancellable<W: Write>(
+        &self,
+        out: W,
+        cancel: &AtomicBool,
+    ) -> Result<(W, Digest, u64, Digest, u64)> {
         let gz = GzBuilder::new()
             .mtime(0)
             .operating_system(255)
-            .write(HashingWriter::new(Vec::new()), self.level);
-        let mut tar = tar::Builder::new(HashingWriter::new(gz));
+            .write(HashingWriter::new(out), self.level);
+        // Checked on the uncompressed side: every 8 KiB of input, however well it compresses.
+        let mut tar = tar::Builder::new(Cancellable {
+            inner: HashingWriter::new(gz),
+            cancel,
+        });
         tar.mode(tar::HeaderMode::Complete);
         for (path, entry) in &self.entries {
             let mut h = tar::Header::new_gnu();
@@ -385,9 +471,29 @@ impl LayerBuilder {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(*mode);
                     h.set_size(*size);
-                    let f =
+                    let mut f =
                         fs::File::open(source).ctx(|| format!("opening {}", source.display()))?;
-                    tar.append_data(&mut h, path, f).map_err(io)?;
+                    // Exactly the size in the header: a file that grows or shrinks meanwhile
+                    // would otherwise give a corrupt tar.
+                    let mut limited = (&mut f).take(*size);
+                    tar.append_data(&mut h, path, &mut limited).map_err(io)?;
+                    let short = limited.limit();
+                    let mut one = [0u8; 1];
+                    let grew = f
+                        .read(&mut one)
+                        .ctx(|| format!("reading {}", source.display()))?
+                        > 0;
+                    if short > 0 || grew {
+                        return Err(Error::Invalid(format!(
+                            "{} changed while the layer was being built (it was {size} bytes, now {}); build again once it is written",
+                            source.display(),
+                            if grew {
+                                "more".to_string()
+                            } else {
+                                format!("{}", size - short)
+                            }
+                        )));
+                    }
                 }
                 Entry::Symlink { target } => {
                     h.set_entry_type(tar::EntryType::Symlink);
@@ -397,17 +503,60 @@ impl LayerBuilder {
                 }
             }
         }
-        let hw = tar.into_inner().ctx(|| "finishing layer tar".into())?;
+        let hw = tar.into_inner().ctx(|| "finishing layer tar".into())?.inner;
         let (gz, diff_id, tar_size) = hw.finish();
         let hw = gz.finish().ctx(|| "finishing gzip stream".into())?;
-        let (blob, digest, _) = hw.finish();
-        Ok(Layer {
-            blob,
-            digest,
-            diff_id,
-            tar_size,
-            created_by: format!("hoist: {}", self.descriptions.join("; ")),
+        let (out, digest, size) = hw.finish();
+        Ok((out, digest, size, diff_id, tar_size))
+    }
+}
+
+/// A writer that fails once `cancel` is set, so a build stops at its next write.
+struct Cancellable<'a, W> {
+    inner: W,
+    cancel: &'a AtomicBool,
+}
+
+impl<W: Write> Write for Cancellable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("layer build cancelled"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Remove layer temp files in `dir` older than `age`: left by a process killed before it
+/// could clean up (a second Ctrl-C, SIGKILL). Younger ones may belong to a running build.
+/// Returns how many were removed; errors are ignored (best effort).
+pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d > age))
         })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Where layers are built when no destination directory is given: `tmp` under hoist's
+/// cache directory (on disk; `/tmp` is often RAM-backed), else the system temp directory.
+pub fn default_temp_dir() -> PathBuf {
+    let dir = crate::store::cache_dir().join("tmp");
+    if fs::create_dir_all(&dir).is_ok() {
+        dir
+    } else {
+        std::env::temp_dir()
     }
 }
 
@@ -436,7 +585,7 @@ fn entry_for(path: &Path, meta: &fs::Metadata) -> Result<Entry> {
 
 /// Build one layer from several specs (the usual case: one `--layer` each gives one layer;
 /// callers decide the grouping).
-pub fn build_layer(specs: &[LayerSpec]) -> Result<Layer> {
+pub fn build_layer(specs: &[LayerSpec]) -> Result<BuiltLayer> {
     let mut b = LayerBuilder::new();
     for s in specs {
         b.add(s)?;
@@ -449,8 +598,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn list(layer: &Layer) -> Vec<(String, u32, u64, u64, u64)> {
-        let dec = flate2::read::GzDecoder::new(&layer.blob[..]);
+    fn list(layer: &BuiltLayer) -> Vec<(String, u32, u64, u64, u64)> {
+        let blob = layer.read().unwrap();
+        let dec = flate2::read::GzDecoder::new(&blob[..]);
         let mut a = tar::Archive::new(dec);
         a.entries()
             .unwrap()
@@ -505,7 +655,7 @@ mod tests {
             .unwrap();
         assert_eq!(l1.digest, l2.digest);
         assert_eq!(l1.diff_id, l2.diff_id);
-        assert_eq!(Digest::of(&l1.blob), l1.digest);
+        assert_eq!(Digest::of(&l1.read().unwrap()), l1.digest);
         let names: Vec<_> = list(&l1).into_iter().map(|e| (e.0, e.1)).collect();
         let expected: Vec<(String, u32)> = vec![
             ("app/".into(), 0o755 & names[0].1),
@@ -570,6 +720,85 @@ mod tests {
             names,
             vec!["usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/a.sh"]
         );
+    }
+
+    #[test]
+    fn file_and_memory_output_are_the_same_bytes() {
+        let d = tree();
+        let mut b = LayerBuilder::new();
+        b.add(&LayerSpec {
+            from: d.path().into(),
+            to: "/app".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let l = b.build_in(out.path()).unwrap();
+        let (mem, digest, size, diff_id, tar_size) = b.write_to(Vec::new()).unwrap();
+        assert_eq!(l.read().unwrap(), mem);
+        assert_eq!(
+            (l.digest.clone(), l.size, l.diff_id.clone(), l.tar_size),
+            (digest, size, diff_id, tar_size)
+        );
+        let path = l.path().to_path_buf();
+        assert!(path.starts_with(out.path()) && path.is_file());
+        drop(l);
+        assert!(!path.exists(), "dropping a layer removes its temp file");
+    }
+
+    #[test]
+    fn no_temp_file_is_left_when_a_build_fails() {
+        let d = tree();
+        let out = tempfile::tempdir().unwrap();
+        // Vanishes between listing and building.
+        let mut b = LayerBuilder::new();
+        b.add(&LayerSpec {
+            from: d.path().into(),
+            to: "/app".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        fs::remove_file(d.path().join("b/sub/z.txt")).unwrap();
+        let e = b.build_in(out.path()).unwrap_err().to_string();
+        assert!(e.contains("z.txt"), "{e}");
+        // Grows while being read: /proc files say 0 bytes and then have content.
+        let mut b = LayerBuilder::new();
+        b.add(&LayerSpec {
+            from: "/proc/self/status".into(),
+            to: "/status".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = b.build_in(out.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("/proc/self/status changed while the layer was being built"),
+            "{e}"
+        );
+        let left: Vec<_> = fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "temp files left: {left:?}");
+    }
+
+    #[test]
+    fn stale_temp_files_are_swept_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(format!("{TEMP_PREFIX}old.tar.gz"));
+        let fresh = dir.path().join(format!("{TEMP_PREFIX}fresh.tar.gz"));
+        let other = dir.path().join("0123abcd");
+        for p in [&old, &fresh, &other] {
+            fs::write(p, "x").unwrap();
+        }
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        for p in [&old, &other] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        let n = sweep_stale_temp_files(dir.path(), std::time::Duration::from_secs(3600));
+        assert_eq!(n, 1);
+        assert!(!old.exists() && fresh.exists() && other.exists());
     }
 
     #[test]

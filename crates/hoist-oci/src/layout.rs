@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::layer::BuiltLayer;
 use crate::manifest::{Descriptor, ImageIndex, RawManifest, media};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -128,6 +129,30 @@ impl OciLayout {
             source: e.error,
         })?;
         Ok(())
+    }
+
+    /// The directory blobs land in: build large blobs here so they land by link or rename.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// Store a layer built into a temp file: hard-linked into place when it is on the same
+    /// filesystem (atomic, no copy; the temp name goes when `layer` is dropped), else copied
+    /// and checked. Its digest was computed from exactly the bytes written.
+    pub fn put_layer(&self, layer: &BuiltLayer) -> Result<()> {
+        if self.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        let dest = self.blob_path(&layer.digest);
+        match fs::hard_link(layer.path(), &dest) {
+            Ok(()) => Ok(()),
+            // Another writer stored the same blob meanwhile: same digest, same bytes.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, from = %layer.path().display(), "cannot link a layer into the layout: copying it");
+                self.put_blob_from_file(&layer.digest, layer.path(), layer.size)
+            }
+        }
     }
 
     /// Read a blob and check it still matches its name.
@@ -256,6 +281,59 @@ mod tests {
             i
         );
         RawManifest::new(body.into_bytes(), Some(media::OCI_MANIFEST)).unwrap()
+    }
+
+    fn small_layer(dir: &Path) -> BuiltLayer {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "data").unwrap();
+        let mut b = crate::layer::LayerBuilder::new();
+        b.add(&crate::layer::LayerSpec {
+            from: src.path().join("f"),
+            to: "/f".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        b.build_in(dir).unwrap()
+    }
+
+    #[test]
+    fn layers_land_by_link_and_their_temp_name_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(root.path()).unwrap();
+        let layer = small_layer(&layout.blob_dir());
+        layout.put_layer(&layer).unwrap();
+        let blob = layout.blob_path(&layer.digest);
+        assert_eq!(Digest::of(&fs::read(&blob).unwrap()), layer.digest);
+        // Stored again (a second build of the same input): still one blob, no error.
+        layout.put_layer(&small_layer(&layout.blob_dir())).unwrap();
+        drop(layer);
+        let names: Vec<_> = fs::read_dir(layout.blob_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![blob.file_name().unwrap().to_str().unwrap()]);
+    }
+
+    #[test]
+    fn layers_built_on_another_filesystem_are_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(root.path()).unwrap();
+        // /dev/shm is a tmpfs here and in CI: hard links across filesystems fail (EXDEV).
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            fs::metadata(shm.path()).unwrap().dev(),
+            fs::metadata(root.path()).unwrap().dev(),
+            "the test needs /dev/shm on another filesystem than the temp dir"
+        );
+        let layer = small_layer(shm.path());
+        layout.put_layer(&layer).unwrap();
+        assert_eq!(
+            Digest::of(&fs::read(layout.blob_path(&layer.digest)).unwrap()),
+            layer.digest
+        );
+        drop(layer);
+        assert_eq!(fs::read_dir(shm.path()).unwrap().count(), 0);
     }
 
     #[test]

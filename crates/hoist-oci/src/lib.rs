@@ -30,7 +30,7 @@ pub use copy::{CopyOptions, CopyReport, Location, copy};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use indicatif;
-pub use layer::{Layer, LayerBuilder, LayerSpec};
+pub use layer::{BuiltLayer, LayerBuilder, LayerSpec};
 pub use layout::OciLayout;
 pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest};
 pub use reference::Reference;
@@ -44,4 +44,27 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
+}
+
+/// [`block_on`] for work that Ctrl-C may stop: on SIGINT `f` is dropped, which cancels its
+/// layer builds (they remove their temp files before the runtime is gone), and the result is
+/// [`Error::Cancelled`] naming `what`. Without this, SIGINT would end the process at once
+/// and leave a partly written layer behind.
+pub fn block_on_interruptible<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    block_on(async {
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Error::Io {
+                context: "installing the Ctrl-C handler".into(),
+                source: e,
+            })?;
+        tokio::select! {
+            r = f => r,
+            _ = sigint.recv() => Err(Error::Cancelled {
+                what: format!("{what} (interrupted)"),
+            }),
+        }
+    })
 }

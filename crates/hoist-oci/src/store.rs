@@ -24,16 +24,22 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
-/// `$HOIST_CACHE_DIR`, else `$XDG_CACHE_HOME/hoist/images`, else `~/.cache/hoist/images`.
-pub fn default_store_dir() -> PathBuf {
+/// hoist's cache directory: `$HOIST_CACHE_DIR`, else `$XDG_CACHE_HOME/hoist`, else
+/// `~/.cache/hoist`.
+pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("HOIST_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("images");
+        return PathBuf::from(d);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::auth::home_dir().join(".cache"));
-    cache.join("hoist/images")
+    cache.join("hoist")
+}
+
+/// `images` under [`cache_dir`].
+pub fn default_store_dir() -> PathBuf {
+    cache_dir().join("images")
 }
 
 impl LocalStore {

@@ -574,6 +574,7 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
             &t,
             &BuildOptions {
                 platform: plat.clone(),
+                ..Default::default()
             },
         )
         .await

@@ -11,7 +11,7 @@ use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::layout::OciLayout;
 use hoist_oci::manifest::{Parsed, Platform, RawManifest, parse_config};
-use hoist_oci::{LayerSpec, LocalStore, Reference, block_on};
+use hoist_oci::{LayerSpec, LocalStore, Reference, block_on, block_on_interruptible};
 use miette::{IntoDiagnostic, miette};
 
 use crate::cli::GlobalOpts;
@@ -194,8 +194,13 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     let client = a.reg.client()?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
+        ..Default::default()
     };
-    let rep = block_on(build_and_push(&client, &spec, &target, &opts)).into_diagnostic()?;
+    let rep = block_on_interruptible(
+        &format!("appending to {}", spec.base),
+        build_and_push(&client, &spec, &target, &opts),
+    )
+    .into_diagnostic()?;
     client.set_progress(None);
     match a.reg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),

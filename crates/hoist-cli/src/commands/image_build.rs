@@ -8,7 +8,7 @@ use clap::Args;
 use hoist_config::{ImageSource, Project, Service};
 use hoist_oci::build::{BuildOptions, build_and_push, build_to_store};
 use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
-use hoist_oci::{LocalStore, Reference, block_on};
+use hoist_oci::{LocalStore, Reference, block_on, block_on_interruptible};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 
@@ -55,6 +55,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let client = a.reg.client()?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
+        ..Default::default()
     };
     let store = if a.store {
         Some(LocalStore::open_default().into_diagnostic()?)
@@ -85,9 +86,11 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                                 svc.name
                             ));
                         }
-                        let img =
-                            block_on(build_to_store(&client, &spec, store, &target_ref, &opts))
-                                .into_diagnostic()?;
+                        let img = block_on_interruptible(
+                            &format!("building {}", svc.name),
+                            build_to_store(&client, &spec, store, &target_ref, &opts),
+                        )
+                        .into_diagnostic()?;
                         Built {
                             service: svc.name.clone(),
                             reference: target.clone(),
@@ -97,8 +100,11 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                         }
                     }
                     None => {
-                        let rep = block_on(build_and_push(&client, &spec, &target_ref, &opts))
-                            .into_diagnostic()?;
+                        let rep = block_on_interruptible(
+                            &format!("building {}", svc.name),
+                            build_and_push(&client, &spec, &target_ref, &opts),
+                        )
+                        .into_diagnostic()?;
                         Built {
                             service: svc.name.clone(),
                             reference: target.clone(),

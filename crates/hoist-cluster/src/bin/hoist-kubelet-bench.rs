@@ -336,6 +336,7 @@ fn put_image(dir: &std::path::Path) -> std::path::PathBuf {
     })
     .unwrap();
     let layer = b.build().unwrap();
+    let layer_bytes = layer.read().unwrap();
     let mut config = ImageConfig::empty(&Platform::linux_amd64());
     config.rootfs.diff_ids = vec![layer.diff_id.clone()];
     let config_bytes = serde_json::to_vec(&config).unwrap();
@@ -346,7 +347,7 @@ fn put_image(dir: &std::path::Path) -> std::path::PathBuf {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest.to_string(), "size": config_bytes.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer.digest.to_string(), "size": layer.blob.len()}],
+                    "digest": layer.digest.to_string(), "size": layer.size}],
     });
     let raw = RawManifest::new(serde_json::to_vec(&manifest).unwrap(), None).unwrap();
     let path = dir.join("store");
@@ -357,7 +358,7 @@ fn put_image(dir: &std::path::Path) -> std::path::PathBuf {
             &raw,
             &[
                 (config_digest, &config_bytes[..]),
-                (layer.digest.clone(), &layer.blob[..]),
+                (layer.digest.clone(), &layer_bytes[..]),
             ],
         )
         .unwrap();

@@ -57,6 +57,7 @@ pub fn busybox_store(dir: &Path) -> (LocalStore, Reference) {
     })
     .unwrap();
     let layer = b.build().unwrap();
+    let layer_bytes = layer.read().unwrap();
     let mut config = ImageConfig::empty(&Platform::linux_amd64());
     let cc = config.config.as_mut().unwrap();
     cc.cmd = Some(vec!["sh".into()]);
@@ -70,7 +71,7 @@ pub fn busybox_store(dir: &Path) -> (LocalStore, Reference) {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest.to_string(), "size": config_bytes.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer.digest.to_string(), "size": layer.blob.len()}],
+                    "digest": layer.digest.to_string(), "size": layer.size}],
     });
     let raw = RawManifest::new(serde_json::to_vec(&manifest).unwrap(), None).unwrap();
     let store = LocalStore::open(dir.join("store")).unwrap();
@@ -81,7 +82,7 @@ pub fn busybox_store(dir: &Path) -> (LocalStore, Reference) {
             &raw,
             &[
                 (config_digest, &config_bytes[..]),
-                (layer.digest.clone(), &layer.blob[..]),
+                (layer.digest.clone(), &layer_bytes[..]),
             ],
         )
         .unwrap();
