@@ -13,7 +13,8 @@ use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
 use super::session::{
-    Display, TargetArgs, exit_on_second_interrupt, report_stop, resolve_target, spawn_printer,
+    Display, TargetArgs, exit_on_second_interrupt, report_stop, resolve_target_off_runtime,
+    spawn_printer,
 };
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
@@ -118,15 +119,7 @@ async fn ci_run(
     if !problems.is_empty() {
         return Err(hoist_config::ConfigErrors(problems).into());
     }
-    // May start the embedded cluster (a child process): off the runtime's workers.
-    let targs = args.target.clone();
-    let (target, mut project) = tokio::task::spawn_blocking(move || {
-        let target = resolve_target(&project, &targs);
-        (target, project)
-    })
-    .await
-    .into_diagnostic()?;
-    let target = target?;
+    let (target, mut project) = resolve_target_off_runtime(project, &args.target).await?;
     let mut opts = EngineOptions {
         ready_timeout: timeout,
         fail_fast: true,
