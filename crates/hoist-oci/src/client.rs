@@ -723,20 +723,8 @@ impl RegistryClient {
         d: &Digest,
         from: &str,
     ) -> Result<Option<String>> {
-        let url = format!(
-            "{}/v2/{}/blobs/uploads/?mount={d}&from={from}",
-            self.base_url(r),
-            r.repository
-        );
-        let resp = self
-            .send(
-                r,
-                &push_scope(&r.repository, Some(from)),
-                Method::POST,
-                &url,
-                HeaderMap::new(),
-                None,
-            )
+        let (url, resp) = self
+            .post_upload(r, &format!("?mount={d}&from={from}"), Some(from))
             .await?;
         match resp.status() {
             StatusCode::CREATED => {
@@ -759,22 +747,8 @@ impl RegistryClient {
     /// that lacks every blob is then one request fewer per blob; each one costs the
     /// destination a password check (bcrypt, with htpasswd auth).
     pub async fn probe_upload(&self, r: &Reference, d: &Digest) -> Result<Option<String>> {
-        let url = format!(
-            "{}/v2/{}/blobs/uploads/?mount={d}&from={}",
-            self.base_url(r),
-            r.repository,
-            r.repository
-        );
-        let resp = self
-            .send(
-                r,
-                &push_scope(&r.repository, None),
-                Method::POST,
-                &url,
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
+        let query = format!("?mount={d}&from={}", r.repository);
+        let (url, resp) = self.post_upload(r, &query, None).await?;
         match resp.status() {
             StatusCode::CREATED => Ok(None),
             StatusCode::ACCEPTED => Ok(Some(self.location(r, &url, &resp)?)),
@@ -788,6 +762,32 @@ impl RegistryClient {
             }
             s => Err(http_error(r, "POST", &url, s, resp).await),
         }
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/<query>` (push scope, plus pull on `from` for a
+    /// mount); the URL is returned for Location resolution and errors.
+    async fn post_upload(
+        &self,
+        r: &Reference,
+        query: &str,
+        from: Option<&str>,
+    ) -> Result<(String, Response)> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/{query}",
+            self.base_url(r),
+            r.repository
+        );
+        let resp = self
+            .send(
+                r,
+                &push_scope(&r.repository, from),
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        Ok((url, resp))
     }
 
     fn location(&self, r: &Reference, url: &str, resp: &Response) -> Result<String> {
@@ -809,17 +809,7 @@ impl RegistryClient {
     }
 
     async fn start_upload(&self, r: &Reference) -> Result<String> {
-        let url = format!("{}/v2/{}/blobs/uploads/", self.base_url(r), r.repository);
-        let resp = self
-            .send(
-                r,
-                &push_scope(&r.repository, None),
-                Method::POST,
-                &url,
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
+        let (url, resp) = self.post_upload(r, "", None).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(http_error(r, "POST", &url, resp.status(), resp).await);
         }
