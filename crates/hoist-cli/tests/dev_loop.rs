@@ -617,19 +617,8 @@ fn other_clusters_get_images_through_the_advertised_registry() {
         image.starts_with(&format!("{}/shop/api:h-", reg.addr)),
         "{image}"
     );
-    let tags = Command::new("skopeo")
-        .args([
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{}/shop/api", reg.addr),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&tags.stdout).contains(image.rsplit(':').next().unwrap()),
-        "{}",
-        text(&tags)
-    );
+    let tags = registry_tags(&reg.addr, "shop/api");
+    assert!(tags.contains(image.rsplit(':').next().unwrap()), "{tags}");
 
     // Watching: the project is loaded again from disk on every config change (without
     // the advertised registry in it); the next rebuild must still go to that registry.
@@ -684,18 +673,10 @@ fn other_clusters_get_images_through_the_advertised_registry() {
         "after a reload the image names {rebuilt}, not the advertised registry\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let tags = Command::new("skopeo")
-        .args([
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{}/shop/api", reg.addr),
-        ])
-        .output()
-        .unwrap();
+    let tags = registry_tags(&reg.addr, "shop/api");
     assert!(
-        String::from_utf8_lossy(&tags.stdout).contains(rebuilt.rsplit(':').next().unwrap()),
-        "the rebuilt image is not in the advertised registry: {}",
-        text(&tags)
+        tags.contains(rebuilt.rsplit(':').next().unwrap()),
+        "the rebuilt image is not in the advertised registry: {tags}"
     );
     // And the rebuilt pod (pulled from there) serves through the forward.
     poll_log(
@@ -1263,4 +1244,19 @@ fn dockerfile_services_run_on_the_embedded_cluster_without_a_registry() {
     drop(guard);
     let down = env.hoist(&["down", "--delete-namespace"]);
     assert!(down.status.success(), "{}", text(&down));
+}
+
+/// `skopeo list-tags` of `repo` on the plain-HTTP registry at `addr` (an outside client's
+/// view of what hoist pushed).
+fn registry_tags(addr: &str, repo: &str) -> String {
+    let out = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{addr}/{repo}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo list-tags: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
