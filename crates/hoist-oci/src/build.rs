@@ -345,7 +345,7 @@ pub async fn push_built(
         // Streamed from the temp file, which `img` keeps until every task is joined.
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            c.ensure_blob_file(&t, &d, &path, size).await
+            c.upload_blob_file(&t, &d, &path, size).await
         });
     }
     {

@@ -881,8 +881,8 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Make sure `target` has blob `d`: HEAD, then mount from `mount_from` (same registry),
-    /// then upload the bytes `fetch` produces. Returns what happened.
+    /// Make sure `target` has blob `d` ([`RegistryClient::open_upload`]), uploading the
+    /// bytes `fetch` produces if it is missing. Returns what happened.
     pub async fn ensure_blob<F, Fut>(
         &self,
         target: &Reference,
@@ -894,32 +894,57 @@ impl RegistryClient {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes>>,
     {
-        let session = if let Some(from) = mount_from.filter(|f| *f != target.repository) {
-            if self.has_blob(target, d).await? {
-                return Ok(BlobOutcome::Present);
-            }
-            match self.mount_blob(target, d, from).await? {
-                None => return Ok(BlobOutcome::Mounted),
-                loc => loc,
-            }
-        } else {
-            match self.probe_upload(target, d).await? {
-                None => return Ok(BlobOutcome::Present),
-                loc => loc,
-            }
+        let session = match self.open_upload(target, d, mount_from).await? {
+            Opened::Done(outcome) => return Ok(outcome),
+            Opened::Session(loc) => loc,
         };
         let data = fetch().await?;
         d.verify(&data, &format!("blob {d}"))?;
-        self.upload_blob(target, d, data, session).await?;
+        self.upload_blob(target, d, data, Some(session)).await?;
         Ok(BlobOutcome::Uploaded)
     }
+
+    /// Whether `target` still needs blob `d` and, if so, the upload session to send it
+    /// into. With `mount_from` (another repository of the same registry): HEAD, then a
+    /// cross-repository mount, whose 202 opens the session. Otherwise the one-request
+    /// [`RegistryClient::probe_upload`].
+    async fn open_upload(
+        &self,
+        target: &Reference,
+        d: &Digest,
+        mount_from: Option<&str>,
+    ) -> Result<Opened> {
+        let opened = match mount_from.filter(|f| *f != target.repository) {
+            Some(from) => {
+                if self.has_blob(target, d).await? {
+                    return Ok(Opened::Done(BlobOutcome::Present));
+                }
+                self.mount_blob(target, d, from)
+                    .await?
+                    .map_or(Opened::Done(BlobOutcome::Mounted), Opened::Session)
+            }
+            None => self
+                .probe_upload(target, d)
+                .await?
+                .map_or(Opened::Done(BlobOutcome::Present), Opened::Session),
+        };
+        Ok(opened)
+    }
+}
+
+/// What [`RegistryClient::open_upload`] found.
+enum Opened {
+    /// Nothing to send: the blob is there (or was mounted).
+    Done(BlobOutcome),
+    /// Send the blob into this upload session.
+    Session(String),
 }
 
 impl RegistryClient {
     /// Make sure `dst` has blob `d` (`size` bytes), taken from `src` without holding it in
-    /// memory: HEAD; on the same registry a cross-repository mount, and if the registry
-    /// declines it, a stream into the upload session it opened; otherwise a stream from
-    /// the other registry. Interrupted streams are retried with a fresh download and
+    /// memory: on the same registry a cross-repository mount, otherwise (or if the
+    /// registry declines it) a stream into the upload session
+    /// [`RegistryClient::open_upload`] opened. Interrupted streams are retried with a fresh download and
     /// upload; bad content never is.
     pub async fn copy_blob(
         &self,
@@ -928,21 +953,12 @@ impl RegistryClient {
         d: &Digest,
         size: u64,
     ) -> Result<BlobOutcome> {
-        let session = if src.registry == dst.registry && src.repository != dst.repository {
-            if self.has_blob(dst, d).await? {
-                return Ok(BlobOutcome::Present);
-            }
-            match self.mount_blob(dst, d, &src.repository).await? {
-                None => return Ok(BlobOutcome::Mounted),
-                loc => loc,
-            }
-        } else {
-            match self.probe_upload(dst, d).await? {
-                None => return Ok(BlobOutcome::Present),
-                loc => loc,
-            }
+        let same_registry = (src.registry == dst.registry).then_some(src.repository.as_str());
+        let session = match self.open_upload(dst, d, same_registry).await? {
+            Opened::Done(outcome) => return Ok(outcome),
+            Opened::Session(loc) => loc,
         };
-        self.retry_transfer(&format!("blob {d}"), session, |session| {
+        self.retry_transfer(&format!("blob {d}"), Some(session), |session| {
             self.stream_blob_into(src, dst, d, size, session)
         })
         .await?;
@@ -1109,26 +1125,11 @@ impl RegistryClient {
     }
 
     /// Make sure `dst` has blob `d` (`size` bytes) from the file at `path` (an OCI layout's
-    /// blob), reading it as it goes up rather than into memory first; its digest is
-    /// checked on the way. Chunked (PATCH) when the options ask for chunks.
+    /// blob or a freshly built layer), reading it as it goes up rather than into memory
+    /// first; its digest is checked on the way. One request probes for the blob and opens
+    /// the upload ([`RegistryClient::probe_upload`]). Chunked (PATCH) when the options ask
+    /// for chunks.
     pub async fn upload_blob_file(
-        &self,
-        dst: &Reference,
-        d: &Digest,
-        path: &std::path::Path,
-        size: u64,
-    ) -> Result<BlobOutcome> {
-        if self.has_blob(dst, d).await? {
-            return Ok(BlobOutcome::Present);
-        }
-        self.upload_file_into(dst, d, path, size, None).await?;
-        Ok(BlobOutcome::Uploaded)
-    }
-
-    /// Like [`RegistryClient::upload_blob_file`] for a blob the repository most likely
-    /// lacks (a freshly built layer): one request to probe and open the upload session
-    /// ([`RegistryClient::probe_upload`]) instead of a HEAD and a POST.
-    pub async fn ensure_blob_file(
         &self,
         dst: &Reference,
         d: &Digest,
