@@ -312,10 +312,19 @@ fn kubectl_cp_copies_files_and_directories_both_ways_byte_exact() {
 }
 
 /// Runs `cmd` with `input` on its stdin, bounded by `limit`; (stdout, stderr, exit code).
-fn run_with_input(
+fn run_with_input(cmd: Command, input: &[u8], limit: Duration) -> (String, String, Option<i32>) {
+    let input = input.to_vec();
+    run_feeding(cmd, limit, move |mut stdin| {
+        let _ = stdin.write_all(&input);
+    })
+}
+
+/// Runs `cmd` with `feed` writing its stdin on a thread of its own, bounded by `limit`
+/// (killed and failing the test when it hangs); (stdout, stderr, exit code).
+fn run_feeding(
     mut cmd: Command,
-    input: &[u8],
     limit: Duration,
+    feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
 ) -> (String, String, Option<i32>) {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -323,11 +332,8 @@ fn run_with_input(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
+    let stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || feed(stdin));
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -514,43 +520,17 @@ async fn read_lines(r: &mut tokio::io::ReadHalf<tokio::io::SimplexStream>) -> St
 /// Like [`run_with_input`], typing `input` only after a moment (once a terminal session is
 /// up: keystrokes typed earlier would be lost to the raw-mode switch).
 fn run_with_delayed_input(
-    mut cmd: Command,
+    cmd: Command,
     input: &[u8],
     limit: Duration,
 ) -> (String, String, Option<i32>) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
-    std::thread::spawn(move || {
+    run_feeding(cmd, limit, move |mut stdin| {
         std::thread::sleep(Duration::from_millis(1500));
         let _ = stdin.write_all(&input);
         // Kept open: an early EOF would end the terminal session.
         std::thread::sleep(Duration::from_secs(30));
-    });
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{cmd:?} hung:\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code(),
-    )
+    })
 }
 
 #[test]
