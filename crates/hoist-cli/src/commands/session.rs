@@ -80,8 +80,6 @@ pub fn target_options(
     .with_cluster_setting(project.cluster())
 }
 
-/// The cluster to use: `--context` > project/settings `cluster:` > current context if
-/// allowed > the embedded cluster, which is started when chosen and not running.
 /// [`resolve_target`] on a blocking thread, for async commands: it may start the embedded
 /// cluster (a child process, then a wait), which must not hold a runtime worker.
 pub async fn resolve_target_off_runtime(
@@ -98,6 +96,8 @@ pub async fn resolve_target_off_runtime(
     Ok((target?, project))
 }
 
+/// The cluster to use: `--context` > project/settings `cluster:` > current context if
+/// allowed > the embedded cluster, which is started when chosen and not running.
 pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<ClusterTarget> {
     let opts = target_options(project, args.context.clone(), args.namespace.clone());
     let explicit = opts.context.is_some() || opts.project_context.is_some();
