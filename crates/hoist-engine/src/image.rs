@@ -170,7 +170,6 @@ pub async fn dockerfile_into_store(
     // is cancelled (the store never holds half an image).
     tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
         let built = OciLayout::open(&out)?;
-        let _guard = STORE_WRITES.lock().unwrap_or_else(|p| p.into_inner());
         let digest = store.import_from_layout(&built, Some("image"), &name)?;
         drop(tmp);
         Ok(digest.to_string())
@@ -178,10 +177,6 @@ pub async fn dockerfile_into_store(
     .await
     .map_err(|e| EngineError::Other(format!("storing the built image: {e}")))?
 }
-
-/// Serialises writes to the local store's `index.json`: it is read, changed and written
-/// back, so two images stored at once could lose one's entry (seen with parallel builds).
-static STORE_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Build into the store: new layers are written in its blob directory and land there by
 /// link; base layers stream in. index.json is locked by the layout itself.
