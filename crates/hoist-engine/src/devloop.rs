@@ -3,7 +3,6 @@
 //! brought up and removed ones torn down. Each step is a session event.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,24 +57,15 @@ pub async fn first_pass(
     Ok(report)
 }
 
-/// Runs until `stop` resolves or the watcher ends.
-pub async fn watch(
-    engine: Arc<Engine>,
-    mut input: DevLoopInput,
-    wanted: Vec<String>,
-    stop: impl Future<Output = ()>,
-) {
-    let mut stop = std::pin::pin!(stop);
+/// Runs until the watcher ends; to stop it, drop the future (passes in flight are
+/// aborted with it: [`InFlight`]'s drop).
+pub async fn watch(engine: Arc<Engine>, mut input: DevLoopInput, wanted: Vec<String>) {
     let mut inflight = InFlight::default();
+    // The project as loaded and as resolved for this target: resolved again only when a
+    // reload brought a new one, not on every saved file.
+    let mut resolved: Option<(Arc<Project>, Arc<Project>)> = None;
     loop {
-        let update = tokio::select! {
-            _ = &mut stop => {
-                inflight.abort_all();
-                return;
-            }
-            u = input.next() => u,
-        };
-        let update = match update {
+        let update = match input.next().await {
             None => return,
             Some(Err(e)) => {
                 engine.session.emit(Event::Error {
@@ -86,7 +76,15 @@ pub async fn watch(
             }
             Some(Ok(u)) => u,
         };
-        let project = engine.resolve_project(input.project().clone());
+        let loaded = input.project();
+        let project = match &resolved {
+            Some((from, to)) if Arc::ptr_eq(from, loaded) => to.clone(),
+            _ => {
+                let to = engine.resolve_project(loaded.clone());
+                resolved = Some((loaded.clone(), to.clone()));
+                to
+            }
+        };
         let bring_up = handle(&engine, project.clone(), update, &wanted).await;
         if !bring_up.is_empty() {
             inflight.start(&engine, project, bring_up);

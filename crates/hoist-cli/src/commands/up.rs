@@ -158,13 +158,7 @@ async fn session_run(
     drop(first);
     // From here on Ctrl-C is the normal end of a session (exit 0); the caller stops it.
     watching.store(true, Ordering::SeqCst);
-    devloop::watch(
-        engine.clone(),
-        input,
-        args.services.clone(),
-        std::future::pending(),
-    )
-    .await;
+    devloop::watch(engine.clone(), input, args.services.clone()).await;
     engine.detach_all();
     let note =
         "hoist: the watcher stopped; the services keep running (remove them with `hoist down`)";
