@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use hoist_config::{Project, RenderOptions, image_refs, render};
 use hoist_kube::readiness::NotReadyReport;
-#[cfg(test)]
-use hoist_kube::readiness::{WaitTarget, wait_ready};
 use hoist_kube::shared_watch::SharedWatches;
-use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, Owner, PruneScope};
+use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, PruneScope};
 use hoist_oci::{ClientOptions, Platform, RegistryClient};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
@@ -168,14 +166,12 @@ impl Engine {
             context: target.context.clone(),
             namespace: target.namespace.clone(),
         });
-        let owner = Owner {
-            project: target.project.clone(),
-            developer: target.developer.clone(),
-        };
+        let applyset = ApplySet::new(client.clone(), &target);
+        let watches = SharedWatches::new(client.clone(), applyset.owner());
         Ok(Arc::new(Engine {
             session,
-            applyset: Mutex::new(ApplySet::new(client.clone(), &target)),
-            watches: SharedWatches::new(client.clone(), &owner),
+            applyset: Mutex::new(applyset),
+            watches,
             client,
             target,
             delivery,
@@ -715,15 +711,8 @@ impl Engine {
 fn assert_send<T: Send>(_: T) {}
 #[cfg(test)]
 #[allow(dead_code)]
-async fn probe(
-    c: kube::Client,
-    mut s: ApplySet,
-    t: Vec<WaitTarget>,
-    e: Arc<Engine>,
-    a: Vec<Applied>,
-) {
+async fn probe(mut s: ApplySet, e: Arc<Engine>, a: Vec<Applied>) {
     assert_send(async move { s.apply(vec![], PruneScope::None).await });
-    assert_send(async move { wait_ready(&c, &t, Duration::ZERO).await });
     let e2 = e.clone();
     let a2 = a.clone();
     assert_send(async move { e2.watches.hopeless(&a2).await });
