@@ -452,7 +452,7 @@ pub async fn wait_ready(
     }
 }
 
-fn dyn_api(client: &Client, t: &WaitTarget) -> Api<DynamicObject> {
+pub(crate) fn dyn_api(client: &Client, t: &WaitTarget) -> Api<DynamicObject> {
     match &t.key.namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &t.resource),
         None => Api::all_with(client.clone(), &t.resource),

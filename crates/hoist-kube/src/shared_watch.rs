@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::apply::Applied;
 use crate::labels::Owner;
 use crate::object::ObjectKey;
-use crate::readiness::{NotReadyReport, Readiness, WaitTarget, evaluate, explain};
+use crate::readiness::{NotReadyReport, Readiness, WaitTarget, dyn_api, evaluate, explain};
 
 /// Container waiting reasons that will not fix themselves by waiting.
 pub const HOPELESS: &[&str] = &[
@@ -278,8 +278,11 @@ pub struct SharedWatches {
     selector: String,
     kinds: Mutex<HashMap<KindKey, Feed<Verdict>>>,
     pods: Mutex<HashMap<String, Feed<PodTrouble>>>,
-    /// Bumped after every change to any store: waiters re-check on it.
-    changed: Arc<watch::Sender<u64>>,
+    /// Bumped after every change to a kind store: readiness waiters re-check on it.
+    kinds_changed: Arc<watch::Sender<u64>>,
+    /// Bumped after every change to a pod store: [`SharedWatches::hopeless`] re-checks on
+    /// it. Apart, so a pod event in the namespace does not wake every readiness waiter.
+    pods_changed: Arc<watch::Sender<u64>>,
 }
 
 impl SharedWatches {
@@ -291,12 +294,13 @@ impl SharedWatches {
             selector: owner.selector(None),
             kinds: Mutex::default(),
             pods: Mutex::default(),
-            changed: Arc::new(watch::channel(0).0),
+            kinds_changed: Arc::new(watch::channel(0).0),
+            pods_changed: Arc::new(watch::channel(0).0),
         }
     }
 
     fn spawn_feed<K, T>(
-        &self,
+        changed: Arc<watch::Sender<u64>>,
         api: Api<K>,
         config: watcher::Config,
         keep: impl Fn(&K) -> Option<T> + Send + 'static,
@@ -306,7 +310,7 @@ impl SharedWatches {
         T: Send + 'static,
     {
         let store: Arc<Mutex<Store<T>>> = Arc::default();
-        let (s, changed) = (store.clone(), self.changed.clone());
+        let s = store.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(ev) = stream.next().await {
@@ -356,14 +360,14 @@ impl SharedWatches {
         kinds
             .entry(key)
             .or_insert_with(|| {
-                let api: Api<DynamicObject> = match &t.key.namespace {
-                    Some(ns) => Api::namespaced_with(self.client.clone(), ns, &t.resource),
-                    None => Api::all_with(self.client.clone(), &t.resource),
-                };
+                let api = dyn_api(&self.client, t);
                 let config = watcher::Config::default().labels(&self.selector);
-                self.spawn_feed(api, config, |o: &DynamicObject| {
-                    serde_json::to_value(o).ok().map(|v| Verdict::of(&v))
-                })
+                Self::spawn_feed(
+                    self.kinds_changed.clone(),
+                    api,
+                    config,
+                    |o: &DynamicObject| serde_json::to_value(o).ok().map(|v| Verdict::of(&v)),
+                )
             })
             .store
             .clone()
@@ -374,7 +378,12 @@ impl SharedWatches {
         pods.entry(namespace.to_string())
             .or_insert_with(|| {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-                self.spawn_feed(api, watcher::Config::default(), trouble_of)
+                Self::spawn_feed(
+                    self.pods_changed.clone(),
+                    api,
+                    watcher::Config::default(),
+                    trouble_of,
+                )
             })
             .store
             .clone()
@@ -397,7 +406,7 @@ impl SharedWatches {
                 .collect()
         };
         // Subscribed before the first look, so no change between the two is missed.
-        let mut rx = self.changed.subscribe();
+        let mut rx = self.kinds_changed.subscribe();
         let settled = async {
             loop {
                 let v = verdicts();
@@ -452,7 +461,7 @@ impl SharedWatches {
         if watched.is_empty() {
             return std::future::pending().await;
         }
-        let mut rx = self.changed.subscribe();
+        let mut rx = self.pods_changed.subscribe();
         loop {
             for (key, store, m) in &watched {
                 let found = evidence(&store.lock().expect("not poisoned"), m);
@@ -468,11 +477,7 @@ impl SharedWatches {
 }
 
 async fn fetch(client: &Client, t: &WaitTarget, name: &str) -> Option<Value> {
-    let api: Api<DynamicObject> = match &t.key.namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &t.resource),
-        None => Api::all_with(client.clone(), &t.resource),
-    };
-    let obj = api.get_opt(name).await.ok()??;
+    let obj = dyn_api(client, t).get_opt(name).await.ok()??;
     serde_json::to_value(obj).ok()
 }
 
