@@ -58,10 +58,11 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             .into_diagnostic()?
     };
     let json = args.format == OutputFormat::Json;
+    let display = Display::choose(json, true);
     let session = Session::new();
     let res = rt.block_on(async {
         let mut sigint = sigint;
-        let printer = spawn_printer(&session, Display::choose(json, true));
+        let printer = spawn_printer(&session, display);
         let res = tokio::select! {
             r = ci_run(&args, g, timeout, &session) => Some(r),
             _ = sigint.recv() => None,
@@ -70,11 +71,14 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             exit_on_second_interrupt(sigint);
         }
         printer.finish().await;
+        // While a second Ctrl-C still ends the process (its task dies with the runtime).
+        if res.is_none() {
+            report_stop(&session, display, true);
+        }
         res
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     let Some(res) = res else {
-        report_stop(&session, Display::choose(json, true), true);
         return Ok(ExitCode::from(130));
     };
     let (report, tests) = res?;

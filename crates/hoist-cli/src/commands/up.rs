@@ -74,8 +74,13 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         if res.is_none() {
             exit_on_second_interrupt(sigint);
         }
-        // Everything emitted so far is printed, then the outcome.
+        // Everything emitted so far is printed, then the outcome. The stop summary is
+        // printed here, while a second Ctrl-C still ends the process (its task dies with
+        // the runtime) should stdout not be read.
         printer.finish().await;
+        if res.is_none() {
+            report_stop(&session, display, !watching.load(Ordering::SeqCst));
+        }
         res
     });
     // What was cancelled is dropped with the runtime; blocking work under way (a store
@@ -89,14 +94,8 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             }
             code
         }),
-        None if watching.load(Ordering::SeqCst) => {
-            report_stop(&session, display, false);
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            report_stop(&session, display, true);
-            Ok(ExitCode::from(130))
-        }
+        None if watching.load(Ordering::SeqCst) => Ok(ExitCode::SUCCESS),
+        None => Ok(ExitCode::from(130)),
     }
 }
 
