@@ -210,17 +210,10 @@ pub fn progress(s: &crate::state::ServiceState) -> &'static str {
 /// What `hoist up` says when Ctrl-C ends it: how far each service got.
 /// `interrupted`: the first pass had not finished.
 pub fn stopped_summary(state: &State, interrupted: bool) -> String {
-    let ready: Vec<&str> = state
-        .services
+    let (ready, not_ready) = how_far(state);
+    let others: Vec<String> = not_ready
         .iter()
-        .filter(|(_, s)| s.ready == Ready::Ready)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let others: Vec<String> = state
-        .services
-        .iter()
-        .filter(|(_, s)| s.ready != Ready::Ready)
-        .map(|(n, s)| format!("{n} ({})", progress(s)))
+        .map(|(n, p)| format!("{n} ({p})"))
         .collect();
     let mut out = format!(
         "hoist: {}; {} of {} service(s) ready",
@@ -240,6 +233,20 @@ pub fn stopped_summary(state: &State, interrupted: bool) -> String {
     }
     out.push_str(".\nWhat was applied keeps running; remove it with `hoist down`.");
     out
+}
+
+/// The ready services, and how far each other one got ([`progress`]), in name order:
+/// what a stopped session reports, as text or JSON.
+pub fn how_far(state: &State) -> (Vec<&str>, Vec<(&str, &'static str)>) {
+    let (mut ready, mut others) = (Vec::new(), Vec::new());
+    for (n, s) in &state.services {
+        if s.ready == Ready::Ready {
+            ready.push(n.as_str());
+        } else {
+            others.push((n.as_str(), progress(s)));
+        }
+    }
+    (ready, others)
 }
 
 #[cfg(test)]

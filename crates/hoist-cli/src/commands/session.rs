@@ -144,17 +144,10 @@ pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
 pub fn report_stop(session: &Session, display: Display, interrupted: bool) {
     let state = session.snapshot();
     if display == Display::Json {
-        let ready: Vec<&String> = state
-            .services
-            .iter()
-            .filter(|(_, s)| s.ready == hoist_engine::state::Ready::Ready)
-            .map(|(n, _)| n)
-            .collect();
-        let not_ready: serde_json::Map<String, serde_json::Value> = state
-            .services
-            .iter()
-            .filter(|(_, s)| s.ready != hoist_engine::state::Ready::Ready)
-            .map(|(n, s)| (n.clone(), view::progress(s).into()))
+        let (ready, not_ready) = view::how_far(&state);
+        let not_ready: serde_json::Map<String, serde_json::Value> = not_ready
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p.into()))
             .collect();
         let doc = serde_json::json!({
             "type": if interrupted { "interrupted" } else { "stopped" },
