@@ -30,6 +30,15 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// Why it is not ready and whether waiting cannot fix it; `None` when ready.
+    pub fn not_ready(self) -> Option<(String, bool)> {
+        match self {
+            Readiness::Ready => None,
+            Readiness::Progressing(r) => Some((r, false)),
+            Readiness::Failed(r) => Some((r, true)),
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         matches!(self, Readiness::Ready)
     }
@@ -288,6 +297,17 @@ pub struct NotReadyReport {
     pub objects: Vec<NotReadyObject>,
 }
 
+impl NotReadyReport {
+    /// `Ok` when nothing is in the report.
+    pub fn into_result(self) -> Result<(), NotReadyReport> {
+        if self.objects.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NotReadyObject {
     pub key: ObjectKey,
@@ -436,20 +456,14 @@ pub async fn wait_ready(
             Some(v) => evaluate(v),
             None => Readiness::Progressing("does not exist".into()),
         };
-        let (reason, failed) = match verdict {
-            Readiness::Ready => continue,
-            Readiness::Progressing(r) => (r, false),
-            Readiness::Failed(r) => (r, true),
+        let Some((reason, failed)) = verdict.not_ready() else {
+            continue;
         };
         report
             .objects
             .push(explain(client, t, obj.as_ref(), reason, failed).await);
     }
-    if report.objects.is_empty() {
-        Ok(())
-    } else {
-        Err(report)
-    }
+    report.into_result()
 }
 
 pub(crate) fn dyn_api(client: &Client, t: &WaitTarget) -> Api<DynamicObject> {

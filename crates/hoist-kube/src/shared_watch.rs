@@ -422,10 +422,8 @@ impl SharedWatches {
 
         let mut report = NotReadyReport::default();
         for ((t, a), verdict) in targets.iter().zip(applied).zip(verdicts()) {
-            let (reason, failed) = match verdict {
-                Readiness::Ready => continue,
-                Readiness::Progressing(r) => (r, false),
-                Readiness::Failed(r) => (r, true),
+            let Some((reason, failed)) = verdict.not_ready() else {
+                continue;
             };
             // The object as it is now, for its conditions and pods (only for the few
             // that are not ready: the watch keeps verdicts, not objects).
@@ -438,11 +436,7 @@ impl SharedWatches {
                 .objects
                 .push(explain(&self.client, t, obj.as_ref(), reason, failed).await);
         }
-        if report.objects.is_empty() {
-            Ok(())
-        } else {
-            Err(report)
-        }
+        report.into_result()
     }
 
     /// Resolves when a pod of the applied workloads is in a state waiting cannot fix
