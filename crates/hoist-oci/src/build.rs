@@ -321,9 +321,7 @@ pub async fn push_built(
     img: &BuiltImage,
     target: &Reference,
 ) -> Result<PushReport> {
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(
-        client.options().max_concurrency.max(1),
-    ));
+    let sem = client.blob_task_limit();
     let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
     for d in &img.base_layers {
         let (c, t, d, base, sem) = (

@@ -37,7 +37,8 @@ pub struct ClientOptions {
     pub tls_loopback: Vec<String>,
     /// Upload blobs larger than this in PATCH chunks of this size; `None` = always monolithic.
     pub chunk_size: Option<u64>,
-    /// Parallel blob transfers.
+    /// Blob transfers (bytes moving) at once, over the whole client. Probes and mounts for
+    /// the blobs queued behind them run ahead, so a freed slot starts sending at once.
     pub max_concurrency: usize,
     pub retries: u32,
 }
@@ -140,6 +141,11 @@ struct Inner {
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
     progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    /// One permit per blob transfer in flight (`max_concurrency`), shared by every copy and
+    /// push of this client, so concurrent builds do not multiply the bound.
+    transfers: Arc<tokio::sync::Semaphore>,
+    /// The most transfer slots ever in use at once (tests prove the bound with it).
+    transfers_peak: std::sync::atomic::AtomicUsize,
 }
 
 /// Does a registry get plain HTTP? Loopback always; others only when named insecure.
@@ -169,8 +175,11 @@ impl RegistryClient {
             b = b.tls_certs_merge(certs);
         }
         let http = b.build().map_err(|e| Error::Tls(e.to_string()))?;
+        let transfers = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
+                transfers,
+                transfers_peak: Default::default(),
                 http,
                 opts,
                 auth: Mutex::new(HashMap::new()),
@@ -188,6 +197,40 @@ impl RegistryClient {
 
     pub fn options(&self) -> &ClientOptions {
         &self.inner.opts
+    }
+
+    /// A bound for the tasks of one copy or push: twice the transfer slots, so that while
+    /// `max_concurrency` blobs move, as many more are probed (or mounted) and wait with
+    /// their upload sessions open; a slot that frees then starts sending without a round
+    /// trip, and few sessions are ever left idle.
+    pub fn blob_task_limit(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(
+            2 * self.inner.opts.max_concurrency.max(1),
+        ))
+    }
+
+    /// Wait for a transfer slot (see [`ClientOptions::max_concurrency`]). A streamed
+    /// upload hands it to its body, which frees it after the last byte: the next blob
+    /// starts while the registry still commits this one.
+    async fn transfer_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let slot = self
+            .inner
+            .transfers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the transfer semaphore is never closed");
+        let in_use = (self.inner.opts.max_concurrency.max(1))
+            .saturating_sub(self.inner.transfers.available_permits());
+        self.inner
+            .transfers_peak
+            .fetch_max(in_use, Ordering::Relaxed);
+        slot
+    }
+
+    /// The most blob transfers this client ever had in flight at once.
+    pub fn peak_transfers(&self) -> usize {
+        self.inner.transfers_peak.load(Ordering::Relaxed)
     }
 
     /// Show transferred bytes on this bar (callers create it only on a TTY).
@@ -667,6 +710,7 @@ impl RegistryClient {
     ) -> Result<u64> {
         use sha2::Digest as _;
         use std::io::Write as _;
+        let _slot = self.transfer_slot().await;
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
         let mut resp = self
             .send(
@@ -824,6 +868,7 @@ impl RegistryClient {
         data: Bytes,
         session: Option<String>,
     ) -> Result<()> {
+        let _slot = self.transfer_slot().await;
         let mut loc = match session {
             Some(s) => s,
             None => self.start_upload(r).await?,
@@ -1014,6 +1059,7 @@ impl RegistryClient {
         size: u64,
         session: Option<String>,
     ) -> Result<()> {
+        let slot = self.transfer_slot().await;
         let get_url = format!("{}/v2/{}/blobs/{d}", self.base_url(src), src.repository);
         let scope = pull_scope(&src.repository);
         let get = self.send(src, &scope, Method::GET, &get_url, HeaderMap::new(), None);
@@ -1025,6 +1071,7 @@ impl RegistryClient {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
         let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
+        let body = body.holding(slot);
         let what = format!("blob {d} of {}", src.name());
         let n = self
             .put_verified(
@@ -1155,6 +1202,7 @@ impl RegistryClient {
     ) -> Result<()> {
         let what = format!("blob {}", path.display());
         self.retry_transfer(&what, session, |session| async {
+            let slot = self.transfer_slot().await;
             let file = tokio::fs::File::open(path)
                 .await
                 .ctx(|| format!("opening {}", path.display()))?;
@@ -1168,6 +1216,7 @@ impl RegistryClient {
                 None => self.start_upload(dst).await?,
             };
             let (body, verdict) = VerifiedBody::new(FileBody::new(file), d.clone(), size);
+            let body = body.holding(slot);
             self.put_verified(
                 dst,
                 &loc,

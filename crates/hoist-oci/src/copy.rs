@@ -205,9 +205,7 @@ async fn copy_image(
     stats: &mut (usize, usize, usize),
 ) -> Result<()> {
     let m = raw.image()?;
-    let sem = Arc::new(tokio::sync::Semaphore::new(
-        client.options().max_concurrency.max(1),
-    ));
+    let sem = client.blob_task_limit();
     let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
     // Biggest first: the long transfers start early and the tail is short.
     let mut blobs: Vec<_> = std::iter::once(&m.config)

@@ -56,6 +56,8 @@ pub struct VerifiedBody<B> {
     seen: u64,
     done: bool,
     verdict: Verdict,
+    /// Dropped once the last byte is out (or the body failed), not when the request ends.
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<B> VerifiedBody<B> {
@@ -71,15 +73,28 @@ impl<B> VerifiedBody<B> {
                 seen: 0,
                 done: false,
                 verdict: verdict.clone(),
+                held: None,
             },
             verdict,
         )
     }
 
-    fn fail(&mut self, f: StreamFailure) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    /// Keep `guard` (a transfer slot) until the body has produced its last byte or failed:
+    /// the registry's answer to the request is not waited for.
+    pub fn holding(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.held = Some(Box::new(guard));
+        self
+    }
+
+    fn finish(&mut self, v: Result<u64, StreamFailure>) {
         self.done = true;
+        self.held = None;
+        self.verdict.set(v);
+    }
+
+    fn fail(&mut self, f: StreamFailure) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let msg = format!("blob {} not forwarded: {f:?}", self.expected);
-        self.verdict.set(Err(f));
+        self.finish(Err(f));
         Poll::Ready(Some(Err(std::io::Error::other(msg))))
     }
 }
@@ -122,8 +137,7 @@ where
                         if actual != this.expected {
                             return this.fail(StreamFailure::Mismatch { actual });
                         }
-                        this.done = true;
-                        this.verdict.set(Ok(this.seen));
+                        this.finish(Ok(this.seen));
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
@@ -138,8 +152,7 @@ where
                     if actual != this.expected {
                         return this.fail(StreamFailure::Mismatch { actual });
                     }
-                    this.done = true;
-                    this.verdict.set(Ok(0));
+                    this.finish(Ok(0));
                     return Poll::Ready(None);
                 }
             }
@@ -299,5 +312,33 @@ mod tests {
             run(vec![Ok(b"hello"), Err("reset")], &d, 11).get(),
             Some(Err(StreamFailure::Source("reset".into())))
         );
+    }
+
+    #[test]
+    fn held_guard_goes_with_the_last_byte_or_a_failure() {
+        let d = Digest::of(b"hello world");
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for (chunks, ok) in [
+            (vec![b"hello ".as_slice(), b"world"], true),
+            (vec![b"hello ".as_slice(), b"World"], false),
+        ] {
+            let slot = Arc::new(());
+            let src = Chunks(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok(Bytes::from_static(c)))
+                    .collect(),
+            );
+            let (body, verdict) = VerifiedBody::new(src, d.clone(), 11);
+            let mut body = body.holding(slot.clone());
+            assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+            assert_eq!(Arc::strong_count(&slot), 2, "held while bytes remain");
+            let last = Pin::new(&mut body).poll_frame(&mut cx);
+            assert!(matches!(last, Poll::Ready(Some(Ok(_)))) == ok);
+            // Released with the body still alive (the request awaiting its answer).
+            assert_eq!(Arc::strong_count(&slot), 1);
+            assert_eq!(verdict.get().unwrap().is_ok(), ok);
+        }
     }
 }

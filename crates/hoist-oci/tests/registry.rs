@@ -303,6 +303,42 @@ async fn mount_probe_finds_linked_blobs_or_opens_an_upload() {
     }
 }
 
+/// `max_concurrency` bounds blob transfers over the whole client: two copies running at
+/// once share its slots, and every blob still arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_are_bounded_over_the_whole_client() {
+    let open = Registry::start(false);
+    let (d1, d2) = (Registry::start(false), Registry::start(false));
+    let tmp = tempfile::tempdir().unwrap();
+    let src = push_base(&client(), &open, "lib/five:1", 5, 1_000_000, tmp.path()).await;
+    let c = RegistryClient::new(ClientOptions {
+        max_concurrency: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let from = Location::Registry(src.clone());
+    let (to1, to2) = (
+        Location::Registry(r(&d1.reference("x/five:1"))),
+        Location::Registry(r(&d2.reference("y/five:1"))),
+    );
+    let opts = CopyOptions::default();
+    let (a, b) = tokio::join!(copy(&c, &from, &to1, &opts), copy(&c, &from, &to2, &opts));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // 5 layers + the config, each uploaded to both registries.
+    assert_eq!((a.blobs_copied, b.blobs_copied), (6, 6));
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(
+        c.peak_transfers(),
+        2,
+        "12 blob transfers through a client allowing 2 at once"
+    );
+    for (d, repo) in [(&d1, "x/five:1"), (&d2, "y/five:1")] {
+        let dst = format!("docker://{}", d.reference(repo));
+        let inspect = skopeo(&["inspect", "--tls-verify=false", &dst]);
+        assert!(inspect.contains(&a.digest.to_string()), "{inspect}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_between_registries_and_layouts_keeps_digests() {
     let open = Registry::start(false);
