@@ -123,14 +123,23 @@ fn login_append_inspect_copy_logout() {
         stdout(&a)
     );
 
-    // Copy to the other registry keeps the digest.
+    // Copy to the other registry keeps the digest, one blob at a time too.
     let dst = open.reference("mirror/app:v1");
     let a = hoist(&cfg)
-        .args(["image", "copy", &target, &dst, "-o", "json"])
+        .args(["image", "copy", &target, &dst, "-o", "json", "--jobs", "1"])
         .assert()
         .success();
     let c: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
     assert_eq!(c["digest"], rep["digest"]);
+    let a = hoist(&cfg)
+        .args(["image", "copy", &target, &dst, "-j", "0"])
+        .assert()
+        .code(2);
+    assert!(
+        String::from_utf8_lossy(&a.get_output().stderr).contains("0 is not in 1..=64"),
+        "{:?}",
+        a.get_output()
+    );
 
     // Pull into the local store.
     let store = tmp.path().join("cache");

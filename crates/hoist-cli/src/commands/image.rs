@@ -47,11 +47,31 @@ pub struct RegistryOpts {
     pub output: OutputFormat,
 }
 
+/// For the commands that move blobs.
+#[derive(Debug, Args, Clone)]
+pub struct TransferOpts {
+    /// Blob transfers at once (probes for the blobs queued behind them run ahead).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = ClientOptions::default().max_concurrency as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
 impl RegistryOpts {
+    /// A client for reading manifests and configs.
     pub(super) fn client(&self) -> miette::Result<RegistryClient> {
+        self.client_with(ClientOptions::default().max_concurrency)
+    }
+
+    /// A client that moves blobs, `t.jobs` at once.
+    pub(super) fn transfer_client(&self, t: &TransferOpts) -> miette::Result<RegistryClient> {
+        self.client_with(t.jobs.into())
+    }
+
+    fn client_with(&self, max_concurrency: usize) -> miette::Result<RegistryClient> {
         let mut o = ClientOptions::default();
         o.insecure.extend(self.insecure.iter().cloned());
         o.ca_file = self.ca_file.clone();
+        o.max_concurrency = max_concurrency;
         let c = RegistryClient::new(o).into_diagnostic()?;
         if std::io::stderr().is_terminal() && self.output == OutputFormat::Text {
             let bar = hoist_oci::indicatif::ProgressBar::new_spinner();
@@ -102,6 +122,8 @@ pub struct AppendArgs {
     pub tag: String,
     #[command(flatten)]
     pub reg: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +137,8 @@ pub struct CopyArgs {
     pub all: bool,
     #[command(flatten)]
     pub reg: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +157,8 @@ pub struct PullArgs {
     pub store: Option<PathBuf>,
     #[command(flatten)]
     pub reg: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
 }
 
 pub fn run(cmd: ImageCommand, g: &GlobalOpts) -> miette::Result<ExitCode> {
@@ -191,7 +217,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             .collect::<miette::Result<BTreeMap<_, _>>>()?,
     };
     let target = Reference::parse(&a.tag).into_diagnostic()?;
-    let client = a.reg.client()?;
+    let client = a.reg.transfer_client(&a.transfer)?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         ..Default::default()
@@ -220,7 +246,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
 fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
     let src: Location = a.src.parse().into_diagnostic()?;
     let dst: Location = a.dst.parse().into_diagnostic()?;
-    let client = a.reg.client()?;
+    let client = a.reg.transfer_client(&a.transfer)?;
     let opts = CopyOptions {
         all_platforms: a.all,
         platform: a.reg.platform()?,
@@ -367,7 +393,7 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
         None => LocalStore::open_default(),
     }
     .into_diagnostic()?;
-    let client = a.reg.client()?;
+    let client = a.reg.transfer_client(&a.transfer)?;
     let img = block_on(store.pull(&client, &r, &a.reg.platform()?)).into_diagnostic()?;
     client.set_progress(None);
     match a.reg.output {

@@ -12,7 +12,7 @@ use hoist_oci::{LocalStore, Reference, block_on, block_on_interruptible};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 
-use super::image::RegistryOpts;
+use super::image::{RegistryOpts, TransferOpts};
 use super::project::{self, SetArgs};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
@@ -31,6 +31,8 @@ pub struct BuildArgs {
     pub set: SetArgs,
     #[command(flatten)]
     pub reg: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,7 +54,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let refs = hoist_config::render::image_refs(&project, a.tag.as_deref())
         .map_err(hoist_config::ConfigErrors)?;
     let order = build_order(&project, &a.services)?;
-    let client = a.reg.client()?;
+    let client = a.reg.transfer_client(&a.transfer)?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         ..Default::default()
