@@ -12,8 +12,12 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.global.verbose);
     // The cluster server is a long-running process of its own with its own
-    // allocation profile; only the client commands are tuned.
-    if !matches!(cli.command, cli::Command::Cluster(_)) {
+    // allocation profile, and image transfers are better served by glibc's dynamic
+    // threshold (see malloc_tuning); the other client commands are tuned.
+    if !matches!(
+        cli.command,
+        cli::Command::Cluster(_) | cli::Command::Image(_) | cli::Command::Registry(_)
+    ) {
         malloc_tuning::fixed_mmap_threshold();
     }
     match commands::run(cli) {
