@@ -168,12 +168,12 @@ impl RegistryClient {
             .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(16);
+        let mut extra_roots = vec![];
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).ctx(|| format!("reading CA file {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
-            b = b.tls_certs_merge(certs);
+            extra_roots = crate::tls::pem_certificates(&pem, &ca.display().to_string())?;
         }
+        b = b.tls_backend_preconfigured(crate::tls::client_config(extra_roots)?);
         let http = b.build().map_err(|e| Error::Tls(e.to_string()))?;
         let transfers = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
         Ok(Self {

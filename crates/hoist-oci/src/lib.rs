@@ -22,6 +22,7 @@ pub mod layout;
 pub mod manifest;
 pub mod reference;
 pub mod store;
+mod tls;
 pub mod verified_body;
 
 pub use build::{BuildOptions, BuildSpec, PushReport, build_and_push};
