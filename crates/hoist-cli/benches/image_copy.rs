@@ -257,14 +257,7 @@ fn main() {
         each(&h.wall),
         each(&s.wall)
     );
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average at the end: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average at the end: {}", registry::load_average());
     let (hmed, smed) = (stats(&mut h.wall.clone()).1, stats(&mut s.wall.clone()).1);
     println!("| copy 8 layers / 150 MB between registries | median | notes |\n|---|---|---|");
     println!("{}", h.row("hoist image copy"));

@@ -137,14 +137,7 @@ fn main() {
         uploaded[0], layer_sizes[0]
     );
 
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average at the end: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average at the end: {}", registry::load_average());
     println!("| benchmark | median | notes |\n|---|---|---|");
     println!("{row}");
 }

@@ -266,3 +266,13 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) {
     std::fs::write(path, data).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// The load average (1, 5, 15 min) benchmarks print beside their tables: wall times on a
+/// busy machine mean little.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
