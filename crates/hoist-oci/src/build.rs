@@ -408,13 +408,9 @@ pub async fn store_built(
     name: &Reference,
 ) -> Result<()> {
     if let Some(base) = &img.base {
-        for l in &img.base_layers {
-            if !store.layout().has_blob(&l.digest) {
-                // Straight to a temp file, renamed once verified: never whole in memory.
-                let path = store.layout().blob_path(&l.digest);
-                client.download_blob_to(base, &l.digest, &path).await?;
-            }
-        }
+        // Straight to temp files, renamed once verified: never whole in memory.
+        let digests = img.base_layers.iter().map(|l| l.digest.clone());
+        store.download_missing(client, base, digests).await?;
     }
     for l in &img.new_layers {
         store.layout().put_layer(l)?;

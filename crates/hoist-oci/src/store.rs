@@ -98,15 +98,45 @@ impl LocalStore {
     ) -> Result<ResolvedImage> {
         let (raw, _) = client.resolve_image(reference, platform).await?;
         let m = raw.image()?;
-        for d in std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest)) {
-            if !self.layout.has_blob(d) {
-                client
-                    .download_blob_to(reference, d, &self.layout.blob_path(d))
-                    .await?;
-            }
-        }
+        let blobs = std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest));
+        self.download_missing(client, reference, blobs.cloned())
+            .await?;
         self.put_image(reference, &raw, &[])?;
         self.resolve(reference)
+    }
+
+    /// Download the blobs among `digests` this store lacks from `from`'s repository, several
+    /// at once (the client bounds the transfers), each verified in a temp file and renamed
+    /// into place: a failure leaves no partial blob.
+    pub async fn download_missing(
+        &self,
+        client: &RegistryClient,
+        from: &Reference,
+        digests: impl IntoIterator<Item = Digest>,
+    ) -> Result<()> {
+        let limit = client.blob_task_limit();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut queued = std::collections::HashSet::new();
+        for d in digests {
+            if self.layout.has_blob(&d) || !queued.insert(d.clone()) {
+                continue;
+            }
+            let (c, r, path, limit) = (
+                client.clone(),
+                from.clone(),
+                self.layout.blob_path(&d),
+                limit.clone(),
+            );
+            tasks.spawn(async move {
+                let _task = limit.acquire_owned().await.expect("semaphore open");
+                c.download_blob_to(&r, &d, &path).await.map(|_| ())
+            });
+        }
+        // The first error returns; dropping the set cancels the rest (their temp files go).
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| Error::Invalid(format!("download task failed: {e}")))??;
+        }
+        Ok(())
     }
 
     /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's

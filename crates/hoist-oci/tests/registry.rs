@@ -304,13 +304,14 @@ async fn mount_probe_finds_linked_blobs_or_opens_an_upload() {
 }
 
 /// `max_concurrency` bounds blob transfers over the whole client: two copies running at
-/// once share its slots, and every blob still arrives intact.
+/// once share its slots, as do the parallel downloads of a local-store pull, and every
+/// blob still arrives intact. The source registry's own log is the outside witness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_are_bounded_over_the_whole_client() {
     let open = Registry::start(false);
     let (d1, d2) = (Registry::start(false), Registry::start(false));
     let tmp = tempfile::tempdir().unwrap();
-    let src = push_base(&client(), &open, "lib/five:1", 5, 1_000_000, tmp.path()).await;
+    let src = push_base(&client(), &open, "lib/five:1", 5, 6_000_000, tmp.path()).await;
     let c = RegistryClient::new(ClientOptions {
         max_concurrency: 2,
         ..Default::default()
@@ -332,11 +333,36 @@ async fn transfers_are_bounded_over_the_whole_client() {
         2,
         "12 blob transfers through a client allowing 2 at once"
     );
+    let gets = open.max_concurrent("GET", "/blobs/sha256:");
+    assert!(
+        (1..=2).contains(&gets),
+        "the source served {gets} blob GETs at once"
+    );
     for (d, repo) in [(&d1, "x/five:1"), (&d2, "y/five:1")] {
         let dst = format!("docker://{}", d.reference(repo));
         let inspect = skopeo(&["inspect", "--tls-verify=false", &dst]);
         assert!(inspect.contains(&a.digest.to_string()), "{inspect}");
     }
+
+    // A pull into the local store downloads in parallel, within the same bound.
+    let puller = RegistryClient::new(ClientOptions {
+        max_concurrency: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let img = store
+        .pull(&puller, &src, &Platform::linux_amd64())
+        .await
+        .unwrap();
+    assert_eq!(img.manifest.layers.len(), 5);
+    for l in &img.manifest.layers {
+        let bytes = std::fs::read(store.blob_path(&l.digest)).unwrap();
+        assert_eq!(Digest::of(&bytes), l.digest);
+    }
+    assert_eq!(puller.peak_transfers(), 2, "6 downloads, 2 at once");
+    let gets = open.max_concurrent("GET", "/blobs/sha256:");
+    assert!((1..=2).contains(&gets), "{gets} blob GETs at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,7 +192,37 @@ impl Registry {
         m
     }
 
-    /// Client connections (distinct remote address:port) the registry logged requests from.
+    /// The most `method` requests whose URI contains `uri_part` this registry was serving
+    /// at once, from the completion times and durations in its log: an outside view of a
+    /// client's concurrency.
+    pub fn max_concurrent(&self, method: &str, uri_part: &str) -> usize {
+        let mut edges: Vec<(f64, i32)> = vec![];
+        for line in self.log().lines() {
+            if !line.contains("msg=\"response completed\"")
+                || log_field(line, "http.request.method") != Some(method)
+                || !log_field(line, "http.request.uri").is_some_and(|u| u.contains(uri_part))
+            {
+                continue;
+            }
+            let (Some(end), Some(took)) = (
+                log_field(line, "time").and_then(time_of_day),
+                log_field(line, "http.response.duration").and_then(seconds),
+            ) else {
+                continue;
+            };
+            edges.push((end - took, 1));
+            edges.push((end, -1));
+        }
+        // Ends before starts at the same instant: touching requests did not overlap.
+        edges.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (mut now, mut most) = (0i32, 0i32);
+        for (_, step) in edges {
+            now += step;
+            most = most.max(now);
+        }
+        most as usize
+    }
+
     pub fn connections(&self) -> usize {
         let log = self.log();
         let addrs: std::collections::BTreeSet<&str> = log
@@ -267,12 +297,37 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// The load average (1, 5, 15 min) benchmarks print beside their tables: wall times on a
-/// busy machine mean little.
-pub fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `key=value` or `key="value"` from a registry log line.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line
+        .find(&format!(" {key}="))
+        .map(|i| i + 1)
+        .or_else(|| line.starts_with(&format!("{key}=")).then_some(0))?;
+    let rest = &line[at + key.len() + 1..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next(),
+        None => rest.split(' ').next(),
+    }
+}
+
+/// Seconds since midnight of a log time like `2026-11-24T04:51:29.106923Z`.
+fn time_of_day(t: &str) -> Option<f64> {
+    let clock = t.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// Seconds in a Go duration like `12.5ms`, `830.1µs` or `1.2s`.
+fn seconds(d: &str) -> Option<f64> {
+    let split = d.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (n, unit) = d.split_at(split);
+    let scale = match unit {
+        "ns" => 1e-9,
+        "µs" | "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return None,
+    };
+    Some(n.parse::<f64>().ok()? * scale)
 }
