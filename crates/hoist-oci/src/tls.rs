@@ -14,7 +14,8 @@ use rustls_platform_verifier::Verifier;
 
 use crate::error::{Error, Result};
 
-/// The certificates of a PEM bundle; an error names the file when it holds none.
+/// The certificates of a PEM bundle, each checked as a trust anchor now (not at the first
+/// handshake, where a bad one would read as the server's fault); errors name the file.
 pub(crate) fn pem_certificates(pem: &[u8], file: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -23,6 +24,15 @@ pub(crate) fn pem_certificates(pem: &[u8], file: &str) -> Result<Vec<Certificate
         return Err(Error::Tls(format!(
             "{file}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
         )));
+    }
+    let mut anchors = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        anchors.add(cert.clone()).map_err(|e| {
+            Error::Tls(format!(
+                "{file}: certificate {} is not usable as a CA: {e}",
+                i + 1
+            ))
+        })?;
     }
     Ok(certs)
 }
@@ -70,6 +80,7 @@ impl LazyPlatformVerifier {
                         self.provider.clone(),
                     )
                 }
+                .map_err(|e| rustls::Error::General(format!("loading the root certificates: {e}")))
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -120,13 +131,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn making_a_config_loads_no_roots() {
+    fn config_offers_h2_and_http1() {
         crate::client::install_crypto_provider();
         let config = client_config(vec![]).unwrap();
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
+    }
+
+    #[test]
+    fn verifier_answers_its_schemes_without_loading_roots() {
+        crate::client::install_crypto_provider();
         let v = LazyPlatformVerifier {
             provider: CryptoProvider::get_default().unwrap().clone(),
             extra_roots: vec![],
@@ -137,9 +153,13 @@ mod tests {
     }
 
     #[test]
-    fn pem_without_certificates_is_an_error_naming_the_file() {
+    fn bad_ca_files_are_errors_naming_the_file() {
         let e = pem_certificates(b"not a certificate\n", "ca.pem").unwrap_err();
         assert!(e.to_string().contains("ca.pem"), "{e}");
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        // Well-formed PEM whose DER is no certificate: refused now, not at a handshake.
+        let junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = pem_certificates(junk, "ca.pem").unwrap_err();
+        assert!(e.to_string().contains("ca.pem: certificate 1"), "{e}");
     }
 }
