@@ -8,11 +8,12 @@
 //! threshold (which also turns the dynamic adjustment off) gives big buffers back to
 //! the kernel when they are freed: ~16 MB anonymous at the same heap peak.
 //!
-//! Not for `hoist image` and `hoist registry`: short-lived transfers whose HTTP read
-//! buffers (a few hundred KiB, one per chunk of a blob) would each be mmapped and
-//! unmapped. A 150 MB copy took ~13,000 page faults with the fixed threshold and ~4,000
-//! with glibc's dynamic one, ~10 ms of CPU apart; at 1 MiB instead, `hoist ci`'s peak
-//! RSS went from 31 to 44 MB.
+//! Not for `hoist image` and `hoist registry`: one-shot commands (their memory is gone
+//! when they exit; the long-lived dev loop's is what the tuning is for) that move blobs,
+//! whose HTTP buffers and 256 KiB upload pieces would each be mmapped and unmapped. A
+//! 150 MB copy took ~13,000 page faults with the fixed threshold and ~4,000 with glibc's
+//! dynamic one, ~10 ms of CPU apart. A 1 MiB threshold for every command was tried too:
+//! `hoist ci`'s peak RSS went from 31 to 44 MB.
 
 /// glibc's own default, made fixed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -202,7 +202,8 @@ impl RegistryClient {
     /// A bound for the tasks of one copy or push: twice the transfer slots, so that while
     /// `max_concurrency` blobs move, as many more are probed (or mounted) and wait with
     /// their upload sessions open; a slot that frees then starts sending without a round
-    /// trip, and few sessions are ever left idle.
+    /// trip. At most `max_concurrency` sessions per copy wait like this, each for no longer
+    /// than a transfer.
     pub fn blob_task_limit(&self) -> Arc<tokio::sync::Semaphore> {
         Arc::new(tokio::sync::Semaphore::new(
             2 * self.inner.opts.max_concurrency.max(1),

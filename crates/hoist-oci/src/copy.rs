@@ -207,7 +207,8 @@ async fn copy_image(
     let m = raw.image()?;
     let sem = client.blob_task_limit();
     let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
-    // Biggest first: the long transfers start early and the tail is short.
+    // Biggest first: the task limit admits tasks in this order, so the long transfers start
+    // early and the tail is short (among admitted tasks, a slot goes to the first probed).
     let mut blobs: Vec<_> = std::iter::once(&m.config)
         .chain(m.layers.iter())
         .map(|d| (d.digest.clone(), d.size))
