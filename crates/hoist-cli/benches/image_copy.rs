@@ -12,13 +12,16 @@
 //! the registries logged. Wall-clock ratios move with the machine's load; the CPU figures
 //! are the steadier evidence.
 
+#[path = "../../hoist-oci/tests/support/bench.rs"]
+mod bench;
 #[path = "../../hoist-oci/tests/support/registry.rs"]
 mod registry;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bench::{ms, stats};
 use registry::{PASS, Registry, USER, pseudo_random, write_file};
 
 const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
@@ -67,16 +70,6 @@ fn requests_delta(
         .map(|(m, n)| format!("{m} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// (min, median, max), sorting `v`.
-fn stats(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
 /// Each tool's copies: wall time, its own CPU, both registries' CPU.
@@ -257,7 +250,7 @@ fn main() {
         each(&h.wall),
         each(&s.wall)
     );
-    println!("load average at the end: {}", registry::load_average());
+    println!("load average at the end: {}", bench::load_average());
     let (hmed, smed) = (stats(&mut h.wall.clone()).1, stats(&mut s.wall.clone()).1);
     println!("| copy 8 layers / 150 MB between registries | median | notes |\n|---|---|---|");
     println!("{}", h.row("hoist image copy"));

@@ -4,24 +4,18 @@
 //! Run: `cargo bench -p hoist-oci --bench oci` (prints a Markdown table). The copy
 //! comparison with skopeo runs the `hoist` binary: `cargo bench -p hoist-cli --bench image_copy`.
 
+#[path = "../tests/support/bench.rs"]
+mod bench;
 #[path = "../tests/support/registry.rs"]
 mod registry;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bench::{ms, stats};
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::{LayerSpec, Reference};
 use registry::{Registry, pseudo_random, write_file};
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn stats(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
 
 async fn base_image(
     c: &RegistryClient,
@@ -137,7 +131,7 @@ fn main() {
         uploaded[0], layer_sizes[0]
     );
 
-    println!("load average at the end: {}", registry::load_average());
+    println!("load average at the end: {}", bench::load_average());
     println!("| benchmark | median | notes |\n|---|---|---|");
     println!("{row}");
 }
