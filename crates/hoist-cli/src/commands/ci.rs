@@ -12,10 +12,7 @@ use hoist_engine::{Engine, EngineOptions, Session, UpReport, ci};
 use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
-use super::session::{
-    Display, TargetArgs, exit_on_second_interrupt, report_stop, resolve_target_off_runtime,
-    spawn_printer,
-};
+use super::session::{Display, TargetArgs, resolve_target_off_runtime, run_interruptible};
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
@@ -45,39 +42,15 @@ pub struct CiArgs {
 pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 10m, 1h", "--timeout: {e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
-    // Ctrl-C cancels whatever is under way (builds, applies, waits, test steps) and
-    // ends with a summary and exit status 130, never through the default handler.
-    let sigint = {
-        let _rt = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .into_diagnostic()?
-    };
     let json = args.format == OutputFormat::Json;
     let display = Display::choose(json, true);
     let session = Session::new();
-    let res = rt.block_on(async {
-        let mut sigint = sigint;
-        let printer = spawn_printer(&session, display);
-        let res = tokio::select! {
-            r = ci_run(&args, g, timeout, &session) => Some(r),
-            _ = sigint.recv() => None,
-        };
-        if res.is_none() {
-            exit_on_second_interrupt(sigint);
-        }
-        printer.finish().await;
-        // While a second Ctrl-C still ends the process (its task dies with the runtime).
-        if res.is_none() {
-            report_stop(&session, display, true);
-        }
-        res
-    });
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    let res = run_interruptible(
+        &session,
+        display,
+        ci_run(&args, g, timeout, &session),
+        || true,
+    )?;
     let Some(res) = res else {
         return Ok(ExitCode::from(130));
     };

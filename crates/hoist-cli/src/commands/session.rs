@@ -127,9 +127,52 @@ pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<Cl
     ClusterTarget::from_options(&opts).into_diagnostic()
 }
 
+/// Run a session command's `work` on a runtime of its own, with Ctrl-C ours rather than
+/// the default handler's: the first one cancels whatever is under way (builds, applies,
+/// waits, forwards, logs, test steps) and gives `None`; a second ends the process at
+/// once. Every event is printed before the stop summary, which is printed while a second
+/// Ctrl-C still works (should stdout not be read); `interrupted` says whether the stop
+/// was an interruption (exit 130) or the usual end of watching. Blocking work under way
+/// (a store write, the embedded cluster starting) gets 5 s to finish its step.
+pub fn run_interruptible<T>(
+    session: &Session,
+    display: Display,
+    work: impl std::future::Future<Output = T>,
+    interrupted: impl FnOnce() -> bool,
+) -> miette::Result<Option<T>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let mut sigint = {
+        let _rt = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .into_diagnostic()?
+    };
+    let res = rt.block_on(async {
+        let printer = spawn_printer(session, display);
+        let res = tokio::select! {
+            r = work => Some(r),
+            _ = sigint.recv() => None,
+        };
+        if res.is_none() {
+            exit_on_second_interrupt(sigint);
+        }
+        printer.finish().await;
+        if res.is_none() {
+            report_stop(session, display, interrupted());
+        }
+        res
+    });
+    // What was cancelled is dropped with the runtime.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(res)
+}
+
 /// Once a first Ctrl-C is being handled, a second one ends the process at once: for
 /// when stopping cleanly takes too long (e.g. output to a reader that stopped reading).
-pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
+fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
     tokio::spawn(async move {
         if sigint.recv().await.is_some() {
             eprintln!("hoist: interrupted again; exiting now");
@@ -141,7 +184,7 @@ pub fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
 /// Says how far each service got when Ctrl-C ended the session (on stderr; with
 /// `-o json` also as the last event on stdout: `{"type": "interrupted"|"stopped",
 /// "ready": [...], "not_ready": {"svc": "how far"}}`).
-pub fn report_stop(session: &Session, display: Display, interrupted: bool) {
+fn report_stop(session: &Session, display: Display, interrupted: bool) {
     let state = session.snapshot();
     if display == Display::Json {
         let (ready, not_ready) = view::how_far(&state);

@@ -14,8 +14,7 @@ use miette::{IntoDiagnostic, miette};
 
 use super::project::{SetArgs, load};
 use super::session::{
-    Display, TargetArgs, cluster_dir, exit_on_second_interrupt, report_stop,
-    resolve_target_off_runtime, spawn_printer,
+    Display, TargetArgs, cluster_dir, resolve_target_off_runtime, run_interruptible,
 };
 use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
@@ -48,44 +47,16 @@ pub struct UpArgs {
 pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 5m", "--timeout: {e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
-    // From here on Ctrl-C is ours, never the default handler's: whatever is under way is
-    // cancelled (builds, applies, waits, forwards, log streams) and a summary printed.
-    // Before watching starts that is an interruption (exit 130); after, the usual end.
-    let sigint = {
-        let _rt = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .into_diagnostic()?
-    };
     let display = Display::choose(args.format == OutputFormat::Json, args.stream || args.once);
     let session = Session::new();
     let watching = AtomicBool::new(false);
-    let res = rt.block_on(async {
-        let mut sigint = sigint;
-        let printer = spawn_printer(&session, display);
-        let res = tokio::select! {
-            r = session_run(&args, g, timeout, &session, &watching) => Some(r),
-            _ = sigint.recv() => None,
-        };
-        if res.is_none() {
-            exit_on_second_interrupt(sigint);
-        }
-        // Everything emitted so far is printed, then the outcome. The stop summary is
-        // printed here, while a second Ctrl-C still ends the process (its task dies with
-        // the runtime) should stdout not be read.
-        printer.finish().await;
-        if res.is_none() {
-            report_stop(&session, display, !watching.load(Ordering::SeqCst));
-        }
-        res
-    });
-    // What was cancelled is dropped with the runtime; blocking work under way (a store
-    // write, the embedded cluster being started) may finish its step, bounded.
-    rt.shutdown_timeout(Duration::from_secs(5));
+    // Ctrl-C before watching starts is an interruption (exit 130); after, the usual end.
+    let res = run_interruptible(
+        &session,
+        display,
+        session_run(&args, g, timeout, &session, &watching),
+        || !watching.load(Ordering::SeqCst),
+    )?;
     match res {
         Some(r) => r.map(|(code, note)| {
             // After the printer: the note comes after every event line.
