@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use hoist_config::{ImageSource, Project, Service};
 use hoist_kube::{ClusterTarget, Locality};
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
-use hoist_oci::dockerfile::{
-    BuilderOptions, DockerfileSpec, build_and_push_dockerfile, build_to_layout, detect_builder,
-};
-use hoist_oci::layout::OciLayout;
+use hoist_oci::dockerfile::{self, DockerfileSpec, build_and_push_dockerfile};
 use hoist_oci::{LayerSpec, LocalStore, Platform, Reference, RegistryClient};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -138,7 +135,9 @@ pub async fn build_and_deliver(
             };
             let digest = match delivery {
                 // Straight from the builder's output into the store: no registry.
-                Delivery::Store(store) => dockerfile_into_store(&spec, store, &target).await?,
+                Delivery::Store(store) => dockerfile::build_into_store(&spec, store, &target)
+                    .await?
+                    .to_string(),
                 Delivery::Registry(_) => build_and_push_dockerfile(client, &spec, &target)
                     .await?
                     .digest
@@ -150,32 +149,6 @@ pub async fn build_and_deliver(
             })
         }
     }
-}
-
-/// Builds a Dockerfile with the first builder found into a temporary OCI layout and
-/// adds the image to the local store as `name`; returns its manifest digest.
-pub async fn dockerfile_into_store(
-    spec: &DockerfileSpec,
-    store: &LocalStore,
-    name: &Reference,
-) -> Result<String, EngineError> {
-    let builder = detect_builder().await?;
-    let tmp = tempfile::tempdir().map_err(|e| {
-        EngineError::Other(format!("creating a temp dir for the build output: {e}"))
-    })?;
-    let out = tmp.path().join("layout");
-    build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
-    let (store, name) = (store.clone(), name.clone());
-    // Blob copies are file I/O; once started, the import finishes even if the pass
-    // is cancelled (the store never holds half an image).
-    tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
-        let built = OciLayout::open(&out)?;
-        let digest = store.import_from_layout(&built, Some("image"), &name)?;
-        drop(tmp);
-        Ok(digest.to_string())
-    })
-    .await
-    .map_err(|e| EngineError::Other(format!("storing the built image: {e}")))?
 }
 
 /// Build into the store: new layers are written in its blob directory and land there by

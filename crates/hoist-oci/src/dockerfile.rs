@@ -295,6 +295,30 @@ pub async fn build_and_push_dockerfile(
     .await
 }
 
+/// Build with the first builder found into a temporary OCI layout and add the image to
+/// the local `store` as `name`, no registry involved; returns its manifest digest.
+pub async fn build_into_store(
+    spec: &DockerfileSpec,
+    store: &crate::store::LocalStore,
+    name: &Reference,
+) -> Result<crate::digest::Digest> {
+    let builder = detect_builder().await?;
+    let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
+    let out = tmp.path().join("layout");
+    build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
+    let (store, name) = (store.clone(), name.clone());
+    // Blob copies are file I/O; once started, the import finishes even if the caller is
+    // cancelled (the store never holds half an image).
+    tokio::task::spawn_blocking(move || {
+        let built = crate::layout::OciLayout::open(&out)?;
+        let digest = store.import_from_layout(&built, Some("image"), &name);
+        drop(tmp);
+        digest
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("storing the built image: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,12 +129,13 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                     Some(store) => Built {
                         service: svc.name.clone(),
                         reference: target.clone(),
-                        digest: block_on(hoist_engine::image::dockerfile_into_store(
+                        digest: block_on(hoist_oci::dockerfile::build_into_store(
                             &spec,
                             store,
                             &target_ref,
                         ))
-                        .into_diagnostic()?,
+                        .into_diagnostic()?
+                        .to_string(),
                         uploaded_bytes: 0,
                         destination: "store",
                     },
