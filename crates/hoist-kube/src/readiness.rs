@@ -550,15 +550,25 @@ pub fn unhealthy_conditions(obj: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `matchLabels` of a workload's selector as a label selector string.
-pub fn pod_selector(obj: &Value) -> Option<String> {
+/// A workload's `spec.selector.matchLabels`; `None` when it has none.
+pub fn match_labels(obj: &Value) -> Option<std::collections::BTreeMap<String, String>> {
     let m = obj["spec"]["selector"]["matchLabels"].as_object()?;
     if m.is_empty() {
         return None;
     }
     Some(
         m.iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect(),
+    )
+}
+
+/// [`match_labels`] as a label selector string.
+pub fn pod_selector(obj: &Value) -> Option<String> {
+    Some(
+        match_labels(obj)?
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(","),
     )

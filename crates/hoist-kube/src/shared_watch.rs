@@ -226,17 +226,7 @@ impl PodMatch {
                 applied["metadata"]["name"].as_str()?.to_string(),
             )),
             "Job" | "CronJob" => None,
-            _ => {
-                let m = applied["spec"]["selector"]["matchLabels"].as_object()?;
-                if m.is_empty() {
-                    return None;
-                }
-                Some(PodMatch::Labels(
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect(),
-                ))
-            }
+            _ => crate::readiness::match_labels(applied).map(PodMatch::Labels),
         }
     }
 
