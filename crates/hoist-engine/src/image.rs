@@ -33,25 +33,24 @@ impl Delivery {
     }
 }
 
-/// Chooses the delivery for `target`. For a non-embedded cluster without a project
-/// registry, the cluster's advertised local registry becomes the project's registry
-/// (so rendered image references name it).
+/// Chooses the delivery for `target`, and says which registry the cluster advertises
+/// when that is where images go: a non-embedded cluster, and a project naming none.
+/// The caller makes it the project's registry, so rendered image references name it.
 pub async fn choose_delivery(
     target: &ClusterTarget,
     client: &kube::Client,
-    project: &mut Project,
-) -> Result<Delivery, EngineError> {
+    project: &Project,
+) -> Result<(Delivery, Option<String>), EngineError> {
     if target.locality == Locality::Embedded {
-        return Ok(Delivery::Store(LocalStore::open_default()?));
+        return Ok((Delivery::Store(LocalStore::open_default()?), None));
     }
     if let Some(r) = project.registry() {
-        return Ok(Delivery::Registry(r.to_string()));
+        return Ok((Delivery::Registry(r.to_string()), None));
     }
     match advertised_registry(client).await {
         Some(host) => {
             tracing::info!(%host, "using the registry the cluster advertises (KEP-1755)");
-            project.overlay.settings.registry = Some(host.clone());
-            Ok(Delivery::Registry(host))
+            Ok((Delivery::Registry(host.clone()), Some(host)))
         }
         None => Err(EngineError::NoRegistry {
             context: target.context.clone(),

@@ -150,12 +150,11 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Arc<Engine>, EngineError> {
         let client = target.client().await?;
-        let had_registry = project.registry().is_some();
-        let delivery = choose_delivery(&target, &client, project).await?;
-        let advertised_registry = match &delivery {
-            Delivery::Registry(host) if !had_registry => Some(host.clone()),
-            _ => None,
-        };
+        let (delivery, advertised_registry) = choose_delivery(&target, &client, project).await?;
+        if let Some(host) = &advertised_registry {
+            // The caller's project too: what it renders names the registry from the start.
+            project.overlay.settings.registry = Some(host.clone());
+        }
         let registry = RegistryClient::new(opts.registry.clone())?;
         let live = LiveUpdater::new(
             client.clone(),
