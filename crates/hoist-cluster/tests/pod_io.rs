@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use node::{IMAGE, apply, skip};
+use node::{IMAGE, apply, poll, poll_with_last, skip};
 
 /// What `kubectl cp`, terminal and DNS checks need in the image.
 const APPLETS: &[&str] = &[
@@ -190,25 +190,21 @@ fn exec_with_a_terminal_through_kubectl_and_kube_rs() {
         }
         p.abort();
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let alive = cluster.kubectl(&[
-            "exec",
-            "box",
-            "--",
-            "sh",
-            "-c",
-            "test -d /proc/$(cat /tmp/held.pid)",
-        ]);
-        if !alive.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the exec'd command outlived its client"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(
+        Duration::from_secs(10),
+        "the exec'd command to end with its client (it outlived it)",
+        || {
+            let alive = cluster.kubectl(&[
+                "exec",
+                "box",
+                "--",
+                "sh",
+                "-c",
+                "test -d /proc/$(cat /tmp/held.pid)",
+            ]);
+            (!alive.status.success()).then_some(())
+        },
+    );
 }
 
 /// Every file under `root` as (relative path, bytes), sorted.
@@ -460,14 +456,18 @@ fn attach_streams_output_feeds_stdin_and_drives_terminals() {
         "stdout: {out:?} stderr: {err:?}"
     );
     assert_eq!(code, Some(0), "stderr: {err}");
-    let phase = cluster.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut phase = phase;
-    while phase != "Succeeded" && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        phase = cluster.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"]);
-    }
-    assert_eq!(phase, "Succeeded", "the container ended on stdin EOF");
+    poll_with_last(
+        Duration::from_secs(10),
+        "the container to end on stdin EOF (phase Succeeded)",
+        || {
+            let phase = cluster.ok(&["get", "pod", "reader", "-o", "jsonpath={.status.phase}"]);
+            if phase == "Succeeded" {
+                Ok(())
+            } else {
+                Err(phase)
+            }
+        },
+    );
 
     // kubectl attach -it to a tty container, on a real terminal of 40x132: the shell is on
     // a pts of that size and typing `exit` ends the container.
@@ -480,17 +480,17 @@ fn attach_streams_output_feeds_stdin_and_drives_terminals() {
     let (out, _, _) = run_with_delayed_input(cmd, script.as_bytes(), Duration::from_secs(30));
     assert!(out.contains("/dev/pts/"), "{out:?}");
     assert!(out.contains("40 132"), "{out:?}");
-    let p = cluster.json(&["get", "pod", "console"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut p = p;
-    while p
-        .pointer("/status/containerStatuses/0/state/terminated")
-        .is_none()
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-        p = cluster.json(&["get", "pod", "console"]);
-    }
+    let p = poll_with_last(
+        Duration::from_secs(10),
+        "console's container to terminate",
+        || {
+            let p = cluster.json(&["get", "pod", "console"]);
+            match p.pointer("/status/containerStatuses/0/state/terminated") {
+                Some(_) => Ok(p),
+                None => Err(p),
+            }
+        },
+    );
     assert_eq!(
         p.pointer("/status/containerStatuses/0/state/terminated/exitCode"),
         Some(&serde_json::json!(5)),
@@ -739,61 +739,44 @@ fn downward_api_env_and_volume_files() {
 
     // A label change reaches the files of the running container (not its env).
     cluster.ok(&["label", "pod", "dw", "tier=gold", "--overwrite"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll_with_last(Duration::from_secs(10), "the labels file update", || {
         let labels = cat("labels");
         if labels == "app=\"dw\"\ntier=\"gold\"" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{labels:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "labels file not updated: {labels:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert_eq!(cat("sub/tier"), "gold");
     cluster.ok(&["annotate", "pod", "dw", "owner-"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cat("annotations") != "note=\"two\\nlines\"" {
-        assert!(Instant::now() < deadline, "annotations file not updated");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(
+        Duration::from_secs(10),
+        "the annotations file update",
+        || (cat("annotations") == "note=\"two\\nlines\"").then_some(()),
+    );
 
-    // A divisor that does not fit the resource is a clear container config error.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let waiting = loop {
-        let p = cluster.json(&["get", "pod", "badref"]);
-        if let Some(w) = p.pointer("/status/containerStatuses/0/state/waiting")
-            && w["reason"] == "CreateContainerConfigError"
-        {
-            break w.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no CreateContainerConfigError: {p}"
+    // The message of `pod`'s CreateContainerConfigError, once it has one.
+    let config_error = |pod: &str| {
+        let waiting = poll_with_last(
+            Duration::from_secs(20),
+            &format!("{pod}'s CreateContainerConfigError"),
+            || {
+                let p = cluster.json(&["get", "pod", pod]);
+                match p.pointer("/status/containerStatuses/0/state/waiting") {
+                    Some(w) if w["reason"] == "CreateContainerConfigError" => Ok(w.clone()),
+                    _ => Err(p),
+                }
+            },
         );
-        std::thread::sleep(Duration::from_millis(100));
+        waiting["message"].as_str().unwrap().to_string()
     };
-    let msg = waiting["message"].as_str().unwrap();
+    // A divisor that does not fit the resource is a clear container config error.
+    let msg = config_error("badref");
     assert!(
         msg.contains("divisor \"1Mi\" for cpu must be one of 1m, 1"),
         "{msg}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let waiting = loop {
-        let p = cluster.json(&["get", "pod", "tokenpod"]);
-        if let Some(w) = p.pointer("/status/containerStatuses/0/state/waiting")
-            && w["reason"] == "CreateContainerConfigError"
-        {
-            break w.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no CreateContainerConfigError: {p}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let msg = waiting["message"].as_str().unwrap();
+    let msg = config_error("tokenpod");
     assert!(
         msg.contains("volume \"api\": projected serviceAccountToken sources are not supported"),
         "{msg}"
@@ -854,6 +837,14 @@ fn nslookup(cluster: &common::TestCluster, name: &str) -> (Vec<String>, String) 
     (found, out)
 }
 
+/// Waits (10 s at most) until `name` resolves in pod `box` to `ip` alone.
+fn await_answer(cluster: &common::TestCluster, name: &str, ip: &str, what: &str) {
+    poll_with_last(Duration::from_secs(10), what, || {
+        let (found, out) = nslookup(cluster, name);
+        if found == [ip] { Ok(()) } else { Err(out) }
+    });
+}
+
 #[test]
 fn pods_resolve_service_names_through_their_resolver() {
     if skip() {
@@ -888,28 +879,25 @@ fn pods_resolve_service_names_through_their_resolver() {
         "nameserver 127.0.0.53\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
     );
     // The responder comes up with the pod's namespace (within a reconcile or two).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (found, out) = nslookup(&cluster, "web.default.svc.cluster.local");
-        if found == [web.as_str()] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no DNS answer: {out}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let early = loop {
-        let logs = cluster.kubectl(&["logs", "early"]);
-        let text = String::from_utf8_lossy(&logs.stdout).into_owned();
-        if text.contains("done") {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the early lookup did not finish: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    await_answer(
+        &cluster,
+        "web.default.svc.cluster.local",
+        &web,
+        "a DNS answer",
+    );
+    let early = poll_with_last(
+        Duration::from_secs(20),
+        "the early lookup to finish",
+        || {
+            let logs = cluster.kubectl(&["logs", "early"]);
+            let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+            if text.contains("done") {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
     assert!(early.contains(&format!("Address: {web}")), "{early}");
     for name in ["web", "web.default", "web.default.svc"] {
         let (found, out) = nslookup(&cluster, name);
@@ -937,15 +925,7 @@ fn pods_resolve_service_names_through_their_resolver() {
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (found, out) = nslookup(&cluster, "hl");
-        if found == [member_ip.as_str()] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "headless service: {out}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_answer(&cluster, "hl", &member_ip, "the headless service's answer");
     for name in ["m-0.hl", "m-0.hl.default.svc.cluster.local"] {
         let (found, out) = nslookup(&cluster, name);
         assert_eq!(found, [member_ip.as_str()], "{name}: {out}");
@@ -954,18 +934,7 @@ fn pods_resolve_service_names_through_their_resolver() {
     // A Service created later resolves too.
     cluster.ok(&["create", "service", "clusterip", "late", "--tcp=81:81"]);
     let late = ip_of("late", "default");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (found, out) = nslookup(&cluster, "late");
-        if found == [late.as_str()] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "late service not resolved: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    await_answer(&cluster, "late", &late, "the late service to resolve");
 }
 
 const UDP_SERVICE: &str = r#"
@@ -1000,23 +969,25 @@ fn pod_netns(cluster: &common::TestCluster, pod: &str) -> std::path::PathBuf {
         .path
 }
 
-/// Sends `msg` from `sock` to `to` every 200 ms until a reply comes (10 s at most).
+/// Sends `msg` from `sock` to `to` every 200 ms (a 150 ms wait for the reply, then
+/// [`poll`]'s 50 ms) until a reply comes (10 s at most).
 fn udp_round_trip(
     sock: &std::net::UdpSocket,
     to: std::net::SocketAddr,
     msg: &[u8],
 ) -> (Vec<u8>, std::net::SocketAddr) {
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
+    sock.set_read_timeout(Some(Duration::from_millis(150)))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 2048];
-    loop {
-        sock.send_to(msg, to).unwrap();
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            return (buf[..n].to_vec(), from);
-        }
-        assert!(Instant::now() < deadline, "no UDP reply from {to}");
-    }
+    poll(
+        Duration::from_secs(10),
+        &format!("a UDP reply from {to}"),
+        || {
+            sock.send_to(msg, to).unwrap();
+            let (n, from) = sock.recv_from(&mut buf).ok()?;
+            Some((buf[..n].to_vec(), from))
+        },
+    )
 }
 
 #[test]

@@ -65,13 +65,39 @@ pub fn start(applets: &[&str]) -> (TestCluster, KubeletGuard, PathBuf) {
 
 /// Polls `f` every 50 ms until it returns Some or `limit` passes.
 pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    poll_until(
+        limit,
+        || f().ok_or(()),
+        |()| format!("timed out waiting for {what}"),
+    )
+}
+
+/// [`poll`] for an `f` that returns what it saw (`Err`) when not done yet: the failure
+/// after `limit` shows the last of that.
+pub fn poll_with_last<T, L: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    f: impl FnMut() -> Result<T, L>,
+) -> T {
+    poll_until(limit, f, |last| {
+        format!("timed out waiting for {what}; last seen: {last}")
+    })
+}
+
+/// Calls `f` every 50 ms until it returns Ok; after `limit`, panics with `fail` of its
+/// last Err.
+fn poll_until<T, L>(
+    limit: Duration,
+    mut f: impl FnMut() -> Result<T, L>,
+    fail: impl FnOnce(L) -> String,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(v) = f() {
-            return v;
+        match f() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => panic!("{}", fail(last)),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
