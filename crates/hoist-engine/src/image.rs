@@ -80,6 +80,8 @@ pub fn parse_local_registry_hosting(doc: &str) -> Option<String> {
 pub struct Delivered {
     pub reference: String,
     pub digest: String,
+    /// Bytes sent to the registry (0 into the local store).
+    pub uploaded_bytes: u64,
 }
 
 /// Builds `svc`'s image as `reference` and delivers it.
@@ -105,8 +107,9 @@ pub async fn build_and_deliver(
             if let Some(base) = project.base_service(svc) {
                 return Err(EngineError::Other(format!(
                     "service `{}` is built on service `{}`'s image; images based on another \
-                     service cannot be built into the embedded cluster's store yet (set \
-                     `registry:` and use a registry-backed cluster)",
+                     service cannot be built into the local store yet (push both to a \
+                     registry: set `registry:`, use a registry-backed cluster, or run \
+                     `hoist image build` without `--store`)",
                     svc.name, base.name
                 )));
             }
@@ -115,6 +118,7 @@ pub async fn build_and_deliver(
             Ok(Delivered {
                 reference: reference.to_string(),
                 digest,
+                uploaded_bytes: 0,
             })
         }
         (ImageSource::Layers, Delivery::Registry(_)) => {
@@ -123,6 +127,7 @@ pub async fn build_and_deliver(
             Ok(Delivered {
                 reference: reference.to_string(),
                 digest: rep.digest.to_string(),
+                uploaded_bytes: rep.transfer.upload_bytes,
             })
         }
         (ImageSource::Dockerfile, _) => {
@@ -132,19 +137,21 @@ pub async fn build_and_deliver(
                 build_args: image.args.clone(),
                 target: image.target.clone(),
             };
-            let digest = match delivery {
+            let (digest, uploaded_bytes) = match delivery {
                 // Straight from the builder's output into the store: no registry.
-                Delivery::Store(store) => dockerfile::build_into_store(&spec, store, &target)
-                    .await?
-                    .to_string(),
-                Delivery::Registry(_) => build_and_push_dockerfile(client, &spec, &target)
-                    .await?
-                    .digest
-                    .to_string(),
+                Delivery::Store(store) => {
+                    let digest = dockerfile::build_into_store(&spec, store, &target).await?;
+                    (digest.to_string(), 0)
+                }
+                Delivery::Registry(_) => {
+                    let rep = build_and_push_dockerfile(client, &spec, &target).await?;
+                    (rep.digest.to_string(), rep.transfer.upload_bytes)
+                }
             };
             Ok(Delivered {
                 reference: reference.to_string(),
                 digest,
+                uploaded_bytes,
             })
         }
     }

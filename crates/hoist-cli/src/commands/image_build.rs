@@ -5,10 +5,9 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Args;
-use hoist_config::{ImageSource, Project, Service};
-use hoist_oci::build::{BuildOptions, build_and_push, build_to_store};
-use hoist_oci::dockerfile::{DockerfileSpec, build_and_push_dockerfile};
-use hoist_oci::{LocalStore, Reference, block_on, block_on_interruptible};
+use hoist_config::{Project, Service};
+use hoist_engine::image::{Delivery, build_and_deliver};
+use hoist_oci::{LocalStore, Reference, block_on_interruptible};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 
@@ -55,10 +54,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         .map_err(hoist_config::ConfigErrors)?;
     let order = build_order(&project, &a.services)?;
     let client = a.reg.transfer_client(&a.transfer)?;
-    let opts = BuildOptions {
-        platform: a.reg.platform()?,
-        ..Default::default()
-    };
+    let platform = a.reg.platform()?;
     let store = if a.store {
         Some(LocalStore::open_default().into_diagnostic()?)
     } else {
@@ -74,84 +70,25 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             )
         })?;
         let target_ref = Reference::parse(target).into_diagnostic()?;
-        let image = svc.image().expect("build_order keeps services with images");
-        let built = match image.source() {
-            ImageSource::Layers => {
-                let spec =
-                    hoist_engine::image::build_spec(&project, svc, &refs).into_diagnostic()?;
-                match &store {
-                    Some(store) => {
-                        if project.base_service(svc).is_some() {
-                            return Err(miette!(
-                                help = "build without --store to push both images to the registry",
-                                "service `{}` is based on another service's image; building such chains into the local store is not supported yet",
-                                svc.name
-                            ));
-                        }
-                        let img = block_on_interruptible(
-                            &format!("building {}", svc.name),
-                            build_to_store(&client, &spec, store, &target_ref, &opts),
-                        )
-                        .into_diagnostic()?;
-                        Built {
-                            service: svc.name.clone(),
-                            reference: target.clone(),
-                            digest: img.manifest_digest.to_string(),
-                            uploaded_bytes: 0,
-                            destination: "store",
-                        }
-                    }
-                    None => {
-                        let rep = block_on_interruptible(
-                            &format!("building {}", svc.name),
-                            build_and_push(&client, &spec, &target_ref, &opts),
-                        )
-                        .into_diagnostic()?;
-                        Built {
-                            service: svc.name.clone(),
-                            reference: target.clone(),
-                            digest: rep.digest.to_string(),
-                            uploaded_bytes: rep.transfer.upload_bytes,
-                            destination: "registry",
-                        }
-                    }
-                }
-            }
-            ImageSource::Dockerfile => {
-                let spec = DockerfileSpec {
-                    context: svc.path(image.context.as_deref().unwrap_or(".")),
-                    dockerfile: image.dockerfile.as_deref().map(|d| svc.path(d)),
-                    build_args: image.args.clone(),
-                    target: image.target.clone(),
-                };
-                match &store {
-                    // Built into a temporary layout, then into the store: no registry.
-                    Some(store) => Built {
-                        service: svc.name.clone(),
-                        reference: target.clone(),
-                        digest: block_on(hoist_oci::dockerfile::build_into_store(
-                            &spec,
-                            store,
-                            &target_ref,
-                        ))
-                        .into_diagnostic()?
-                        .to_string(),
-                        uploaded_bytes: 0,
-                        destination: "store",
-                    },
-                    None => {
-                        let rep = block_on(build_and_push_dockerfile(&client, &spec, &target_ref))
-                            .into_diagnostic()?;
-                        Built {
-                            service: svc.name.clone(),
-                            reference: target.clone(),
-                            digest: rep.digest.to_string(),
-                            uploaded_bytes: rep.transfer.upload_bytes,
-                            destination: "registry",
-                        }
-                    }
-                }
-            }
+        let delivery = match &store {
+            Some(store) => Delivery::Store(store.clone()),
+            None => Delivery::Registry(target_ref.registry.clone()),
+        };
+        // Ctrl-C drops the build, whose layer builds remove their temp files.
+        let delivered = block_on_interruptible(&format!("building {}", svc.name), async {
+            Ok(
+                build_and_deliver(&project, svc, &refs, target, &delivery, &client, &platform)
+                    .await,
+            )
+        })
+        .into_diagnostic()?
+        .into_diagnostic()?;
+        let built = Built {
+            service: svc.name.clone(),
+            reference: delivered.reference,
+            digest: delivered.digest,
+            uploaded_bytes: delivered.uploaded_bytes,
+            destination: if store.is_some() { "store" } else { "registry" },
         };
         if a.reg.output != OutputFormat::Json {
             println!(
