@@ -631,14 +631,19 @@ mod tests {
         d
     }
 
-    #[test]
-    fn deterministic_sorted_and_modes_kept() {
-        let d = tree();
-        let spec = LayerSpec {
+    /// [`tree`]'s directory as `/app`.
+    fn app(d: &tempfile::TempDir) -> LayerSpec {
+        LayerSpec {
             from: d.path().into(),
             to: "/app".into(),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn deterministic_sorted_and_modes_kept() {
+        let d = tree();
+        let spec = app(&d);
         let l1 = LayerBuilder::new()
             .mtime(5)
             .add(&spec)
@@ -726,12 +731,7 @@ mod tests {
     fn file_and_memory_output_are_the_same_bytes() {
         let d = tree();
         let mut b = LayerBuilder::new();
-        b.add(&LayerSpec {
-            from: d.path().into(),
-            to: "/app".into(),
-            ..Default::default()
-        })
-        .unwrap();
+        b.add(&app(&d)).unwrap();
         let out = tempfile::tempdir().unwrap();
         let l = b.build_in(out.path()).unwrap();
         let (mem, digest, size, diff_id, tar_size) = b.write_to(Vec::new()).unwrap();
@@ -752,12 +752,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         // Vanishes between listing and building.
         let mut b = LayerBuilder::new();
-        b.add(&LayerSpec {
-            from: d.path().into(),
-            to: "/app".into(),
-            ..Default::default()
-        })
-        .unwrap();
+        b.add(&app(&d)).unwrap();
         fs::remove_file(d.path().join("b/sub/z.txt")).unwrap();
         let e = b.build_in(out.path()).unwrap_err().to_string();
         assert!(e.contains("z.txt"), "{e}");
