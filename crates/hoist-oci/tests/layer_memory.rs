@@ -70,11 +70,18 @@ const LAYER: usize = 64 << 20;
 /// Well below the layer: buffers (256 KiB file writer, compressor state, HTTP chunks) only.
 const BOUND: usize = 8 << 20;
 
-/// 64 MiB of incompressible bytes, written 1 MiB at a time.
-fn big_file(path: &Path) {
-    let mut f = std::fs::File::create(path).unwrap();
+/// 64 MiB of incompressible bytes in `dir/model.bin`, written 1 MiB at a time, as a
+/// layer putting it at `to`.
+fn big_file(dir: &Path, to: &str) -> LayerSpec {
+    let path = dir.join("model.bin");
+    let mut f = std::fs::File::create(&path).unwrap();
     for i in 0..(LAYER >> 20) {
         f.write_all(&pseudo_random(i as u64 + 1, 1 << 20)).unwrap();
+    }
+    LayerSpec {
+        from: path,
+        to: to.into(),
+        ..Default::default()
     }
 }
 
@@ -101,13 +108,7 @@ fn digest_of_file(path: &Path) -> (Digest, u64) {
 fn large_layer_is_built_stored_and_pushed_with_bounded_memory() {
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model.bin");
-    big_file(&src);
-    let spec = LayerSpec {
-        from: src.clone(),
-        to: "/models/model.bin".into(),
-        ..Default::default()
-    };
+    let spec = big_file(tmp.path(), "/models/model.bin");
 
     // 1. Build: into a temp file, hashed on the way.
     let build_dir = tmp.path().join("build");
@@ -273,13 +274,7 @@ fn wait_for_temp_files(dir: &Path, present: bool) -> std::time::Duration {
 fn cancelled_builds_stop_and_remove_their_temp_files() {
     let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("model.bin");
-    big_file(&src);
-    let spec = LayerSpec {
-        from: src.clone(),
-        to: "/model.bin".into(),
-        ..Default::default()
-    };
+    let spec = big_file(tmp.path(), "/model.bin");
 
     let dir = tmp.path().join("cancel");
     let cancel = std::sync::atomic::AtomicBool::new(false);
