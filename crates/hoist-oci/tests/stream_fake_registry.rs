@@ -134,6 +134,19 @@ fn blob(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
+/// A source fake serving `source` as `src:1`, an empty destination fake (`dst:1`, whose
+/// requests are recorded) and a client.
+async fn source_and_destination(
+    source: Vec<u8>,
+) -> (RegistryClient, Reference, Reference, Arc<Mutex<Seen>>) {
+    let (src_addr, _) = start(source).await;
+    let (dst_addr, seen) = start(vec![]).await;
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
+    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    (c, src, dst, seen)
+}
+
 /// Wait (bounded) until the destination has seen `n` PUTs end.
 async fn puts(seen: &Arc<Mutex<Seen>>, n: usize) -> Vec<Put> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -150,11 +163,7 @@ async fn puts(seen: &Arc<Mutex<Seen>>, n: usize) -> Vec<Put> {
 async fn blob_streams_as_one_put_with_the_source_length() {
     let data = blob(3 * 1024 * 1024 + 17);
     let d = Digest::of(&data);
-    let (src_addr, _) = start(data.clone()).await;
-    let (dst_addr, seen) = start(vec![]).await;
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
-    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
-    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    let (c, src, dst, seen) = source_and_destination(data.clone()).await;
     let out = c
         .copy_blob(&src, &dst, &d, data.len() as u64)
         .await
@@ -178,11 +187,7 @@ async fn corrupt_source_never_completes_the_upload() {
     let d = Digest::of(&good);
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 1;
-    let (src_addr, _) = start(bad).await;
-    let (dst_addr, seen) = start(vec![]).await;
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
-    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
-    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
+    let (c, src, dst, seen) = source_and_destination(bad).await;
     let e = c
         .copy_blob(&src, &dst, &d, good.len() as u64)
         .await
@@ -200,12 +205,8 @@ async fn corrupt_source_never_completes_the_upload() {
 async fn registry_refusing_the_mount_probe_gets_head_and_post() {
     let data = blob(256 * 1024);
     let d = Digest::of(&data);
-    let (src_addr, _) = start(data.clone()).await;
-    let (dst_addr, seen) = start(vec![]).await;
+    let (c, src, dst, seen) = source_and_destination(data.clone()).await;
     seen.lock().unwrap().refuse_mounts = true;
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
-    let src = Reference::parse(&format!("{src_addr}/src:1")).unwrap();
-    let dst = Reference::parse(&format!("{dst_addr}/dst:1")).unwrap();
     let out = c
         .copy_blob(&src, &dst, &d, data.len() as u64)
         .await
