@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
 use assert_cmd::Command;
-use registry::Registry;
+use registry::{Registry, skopeo_config};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -81,17 +81,7 @@ fn builds_pushes_and_rebuilds_only_what_changed() {
     // An outside client reads what was pushed, with the config from service.yaml.
     let web = by_service(&first, "web");
     let web_ref = web["reference"].as_str().unwrap();
-    let inspect = Std::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--config"])
-        .arg(format!("docker://{web_ref}"))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let cfg = skopeo_config(&format!("docker://{web_ref}"));
     assert_eq!(
         cfg["config"]["Entrypoint"],
         serde_json::json!(["/bin/busybox", "httpd"])
@@ -151,20 +141,11 @@ fn builds_into_the_local_store() {
     assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
     // The store is an OCI layout an outside tool reads.
     let layout = tmp.path().join("cache/images");
-    let inspect = Std::new("skopeo")
-        .args(["inspect", "--config"])
-        .arg(format!(
-            "oci:{}:{}",
-            layout.display(),
-            built[0]["reference"].as_str().unwrap()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
+    skopeo_config(&format!(
+        "oci:{}:{}",
+        layout.display(),
+        built[0]["reference"].as_str().unwrap()
+    ));
 }
 
 /// A `dockerfile:` service with `--store`: buildah (vfs, chroot, a storage root of
@@ -202,21 +183,11 @@ fn builds_dockerfile_services_into_the_local_store() {
     let df = by_service(&built, "df");
     assert_eq!(df["destination"], "store");
     assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
-    let inspect = Std::new("skopeo")
-        .args(["inspect", "--config"])
-        .arg(format!(
-            "oci:{}:{}",
-            tmp.path().join("cache/images").display(),
-            df["reference"].as_str().unwrap()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let cfg = skopeo_config(&format!(
+        "oci:{}:{}",
+        tmp.path().join("cache/images").display(),
+        df["reference"].as_str().unwrap()
+    ));
     assert_eq!(
         cfg["config"]["Cmd"],
         serde_json::json!(["/bin/busybox", "echo", "from a Dockerfile"])

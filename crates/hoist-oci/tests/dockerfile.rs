@@ -7,7 +7,7 @@ use hoist_oci::Reference;
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::dockerfile::{Builder, BuilderOptions, DockerfileSpec, build_to_layout};
-use support::registry::{Registry, write_file};
+use support::registry::{Registry, skopeo_config, write_file};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildah_builds_from_scratch_and_we_push() {
@@ -56,21 +56,7 @@ async fn buildah_builds_from_scratch_and_we_push() {
     )
     .await
     .unwrap();
-    let out = std::process::Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--config",
-            &format!("docker://{target}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cfg = skopeo_config(&format!("docker://{target}"));
     assert_eq!(
         cfg["config"]["Cmd"],
         serde_json::json!(["/bin/busybox", "true"])
@@ -140,17 +126,7 @@ async fn parallel_builds_do_not_mix_up_their_images() {
     };
     let (a, b) = tokio::join!(build(1), build(2));
     for (n, out) in [(1, a), (2, b)] {
-        let inspect = std::process::Command::new("skopeo")
-            .args(["inspect", "--config"])
-            .arg(format!("oci:{}:image", out.display()))
-            .output()
-            .unwrap();
-        assert!(
-            inspect.status.success(),
-            "{}",
-            String::from_utf8_lossy(&inspect.stderr)
-        );
-        let cfg: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        let cfg = skopeo_config(&format!("oci:{}:image", out.display()));
         assert_eq!(
             cfg["config"]["Cmd"],
             serde_json::json!([format!("/service-{n}")]),

@@ -14,7 +14,7 @@ use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::manifest::{Descriptor, ImageIndex, Platform, RawManifest, media};
 use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Reference};
-use support::registry::{PASS, Registry, USER, pseudo_random, write_file};
+use support::registry::{PASS, Registry, USER, pseudo_random, skopeo_config, write_file};
 
 fn client() -> RegistryClient {
     RegistryClient::new(ClientOptions::default()).unwrap()
@@ -118,13 +118,7 @@ async fn appended_image_is_valid_for_skopeo_and_umoci() {
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
     assert_eq!(inspect["Labels"]["org.example"], "yes");
     assert_eq!(inspect["Env"], serde_json::json!(["PATH=/bin", "MODE=dev"]));
-    let cfg: serde_json::Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--config",
-        &format!("docker://{target}"),
-    ]))
-    .unwrap();
+    let cfg = skopeo_config(&format!("docker://{target}"));
     assert_eq!(
         cfg["config"]["Entrypoint"],
         serde_json::json!(["/bin/busybox"])

@@ -276,6 +276,23 @@ impl Drop for Registry {
     }
 }
 
+/// The image config an outside client reads: `skopeo inspect --config` of a
+/// `docker://` (plain HTTP allowed) or `oci:` location, which must succeed.
+pub fn skopeo_config(image: &str) -> serde_json::Value {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--config"]);
+    if image.starts_with("docker://") {
+        cmd.arg("--tls-verify=false");
+    }
+    let out = cmd.arg(image).output().expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "skopeo inspect --config {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Deterministic incompressible bytes (xorshift64*), so tests and benches download nothing.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
