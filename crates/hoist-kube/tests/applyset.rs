@@ -303,25 +303,16 @@ async fn teardown_names_what_a_finalizer_holds() {
         "timed out after 500ms waiting for hoist's objects to be deleted (still present: ConfigMap/held in namespace shop-ann; a finalizer may hold them)"
     );
     // Released: a second `hoist down` finishes the job (the inventory survived).
-    let out = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", &c.kubeconfig)
-        .args([
-            "patch",
-            "configmap",
-            "held",
-            "-n",
-            "shop-ann",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "shop-ann",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
     hoist_kube::teardown::teardown(&mut set, &Default::default())
         .await
         .unwrap();

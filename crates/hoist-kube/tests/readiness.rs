@@ -402,20 +402,8 @@ async fn a_deployments_report_names_its_crashing_pods() {
         .to_string(),
     )
     .unwrap();
-    let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .env("KUBECONFIG", &c.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    kubectl(&["apply", "-f", pod.to_str().unwrap()]);
-    kubectl(&[
+    c.kubectl(&["apply", "-f", pod.to_str().unwrap()]);
+    c.kubectl(&[
         "patch",
         "pod",
         "web-abc12",

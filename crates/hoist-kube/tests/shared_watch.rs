@@ -9,19 +9,6 @@ use hoist_kube::shared_watch::SharedWatches;
 use hoist_kube::{Applied, ApplySet, Desired, Owner, PruneScope};
 use serde_json::{Value, json};
 
-fn kubectl(c: &common::Cluster, args: &[&str]) {
-    let out = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", &c.kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn pod(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
            "spec": {"containers": [{"name": "c", "image": "example.invalid/c:1"}]}})
@@ -88,20 +75,17 @@ async fn every_wait_shares_one_watch_per_kind() {
         async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             for p in ["web", "api"] {
-                kubectl(
-                    &c,
-                    &[
-                        "patch",
-                        "pod",
-                        p,
-                        "-n",
-                        "shop-ann",
-                        "--subresource=status",
-                        "--type=merge",
-                        "-p",
-                        ready,
-                    ],
-                );
+                c.kubectl(&[
+                    "patch",
+                    "pod",
+                    p,
+                    "-n",
+                    "shop-ann",
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    ready,
+                ]);
             }
         }
     );
@@ -119,7 +103,7 @@ async fn every_wait_shares_one_watch_per_kind() {
     assert_eq!(watches.watch_count(), 2);
 
     // A missing object is reported as such, after the deadline.
-    kubectl(&c, &["delete", "configmap", "web-config", "-n", "shop-ann"]);
+    c.kubectl(&["delete", "configmap", "web-config", "-n", "shop-ann"]);
     let err = watches
         .wait_ready(&of(&applied, "web"), Duration::from_millis(500))
         .await
@@ -140,20 +124,17 @@ async fn a_recreated_object_is_judged_by_its_own_state() {
         "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
             "containers": [{"name": "m", "image": "example.invalid/m:1"}]}}}});
     let first = apply(&mut set, vec![("migrate", job.clone())]).await;
-    kubectl(
-        &c,
-        &[
-            "patch",
-            "job",
-            "migrate",
-            "-n",
-            "shop-ann",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}}"#,
-        ],
-    );
+    c.kubectl(&[
+        "patch",
+        "job",
+        "migrate",
+        "-n",
+        "shop-ann",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"succeeded":1,"conditions":[{"type":"Complete","status":"True"}]}}"#,
+    ]);
     let watches = SharedWatches::new(client.clone(), &owner());
     watches
         .wait_ready(&first, Duration::from_secs(20))
@@ -161,10 +142,7 @@ async fn a_recreated_object_is_judged_by_its_own_state() {
         .expect("complete");
     // Deleted and applied again: the new Job has not completed, whatever the watch
     // saw of the old one.
-    kubectl(
-        &c,
-        &["delete", "job", "migrate", "-n", "shop-ann", "--wait=true"],
-    );
+    c.kubectl(&["delete", "job", "migrate", "-n", "shop-ann", "--wait=true"]);
     let second = apply(&mut set, vec![("migrate", job)]).await;
     assert_ne!(
         first[0].object["metadata"]["uid"],
@@ -201,10 +179,8 @@ async fn hopeless_names_the_crashing_pods_of_that_workload_only() {
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         tokio::join!(watches.hopeless(&web), async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            kubectl(&c, &["apply", "-f", crashing.to_str().unwrap()]);
-            kubectl(
-                &c,
-                &[
+            c.kubectl(&["apply", "-f", crashing.to_str().unwrap()]);
+            c.kubectl(&[
                     "patch", "pod", "web-abc12", "-n", "shop-ann", "--subresource=status",
                     "--type=merge", "-p",
                     r#"{"status":{"phase":"Running","containerStatuses":[{"name":"c","ready":false,"restartCount":5,"image":"example.invalid/c:1","imageID":"","state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 1m20s"}},"lastState":{"terminated":{"exitCode":2,"reason":"Error"}}}]}}"#,

@@ -60,12 +60,17 @@ impl Cluster {
 
     /// `kubectl ... -o json` (asserts success).
     pub fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
+        serde_json::from_str(&self.kubectl(&args)).expect("JSON")
+    }
+
+    /// `kubectl ...` against this cluster (asserts success); its stdout.
+    pub fn kubectl(&self, args: &[&str]) -> String {
         let out = Command::new("kubectl")
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .arg("--request-timeout=20s")
             .args(args)
-            .args(["-o", "json"])
             .output()
             .expect("kubectl runs");
         assert!(
@@ -73,7 +78,7 @@ impl Cluster {
             "kubectl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("JSON")
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub async fn stop(mut self) {
