@@ -47,10 +47,11 @@ pub struct Change {
     pub resource: String,
     pub namespace: String,
     pub kind: EventType,
-    /// The object after the change (for deletions: last state with the deletion's RV).
-    pub object: Value,
+    /// The object after the change (for deletions: last state with the deletion's RV);
+    /// the same allocation the store keeps.
+    pub object: Arc<Value>,
     /// The object before the change, for filtered watches.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 /// What a read-modify-write closure decided.
@@ -238,15 +239,16 @@ impl Store {
         f: impl FnOnce(Option<&Value>) -> ApiResult<Write>,
     ) -> ApiResult<Written> {
         let mut inner = self.lock();
-        let current = lookup(&inner.objects, resource, namespace, name).map(|v| (**v).clone());
-        let decision = f(current.as_ref())?;
+        // Shared, not copied: it becomes the change's `old`.
+        let current = lookup(&inner.objects, resource, namespace, name).cloned();
+        let decision = f(current.as_deref())?;
         let (kind, mut object) = match decision {
             Write::Unchanged(v) => return Ok(Written::Unchanged(v)),
             Write::Put(mut new) => {
                 if let Some(cur) = &current {
                     // Compare ignoring the RV the caller may have left in place.
                     new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                    if &new == cur {
+                    if new == **cur {
                         return Ok(Written::Unchanged(new));
                     }
                     (EventType::Modified, new)
@@ -255,7 +257,7 @@ impl Store {
                 }
             }
             Write::Delete => match &current {
-                Some(cur) => (EventType::Deleted, cur.clone()),
+                Some(cur) => (EventType::Deleted, (**cur).clone()),
                 None => return Err(ApiError::not_found("", resource, name)),
             },
         };
@@ -288,6 +290,8 @@ impl Store {
         tx.commit().map_err(db_err)?;
         inner.rv = rv;
         inner.changed.insert(resource.to_string(), rv);
+        // One allocation for the store, the change and its watchers.
+        let object = Arc::new(object);
         let namespaces = inner.objects.entry(resource.to_string()).or_default();
         match kind {
             EventType::Deleted => {
@@ -302,7 +306,7 @@ impl Store {
                 namespaces
                     .entry(namespace.to_string())
                     .or_default()
-                    .insert(name.to_string(), Arc::new(object.clone()));
+                    .insert(name.to_string(), object.clone());
             }
         }
         let change = Arc::new(Change {
@@ -320,6 +324,7 @@ impl Store {
             }
         }
         let _ = self.tx.send(change);
+        let object = (*object).clone();
         Ok(match kind {
             EventType::Added => Written::Created(object),
             EventType::Modified => Written::Updated(object),

@@ -70,7 +70,7 @@ impl Stream {
         {
             return true;
         }
-        let obj = crate::versions::present(&self.kind, c.object.clone());
+        let obj = crate::versions::present(&self.kind, (*c.object).clone());
         let now = self.filter.matches(&obj);
         let before = c
             .old
