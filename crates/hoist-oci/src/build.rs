@@ -162,6 +162,21 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Remove leftovers of killed builds (no destructor ran) from `dir`, the first time this
+/// process builds there: a day is longer than any build, and the store's blob directory
+/// need not be listed again for every image of a pass.
+fn sweep_once(dir: &std::path::Path) {
+    static SWEPT: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = SWEPT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(dir.to_path_buf());
+    if first {
+        sweep_stale_temp_files(dir, std::time::Duration::from_secs(24 * 3600));
+    }
+}
+
 /// The base reference, manifest and config (an empty config for `scratch`).
 async fn resolve_base(
     client: &RegistryClient,
@@ -186,8 +201,7 @@ pub async fn build(
     opts: &BuildOptions,
 ) -> Result<BuiltImage> {
     let dir = opts.temp_dir.clone().unwrap_or_else(default_temp_dir);
-    // Leftovers of killed builds (no destructor ran); a day is longer than any build.
-    sweep_stale_temp_files(&dir, std::time::Duration::from_secs(24 * 3600));
+    sweep_once(&dir);
     // Dropping this future (Ctrl-C) stops the blocking builds, which remove their temp files.
     let cancel = CancelOnDrop::default();
     let mut tasks = JoinSet::new();
