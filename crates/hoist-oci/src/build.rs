@@ -217,24 +217,11 @@ pub async fn build(
     let base = resolve_base(client, spec, opts).await;
     // Every layer task is waited for, even after an error: a blocking task cannot be
     // aborted, and its temp file must be gone when this returns.
-    let mut layers: Vec<Option<BuiltLayer>> = (0..spec.layers.len()).map(|_| None).collect();
-    let mut failed = None;
-    while let Some(r) = tasks.join_next().await {
-        match r.map_err(|e| Error::Invalid(format!("layer build task failed: {e}"))) {
-            Ok(Ok((i, l))) => layers[i] = Some(l),
-            Ok(Err(e)) | Err(e) => {
-                failed.get_or_insert(e);
-            }
-        }
-    }
+    let layers = crate::join_all(tasks, "layer build").await;
     let (base, base_manifest, mut config) = base?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let new_layers: Vec<BuiltLayer> = layers
-        .into_iter()
-        .map(|l| l.expect("every task reported"))
-        .collect();
+    let mut layers = layers?;
+    layers.sort_by_key(|(i, _)| *i);
+    let new_layers: Vec<BuiltLayer> = layers.into_iter().map(|(_, l)| l).collect();
     let docker = base_manifest.as_ref().is_some_and(ImageManifest::is_docker);
     let (manifest_type, config_type, layer_type) = if docker {
         (
@@ -373,8 +360,8 @@ pub async fn push_built(
         });
     }
     let (mut up, mut mounted, mut present) = (0usize, 0usize, 0usize);
-    while let Some(r) = tasks.join_next().await {
-        match r.map_err(|e| Error::Invalid(format!("push task failed: {e}")))?? {
+    for outcome in crate::join_all(tasks, "push").await? {
+        match outcome {
             BlobOutcome::Uploaded => up += 1,
             BlobOutcome::Mounted => mounted += 1,
             BlobOutcome::Present => present += 1,

@@ -243,8 +243,8 @@ async fn copy_image(
             }
         });
     }
-    while let Some(r) = tasks.join_next().await {
-        match r.map_err(|e| Error::Invalid(format!("copy task failed: {e}")))?? {
+    for outcome in crate::join_all(tasks, "copy").await? {
+        match outcome {
             BlobOutcome::Uploaded => stats.0 += 1,
             BlobOutcome::Mounted => stats.1 += 1,
             BlobOutcome::Present => stats.2 += 1,

@@ -37,6 +37,34 @@ pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform,
 pub use reference::Reference;
 pub use store::{LocalStore, ResolvedImage};
 
+/// Every result of `tasks` (in completion order), or the first error. After an error the
+/// other tasks are aborted and, like blocking tasks that cannot be, waited for: nothing
+/// they started (a temp file, a transfer) outlives the call. `what` names the tasks in the
+/// error for one that panicked.
+pub(crate) async fn join_all<T: 'static>(
+    mut tasks: tokio::task::JoinSet<Result<T>>,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut done = Vec::new();
+    let mut failed = None;
+    while let Some(r) = tasks.join_next().await {
+        let e = match r {
+            Ok(Ok(v)) => {
+                done.push(v);
+                continue;
+            }
+            Err(e) if e.is_cancelled() => continue,
+            Ok(Err(e)) => e,
+            Err(e) => Error::Invalid(format!("{what} task failed: {e}")),
+        };
+        if failed.is_none() {
+            tasks.abort_all();
+            failed = Some(e);
+        }
+    }
+    failed.map_or(Ok(done), Err)
+}
+
 /// Run a future to completion on a fresh multi-threaded runtime (for synchronous callers
 /// such as CLI commands).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -132,11 +132,8 @@ impl LocalStore {
                 c.download_blob_to(&r, &d, &path).await.map(|_| ())
             });
         }
-        // The first error returns; dropping the set cancels the rest (their temp files go).
-        while let Some(r) = tasks.join_next().await {
-            r.map_err(|e| Error::Invalid(format!("download task failed: {e}")))??;
-        }
-        Ok(())
+        // After a failure the other downloads stop, their temp files gone, before this returns.
+        crate::join_all(tasks, "download").await.map(|_| ())
     }
 
     /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's
