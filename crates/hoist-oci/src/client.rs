@@ -416,8 +416,9 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response> {
-        // Until this registry has answered once, requests to it go one at a time.
-        let mut _probe = None;
+        // Until this registry's authentication is known, requests to it go one at a time:
+        // one learns the challenge (and fetches a token) for the others.
+        let mut probe = None;
         if !self.auth_known(&r.registry).await {
             let lock = self
                 .inner
@@ -429,7 +430,7 @@ impl RegistryClient {
                 .clone();
             let guard = lock.lock_owned().await;
             if !self.auth_known(&r.registry).await {
-                _probe = Some(guard);
+                probe = Some(guard);
             }
         }
         let mut authed = false;
@@ -476,6 +477,9 @@ impl RegistryClient {
                 if !authed && www.is_some() {
                     authed = true;
                     self.authenticate(r, scope, www.as_deref()).await?;
+                    // The others need not wait for this request's answer: with Basic auth
+                    // that is a password check (bcrypt) plus the request's own work.
+                    drop(probe.take());
                     if self.auth_header(r, scope).await.is_some() {
                         continue;
                     }
