@@ -1115,17 +1115,16 @@ impl RegistryClient {
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        if let Some(h) = self
-            .auth_header(dst, &push_scope(&dst.repository, None))
-            .await
-        {
-            req = req.header(header::AUTHORIZATION, h);
+        let scope = push_scope(&dst.repository, None);
+        let sent = self.auth_header(dst, &scope).await;
+        if let Some(h) = &sent {
+            req = req.header(header::AUTHORIZATION, h.clone());
         }
         add(&self.inner.counters.requests, 1);
         let put = req.send().await;
         let what = what.to_string();
         let n = match verdict.get() {
-            Some(Ok(n)) => n,
+            Some(Ok(n)) => Some(n),
             Some(Err(StreamFailure::Mismatch { actual })) => {
                 return Err(Error::DigestMismatch {
                     what,
@@ -1144,7 +1143,19 @@ impl RegistryClient {
                 return Err(Error::Interrupted { what, reason });
             }
             // Nothing to hash (hyper need not poll an empty body): the digest says it all.
-            None if size == 0 && *d == Digest::of(b"") => 0,
+            None if size == 0 && *d == Digest::of(b"") => Some(0),
+            None => None,
+        };
+        if let Ok(resp) = &put
+            && resp.status() == StatusCode::UNAUTHORIZED
+            && let Some(e) = self
+                .renew_token(dst, &scope, sent.as_ref(), resp, &what)
+                .await
+        {
+            return Err(e);
+        }
+        let n = match n {
+            Some(n) => n,
             // The upload stopped before the whole blob went through.
             None => {
                 return Err(match put {
@@ -1174,6 +1185,41 @@ impl RegistryClient {
         add(&self.inner.counters.upload_bytes, n);
         self.progress(n);
         Ok(n)
+    }
+
+    /// A streamed PUT refused with a 401 although its bearer token worked before: the token
+    /// expired (an upload session opened ahead of its turn can wait past a token's
+    /// lifetime, and a long upload can outlast it). Fetch a new one and say so with a
+    /// transient error, so the transfer is sent again into a fresh session; `send` does the
+    /// same for requests whose body can be replayed. `None` when there is nothing to renew
+    /// (Basic auth, or the registry hands out the same token): the 401 stands.
+    async fn renew_token(
+        &self,
+        dst: &Reference,
+        scope: &str,
+        sent: Option<&HeaderValue>,
+        resp: &Response,
+        what: &str,
+    ) -> Option<Error> {
+        if !sent?.as_bytes().starts_with(b"Bearer ") {
+            return None;
+        }
+        let www = resp
+            .headers()
+            .get(header::WWW_AUTHENTICATE)?
+            .to_str()
+            .ok()?;
+        if let Err(e) = self.authenticate(dst, scope, Some(www)).await {
+            return Some(e);
+        }
+        let renewed = self.auth_header(dst, scope).await;
+        (renewed.as_ref() != sent).then(|| Error::Interrupted {
+            what: what.to_string(),
+            reason: format!(
+                "{} refused its bearer token (expired?); signed in again",
+                dst.registry
+            ),
+        })
     }
 
     /// Make sure `dst` has blob `d` (`size` bytes) from the file at `path` (an OCI layout's

@@ -1,7 +1,7 @@
 //! The bearer-token flow and retries, against a FAKE registry: Debian's docker-registry cannot
 //! issue tokens without a separate auth server and never fails on purpose, so this small
 //! loopback HTTP server plays a token-auth registry that answers 503 once and drops a
-//! connection once.
+//! connection once, and one whose token expires between opening an upload and sending it.
 
 use std::sync::{Arc, Mutex};
 
@@ -190,4 +190,138 @@ async fn bearer_token_flow_retries_and_verification() {
         "{e}"
     );
     server.abort();
+}
+
+/// What the expiring-token fake saw.
+#[derive(Default)]
+struct Uploads {
+    tokens_issued: usize,
+    /// The one token the fake accepts now (none after it "expires").
+    valid: Option<String>,
+    posts: usize,
+    /// Per PUT: the token it carried, how many body bytes came, and the answer.
+    puts: Vec<(String, usize, u16)>,
+}
+
+/// A token registry whose first token expires as soon as it has opened one upload: the
+/// PUT that follows is refused, as a long wait for a transfer slot or a long upload would
+/// be by a registry with short-lived tokens.
+async fn serve_expiring(listener: TcpListener, seen: Arc<Mutex<Uploads>>) {
+    let port = listener.local_addr().unwrap().port();
+    let challenge =
+        format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake-registry\"");
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break 0,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        // Read the whole body first: the client then sees the answer, not a reset.
+        while buf.len() < head_end + length {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        let line = head.lines().next().unwrap_or_default().to_string();
+        let (method, path) = {
+            let mut w = line.split(' ');
+            (w.next().unwrap_or_default(), w.next().unwrap_or_default())
+        };
+        let token = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: bearer "))
+            .unwrap_or_default()
+            .to_string();
+        let (status, headers, body): (u16, Vec<(String, String)>, String) = {
+            let mut s = seen.lock().unwrap();
+            let accepted = s.valid.as_deref() == Some(token.as_str());
+            if path.starts_with("/token") {
+                s.tokens_issued += 1;
+                let t = format!("t{}", s.tokens_issued);
+                s.valid = Some(t.clone());
+                (200, vec![], format!(r#"{{"token":"{t}"}}"#))
+            } else if !accepted {
+                if method == "put" {
+                    s.puts.push((token, buf.len() - head_end, 401));
+                }
+                (
+                    401,
+                    vec![("WWW-Authenticate".into(), challenge.clone())],
+                    "{}".into(),
+                )
+            } else if method == "post" && path.starts_with("/v2/team/app/blobs/uploads/") {
+                s.posts += 1;
+                if s.tokens_issued == 1 {
+                    s.valid = None; // the first token expires now
+                }
+                let loc = format!("/v2/team/app/blobs/uploads/s{}", s.posts);
+                (202, vec![("Location".into(), loc)], String::new())
+            } else if method == "put" && path.starts_with("/v2/team/app/blobs/uploads/s") {
+                s.puts.push((token, buf.len() - head_end, 201));
+                (201, vec![], String::new())
+            } else {
+                (404, vec![], "{}".into())
+            }
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str("\r\n");
+        resp.push_str(&body);
+        let _ = sock.write_all(resp.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_expires_before_the_streamed_put_is_renewed_and_the_blob_sent_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Uploads::default()));
+    let server = tokio::spawn(serve_expiring(listener, seen.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = dir.path().join("blob");
+    std::fs::write(&path, &blob).unwrap();
+    let d = Digest::of(&blob);
+
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let outcome = c
+        .upload_blob_file(&r, &d, &path, blob.len() as u64)
+        .await
+        .unwrap();
+    server.abort();
+    assert_eq!(outcome, hoist_oci::client::BlobOutcome::Uploaded);
+    let s = seen.lock().unwrap();
+    assert_eq!(s.tokens_issued, 2, "one renewal");
+    assert_eq!(
+        s.puts,
+        vec![
+            ("t1".to_string(), blob.len(), 401),
+            ("t2".to_string(), blob.len(), 201)
+        ],
+        "the refused PUT is sent again, whole, with the new token"
+    );
 }
