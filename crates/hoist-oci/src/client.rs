@@ -1209,7 +1209,10 @@ impl RegistryClient {
             .get(header::WWW_AUTHENTICATE)?
             .to_str()
             .ok()?;
-        if let Err(e) = self.authenticate(dst, scope, Some(www)).await {
+        // Another transfer may have renewed it meanwhile.
+        if self.auth_header(dst, scope).await.as_ref() == sent
+            && let Err(e) = self.authenticate(dst, scope, Some(www)).await
+        {
             return Some(e);
         }
         let renewed = self.auth_header(dst, scope).await;
