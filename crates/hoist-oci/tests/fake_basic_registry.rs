@@ -3,6 +3,9 @@
 //! client waits for one answer before sending the next. This loopback server plays an
 //! htpasswd registry that holds its answer to the first authenticated request.
 
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +14,6 @@ use base64::Engine as _;
 use hoist_oci::Reference;
 use hoist_oci::auth::Credential;
 use hoist_oci::client::{ClientOptions, RegistryClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the fake saw: authenticated requests so far, and how many had arrived when it
@@ -26,35 +28,23 @@ struct Seen {
 const HOLD: Duration = Duration::from_secs(2);
 
 async fn answer(mut sock: TcpStream, seen: Arc<Seen>, basic: Arc<String>) {
-    let mut buf = vec![0u8; 8192];
-    let mut n = 0;
-    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut buf[n..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(k) => n += k,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
-    let authed = head
-        .lines()
-        .any(|l| l.strip_prefix("authorization: ") == Some(basic.as_str()));
-    let status = if authed {
-        if seen.authenticated.fetch_add(1, Ordering::SeqCst) == 0 {
-            // Like bcrypt and an fsync, but longer: do the others come meanwhile?
-            let deadline = Instant::now() + HOLD;
-            while seen.authenticated.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            seen.when_first_answered
-                .store(seen.authenticated.load(Ordering::SeqCst), Ordering::SeqCst);
-        }
-        "200 OK"
-    } else {
-        "401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"fake\""
+    let Some((head, _)) = fake_http::read_head(&mut sock).await else {
+        return;
     };
-    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
-    let _ = sock.write_all(resp.as_bytes()).await;
-    let _ = sock.shutdown().await;
+    if head.header("authorization").as_deref() != Some(basic.as_str()) {
+        let challenge = [("WWW-Authenticate", "Basic realm=\"fake\"")];
+        return fake_http::respond(&mut sock, "401 Unauthorized", &challenge, b"{}").await;
+    }
+    if seen.authenticated.fetch_add(1, Ordering::SeqCst) == 0 {
+        // Like bcrypt and an fsync, but longer: do the others come meanwhile?
+        let deadline = Instant::now() + HOLD;
+        while seen.authenticated.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen.when_first_answered
+            .store(seen.authenticated.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+    fake_http::respond(&mut sock, "200 OK", &[], b"{}").await;
 }
 
 #[tokio::test]
@@ -62,14 +52,10 @@ async fn requests_after_the_challenge_do_not_wait_for_the_first_answer() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
-    // The header as the fake compares it: lower-cased like the rest of the request head.
-    let basic = Arc::new(
-        format!(
-            "basic {}",
-            base64::engine::general_purpose::STANDARD.encode("user:pass")
-        )
-        .to_lowercase(),
-    );
+    let basic = Arc::new(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("user:pass")
+    ));
     let server = {
         let seen = seen.clone();
         tokio::spawn(async move {

@@ -3,13 +3,15 @@
 //! loopback HTTP server plays a token-auth registry that answers 503 once and drops a
 //! connection once, and one whose token expires between opening an upload and sending it.
 
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use hoist_oci::auth::Credential;
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::{Digest, Reference};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Default)]
@@ -35,26 +37,12 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
         let Ok((mut sock, _)) = listener.accept().await else {
             return;
         };
-        let mut buf = vec![0u8; 8192];
-        let mut n = 0;
-        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-            match sock.read(&mut buf[n..]).await {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k,
-            }
-        }
-        let req = String::from_utf8_lossy(&buf[..n]).to_string();
-        let line = req.lines().next().unwrap_or_default().to_string();
-        let path = line.split(' ').nth(1).unwrap_or_default().to_string();
-        let auth = req
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("authorization: ")
-                    .or_else(|| l.strip_prefix("Authorization: "))
-            })
-            .unwrap_or_default()
-            .to_string();
-        let (status, headers, body): (&str, Vec<(String, String)>, Vec<u8>) = if path
+        let Some((head, _)) = fake_http::read_head(&mut sock).await else {
+            continue;
+        };
+        let path = head.path.clone();
+        let auth = head.header("authorization").unwrap_or_default();
+        let (status, headers, body): (&str, Vec<(&str, String)>, Vec<u8>) = if path
             .starts_with("/token")
         {
             seen.lock().unwrap().token_queries.push(path.clone());
@@ -66,7 +54,7 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
         } else if auth != "Bearer good-token" {
             (
                 "401 Unauthorized",
-                vec![("WWW-Authenticate".into(), challenge.clone())],
+                vec![("WWW-Authenticate", challenge.clone())],
                 b"{}".to_vec(),
             )
         } else if path == "/v2/team/app/manifests/v1" {
@@ -82,13 +70,10 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
                     "200 OK",
                     vec![
                         (
-                            "Content-Type".into(),
+                            "Content-Type",
                             "application/vnd.oci.image.manifest.v1+json".into(),
                         ),
-                        (
-                            "Docker-Content-Digest".into(),
-                            Digest::of(&manifest).to_string(),
-                        ),
+                        ("Docker-Content-Digest", Digest::of(&manifest).to_string()),
                     ],
                     manifest.clone(),
                 )
@@ -111,17 +96,8 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
         } else {
             ("404 Not Found", vec![], b"{}".to_vec())
         };
-        let mut resp = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            resp.push_str(&format!("{k}: {v}\r\n"));
-        }
-        resp.push_str("\r\n");
-        let _ = sock.write_all(resp.as_bytes()).await;
-        let _ = sock.write_all(&body).await;
-        let _ = sock.shutdown().await;
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fake_http::respond(&mut sock, status, &headers, &body).await;
     }
 }
 
@@ -200,7 +176,7 @@ struct Uploads {
     valid: Option<String>,
     posts: usize,
     /// Per PUT: the token it carried, how many body bytes came, and the answer.
-    puts: Vec<(String, usize, u16)>,
+    puts: Vec<(String, u64, u16)>,
 }
 
 /// A token registry whose first token expires as soon as it has opened one upload: the
@@ -214,82 +190,49 @@ async fn serve_expiring(listener: TcpListener, seen: Arc<Mutex<Uploads>>) {
         let Ok((mut sock, _)) = listener.accept().await else {
             return;
         };
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 65536];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => break 0,
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
+        let Some((head, early)) = fake_http::read_head(&mut sock).await else {
+            continue;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        // Read the whole body first: the client then sees the answer, not a reset.
-        while buf.len() < head_end + length {
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-        let line = head.lines().next().unwrap_or_default().to_string();
-        let (method, path) = {
-            let mut w = line.split(' ');
-            (w.next().unwrap_or_default(), w.next().unwrap_or_default())
-        };
+        // The whole body first: the client then sees the answer, not a reset.
+        let received = fake_http::read_body(&mut sock, &head, &early).await;
+        let (method, path) = (head.method.as_str(), head.path.as_str());
         let token = head
-            .lines()
-            .find_map(|l| l.strip_prefix("authorization: bearer "))
-            .unwrap_or_default()
-            .to_string();
-        let (status, headers, body): (u16, Vec<(String, String)>, String) = {
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer ").map(String::from))
+            .unwrap_or_default();
+        let (status, headers, body): (&str, Vec<(&str, String)>, String) = {
             let mut s = seen.lock().unwrap();
             let accepted = s.valid.as_deref() == Some(token.as_str());
             if path.starts_with("/token") {
                 s.tokens_issued += 1;
                 let t = format!("t{}", s.tokens_issued);
                 s.valid = Some(t.clone());
-                (200, vec![], format!(r#"{{"token":"{t}"}}"#))
+                ("200 OK", vec![], format!(r#"{{"token":"{t}"}}"#))
             } else if !accepted {
-                if method == "put" {
-                    s.puts.push((token, buf.len() - head_end, 401));
+                if method == "PUT" {
+                    s.puts.push((token, received, 401));
                 }
                 (
-                    401,
-                    vec![("WWW-Authenticate".into(), challenge.clone())],
+                    "401 Unauthorized",
+                    vec![("WWW-Authenticate", challenge.clone())],
                     "{}".into(),
                 )
-            } else if method == "post" && path.starts_with("/v2/team/app/blobs/uploads/") {
+            } else if method == "POST" && path.starts_with("/v2/team/app/blobs/uploads/") {
                 s.posts += 1;
                 if s.tokens_issued == 1 {
                     s.valid = None; // the first token expires now
                 }
                 let loc = format!("/v2/team/app/blobs/uploads/s{}", s.posts);
-                (202, vec![("Location".into(), loc)], String::new())
-            } else if method == "put" && path.starts_with("/v2/team/app/blobs/uploads/s") {
-                s.puts.push((token, buf.len() - head_end, 201));
-                (201, vec![], String::new())
+                ("202 Accepted", vec![("Location", loc)], String::new())
+            } else if method == "PUT" && path.starts_with("/v2/team/app/blobs/uploads/s") {
+                s.puts.push((token, received, 201));
+                ("201 Created", vec![], String::new())
             } else {
-                (404, vec![], "{}".into())
+                ("404 Not Found", vec![], "{}".into())
             }
         };
-        let mut resp = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            resp.push_str(&format!("{k}: {v}\r\n"));
-        }
-        resp.push_str("\r\n");
-        resp.push_str(&body);
-        let _ = sock.write_all(resp.as_bytes()).await;
-        let _ = sock.shutdown().await;
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fake_http::respond(&mut sock, status, &headers, body.as_bytes()).await;
     }
 }
 
@@ -319,8 +262,8 @@ async fn a_token_that_expires_before_the_streamed_put_is_renewed_and_the_blob_se
     assert_eq!(
         s.puts,
         vec![
-            ("t1".to_string(), blob.len(), 401),
-            ("t2".to_string(), blob.len(), 201)
+            ("t1".to_string(), blob.len() as u64, 401),
+            ("t2".to_string(), blob.len() as u64, 201)
         ],
         "the refused PUT is sent again, whole, with the new token"
     );

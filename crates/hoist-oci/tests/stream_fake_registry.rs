@@ -3,13 +3,15 @@
 //! mid-stream, so this small loopback HTTP server plays both the source (serving a blob)
 //! and the destination (recording the upload's headers and how many body bytes arrived).
 
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hoist_oci::client::{BlobOutcome, ClientOptions, RegistryClient};
 use hoist_oci::{Digest, Error, Reference};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 #[derive(Debug, Default, Clone)]
 struct Put {
@@ -29,31 +31,6 @@ struct Seen {
     puts: Vec<Put>,
 }
 
-/// Read a request head; returns it and any body bytes read past it.
-async fn read_head(sock: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = vec![];
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            return Some((head, buf[end + 4..].to_vec()));
-        }
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-        }
-    }
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
 /// One request per connection (`Connection: close`), enough for this client.
 async fn serve(listener: TcpListener, blob: Arc<Vec<u8>>, seen: Arc<Mutex<Seen>>) {
     loop {
@@ -62,62 +39,48 @@ async fn serve(listener: TcpListener, blob: Arc<Vec<u8>>, seen: Arc<Mutex<Seen>>
         };
         let (blob, seen) = (blob.clone(), seen.clone());
         tokio::spawn(async move {
-            let Some((head, early)) = read_head(&mut sock).await else {
+            let Some((head, early)) = fake_http::read_head(&mut sock).await else {
                 return;
             };
-            let line = head.lines().next().unwrap_or_default().to_string();
-            let mut parts = line.split(' ');
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let reply = |status: &str, extra: &str, len: usize| {
-                format!(
-                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {len}\r\nConnection: close\r\n\r\n"
-                )
-            };
-            let out: Vec<u8> = match method {
-                "GET" if path.starts_with("/v2/src/blobs/") => {
-                    let mut out = reply("200 OK", "", blob.len()).into_bytes();
-                    out.extend_from_slice(&blob);
-                    out
-                }
+            let path = head.path.as_str();
+            let (status, extra, body): (&str, Vec<(&str, &str)>, &[u8]) = match head.method.as_str()
+            {
+                "GET" if path.starts_with("/v2/src/blobs/") => ("200 OK", vec![], &blob[..]),
                 "HEAD" => {
                     seen.lock().unwrap().heads += 1;
-                    reply("404 Not Found", "", 0).into_bytes()
+                    ("404 Not Found", vec![], b"")
                 }
                 "POST" if path.contains("mount=") && seen.lock().unwrap().refuse_mounts => {
                     seen.lock().unwrap().refused += 1;
-                    reply("405 Method Not Allowed", "", 0).into_bytes()
+                    ("405 Method Not Allowed", vec![], b"")
                 }
                 "POST" => {
                     seen.lock().unwrap().posts += 1;
-                    reply("202 Accepted", "Location: /v2/dst/blobs/uploads/u1\r\n", 0).into_bytes()
+                    (
+                        "202 Accepted",
+                        vec![("Location", "/v2/dst/blobs/uploads/u1")],
+                        b"",
+                    )
                 }
                 "PUT" => {
-                    let mut put = Put {
-                        content_length: header(&head, "content-length")
-                            .and_then(|v| v.parse().ok()),
-                        transfer_encoding: header(&head, "transfer-encoding"),
-                        received: early.len() as u64,
-                        completed: false,
+                    let content_length = head.content_length();
+                    let received = fake_http::read_body(&mut sock, &head, &early).await;
+                    let put = Put {
+                        content_length,
+                        transfer_encoding: head.header("transfer-encoding"),
+                        received,
+                        completed: content_length == Some(received),
                     };
-                    let want = put.content_length.unwrap_or(u64::MAX);
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while put.received < want {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => put.received += k as u64,
-                        }
-                    }
-                    put.completed = put.content_length == Some(put.received);
                     let ok = put.completed;
                     seen.lock().unwrap().puts.push(put);
                     if !ok {
                         return;
                     }
-                    reply("201 Created", "", 0).into_bytes()
+                    ("201 Created", vec![], b"")
                 }
-                _ => reply("404 Not Found", "", 0).into_bytes(),
+                _ => ("404 Not Found", vec![], b""),
             };
-            let _ = sock.write_all(&out).await;
+            fake_http::respond(&mut sock, status, &extra, body).await;
         });
     }
 }
