@@ -37,8 +37,9 @@ pub struct ClientOptions {
     pub tls_loopback: Vec<String>,
     /// Upload blobs larger than this in PATCH chunks of this size; `None` = always monolithic.
     pub chunk_size: Option<u64>,
-    /// Blob transfers (bytes moving) at once, over the whole client. Probes and mounts for
-    /// the blobs queued behind them run ahead, so a freed slot starts sending at once.
+    /// Blob transfers (bytes moving, file copies between OCI layouts too) at once, over the
+    /// whole client. Probes and mounts for the blobs queued behind them run ahead, so a
+    /// freed slot starts sending at once.
     pub max_concurrency: usize,
     pub retries: u32,
 }
@@ -213,7 +214,7 @@ impl RegistryClient {
     /// Wait for a transfer slot (see [`ClientOptions::max_concurrency`]). A streamed
     /// upload hands it to its body, which frees it after the last byte: the next blob
     /// starts while the registry still commits this one.
-    async fn transfer_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+    pub(crate) async fn transfer_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
         let slot = self
             .inner
             .transfers

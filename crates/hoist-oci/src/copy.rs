@@ -234,6 +234,8 @@ async fn copy_image(
                     Ok(BlobOutcome::Uploaded)
                 }
                 (Src::Layout(sl, _), Dst::Layout(l, _)) => {
+                    // A file copy is a transfer too: `--jobs` bounds it like the others.
+                    let _slot = c.transfer_slot().await;
                     let (from, l) = (sl.blob_path(&d), l.clone());
                     tokio::task::spawn_blocking(move || l.put_blob_from_file(&d, &from, size))
                         .await

@@ -551,9 +551,15 @@ async fn layout_blobs_stream_verified() {
             >= 8,
         "300 kB layers in 64 KiB chunks expected"
     );
+    // Layout to layout: file copies, within the client's transfer slots (`--jobs`) too.
+    let one_at_a_time = RegistryClient::new(ClientOptions {
+        max_concurrency: 1,
+        ..Default::default()
+    })
+    .unwrap();
     let copy_dir = tmp.path().join("layout2");
     let rep = copy(
-        &c,
+        &one_at_a_time,
         &lay,
         &Location::Layout {
             dir: copy_dir.clone(),
@@ -564,6 +570,7 @@ async fn layout_blobs_stream_verified() {
     .await
     .unwrap();
     assert_eq!((rep.digest, rep.blobs_copied), (digest.clone(), 3));
+    assert_eq!(one_at_a_time.peak_transfers(), 1, "file copies take slots");
     let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
         "inspect",
         &format!("oci:{}", copy_dir.display()),
