@@ -32,6 +32,14 @@ fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
 }
 
+/// Every layer is in the store, and its file hashes to its digest.
+fn assert_layers_stored(store: &LocalStore, layers: &[Descriptor]) {
+    for l in layers {
+        let bytes = std::fs::read(store.blob_path(&l.digest)).unwrap();
+        assert_eq!(Digest::of(&bytes), l.digest);
+    }
+}
+
 fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo")
         .args(args)
@@ -350,10 +358,7 @@ async fn transfers_are_bounded_over_the_whole_client() {
         .await
         .unwrap();
     assert_eq!(img.manifest.layers.len(), 5);
-    for l in &img.manifest.layers {
-        let bytes = std::fs::read(store.blob_path(&l.digest)).unwrap();
-        assert_eq!(Digest::of(&bytes), l.digest);
-    }
+    assert_layers_stored(&store, &img.manifest.layers);
     assert_eq!(puller.peak_transfers(), 2, "6 downloads, 2 at once");
     let gets = open.max_concurrent("GET", "/blobs/sha256:");
     assert!((1..=2).contains(&gets), "{gets} blob GETs at once");
@@ -712,12 +717,7 @@ async fn local_store_pulls_verified_and_rejects_corrupt_blobs() {
         .await
         .unwrap();
     assert_eq!(img.manifest.layers.len(), 2);
-    for l in &img.manifest.layers {
-        assert_eq!(
-            Digest::of(&std::fs::read(store.blob_path(&l.digest)).unwrap()),
-            l.digest
-        );
-    }
+    assert_layers_stored(&store, &img.manifest.layers);
     let again = store.resolve(&good).unwrap();
     assert_eq!(again.manifest_digest, img.manifest_digest);
     assert!(
