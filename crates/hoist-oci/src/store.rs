@@ -114,23 +114,15 @@ impl LocalStore {
         from: &Reference,
         digests: impl IntoIterator<Item = Digest>,
     ) -> Result<()> {
-        let limit = client.blob_task_limit();
         let mut tasks = tokio::task::JoinSet::new();
         let mut queued = std::collections::HashSet::new();
         for d in digests {
             if self.layout.has_blob(&d) || !queued.insert(d.clone()) {
                 continue;
             }
-            let (c, r, path, limit) = (
-                client.clone(),
-                from.clone(),
-                self.layout.blob_path(&d),
-                limit.clone(),
-            );
-            tasks.spawn(async move {
-                let _task = limit.acquire_owned().await.expect("semaphore open");
-                c.download_blob_to(&r, &d, &path).await.map(|_| ())
-            });
+            let (c, r, path) = (client.clone(), from.clone(), self.layout.blob_path(&d));
+            // No probes run ahead here: the download's own transfer slot is the only bound.
+            tasks.spawn(async move { c.download_blob_to(&r, &d, &path).await.map(|_| ()) });
         }
         // After a failure the other downloads stop, their temp files gone, before this returns.
         crate::join_all(tasks, "download").await.map(|_| ())
