@@ -995,8 +995,8 @@ impl RegistryClient {
     /// Make sure `dst` has blob `d` (`size` bytes), taken from `src` without holding it in
     /// memory: on the same registry a cross-repository mount, otherwise (or if the
     /// registry declines it) a stream into the upload session
-    /// [`RegistryClient::open_upload`] opened. Interrupted streams are retried with a fresh download and
-    /// upload; bad content never is.
+    /// [`RegistryClient::open_upload`] opened. Interrupted streams are retried with a fresh
+    /// download and upload; bad content never is.
     pub async fn copy_blob(
         &self,
         src: &Reference,
