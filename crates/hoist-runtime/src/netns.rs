@@ -250,6 +250,21 @@ fn bind_in<T: Send + 'static>(
                 name: name.clone(),
                 reason: format!("setns: {e}"),
             })?;
+            // A namespace `ip netns add` has just made still has `lo` down and no local
+            // routes: a bind succeeds there, but without a source address, so a UDP
+            // socket's replies go out from 127.0.0.1 and a client connected to `addr`
+            // drops them. Bind only once the namespace is set up.
+            let not_ready = match sys::loopback_is_up() {
+                Ok(true) => None,
+                Ok(false) => Some("lo is not up yet".to_string()),
+                Err(e) => Some(format!("cannot read lo's flags: {e}")),
+            };
+            if let Some(why) = not_ready {
+                return Err(Error::Netns {
+                    name: name.clone(),
+                    reason: format!("cannot bind {kind} {addr}: {why}"),
+                });
+            }
             bind(addr).ctx(|| format!("binding {kind} {addr} in {name}"))
         })
         .ctx(|| "spawning the netns bind thread")?
