@@ -50,7 +50,7 @@ pub enum Error {
         status: u16,
         body: String,
     },
-    #[error("cannot reach registry {registry} ({url}): {}", chain(.source))]
+    #[error("cannot reach registry {registry} ({url}): {}", reason(.source))]
     Transport {
         registry: String,
         url: String,
@@ -150,18 +150,27 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
-/// An error and its causes on one line: reqwest's own message alone ("error sending
-/// request") hides the reason (refused connection, bad certificate, …).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
+/// What went wrong with a request, on one line. reqwest's own text repeats the URL and
+/// wraps the reason in generic layers ("client error (Connect)", "tcp connect error"); the
+/// innermost cause says what happened (connection refused, unknown certificate issuer, no
+/// such host, …), and the error's kind says when.
+fn reason(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
     }
-    out
+    let when = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke during the transfer"
+    } else {
+        "the request failed"
+    };
+    if std::ptr::addr_eq(root, e as &dyn std::error::Error) {
+        format!("{when}: {e}")
+    } else {
+        format!("{when}: {root}")
+    }
 }
