@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod malloc_tuning;
 mod output;
+mod report;
 
 use clap::Parser;
 
@@ -23,7 +24,7 @@ fn main() -> std::process::ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{:?}", report::deduped(report));
             std::process::ExitCode::FAILURE
         }
     }

@@ -212,6 +212,24 @@ fn bad_input_is_reported_not_panicked() {
         .assert()
         .failure();
     assert!(stderr(&a).contains("invalid platform"), "{}", stderr(&a));
+    // Nothing listens: the reason, once, without the HTTP client's layers around it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = hoist(tmp.path())
+        .args(["image", "inspect", &format!("127.0.0.1:{port}/x:y")])
+        .assert()
+        .failure();
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!("cannot reach registry 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("cannot connect"), "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(!err.contains("error sending request"), "{err}");
 }
 
 /// Credentials from `credHelpers` and `credsStore` run `docker-credential-NAME get`.
