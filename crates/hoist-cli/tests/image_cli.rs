@@ -212,6 +212,23 @@ fn bad_input_is_reported_not_panicked() {
         .assert()
         .failure();
     assert!(stderr(&a).contains("invalid platform"), "{}", stderr(&a));
+    let a = hoist(tmp.path())
+        .args([
+            "image",
+            "append",
+            "--base",
+            "scratch",
+            "--tag",
+            "oci:/tmp/x",
+        ])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains("append works with registry references, not OCI layouts")
+            && stderr(&a).contains("hoist image copy REF oci:DIR"),
+        "{}",
+        stderr(&a)
+    );
     // Nothing listens: the reason, once, without the HTTP client's layers around it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

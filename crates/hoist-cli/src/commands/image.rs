@@ -188,6 +188,16 @@ fn key_value(flag: &str, s: &str) -> miette::Result<(String, String)> {
 }
 
 fn append(a: AppendArgs) -> miette::Result<ExitCode> {
+    // `copy` and `inspect` take OCI layouts; append reads its base from and pushes to a
+    // registry. Say so instead of "invalid registry host \"oci:\"".
+    for (flag, value) in [("base", &a.base), ("tag", &a.tag)] {
+        if value.starts_with("oci:") {
+            return Err(miette!(
+                help = "push to a registry, then `hoist image copy REF oci:DIR[:NAME]`",
+                "--{flag} {value:?}: append works with registry references, not OCI layouts"
+            ));
+        }
+    }
     let layers = a
         .layers
         .iter()
