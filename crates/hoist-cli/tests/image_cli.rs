@@ -160,86 +160,43 @@ fn login_append_inspect_copy_logout() {
         .failure();
 }
 
+/// Runs hoist with `args`, which must fail; its stderr.
+fn fails(docker_config: &std::path::Path, args: &[&str]) -> String {
+    stderr(&hoist(docker_config).args(args).assert().failure())
+}
+
 #[test]
 fn bad_input_is_reported_not_panicked() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = hoist(tmp.path())
-        .args(["image", "inspect", "Not A Ref"])
-        .assert()
-        .failure();
+    let t = tmp.path();
+    let err = fails(t, &["image", "inspect", "Not A Ref"]);
+    assert!(err.contains("invalid image reference"), "{err}");
+    let append = |extra: &[&str], tag: &str| {
+        let mut args = vec!["image", "append", "--base", "scratch"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--tag", tag]);
+        fails(t, &args)
+    };
+    let err = append(&["--layer", "nocolon"], "127.0.0.1:1/x:y");
+    assert!(err.contains("expected SRC:DEST"), "{err}");
+    let err = append(&["--env", "NOEQ"], "127.0.0.1:1/x:y");
+    assert!(err.contains("expected KEY=VALUE"), "{err}");
+    let err = append(&[], "oci:/tmp/x");
     assert!(
-        stderr(&a).contains("invalid image reference"),
-        "{}",
-        stderr(&a)
+        err.contains("append works with registry references, not OCI layouts")
+            && err.contains("hoist image copy REF oci:DIR"),
+        "{err}"
     );
-    let a = hoist(tmp.path())
-        .args([
-            "image",
-            "append",
-            "--base",
-            "scratch",
-            "--layer",
-            "nocolon",
-            "--tag",
-            "127.0.0.1:1/x:y",
-        ])
-        .assert()
-        .failure();
-    assert!(stderr(&a).contains("expected SRC:DEST"), "{}", stderr(&a));
-    let a = hoist(tmp.path())
-        .args([
-            "image",
-            "append",
-            "--base",
-            "scratch",
-            "--env",
-            "NOEQ",
-            "--tag",
-            "127.0.0.1:1/x:y",
-        ])
-        .assert()
-        .failure();
-    assert!(stderr(&a).contains("expected KEY=VALUE"), "{}", stderr(&a));
-    let a = hoist(tmp.path())
-        .args([
-            "image",
-            "copy",
-            "127.0.0.1:1/x:y",
-            "oci:/tmp/x",
-            "--platform",
-            "linux",
-        ])
-        .assert()
-        .failure();
-    assert!(stderr(&a).contains("invalid platform"), "{}", stderr(&a));
-    let a = hoist(tmp.path())
-        .args([
-            "image",
-            "append",
-            "--base",
-            "scratch",
-            "--tag",
-            "oci:/tmp/x",
-        ])
-        .assert()
-        .failure();
-    assert!(
-        stderr(&a).contains("append works with registry references, not OCI layouts")
-            && stderr(&a).contains("hoist image copy REF oci:DIR"),
-        "{}",
-        stderr(&a)
-    );
+    let copy = ["image", "copy", "127.0.0.1:1/x:y", "oci:/tmp/x"];
+    let err = fails(t, &[&copy[..], &["--platform", "linux"]].concat());
+    assert!(err.contains("invalid platform"), "{err}");
     // Nothing listens: the reason, once, without the HTTP client's layers around it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let a = hoist(tmp.path())
-        .args(["image", "inspect", &format!("127.0.0.1:{port}/x:y")])
-        .assert()
-        .failure();
-    let err = stderr(&a);
+    let err = fails(t, &["image", "inspect", &format!("127.0.0.1:{port}/x:y")]);
     assert!(
         err.contains(&format!("cannot reach registry 127.0.0.1:{port}")),
         "{err}"
