@@ -1,22 +1,14 @@
-//! Pod network namespaces, as root with `ip`: sockets bound inside one answer from the
-//! address they were bound to.
+//! Pod network namespaces, as root (skipped like the other host tests): sockets bound
+//! inside one answer from the address they were bound to.
+
+mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
 use hoist_runtime::netns::{PodNetwork, bind_udp, delete_netns};
-
-fn runnable() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
-        .unwrap_or(false);
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("skipping: needs root and iproute2");
-    }
-    root && ip
-}
+use support::runnable;
 
 /// Deletes the namespace however the test ends.
 struct Cleanup(String);
@@ -29,7 +21,7 @@ impl Drop for Cleanup {
 
 #[test]
 fn udp_binds_wait_for_lo_and_replies_reach_a_connected_client() {
-    if !runnable() {
+    if !runnable("udp_binds_wait_for_lo_and_replies_reach_a_connected_client") {
         return;
     }
     let id = format!("netns-test-{}", std::process::id());
