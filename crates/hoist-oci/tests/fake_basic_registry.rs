@@ -11,9 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hoist_oci::Reference;
-use hoist_oci::auth::Credential;
-use hoist_oci::client::{ClientOptions, RegistryClient};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the fake saw: authenticated requests so far, and how many had arrived when it
@@ -65,15 +62,7 @@ async fn requests_after_the_challenge_do_not_wait_for_the_first_answer() {
         })
     };
 
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    c.set_credential(
-        &r.registry,
-        Credential::Basic {
-            username: "user".into(),
-            password: "pass".into(),
-        },
-    );
+    let (c, r) = fake_http::client_as_user(addr, "pass");
     let started = Instant::now();
     let (a, b, d) = tokio::join!(c.ping(&r), c.ping(&r), c.ping(&r));
     a.unwrap();

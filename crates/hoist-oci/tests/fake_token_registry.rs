@@ -9,7 +9,6 @@ mod fake_http;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use hoist_oci::auth::Credential;
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::{Digest, Reference};
 use tokio::net::TcpListener;
@@ -114,15 +113,7 @@ async fn bearer_token_flow_retries_and_verification() {
     .into_bytes();
     let server = tokio::spawn(serve(listener, seen.clone(), manifest.clone()));
 
-    let c = RegistryClient::new(ClientOptions::default()).unwrap();
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    c.set_credential(
-        &r.registry,
-        Credential::Basic {
-            username: "user".into(),
-            password: "pass".into(),
-        },
-    );
+    let (c, r) = fake_http::client_as_user(addr, "pass");
     let raw = c.get_manifest(&r).await.unwrap();
     assert_eq!(raw.digest, Digest::of(&manifest));
     let cfg = c.get_blob(&r, &Digest::of(CONFIG)).await.unwrap();
@@ -152,14 +143,7 @@ async fn bearer_token_flow_retries_and_verification() {
     assert!(e.contains("digest mismatch"), "{e}");
 
     // Wrong password at the token endpoint: a 401 that names the credential source.
-    let c2 = RegistryClient::new(ClientOptions::default()).unwrap();
-    c2.set_credential(
-        &r.registry,
-        Credential::Basic {
-            username: "user".into(),
-            password: "bad".into(),
-        },
-    );
+    let (c2, _) = fake_http::client_as_user(addr, "bad");
     let e = c2.get_manifest(&r).await.unwrap_err().to_string();
     assert!(
         e.contains("401") && e.contains("credentials given on the command line"),

@@ -1,9 +1,28 @@
 //! The HTTP/1.1 the FAKE registries of these tests speak: one request per connection
-//! (`Connection: close`), read by hand so that a test sees exactly what arrived and when.
+//! (`Connection: close`), read by hand so that a test sees exactly what arrived and when;
+//! and a client signed in to one.
 #![allow(dead_code)] // each test binary uses its own part
 
+use hoist_oci::Reference;
+use hoist_oci::auth::Credential;
+use hoist_oci::client::{ClientOptions, RegistryClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A client that signs in to the fake registry at `addr` as `user` with `password`, and
+/// the image `team/app:v1` there.
+pub fn client_as_user(addr: std::net::SocketAddr, password: &str) -> (RegistryClient, Reference) {
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    c.set_credential(
+        &r.registry,
+        Credential::Basic {
+            username: "user".into(),
+            password: password.into(),
+        },
+    );
+    (c, r)
+}
 
 /// A request head.
 pub struct Head {
