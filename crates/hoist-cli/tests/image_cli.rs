@@ -122,6 +122,11 @@ fn login_append_inspect_copy_logout() {
         "{}",
         stdout(&a)
     );
+    assert!(
+        stdout(&a).contains("Layers:      1 (") && stdout(&a).contains(" B compressed)"),
+        "{}",
+        stdout(&a)
+    );
 
     // Copy to the other registry keeps the digest, one blob at a time too.
     let dst = open.reference("mirror/app:v1");
@@ -131,6 +136,18 @@ fn login_append_inspect_copy_logout() {
         .success();
     let c: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
     assert_eq!(c["digest"], rep["digest"]);
+    // The layer and the config.
+    assert!(c["bytes_copied"].as_u64().unwrap() > v["size"].as_u64().unwrap());
+    // People get sizes and counts in words.
+    let a = hoist(&cfg)
+        .args(["image", "copy", &target, &open.reference("mirror2/app:v1")])
+        .assert()
+        .success();
+    let said = stdout(&a);
+    assert!(
+        said.contains(": 2 blobs copied (") && said.contains("), 0 mounted, 0 already present"),
+        "{said}"
+    );
     let a = hoist(&cfg)
         .args(["image", "copy", &target, &dst, "-j", "0"])
         .assert()

@@ -85,7 +85,18 @@ pub struct CopyReport {
     pub blobs_copied: usize,
     pub blobs_mounted: usize,
     pub blobs_skipped: usize,
+    /// The bytes of the blobs copied (not of those mounted or already there).
+    pub bytes_copied: u64,
     pub transfer: CounterSnapshot,
+}
+
+/// What happened to the blobs of one copy.
+#[derive(Default)]
+struct Tally {
+    copied: usize,
+    mounted: usize,
+    present: usize,
+    bytes_copied: u64,
 }
 
 enum Src {
@@ -130,7 +141,7 @@ pub async fn copy(
         Location::Layout { dir, name } => Dst::Layout(OciLayout::create(dir)?, name.clone()),
     });
     let top = source.top(client).await?;
-    let mut stats = (0, 0, 0);
+    let mut stats = Tally::default();
     let written = match top.parse()? {
         Parsed::Image(_) => {
             copy_image(client, &source, &dest, &top, &mut stats).await?;
@@ -158,9 +169,10 @@ pub async fn copy(
         source: src.to_string(),
         destination: dst.to_string(),
         digest: written,
-        blobs_copied: stats.0,
-        blobs_mounted: stats.1,
-        blobs_skipped: stats.2,
+        blobs_copied: stats.copied,
+        blobs_mounted: stats.mounted,
+        blobs_skipped: stats.present,
+        bytes_copied: stats.bytes_copied,
         transfer: counters_delta(client.counters(), before),
     })
 }
@@ -202,11 +214,11 @@ async fn copy_image(
     source: &Arc<Src>,
     dest: &Arc<Dst>,
     raw: &RawManifest,
-    stats: &mut (usize, usize, usize),
+    stats: &mut Tally,
 ) -> Result<()> {
     let m = raw.image()?;
     let sem = client.blob_task_limit();
-    let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
     // Biggest first: the task limit admits tasks in this order, so the long transfers start
     // early and the tail is short (among admitted tasks, a slot goes to the first probed).
     let mut blobs: Vec<_> = std::iter::once(&m.config)
@@ -220,18 +232,18 @@ async fn copy_image(
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
             // Every path streams: no blob is ever held in memory whole.
-            match (&*s, &*t) {
+            let outcome = match (&*s, &*t) {
                 (Src::Registry(sr), Dst::Registry(target)) => {
-                    c.copy_blob(sr, target, &d, size).await
+                    c.copy_blob(sr, target, &d, size).await?
                 }
                 (Src::Layout(sl, _), Dst::Registry(target)) => {
                     c.upload_blob_file(target, &d, &sl.blob_path(&d), size)
-                        .await
+                        .await?
                 }
-                (_, Dst::Layout(l, _)) if l.has_blob(&d) => Ok(BlobOutcome::Present),
+                (_, Dst::Layout(l, _)) if l.has_blob(&d) => BlobOutcome::Present,
                 (Src::Registry(sr), Dst::Layout(l, _)) => {
                     c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
-                    Ok(BlobOutcome::Uploaded)
+                    BlobOutcome::Uploaded
                 }
                 (Src::Layout(sl, _), Dst::Layout(l, _)) => {
                     // A file copy is a transfer too: `--jobs` bounds it like the others.
@@ -240,16 +252,20 @@ async fn copy_image(
                     tokio::task::spawn_blocking(move || l.put_blob_from_file(&d, &from, size))
                         .await
                         .map_err(|e| Error::Invalid(e.to_string()))??;
-                    Ok(BlobOutcome::Uploaded)
+                    BlobOutcome::Uploaded
                 }
-            }
+            };
+            Ok((outcome, size))
         });
     }
-    for outcome in crate::join_all(tasks, "copy").await? {
+    for (outcome, size) in crate::join_all(tasks, "copy").await? {
         match outcome {
-            BlobOutcome::Uploaded => stats.0 += 1,
-            BlobOutcome::Mounted => stats.1 += 1,
-            BlobOutcome::Present => stats.2 += 1,
+            BlobOutcome::Uploaded => {
+                stats.copied += 1;
+                stats.bytes_copied += size;
+            }
+            BlobOutcome::Mounted => stats.mounted += 1,
+            BlobOutcome::Present => stats.present += 1,
         }
     }
     Ok(())

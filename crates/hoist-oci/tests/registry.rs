@@ -400,6 +400,9 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .await
     .unwrap();
     assert_eq!(rep.blobs_copied, 4);
+    let m = c.get_manifest(&src).await.unwrap().image().unwrap();
+    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    assert_eq!(rep.bytes_copied, image_bytes);
     // The parallel transfers waited for the first request to learn that the destination
     // wants credentials: one 401, not one per blob.
     let refused = authed
@@ -421,6 +424,7 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .await
     .unwrap();
     assert_eq!((rep.blobs_copied, rep.blobs_skipped), (0, 4));
+    assert_eq!(rep.bytes_copied, 0);
     // Through an OCI layout and back, and skopeo agrees on the digest.
     let dir = tmp.path().join("layout");
     let lay = Location::Layout {
@@ -458,7 +462,7 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .await
     .unwrap();
     assert_eq!(m.blobs_mounted, 4, "{m:?}");
-    assert_eq!(m.transfer.upload_bytes, 0);
+    assert_eq!((m.transfer.upload_bytes, m.bytes_copied), (0, 0));
 
     // A blob corrupted at the source is rejected while streaming, and never lands.
     let bad = push_base(&c, &open, "lib/bad:1", 1, 40_000, &tmp.path().join("bad")).await;
@@ -575,6 +579,10 @@ async fn layout_blobs_stream_verified() {
     .await
     .unwrap();
     assert_eq!((rep.digest, rep.blobs_copied), (digest.clone(), 3));
+    // No registry moved these bytes, yet the report counts them.
+    let m = c.get_manifest(&src).await.unwrap().image().unwrap();
+    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    assert_eq!(rep.bytes_copied, image_bytes);
     assert_eq!(one_at_a_time.peak_transfers(), 1, "file copies take slots");
     let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
         "inspect",

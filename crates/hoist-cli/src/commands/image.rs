@@ -15,7 +15,7 @@ use hoist_oci::{LayerSpec, LocalStore, Reference, block_on, block_on_interruptib
 use miette::{IntoDiagnostic, miette};
 
 use crate::cli::GlobalOpts;
-use crate::output::OutputFormat;
+use crate::output::{OutputFormat, count, human_bytes};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -228,6 +228,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     };
     let target = Reference::parse(&a.tag).into_diagnostic()?;
     let client = a.reg.transfer_client(&a.transfer)?;
+    let started = std::time::Instant::now();
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         ..Default::default()
@@ -241,13 +242,14 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     match a.reg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
         _ => println!(
-            "pushed {}@{} ({} layer(s) uploaded, {} mounted, {} already present; {} bytes uploaded)",
+            "pushed {}@{} in {:.2} s: {} uploaded ({}), {} mounted, {} already present",
             rep.reference,
             rep.digest,
-            rep.layers_uploaded,
+            started.elapsed().as_secs_f64(),
+            count(rep.layers_uploaded as u64, "layer"),
+            human_bytes(rep.transfer.upload_bytes),
             rep.layers_mounted,
             rep.layers_present,
-            rep.transfer.upload_bytes
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -261,16 +263,19 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
         all_platforms: a.all,
         platform: a.reg.platform()?,
     };
+    let started = std::time::Instant::now();
     let rep = block_on(copy(&client, &src, &dst, &opts)).into_diagnostic()?;
     client.set_progress(None);
     match a.reg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
         _ => println!(
-            "copied {} -> {} ({}): {} blob(s) copied, {} mounted, {} already present",
+            "copied {} -> {} ({}) in {:.2} s: {} copied ({}), {} mounted, {} already present",
             rep.source,
             rep.destination,
             rep.digest,
-            rep.blobs_copied,
+            started.elapsed().as_secs_f64(),
+            count(rep.blobs_copied as u64, "blob"),
+            human_bytes(rep.bytes_copied),
             rep.blobs_mounted,
             rep.blobs_skipped
         ),
@@ -374,9 +379,9 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
         }
     }
     println!(
-        "Layers:      {} ({} bytes compressed)",
+        "Layers:      {} ({} compressed)",
         m.layers.len(),
-        total
+        human_bytes(total)
     );
     for (l, diff) in m.layers.iter().zip(
         config
@@ -387,9 +392,9 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             .chain(std::iter::repeat(None)),
     ) {
         println!(
-            "  {}  {:>12}  {}",
+            "  {}  {:>11}  {}",
             l.digest,
-            l.size,
+            human_bytes(l.size),
             diff.map(|d| format!("diff {d}")).unwrap_or_default()
         );
     }

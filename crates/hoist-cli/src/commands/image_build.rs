@@ -98,7 +98,10 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 built.digest,
                 match built.destination {
                     "store" => "local store".to_string(),
-                    _ => format!("{} bytes uploaded", built.uploaded_bytes),
+                    _ => format!(
+                        "{} uploaded",
+                        crate::output::human_bytes(built.uploaded_bytes)
+                    ),
                 }
             );
         }
