@@ -50,7 +50,7 @@ pub enum Error {
         status: u16,
         body: String,
     },
-    #[error("cannot reach registry {registry} ({url}): {}", reason(.source))]
+    #[error("cannot reach registry {registry} ({}): {}", without_query(.url), reason(.source))]
     Transport {
         registry: String,
         url: String,
@@ -172,5 +172,38 @@ fn reason(e: &reqwest::Error) -> String {
         format!("{when}: {e}")
     } else {
         format!("{when}: {root}")
+    }
+}
+
+/// A URL without its query: upload URLs carry long opaque state there (`_state=…`,
+/// `mount=…`) that says nothing to a person reading why a registry is unreachable.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(path, _)| path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_registry_is_named_without_the_query() {
+        let url = "http://127.0.0.1:1/v2/x/y/blobs/uploads/?mount=sha256:ab&from=x/y";
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config(vec![]).unwrap())
+            .build()
+            .unwrap();
+        let source = http.post(url).send().await.unwrap_err();
+        let e = Error::Transport {
+            registry: "127.0.0.1:1".into(),
+            url: url.into(),
+            source,
+        };
+        let said = e.to_string();
+        assert!(
+            said.starts_with(
+                "cannot reach registry 127.0.0.1:1 (http://127.0.0.1:1/v2/x/y/blobs/uploads/): cannot connect: "
+            ),
+            "{said}"
+        );
     }
 }

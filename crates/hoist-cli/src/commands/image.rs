@@ -242,14 +242,15 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     match a.reg.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
         _ => println!(
-            "pushed {}@{} in {:.2} s: {} uploaded ({}), {} mounted, {} already present",
+            "pushed {}@{} in {:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
             rep.reference,
             rep.digest,
             started.elapsed().as_secs_f64(),
             count(rep.layers_uploaded as u64, "layer"),
-            human_bytes(rep.transfer.upload_bytes),
             rep.layers_mounted,
             rep.layers_present,
+            // Blob bytes: the new layers and the config.
+            human_bytes(rep.transfer.upload_bytes),
         ),
     }
     Ok(ExitCode::SUCCESS)
