@@ -12,6 +12,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.global.verbose);
+    report::install_hook();
     // The cluster server is a long-running process of its own with its own
     // allocation profile, and image transfers are better served by glibc's dynamic
     // threshold (see malloc_tuning); the other client commands are tuned.

@@ -6,8 +6,26 @@
 //! reason is printed once.
 
 use std::fmt;
+use std::io::IsTerminal;
 
 use miette::{Diagnostic, Report};
+
+/// How reports are drawn. On a terminal, lines wrap at its width but only at spaces, so
+/// a path or URL in a message stays whole for copying (miette's default also breaks after
+/// `/`). To a file or pipe, lines are not wrapped: a script or a log search sees each
+/// message on one line.
+pub fn install_hook() {
+    let tty = std::io::stderr().is_terminal();
+    // Fails only if a hook is already set, which then stays.
+    let _ = miette::set_hook(Box::new(move |_| Box::new(handler_opts(tty).build())));
+}
+
+fn handler_opts(tty: bool) -> miette::MietteHandlerOpts {
+    miette::MietteHandlerOpts::new()
+        .wrap_lines(tty)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+}
 
 /// `report` without the causes its message already says (see the module doc).
 pub fn deduped(report: Report) -> Report {
@@ -82,6 +100,42 @@ impl Diagnostic for Deduped {
 mod tests {
     use super::*;
     use miette::{GraphicalReportHandler, GraphicalTheme, IntoDiagnostic, miette};
+
+    /// What the installed hook draws for `r` at `width` columns, without colour.
+    fn drawn(r: &Report, tty: bool, width: usize) -> String {
+        struct Show<'a>(miette::MietteHandler, &'a Report);
+        impl fmt::Debug for Show<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                miette::ReportHandler::debug(&self.0, self.1.as_ref(), f)
+            }
+        }
+        let h = handler_opts(tty)
+            .width(width)
+            .color(false)
+            .unicode(true)
+            .build();
+        format!("{:?}", Show(h, r))
+    }
+
+    #[test]
+    fn paths_are_never_split_and_pipes_get_one_line() {
+        let path = "/tmp/.tmp1XKuoX/docker/config.json";
+        let r =
+            miette!("127.0.0.1:5102 requires credentials; no credentials: {path} does not exist");
+        let on_tty = drawn(&r, true, 60);
+        assert!(on_tty.contains(path), "{on_tty}");
+        assert!(
+            on_tty.lines().count() > 1,
+            "wrapped at 60 columns: {on_tty}"
+        );
+        let piped = drawn(&r, false, 60);
+        assert!(
+            piped
+                .lines()
+                .any(|l| l.contains("requires credentials") && l.contains(path)),
+            "{piped}"
+        );
+    }
 
     fn render(r: &Report) -> String {
         let mut out = String::new();

@@ -58,7 +58,13 @@ fn login_append_inspect_copy_logout() {
         .write_stdin("nope\n")
         .assert()
         .failure();
-    assert!(stderr(&a).contains("login to"), "{}", stderr(&a));
+    assert!(
+        stderr(&a).contains("login to")
+            && stderr(&a).contains(&format!("refused user \"{USER}\""))
+            && stderr(&a).contains("check the username and the password"),
+        "{}",
+        stderr(&a)
+    );
     assert!(!cfg.join("config.json").exists());
     hoist(&cfg)
         .args([

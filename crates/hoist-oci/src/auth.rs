@@ -102,8 +102,12 @@ pub async fn lookup(registry: &str) -> Result<Lookup> {
         return Ok(Lookup {
             credential: None,
             description: format!(
-                "no credentials: {} does not exist (DOCKER_CONFIG unset or pointing there)",
-                path.display()
+                "no credentials: {} does not exist ({})",
+                path.display(),
+                match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+                    Some(_) => "DOCKER_CONFIG points there",
+                    None => "the default; DOCKER_CONFIG is unset",
+                }
             ),
         });
     };

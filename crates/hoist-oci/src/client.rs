@@ -395,6 +395,7 @@ impl RegistryClient {
                     registry: r.registry.clone(),
                     url: url.to_string(),
                     lookup: lookup.description.clone(),
+                    sent: lookup.credential.is_some(),
                 });
             }
             s => return Err(http_error(r, "GET", url.as_str(), s, resp).await),
@@ -442,8 +443,9 @@ impl RegistryClient {
                 .http
                 .request(method.clone(), url)
                 .headers(headers.clone());
-            if let Some(h) = self.auth_header(r, scope).await {
-                req = req.header(header::AUTHORIZATION, h);
+            let sent = self.auth_header(r, scope).await;
+            if let Some(h) = &sent {
+                req = req.header(header::AUTHORIZATION, h.clone());
             }
             if let Some(b) = &body {
                 req = req.body(b.clone());
@@ -504,6 +506,7 @@ impl RegistryClient {
                     registry: r.registry.clone(),
                     url: url.to_string(),
                     lookup,
+                    sent: sent.is_some(),
                 });
             }
             if resp.status() == StatusCode::FORBIDDEN {

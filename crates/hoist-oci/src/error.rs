@@ -29,20 +29,25 @@ pub enum Error {
         reference: String,
     },
     #[error(
-        "{registry} refused the credentials (HTTP 401 on {url}); {lookup}\nhint: run `hoist registry login {registry}`"
+        "{registry} {} (HTTP 401 on {}); {lookup}\nhint: run `hoist registry login {registry}`",
+        if *.sent { "refused the credentials" } else { "requires credentials" },
+        without_query(.url)
     )]
     Unauthorized {
         registry: String,
         url: String,
+        /// Where credentials were looked up, and what was found.
         lookup: String,
+        /// Whether the refused request carried credentials.
+        sent: bool,
     },
-    #[error("{registry} denied access (HTTP 403 on {url}); {lookup}")]
+    #[error("{registry} denied access (HTTP 403 on {}); {lookup}", without_query(.url))]
     Forbidden {
         registry: String,
         url: String,
         lookup: String,
     },
-    #[error("registry {registry}: unexpected HTTP {status} for {method} {url}: {body}")]
+    #[error("registry {registry}: unexpected HTTP {status} for {method} {}: {body}", without_query(.url))]
     Http {
         registry: String,
         method: String,

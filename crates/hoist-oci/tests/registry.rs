@@ -825,7 +825,9 @@ async fn bad_input_gets_clear_errors() {
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     let e = e.to_string();
     assert!(
-        e.contains("401") && e.contains("config.json") && e.contains("hoist registry login"),
+        e.contains("requires credentials (HTTP 401")
+            && e.contains("config.json")
+            && e.contains("hoist registry login"),
         "{e}"
     );
     // Wrong password: same, and says credentials came from where they did.
@@ -838,7 +840,11 @@ async fn bad_input_gets_clear_errors() {
         },
     );
     let e = c2.ping(&target).await.unwrap_err().to_string();
-    assert!(e.contains("credentials given on the command line"), "{e}");
+    assert!(
+        e.contains("refused the credentials (HTTP 401")
+            && e.contains("credentials given on the command line"),
+        "{e}"
+    );
 
     // Layer source missing, destination escaping.
     let missing = tmp.path().join("does-not-exist");

@@ -105,7 +105,16 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
             password: password.clone(),
         },
     );
-    block_on(client.ping(&probe)).map_err(|e| miette!("login to {} failed: {e}", a.registry))?;
+    block_on(client.ping(&probe)).map_err(|e| match e {
+        // The generic 401 text tells to log in, which is what failed here.
+        hoist_oci::Error::Unauthorized { .. } => miette!(
+            help = "check the username and the password",
+            "login to {} failed: it refused user {:?} with this password (HTTP 401)",
+            a.registry,
+            a.username
+        ),
+        e => miette!("login to {} failed: {e}", a.registry),
+    })?;
     let path = auth::store(&probe.registry, &a.username, &password).into_diagnostic()?;
     println!(
         "login succeeded; credentials for {} stored in {}",
