@@ -323,7 +323,14 @@ pub async fn push_built(
     target: &Reference,
 ) -> Result<PushReport> {
     let sem = client.blob_task_limit();
-    let mut tasks: JoinSet<Result<BlobOutcome>> = JoinSet::new();
+    let config_size = img.config_bytes.len() as u64;
+    client.plan_bytes(
+        img.base_layers.iter().map(|l| l.size).sum::<u64>()
+            + img.new_layers.iter().map(|l| l.size).sum::<u64>()
+            + config_size,
+    );
+    // Each task answers with its blob's size too: one that needs no transfer leaves the plan.
+    let mut tasks: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
     for d in &img.base_layers {
         let (c, t, d, base, sem) = (
             client.clone(),
@@ -335,7 +342,7 @@ pub async fn push_built(
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
             // Mounted on the same registry, streamed across from another one.
-            c.copy_blob(&base, &t, &d.0, d.1).await
+            Ok((c.copy_blob(&base, &t, &d.0, d.1).await?, d.1))
         });
     }
     for l in &img.new_layers {
@@ -344,7 +351,7 @@ pub async fn push_built(
         // Streamed from the temp file, which `img` keeps until every task is joined.
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            c.upload_blob_file(&t, &d, &path, size).await
+            Ok((c.upload_blob_file(&t, &d, &path, size).await?, size))
         });
     }
     {
@@ -353,18 +360,25 @@ pub async fn push_built(
         let data = Bytes::from(img.config_bytes.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            c.ensure_blob(&t, &d, None, move || async move { Ok(data) })
+            let outcome = c
+                .ensure_blob(&t, &d, None, move || async move { Ok(data) })
                 .await?;
+            if outcome != BlobOutcome::Uploaded {
+                c.unplan_bytes(config_size);
+            }
             // The config is not a layer: reported as Present so counts stay about layers.
-            Ok(BlobOutcome::Present)
+            Ok((BlobOutcome::Present, 0))
         });
     }
     let (mut up, mut mounted, mut present) = (0usize, 0usize, 0usize);
-    for outcome in crate::join_all(tasks, "push").await? {
+    for (outcome, size) in crate::join_all(tasks, "push").await? {
         match outcome {
             BlobOutcome::Uploaded => up += 1,
             BlobOutcome::Mounted => mounted += 1,
             BlobOutcome::Present => present += 1,
+        }
+        if outcome != BlobOutcome::Uploaded {
+            client.unplan_bytes(size);
         }
     }
     let digest = client.put_manifest(target, &img.manifest).await?;
@@ -410,8 +424,8 @@ pub async fn store_built(
 ) -> Result<()> {
     if let Some(base) = &img.base {
         // Straight to temp files, renamed once verified: never whole in memory.
-        let digests = img.base_layers.iter().map(|l| l.digest.clone());
-        store.download_missing(client, base, digests).await?;
+        let blobs = img.base_layers.iter().map(|l| (l.digest.clone(), l.size));
+        store.download_missing(client, base, blobs).await?;
     }
     for l in &img.new_layers {
         store.layout().put_layer(l)?;

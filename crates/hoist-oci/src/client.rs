@@ -240,9 +240,28 @@ impl RegistryClient {
         *self.inner.progress.lock().unwrap() = bar;
     }
 
-    fn progress(&self, n: u64) {
+    pub(crate) fn progress(&self, n: u64) {
         if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
             b.inc(n);
+        }
+    }
+
+    /// The bar a transfer attempt counts its bytes on as they go (see [`crate::progress`]).
+    pub(crate) fn sent(&self) -> crate::progress::Sent {
+        crate::progress::Sent::new(self.inner.progress.lock().unwrap().clone())
+    }
+
+    /// A command expects to move `bytes` more (blobs it may have to send or fetch).
+    pub(crate) fn plan_bytes(&self, bytes: u64) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            crate::progress::plan(b, bytes);
+        }
+    }
+
+    /// Planned bytes that need not move: the blob was there already, or was mounted.
+    pub(crate) fn unplan_bytes(&self, bytes: u64) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            crate::progress::unplan(b, bytes);
         }
     }
 
@@ -705,7 +724,6 @@ impl RegistryClient {
         d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, bytes.len() as u64);
-        self.progress(bytes.len() as u64);
         Ok(bytes)
     }
 
@@ -739,6 +757,7 @@ impl RegistryClient {
             .ctx(|| format!("creating a temp file in {}", dir.display()))?;
         let mut h = sha2::Sha256::new();
         let mut n = 0u64;
+        let sent = self.sent();
         while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
             registry: r.registry.clone(),
             url: url.clone(),
@@ -748,7 +767,7 @@ impl RegistryClient {
             n += chunk.len() as u64;
             tmp.write_all(&chunk)
                 .ctx(|| format!("writing {}", dest.display()))?;
-            self.progress(chunk.len() as u64);
+            sent.add(chunk.len() as u64);
         }
         let actual = Digest::from_hasher(h);
         if &actual != d {
@@ -763,6 +782,7 @@ impl RegistryClient {
             context: format!("writing {}", dest.display()),
             source: e.error,
         })?;
+        sent.keep();
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
         Ok(n)
@@ -1079,8 +1099,9 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
+        let sent = self.sent();
         let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
-        let body = body.holding(slot);
+        let body = body.holding(slot).counting(sent.counter());
         let what = format!("blob {d} of {}", src.name());
         let n = self
             .put_verified(
@@ -1093,6 +1114,7 @@ impl RegistryClient {
                 size,
             )
             .await?;
+        sent.keep();
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
         Ok(())
@@ -1187,7 +1209,6 @@ impl RegistryClient {
         }
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, n);
-        self.progress(n);
         Ok(n)
     }
 
@@ -1273,8 +1294,9 @@ impl RegistryClient {
                 Some(loc) => loc,
                 None => self.start_upload(dst).await?,
             };
+            let sent = self.sent();
             let (body, verdict) = VerifiedBody::new(FileBody::new(file), d.clone(), size);
-            let body = body.holding(slot);
+            let body = body.holding(slot).counting(sent.counter());
             self.put_verified(
                 dst,
                 &loc,
@@ -1284,8 +1306,9 @@ impl RegistryClient {
                 &what,
                 size,
             )
-            .await
-            .map(|_| ())
+            .await?;
+            sent.keep();
+            Ok(())
         })
         .await
     }
@@ -1312,6 +1335,7 @@ impl RegistryClient {
         };
         let mut hasher = sha2::Sha256::new();
         let mut off = 0u64;
+        let sent = self.sent();
         while off < size {
             let len = chunk.min(size - off);
             let mut buf = vec![0u8; len as usize];
@@ -1349,6 +1373,7 @@ impl RegistryClient {
             }
             loc = self.location(dst, &loc, &resp)?;
             off += len;
+            sent.add(len);
         }
         let mut extra = [0u8; 1];
         if file
@@ -1385,9 +1410,9 @@ impl RegistryClient {
         if resp.status() != StatusCode::CREATED {
             return Err(http_error(dst, "PUT", &url, resp.status(), resp).await);
         }
+        sent.keep();
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, size);
-        self.progress(size);
         Ok(())
     }
 }

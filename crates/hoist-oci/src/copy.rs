@@ -227,6 +227,7 @@ async fn copy_image(
         .collect();
     blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
     blobs.dedup_by(|a, b| a.0 == b.0);
+    client.plan_bytes(blobs.iter().map(|b| b.1).sum());
     for (d, size) in blobs {
         let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
         tasks.spawn(async move {
@@ -252,6 +253,7 @@ async fn copy_image(
                     tokio::task::spawn_blocking(move || l.put_blob_from_file(&d, &from, size))
                         .await
                         .map_err(|e| Error::Invalid(e.to_string()))??;
+                    c.progress(size);
                     BlobOutcome::Uploaded
                 }
             };
@@ -264,8 +266,14 @@ async fn copy_image(
                 stats.copied += 1;
                 stats.bytes_copied += size;
             }
-            BlobOutcome::Mounted => stats.mounted += 1,
-            BlobOutcome::Present => stats.present += 1,
+            BlobOutcome::Mounted => {
+                stats.mounted += 1;
+                client.unplan_bytes(size);
+            }
+            BlobOutcome::Present => {
+                stats.present += 1;
+                client.unplan_bytes(size);
+            }
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ pub mod error;
 pub mod layer;
 pub mod layout;
 pub mod manifest;
+pub mod progress;
 pub mod reference;
 pub mod store;
 mod tls;

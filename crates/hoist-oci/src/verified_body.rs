@@ -58,6 +58,8 @@ pub struct VerifiedBody<B> {
     verdict: Verdict,
     /// Dropped once the last byte is out (or the body failed), not when the request ends.
     held: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Where the forwarded bytes are counted for the progress bar.
+    counter: Option<crate::progress::Counter>,
 }
 
 impl<B> VerifiedBody<B> {
@@ -74,6 +76,7 @@ impl<B> VerifiedBody<B> {
                 done: false,
                 verdict: verdict.clone(),
                 held: None,
+                counter: None,
             },
             verdict,
         )
@@ -83,6 +86,12 @@ impl<B> VerifiedBody<B> {
     /// the registry's answer to the request is not waited for.
     pub fn holding(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
         self.held = Some(Box::new(guard));
+        self
+    }
+
+    /// Count the bytes on `counter` as they are handed on.
+    pub(crate) fn counting(mut self, counter: crate::progress::Counter) -> Self {
+        self.counter = Some(counter);
         self
     }
 
@@ -138,6 +147,9 @@ where
                             return this.fail(StreamFailure::Mismatch { actual });
                         }
                         this.finish(Ok(this.seen));
+                    }
+                    if let Some(c) = &this.counter {
+                        c.add(data.len() as u64);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
@@ -274,6 +286,37 @@ mod tests {
             "a completed stream forwards every byte"
         );
         verdict
+    }
+
+    #[test]
+    fn bytes_are_counted_as_they_are_handed_on() {
+        let d = Digest::of(b"hello world");
+        let src = Chunks(
+            [b"hello ".as_slice(), b"world"]
+                .into_iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect(),
+        );
+        let bar = indicatif::ProgressBar::hidden();
+        let sent = crate::progress::Sent::new(Some(bar.clone()));
+        let (body, _) = VerifiedBody::new(src, d, 11);
+        let mut body = body.counting(sent.counter());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert_eq!(
+            bar.position(),
+            6,
+            "the first chunk, before the blob is done"
+        );
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        sent.keep();
+        assert_eq!(bar.position(), 11);
     }
 
     #[test]

@@ -234,6 +234,8 @@ async fn a_token_that_expires_before_the_streamed_put_is_renewed_and_the_blob_se
     let d = Digest::of(&blob);
 
     let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    c.set_progress(Some(bar.clone()));
     let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
     let outcome = c
         .upload_blob_file(&r, &d, &path, blob.len() as u64)
@@ -241,6 +243,11 @@ async fn a_token_that_expires_before_the_streamed_put_is_renewed_and_the_blob_se
         .unwrap();
     server.abort();
     assert_eq!(outcome, hoist_oci::client::BlobOutcome::Uploaded);
+    assert_eq!(
+        bar.position(),
+        blob.len() as u64,
+        "the progress bar counts the blob sent twice once"
+    );
     let s = seen.lock().unwrap();
     assert_eq!(s.tokens_issued, 2, "one renewal");
     assert_eq!(

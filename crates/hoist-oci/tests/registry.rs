@@ -258,12 +258,20 @@ async fn base_in_another_repo_is_mounted_not_uploaded() {
         layers: vec![layer(&src, "/app")],
         ..Default::default()
     };
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    c.set_progress(Some(bar.clone()));
     let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
         .await
         .unwrap();
     assert_eq!(rep.layers_mounted, 3, "{rep:?}");
     assert_eq!(rep.transfer.mounts, 3);
     assert_eq!(rep.transfer.blob_uploads, 2, "new layer + config only");
+    // The progress bar planned the mounted layers too, then took them off: it ends full,
+    // at what was sent.
+    assert_eq!(
+        (bar.position(), bar.length()),
+        (rep.transfer.upload_bytes, Some(rep.transfer.upload_bytes))
+    );
     assert!(
         rep.transfer.upload_bytes < 10_000,
         "no base bytes uploaded: {rep:?}"
@@ -352,12 +360,20 @@ async fn transfers_are_bounded_over_the_whole_client() {
         ..Default::default()
     })
     .unwrap();
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    puller.set_progress(Some(bar.clone()));
     let store = LocalStore::open(tmp.path().join("store")).unwrap();
     let img = store
         .pull(&puller, &src, &Platform::linux_amd64())
         .await
         .unwrap();
     assert_eq!(img.manifest.layers.len(), 5);
+    let m = &img.manifest;
+    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    assert_eq!(
+        (bar.position(), bar.length()),
+        (image_bytes, Some(image_bytes))
+    );
     assert_layers_stored(&store, &img.manifest.layers);
     assert_eq!(puller.peak_transfers(), 2, "6 downloads, 2 at once");
     let gets = open.max_concurrent("GET", "/blobs/sha256:");
@@ -391,6 +407,9 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
         "chunked upload expected"
     );
     let dst = r(&authed.reference("mirror/img:1"));
+    // The progress bar: the planned bytes are the copied ones, and they all went by.
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    c.set_progress(Some(bar.clone()));
     let rep = copy(
         &c,
         &Location::Registry(src.clone()),
@@ -403,6 +422,10 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     let m = c.get_manifest(&src).await.unwrap().image().unwrap();
     let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
     assert_eq!(rep.bytes_copied, image_bytes);
+    assert_eq!(
+        (bar.position(), bar.length()),
+        (image_bytes, Some(image_bytes))
+    );
     // The parallel transfers waited for the first request to learn that the destination
     // wants credentials: one 401, not one per blob.
     let refused = authed
@@ -425,6 +448,12 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .unwrap();
     assert_eq!((rep.blobs_copied, rep.blobs_skipped), (0, 4));
     assert_eq!(rep.bytes_copied, 0);
+    // Planned, found there, taken off the plan again.
+    assert_eq!(
+        (bar.position(), bar.length()),
+        (image_bytes, Some(image_bytes))
+    );
+    c.set_progress(None);
     // Through an OCI layout and back, and skopeo agrees on the digest.
     let dir = tmp.path().join("layout");
     let lay = Location::Layout {

@@ -74,14 +74,7 @@ impl RegistryOpts {
         o.max_concurrency = max_concurrency;
         let c = RegistryClient::new(o).into_diagnostic()?;
         if std::io::stderr().is_terminal() && self.output == OutputFormat::Text {
-            let bar = hoist_oci::indicatif::ProgressBar::new_spinner();
-            if let Ok(style) = hoist_oci::indicatif::ProgressStyle::with_template(
-                "{spinner} {bytes} transferred ({binary_bytes_per_sec})",
-            ) {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            c.set_progress(Some(bar));
+            c.set_progress(Some(hoist_oci::progress::bar()));
         }
         Ok(c)
     }

@@ -1,0 +1,131 @@
+//! The transfer progress a command shows on a terminal: one bar for all of its blob
+//! transfers. Bytes count as they go over the wire, not when a blob is done, so a long
+//! layer moves the bar; the total is what the command plans to move, less the blobs the
+//! destination turns out to have (present or mounted), so the bar ends full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar for a command's transfers (draw it only on a terminal): a spinner with a byte
+/// count until a total is planned ([`plan`]), then a bar with the rate and time left.
+pub fn bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {bytes} transferred ({binary_bytes_per_sec})")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Add `bytes` to what `bar` expects to move; the first plan turns the spinner into a bar.
+/// Callers serialise their plans (the client holds its bar's lock).
+pub(crate) fn plan(bar: &ProgressBar, bytes: u64) {
+    if bar.length().is_some() {
+        bar.inc_length(bytes);
+        return;
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{wide_bar}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_length(bytes);
+}
+
+/// Take `bytes` a plan counted back off: the blob was there already, or was mounted.
+pub(crate) fn unplan(bar: &ProgressBar, bytes: u64) {
+    bar.dec_length(bytes);
+}
+
+/// The bytes one transfer attempt has put on the bar. An attempt dropped before
+/// [`Sent::keep`] (it failed, or was cancelled) takes them back off, so a blob sent again
+/// after an interruption is counted once.
+pub(crate) struct Sent {
+    counter: Counter,
+    kept: bool,
+}
+
+/// Counts bytes for a [`Sent`] from where they go out (a request body).
+#[derive(Clone)]
+pub(crate) struct Counter {
+    bar: Option<ProgressBar>,
+    n: Arc<AtomicU64>,
+}
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+            self.n.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Sent {
+    pub(crate) fn new(bar: Option<ProgressBar>) -> Self {
+        Self {
+            counter: Counter {
+                bar,
+                n: Arc::default(),
+            },
+            kept: false,
+        }
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.counter.add(n);
+    }
+
+    pub(crate) fn counter(&self) -> Counter {
+        self.counter.clone()
+    }
+
+    /// The attempt got through: its bytes stay.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        if let (Some(b), false) = (&self.counter.bar, self.kept) {
+            b.dec(self.counter.n.load(Ordering::Relaxed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_that_fails_takes_its_bytes_back() {
+        let bar = ProgressBar::hidden();
+        plan(&bar, 1000);
+        {
+            let lost = Sent::new(Some(bar.clone()));
+            let body = lost.counter();
+            body.add(600);
+            drop(body);
+            assert_eq!(bar.position(), 600, "counted while it goes");
+        }
+        assert_eq!(bar.position(), 0);
+        let ok = Sent::new(Some(bar.clone()));
+        ok.add(1000);
+        ok.keep();
+        assert_eq!((bar.position(), bar.length()), (1000, Some(1000)));
+    }
+
+    #[test]
+    fn blobs_already_there_leave_the_plan() {
+        let bar = ProgressBar::hidden();
+        assert_eq!(bar.length(), None);
+        plan(&bar, 3000);
+        unplan(&bar, 1000);
+        assert_eq!(bar.length(), Some(2000));
+    }
+}
