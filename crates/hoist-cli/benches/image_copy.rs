@@ -5,7 +5,9 @@
 //! config file). Prints a Markdown table.
 //!
 //! `cargo bench -p hoist-cli --bench image_copy` (knobs: `HOIST_BENCH_ROUNDS`, default 7;
-//! `HOIST_BENCH_JOBS=N` runs hoist with `--jobs N`).
+//! `HOIST_BENCH_JOBS=N` runs hoist with `--jobs N`). The registries keep their data under
+//! `$TMPDIR`: on a disk, the destination's fsync of every blob at commit is part of each
+//! copy; `TMPDIR=/dev/shm` measures without it.
 //!
 //! The copy is CPU-bound on a small machine, so besides wall times the table gives each
 //! copy's CPU: the copying process's and both registries' (from /proc), and the requests
