@@ -205,6 +205,12 @@ pub async fn build(
     // Dropping this future (Ctrl-C) stops the blocking builds, which remove their temp files.
     let cancel = CancelOnDrop::default();
     let mut tasks = JoinSet::new();
+    if !spec.layers.is_empty() {
+        client.progress_working(|| match spec.layers.len() {
+            1 => "building the layer".into(),
+            n => format!("building {n} layers"),
+        });
+    }
     for (i, s) in spec.layers.iter().cloned().enumerate() {
         let (dir, cancel) = (dir.clone(), cancel.0.clone());
         tasks.spawn_blocking(move || {

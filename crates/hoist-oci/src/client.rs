@@ -251,6 +251,13 @@ impl RegistryClient {
         crate::progress::Sent::new(self.inner.progress.lock().unwrap().clone())
     }
 
+    /// Show what the command does before its transfers start.
+    pub(crate) fn progress_working(&self, what: impl FnOnce() -> String) {
+        if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
+            crate::progress::working(b, what());
+        }
+    }
+
     /// A command expects to move `bytes` more (blobs it may have to send or fetch).
     pub(crate) fn plan_bytes(&self, bytes: u64) {
         if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {

@@ -21,6 +21,16 @@ pub fn bar() -> ProgressBar {
     bar
 }
 
+/// Say what happens before any byte moves (e.g. layers being built).
+pub(crate) fn working(bar: &ProgressBar, what: String) {
+    if bar.length().is_none()
+        && let Ok(style) = ProgressStyle::with_template("{spinner} {msg}")
+    {
+        bar.set_style(style);
+        bar.set_message(what);
+    }
+}
+
 /// Add `bytes` to what `bar` expects to move; the first plan turns the spinner into a bar.
 /// Callers serialise their plans (the client holds its bar's lock).
 pub(crate) fn plan(bar: &ProgressBar, bytes: u64) {
