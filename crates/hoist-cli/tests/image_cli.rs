@@ -227,6 +227,40 @@ fn bad_input_is_reported_not_panicked() {
     assert!(err.contains("cannot connect"), "{err}");
     assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
     assert!(!err.contains("error sending request"), "{err}");
+
+    // A layout whose manifest claims absurd layer sizes: refused, never an overflow.
+    use hoist_oci::manifest::{Descriptor, ImageManifest, RawManifest, media};
+    use hoist_oci::{Digest, OciLayout};
+    let dir = t.join("bogus");
+    let layout = OciLayout::create(&dir).unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = Digest::of(config);
+    layout.put_blob(&config_digest, config).unwrap();
+    let layers = [b"one".as_slice(), b"two"].map(|l| {
+        let d = Digest::of(l);
+        layout.put_blob(&d, l).unwrap();
+        Descriptor::new(media::OCI_LAYER_GZIP, d, 1 << 63)
+    });
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: Descriptor::new(media::OCI_CONFIG, config_digest, config.len() as u64),
+        layers: layers.to_vec(),
+        annotations: None,
+    };
+    let raw = RawManifest::new(serde_json::to_vec(&m).unwrap(), Some(media::OCI_MANIFEST)).unwrap();
+    layout.put_manifest(&raw, Some("v1")).unwrap();
+    let src = format!("oci:{}:v1", dir.display());
+    let dst = format!("oci:{}:v1", t.join("copy").display());
+    let err = fails(t, &["image", "copy", &src, &dst]);
+    assert!(!err.contains("panicked"), "{err}");
+    let inspect = hoist(t).args(["image", "inspect", &src]).assert();
+    let out = inspect.get_output();
+    assert!(
+        out.status.code() != Some(101) && !stderr(&inspect).contains("panicked"),
+        "{out:?}"
+    );
 }
 
 /// Credentials from `credHelpers` and `credsStore` run `docker-credential-NAME get`.

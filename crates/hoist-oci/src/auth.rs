@@ -39,10 +39,14 @@ pub struct Lookup {
 }
 
 pub fn config_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    home_dir().join(".docker")
+    docker_config_env().unwrap_or_else(|| home_dir().join(".docker"))
+}
+
+/// `DOCKER_CONFIG`, unless unset or empty.
+fn docker_config_env() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 pub(crate) fn home_dir() -> PathBuf {
@@ -104,7 +108,7 @@ pub async fn lookup(registry: &str) -> Result<Lookup> {
             description: format!(
                 "no credentials: {} does not exist ({})",
                 path.display(),
-                match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+                match docker_config_env() {
                     Some(_) => "DOCKER_CONFIG points there",
                     None => "the default; DOCKER_CONFIG is unset",
                 }

@@ -330,11 +330,10 @@ pub async fn push_built(
 ) -> Result<PushReport> {
     let sem = client.blob_task_limit();
     let config_size = img.config_bytes.len() as u64;
-    client.plan_bytes(
-        img.base_layers.iter().map(|l| l.size).sum::<u64>()
-            + img.new_layers.iter().map(|l| l.size).sum::<u64>()
-            + config_size,
-    );
+    // The base's sizes come from its manifest: a bogus one must not overflow.
+    let sizes = img.base_layers.iter().map(|l| l.size);
+    let sizes = sizes.chain(img.new_layers.iter().map(|l| l.size));
+    client.plan_bytes(sizes.fold(config_size, u64::saturating_add));
     // Each task answers with its blob's size too: one that needs no transfer leaves the plan.
     let mut tasks: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
     for d in &img.base_layers {
@@ -369,9 +368,7 @@ pub async fn push_built(
             let outcome = c
                 .ensure_blob(&t, &d, None, move || async move { Ok(data) })
                 .await?;
-            if outcome != BlobOutcome::Uploaded {
-                c.unplan_bytes(config_size);
-            }
+            c.settle_plan(outcome, config_size);
             // The config is not a layer: reported as Present so counts stay about layers.
             Ok((BlobOutcome::Present, 0))
         });
@@ -383,9 +380,7 @@ pub async fn push_built(
             BlobOutcome::Mounted => mounted += 1,
             BlobOutcome::Present => present += 1,
         }
-        if outcome != BlobOutcome::Uploaded {
-            client.unplan_bytes(size);
-        }
+        client.settle_plan(outcome, size);
     }
     let digest = client.put_manifest(target, &img.manifest).await?;
     Ok(PushReport {

@@ -265,10 +265,14 @@ impl RegistryClient {
         }
     }
 
-    /// Planned bytes that need not move: the blob was there already, or was mounted.
-    pub(crate) fn unplan_bytes(&self, bytes: u64) {
+    /// A planned blob of `size` bytes ended as `outcome`: unless it was transferred (it was
+    /// there already, or mounted), its bytes leave the plan.
+    pub(crate) fn settle_plan(&self, outcome: BlobOutcome, size: u64) {
+        if outcome == BlobOutcome::Uploaded {
+            return;
+        }
         if let Some(b) = self.inner.progress.lock().unwrap().as_ref() {
-            crate::progress::unplan(b, bytes);
+            crate::progress::unplan(b, size);
         }
     }
 
@@ -513,26 +517,24 @@ impl RegistryClient {
                         continue;
                     }
                 }
-                let lookup = self
-                    .inner
-                    .auth
-                    .lock()
-                    .await
-                    .get(&r.registry)
-                    .and_then(|a| a.lookup.as_ref().map(|l| l.description.clone()));
-                let lookup = match lookup {
-                    Some(l) => l,
-                    None => self
-                        .lookup(&r.registry)
-                        .await
-                        .map(|l| l.description)
-                        .unwrap_or_else(|e| e.to_string()),
+                let found = self.inner.auth.lock().await.get(&r.registry).and_then(|a| {
+                    a.lookup
+                        .as_ref()
+                        .map(|l| (l.description.clone(), l.credential.is_some()))
+                });
+                let (lookup, have_credentials) = match found {
+                    Some(f) => f,
+                    None => match self.lookup(&r.registry).await {
+                        Ok(l) => (l.description, l.credential.is_some()),
+                        Err(e) => (e.to_string(), false),
+                    },
                 };
                 return Err(Error::Unauthorized {
                     registry: r.registry.clone(),
                     url: url.to_string(),
                     lookup,
-                    sent: sent.is_some(),
+                    // A bearer token can be anonymous: only credentials behind it were refused.
+                    sent: sent.is_some() && have_credentials,
                 });
             }
             if resp.status() == StatusCode::FORBIDDEN {
@@ -1201,7 +1203,11 @@ impl RegistryClient {
                     },
                     Err(e) => Error::Interrupted {
                         what,
-                        reason: format!("upload to {} stopped: {e}", dst.registry),
+                        reason: format!(
+                            "upload to {} stopped: {}",
+                            dst.registry,
+                            crate::error::reason(&e)
+                        ),
                     },
                 });
             }
@@ -1511,10 +1517,13 @@ trait JsonBytes {
 impl JsonBytes for Response {
     async fn json_bytes(self) -> Result<serde_json::Value> {
         let url = self.url().to_string();
-        let b = self
-            .bytes()
-            .await
-            .map_err(|e| Error::Invalid(format!("reading {url}: {e}")))?;
+        let b = self.bytes().await.map_err(|e| {
+            Error::Invalid(format!(
+                "reading {}: {}",
+                crate::error::without_query(&url),
+                crate::error::reason(&e)
+            ))
+        })?;
         serde_json::from_slice(&b).map_err(|source| Error::Json { what: url, source })
     }
 }

@@ -227,7 +227,8 @@ async fn copy_image(
         .collect();
     blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
     blobs.dedup_by(|a, b| a.0 == b.0);
-    client.plan_bytes(blobs.iter().map(|b| b.1).sum());
+    // Sizes come from the manifest: a bogus one must not overflow.
+    client.plan_bytes(blobs.iter().fold(0u64, |t, b| t.saturating_add(b.1)));
     for (d, size) in blobs {
         let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
         tasks.spawn(async move {
@@ -264,17 +265,12 @@ async fn copy_image(
         match outcome {
             BlobOutcome::Uploaded => {
                 stats.copied += 1;
-                stats.bytes_copied += size;
+                stats.bytes_copied = stats.bytes_copied.saturating_add(size);
             }
-            BlobOutcome::Mounted => {
-                stats.mounted += 1;
-                client.unplan_bytes(size);
-            }
-            BlobOutcome::Present => {
-                stats.present += 1;
-                client.unplan_bytes(size);
-            }
+            BlobOutcome::Mounted => stats.mounted += 1,
+            BlobOutcome::Present => stats.present += 1,
         }
+        client.settle_plan(outcome, size);
     }
     Ok(())
 }

@@ -159,7 +159,7 @@ impl<T> IoContext<T> for std::io::Result<T> {
 /// wraps the reason in generic layers ("client error (Connect)", "tcp connect error"); the
 /// innermost cause says what happened (connection refused, unknown certificate issuer, no
 /// such host, …), and the error's kind says when.
-fn reason(e: &reqwest::Error) -> String {
+pub(crate) fn reason(e: &reqwest::Error) -> String {
     let mut root: &dyn std::error::Error = e;
     while let Some(next) = root.source() {
         root = next;
@@ -174,7 +174,12 @@ fn reason(e: &reqwest::Error) -> String {
         "the request failed"
     };
     if std::ptr::addr_eq(root, e as &dyn std::error::Error) {
-        format!("{when}: {e}")
+        // reqwest's own text ends with the URL, query and all; the error names it already.
+        let text = e.to_string();
+        let text = text
+            .split_once(" for url (")
+            .map_or(text.as_str(), |(t, _)| t);
+        format!("{when}: {text}")
     } else {
         format!("{when}: {root}")
     }
@@ -182,7 +187,7 @@ fn reason(e: &reqwest::Error) -> String {
 
 /// A URL without its query: upload URLs carry long opaque state there (`_state=…`,
 /// `mount=…`) that says nothing to a person reading why a registry is unreachable.
-fn without_query(url: &str) -> &str {
+pub(crate) fn without_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
 }
 

@@ -1,10 +1,11 @@
 //! The transfer progress a command shows on a terminal: one bar for all of its blob
-//! transfers. Bytes count as they go over the wire, not when a blob is done, so a long
-//! layer moves the bar; the total is what the command plans to move, less the blobs the
-//! destination turns out to have (present or mounted), so the bar ends full.
+//! transfers. Streamed uploads and downloads count bytes as they go over the wire, not when
+//! a blob is done, so a long layer moves the bar (blobs sent from memory, configs mostly,
+//! and file copies between OCI layouts count when done). The total is what the command
+//! plans to move, less the blobs the destination turns out to have (present or mounted),
+//! so the bar ends full.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -59,18 +60,24 @@ pub(crate) struct Sent {
     kept: bool,
 }
 
-/// Counts bytes for a [`Sent`] from where they go out (a request body).
+/// Counts bytes for a [`Sent`] from where they go out (a request body). A body can outlive
+/// its attempt (hyper may keep sending after the server has answered): once the attempt is
+/// over, what it still sends is not counted.
 #[derive(Clone)]
 pub(crate) struct Counter {
     bar: Option<ProgressBar>,
-    n: Arc<AtomicU64>,
+    /// Bytes counted, and whether the attempt is over.
+    state: Arc<Mutex<(u64, bool)>>,
 }
 
 impl Counter {
     pub(crate) fn add(&self, n: u64) {
         if let Some(b) = &self.bar {
-            b.inc(n);
-            self.n.fetch_add(n, Ordering::Relaxed);
+            let mut st = self.state.lock().expect("progress lock");
+            if !st.1 {
+                b.inc(n);
+                st.0 += n;
+            }
         }
     }
 }
@@ -80,7 +87,7 @@ impl Sent {
         Self {
             counter: Counter {
                 bar,
-                n: Arc::default(),
+                state: Arc::default(),
             },
             kept: false,
         }
@@ -102,8 +109,12 @@ impl Sent {
 
 impl Drop for Sent {
     fn drop(&mut self) {
-        if let (Some(b), false) = (&self.counter.bar, self.kept) {
-            b.dec(self.counter.n.load(Ordering::Relaxed));
+        if let Some(b) = &self.counter.bar {
+            let mut st = self.counter.state.lock().expect("progress lock");
+            st.1 = true;
+            if !self.kept {
+                b.dec(st.0);
+            }
         }
     }
 }
@@ -116,13 +127,16 @@ mod tests {
     fn an_attempt_that_fails_takes_its_bytes_back() {
         let bar = ProgressBar::hidden();
         plan(&bar, 1000);
-        {
+        let body = {
             let lost = Sent::new(Some(bar.clone()));
             let body = lost.counter();
             body.add(600);
-            drop(body);
             assert_eq!(bar.position(), 600, "counted while it goes");
-        }
+            body
+        };
+        assert_eq!(bar.position(), 0);
+        // The failed attempt's body is still being sent: not counted any more.
+        body.add(400);
         assert_eq!(bar.position(), 0);
         let ok = Sent::new(Some(bar.clone()));
         ok.add(1000);

@@ -47,6 +47,9 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
             seen.lock().unwrap().token_queries.push(path.clone());
             if auth == basic {
                 ("200 OK", vec![], br#"{"token":"good-token"}"#.to_vec())
+            } else if auth.is_empty() {
+                // Like Docker Hub: anyone gets a token, which then opens nothing private.
+                ("200 OK", vec![], br#"{"token":"anonymous"}"#.to_vec())
             } else {
                 ("401 Unauthorized", vec![], b"{}".to_vec())
             }
@@ -146,9 +149,15 @@ async fn bearer_token_flow_retries_and_verification() {
     let (c2, _) = fake_http::client_as_user(addr, "bad");
     let e = c2.get_manifest(&r).await.unwrap_err().to_string();
     assert!(
-        e.contains("401") && e.contains("credentials given on the command line"),
+        e.contains("refused the credentials (HTTP 401")
+            && e.contains("credentials given on the command line"),
         "{e}"
     );
+    // No credentials at all: the anonymous token is refused, and the error says that
+    // credentials are missing, not that some were refused.
+    let anonymous = RegistryClient::new(ClientOptions::default()).unwrap();
+    let e = anonymous.get_manifest(&r).await.unwrap_err().to_string();
+    assert!(e.contains("requires credentials (HTTP 401"), "{e}");
     server.abort();
 }
 

@@ -29,6 +29,8 @@ struct Seen {
     refused: usize,
     heads: usize,
     puts: Vec<Put>,
+    /// Answer the first PUT with a 500 as soon as its head is in, then read its body.
+    answer_first_put_early: bool,
 }
 
 /// One request per connection (`Connection: close`), enough for this client.
@@ -61,6 +63,23 @@ async fn serve(listener: TcpListener, blob: Arc<Vec<u8>>, seen: Arc<Mutex<Seen>>
                         vec![("Location", "/v2/dst/blobs/uploads/u1")],
                         b"",
                     )
+                }
+                "PUT" if seen.lock().unwrap().answer_first_put_early => {
+                    seen.lock().unwrap().answer_first_put_early = false;
+                    // The answer, with the connection left open for the rest of the body.
+                    let answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut sock, answer).await;
+                    // Read on only once the client has had the answer: more than the socket
+                    // buffers hold is still to go then.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let received = fake_http::read_body(&mut sock, &head, &early).await;
+                    seen.lock().unwrap().puts.push(Put {
+                        content_length: head.content_length(),
+                        transfer_encoding: None,
+                        received,
+                        completed: false,
+                    });
+                    return;
                 }
                 "PUT" => {
                     let content_length = head.content_length();
@@ -179,4 +198,28 @@ async fn registry_refusing_the_mount_probe_gets_head_and_post() {
     assert!(p[0].completed, "{p:?}");
     let s = seen.lock().unwrap();
     assert_eq!((s.refused, s.heads, s.posts), (1, 1, 1));
+}
+
+/// A destination that answers the first PUT with a 500 before reading its body (then reads
+/// it all): the blob is sent again, and the progress bar counts it once, although the
+/// first attempt's body still goes out after that attempt has failed.
+#[tokio::test]
+async fn a_blob_sent_again_after_an_early_answer_is_counted_once() {
+    let data = blob(32_000_000);
+    let (c, src, dst, seen) = source_and_destination(data.clone()).await;
+    seen.lock().unwrap().answer_first_put_early = true;
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    c.set_progress(Some(bar.clone()));
+    let outcome = c
+        .copy_blob(&src, &dst, &Digest::of(&data), data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(outcome, BlobOutcome::Uploaded);
+    let p = puts(&seen, 2).await;
+    assert_eq!(
+        p.iter().map(|p| p.completed).collect::<Vec<_>>(),
+        [false, true],
+        "{p:?}"
+    );
+    assert_eq!(bar.position(), data.len() as u64);
 }

@@ -242,7 +242,8 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             count(rep.layers_uploaded as u64, "layer"),
             rep.layers_mounted,
             rep.layers_present,
-            // Blob bytes: the new layers and the config.
+            // Blob bytes sent: new layers, the config, and base layers streamed over from
+            // another registry.
             human_bytes(rep.transfer.upload_bytes),
         ),
     }
@@ -312,7 +313,8 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
     .into_diagnostic()?;
     let m = raw.image().into_diagnostic()?;
     let config = parse_config(&config_bytes, &m.config.digest).into_diagnostic()?;
-    let total: u64 = m.layers.iter().map(|l| l.size).sum();
+    // Sizes come from the manifest: a bogus one must not overflow.
+    let total = m.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
     if a.reg.output == OutputFormat::Json {
         let v = serde_json::json!({
             "reference": loc.to_string(),

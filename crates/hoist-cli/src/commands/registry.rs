@@ -107,7 +107,7 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
     );
     block_on(client.ping(&probe)).map_err(|e| match e {
         // The generic 401 text tells to log in, which is what failed here.
-        hoist_oci::Error::Unauthorized { .. } => miette!(
+        hoist_oci::Error::Unauthorized { sent: true, .. } => miette!(
             help = "check the username and the password",
             "login to {} failed: it refused user {:?} with this password (HTTP 401)",
             a.registry,
