@@ -166,12 +166,26 @@ fn login_append_inspect_copy_logout() {
 
     // Pull into the local store.
     let store = tmp.path().join("cache");
-    hoist(&cfg)
-        .env("HOIST_CACHE_DIR", &store)
-        .args(["image", "pull", &dst])
-        .assert()
-        .success();
+    let pull = || {
+        let a = hoist(&cfg)
+            .env("HOIST_CACHE_DIR", &store)
+            .args(["image", "pull", &dst, "-o", "json"])
+            .assert()
+            .success();
+        serde_json::from_str::<serde_json::Value>(&stdout(&a)).unwrap()
+    };
+    let first = pull();
+    assert_eq!(
+        first["blobs_downloaded"], 2,
+        "the layer and the config: {first}"
+    );
     assert!(store.join("images/index.json").is_file());
+    let again = pull();
+    assert_eq!(
+        (&again["blobs_downloaded"], &again["bytes_downloaded"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{again}"
+    );
 
     hoist(&cfg)
         .args(["registry", "logout", &authed.addr])

@@ -405,14 +405,33 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     }
     .into_diagnostic()?;
     let client = a.reg.transfer_client(&a.transfer)?;
+    let started = std::time::Instant::now();
     let img = block_on(store.pull(&client, &r, &a.reg.platform()?)).into_diagnostic()?;
     client.set_progress(None);
+    // A fresh client: its counters are this pull's.
+    let moved = client.counters();
     match a.reg.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"reference": r.to_string(), "digest": img.manifest_digest, "store": store.layout().root()})).into_diagnostic()?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "reference": r.to_string(),
+                "digest": img.manifest_digest,
+                "store": store.layout().root(),
+                "blobs_downloaded": moved.blob_downloads,
+                "bytes_downloaded": moved.download_bytes,
+            }))
+            .into_diagnostic()?
         ),
-        _ => println!("pulled {r}@{} into {}", img.manifest_digest, store.layout().root().display()),
+        _ => println!(
+            "pulled {r}@{} into {} in {:.2} s: {} downloaded ({}), {} already stored",
+            img.manifest_digest,
+            store.layout().root().display(),
+            started.elapsed().as_secs_f64(),
+            count(moved.blob_downloads, "blob"),
+            human_bytes(moved.download_bytes),
+            // The config and the layers.
+            (1 + img.manifest.layers.len() as u64).saturating_sub(moved.blob_downloads),
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
