@@ -464,6 +464,23 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
     }
     for (i, layer) in img.layers.iter().enumerate() {
         let idx = i.to_string();
+        // The same rule as the layer builder's: no `..` anywhere in a destination.
+        if std::path::Path::new(&layer.to)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::InvalidImage,
+                    format!(
+                        "service `{}`: layer destination `{}` escapes the image root (`..` is not allowed)",
+                        svc.name, layer.to
+                    ),
+                )
+                .at(svc.locate(&["image", "layers", &idx, "to"], "here"))
+                .help("a destination is a path inside the image, e.g. /app"),
+            );
+        }
         let from = svc.path(&layer.from);
         if std::fs::symlink_metadata(&from).is_err() {
             out.push(missing_file(

@@ -279,6 +279,20 @@ fn missing_k8s_file_and_empty_glob() {
 }
 
 #[test]
+fn layer_destination_escaping_the_image() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  layers:\n    - from: /bin/sh\n      to: /a\n    - from: /bin/sh\n      to: ../etc\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::InvalidImage,
+        "services/b/service.yaml:8:",
+        &["layer destination `../etc` escapes the image root"],
+    );
+}
+
+#[test]
 fn missing_layer_source() {
     let p = problems(&[(
         "services/b/service.yaml",
