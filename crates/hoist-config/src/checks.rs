@@ -440,6 +440,24 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             .help("add `dockerfile: Dockerfile`, or remove them for a layered image"),
         );
     }
+    // A base that is not a service of the project is pulled: it must be a reference.
+    if let Some(base) = img.base.as_deref()
+        && base != "scratch"
+        && p.service(base).is_none()
+        && let Some(why) = crate::names::image_reference_problem(base)
+    {
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidImage,
+                format!(
+                    "service `{}`: image base `{base}` is neither `scratch`, a service of this project, nor an image reference: {why}",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["image", "base"], "here"))
+            .help("e.g. `busybox:1.36`, `registry.example.com/team/base:v2`, or a service's name"),
+        );
+    }
     // Images built on other services' images must not go round in a circle.
     let mut chain = vec![svc.name.as_str()];
     let mut cur = svc;

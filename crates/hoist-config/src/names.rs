@@ -44,6 +44,107 @@ pub fn repository_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Why `input` is not an image reference (`busybox`, `host:5000/team/app:v1@sha256:…`),
+/// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's); a test in
+/// hoist-cli, which sees both crates, holds the two to the same answers.
+pub fn image_reference_problem(input: &str) -> Option<String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Some("it is empty".into());
+    }
+    if s.contains("://") {
+        return Some("it has a URL scheme: a reference is HOST[:PORT]/REPO[:TAG][@DIGEST]".into());
+    }
+    let rest = match s.split_once('@') {
+        Some((rest, d)) => {
+            let hex = d.strip_prefix("sha256:").unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Some(format!(
+                    "invalid digest {d:?}: expected sha256:<64 hex characters>"
+                ));
+            }
+            rest
+        }
+        None => s,
+    };
+    let name = match rest.rfind(':') {
+        Some(i) if !rest[i + 1..].contains('/') => {
+            let tag = &rest[i + 1..];
+            let b = tag.as_bytes();
+            let ok = !b.is_empty()
+                && b.len() <= 128
+                && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+            if !ok {
+                return Some(format!(
+                    "invalid tag {tag:?}: up to 128 of [A-Za-z0-9_.-], not starting with . or -"
+                ));
+            }
+            &rest[..i]
+        }
+        _ => rest,
+    };
+    let path = match name.split_once('/') {
+        Some((first, path))
+            if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
+        {
+            if !valid_host(first) {
+                return Some(format!("invalid registry host {first:?}"));
+            }
+            path
+        }
+        _ => name,
+    };
+    if path.is_empty() {
+        return Some("the repository name is missing".into());
+    }
+    if let Some(c) = path.split('/').find(|c| !valid_path_component(c)) {
+        let hint = if c.bytes().any(|b| b.is_ascii_uppercase()) {
+            " (repository names must be lowercase)"
+        } else {
+            ""
+        };
+        return Some(format!("invalid repository path component {c:?}{hint}"));
+    }
+    None
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    c.split(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-'))
+}
+
+/// `host`, `host:port` or `[ipv6]:port`.
+fn valid_host(h: &str) -> bool {
+    let (host, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (ip, port.strip_prefix(':')),
+            None => return false,
+        },
+        None => match h.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        },
+    };
+    if port.is_some_and(|p| {
+        p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || p.parse::<u16>().is_err()
+    }) {
+        return false;
+    }
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".-:".contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -293,6 +293,23 @@ fn layer_destination_escaping_the_image() {
 }
 
 #[test]
+fn image_base_that_is_no_reference() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: Not A Ref\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::InvalidImage,
+        "services/b/service.yaml:3:",
+        &[
+            "image base `Not A Ref`",
+            "invalid repository path component",
+        ],
+    );
+}
+
+#[test]
 fn missing_layer_source() {
     let p = problems(&[(
         "services/b/service.yaml",
