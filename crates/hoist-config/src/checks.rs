@@ -39,7 +39,34 @@ pub fn check(p: &Project) -> (Vec<ConfigError>, BTreeSet<String>) {
     out.extend(cycles(p));
     out.extend(check_settings(p));
     out.extend(check_project_lists(p));
+    out.extend(check_registries(p));
     (out, broken)
+}
+
+/// `registry:` in hoist.yaml and in the settings file: where images are pushed.
+fn check_registries(p: &Project) -> Vec<ConfigError> {
+    let hoist_yaml = p.config.registry.as_deref().map(|r| (r, &p.manifest));
+    let settings = (p.overlay.settings.registry.as_deref()).zip(p.settings_source.as_ref());
+    let mut out = Vec::new();
+    for (registry, src) in hoist_yaml.into_iter().chain(settings) {
+        let why = if registry.contains("://") {
+            Some("it has a URL scheme".to_string())
+        } else {
+            // Images are named REGISTRY/NAME:TAG: the registry must make a valid start.
+            crate::names::image_reference_problem(&format!("{registry}/x"))
+        };
+        if let Some(why) = why {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::WrongType,
+                    format!("registry `{registry}` is not HOST[:PORT][/PREFIX]: {why}"),
+                )
+                .at(src.locate(&["registry"], "here"))
+                .help("e.g. `localhost:5000` or `registry.example.com/team`"),
+            );
+        }
+    }
+    out
 }
 
 /// `image_paths:` and `tests:` in hoist.yaml.

@@ -310,6 +310,29 @@ fn image_base_that_is_no_reference() {
 }
 
 #[test]
+fn registry_that_cannot_start_an_image_name() {
+    let p = problems(&[("hoist.yaml", "name: t\nregistry: http://localhost:5000\n")]);
+    expect(
+        &p,
+        ErrorKind::WrongType,
+        "hoist.yaml:2:",
+        &["registry `http://localhost:5000`", "URL scheme"],
+    );
+    // The settings file's wins, and is checked the same way.
+    let p = problems(&[("hoist-settings.yaml", "registry: localhost:99999\n")]);
+    expect(
+        &p,
+        ErrorKind::WrongType,
+        "hoist-settings.yaml:1:",
+        &["registry `localhost:99999`", "invalid registry host"],
+    );
+    for fine in ["localhost:5000", "registry.example.com/team", "myorg"] {
+        let p = problems(&[("hoist.yaml", &format!("name: t\nregistry: \"{fine}\"\n"))]);
+        assert!(p.is_empty(), "{fine}: {p:#?}");
+    }
+}
+
+#[test]
 fn missing_layer_source() {
     let p = problems(&[(
         "services/b/service.yaml",
