@@ -9,6 +9,7 @@ use hoist_oci::Reference;
 fn config_and_images_agree_on_what_a_reference_is() {
     let digest = format!("sha256:{}", "a".repeat(64));
     let long_tag = format!("x:{}", "t".repeat(129));
+
     let cases = [
         "busybox",
         "busybox:1.36",
@@ -43,6 +44,15 @@ fn config_and_images_agree_on_what_a_reference_is() {
         "app@md5:00",
         &long_tag,
         "ho st/app",
+        "é/app",
+        "app:é",
+        "localhost:5000//x",
+        &"a".repeat(247),
+        &"a".repeat(248),
+        &format!("host:1/{}", "a".repeat(255)),
+        &format!("host:1/{}", "a".repeat(256)),
+        &format!("team/{}", "a".repeat(250)),
+        &format!("team/{}", "a".repeat(251)),
     ];
     for s in cases {
         let config = image_reference_problem(s);

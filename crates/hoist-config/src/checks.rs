@@ -52,7 +52,9 @@ fn check_registries(p: &Project) -> Vec<ConfigError> {
         let why = if registry.contains("://") {
             Some("it has a URL scheme".to_string())
         } else {
-            // Images are named REGISTRY/NAME:TAG: the registry must make a valid start.
+            // Images are named REGISTRY/NAME:TAG (a trailing `/` dropped, as when they are
+            // named): the registry must make a valid start.
+            let registry = registry.trim_end_matches('/');
             crate::names::image_reference_problem(&format!("{registry}/x"))
         };
         if let Some(why) = why {
@@ -471,6 +473,7 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
     if let Some(base) = img.base.as_deref()
         && base != "scratch"
         && p.service(base).is_none()
+        && !p.tolerated.contains(base)
         && let Some(why) = crate::names::image_reference_problem(base)
     {
         out.push(

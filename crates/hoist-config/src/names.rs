@@ -45,8 +45,8 @@ pub fn repository_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Why `input` is not an image reference (`busybox`, `host:5000/team/app:v1@sha256:…`),
-/// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's); a test in
-/// hoist-cli, which sees both crates, holds the two to the same answers.
+/// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's, a little looser on
+/// hosts); a test in hoist-cli, which sees both crates, holds the two to the same answers.
 pub fn image_reference_problem(input: &str) -> Option<String> {
     let s = input.trim();
     if s.is_empty() {
@@ -85,16 +85,16 @@ pub fn image_reference_problem(input: &str) -> Option<String> {
         }
         _ => rest,
     };
-    let path = match name.split_once('/') {
+    let (host, path) = match name.split_once('/') {
         Some((first, path))
             if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
         {
             if !valid_host(first) {
                 return Some(format!("invalid registry host {first:?}"));
             }
-            path
+            (Some(first), path)
         }
-        _ => name,
+        _ => (None, name),
     };
     if path.is_empty() {
         return Some("the repository name is missing".into());
@@ -106,6 +106,18 @@ pub fn image_reference_problem(input: &str) -> Option<String> {
             ""
         };
         return Some(format!("invalid repository path component {c:?}{hint}"));
+    }
+    // Docker Hub's one-part names live under `library/`, which counts.
+    let hub =
+        host.is_none_or(|h| ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&h));
+    let len = path.len()
+        + if hub && !path.contains('/') {
+            "library/".len()
+        } else {
+            0
+        };
+    if len > 255 {
+        return Some("the repository name is longer than 255 characters".into());
     }
     None
 }

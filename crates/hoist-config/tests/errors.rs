@@ -326,7 +326,12 @@ fn registry_that_cannot_start_an_image_name() {
         "hoist-settings.yaml:1:",
         &["registry `localhost:99999`", "invalid registry host"],
     );
-    for fine in ["localhost:5000", "registry.example.com/team", "myorg"] {
+    for fine in [
+        "localhost:5000",
+        "localhost:5000/",
+        "registry.example.com/team",
+        "myorg",
+    ] {
         let p = problems(&[("hoist.yaml", &format!("name: t\nregistry: \"{fine}\"\n"))]);
         assert!(p.is_empty(), "{fine}: {p:#?}");
     }

@@ -330,13 +330,21 @@ pub async fn push_built(
 ) -> Result<PushReport> {
     let sem = client.blob_task_limit();
     let config_size = img.config_bytes.len() as u64;
+    // An image may hold the same layer twice: it is sent (and counted) once.
+    let mut seen = std::collections::HashSet::new();
+    let base_layers: Vec<_> = (img.base_layers.iter())
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    let new_layers: Vec<_> = (img.new_layers.iter())
+        .filter(|l| seen.insert(l.digest.clone()))
+        .collect();
     // The base's sizes come from its manifest: a bogus one must not overflow.
-    let sizes = img.base_layers.iter().map(|l| l.size);
-    let sizes = sizes.chain(img.new_layers.iter().map(|l| l.size));
+    let sizes = base_layers.iter().map(|l| l.size);
+    let sizes = sizes.chain(new_layers.iter().map(|l| l.size));
     client.plan_bytes(sizes.fold(config_size, u64::saturating_add));
     // Each task answers with its blob's size too: one that needs no transfer leaves the plan.
     let mut tasks: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
-    for d in &img.base_layers {
+    for d in base_layers {
         let (c, t, d, base, sem) = (
             client.clone(),
             target.clone(),
@@ -350,7 +358,7 @@ pub async fn push_built(
             Ok((c.copy_blob(&base, &t, &d.0, d.1).await?, d.1))
         });
     }
-    for l in &img.new_layers {
+    for l in new_layers {
         let (c, t, sem) = (client.clone(), target.clone(), sem.clone());
         let (d, path, size) = (l.digest.clone(), l.path().to_path_buf(), l.size);
         // Streamed from the temp file, which `img` keeps until every task is joined.

@@ -1524,7 +1524,10 @@ impl JsonBytes for Response {
                 crate::error::reason(&e)
             ))
         })?;
-        serde_json::from_slice(&b).map_err(|source| Error::Json { what: url, source })
+        serde_json::from_slice(&b).map_err(|source| Error::Json {
+            what: crate::error::without_query(&url).to_string(),
+            source,
+        })
     }
 }
 

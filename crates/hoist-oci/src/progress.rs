@@ -110,7 +110,9 @@ impl Sent {
 impl Drop for Sent {
     fn drop(&mut self) {
         if let Some(b) = &self.counter.bar {
-            let mut st = self.counter.state.lock().expect("progress lock");
+            // Never panic in a drop: a poisoned count is still a count.
+            let mut st =
+                (self.counter.state.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
             st.1 = true;
             if !self.kept {
                 b.dec(st.0);

@@ -1075,3 +1075,27 @@ async fn https_registry_with_custom_ca() {
     .to_string();
     assert!(e.contains("missing.pem"), "{e}");
 }
+
+/// The same layer twice in one image: both places in the manifest, one upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_repeated_in_an_image_is_sent_once() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("app");
+    write_file(&src.join("app.bin"), b"app", 0o755);
+    let c = client();
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&src, "/app"), layer(&src, "/app")],
+        ..Default::default()
+    };
+    let target = r(&reg.reference("team/dup:1"));
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rep.layers_uploaded, 1, "{rep:?}");
+    assert_eq!(rep.transfer.blob_uploads, 2, "the layer once, and the config");
+    let m = c.get_manifest(&target).await.unwrap().image().unwrap();
+    assert_eq!(m.layers.len(), 2);
+    assert_eq!(m.layers[0].digest, m.layers[1].digest);
+}

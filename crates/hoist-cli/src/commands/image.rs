@@ -397,6 +397,15 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The blobs an image is made of: its config and its layers, each digest once (an image
+/// can repeat a layer; it is stored and fetched once).
+fn distinct_blobs(m: &hoist_oci::ImageManifest) -> u64 {
+    let layers = m.layers.iter().map(|l| &l.digest);
+    let all: std::collections::BTreeSet<_> =
+        std::iter::once(&m.config.digest).chain(layers).collect();
+    all.len() as u64
+}
+
 fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     let r = Reference::parse(&a.image).into_diagnostic()?;
     let store = match &a.store {
@@ -429,8 +438,7 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
             started.elapsed().as_secs_f64(),
             count(moved.blob_downloads, "blob"),
             human_bytes(moved.download_bytes),
-            // The config and the layers.
-            (1 + img.manifest.layers.len() as u64).saturating_sub(moved.blob_downloads),
+            distinct_blobs(&img.manifest).saturating_sub(moved.blob_downloads),
         ),
     }
     Ok(ExitCode::SUCCESS)
