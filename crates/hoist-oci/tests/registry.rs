@@ -1094,7 +1094,10 @@ async fn a_layer_repeated_in_an_image_is_sent_once() {
         .await
         .unwrap();
     assert_eq!(rep.layers_uploaded, 1, "{rep:?}");
-    assert_eq!(rep.transfer.blob_uploads, 2, "the layer once, and the config");
+    assert_eq!(
+        rep.transfer.blob_uploads, 2,
+        "the layer once, and the config"
+    );
     let m = c.get_manifest(&target).await.unwrap().image().unwrap();
     assert_eq!(m.layers.len(), 2);
     assert_eq!(m.layers[0].digest, m.layers[1].digest);
