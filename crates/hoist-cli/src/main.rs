@@ -1,10 +1,12 @@
 //! `hoist`: the command-line front end. Parsing and output only; the work
 //! happens in the library crates.
 
+// First: its `outln!`/`out!` macros are used by the modules below.
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod malloc_tuning;
-mod output;
 mod report;
 
 use clap::Parser;

@@ -1,6 +1,61 @@
 //! Output formats shared by every command: readable text for people, JSON for scripts.
 
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::ValueEnum;
+
+/// `println!` to stdout that never panics; see [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` to stdout that never panics; see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), false)
+    };
+}
+
+/// Set once stdout turned out to be a closed pipe.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout. Once it is a closed pipe (`hoist render | head`), the rest of the output
+/// is dropped quietly and the command ends with its own exit status (`hoist ci | head`
+/// still fails when a test does); `println!` would panic. Any other failure to write (a
+/// full disk under `> file`) ends hoist with an error, so cut-off output never passes for
+/// whole output.
+pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let wrote = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    match wrote {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {

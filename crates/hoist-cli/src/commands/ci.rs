@@ -65,10 +65,10 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             "pruned": report.pruned,
             "tests": tests,
         });
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!("\n{}", ci::summary(&state, &report, &tests));
-        println!(
+        outln!("\n{}", ci::summary(&state, &report, &tests));
+        outln!(
             "{}",
             if ok {
                 "hoist ci: everything is ready and every test passed"

@@ -131,7 +131,7 @@ fn up(a: UpArgs) -> miette::Result<ExitCode> {
         let addr = daemon::recorded_addr(&data_dir)
             .map(server_url)
             .unwrap_or_default();
-        println!("The hoist cluster is already running (pid {pid}) at {addr}.");
+        outln!("The hoist cluster is already running (pid {pid}) at {addr}.");
         return Ok(ExitCode::SUCCESS);
     }
     std::fs::create_dir_all(&data_dir).into_diagnostic()?;
@@ -212,7 +212,7 @@ fn up(a: UpArgs) -> miette::Result<ExitCode> {
         ));
     }
     announce(addr, &pki, write_kubeconfig);
-    println!(
+    outln!(
         "Ready in {} ms (pid {}). Stop it with `hoist cluster down`.",
         started.elapsed().as_millis(),
         child.id()
@@ -236,13 +236,13 @@ unsafe extern "C" {
 }
 
 fn announce(addr: SocketAddr, pki: &Pki, write_kubeconfig: bool) {
-    println!("The hoist cluster is serving at {}.", server_url(addr));
+    outln!("The hoist cluster is serving at {}.", server_url(addr));
     if !write_kubeconfig {
         return;
     }
     match kubeconfig::target_path() {
         Some(path) => match kubeconfig::write_merged(&path, &server_url(addr), pki) {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "Kubeconfig context `{}` written to {} (now current). Try: kubectl get ns",
                 kubeconfig::CONTEXT,
                 path.display()
@@ -261,22 +261,22 @@ fn down(data_dir: &Path) -> miette::Result<ExitCode> {
             let clean = daemon::stop(pid, Duration::from_secs(10));
             daemon::remove_run_files(data_dir);
             if clean {
-                println!("Stopped the hoist cluster (pid {pid}).");
+                outln!("Stopped the hoist cluster (pid {pid}).");
             } else {
-                println!("The hoist cluster (pid {pid}) did not stop within 10 s and was killed.");
+                outln!("The hoist cluster (pid {pid}) did not stop within 10 s and was killed.");
             }
             clean
         }
         None => {
             daemon::remove_run_files(data_dir);
-            println!("The hoist cluster is not running.");
+            outln!("The hoist cluster is not running.");
             false
         }
     };
     // A killed or crashed server leaves its containers running: remove them here.
     if !clean && hoist_cluster::kubelet::check_host().is_ok() {
         match hoist_cluster::kubelet::remove_leftovers(data_dir) {
-            Ok(c) if !c.containers.is_empty() || !c.namespaces.is_empty() => println!(
+            Ok(c) if !c.containers.is_empty() || !c.namespaces.is_empty() => outln!(
                 "Removed what it left behind: {} container(s), {} network namespace(s).",
                 c.containers.len(),
                 c.namespaces.len()
@@ -314,16 +314,16 @@ fn status(data_dir: &Path, output: OutputFormat) -> miette::Result<ExitCode> {
                 "healthy": healthy,
                 "dataDir": data_dir,
             });
-            println!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+            outln!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
         }
         OutputFormat::Text => match (pid, addr) {
-            (Some(pid), Some(addr)) => println!(
+            (Some(pid), Some(addr)) => outln!(
                 "running  pid {pid}  {}  {}\ndata dir {}",
                 server_url(addr),
                 if healthy { "healthy" } else { "NOT ready" },
                 data_dir.display()
             ),
-            _ => println!("not running (data dir {})", data_dir.display()),
+            _ => outln!("not running (data dir {})", data_dir.display()),
         },
     }
     Ok(if pid.is_some() && healthy {
@@ -341,7 +341,7 @@ fn print_kubeconfig(data_dir: &Path) -> miette::Result<ExitCode> {
         ));
     };
     let pki = Pki::load_or_generate(&data_dir.join("pki")).into_diagnostic()?;
-    print!("{}", kubeconfig::standalone(&server_url(addr), &pki));
+    out!("{}", kubeconfig::standalone(&server_url(addr), &pki));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -355,15 +355,19 @@ fn logs(data_dir: &Path, follow: bool) -> miette::Result<ExitCode> {
         )
     })?;
     let mut out = std::io::stdout().lock();
+    // A reader that goes away (`| head`) ends the command, quietly.
+    let mut emit = |buf: &[u8]| match out.write_all(buf).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).into_diagnostic(),
+    };
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).into_diagnostic()?;
-    out.write_all(&buf).into_diagnostic()?;
-    if !follow {
+    if !emit(&buf)? || !follow {
         return Ok(ExitCode::SUCCESS);
     }
     let mut pos = f.stream_position().into_diagnostic()?;
     loop {
-        out.flush().into_diagnostic()?;
         std::thread::sleep(Duration::from_millis(200));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len < pos {
@@ -373,7 +377,9 @@ fn logs(data_dir: &Path, follow: bool) -> miette::Result<ExitCode> {
             f.seek(SeekFrom::Start(pos)).into_diagnostic()?;
             buf.clear();
             f.read_to_end(&mut buf).into_diagnostic()?;
-            out.write_all(&buf).into_diagnostic()?;
+            if !emit(&buf)? {
+                return Ok(ExitCode::SUCCESS);
+            }
             pos = f.stream_position().into_diagnostic()?;
         }
     }

@@ -13,6 +13,9 @@ pub struct CompletionsArgs {
 
 pub fn run(args: CompletionsArgs) -> miette::Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "hoist", &mut std::io::stdout());
+    // Into memory first: clap_complete panics if stdout is a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "hoist", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(ExitCode::SUCCESS)
 }

@@ -105,23 +105,23 @@ pub fn run(args: DeployArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                     "conditions": o.conditions, "events": o.events, "containers": o.containers,
                 })).collect::<Vec<_>>()),
             });
-            println!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
+            outln!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
         }
         OutputFormat::Text | OutputFormat::Yaml => {
             for a in &report.applied {
-                println!("applied {} ({})", a.key, a.service);
+                outln!("applied {} ({})", a.key, a.service);
             }
             for k in &report.pruned {
-                println!("pruned  {k}");
+                outln!("pruned  {k}");
             }
             match &readiness {
-                None => println!(
+                None => outln!(
                     "{} object(s) applied to context {}, namespace {} (not waiting for readiness)",
                     report.applied.len(),
                     target.context,
                     target.namespace
                 ),
-                Some(Ok(())) => println!(
+                Some(Ok(())) => outln!(
                     "{} object(s) applied and ready in context {}, namespace {}",
                     report.applied.len(),
                     target.context,

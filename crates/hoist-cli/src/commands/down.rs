@@ -72,13 +72,13 @@ pub fn run(args: DownArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 "deleted": deleted,
                 "namespaceDeleted": report.namespace_deleted,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
+            outln!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
         }
         OutputFormat::Text | OutputFormat::Yaml => {
             for k in &report.deleted {
-                println!("deleted {k}");
+                outln!("deleted {k}");
             }
-            println!(
+            outln!(
                 "{} object(s) of project {} (developer {}) removed from context {}{}",
                 report.deleted.len(),
                 target.project,

@@ -233,8 +233,8 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     .into_diagnostic()?;
     client.set_progress(None);
     match a.reg.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
-        _ => println!(
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
+        _ => outln!(
             "pushed {}@{} in {:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
             rep.reference,
             rep.digest,
@@ -262,8 +262,8 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
     let rep = block_on(copy(&client, &src, &dst, &opts)).into_diagnostic()?;
     client.set_progress(None);
     match a.reg.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
-        _ => println!(
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
+        _ => outln!(
             "copied {} -> {} ({}) in {:.2} s: {} copied ({}), {} mounted, {} already present",
             rep.source,
             rep.destination,
@@ -326,16 +326,16 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             "manifest": m,
             "config": config,
         });
-        println!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+        outln!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Image:       {loc}");
-    println!("Digest:      {}", raw.digest);
+    outln!("Image:       {loc}");
+    outln!("Digest:      {}", raw.digest);
     if let Some(i) = &index {
-        println!("Index:       {} ({})", i.digest, i.media_type);
+        outln!("Index:       {} ({})", i.digest, i.media_type);
     }
-    println!("Media type:  {}", raw.media_type);
-    println!(
+    outln!("Media type:  {}", raw.media_type);
+    outln!(
         "Platform:    {}/{}{}",
         config.os,
         config.architecture,
@@ -346,35 +346,35 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             .unwrap_or_default()
     );
     if let Some(c) = &config.created {
-        println!("Created:     {c}");
+        outln!("Created:     {c}");
     }
     if let Some(cc) = &config.config {
         if let Some(e) = &cc.entrypoint {
-            println!(
+            outln!(
                 "Entrypoint:  {}",
                 serde_json::to_string(e).into_diagnostic()?
             );
         }
         if let Some(c) = &cc.cmd {
-            println!(
+            outln!(
                 "Cmd:         {}",
                 serde_json::to_string(c).into_diagnostic()?
             );
         }
         if let Some(w) = &cc.working_dir {
-            println!("WorkingDir:  {w}");
+            outln!("WorkingDir:  {w}");
         }
         if let Some(u) = &cc.user {
-            println!("User:        {u}");
+            outln!("User:        {u}");
         }
         for e in cc.env.iter().flatten() {
-            println!("Env:         {e}");
+            outln!("Env:         {e}");
         }
         for (k, v) in cc.labels.iter().flatten() {
-            println!("Label:       {k}={v}");
+            outln!("Label:       {k}={v}");
         }
     }
-    println!(
+    outln!(
         "Layers:      {} ({} compressed)",
         m.layers.len(),
         human_bytes(total)
@@ -387,7 +387,7 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             .map(Some)
             .chain(std::iter::repeat(None)),
     ) {
-        println!(
+        outln!(
             "  {}  {:>11}  {}",
             l.digest,
             human_bytes(l.size),
@@ -420,7 +420,7 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     // A fresh client: its counters are this pull's.
     let moved = client.counters();
     match a.reg.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "reference": r.to_string(),
@@ -431,7 +431,7 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
             }))
             .into_diagnostic()?
         ),
-        _ => println!(
+        _ => outln!(
             "pulled {r}@{} into {} in {:.2} s: {} downloaded ({}), {} already stored",
             img.manifest_digest,
             store.layout().root().display(),

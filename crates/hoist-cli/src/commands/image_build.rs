@@ -91,7 +91,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             destination: if store.is_some() { "store" } else { "registry" },
         };
         if a.reg.output != OutputFormat::Json {
-            println!(
+            outln!(
                 "{:<16} {}@{} ({})",
                 built.service,
                 built.reference,
@@ -109,7 +109,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     }
     client.set_progress(None);
     if a.reg.output == OutputFormat::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&results).into_diagnostic()?
         );

@@ -18,14 +18,14 @@ pub fn run(args: InitArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         .map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
     let done = hoist_config::scaffold::init(&dir, &args.mold)?;
     for p in &done.created {
-        println!("created {}", p.display());
+        outln!("created {}", p.display());
     }
     if done.gitignore_updated {
-        println!(
+        outln!(
             "added hoist-settings.yaml to {}",
             dir.join(".gitignore").display()
         );
     }
-    println!("next: hoist render   (or hoist validate, hoist services)");
+    outln!("next: hoist render   (or hoist validate, hoist services)");
     Ok(ExitCode::SUCCESS)
 }

@@ -51,13 +51,13 @@ pub fn run(cmd: RegistryCommand, _g: &GlobalOpts) -> miette::Result<ExitCode> {
         RegistryCommand::Logout(a) => {
             let (path, removed) = auth::remove(&a.registry).into_diagnostic()?;
             if removed {
-                println!(
+                outln!(
                     "removed credentials for {} from {}",
                     a.registry,
                     path.display()
                 );
             } else {
-                println!(
+                outln!(
                     "no stored credentials for {} in {}",
                     a.registry,
                     path.display()
@@ -116,7 +116,7 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
         e => miette!("login to {} failed: {e}", a.registry),
     })?;
     let path = auth::store(&probe.registry, &a.username, &password).into_diagnostic()?;
-    println!(
+    outln!(
         "login succeeded; credentials for {} stored in {}",
         probe.registry,
         path.display()

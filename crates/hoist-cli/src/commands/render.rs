@@ -44,7 +44,7 @@ pub fn run(args: RenderArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         RenderFormat::Json => to_json(objs),
     };
     match &args.out {
-        None => print!("{}", format(&objects)),
+        None => out!("{}", format(&objects)),
         Some(dir) => {
             std::fs::create_dir_all(dir).into_diagnostic()?;
             let ext = match args.format {

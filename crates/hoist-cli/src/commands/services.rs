@@ -59,7 +59,7 @@ pub fn run(args: ServicesArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             .iter()
             .map(|s| as_json(&project, s))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
@@ -95,7 +95,7 @@ pub fn run(args: ServicesArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        outln!("{}", line.join("  ").trim_end());
     }
     for p in project.load_problems() {
         eprintln!("warning: {p}");

@@ -197,7 +197,7 @@ fn report_stop(session: &Session, display: Display, interrupted: bool) {
             "ready": ready,
             "not_ready": not_ready,
         });
-        println!("{doc}");
+        outln!("{doc}");
     }
     eprintln!("{}", view::stopped_summary(&state, interrupted));
 }

@@ -32,7 +32,7 @@ pub fn run(args: ValidateArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": problems.is_empty(),
@@ -45,7 +45,7 @@ pub fn run(args: ValidateArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             eprintln!("{:?}", miette::Report::new(p.clone()));
         }
         if problems.is_empty() {
-            println!(
+            outln!(
                 "project `{}`: {} services, no problems",
                 project.config.name,
                 project.services.len()
