@@ -1,6 +1,9 @@
 //! `hoist`: the command-line front end. Parsing and output only; the work
 //! happens in the library crates.
 
+// Standard output goes through `outln!`/`out!` (output.rs): `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout)]
+
 // First: its `outln!`/`out!` macros are used by the modules below.
 #[macro_use]
 mod output;
