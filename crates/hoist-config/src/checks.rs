@@ -52,10 +52,9 @@ fn check_registries(p: &Project) -> Vec<ConfigError> {
         let why = if registry.contains("://") {
             Some("it has a URL scheme".to_string())
         } else {
-            // Images are named REGISTRY/NAME:TAG (a trailing `/` dropped, as when they are
-            // named): the registry must make a valid start.
-            let registry = registry.trim_end_matches('/');
-            crate::names::image_reference_problem(&format!("{registry}/x"))
+            // The registry must make a valid start of the names images get there.
+            let name = crate::project::repository_in(Some(registry), "x");
+            crate::names::image_reference_problem(&name)
         };
         if let Some(why) = why {
             out.push(

@@ -285,11 +285,7 @@ impl Project {
 
     /// `<registry>/<name>` for a service with an image.
     pub fn image_repository(&self, svc: &Service) -> Option<String> {
-        let name = svc.image_name()?;
-        Some(match self.registry() {
-            Some(r) => format!("{}/{name}", r.trim_end_matches('/')),
-            None => name.to_string(),
-        })
+        Some(repository_in(self.registry(), svc.image_name()?))
     }
 
     /// `<registry>/<name>:<tag>` for a service with an image.
@@ -320,6 +316,14 @@ impl Project {
         let mut seen = BTreeSet::new();
         out.retain(|e| seen.insert(e.to_string()));
         out
+    }
+}
+
+/// How images are named: `name` in `registry` (its trailing `/` dropped), or bare.
+pub fn repository_in(registry: Option<&str>, name: &str) -> String {
+    match registry {
+        Some(r) => format!("{}/{name}", r.trim_end_matches('/')),
+        None => name.to_string(),
     }
 }
 
