@@ -517,12 +517,7 @@ impl RegistryClient {
                         continue;
                     }
                 }
-                let found = self.inner.auth.lock().await.get(&r.registry).and_then(|a| {
-                    a.lookup
-                        .as_ref()
-                        .map(|l| (l.description.clone(), l.credential.is_some()))
-                });
-                let (lookup, have_credentials) = match found {
+                let (lookup, have_credentials) = match self.looked_up(&r.registry).await {
                     Some(f) => f,
                     None => match self.lookup(&r.registry).await {
                         Ok(l) => (l.description, l.credential.is_some()),
@@ -538,14 +533,8 @@ impl RegistryClient {
                 });
             }
             if resp.status() == StatusCode::FORBIDDEN {
-                let lookup = self
-                    .inner
-                    .auth
-                    .lock()
-                    .await
-                    .get(&r.registry)
-                    .and_then(|a| a.lookup.as_ref().map(|l| l.description.clone()))
-                    .unwrap_or_else(|| "anonymous".into());
+                let lookup = (self.looked_up(&r.registry).await)
+                    .map_or_else(|| "anonymous".into(), |(description, _)| description);
                 return Err(Error::Forbidden {
                     registry: r.registry.clone(),
                     url: url.to_string(),
@@ -561,6 +550,14 @@ impl RegistryClient {
                 .or_default();
             return Ok(resp);
         }
+    }
+
+    /// Where this client looked for `registry`'s credentials, and whether it found some; `None`
+    /// if it has not looked yet.
+    async fn looked_up(&self, registry: &str) -> Option<(String, bool)> {
+        let auth = self.inner.auth.lock().await;
+        let l = auth.get(registry)?.lookup.as_ref()?;
+        Some((l.description.clone(), l.credential.is_some()))
     }
 
     /// Has `registry` answered a request yet (so its auth scheme is known)?
