@@ -25,30 +25,34 @@ macro_rules! out {
 /// Set once stdout turned out to be a closed pipe.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Write to stdout. Once it is a closed pipe (`hoist render | head`), the rest of the output
-/// is dropped quietly and the command ends with its own exit status (`hoist ci | head`
-/// still fails when a test does); `println!` would panic. Any other failure to write (a
-/// full disk under `> file`) ends hoist with an error, so cut-off output never passes for
-/// whole output.
+/// Write formatted text to stdout, see [`to_stdout`].
 pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
+    to_stdout(|out| {
+        out.write_fmt(args)?;
+        if newline {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    });
+}
+
+/// Run `write` on stdout and flush it. Once stdout is a closed pipe (`hoist render | head`),
+/// the rest of the output is dropped quietly (returns `false`) and the command ends with its
+/// own exit status (`hoist ci | head` still fails when a test does); `println!` would panic.
+/// Any other failure to write (a full disk under `> file`) ends hoist with an error, so
+/// cut-off output never passes for whole output.
+pub fn to_stdout(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> bool {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let mut out = std::io::stdout().lock();
-    let wrote = out
-        .write_fmt(args)
-        .and_then(|()| {
-            if newline {
-                out.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| out.flush());
-    match wrote {
-        Ok(()) => {}
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            false
         }
         Err(e) => {
             eprintln!("error: cannot write to standard output: {e}");

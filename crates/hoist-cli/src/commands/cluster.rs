@@ -354,16 +354,11 @@ fn logs(data_dir: &Path, follow: bool) -> miette::Result<ExitCode> {
             path.display()
         )
     })?;
-    let mut out = std::io::stdout().lock();
     // A reader that goes away (`| head`) ends the command, quietly.
-    let mut emit = |buf: &[u8]| match out.write_all(buf).and_then(|()| out.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(e).into_diagnostic(),
-    };
+    let emit = |buf: &[u8]| crate::output::to_stdout(|out| out.write_all(buf));
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).into_diagnostic()?;
-    if !emit(&buf)? || !follow {
+    if !emit(&buf) || !follow {
         return Ok(ExitCode::SUCCESS);
     }
     let mut pos = f.stream_position().into_diagnostic()?;
@@ -377,7 +372,7 @@ fn logs(data_dir: &Path, follow: bool) -> miette::Result<ExitCode> {
             f.seek(SeekFrom::Start(pos)).into_diagnostic()?;
             buf.clear();
             f.read_to_end(&mut buf).into_diagnostic()?;
-            if !emit(&buf)? {
+            if !emit(&buf) {
                 return Ok(ExitCode::SUCCESS);
             }
             pos = f.stream_position().into_diagnostic()?;
