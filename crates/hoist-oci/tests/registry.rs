@@ -12,7 +12,7 @@ use hoist_oci::auth::Credential;
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
-use hoist_oci::manifest::{Descriptor, ImageIndex, Platform, RawManifest, media};
+use hoist_oci::manifest::{Descriptor, ImageIndex, ImageManifest, Platform, RawManifest, media};
 use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Reference};
 use support::registry::{PASS, Registry, USER, pseudo_random, skopeo_config, write_file};
 
@@ -30,6 +30,11 @@ fn layer(from: &Path, to: &str) -> LayerSpec {
 
 fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
+}
+
+/// The bytes of an image's blobs: its config and layers.
+fn image_bytes(m: &ImageManifest) -> u64 {
+    m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
 /// Every layer is in the store, and its file hashes to its digest.
@@ -369,7 +374,7 @@ async fn transfers_are_bounded_over_the_whole_client() {
         .unwrap();
     assert_eq!(img.manifest.layers.len(), 5);
     let m = &img.manifest;
-    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    let image_bytes = image_bytes(m);
     assert_eq!(
         (bar.position(), bar.length()),
         (image_bytes, Some(image_bytes))
@@ -420,7 +425,7 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     .unwrap();
     assert_eq!(rep.blobs_copied, 4);
     let m = c.get_manifest(&src).await.unwrap().image().unwrap();
-    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    let image_bytes = image_bytes(&m);
     assert_eq!(rep.bytes_copied, image_bytes);
     assert_eq!(
         (bar.position(), bar.length()),
@@ -610,7 +615,7 @@ async fn layout_blobs_stream_verified() {
     assert_eq!((rep.digest, rep.blobs_copied), (digest.clone(), 3));
     // No registry moved these bytes, yet the report counts them.
     let m = c.get_manifest(&src).await.unwrap().image().unwrap();
-    let image_bytes = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    let image_bytes = image_bytes(&m);
     assert_eq!(rep.bytes_copied, image_bytes);
     assert_eq!(one_at_a_time.peak_transfers(), 1, "file copies take slots");
     let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
@@ -621,7 +626,6 @@ async fn layout_blobs_stream_verified() {
     assert_eq!(sk["Digest"], digest.to_string());
 
     // Corrupt one layer blob in the layout: every destination refuses it.
-    let m = c.get_manifest(&src).await.unwrap().image().unwrap();
     let bad = m.layers[0].digest.clone();
     let file = dir.join("blobs/sha256").join(bad.hex());
     let mut bytes = std::fs::read(&file).unwrap();
