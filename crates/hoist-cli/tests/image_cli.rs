@@ -218,12 +218,6 @@ fn bad_input_is_reported_not_panicked() {
     assert!(err.contains("expected SRC:DEST"), "{err}");
     let err = append(&["--env", "NOEQ"], "127.0.0.1:1/x:y");
     assert!(err.contains("expected KEY=VALUE"), "{err}");
-    let err = append(&[], "oci:/tmp/x");
-    assert!(
-        err.contains("append works with registry references, not OCI layouts")
-            && err.contains("hoist image copy REF oci:DIR"),
-        "{err}"
-    );
     let copy = ["image", "copy", "127.0.0.1:1/x:y", "oci:/tmp/x"];
     let err = fails(t, &[&copy[..], &["--platform", "linux"]].concat());
     assert!(err.contains("invalid platform"), "{err}");
@@ -418,4 +412,190 @@ fn ctrl_c_during_append_leaves_no_temp_file() {
         "{err}"
     );
     assert_eq!(temp_files(), Vec::<String>::new());
+}
+
+/// `umoci unpack` of `image` (DIR:NAME) into `bundle`: the rootfs entries as
+/// `path mode` (`f644`, `d755`), sorted.
+fn unpacked(image: &str, bundle: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image", image])
+        .arg(bundle)
+        .output()
+        .expect("umoci is installed");
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = bundle.join("rootfs");
+    let mut found = vec![];
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let kind = if m.is_dir() { 'd' } else { 'f' };
+            let rel = p.strip_prefix(&root).unwrap().display();
+            found.push(format!("{rel} {kind}{:o}", m.permissions().mode() & 0o777));
+            if m.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `append --base oci:DIR[:NAME]` builds on an image another tool saved as an OCI layout,
+/// and `--tag oci:DIR[:NAME]` stores the result in one: with a registry on either side or on
+/// neither, and the same digest whichever way the same base arrives.
+#[test]
+fn append_reads_and_writes_oci_layouts() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("os/etc/os-release"), b"ID=test\n", 0o644);
+    write_file(&t.join("app/run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    let app_layer = format!("{}:/app", t.join("app").display());
+    let base = reg.reference("base/os:1");
+    hoist(t)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/", t.join("os").display()))
+        .args(["--env", "PATH=/bin", "--tag", &base])
+        .assert()
+        .success();
+    // The production image, saved as a layout by another tool.
+    let prod = t.join("prod");
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{base}"),
+        ])
+        .arg(format!("oci:{}:v1", prod.display()))
+        .output()
+        .expect("skopeo is installed");
+    assert!(out.status.success(), "{out:?}");
+    let gets = |r: &Registry| r.requests().get("GET").copied().unwrap_or(0);
+    let gets_before = gets(&reg);
+
+    // Layout base, registry target: the base layer goes up from the layout's file.
+    let pushed = reg.reference("app/web:v1");
+    let a = hoist(t)
+        .args(["image", "append", "--base"])
+        .arg(format!("oci:{}:v1", prod.display()))
+        .args(["--layer", &app_layer, "--cmd", "/app/run.sh"])
+        .args(["--tag", &pushed, "-o", "json"])
+        .assert()
+        .success();
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(rep["layers_uploaded"], 2, "{rep}");
+    assert_eq!(gets(&reg), gets_before, "nothing is read from the registry");
+    let cfg = registry::skopeo_config(&format!("docker://{pushed}"));
+    assert_eq!(cfg["config"]["Env"], serde_json::json!(["PATH=/bin"]));
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/app/run.sh"]));
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+    // Registry base, layout target: an image umoci unpacks, the same digest as above.
+    let out_dir = t.join("out");
+    let a = hoist(t)
+        .args(["image", "append", "--base", &base])
+        .args(["--layer", &app_layer, "--cmd", "/app/run.sh", "--tag"])
+        .arg(format!("oci:{}:dev", out_dir.display()))
+        .assert()
+        .success();
+    let line = stdout(&a);
+    assert!(
+        line.starts_with(&format!(
+            "stored oci:{}:dev ({})",
+            out_dir.display(),
+            rep["digest"].as_str().unwrap()
+        )) && line.contains(": 2 layers written, 0 already there"),
+        "{line}"
+    );
+    let files = unpacked(&format!("{}:dev", out_dir.display()), &t.join("b1"));
+    assert_eq!(
+        files,
+        [
+            "app d755",
+            "app/run.sh f755",
+            "etc d755",
+            "etc/os-release f644",
+        ]
+    );
+
+    // Layout to layout, with no registry at all: the new image beside the base.
+    drop(reg);
+    let into_prod = format!("oci:{}:app", prod.display());
+    let append_offline = || {
+        let a = hoist(t)
+            .args(["image", "append", "--base"])
+            .arg(format!("oci:{}:v1", prod.display()))
+            .args(["--layer", &app_layer, "--cmd", "/app/run.sh"])
+            .args(["--tag", &into_prod, "-o", "json"])
+            .assert()
+            .success();
+        serde_json::from_str::<serde_json::Value>(&stdout(&a)).unwrap()
+    };
+    let first = append_offline();
+    assert_eq!(first["digest"], rep["digest"]);
+    assert_eq!(
+        (&first["layers_uploaded"], &first["layers_present"]),
+        (&1.into(), &1.into()),
+        "the base layer is in this layout already: {first}"
+    );
+    let again = append_offline();
+    assert_eq!(
+        (&again["layers_uploaded"], &again["layers_present"]),
+        (&0.into(), &2.into()),
+        "{again}"
+    );
+    assert_eq!(
+        unpacked(&format!("{}:app", prod.display()), &t.join("b2")),
+        files
+    );
+    // The base is still there under its own name.
+    assert_eq!(
+        unpacked(&format!("{}:v1", prod.display()), &t.join("b3")),
+        ["etc d755", "etc/os-release f644"]
+    );
+
+    // Bad layouts name what is wrong with them.
+    let err = fails(
+        t,
+        &[
+            "image",
+            "append",
+            "--base",
+            &format!("oci:{}", prod.display()),
+            "--tag",
+            &into_prod,
+        ],
+    );
+    assert!(
+        err.contains("2 images in index.json: name one with oci:DIR:NAME (names: v1, app)"),
+        "{err}"
+    );
+    let missing = t.join("nope");
+    let err = fails(
+        t,
+        &[
+            "image",
+            "append",
+            "--base",
+            &format!("oci:{}", missing.display()),
+            "--tag",
+            &into_prod,
+        ],
+    );
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("cannot read oci-layout"),
+        "{err}"
+    );
+    let err = fails(
+        t,
+        &["image", "append", "--base", "scratch", "--tag", "oci:"],
+    );
+    assert!(err.contains("expected oci:DIR[:NAME]"), "{err}");
 }

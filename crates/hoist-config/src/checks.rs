@@ -468,8 +468,23 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             .help("add `dockerfile: Dockerfile`, or remove them for a layered image"),
         );
     }
-    // A base that is not a service of the project is pulled: it must be a reference.
+    // `oci:DIR` names a layout for `hoist image append` and `copy`; a service's image is
+    // tagged by its inputs, and a directory that changes in place would not retag it.
     if let Some(base) = img.base.as_deref()
+        && base.starts_with("oci:")
+    {
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidImage,
+                format!(
+                    "service `{}`: image base `{base}` is an OCI layout; a service builds on a registry image or another service",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["image", "base"], "here"))
+            .help("push the layout first (`hoist image copy oci:DIR REGISTRY/NAME:TAG`), then name that reference"),
+        );
+    } else if let Some(base) = img.base.as_deref()
         && base != "scratch"
         && p.service(base).is_none()
         && !p.tolerated.contains(base)

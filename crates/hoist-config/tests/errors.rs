@@ -310,6 +310,25 @@ fn image_base_that_is_no_reference() {
 }
 
 #[test]
+fn image_base_that_is_an_oci_layout() {
+    // Even `oci:tag`, which reads as Docker Hub's `library/oci`: hoist means a layout by it.
+    for base in ["oci:../base", "oci:base"] {
+        let p = problems(&[(
+            "services/b/service.yaml",
+            &format!("name: b\nimage:\n  base: \"{base}\"\n"),
+        )]);
+        let e = expect(
+            &p,
+            ErrorKind::InvalidImage,
+            "services/b/service.yaml:3:",
+            &[&format!("image base `{base}` is an OCI layout")],
+        );
+        let help = e.help.unwrap_or_default();
+        assert!(help.contains("hoist image copy oci:DIR"), "{help}");
+    }
+}
+
+#[test]
 fn registry_that_cannot_start_an_image_name() {
     let p = problems(&[("hoist.yaml", "name: t\nregistry: http://localhost:5000\n")]);
     expect(

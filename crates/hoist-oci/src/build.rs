@@ -1,5 +1,6 @@
-//! Append layers onto a base image and push only what the target registry lacks.
-//! Base layers are mounted (same registry) or copied registry-to-registry, never rebuilt.
+//! Append layers onto a base image and push only what the target registry lacks (or store
+//! the result in an OCI layout). Base layers are mounted (same registry), copied across,
+//! or read from the base's layout, never rebuilt.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,12 +9,14 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
+use crate::copy::Location;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layer::{
     BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch,
     sweep_stale_temp_files,
 };
+use crate::layout::OciLayout;
 use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
@@ -22,7 +25,7 @@ use crate::reference::Reference;
 /// What to build: a service's `image:` section, or `hoist image append` flags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BuildSpec {
-    /// Base image reference, or `scratch`.
+    /// Base image: a reference, `oci:DIR[:NAME]` (an OCI layout), or `scratch`.
     pub base: String,
     /// One layer per spec, in order.
     pub layers: Vec<LayerSpec>,
@@ -65,9 +68,17 @@ pub struct PushReport {
     pub transfer: CounterSnapshot,
 }
 
+/// Where a base image's blobs are read from.
+#[derive(Clone, Debug)]
+pub enum Base {
+    Registry(Reference),
+    /// An OCI layout directory (`--base oci:DIR[:NAME]`): nothing is downloaded.
+    Layout(OciLayout),
+}
+
 /// A built image, ready to push. Its new layers are temp files, removed when it is dropped.
 pub struct BuiltImage {
-    pub base: Option<Reference>,
+    pub base: Option<Base>,
     pub base_layers: Vec<Descriptor>,
     pub new_layers: Vec<BuiltLayer>,
     pub config: ImageConfig,
@@ -177,21 +188,32 @@ fn sweep_once(dir: &std::path::Path) {
     }
 }
 
-/// The base reference, manifest and config (an empty config for `scratch`).
+/// The base, its manifest and config (an empty config for `scratch`).
 async fn resolve_base(
     client: &RegistryClient,
     spec: &BuildSpec,
     opts: &BuildOptions,
-) -> Result<(Option<Reference>, Option<ImageManifest>, ImageConfig)> {
+) -> Result<(Option<Base>, Option<ImageManifest>, ImageConfig)> {
     if is_scratch(&spec.base) {
         return Ok((None, None, ImageConfig::empty(&opts.platform)));
     }
-    let b = Reference::parse(&spec.base)?;
-    let (raw, _) = client.resolve_image(&b, &opts.platform).await?;
-    let m = raw.image()?;
-    let bytes = client.get_blob(&b, &m.config.digest).await?;
+    let (base, m, bytes) = match spec.base.parse::<Location>()? {
+        Location::Registry(b) => {
+            let (raw, _) = client.resolve_image(&b, &opts.platform).await?;
+            let m = raw.image()?;
+            let bytes = client.get_blob(&b, &m.config.digest).await?.to_vec();
+            (Base::Registry(b), m, bytes)
+        }
+        Location::Layout { dir, name } => {
+            let l = OciLayout::open(dir)?;
+            let (raw, _) = l.resolve_image(name.as_deref(), &opts.platform)?;
+            let m = raw.image()?;
+            let bytes = l.read_blob(&m.config.digest)?;
+            (Base::Layout(l), m, bytes)
+        }
+    };
     let cfg = parse_config(&bytes, &m.config.digest)?;
-    Ok((Some(b), Some(m), cfg))
+    Ok((Some(base), Some(m), cfg))
 }
 
 /// Build the layers (on blocking threads, one per spec) and the new config + manifest.
@@ -354,8 +376,15 @@ pub async fn push_built(
         );
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            // Mounted on the same registry, streamed across from another one.
-            Ok((c.copy_blob(&base, &t, &d.0, d.1).await?, d.1))
+            let outcome = match base {
+                // Mounted on the same registry, streamed across from another one.
+                Base::Registry(b) => c.copy_blob(&b, &t, &d.0, d.1).await?,
+                Base::Layout(l) => {
+                    c.upload_blob_file(&t, &d.0, &l.blob_path(&d.0), d.1)
+                        .await?
+                }
+            };
+            Ok((outcome, d.1))
         });
     }
     for l in new_layers {
@@ -410,15 +439,7 @@ pub async fn build_to_store(
     name: &Reference,
     opts: &BuildOptions,
 ) -> Result<crate::store::ResolvedImage> {
-    let opts = BuildOptions {
-        temp_dir: Some(
-            opts.temp_dir
-                .clone()
-                .unwrap_or_else(|| store.layout().blob_dir()),
-        ),
-        ..opts.clone()
-    };
-    let img = build(client, spec, &opts).await?;
+    let img = build(client, spec, &opts.building_in(store.layout())).await?;
     store_built(client, &img, store, name).await?;
     store.resolve(name)
 }
@@ -431,20 +452,114 @@ pub async fn store_built(
     store: &crate::store::LocalStore,
     name: &Reference,
 ) -> Result<()> {
-    if let Some(base) = &img.base {
-        // Straight to temp files, renamed once verified: never whole in memory.
-        let blobs = img.base_layers.iter().map(|l| (l.digest.clone(), l.size));
-        store.download_missing(client, base, blobs).await?;
+    land_blobs(client, img, store.layout()).await?;
+    store.put_image(name, &img.manifest, &[])
+}
+
+/// Build `spec` into the OCI layout at `dir` (created if missing) as `name` (or unnamed):
+/// like [`build_and_push`], with a directory in place of a registry.
+pub async fn build_to_layout(
+    client: &RegistryClient,
+    spec: &BuildSpec,
+    dir: &std::path::Path,
+    name: Option<&str>,
+    opts: &BuildOptions,
+) -> Result<PushReport> {
+    let before = client.counters();
+    let layout = OciLayout::create(dir)?;
+    let img = build(client, spec, &opts.building_in(&layout)).await?;
+    let landed = land_blobs(client, &img, &layout).await?;
+    layout.put_manifest(&img.manifest, name)?;
+    Ok(PushReport {
+        reference: Location::Layout {
+            dir: dir.to_path_buf(),
+            name: name.map(String::from),
+        }
+        .to_string(),
+        digest: img.manifest.digest.clone(),
+        layers_uploaded: landed.written,
+        layers_mounted: 0,
+        layers_present: landed.present,
+        transfer: diff(client.counters(), before),
+    })
+}
+
+impl BuildOptions {
+    /// These options with new layers written in `layout`'s blob directory (unless a temp
+    /// directory is set), so they land there by link, never copied.
+    fn building_in(&self, layout: &OciLayout) -> Self {
+        Self {
+            temp_dir: Some(self.temp_dir.clone().unwrap_or_else(|| layout.blob_dir())),
+            ..self.clone()
+        }
     }
-    for l in &img.new_layers {
-        store.layout().put_layer(l)?;
+}
+
+/// How many layers [`land_blobs`] wrote, and how many the layout had already.
+struct Landed {
+    written: usize,
+    present: usize,
+}
+
+/// Put every blob of a built image into `layout`, the manifest excepted: base layers
+/// downloaded from their registry or copied from their layout unless already there, new
+/// layers linked from their temp files, the config.
+async fn land_blobs(
+    client: &RegistryClient,
+    img: &BuiltImage,
+    layout: &OciLayout,
+) -> Result<Landed> {
+    let mut landed = Landed {
+        written: 0,
+        present: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let base_layers: Vec<_> = (img.base_layers.iter())
+        .filter(|d| seen.insert(d.digest.clone()))
+        .map(|d| (d.digest.clone(), d.size))
+        .collect();
+    match &img.base {
+        Some(Base::Registry(base)) => {
+            let n = layout
+                .download_missing(client, base, base_layers.iter().cloned())
+                .await?;
+            landed.written += n;
+            landed.present += base_layers.len() - n;
+        }
+        Some(Base::Layout(from)) => {
+            client.plan_bytes(base_layers.iter().fold(0u64, |t, b| t.saturating_add(b.1)));
+            let mut tasks = JoinSet::new();
+            for (d, size) in base_layers {
+                let (c, from, to) = (client.clone(), from.clone(), layout.clone());
+                tasks.spawn(
+                    async move { Ok((to.copy_blob_from(&c, &from, &d, size).await?, size)) },
+                );
+            }
+            for (outcome, size) in crate::join_all(tasks, "layer copy").await? {
+                match outcome {
+                    BlobOutcome::Present => landed.present += 1,
+                    _ => landed.written += 1,
+                }
+                client.settle_plan(outcome, size);
+            }
+        }
+        None => {}
     }
-    let config_digest = Digest::of(&img.config_bytes);
-    store.put_image(
-        name,
-        &img.manifest,
-        &[(config_digest, &img.config_bytes[..])],
-    )
+    for l in img
+        .new_layers
+        .iter()
+        .filter(|l| seen.insert(l.digest.clone()))
+    {
+        match layout.has_blob(&l.digest) {
+            true => landed.present += 1,
+            false => {
+                layout.put_layer(l)?;
+                landed.written += 1;
+            }
+        }
+    }
+    layout.put_blob(&Digest::of(&img.config_bytes), &img.config_bytes)?;
+    Ok(landed)
 }
 
 #[cfg(test)]

@@ -242,19 +242,12 @@ async fn copy_image(
                     c.upload_blob_file(target, &d, &sl.blob_path(&d), size)
                         .await?
                 }
+                (Src::Layout(sl, _), Dst::Layout(l, _)) => {
+                    l.copy_blob_from(&c, sl, &d, size).await?
+                }
                 (_, Dst::Layout(l, _)) if l.has_blob(&d) => BlobOutcome::Present,
                 (Src::Registry(sr), Dst::Layout(l, _)) => {
                     c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
-                    BlobOutcome::Uploaded
-                }
-                (Src::Layout(sl, _), Dst::Layout(l, _)) => {
-                    // A file copy is a transfer too: `--jobs` bounds it like the others.
-                    let _slot = c.transfer_slot().await;
-                    let (from, l) = (sl.blob_path(&d), l.clone());
-                    tokio::task::spawn_blocking(move || l.put_blob_from_file(&d, &from, size))
-                        .await
-                        .map_err(|e| Error::Invalid(e.to_string()))??;
-                    c.progress(size);
                     BlobOutcome::Uploaded
                 }
             };

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::{BlobOutcome, RegistryClient};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::layer::BuiltLayer;
-use crate::manifest::{Descriptor, ImageIndex, RawManifest, media};
+use crate::manifest::{Descriptor, ImageIndex, Parsed, Platform, RawManifest, media};
+use crate::reference::Reference;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -252,6 +254,76 @@ impl OciLayout {
         let bytes = self.read_blob(d)?;
         RawManifest::new(bytes, media_type)
     }
+
+    /// The image named `name` (as [`OciLayout::get_manifest`] finds it) and, when that is an
+    /// index, its image for `platform`. Returns (image manifest, the index it came from).
+    pub fn resolve_image(
+        &self,
+        name: Option<&str>,
+        platform: &Platform,
+    ) -> Result<(RawManifest, Option<RawManifest>)> {
+        let top = self.get_manifest(name)?;
+        match top.parse()? {
+            Parsed::Image(_) => Ok((top, None)),
+            Parsed::Index(idx) => {
+                let what = match name {
+                    Some(n) => format!("oci:{}:{n}", self.root.display()),
+                    None => format!("oci:{}", self.root.display()),
+                };
+                let d = idx.select(platform, &what)?;
+                let child = self.manifest_by_digest(&d.digest, Some(&d.media_type))?;
+                Ok((child, Some(top)))
+            }
+        }
+    }
+
+    /// Download the blobs among `blobs` (digest, size) this layout lacks from `from`'s
+    /// repository, several at once (the client bounds the transfers), each verified in a
+    /// temp file and renamed into place: a failure leaves no partial blob. Returns how many
+    /// were downloaded.
+    pub async fn download_missing(
+        &self,
+        client: &RegistryClient,
+        from: &Reference,
+        blobs: impl IntoIterator<Item = (Digest, u64)>,
+    ) -> Result<usize> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut queued = std::collections::HashSet::new();
+        for (d, size) in blobs {
+            if self.has_blob(&d) || !queued.insert(d.clone()) {
+                continue;
+            }
+            client.plan_bytes(size);
+            let (c, r, path) = (client.clone(), from.clone(), self.blob_path(&d));
+            // No probes run ahead here: the download's own transfer slot is the only bound.
+            tasks.spawn(async move { c.download_blob_to(&r, &d, &path).await.map(|_| ()) });
+        }
+        // After a failure the other downloads stop, their temp files gone, before this returns.
+        let done = crate::join_all(tasks, "download").await?;
+        Ok(done.len())
+    }
+
+    /// Copy blob `d` (`size` bytes) from the layout `from` unless this one has it, on a
+    /// blocking thread: one of `client`'s transfers, bounded by `--jobs` like the others and
+    /// counted on its bar.
+    pub(crate) async fn copy_blob_from(
+        &self,
+        client: &RegistryClient,
+        from: &OciLayout,
+        d: &Digest,
+        size: u64,
+    ) -> Result<BlobOutcome> {
+        if self.has_blob(d) {
+            return Ok(BlobOutcome::Present);
+        }
+        let _slot = client.transfer_slot().await;
+        let (to, src, d) = (self.clone(), from.blob_path(d), d.clone());
+        tokio::task::spawn_blocking(move || to.put_blob_from_file(&d, &src, size))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        client.progress(size);
+        Ok(BlobOutcome::Uploaded)
+    }
 }
 
 pub fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -294,6 +366,48 @@ mod tests {
         })
         .unwrap();
         b.build_in(dir).unwrap()
+    }
+
+    #[test]
+    fn an_index_resolves_to_the_image_for_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = OciLayout::create(dir.path()).unwrap();
+        let (amd, arm) = (manifest(1), manifest(2));
+        let mut idx = ImageIndex {
+            schema_version: 2,
+            media_type: Some(media::OCI_INDEX.into()),
+            manifests: vec![],
+            annotations: None,
+        };
+        for (m, p) in [(&amd, "linux/amd64"), (&arm, "linux/arm64/v8")] {
+            l.put_blob(&m.digest, &m.bytes).unwrap();
+            let mut d = m.descriptor();
+            d.platform = Some(p.parse().unwrap());
+            idx.manifests.push(d);
+        }
+        let top =
+            RawManifest::new(serde_json::to_vec(&idx).unwrap(), Some(media::OCI_INDEX)).unwrap();
+        l.put_manifest(&top, Some("multi")).unwrap();
+        l.put_manifest(&amd, Some("single")).unwrap();
+
+        let (image, index) = l
+            .resolve_image(Some("multi"), &"linux/arm64".parse().unwrap())
+            .unwrap();
+        assert_eq!(image.digest, arm.digest);
+        assert_eq!(index.map(|i| i.digest), Some(top.digest.clone()));
+        let (image, index) = l
+            .resolve_image(Some("single"), &"linux/arm64".parse().unwrap())
+            .unwrap();
+        assert_eq!((image.digest, index.is_none()), (amd.digest, true));
+        let err = l
+            .resolve_image(Some("multi"), &"linux/s390x".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        let name = format!("oci:{}:multi", dir.path().display());
+        assert!(
+            err.contains(&name) && err.contains("linux/arm64/v8"),
+            "{err}"
+        );
     }
 
     #[test]

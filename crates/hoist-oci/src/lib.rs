@@ -3,7 +3,8 @@
 //!
 //! Entry points:
 //! - [`build_and_push`] (a [`BuildSpec`]: base + layers + config changes → registry), and
-//!   [`build::build_to_store`] (the same into the [`LocalStore`], no registry needed);
+//!   [`build::build_to_store`] / [`build::build_to_layout`] (the same into the
+//!   [`LocalStore`] or an OCI layout, no registry needed; the base may be a layout too);
 //! - [`copy()`] between registries and OCI layout directories ([`Location`]);
 //! - [`LocalStore`]: `open`/`open_default`, `pull`, `put_image`, `resolve`, `blob_path`;
 //! - [`dockerfile::build_and_push_dockerfile`] for `dockerfile:` services;

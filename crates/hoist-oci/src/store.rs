@@ -101,33 +101,11 @@ impl LocalStore {
         let blobs = std::iter::once(&m.config)
             .chain(m.layers.iter())
             .map(|b| (b.digest.clone(), b.size));
-        self.download_missing(client, reference, blobs).await?;
+        self.layout
+            .download_missing(client, reference, blobs)
+            .await?;
         self.put_image(reference, &raw, &[])?;
         self.resolve(reference)
-    }
-
-    /// Download the blobs among `blobs` (digest, size) this store lacks from `from`'s
-    /// repository, several at once (the client bounds the transfers), each verified in a
-    /// temp file and renamed into place: a failure leaves no partial blob.
-    pub async fn download_missing(
-        &self,
-        client: &RegistryClient,
-        from: &Reference,
-        blobs: impl IntoIterator<Item = (Digest, u64)>,
-    ) -> Result<()> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut queued = std::collections::HashSet::new();
-        for (d, size) in blobs {
-            if self.layout.has_blob(&d) || !queued.insert(d.clone()) {
-                continue;
-            }
-            client.plan_bytes(size);
-            let (c, r, path) = (client.clone(), from.clone(), self.layout.blob_path(&d));
-            // No probes run ahead here: the download's own transfer slot is the only bound.
-            tasks.spawn(async move { c.download_blob_to(&r, &d, &path).await.map(|_| ()) });
-        }
-        // After a failure the other downloads stop, their temp files gone, before this returns.
-        crate::join_all(tasks, "download").await.map(|_| ())
     }
 
     /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hoist_oci::auth::Credential;
-use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_layout};
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::manifest::{Descriptor, ImageIndex, ImageManifest, Platform, RawManifest, media};
@@ -284,6 +284,88 @@ async fn base_in_another_repo_is_mounted_not_uploaded() {
     // Only the base config was downloaded, never a base layer.
     assert_eq!(rep.transfer.blob_downloads, 1);
     assert!(rep.transfer.download_bytes < 5_000);
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+}
+
+/// A base from a registry into a layout, from a layout into another, from a layout up to a
+/// registry: the base layers travel once each, verified, and the bar ends full at exactly
+/// the bytes that moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_as_base_or_target_move_each_base_layer_once() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "platform/base:1", 3, 200_000, tmp.path()).await;
+    let base_manifest = c.get_manifest(&base).await.unwrap().image().unwrap();
+    let base_layer_bytes: u64 = base_manifest.layers.iter().map(|l| l.size).sum();
+    let src = tmp.path().join("app");
+    write_file(&src.join("app.bin"), b"app", 0o755);
+    let spec = |base: String| BuildSpec {
+        base,
+        layers: vec![layer(&src, "/app")],
+        ..Default::default()
+    };
+    let bar = || {
+        let bar = hoist_oci::indicatif::ProgressBar::hidden();
+        c.set_progress(Some(bar.clone()));
+        bar
+    };
+    let opts = BuildOptions::default();
+
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let b = bar();
+    let rep = build_to_layout(&c, &spec(base.to_string()), &one, Some("a"), &opts)
+        .await
+        .unwrap();
+    assert_eq!((rep.layers_uploaded, rep.layers_present), (4, 0), "{rep:?}");
+    // The base layers and the base config came down; each was stored under its digest.
+    assert_eq!(rep.transfer.blob_downloads, 4, "{rep:?}");
+    assert_eq!(b.position(), base_layer_bytes);
+    assert_eq!(b.length(), Some(base_layer_bytes));
+    let layout = hoist_oci::OciLayout::open(&one).unwrap();
+    let (m, _) = layout
+        .resolve_image(Some("a"), &Platform::linux_amd64())
+        .unwrap();
+    let m = m.image().unwrap();
+    assert_eq!(m.layers[..3], base_manifest.layers[..]);
+    for d in std::iter::once(&m.config).chain(&m.layers) {
+        assert_eq!(layout.read_blob(&d.digest).unwrap().len() as u64, d.size);
+    }
+
+    let b = bar();
+    let from_one = format!("oci:{}:a", one.display());
+    let rep2 = build_to_layout(&c, &spec(from_one), &two, None, &opts)
+        .await
+        .unwrap();
+    // Four base layers; the new one is the base's `/app` again (same bytes, same digest).
+    assert_eq!(
+        (rep2.layers_uploaded, rep2.layers_present),
+        (4, 0),
+        "{rep2:?}"
+    );
+    assert_eq!(rep2.transfer.requests, 0, "no registry involved: {rep2:?}");
+    assert_eq!(b.position(), image_bytes(&m) - m.config.size);
+    assert_eq!(b.length(), Some(b.position()));
+
+    let b = bar();
+    let target = r(&reg.reference("team/app:1"));
+    let from_two = format!("oci:{}", two.display());
+    let rep3 = build_and_push(&c, &spec(from_two), &target, &opts)
+        .await
+        .unwrap();
+    // The base holds `/app` twice and this build adds it a third time: the image has six
+    // layers, four distinct, each sent once.
+    assert_eq!(rep3.layers_uploaded, 4, "{rep3:?}");
+    assert_eq!(rep3.transfer.blob_downloads, 0, "{rep3:?}");
+    assert_eq!(b.position(), rep3.transfer.upload_bytes);
+    assert_eq!(b.length(), Some(b.position()));
+    let pushed = c.get_manifest(&target).await.unwrap().image().unwrap();
+    assert_eq!(pushed.layers.len(), 6);
+    assert_eq!(pushed.layers[..4], m.layers[..]);
     skopeo(&[
         "inspect",
         "--tls-verify=false",

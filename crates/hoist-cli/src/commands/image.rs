@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_layout};
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::layout::OciLayout;
-use hoist_oci::manifest::{Parsed, Platform, RawManifest, parse_config};
+use hoist_oci::manifest::{Platform, RawManifest, parse_config};
 use hoist_oci::{LayerSpec, LocalStore, Reference, block_on, block_on_interruptible};
 use miette::{IntoDiagnostic, miette};
 
@@ -21,7 +21,7 @@ use crate::output::{OutputFormat, count, human_bytes};
 pub enum ImageCommand {
     /// Build services' images from the project (service.yaml `image:`) and push them.
     Build(super::image_build::BuildArgs),
-    /// Append layers onto a base image and push the result; only blobs the registry lacks are sent.
+    /// Append layers onto a base image and push the result (or store it in an OCI layout); only missing blobs are sent.
     Append(AppendArgs),
     /// Copy an image between registries and OCI layout directories (oci:DIR[:NAME]).
     Copy(CopyArgs),
@@ -86,7 +86,7 @@ impl RegistryOpts {
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {
-    /// Base image reference, or `scratch`.
+    /// Base image: a registry reference, oci:DIR[:NAME] (an OCI layout), or `scratch`.
     #[arg(long)]
     pub base: String,
     /// SRC:DEST — copy a file or directory into the image as one new layer; repeatable.
@@ -110,7 +110,8 @@ pub struct AppendArgs {
     /// KEY=VALUE label; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Where to push the result.
+    /// Where the result goes: a registry reference (pushed), or oci:DIR[:NAME] (stored in
+    /// an OCI layout, created if missing).
     #[arg(long, short = 't')]
     pub tag: String,
     #[command(flatten)]
@@ -181,16 +182,6 @@ fn key_value(flag: &str, s: &str) -> miette::Result<(String, String)> {
 }
 
 fn append(a: AppendArgs) -> miette::Result<ExitCode> {
-    // `copy` and `inspect` take OCI layouts; append reads its base from and pushes to a
-    // registry. Say so instead of "invalid registry host \"oci:\"".
-    for (flag, value) in [("base", &a.base), ("tag", &a.tag)] {
-        if value.starts_with("oci:") {
-            return Err(miette!(
-                help = "push to a registry, then `hoist image copy REF oci:DIR[:NAME]`",
-                "--{flag} {value:?}: append works with registry references, not OCI layouts"
-            ));
-        }
-    }
     let layers = a
         .layers
         .iter()
@@ -219,32 +210,48 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             .map(|l| key_value("label", l))
             .collect::<miette::Result<BTreeMap<_, _>>>()?,
     };
-    let target = Reference::parse(&a.tag).into_diagnostic()?;
+    let target: Location = a.tag.parse().into_diagnostic()?;
     let client = a.reg.transfer_client(&a.transfer)?;
     let started = std::time::Instant::now();
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         ..Default::default()
     };
-    let rep = block_on_interruptible(
-        &format!("appending to {}", spec.base),
-        build_and_push(&client, &spec, &target, &opts),
-    )
+    let what = format!("appending to {}", spec.base);
+    let rep = match &target {
+        Location::Registry(r) => {
+            block_on_interruptible(&what, build_and_push(&client, &spec, r, &opts))
+        }
+        Location::Layout { dir, name } => block_on_interruptible(
+            &what,
+            build_to_layout(&client, &spec, dir, name.as_deref(), &opts),
+        ),
+    }
     .into_diagnostic()?;
     client.set_progress(None);
-    match a.reg.output {
-        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
-        _ => outln!(
-            "pushed {}@{} in {:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
+    let secs = started.elapsed().as_secs_f64();
+    match (a.reg.output, &target) {
+        (OutputFormat::Json, _) => {
+            outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?)
+        }
+        (_, Location::Registry(_)) => outln!(
+            "pushed {}@{} in {secs:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
             rep.reference,
             rep.digest,
-            started.elapsed().as_secs_f64(),
             count(rep.layers_uploaded as u64, "layer"),
             rep.layers_mounted,
             rep.layers_present,
             // Blob bytes sent: new layers, the config, and base layers streamed over from
             // another registry.
             human_bytes(rep.transfer.upload_bytes),
+        ),
+        (_, Location::Layout { .. }) => outln!(
+            "stored {} ({}) in {secs:.2} s: {} written, {} already there ({} downloaded)",
+            rep.reference,
+            rep.digest,
+            count(rep.layers_uploaded as u64, "layer"),
+            rep.layers_present,
+            human_bytes(rep.transfer.download_bytes),
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -293,17 +300,7 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             }
             Location::Layout { dir, name } => {
                 let l = OciLayout::open(dir)?;
-                let top = l.get_manifest(name.as_deref())?;
-                let (raw, index) = match top.parse()? {
-                    Parsed::Image(_) => (top, None),
-                    Parsed::Index(idx) => {
-                        let d = idx.select(&platform, &loc.to_string())?;
-                        (
-                            l.manifest_by_digest(&d.digest, Some(&d.media_type))?,
-                            Some(top),
-                        )
-                    }
-                };
+                let (raw, index) = l.resolve_image(name.as_deref(), &platform)?;
                 let m = raw.image()?;
                 let cfg = l.read_blob(&m.config.digest)?;
                 Ok((raw, index, cfg))
