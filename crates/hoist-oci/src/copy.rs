@@ -144,15 +144,26 @@ pub async fn copy(
     let mut stats = Tally::default();
     let written = match top.parse()? {
         Parsed::Image(_) => {
-            copy_image(client, &source, &dest, &top, &mut stats).await?;
+            copy_blobs(
+                client,
+                &source,
+                &dest,
+                std::slice::from_ref(&top),
+                &mut stats,
+            )
+            .await?;
             put_manifest(client, &dest, &top, true).await?;
             top.digest.clone()
         }
         Parsed::Index(idx) if opts.all_platforms => {
+            let mut children = vec![];
             for d in &idx.manifests {
-                let child = source.manifest(client, &d.digest).await?;
-                copy_image(client, &source, &dest, &child, &mut stats).await?;
-                put_manifest(client, &dest, &child, false).await?;
+                children.push(source.manifest(client, &d.digest).await?);
+            }
+            // Every platform's blobs at once: one plan for the bar, shared blobs sent once.
+            copy_blobs(client, &source, &dest, &children, &mut stats).await?;
+            for child in &children {
+                put_manifest(client, &dest, child, false).await?;
             }
             put_manifest(client, &dest, &top, true).await?;
             top.digest.clone()
@@ -160,7 +171,14 @@ pub async fn copy(
         Parsed::Index(idx) => {
             let d = idx.select(&opts.platform, &src.to_string())?;
             let child = source.manifest(client, &d.digest).await?;
-            copy_image(client, &source, &dest, &child, &mut stats).await?;
+            copy_blobs(
+                client,
+                &source,
+                &dest,
+                std::slice::from_ref(&child),
+                &mut stats,
+            )
+            .await?;
             put_manifest(client, &dest, &child, true).await?;
             child.digest.clone()
         }
@@ -209,24 +227,27 @@ async fn put_manifest(
     }
 }
 
-async fn copy_image(
+/// Copy the blobs (configs and layers) of the image manifests `images`, each digest once.
+async fn copy_blobs(
     client: &RegistryClient,
     source: &Arc<Src>,
     dest: &Arc<Dst>,
-    raw: &RawManifest,
+    images: &[RawManifest],
     stats: &mut Tally,
 ) -> Result<()> {
-    let m = raw.image()?;
     let sem = client.blob_task_limit();
     let mut tasks: JoinSet<Result<(BlobOutcome, u64)>> = JoinSet::new();
+    let mut blobs = vec![];
+    for raw in images {
+        let m = raw.image()?;
+        let descriptors = std::iter::once(&m.config).chain(m.layers.iter());
+        blobs.extend(descriptors.map(|d| (d.digest.clone(), d.size)));
+    }
     // Biggest first: the task limit admits tasks in this order, so the long transfers start
     // early and the tail is short (among admitted tasks, a slot goes to the first probed).
-    let mut blobs: Vec<_> = std::iter::once(&m.config)
-        .chain(m.layers.iter())
-        .map(|d| (d.digest.clone(), d.size))
-        .collect();
     blobs.sort_by_key(|b| std::cmp::Reverse(b.1));
-    blobs.dedup_by(|a, b| a.0 == b.0);
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|b| seen.insert(b.0.clone()));
     // Sizes come from the manifest: a bogus one must not overflow.
     client.plan_bytes(blobs.iter().fold(0u64, |t, b| t.saturating_add(b.1)));
     for (d, size) in blobs {

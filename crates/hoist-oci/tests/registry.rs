@@ -756,7 +756,11 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
         let t = r(&reg.reference(&format!("multi/img:{}", p.replace('/', "-"))));
         let spec = BuildSpec {
             base: "scratch".into(),
-            layers: vec![layer(&f, &format!("/{}", p.replace('/', "_")))],
+            // A layer both platforms share, and one of each's own.
+            layers: vec![
+                layer(&f, "/common"),
+                layer(&f, &format!("/{}", p.replace('/', "_"))),
+            ],
             ..Default::default()
         };
         let rep = build_and_push(
@@ -817,6 +821,38 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
     .await
     .unwrap();
     assert_eq!(all.digest, raw.digest);
+    // Into a layout: every platform's blobs in one go, the shared layer once, and the bar
+    // planned for all of them at the start ends full.
+    let bar = hoist_oci::indicatif::ProgressBar::hidden();
+    c.set_progress(Some(bar.clone()));
+    let dir = tmp.path().join("all");
+    let layout_dst = Location::Layout {
+        dir: dir.clone(),
+        name: Some("all".into()),
+    };
+    let all = copy(
+        &c,
+        &Location::Registry(top.clone()),
+        &layout_dst,
+        &CopyOptions {
+            all_platforms: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.set_progress(None);
+    assert_eq!(all.digest, raw.digest);
+    // Two configs, the shared layer, two platform layers.
+    assert_eq!((all.blobs_copied, all.blobs_skipped), (5, 0), "{all:?}");
+    assert_eq!(all.transfer.blob_downloads, 5, "{all:?}");
+    assert_eq!(bar.position(), all.bytes_copied);
+    assert_eq!(bar.length(), Some(all.bytes_copied));
+    let layout = hoist_oci::OciLayout::open(&dir).unwrap();
+    let (arm, _) = layout
+        .resolve_image(Some("all"), &"linux/arm64".parse().unwrap())
+        .unwrap();
+    assert_eq!(arm.digest, descs[1].digest);
     let one = copy(
         &c,
         &Location::Registry(top.clone()),
