@@ -554,11 +554,14 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             continue;
         }
         for (key, pats) in [("include", &layer.include), ("exclude", &layer.exclude)] {
-            if let Err(e) = files::PathFilter::new(pats) {
+            if let Err(e) = hoist_fileset::FileSet::for_patterns(pats, &[]) {
                 out.push(
                     ConfigError::new(
                         ErrorKind::WrongType,
-                        format!("service `{}`: invalid glob in `{key}`: {e}", svc.name),
+                        format!(
+                            "service `{}`: invalid glob {:?} in `{key}`: {}",
+                            svc.name, e.pattern, e.reason
+                        ),
                     )
                     .at(svc.locate(&["image", "layers", &idx, key], "here")),
                 );

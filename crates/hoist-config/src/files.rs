@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use hoist_fileset::FileSet;
 
 use crate::manifest::LayerSpec;
 
@@ -36,46 +36,6 @@ pub fn rel_slash(path: &Path, base: &Path) -> String {
         .join("/")
 }
 
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(true).build()
-}
-
-/// Include/exclude globs in gitignore style: a pattern without `/` matches the
-/// file name at any depth; one with `/` matches the whole relative path.
-pub struct PathFilter {
-    by_name: GlobSet,
-    by_path: GlobSet,
-    empty: bool,
-}
-
-impl PathFilter {
-    pub fn new(patterns: &[String]) -> Result<PathFilter, globset::Error> {
-        let mut by_name = GlobSetBuilder::new();
-        let mut by_path = GlobSetBuilder::new();
-        for p in patterns {
-            if p.contains('/') {
-                by_path.add(glob(p.trim_start_matches("./"))?);
-            } else {
-                by_name.add(glob(p)?);
-            }
-        }
-        Ok(PathFilter {
-            by_name: by_name.build()?,
-            by_path: by_path.build()?,
-            empty: patterns.is_empty(),
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.empty
-    }
-
-    pub fn matches(&self, rel: &str) -> bool {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        self.by_name.is_match(name) || self.by_path.is_match(rel)
-    }
-}
-
 /// A file chosen for a layer: where it is on the host and where it goes in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerFile {
@@ -85,24 +45,26 @@ pub struct LayerFile {
     pub rel: String,
 }
 
-/// The files one layer copies, in a stable order, after include/exclude.
+/// The files one layer copies, in a stable order: exactly those the image build takes
+/// (the same [`hoist_fileset::FileSet`] rules: include/exclude, ignore files; a source
+/// that is a symlink stands for its target).
 pub fn layer_files(service_dir: &Path, layer: &LayerSpec) -> Result<Vec<LayerFile>, String> {
     let from = service_dir.join(&layer.from);
-    let meta = std::fs::symlink_metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-    let include = PathFilter::new(&layer.include).map_err(|e| e.to_string())?;
-    let exclude = PathFilter::new(&layer.exclude).map_err(|e| e.to_string())?;
-    let keep = |rel: &str| (include.is_empty() || include.matches(rel)) && !exclude.matches(rel);
+    let meta = std::fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_dir() {
+        let set =
+            FileSet::for_patterns(&layer.include, &layer.exclude).map_err(|e| e.to_string())?;
         let rel = from
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return Ok(if keep(&rel) {
+        return Ok(if set.takes(&rel) {
             vec![LayerFile { host: from, rel }]
         } else {
             vec![]
         });
     }
+    let set = FileSet::for_dir(&from, &layer.include, &layer.exclude).map_err(|e| e.to_string())?;
     let files = walk(&from).map_err(|e| format!("{}: {e}", from.display()))?;
     Ok(files
         .into_iter()
@@ -110,7 +72,7 @@ pub fn layer_files(service_dir: &Path, layer: &LayerSpec) -> Result<Vec<LayerFil
             let rel = rel_slash(&host, &from);
             LayerFile { host, rel }
         })
-        .filter(|f| keep(&f.rel))
+        .filter(|f| set.takes(&f.rel))
         .collect())
 }
 
@@ -120,7 +82,9 @@ pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     if !pattern.contains(['*', '?', '[', '{']) {
         return Ok(vec![dir.join(pattern)]);
     }
-    let g = glob(pattern.trim_start_matches("./"))
+    let g = globset::GlobBuilder::new(pattern.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
         .map_err(|e| e.to_string())?
         .compile_matcher();
     let files = walk(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -76,6 +76,8 @@ pub enum Error {
     InvalidPlatform { input: String },
     #[error("layer source {path} does not exist")]
     MissingSource { path: PathBuf },
+    #[error("layer source {path} is a symlink to {target}, which does not exist")]
+    DanglingSource { path: PathBuf, target: PathBuf },
     #[error("layer destination {dest:?} escapes the image root (`..` is not allowed)")]
     DestinationEscapes { dest: String },
     #[error("invalid glob {pattern:?} in {origin}: {reason}")]

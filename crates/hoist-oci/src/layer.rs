@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::{Compression, GzBuilder};
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use hoist_fileset::FileSet;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
@@ -132,82 +132,28 @@ pub fn normalize_dest(dest: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-/// Ignore rules with `.dockerignore` semantics: patterns relative to the context root,
-/// `!` re-includes, the last matching pattern wins, a matching directory covers its contents.
-struct IgnoreRules {
-    rules: Vec<(GlobMatcher, bool)>,
+/// How the history names a source: its last component (`./public/` → `public`; `.` →
+/// the directory's own name).
+fn source_name(from: &Path) -> String {
+    let name = from.file_name().map(PathBuf::from).or_else(|| {
+        let full = fs::canonicalize(from).ok()?;
+        full.file_name().map(PathBuf::from)
+    });
+    name.map_or_else(|| from.display().to_string(), |n| n.display().to_string())
 }
 
-impl IgnoreRules {
-    fn new() -> Self {
-        Self { rules: vec![] }
-    }
-
-    fn add(&mut self, pattern: &str, origin: &str) -> Result<()> {
-        let p = pattern.trim();
-        if p.is_empty() || p.starts_with('#') {
-            return Ok(());
-        }
-        let (negate, p) = match p.strip_prefix('!') {
-            Some(rest) => (true, rest.trim()),
-            None => (false, p),
-        };
-        let p = p.trim_start_matches('/').trim_end_matches('/');
-        let p = p.strip_prefix("./").unwrap_or(p);
-        if p.is_empty() {
-            return Ok(());
-        }
-        let glob = glob(p, origin)?;
-        self.rules.push((glob, negate));
-        Ok(())
-    }
-
-    fn load_file(&mut self, path: &Path) -> Result<()> {
-        if let Ok(text) = fs::read_to_string(path) {
-            let origin = path.display().to_string();
-            for line in text.lines() {
-                self.add(line, &origin)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Is `rel` (or one of its parent directories) excluded?
-    fn excluded(&self, rel: &str) -> bool {
-        let mut verdict = false;
-        for (m, negate) in &self.rules {
-            if matches_self_or_parent(m, rel) {
-                verdict = !negate;
-            }
-        }
-        verdict
-    }
-}
-
-fn glob(p: &str, origin: &str) -> Result<GlobMatcher> {
-    GlobBuilder::new(p)
-        .literal_separator(true)
-        .build()
-        .map(|g: Glob| g.compile_matcher())
-        .map_err(|e| Error::InvalidGlob {
-            pattern: p.into(),
-            origin: origin.into(),
-            reason: e.kind().to_string(),
-        })
-}
-
-fn matches_self_or_parent(m: &GlobMatcher, rel: &str) -> bool {
-    if m.is_match(rel) {
-        return true;
-    }
-    let mut s = rel;
-    while let Some((parent, _)) = s.rsplit_once('/') {
-        if m.is_match(parent) {
-            return true;
-        }
-        s = parent;
-    }
-    false
+/// The selection rules of a layer source, with their errors in this crate's terms.
+fn file_set(spec: &LayerSpec, dir: bool) -> Result<FileSet> {
+    let set = if dir {
+        FileSet::for_dir(&spec.from, &spec.include, &spec.exclude)
+    } else {
+        FileSet::for_patterns(&spec.include, &spec.exclude)
+    };
+    set.map_err(|e| Error::InvalidGlob {
+        pattern: e.pattern,
+        origin: e.origin,
+        reason: e.reason,
+    })
 }
 
 impl LayerBuilder {
@@ -241,30 +187,30 @@ impl LayerBuilder {
     /// Add the files of one spec. Errors name the missing source or the escaping destination.
     pub fn add(&mut self, spec: &LayerSpec) -> Result<&mut Self> {
         let dest = normalize_dest(&spec.to)?;
-        let meta = fs::symlink_metadata(&spec.from).map_err(|_| Error::MissingSource {
-            path: spec.from.clone(),
+        // Like Docker's COPY, a source that is a symlink stands for what it points to
+        // (`dist -> build/out`); symlinks inside a directory stay links.
+        let meta = fs::metadata(&spec.from).map_err(|_| match fs::read_link(&spec.from) {
+            Ok(target) => Error::DanglingSource {
+                path: spec.from.clone(),
+                target,
+            },
+            Err(_) => Error::MissingSource {
+                path: spec.from.clone(),
+            },
         })?;
+        // The history names the source by its last component only: an image's digest
+        // must not depend on where the checkout lives or how its path was typed.
         self.descriptions.push(format!(
             "COPY {} {}",
-            spec.from.display(),
+            source_name(&spec.from),
             if spec.to.starts_with('/') {
                 spec.to.clone()
             } else {
                 format!("/{}", spec.to)
             }
         ));
-        if meta.is_dir() {
-            let mut ignore = IgnoreRules::new();
-            ignore.load_file(&spec.from.join(".dockerignore"))?;
-            ignore.load_file(&spec.from.join(".hoistignore"))?;
-            for e in &spec.exclude {
-                ignore.add(e, "exclude")?;
-            }
-            let include = spec
-                .include
-                .iter()
-                .map(|p| glob(p.trim_start_matches('/'), "include"))
-                .collect::<Result<Vec<_>>>()?;
+        let taken = if meta.is_dir() {
+            let files = file_set(spec, true)?;
             self.add_parents(&dest);
             if !dest.is_empty() {
                 self.entries.insert(
@@ -274,7 +220,7 @@ impl LayerBuilder {
                     },
                 );
             }
-            self.walk(&spec.from, "", &dest, &ignore, &include)?;
+            self.walk(&spec.from, "", &dest, &files)?
         } else {
             // A file into a directory destination (`DEST/`) keeps its name.
             let dest = if spec.to.ends_with('/') || dest.is_empty() {
@@ -293,8 +239,21 @@ impl LayerBuilder {
             } else {
                 dest
             };
-            self.add_parents(&dest);
-            self.entries.insert(dest, entry_for(&spec.from, &meta)?);
+            let name = spec.from.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if file_set(spec, false)?.takes(name) {
+                self.add_parents(&dest);
+                self.entries.insert(dest, entry_for(&spec.from, &meta)?);
+                1
+            } else {
+                0
+            }
+        };
+        if taken == 0 && !(spec.include.is_empty() && spec.exclude.is_empty()) {
+            tracing::warn!(
+                "layer {} -> {}: include/exclude leave no files to copy",
+                spec.from.display(),
+                spec.to
+            );
         }
         Ok(self)
     }
@@ -313,14 +272,8 @@ impl LayerBuilder {
         }
     }
 
-    fn walk(
-        &mut self,
-        dir: &Path,
-        rel: &str,
-        dest: &str,
-        ignore: &IgnoreRules,
-        include: &[GlobMatcher],
-    ) -> Result<()> {
+    fn walk(&mut self, dir: &Path, rel: &str, dest: &str, files: &FileSet) -> Result<usize> {
+        let mut taken = 0;
         let mut names: Vec<_> = fs::read_dir(dir)
             .ctx(|| format!("reading directory {}", dir.display()))?
             .collect::<std::io::Result<Vec<_>>>()
@@ -340,7 +293,7 @@ impl LayerBuilder {
             } else {
                 format!("{rel}/{name}")
             };
-            if ignore.excluded(&child_rel) {
+            if files.excludes(&child_rel) {
                 continue;
             }
             let path = e.path();
@@ -352,9 +305,9 @@ impl LayerBuilder {
             };
             if meta.is_dir() {
                 let before = self.entries.len();
-                self.walk(&path, &child_rel, dest, ignore, include)?;
+                taken += self.walk(&path, &child_rel, dest, files)?;
                 // With include globs, only directories that hold included files appear.
-                if include.is_empty() || self.entries.len() > before {
+                if !files.has_includes() || self.entries.len() > before {
                     self.entries.insert(
                         target,
                         Entry::Dir {
@@ -363,17 +316,14 @@ impl LayerBuilder {
                     );
                 }
             } else {
-                if !include.is_empty()
-                    && !include
-                        .iter()
-                        .any(|g| matches_self_or_parent(g, &child_rel))
-                {
+                if !files.includes(&child_rel) {
                     continue;
                 }
                 self.entries.insert(target, entry_for(&path, &meta)?);
+                taken += 1;
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Build the layer into a temp file in the default directory ([`default_temp_dir`]).
@@ -725,6 +675,70 @@ mod tests {
             names,
             vec!["usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/a.sh"]
         );
+    }
+
+    #[test]
+    fn a_symlinked_source_stands_for_its_target() {
+        let d = tree();
+        let links = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(d.path(), links.path().join("dist")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("a.sh"), links.path().join("run")).unwrap();
+        let via_link = |from: &str, to: &str| {
+            let spec = LayerSpec {
+                from: links.path().join(from),
+                to: to.into(),
+                ..Default::default()
+            };
+            list(&LayerBuilder::new().add(&spec).unwrap().build().unwrap())
+        };
+        let direct = |from: &Path, to: &str| {
+            let spec = LayerSpec {
+                from: from.into(),
+                to: to.into(),
+                ..Default::default()
+            };
+            list(&LayerBuilder::new().add(&spec).unwrap().build().unwrap())
+        };
+        assert_eq!(via_link("dist", "/app"), direct(d.path(), "/app"));
+        assert_eq!(
+            via_link("run", "/bin/run"),
+            direct(&d.path().join("a.sh"), "/bin/run")
+        );
+        std::os::unix::fs::symlink("nowhere", links.path().join("dangling")).unwrap();
+        let err = LayerBuilder::new()
+            .add(&LayerSpec {
+                from: links.path().join("dangling"),
+                to: "/x".into(),
+                ..Default::default()
+            })
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("is a symlink to nowhere, which does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_history_does_not_depend_on_how_the_source_path_was_typed() {
+        let d = tree();
+        let parent = d.path().parent().unwrap();
+        let name = d.path().file_name().unwrap().to_str().unwrap();
+        let built = |from: PathBuf| {
+            let spec = LayerSpec {
+                from,
+                to: "/app".into(),
+                ..Default::default()
+            };
+            let l = LayerBuilder::new().add(&spec).unwrap().build().unwrap();
+            (l.digest.clone(), l.created_by.clone())
+        };
+        let absolute = built(d.path().to_path_buf());
+        assert_eq!(absolute.1, format!("hoist: COPY {name} /app"));
+        assert_eq!(built(parent.join(".").join(name).join("")), absolute);
+        assert_eq!(built(d.path().join(".")), absolute);
+        assert!(!absolute.1.contains(&parent.display().to_string()));
     }
 
     #[test]

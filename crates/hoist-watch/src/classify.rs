@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use hoist_config::files::{PathFilter, rel_slash};
+use hoist_config::files::rel_slash;
 use hoist_config::{ImageSource, Project, SERVICE_FILE};
+use hoist_fileset::FileSet;
 use serde::Serialize;
 
 use crate::watcher::Batch;
@@ -140,8 +141,8 @@ impl Plan {
 
 struct LayerRule {
     from: PathBuf,
-    include: PathFilter,
-    exclude: PathFilter,
+    /// The same rules the image build applies (hoist-fileset), ignore files included.
+    files: FileSet,
 }
 
 struct SyncRuleAbs {
@@ -161,7 +162,7 @@ struct ServiceRules {
     /// (Dockerfile, context)
     docker: Option<(PathBuf, PathBuf)>,
     sync: Vec<SyncRuleAbs>,
-    runs: Vec<PathFilter>,
+    runs: Vec<FileSet>,
     restart: bool,
     base: Option<String>,
 }
@@ -437,7 +438,7 @@ impl Work {
             svc.runs
                 .iter()
                 .enumerate()
-                .filter(|(_, t)| t.is_empty() || self.synced_rel.iter().any(|r| t.matches(r)))
+                .filter(|(_, t)| self.synced_rel.iter().any(|r| t.includes(r)))
                 .map(|(i, _)| i)
                 .collect()
         };
@@ -472,8 +473,8 @@ fn image_input(svc: &ServiceRules, path: &Path, deleted: bool) -> Option<Rebuild
             continue;
         };
         // A deleted path under the source may have been a directory holding included files.
-        let included = l.include.is_empty() || l.include.matches(&rel) || (deleted && under);
-        if included && !l.exclude.matches(&rel) {
+        let included = l.files.includes(&rel) || (deleted && under);
+        if included && !l.files.excludes(&rel) {
             return Some(RebuildReason::LayerInput {
                 file: path.to_path_buf(),
                 layer: i,
@@ -530,11 +531,9 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
             ImageSource::Layers => {
                 for l in &img.layers {
                     let from = at(&l.from);
-                    layers.push(LayerRule {
-                        from,
-                        include: filter(&l.include),
-                        exclude: filter(&l.exclude),
-                    });
+                    let files =
+                        FileSet::for_dir(&from, &l.include, &l.exclude).unwrap_or_else(|_| never());
+                    layers.push(LayerRule { from, files });
                 }
             }
             ImageSource::Dockerfile => {
@@ -564,7 +563,9 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
         layers,
         docker,
         sync,
-        runs: lu.run.iter().map(|r| filter(&r.trigger)).collect(),
+        runs: (lu.run.iter())
+            .map(|r| FileSet::for_patterns(&r.trigger, &[]).unwrap_or_else(|_| never()))
+            .collect(),
         restart: lu.restart,
         base: img_base(svc),
     }
@@ -574,12 +575,10 @@ fn img_base(svc: &hoist_config::Service) -> Option<String> {
     svc.image().and_then(|i| i.base.clone())
 }
 
-/// A filter for patterns that were checked when the project loaded (an
-/// invalid one makes the service invalid, so it never gets here): matches nothing if bad.
-fn filter(patterns: &[String]) -> PathFilter {
-    PathFilter::new(patterns).unwrap_or_else(|_| {
-        PathFilter::new(&["\u{0}never".to_string()]).expect("a literal pattern")
-    })
+/// For patterns that were checked when the project loaded (an invalid one makes the
+/// service invalid, so it never gets here): a set that takes nothing.
+fn never() -> FileSet {
+    FileSet::for_patterns(&["\u{0}never".to_string()], &[]).expect("a literal pattern")
 }
 
 /// The kustomize directory and the local directories and files its
