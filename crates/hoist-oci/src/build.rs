@@ -42,6 +42,9 @@ pub struct BuildSpec {
 pub struct BuildOptions {
     /// Which image of a multi-platform base to build on (default linux/amd64).
     pub platform: Platform,
+    /// The platform was asked for (`--platform`): a single-platform base for another one
+    /// is then an error. Otherwise it is built on as it is, with a warning.
+    pub require_platform: bool,
     /// Where new layers are written while they are built: default
     /// [`crate::layer::default_temp_dir`], or the store's blob directory when building into
     /// the local store (so they land there by link, never copied).
@@ -52,6 +55,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             platform: Platform::linux_amd64(),
+            require_platform: false,
             temp_dir: None,
         }
     }
@@ -197,10 +201,12 @@ async fn resolve_base(
     if is_scratch(&spec.base) {
         return Ok((None, None, ImageConfig::empty(&opts.platform)));
     }
+    let what = format!("base {}", spec.base);
     let (base, m, bytes) = match spec.base.parse::<Location>()? {
         Location::Registry(b) => {
             let (raw, _) = client.resolve_image(&b, &opts.platform).await?;
             let m = raw.image()?;
+            m.ensure_image(&what)?;
             let bytes = client.get_blob(&b, &m.config.digest).await?.to_vec();
             (Base::Registry(b), m, bytes)
         }
@@ -208,11 +214,18 @@ async fn resolve_base(
             let l = OciLayout::open(dir)?;
             let (raw, _) = l.resolve_image(name.as_deref(), &opts.platform)?;
             let m = raw.image()?;
+            m.ensure_image(&what)?;
             let bytes = l.read_blob(&m.config.digest)?;
             (Base::Layout(l), m, bytes)
         }
     };
     let cfg = parse_config(&bytes, &m.config.digest)?;
+    // An index was resolved by platform already; a single image is what it is.
+    match cfg.ensure_platform(&opts.platform, &what) {
+        Err(e) if opts.require_platform => return Err(e),
+        Err(e) => tracing::warn!("{e}: the new image is for its platform too"),
+        Ok(()) => {}
+    }
     Ok((Some(base), Some(m), cfg))
 }
 

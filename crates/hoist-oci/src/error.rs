@@ -74,6 +74,16 @@ pub enum Error {
     },
     #[error("invalid platform {input:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64")]
     InvalidPlatform { input: String },
+    #[error("{what} is an image for {have} only, not {wanted} (it is no multi-platform index)")]
+    PlatformMismatch {
+        what: String,
+        wanted: String,
+        have: String,
+    },
+    #[error(
+        "{what} is not a container image: its config is {config_type:?} (an OCI artifact such as a Helm chart or a signature); `hoist image copy` can still move it as it is"
+    )]
+    NotAnImage { what: String, config_type: String },
     #[error("layer source {path} does not exist")]
     MissingSource { path: PathBuf },
     #[error("layer source {path} is a symlink to {target}, which does not exist")]

@@ -150,6 +150,18 @@ impl ImageManifest {
         self.media_type.as_deref() == Some(media::DOCKER_MANIFEST)
             || self.config.media_type == media::DOCKER_CONFIG
     }
+
+    /// Refuse an OCI artifact (a Helm chart, a signature, an SBOM): hoist copies one as it
+    /// is, but cannot build on it, run it or read its config as an image's. `what` names it.
+    pub fn ensure_image(&self, what: &str) -> Result<()> {
+        match self.config.media_type.as_str() {
+            media::OCI_CONFIG | media::DOCKER_CONFIG => Ok(()),
+            other => Err(Error::NotAnImage {
+                what: what.into(),
+                config_type: other.into(),
+            }),
+        }
+    }
 }
 
 /// An image index (OCI) or manifest list (Docker).
@@ -346,6 +358,32 @@ pub struct History {
     pub empty_layer: bool,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl ImageConfig {
+    /// The platform this config says the image is for.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+            os_version: None,
+        }
+    }
+
+    /// When a platform was asked for explicitly, refuse an image for another one (an index
+    /// is resolved by platform; a single image just is what it is). `what` names it.
+    pub fn ensure_platform(&self, wanted: &Platform, what: &str) -> Result<()> {
+        let have = self.platform();
+        if wanted.matches(&have) {
+            return Ok(());
+        }
+        Err(Error::PlatformMismatch {
+            what: what.into(),
+            wanted: wanted.to_string(),
+            have: have.to_string(),
+        })
+    }
 }
 
 pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ImageConfig> {

@@ -98,6 +98,8 @@ impl LocalStore {
     ) -> Result<ResolvedImage> {
         let (raw, _) = client.resolve_image(reference, platform).await?;
         let m = raw.image()?;
+        // Before any download: an artifact could never run from the store.
+        m.ensure_image(&reference.to_string())?;
         let blobs = std::iter::once(&m.config)
             .chain(m.layers.iter())
             .map(|b| (b.digest.clone(), b.size));

@@ -1224,3 +1224,115 @@ async fn a_layer_repeated_in_an_image_is_sent_once() {
     assert_eq!(m.layers.len(), 2);
     assert_eq!(m.layers[0].digest, m.layers[1].digest);
 }
+
+/// An OCI artifact (here shaped like a Helm chart) is copied as it is, but building on it
+/// or pulling it into the store is refused up front, naming what it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_are_refused_as_bases_and_in_the_store() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let chart = r(&reg.reference("charts/web:1.0.0"));
+    let config = br#"{"name":"web","version":"1.0.0"}"#.to_vec();
+    let layer = b"not really a chart tarball".to_vec();
+    let helm_config = "application/vnd.cncf.helm.config.v1+json";
+    let mut descriptors = vec![];
+    for (data, media_type) in [
+        (&config, helm_config),
+        (
+            &layer,
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        ),
+    ] {
+        let d = Digest::of(data);
+        c.upload_blob(&chart, &d, data.clone().into(), None)
+            .await
+            .unwrap();
+        descriptors.push(Descriptor::new(media_type, d, data.len() as u64));
+    }
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: descriptors[0].clone(),
+        layers: vec![descriptors[1].clone()],
+        annotations: None,
+    };
+    let raw = RawManifest::new(serde_json::to_vec(&m).unwrap(), Some(media::OCI_MANIFEST)).unwrap();
+    c.put_manifest(&chart, &raw).await.unwrap();
+
+    let spec = BuildSpec {
+        base: chart.to_string(),
+        ..Default::default()
+    };
+    let target = r(&reg.reference("app/x:1"));
+    let e = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotAnImage { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("base {chart} is not a container image"))
+            && msg.contains(helm_config),
+        "{msg}"
+    );
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let e = store
+        .pull(&c, &chart, &Platform::linux_amd64())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotAnImage { .. }), "{e}");
+    assert!(
+        !store.layout().has_blob(&descriptors[1].digest),
+        "refused before downloading"
+    );
+    // Copying it is fine: byte for byte.
+    let copied = copy(
+        &c,
+        &Location::Registry(chart.clone()),
+        &Location::Registry(r(&reg.reference("mirror/web:1.0.0"))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(copied.digest, raw.digest);
+}
+
+/// A base that is one image (no index) for another platform: refused when a platform was
+/// asked for, built on as it is otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_platform_base_for_another_platform() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let base = push_base(&c, &reg, "base/amd:1", 1, 1000, tmp.path()).await;
+    let spec = BuildSpec {
+        base: base.to_string(),
+        ..Default::default()
+    };
+    let target = r(&reg.reference("app/arm:1"));
+    let arm64 = BuildOptions {
+        platform: "linux/arm64".parse().unwrap(),
+        require_platform: true,
+        ..Default::default()
+    };
+    let e = build_and_push(&c, &spec, &target, &arm64)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "base {base} is an image for linux/amd64 only, not linux/arm64"
+        )),
+        "{e}"
+    );
+    let lenient = BuildOptions {
+        require_platform: false,
+        ..arm64
+    };
+    build_and_push(&c, &spec, &target, &lenient).await.unwrap();
+    let cfg = skopeo_config(&format!("docker://{target}"));
+    assert_eq!(
+        (cfg["os"].as_str(), cfg["architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
+}
