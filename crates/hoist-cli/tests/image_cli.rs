@@ -414,37 +414,11 @@ fn ctrl_c_during_append_leaves_no_temp_file() {
     assert_eq!(temp_files(), Vec::<String>::new());
 }
 
-/// `umoci unpack` of `image` (DIR:NAME) into `bundle`: the rootfs entries as
-/// `path mode` (`f644`, `d755`), sorted.
+/// `umoci unpack` of `image` (DIR:NAME): `path mode` per rootfs entry, sorted.
 fn unpacked(image: &str, bundle: &std::path::Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let out = std::process::Command::new("umoci")
-        .args(["unpack", "--image", image])
-        .arg(bundle)
-        .output()
-        .expect("umoci is installed");
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = bundle.join("rootfs");
-    let mut found = vec![];
-    let mut dirs = vec![root.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let kind = if m.is_dir() { 'd' } else { 'f' };
-            let rel = p.strip_prefix(&root).unwrap().display();
-            found.push(format!("{rel} {kind}{:o}", m.permissions().mode() & 0o777));
-            if m.is_dir() {
-                dirs.push(p);
-            }
-        }
-    }
-    found.sort();
-    found
+    (registry::unpacked(image, bundle).into_iter())
+        .map(|(path, mode)| format!("{path} {mode}"))
+        .collect()
 }
 
 /// `append --base oci:DIR[:NAME]` builds on an image another tool saved as an OCI layout,

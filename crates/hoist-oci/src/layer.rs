@@ -705,15 +705,11 @@ mod tests {
             direct(&d.path().join("a.sh"), "/bin/run")
         );
         std::os::unix::fs::symlink("nowhere", links.path().join("dangling")).unwrap();
-        let err = LayerBuilder::new()
-            .add(&LayerSpec {
-                from: links.path().join("dangling"),
-                to: "/x".into(),
-                ..Default::default()
-            })
-            .err()
-            .unwrap()
-            .to_string();
+        let err = add_error(&LayerSpec {
+            from: links.path().join("dangling"),
+            to: "/x".into(),
+            ..Default::default()
+        });
         assert!(
             err.contains("is a symlink to nowhere, which does not exist"),
             "{err}"
@@ -810,32 +806,29 @@ mod tests {
         assert!(!old.exists() && fresh.exists() && other.exists());
     }
 
+    /// The error adding `spec` gives, as the user reads it.
+    fn add_error(spec: &LayerSpec) -> String {
+        LayerBuilder::new().add(spec).err().unwrap().to_string()
+    }
+
     #[test]
     fn rejects_escapes_and_missing_sources() {
         let d = tree();
-        let e = LayerBuilder::new()
-            .add(&LayerSpec {
-                from: d.path().into(),
-                to: "/app/../../etc".into(),
-                ..Default::default()
-            })
-            .err()
-            .unwrap()
-            .to_string();
+        let e = add_error(&LayerSpec {
+            from: d.path().into(),
+            to: "/app/../../etc".into(),
+            ..Default::default()
+        });
         assert!(
             e.contains("escapes the image root") && e.contains("/app/../../etc"),
             "{e}"
         );
         let missing = d.path().join("nope");
-        let e = LayerBuilder::new()
-            .add(&LayerSpec {
-                from: missing.clone(),
-                to: "/x".into(),
-                ..Default::default()
-            })
-            .err()
-            .unwrap()
-            .to_string();
+        let e = add_error(&LayerSpec {
+            from: missing.clone(),
+            to: "/x".into(),
+            ..Default::default()
+        });
         assert!(
             e.contains(&missing.display().to_string()) && e.contains("does not exist"),
             "{e}"

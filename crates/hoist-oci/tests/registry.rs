@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -14,7 +13,7 @@ use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::manifest::{Descriptor, ImageIndex, ImageManifest, Platform, RawManifest, media};
 use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Reference};
-use support::registry::{PASS, Registry, USER, pseudo_random, skopeo_config, write_file};
+use support::registry::{PASS, Registry, USER, pseudo_random, skopeo_config, unpacked, write_file};
 
 fn client() -> RegistryClient {
     RegistryClient::new(ClientOptions::default()).unwrap()
@@ -150,20 +149,7 @@ async fn appended_image_is_valid_for_skopeo_and_umoci() {
         &format!("oci:{}:v1", oci.display()),
     ]);
     let bundle = tmp.path().join("bundle");
-    let out = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:v1", oci.display())])
-        .arg(&bundle)
-        .output()
-        .expect("umoci is installed");
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rootfs = bundle.join("rootfs");
-    let mut found = vec![];
-    collect(&rootfs, &rootfs, &mut found);
-    found.sort();
+    let found = unpacked(&format!("{}:v1", oci.display()), &bundle);
     let expected: Vec<(String, String)> = [
         ("base0", "d755"),
         ("base0/data0.bin", "f644"),
@@ -182,31 +168,11 @@ async fn appended_image_is_valid_for_skopeo_and_umoci() {
         .filter(|(p, _)| p != ".hoistignore")
         .collect();
     assert_eq!(found, expected);
-    let bb = Command::new(rootfs.join("bin/busybox"))
+    let bb = Command::new(bundle.join("rootfs/bin/busybox"))
         .arg("true")
         .status()
         .unwrap();
     assert!(bb.success());
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        let rel = p.strip_prefix(root).unwrap().display().to_string();
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        if m.file_type().is_symlink() {
-            out.push((
-                rel,
-                format!("l->{}", std::fs::read_link(&p).unwrap().display()),
-            ));
-        } else if m.is_dir() {
-            out.push((rel, format!("d{:o}", m.permissions().mode() & 0o777)));
-            collect(root, &p, out);
-        } else {
-            out.push((rel, format!("f{:o}", m.permissions().mode() & 0o777)));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -307,6 +307,45 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// `umoci unpack` of `image` (`DIR:NAME`, an OCI layout) into `bundle`, as an outside
+/// check of what an image holds: its rootfs entries as (path, `d755` / `f644` /
+/// `l->target`), sorted.
+pub fn unpacked(image: &str, bundle: &Path) -> Vec<(String, String)> {
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", image])
+        .arg(bundle)
+        .output()
+        .expect("umoci is installed");
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    let mut found = vec![];
+    tree_entries(&rootfs, &rootfs, &mut found);
+    found.sort();
+    found
+}
+
+fn tree_entries(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).unwrap();
+            out.push((rel, format!("l->{}", target.display())));
+        } else if m.is_dir() {
+            out.push((rel, format!("d{:o}", m.permissions().mode() & 0o777)));
+            tree_entries(root, &p, out);
+        } else {
+            out.push((rel, format!("f{:o}", m.permissions().mode() & 0o777)));
+        }
+    }
+}
+
 pub fn write_file(path: &Path, data: &[u8], mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
