@@ -544,11 +544,16 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             );
         }
         let from = svc.path(&layer.from);
-        if std::fs::symlink_metadata(&from).is_err() {
+        // Followed like the build follows it: a link to nothing is no source.
+        if std::fs::metadata(&from).is_err() {
+            let what = match std::fs::read_link(&from) {
+                Ok(target) => format!("layer source (a symlink to {})", target.display()),
+                Err(_) => "layer source".to_string(),
+            };
             out.push(missing_file(
                 svc,
                 &["image", "layers", &idx, "from"],
-                "layer source",
+                &what,
                 &from,
             ));
             continue;

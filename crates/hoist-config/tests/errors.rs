@@ -371,6 +371,26 @@ fn missing_layer_source() {
 }
 
 #[test]
+fn dangling_symlink_as_layer_source() {
+    let tmp = project(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  layers:\n    - from: ./dist\n      to: /www\n",
+    )]);
+    std::os::unix::fs::symlink("build/out", tmp.path().join("services/b/dist")).unwrap();
+    let p = Project::load(tmp.path()).unwrap().validate();
+    expect(
+        &p,
+        ErrorKind::MissingFile,
+        "services/b/service.yaml:5:",
+        &[
+            "layer source (a symlink to build/out)",
+            "dist",
+            "does not exist",
+        ],
+    );
+}
+
+#[test]
 fn dockerfile_and_layers_together_is_an_error() {
     let p = problems(&[
         ("services/b/Dockerfile", "FROM scratch\n"),
