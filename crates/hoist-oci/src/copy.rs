@@ -223,7 +223,10 @@ async fn put_manifest(
             };
             client.put_manifest(&target, raw).await.map(|_| ())
         }
-        Dst::Layout(l, name) => l.put_manifest(raw, if named { name.as_deref() } else { None }),
+        Dst::Layout(l, name) if named => l.put_manifest(raw, name.as_deref()),
+        // An index's image: a blob the index points to, not an entry of index.json of its
+        // own (skopeo does the same), which would make `oci:DIR` ambiguous.
+        Dst::Layout(l, _) => l.put_blob(&raw.digest, &raw.bytes),
     }
 }
 

@@ -122,6 +122,9 @@ pub enum Error {
     NotInStore { reference: String, store: PathBuf },
     #[error("invalid OCI layout at {path}: {reason}")]
     InvalidLayout { path: PathBuf, reason: String },
+    /// A valid layout without the image asked for, or with several when none was named.
+    #[error("OCI layout {path}: {reason}")]
+    LayoutLookup { path: PathBuf, reason: String },
     #[error(
         "no container builder found for Dockerfile builds: install one of `docker` (with buildx), `buildah` or `podman` (e.g. `apt-get install buildah`)"
     )]

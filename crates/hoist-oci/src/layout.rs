@@ -178,7 +178,8 @@ impl OciLayout {
     }
 
     /// Store a manifest blob and list it in index.json, named `name` if given (replacing an
-    /// entry with the same name).
+    /// entry with the same name). Only top-level images belong there: the images of an
+    /// index are its blobs ([`OciLayout::put_blob`]), found through it.
     pub fn put_manifest(&self, raw: &RawManifest, name: Option<&str>) -> Result<()> {
         self.put_blob(&raw.digest, &raw.bytes)?;
         // index.json is read, changed and replaced: under the layout's lock, so processes
@@ -189,12 +190,16 @@ impl OciLayout {
         let mut desc = raw.descriptor();
         if let Some(n) = name {
             desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), n.to_string())]));
-            index.manifests.retain(|m| ref_name(m) != Some(n));
-        } else if index
-            .manifests
-            .iter()
-            .any(|m| m.digest == raw.digest && ref_name(m).is_none())
-        {
+            // The image that had this name leaves index.json rather than stay as an unnamed
+            // entry, which would make `oci:DIR` ambiguous. Its blobs stay: other images may
+            // share them, and nothing here knows which do. An unnamed entry for this very
+            // manifest goes too: it is listed by name now.
+            index.manifests.retain(|m| {
+                ref_name(m) != Some(n) && !(m.digest == raw.digest && ref_name(m).is_none())
+            });
+        } else if index.manifests.iter().any(|m| m.digest == raw.digest) {
+            // Listed already, with or without a name: a second entry would only make
+            // `oci:DIR` ambiguous.
             return Ok(());
         }
         index.manifests.push(desc);
@@ -227,22 +232,15 @@ impl OciLayout {
             None => None,
         };
         let Some(desc) = found else {
-            let names: Vec<_> = index.manifests.iter().filter_map(ref_name).collect();
-            return Err(Error::InvalidLayout {
+            return Err(Error::LayoutLookup {
                 path: self.root.clone(),
                 reason: match name {
-                    Some(n) => format!(
-                        "no image named {n:?} (names: {})",
-                        if names.is_empty() {
-                            "none".into()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
+                    Some(n) => format!("no image named {n:?} ({})", listing(&index)),
+                    None if index.manifests.is_empty() => "index.json lists no image".into(),
                     None => format!(
-                        "{} images in index.json: name one with oci:DIR:NAME (names: {})",
+                        "{} images in index.json: name one with oci:DIR:NAME ({})",
                         index.manifests.len(),
-                        names.join(", ")
+                        listing(&index)
                     ),
                 },
             });
@@ -326,6 +324,28 @@ impl OciLayout {
     }
 }
 
+/// What index.json lists, for an error that asks to pick one: the names, and the entries
+/// without one by short digest (they can be picked as `oci:DIR:sha256:<digest>`).
+fn listing(index: &ImageIndex) -> String {
+    let names: Vec<_> = index.manifests.iter().filter_map(ref_name).collect();
+    let unnamed: Vec<_> = index
+        .manifests
+        .iter()
+        .filter(|m| ref_name(m).is_none())
+        .map(|m| format!("sha256:{}…", &m.digest.hex()[..12]))
+        .collect();
+    match (names.is_empty(), unnamed.is_empty()) {
+        (true, true) => "names: none".into(),
+        (false, true) => format!("names: {}", names.join(", ")),
+        (true, false) => format!("unnamed: {}", unnamed.join(", ")),
+        (false, false) => format!(
+            "names: {}; unnamed: {}",
+            names.join(", "),
+            unnamed.join(", ")
+        ),
+    }
+}
+
 pub fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
 }
@@ -406,6 +426,44 @@ mod tests {
         let name = format!("oci:{}:multi", dir.path().display());
         assert!(
             err.contains(&name) && err.contains("linux/arm64/v8"),
+            "{err}"
+        );
+    }
+
+    /// A layout with several images and no name asked for is valid, only ambiguous: the
+    /// error lists what there is to pick, unnamed entries by short digest.
+    #[test]
+    fn an_ambiguous_layout_lists_what_to_pick() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = OciLayout::create(dir.path()).unwrap();
+        let err = l.get_manifest(None).unwrap_err().to_string();
+        assert!(err.ends_with(": index.json lists no image"), "{err}");
+        let (a, b) = (manifest(1), manifest(2));
+        l.put_manifest(&a, None).unwrap();
+        l.put_manifest(&b, None).unwrap();
+        let err = l.get_manifest(None).unwrap_err().to_string();
+        let short = |m: &RawManifest| format!("sha256:{}…", &m.digest.hex()[..12]);
+        assert_eq!(
+            err,
+            format!(
+                "OCI layout {}: 2 images in index.json: name one with oci:DIR:NAME (unnamed: {}, {})",
+                dir.path().display(),
+                short(&a),
+                short(&b)
+            )
+        );
+        l.put_manifest(&b, Some("v2")).unwrap();
+        let err = l.get_manifest(None).unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!("(names: v2; unnamed: {})", short(&a))),
+            "naming an unnamed image lists it once: {err}"
+        );
+        // Stored again without a name: it is listed already.
+        l.put_manifest(&b, None).unwrap();
+        assert_eq!(l.index().unwrap().manifests.len(), 2);
+        let err = l.get_manifest(Some("v1")).unwrap_err().to_string();
+        assert!(
+            err.contains("no image named \"v1\" (names: v2; unnamed:"),
             "{err}"
         );
     }

@@ -819,6 +819,46 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
         .resolve_image(Some("all"), &"linux/arm64".parse().unwrap())
         .unwrap();
     assert_eq!(arm.digest, descs[1].digest);
+    // index.json lists the index alone, as skopeo writes it: its images are blobs it points
+    // to, so the layout is not ambiguous without a name, and goes back whole.
+    let entries = |l: &hoist_oci::OciLayout| {
+        let index = l.index().unwrap();
+        let names = index.manifests.iter().map(hoist_oci::layout::ref_name);
+        let names = names.map(|n| n.map(String::from)).collect::<Vec<_>>();
+        (index.manifests.len(), names)
+    };
+    assert_eq!(entries(&layout), (1, vec![Some("all".to_string())]));
+    assert_eq!(layout.get_manifest(None).unwrap().digest, raw.digest);
+    let unnamed = Location::Layout {
+        dir: dir.clone(),
+        name: None,
+    };
+    let back = copy(
+        &c,
+        &unnamed,
+        &Location::Registry(r(&reg.reference("copy/back:1"))),
+        &CopyOptions {
+            all_platforms: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.digest, raw.digest);
+    let sk = skopeo(&["inspect", "--raw", &format!("oci:{}", dir.display())]);
+    assert_eq!(Digest::of(sk.trim_end().as_bytes()), raw.digest);
+    // Retagged: the index that had the name leaves index.json (its blobs stay).
+    let one_img = copy(
+        &c,
+        &Location::Registry(r(&reg.reference("multi/img:linux-amd64"))),
+        &layout_dst,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries(&layout), (1, vec![Some("all".to_string())]));
+    assert_eq!(layout.get_manifest(None).unwrap().digest, one_img.digest);
+    assert!(layout.has_blob(&raw.digest));
     let one = copy(
         &c,
         &Location::Registry(top.clone()),
