@@ -31,23 +31,77 @@ impl FromStr for Location {
                     "invalid location {s:?}: expected oci:DIR[:NAME]"
                 )));
             }
-            // `oci:DIR:NAME`: the name is what follows the last ':' if it has no '/'.
-            return Ok(match rest.rsplit_once(':') {
-                Some((dir, name)) if !name.contains('/') && !dir.is_empty() && !name.is_empty() => {
-                    Location::Layout {
-                        dir: dir.into(),
-                        name: Some(name.into()),
-                    }
-                }
-                _ => Location::Layout {
-                    dir: rest.into(),
-                    name: None,
-                },
+            // skopeo's rule (containers/image): DIR is everything up to the first ':', so a
+            // DIR cannot hold one, and NAME is the rest, ':' and '/' included
+            // (`oci:lay:registry:5000/app:v1`, `oci:lay:sha256:<digest>`).
+            let (dir, name) = match rest.split_once(':') {
+                Some((dir, name)) => (dir, Some(name)),
+                None => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "invalid location {s:?}: expected oci:DIR[:NAME], with DIR before the first ':'"
+                )));
+            }
+            if let Some(n) = name {
+                check_ref_name(n).map_err(|why| {
+                    Error::Invalid(format!(
+                        "invalid location {s:?}: image name {n:?} {why}; the directory is \
+                         what comes before the first ':' ({dir:?}), the name all after it"
+                    ))
+                })?;
+            }
+            return Ok(Location::Layout {
+                dir: dir.into(),
+                name: name.map(String::from),
             });
         }
         let s = s.strip_prefix("docker://").unwrap_or(s);
         Ok(Location::Registry(Reference::parse(s)?))
     }
+}
+
+/// Check `name` against the grammar of `org.opencontainers.image.ref.name` (OCI image spec,
+/// annotations): `component ("/" component)*`, a component being runs of ASCII letters and
+/// digits joined by one of `- . _ : @ +` or by `--`. Err says what is wrong.
+fn check_ref_name(name: &str) -> std::result::Result<(), String> {
+    const RULE: &str = "(letters and digits joined by one of - . _ : @ + or by --, in \
+                        parts separated by /)";
+    if name.is_empty() {
+        return Err(format!("is empty {RULE}"));
+    }
+    for component in name.split('/') {
+        let b = component.as_bytes();
+        let alnum = |i: usize| b.get(i).is_some_and(u8::is_ascii_alphanumeric);
+        if !alnum(0) || !alnum(b.len().saturating_sub(1)) {
+            return Err(format!(
+                "has a part {component:?} that does not start and end with a letter or digit \
+                 {RULE}"
+            ));
+        }
+        let mut i = 0;
+        while i < b.len() {
+            let sep = match b[i] {
+                _ if alnum(i) => 0,
+                b'-' if b.get(i + 1) == Some(&b'-') => 2,
+                b'-' | b'.' | b'_' | b':' | b'@' | b'+' => 1,
+                c => {
+                    return Err(format!(
+                        "has the character {:?}, which a ref name cannot hold {RULE}",
+                        c as char
+                    ));
+                }
+            };
+            if sep > 0 && !alnum(i + sep) {
+                return Err(format!(
+                    "has {:?} in {component:?} not followed by a letter or digit {RULE}",
+                    &component[i..i + sep]
+                ));
+            }
+            i += sep.max(1);
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Location {
@@ -317,5 +371,53 @@ mod tests {
             Location::Registry(_)
         ));
         assert!("oci:".parse::<Location>().is_err());
+    }
+
+    fn layout(s: &str) -> (String, Option<String>) {
+        match s.parse::<Location>() {
+            Ok(Location::Layout { dir, name }) => (dir.display().to_string(), name),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    fn refused(s: &str) -> String {
+        s.parse::<Location>().unwrap_err().to_string()
+    }
+
+    /// skopeo's split: DIR up to the first ':', NAME all the rest.
+    #[test]
+    fn layout_names_follow_the_first_colon() {
+        let name = |s: &str| layout(s).1;
+        assert_eq!(
+            layout("oci:lay:127.0.0.1:5000/t/app:v1"),
+            ("lay".into(), Some("127.0.0.1:5000/t/app:v1".into()))
+        );
+        assert_eq!(layout("oci:./a/b:v1").0, "./a/b");
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(name(&format!("oci:lay:{digest}")), Some(digest));
+        for ok in ["v1", "V1.2-rc_3", "a--b", "a+b@c", "reg.io/a/b:1.0"] {
+            assert_eq!(name(&format!("oci:lay:{ok}")).as_deref(), Some(ok));
+        }
+        assert_eq!(layout("oci:/tmp/x"), ("/tmp/x".into(), None));
+    }
+
+    #[test]
+    fn invalid_layout_names_are_refused() {
+        // Before: the whole of it became the directory `lay1:..`.
+        let e = refused("oci:lay1:../evil");
+        assert!(
+            e.contains("image name \"../evil\"")
+                && e.contains("does not start and end with a letter or digit")
+                && e.contains("before the first ':' (\"lay1\")"),
+            "{e}"
+        );
+        let e = refused("oci:lay1:bad name");
+        assert!(e.contains("the character ' '"), "{e}");
+        for bad in ["a//b", "a/", "-a", "a-", "a..b", "a---b", "a:", "ä"] {
+            let e = refused(&format!("oci:lay:{bad}"));
+            assert!(e.contains("invalid location"), "{bad}: {e}");
+        }
+        assert!(refused("oci:lay:").contains("is empty"));
+        assert!(refused("oci::v1").contains("DIR before the first ':'"));
     }
 }
