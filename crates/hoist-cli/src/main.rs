@@ -30,8 +30,9 @@ fn main() -> std::process::ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
+            let code = report::exit_code(&report);
             eprintln!("{:?}", report::deduped(report));
-            std::process::ExitCode::FAILURE
+            code
         }
     }
 }

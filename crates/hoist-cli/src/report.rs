@@ -27,6 +27,30 @@ fn handler_opts(tty: bool) -> miette::MietteHandlerOpts {
         .word_separator(textwrap::WordSeparator::AsciiSpace)
 }
 
+/// Ctrl-C stopped a command's work and what it had started was cleaned up (see
+/// [`crate::commands::interruptible`]): hoist ends with 130, the shell's status for SIGINT,
+/// as `hoist up` and `hoist ci` do.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+impl Diagnostic for Interrupted {}
+
+/// The exit status for a command that failed with `report`.
+pub fn exit_code(report: &Report) -> std::process::ExitCode {
+    if report.downcast_ref::<Interrupted>().is_some() {
+        std::process::ExitCode::from(130)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 /// `report` without the causes its message already says (see the module doc).
 pub fn deduped(report: Report) -> Report {
     Report::new(Deduped(report))

@@ -350,11 +350,61 @@ fn credential_helpers_are_used() {
     );
 }
 
+/// The names of the files in `dir` that start with `prefix` (none if `dir` is missing).
+fn files_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `cmd`, sends it SIGINT (Ctrl-C) as soon as `temp_files` lists a file, and returns
+/// how it ended and its stderr.
+fn interrupt_mid_write(
+    mut cmd: std::process::Command,
+    temp_files: impl Fn() -> Vec<String>,
+) -> (std::process::ExitStatus, String) {
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while temp_files().is_empty() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "hoist ended ({status}) before writing a temp file: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("no temp file appeared in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Ctrl-C during `hoist image append` stops the layer build, removes its temp file under
 /// `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise stay behind).
 #[test]
 fn ctrl_c_during_append_leaves_no_temp_file() {
-    use std::time::{Duration, Instant};
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("model.bin");
@@ -368,50 +418,108 @@ fn ctrl_c_during_append_leaves_no_temp_file() {
     }
     let cache = tmp.path().join("cache");
     let layer_tmp = cache.join("tmp");
-    let temp_files = || -> Vec<String> {
-        std::fs::read_dir(&layer_tmp)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
-        .args(["image", "append", "--base", "scratch", "--layer"])
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+    cmd.args(["image", "append", "--base", "scratch", "--layer"])
         .arg(format!("{}:/models/model.bin", big.display()))
         .args(["--tag", &reg.reference("big/model:1")])
         .env("HOIST_CACHE_DIR", &cache)
-        .env("HOME", tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while temp_files().is_empty() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "hoist exited before writing its layer"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no layer temp file appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+        .env("HOME", tmp.path());
+    let (status, err) = interrupt_mid_write(cmd, || files_starting(&layer_tmp, ""));
+    assert_eq!(status.code(), Some(130), "{err}");
     assert!(
-        err.contains("appending to scratch (interrupted) was cancelled"),
+        err.contains("interrupted: appending to scratch was cancelled"),
         "{err}"
     );
-    assert_eq!(temp_files(), Vec::<String>::new());
+    assert_eq!(files_starting(&layer_tmp, ""), Vec::<String>::new());
+}
+
+/// Ctrl-C during `hoist image copy` into an OCI layout and during `hoist image pull` cancels
+/// the downloads under way: no partial `.tmp…` file stays in the blobs directory, nothing
+/// is listed in index.json, and hoist ends as `append` does (130, "interrupted: …").
+#[test]
+fn ctrl_c_during_copy_or_pull_leaves_no_temp_file() {
+    use hoist_oci::manifest::{Descriptor, ImageManifest, RawManifest, media};
+    use hoist_oci::{Digest, OciLayout};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // An image of four 24 MiB layers (random, so nothing shrinks them), pushed by hoist.
+    let src = OciLayout::create(t.join("src")).unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = Digest::of(config);
+    src.put_blob(&config_digest, config).unwrap();
+    let layers = (0..4u64)
+        .map(|i| {
+            let data = registry::pseudo_random(i + 7, 24 << 20);
+            let d = Digest::of(&data);
+            src.put_blob(&d, &data).unwrap();
+            Descriptor::new(media::OCI_LAYER_GZIP, d, data.len() as u64)
+        })
+        .collect();
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: Descriptor::new(media::OCI_CONFIG, config_digest, config.len() as u64),
+        layers,
+        annotations: None,
+    };
+    let raw = RawManifest::new(serde_json::to_vec(&m).unwrap(), Some(media::OCI_MANIFEST)).unwrap();
+    src.put_manifest(&raw, Some("big")).unwrap();
+    let image = reg.reference("big/img:1");
+    hoist(t)
+        .args([
+            "image",
+            "copy",
+            &format!("oci:{}:big", t.join("src").display()),
+            &image,
+        ])
+        .assert()
+        .success();
+
+    let hoist_cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+        c.args(args).env("HOME", t).env("DOCKER_CONFIG", t);
+        c
+    };
+    let dst = t.join("dst");
+    let blobs = dst.join("blobs/sha256");
+    let to = format!("oci:{}:big", dst.display());
+    let (status, err) = interrupt_mid_write(
+        hoist_cmd(&["image", "copy", "--jobs", "2", &image, &to]),
+        || files_starting(&blobs, ".tmp"),
+    );
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "interrupted: copying {image} to {to} was cancelled"
+        )),
+        "{err}"
+    );
+    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
+    let index = OciLayout::open(&dst).unwrap().index().unwrap();
+    assert!(index.manifests.is_empty(), "{:?}", index.manifests);
+
+    let store = t.join("store");
+    let blobs = store.join("blobs/sha256");
+    let (status, err) = interrupt_mid_write(
+        hoist_cmd(&[
+            "image",
+            "pull",
+            "-j",
+            "2",
+            "--store",
+            &store.display().to_string(),
+            &image,
+        ]),
+        || files_starting(&blobs, ".tmp"),
+    );
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("interrupted: pulling {image} was cancelled")),
+        "{err}"
+    );
+    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
 }
 
 /// `umoci unpack` of `image` (DIR:NAME): `path mode` per rootfs entry, sorted.

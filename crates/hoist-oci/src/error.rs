@@ -136,7 +136,8 @@ pub enum Error {
         dockerfile: PathBuf,
         stderr: String,
     },
-    #[error("{what} was cancelled")]
+    /// Ctrl-C stopped `what`; what it had started (temp files, transfers) was dropped.
+    #[error("interrupted: {what} was cancelled")]
     Cancelled { what: String },
     #[error("{0}")]
     Invalid(String),

@@ -78,9 +78,10 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// [`block_on`] for work that Ctrl-C may stop: on SIGINT `f` is dropped, which cancels its
-/// layer builds (they remove their temp files before the runtime is gone), and the result is
-/// [`Error::Cancelled`] naming `what`. Without this, SIGINT would end the process at once
-/// and leave a partly written layer behind.
+/// layer builds and blob transfers (they remove their temp files before the runtime is
+/// gone), and the result is [`Error::Cancelled`] naming `what` ("copying A to B"). Without
+/// this, SIGINT would end the process at once and leave partly written files behind. Every
+/// command that writes blobs runs through it.
 pub fn block_on_interruptible<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T>>,
@@ -93,9 +94,7 @@ pub fn block_on_interruptible<T>(
             })?;
         tokio::select! {
             r = f => r,
-            _ = sigint.recv() => Err(Error::Cancelled {
-                what: format!("{what} (interrupted)"),
-            }),
+            _ = sigint.recv() => Err(Error::Cancelled { what: what.into() }),
         }
     })
 }

@@ -11,9 +11,10 @@ use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::layout::OciLayout;
 use hoist_oci::manifest::{Platform, RawManifest, parse_config};
-use hoist_oci::{LayerSpec, LocalStore, Reference, block_on, block_on_interruptible};
+use hoist_oci::{LayerSpec, LocalStore, Reference, block_on};
 use miette::{IntoDiagnostic, miette};
 
+use super::interruptible;
 use crate::cli::GlobalOpts;
 use crate::output::{OutputFormat, count, human_bytes};
 
@@ -219,15 +220,12 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     };
     let what = format!("appending to {}", spec.base);
     let rep = match &target {
-        Location::Registry(r) => {
-            block_on_interruptible(&what, build_and_push(&client, &spec, r, &opts))
-        }
-        Location::Layout { dir, name } => block_on_interruptible(
+        Location::Registry(r) => interruptible(&what, build_and_push(&client, &spec, r, &opts)),
+        Location::Layout { dir, name } => interruptible(
             &what,
             build_to_layout(&client, &spec, dir, name.as_deref(), &opts),
         ),
-    }
-    .into_diagnostic()?;
+    }?;
     client.set_progress(None);
     let secs = started.elapsed().as_secs_f64();
     match (a.reg.output, &target) {
@@ -266,7 +264,8 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
         platform: a.reg.platform()?,
     };
     let started = std::time::Instant::now();
-    let rep = block_on(copy(&client, &src, &dst, &opts)).into_diagnostic()?;
+    let what = format!("copying {src} to {dst}");
+    let rep = interruptible(&what, copy(&client, &src, &dst, &opts))?;
     client.set_progress(None);
     match a.reg.output {
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
@@ -412,7 +411,10 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     .into_diagnostic()?;
     let client = a.reg.transfer_client(&a.transfer)?;
     let started = std::time::Instant::now();
-    let img = block_on(store.pull(&client, &r, &a.reg.platform()?)).into_diagnostic()?;
+    let img = interruptible(
+        &format!("pulling {r}"),
+        store.pull(&client, &r, &a.reg.platform()?),
+    )?;
     client.set_progress(None);
     // A fresh client: its counters are this pull's.
     let moved = client.counters();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use hoist_config::{Project, Service};
 use hoist_engine::image::{Delivery, build_and_deliver};
-use hoist_oci::{LocalStore, Reference, block_on_interruptible};
+use hoist_oci::{LocalStore, Reference};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 
@@ -75,13 +75,12 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             None => Delivery::Registry(target_ref.registry.clone()),
         };
         // Ctrl-C drops the build, whose layer builds remove their temp files.
-        let delivered = block_on_interruptible(&format!("building {}", svc.name), async {
+        let delivered = super::interruptible(&format!("building {}", svc.name), async {
             Ok(
                 build_and_deliver(&project, svc, &refs, target, &delivery, &client, &platform)
                     .await,
             )
-        })
-        .into_diagnostic()?
+        })?
         .into_diagnostic()?;
         let built = Built {
             service: svc.name.clone(),
