@@ -8,7 +8,12 @@ pub enum Error {
     InvalidReference { input: String, reason: String },
     #[error("invalid digest {input:?}: expected `sha256:` followed by 64 lowercase hex characters")]
     InvalidDigest { input: String },
-    #[error("digest mismatch for {what}: expected {expected}, got {actual}; nothing was stored")]
+    // Every writer stores an image's manifest last, after all its blobs verified, and a
+    // blob lands only once verified: so the bad one is not stored and no manifest is, but
+    // blobs that verified before it are kept (a re-run does not fetch them again).
+    #[error(
+        "digest mismatch for {what}: expected {expected}, got {actual}; it was not stored, nor was the image's manifest (blobs that verified before it are kept)"
+    )]
     DigestMismatch {
         what: String,
         expected: String,

@@ -558,7 +558,7 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     let dst = r(&authed.reference("mirror/bad:1"));
     let e = copy(
         &c,
-        &Location::Registry(bad),
+        &Location::Registry(bad.clone()),
         &Location::Registry(dst.clone()),
         &CopyOptions::default(),
     )
@@ -567,6 +567,34 @@ async fn copy_between_registries_and_layouts_keeps_digests() {
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     assert!(!c.has_blob(&dst, &layer).await.unwrap());
     assert!(c.get_manifest(&dst).await.is_err());
+    // Into a layout: the bad layer and the manifest do not land, the config may have (it is
+    // fetched alongside), and the message says just that (it said "nothing was stored").
+    let dir = tmp.path().join("bad-layout");
+    let e = copy(
+        &c,
+        &Location::Registry(bad.clone()),
+        &Location::Layout {
+            dir: dir.clone(),
+            name: Some("bad".into()),
+        },
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("; it was not stored, nor was the image's manifest (blobs that verified before it are kept)"),
+        "{e}"
+    );
+    let layout = hoist_oci::OciLayout::open(&dir).unwrap();
+    assert!(!layout.has_blob(&layer));
+    assert!(layout.index().unwrap().manifests.is_empty());
+    // What is left verified: the config at most, under its digest, no temp file.
+    for f in std::fs::read_dir(layout.blob_dir()).unwrap() {
+        let path = f.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(Digest::of(&std::fs::read(&path).unwrap()).hex(), name);
+    }
 
     // A blob cut short at the source: a size mismatch, not retried as a dropped connection.
     let short = push_base(&c, &open, "lib/short:1", 1, 40_000, &tmp.path().join("s")).await;
