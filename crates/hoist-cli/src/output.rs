@@ -66,10 +66,51 @@ pub enum OutputFormat {
     /// Human-readable text (tables, summaries).
     #[default]
     Text,
-    /// One JSON document (or one JSON event per line for streams).
+    /// One JSON document.
     Json,
-    /// YAML documents (for commands that emit Kubernetes objects).
+    /// The same document as YAML.
     Yaml,
+}
+
+/// The output of commands that stream events (`up`, `ci`): a stream has no YAML form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum StreamFormat {
+    /// Human-readable text (progress lines, tables, summaries).
+    #[default]
+    Text,
+    /// One JSON event per line.
+    Json,
+}
+
+/// A machine-readable form of a command's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    Json,
+    Yaml,
+}
+
+impl OutputFormat {
+    /// The document to print instead of text, if one was asked for.
+    pub fn document(self) -> Option<Document> {
+        match self {
+            OutputFormat::Text => None,
+            OutputFormat::Json => Some(Document::Json),
+            OutputFormat::Yaml => Some(Document::Yaml),
+        }
+    }
+}
+
+impl Document {
+    /// Print `value`: pretty JSON, or YAML with the same fields in the same order.
+    pub fn print(self, value: &impl serde::Serialize) -> miette::Result<()> {
+        use miette::IntoDiagnostic;
+        match self {
+            Document::Json => outln!("{}", serde_json::to_string_pretty(value).into_diagnostic()?),
+            // serde_norway ends the document with a newline.
+            Document::Yaml => out!("{}", serde_norway::to_string(value).into_diagnostic()?),
+        }
+        Ok(())
+    }
 }
 
 /// A byte count for people (`18.76 MiB`); JSON output keeps exact numbers.

@@ -273,6 +273,22 @@ fn validate_ok_and_broken_with_locations() {
     assert_eq!(v["problems"][0]["line"], 2);
 }
 
+/// `up` and `ci` stream events: they take text or json, and say so for yaml rather than
+/// print text.
+#[test]
+fn streaming_commands_refuse_yaml() {
+    for cmd in ["up", "ci"] {
+        let out = hoist().args([cmd, "-o", "yaml"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {out:?}");
+        assert!(
+            stderr(&out).contains("invalid value 'yaml'")
+                && stderr(&out).contains("[possible values: text, json]"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn no_project_gives_a_hint() {
     let tmp = tempfile::tempdir().unwrap();

@@ -350,6 +350,44 @@ fn credential_helpers_are_used() {
     );
 }
 
+/// `-o yaml` prints the document `-o json` prints, as YAML (it used to print the text).
+#[test]
+fn yaml_output_is_the_json_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("app/run.sh"), b"#!/bin/sh\n", 0o755);
+    let image = format!("oci:{}:v1", t.join("lay").display());
+    let run = |args: &[&str]| stdout(&hoist(t).args(args).assert().success());
+    let append = [
+        "image",
+        "append",
+        "--base",
+        "scratch",
+        "--cmd",
+        "/app/run.sh",
+    ];
+    let layer = format!("{}:/app", t.join("app").display());
+    let yaml = run(&[
+        &append[..],
+        &["--layer", &layer, "--tag", &image, "-o", "yaml"],
+    ]
+    .concat());
+    let rep: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    assert!(
+        rep["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{yaml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["image", "inspect", &image, "-o", "json"])).unwrap();
+    let yaml = run(&["image", "inspect", &image, "-o", "yaml"]);
+    assert_eq!(
+        serde_norway::from_str::<serde_json::Value>(&yaml).unwrap(),
+        json,
+        "{yaml}"
+    );
+    assert_eq!(json["digest"], rep["digest"]);
+}
+
 /// The names of the files in `dir` that start with `prefix` (none if `dir` is missing).
 fn files_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
     std::fs::read_dir(dir)

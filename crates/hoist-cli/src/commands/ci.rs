@@ -14,7 +14,7 @@ use miette::{IntoDiagnostic, miette};
 use super::project::{SetArgs, load};
 use super::session::{Display, TargetArgs, resolve_target_off_runtime, run_interruptible};
 use crate::cli::GlobalOpts;
-use crate::output::OutputFormat;
+use crate::output::StreamFormat;
 
 #[derive(Debug, Args)]
 pub struct CiArgs {
@@ -34,7 +34,7 @@ pub struct CiArgs {
     /// Output: text (progress lines and a summary table) or json (one event per line,
     /// then a summary object).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    pub format: OutputFormat,
+    pub format: StreamFormat,
     #[command(flatten)]
     pub set: SetArgs,
 }
@@ -42,7 +42,7 @@ pub struct CiArgs {
 pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 10m, 1h", "--timeout: {e}"))?;
-    let json = args.format == OutputFormat::Json;
+    let json = args.format == StreamFormat::Json;
     let display = Display::choose(json, true);
     let session = Session::new();
     let res = run_interruptible(

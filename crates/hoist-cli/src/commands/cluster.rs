@@ -305,8 +305,8 @@ fn status(data_dir: &Path, output: OutputFormat) -> miette::Result<ExitCode> {
         }
         _ => false,
     };
-    match output {
-        OutputFormat::Json | OutputFormat::Yaml => {
+    match output.document() {
+        Some(doc) => {
             let v = serde_json::json!({
                 "running": pid.is_some(),
                 "pid": pid,
@@ -314,9 +314,9 @@ fn status(data_dir: &Path, output: OutputFormat) -> miette::Result<ExitCode> {
                 "healthy": healthy,
                 "dataDir": data_dir,
             });
-            outln!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+            doc.print(&v)?;
         }
-        OutputFormat::Text => match (pid, addr) {
+        None => match (pid, addr) {
             (Some(pid), Some(addr)) => outln!(
                 "running  pid {pid}  {}  {}\ndata dir {}",
                 server_url(addr),

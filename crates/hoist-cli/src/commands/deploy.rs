@@ -86,8 +86,8 @@ pub fn run(args: DeployArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         Some(Err(r)) => Some(r),
         _ => None,
     };
-    match args.format {
-        OutputFormat::Json => {
+    match args.format.document() {
+        Some(format) => {
             let key = |k: &hoist_kube::ObjectKey| serde_json::json!({"apiVersion": k.api_version(), "kind": k.kind, "namespace": k.namespace, "name": k.name});
             let doc = serde_json::json!({
                 "context": target.context,
@@ -105,9 +105,9 @@ pub fn run(args: DeployArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                     "conditions": o.conditions, "events": o.events, "containers": o.containers,
                 })).collect::<Vec<_>>()),
             });
-            outln!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
+            format.print(&doc)?;
         }
-        OutputFormat::Text | OutputFormat::Yaml => {
+        None => {
             for a in &report.applied {
                 outln!("applied {} ({})", a.key, a.service);
             }

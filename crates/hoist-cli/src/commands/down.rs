@@ -54,8 +54,8 @@ pub fn run(args: DownArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             teardown(&mut set, &opts).await
         })
         .into_diagnostic()?;
-    match args.format {
-        OutputFormat::Json => {
+    match args.format.document() {
+        Some(format) => {
             let deleted: Vec<serde_json::Value> = report
                 .deleted
                 .iter()
@@ -72,9 +72,9 @@ pub fn run(args: DownArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 "deleted": deleted,
                 "namespaceDeleted": report.namespace_deleted,
             });
-            outln!("{}", serde_json::to_string_pretty(&doc).into_diagnostic()?);
+            format.print(&doc)?;
         }
-        OutputFormat::Text | OutputFormat::Yaml => {
+        None => {
             for k in &report.deleted {
                 outln!("deleted {k}");
             }

@@ -228,10 +228,8 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     }?;
     client.set_progress(None);
     let secs = started.elapsed().as_secs_f64();
-    match (a.reg.output, &target) {
-        (OutputFormat::Json, _) => {
-            outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?)
-        }
+    match (a.reg.output.document(), &target) {
+        (Some(doc), _) => doc.print(&rep)?,
         (_, Location::Registry(_)) => outln!(
             "pushed {}@{} in {secs:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
             rep.reference,
@@ -267,9 +265,9 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
     let what = format!("copying {src} to {dst}");
     let rep = interruptible(&what, copy(&client, &src, &dst, &opts))?;
     client.set_progress(None);
-    match a.reg.output {
-        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&rep).into_diagnostic()?),
-        _ => outln!(
+    match a.reg.output.document() {
+        Some(doc) => doc.print(&rep)?,
+        None => outln!(
             "copied {} -> {} ({}) in {:.2} s: {} copied ({}), {} mounted, {} already present",
             rep.source,
             rep.destination,
@@ -311,7 +309,7 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
     let config = parse_config(&config_bytes, &m.config.digest).into_diagnostic()?;
     // Sizes come from the manifest: a bogus one must not overflow.
     let total = m.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
-    if a.reg.output == OutputFormat::Json {
+    if let Some(doc) = a.reg.output.document() {
         let v = serde_json::json!({
             "reference": loc.to_string(),
             "digest": raw.digest,
@@ -322,7 +320,7 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             "manifest": m,
             "config": config,
         });
-        outln!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+        doc.print(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     outln!("Image:       {loc}");
@@ -418,19 +416,15 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     client.set_progress(None);
     // A fresh client: its counters are this pull's.
     let moved = client.counters();
-    match a.reg.output {
-        OutputFormat::Json => outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "reference": r.to_string(),
-                "digest": img.manifest_digest,
-                "store": store.layout().root(),
-                "blobs_downloaded": moved.blob_downloads,
-                "bytes_downloaded": moved.download_bytes,
-            }))
-            .into_diagnostic()?
-        ),
-        _ => outln!(
+    match a.reg.output.document() {
+        Some(doc) => doc.print(&serde_json::json!({
+            "reference": r.to_string(),
+            "digest": img.manifest_digest,
+            "store": store.layout().root(),
+            "blobs_downloaded": moved.blob_downloads,
+            "bytes_downloaded": moved.download_bytes,
+        }))?,
+        None => outln!(
             "pulled {r}@{} into {} in {:.2} s: {} downloaded ({}), {} already stored",
             img.manifest_digest,
             store.layout().root().display(),

@@ -14,7 +14,6 @@ use serde::Serialize;
 use super::image::{RegistryOpts, TransferOpts};
 use super::project::{self, SetArgs};
 use crate::cli::GlobalOpts;
-use crate::output::OutputFormat;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -89,7 +88,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             uploaded_bytes: delivered.uploaded_bytes,
             destination: if store.is_some() { "store" } else { "registry" },
         };
-        if a.reg.output != OutputFormat::Json {
+        if a.reg.output.document().is_none() {
             outln!(
                 "{:<16} {}@{} ({})",
                 built.service,
@@ -107,11 +106,8 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         results.push(built);
     }
     client.set_progress(None);
-    if a.reg.output == OutputFormat::Json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&results).into_diagnostic()?
-        );
+    if let Some(doc) = a.reg.output.document() {
+        doc.print(&results)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -53,16 +53,13 @@ fn as_json(p: &Project, svc: &Service) -> serde_json::Value {
 
 pub fn run(args: ServicesArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let project = load(g, &args.set)?;
-    if args.format == OutputFormat::Json {
+    if let Some(doc) = args.format.document() {
         let list: Vec<_> = project
             .services
             .iter()
             .map(|s| as_json(&project, s))
             .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        doc.print(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 5]> = project

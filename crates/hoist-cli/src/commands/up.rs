@@ -17,7 +17,7 @@ use super::session::{
     Display, TargetArgs, cluster_dir, resolve_target_off_runtime, run_interruptible,
 };
 use crate::cli::GlobalOpts;
-use crate::output::OutputFormat;
+use crate::output::StreamFormat;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -39,7 +39,7 @@ pub struct UpArgs {
     pub parallel: Option<usize>,
     /// Output: text, or json (one event per line).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    pub format: OutputFormat,
+    pub format: StreamFormat,
     #[command(flatten)]
     pub set: SetArgs,
 }
@@ -47,7 +47,7 @@ pub struct UpArgs {
 pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let timeout = hoist_config::parse_duration(&args.timeout)
         .map_err(|e| miette!(help = "e.g. --timeout 90s, 5m", "--timeout: {e}"))?;
-    let display = Display::choose(args.format == OutputFormat::Json, args.stream || args.once);
+    let display = Display::choose(args.format == StreamFormat::Json, args.stream || args.once);
     let session = Session::new();
     let watching = AtomicBool::new(false);
     // Ctrl-C before watching starts is an interruption (exit 130); after, the usual end.

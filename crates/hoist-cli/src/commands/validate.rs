@@ -18,7 +18,7 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let project = load(g, &args.set)?;
     let problems = project.validate();
-    if args.format == OutputFormat::Json {
+    if let Some(doc) = args.format.document() {
         let list: Vec<serde_json::Value> = problems
             .iter()
             .map(|p| {
@@ -32,14 +32,10 @@ pub fn run(args: ValidateArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 })
             })
             .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "ok": problems.is_empty(),
-                "problems": list
-            }))
-            .unwrap_or_default()
-        );
+        doc.print(&serde_json::json!({
+            "ok": problems.is_empty(),
+            "problems": list
+        }))?;
     } else {
         for p in &problems {
             eprintln!("{:?}", miette::Report::new(p.clone()));
