@@ -803,14 +803,15 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
         "{e}"
     );
     // --all keeps the index digest; the default copies linux/amd64 only.
+    let every_platform = CopyOptions {
+        all_platforms: true,
+        ..Default::default()
+    };
     let all = copy(
         &c,
         &Location::Registry(top.clone()),
         &Location::Registry(r(&reg.reference("copy/all:1"))),
-        &CopyOptions {
-            all_platforms: true,
-            ..Default::default()
-        },
+        &every_platform,
     )
     .await
     .unwrap();
@@ -828,10 +829,7 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
         &c,
         &Location::Registry(top.clone()),
         &layout_dst,
-        &CopyOptions {
-            all_platforms: true,
-            ..Default::default()
-        },
+        &every_platform,
     )
     .await
     .unwrap();
@@ -865,10 +863,7 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
         &c,
         &unnamed,
         &Location::Registry(r(&reg.reference("copy/back:1"))),
-        &CopyOptions {
-            all_platforms: true,
-            ..Default::default()
-        },
+        &every_platform,
     )
     .await
     .unwrap();
