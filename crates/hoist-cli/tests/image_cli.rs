@@ -719,3 +719,122 @@ fn append_reads_and_writes_oci_layouts() {
     );
     assert!(err.contains("expected oci:DIR[:NAME]"), "{err}");
 }
+
+/// `--platform` given: an image for another platform only is an error (inspect, append);
+/// not given, it is shown or built on as it is. An index lists its platforms; an OCI
+/// artifact is shown as one, not as a broken image.
+#[test]
+fn platforms_indexes_and_artifacts_in_inspect() {
+    use hoist_oci::manifest::{Descriptor, ImageIndex, ImageManifest, RawManifest, media};
+    use hoist_oci::{Digest, RegistryClient, block_on};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("f.txt"), b"f", 0o644);
+    let layer = format!("{}:/f.txt", t.join("f.txt").display());
+    let append = |platform: Option<&str>, base: &str, tag: &str| {
+        let mut c = hoist(t);
+        c.args([
+            "image", "append", "--base", base, "--layer", &layer, "--tag", tag,
+        ]);
+        if let Some(p) = platform {
+            c.args(["--platform", p]);
+        }
+        c.args(["-o", "json"]).assert()
+    };
+    let amd = reg.reference("p/img:amd64");
+    let arm = reg.reference("p/img:arm64");
+    append(None, "scratch", &amd).success();
+    append(Some("linux/arm64"), "scratch", &arm).success();
+
+    let mismatch = "is an image for linux/amd64 only, not linux/arm64";
+    let err = fails(t, &["image", "inspect", "--platform", "linux/arm64", &amd]);
+    assert!(err.contains(mismatch), "{err}");
+    let err = stderr(&append(Some("linux/arm64"), &amd, &reg.reference("p/x:1")).failure());
+    assert!(err.contains(&format!("base {amd} {mismatch}")), "{err}");
+    append(None, &amd, &reg.reference("p/x:1")).success();
+    let a = hoist(t).args(["image", "inspect", &arm]).assert().success();
+    assert!(
+        stdout(&a).contains("Platform:    linux/arm64"),
+        "{}",
+        stdout(&a)
+    );
+
+    // An index of the two.
+    let c = RegistryClient::new(Default::default()).unwrap();
+    let manifests = [(&amd, "linux/amd64"), (&arm, "linux/arm64")].map(|(r, p)| {
+        let raw = block_on(c.get_manifest(&r.parse().unwrap())).unwrap();
+        let mut d = raw.descriptor();
+        d.platform = Some(p.parse().unwrap());
+        d
+    });
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: Some(media::OCI_INDEX.into()),
+        manifests: manifests.to_vec(),
+        annotations: None,
+    };
+    let index = RawManifest::new(serde_json::to_vec(&index).unwrap(), None).unwrap();
+    let multi = reg.reference("p/img:multi");
+    block_on(c.put_manifest(&multi.parse().unwrap(), &index)).unwrap();
+    let a = hoist(t)
+        .args(["image", "inspect", "--platform", "linux/arm64", &multi])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("Platforms:   linux/amd64, linux/arm64")
+            && out.contains(&format!("Digest:      {}", manifests[1].digest)),
+        "{out}"
+    );
+    let a = hoist(t)
+        .args(["image", "inspect", &multi, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(
+        v["index"]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+
+    // An artifact shaped like a Helm chart.
+    let chart = reg.reference("charts/web:1.0.0");
+    let chart_ref = chart.parse().unwrap();
+    let helm = "application/vnd.cncf.helm.config.v1+json";
+    let blobs = [(b"{}".as_slice(), helm), (b"chart", media::OCI_LAYER_GZIP)].map(|(data, mt)| {
+        let d = Digest::of(data);
+        block_on(c.upload_blob(&chart_ref, &d, data.to_vec().into(), None)).unwrap();
+        Descriptor::new(mt, d, data.len() as u64)
+    });
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: blobs[0].clone(),
+        layers: vec![blobs[1].clone()],
+        annotations: None,
+    };
+    let raw = RawManifest::new(serde_json::to_vec(&m).unwrap(), None).unwrap();
+    block_on(c.put_manifest(&chart_ref, &raw)).unwrap();
+    let a = hoist(t)
+        .args(["image", "inspect", &chart])
+        .assert()
+        .success();
+    assert!(
+        stdout(&a).contains(&format!(
+            "Config:      {helm} (an OCI artifact, not a container image)"
+        )),
+        "{}",
+        stdout(&a)
+    );
+    let a = hoist(t)
+        .args(["image", "inspect", &chart, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(
+        (v["config"].is_null(), v["configMediaType"].as_str()),
+        (true, Some(helm))
+    );
+    let err = stderr(&append(None, &chart, &reg.reference("p/y:1")).failure());
+    assert!(err.contains("is not a container image"), "{err}");
+}

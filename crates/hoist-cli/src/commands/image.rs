@@ -10,7 +10,7 @@ use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_layout}
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::layout::OciLayout;
-use hoist_oci::manifest::{Platform, RawManifest, parse_config};
+use hoist_oci::manifest::{Parsed, Platform, RawManifest, parse_config};
 use hoist_oci::{LayerSpec, LocalStore, Reference, block_on};
 use miette::{IntoDiagnostic, miette};
 
@@ -40,9 +40,10 @@ pub struct RegistryOpts {
     /// Extra CA certificates (PEM) to trust for HTTPS registries.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Platform to pick from multi-platform images.
-    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: String,
+    /// Platform to pick from multi-platform images (default linux/amd64). When given, an
+    /// image that exists for another platform only is an error.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -81,7 +82,15 @@ impl RegistryOpts {
     }
 
     pub(super) fn platform(&self) -> miette::Result<Platform> {
-        self.platform.parse().into_diagnostic()
+        match &self.platform {
+            Some(p) => p.parse().into_diagnostic(),
+            None => Ok(Platform::linux_amd64()),
+        }
+    }
+
+    /// Was `--platform` given (then a single-platform image for another one is refused)?
+    pub(super) fn platform_asked(&self) -> bool {
+        self.platform.is_some()
     }
 }
 
@@ -216,6 +225,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     let started = std::time::Instant::now();
     let opts = BuildOptions {
         platform: a.reg.platform()?,
+        require_platform: a.reg.platform_asked(),
         ..Default::default()
     };
     let what = format!("appending to {}", spec.base);
@@ -306,7 +316,25 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
     })
     .into_diagnostic()?;
     let m = raw.image().into_diagnostic()?;
-    let config = parse_config(&config_bytes, &m.config.digest).into_diagnostic()?;
+    // An OCI artifact (a Helm chart, a signature) has a manifest and layers, but its config
+    // is no image config: shown as what it is.
+    let config = match m.ensure_image(&loc.to_string()) {
+        Ok(()) => Some(parse_config(&config_bytes, &m.config.digest).into_diagnostic()?),
+        Err(_) => None,
+    };
+    if let Some(c) = &config
+        && a.reg.platform_asked()
+    {
+        c.ensure_platform(&platform, &loc.to_string())
+            .into_diagnostic()?;
+    }
+    // The platforms an index offers (the one shown was picked by --platform).
+    let platforms: Vec<String> = match index.as_ref().map(RawManifest::parse).transpose() {
+        Ok(Some(Parsed::Index(idx))) => (idx.manifests.iter())
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect(),
+        _ => vec![],
+    };
     // Sizes come from the manifest: a bogus one must not overflow.
     let total = m.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
     if let Some(doc) = a.reg.output.document() {
@@ -314,10 +342,11 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
             "reference": loc.to_string(),
             "digest": raw.digest,
             "mediaType": raw.media_type,
-            "index": index.as_ref().map(|i: &RawManifest| serde_json::json!({"digest": i.digest, "mediaType": i.media_type})),
+            "index": index.as_ref().map(|i: &RawManifest| serde_json::json!({"digest": i.digest, "mediaType": i.media_type, "platforms": platforms})),
             "size": total,
             "layers": m.layers,
             "manifest": m,
+            "configMediaType": m.config.media_type,
             "config": config,
         });
         doc.print(&v)?;
@@ -327,18 +356,28 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
     outln!("Digest:      {}", raw.digest);
     if let Some(i) = &index {
         outln!("Index:       {} ({})", i.digest, i.media_type);
+        if !platforms.is_empty() {
+            outln!("Platforms:   {}", platforms.join(", "));
+        }
     }
     outln!("Media type:  {}", raw.media_type);
-    outln!(
-        "Platform:    {}/{}{}",
-        config.os,
-        config.architecture,
-        config
-            .variant
-            .as_deref()
-            .map(|v| format!("/{v}"))
-            .unwrap_or_default()
-    );
+    let Some(config) = config else {
+        outln!(
+            "Config:      {} (an OCI artifact, not a container image)",
+            m.config.media_type
+        );
+        outln!("Layers:      {} ({})", m.layers.len(), human_bytes(total));
+        for l in &m.layers {
+            outln!(
+                "  {}  {:>11}  {}",
+                l.digest,
+                human_bytes(l.size),
+                l.media_type
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    outln!("Platform:    {}", config.platform());
     if let Some(c) = &config.created {
         outln!("Created:     {c}");
     }
