@@ -218,6 +218,15 @@ fn bad_input_is_reported_not_panicked() {
     assert!(err.contains("expected SRC:DEST"), "{err}");
     let err = append(&["--env", "NOEQ"], "127.0.0.1:1/x:y");
     assert!(err.contains("expected KEY=VALUE"), "{err}");
+    let err = append(&["--env", "BAD KEY=1"], "127.0.0.1:1/x:y");
+    assert!(err.contains("the name \"BAD KEY\" has a space"), "{err}");
+    let err = append(&["--cmd", r#"echo "hello world""#], "127.0.0.1:1/x:y");
+    assert!(
+        err.contains("quotes are not parsed in the words form; give a JSON array"),
+        "{err}"
+    );
+    let err = append(&["--workdir", "rel/dir"], "127.0.0.1:1/x:y");
+    assert!(err.contains("must be an absolute path"), "{err}");
     let copy = ["image", "copy", "127.0.0.1:1/x:y", "oci:/tmp/x"];
     let err = fails(t, &[&copy[..], &["--platform", "linux"]].concat());
     assert!(err.contains("invalid platform"), "{err}");

@@ -371,6 +371,35 @@ fn missing_layer_source() {
 }
 
 #[test]
+fn image_workdir_and_env_names() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nimage:\n  base: scratch\n  workdir: app\n  env:\n    \"BAD KEY\": x\n    GOOD: y\n",
+    )]);
+    let workdir: Vec<_> = p
+        .iter()
+        .filter(|e| e.to_string().contains("workdir"))
+        .collect();
+    assert_eq!(workdir.len(), 1, "{p:#?}");
+    let text = workdir[0].to_string();
+    assert!(
+        text.contains("services/b/service.yaml:4:") && text.contains("must be an absolute path"),
+        "{text}"
+    );
+    assert_eq!(workdir[0].help.as_deref(), Some("workdir: /app"));
+    let env: Vec<_> = p
+        .iter()
+        .filter(|e| e.to_string().contains("env name"))
+        .collect();
+    assert_eq!(env.len(), 1, "{p:#?}");
+    let text = env[0].to_string();
+    assert!(
+        text.contains("services/b/service.yaml:6:") && text.contains("\"BAD KEY\""),
+        "{text}"
+    );
+}
+
+#[test]
 fn dangling_symlink_as_layer_source() {
     let tmp = project(&[(
         "services/b/service.yaml",

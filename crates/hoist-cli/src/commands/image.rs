@@ -179,6 +179,12 @@ fn words(flag: &str, s: &str) -> miette::Result<Vec<String>> {
     let t = s.trim();
     if t.starts_with('[') {
         serde_json::from_str(t).map_err(|e| miette!("--{flag} {s:?}: invalid JSON array: {e}"))
+    } else if t.contains(['"', '\'', '\\']) {
+        // Split on spaces, `echo "a b"` would be three words with quotes in them.
+        Err(miette!(
+            help = format!("e.g. --{flag} '[\"echo\", \"hello world\"]'"),
+            "--{flag} {s:?}: quotes are not parsed in the words form; give a JSON array"
+        ))
     } else {
         Ok(t.split_whitespace().map(String::from).collect())
     }
@@ -186,6 +192,9 @@ fn words(flag: &str, s: &str) -> miette::Result<Vec<String>> {
 
 fn key_value(flag: &str, s: &str) -> miette::Result<(String, String)> {
     match s.split_once('=') {
+        Some((k, _)) if k.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(miette!(
+            "--{flag} {s:?}: the name {k:?} has a space or a control character"
+        )),
         Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
         _ => Err(miette!("--{flag} {s:?}: expected KEY=VALUE")),
     }
@@ -212,7 +221,17 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             .iter()
             .map(|e| key_value("env", e))
             .collect::<miette::Result<_>>()?,
-        workdir: a.workdir.clone(),
+        workdir: match a.workdir.as_deref() {
+            // The runtime needs an absolute path; Docker resolves a relative WORKDIR
+            // against the one before, which a command line has no notion of.
+            Some(w) if !w.is_empty() && !w.starts_with('/') => {
+                return Err(miette!(
+                    help = format!("--workdir /{w}"),
+                    "--workdir {w:?}: must be an absolute path"
+                ));
+            }
+            w => w.map(String::from),
+        },
         user: a.user.clone(),
         labels: a
             .labels
