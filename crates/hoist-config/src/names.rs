@@ -47,6 +47,20 @@ pub fn repository_problem(name: &str) -> Option<&'static str> {
 /// Why `input` is not an image reference (`busybox`, `host:5000/team/app:v1@sha256:…`),
 /// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's, a little looser on
 /// hosts); a test in hoist-cli, which sees both crates, holds the two to the same answers.
+/// Why `tag` cannot be an image tag, if it cannot: up to 128 of `[A-Za-z0-9_.-]`, not
+/// starting with `.` or `-`.
+pub fn tag_problem(tag: &str) -> Option<String> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+    (!ok).then(|| {
+        format!("invalid tag {tag:?}: up to 128 of [A-Za-z0-9_.-], not starting with . or -")
+    })
+}
+
 pub fn image_reference_problem(input: &str) -> Option<String> {
     let s = input.trim();
     if s.is_empty() {
@@ -69,17 +83,8 @@ pub fn image_reference_problem(input: &str) -> Option<String> {
     };
     let name = match rest.rfind(':') {
         Some(i) if !rest[i + 1..].contains('/') => {
-            let tag = &rest[i + 1..];
-            let b = tag.as_bytes();
-            let ok = !b.is_empty()
-                && b.len() <= 128
-                && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-            if !ok {
-                return Some(format!(
-                    "invalid tag {tag:?}: up to 128 of [A-Za-z0-9_.-], not starting with . or -"
-                ));
+            if let Some(why) = tag_problem(&rest[i + 1..]) {
+                return Some(why);
             }
             &rest[..i]
         }

@@ -153,6 +153,12 @@ pub fn image_refs(
     project: &Project,
     tag: Option<&str>,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
+    if let Some(why) = tag.and_then(crate::names::tag_problem) {
+        return Err(vec![
+            ConfigError::new(ErrorKind::InvalidImage, format!("--tag: {why}"))
+                .help("e.g. --tag dev or --tag v1.2.3"),
+        ]);
+    }
     let tags = match tag {
         Some(t) => project
             .services

@@ -51,6 +51,14 @@ fn dockerfile_tags_follow_dockerfile_and_context_but_not_git() {
     let p = Project::load(root).unwrap();
     let refs = image_refs(&p, Some("dev")).unwrap();
     assert_eq!(refs["d"], "r.local:5000/d:dev");
+    // A bad --tag is named as the tag, not as part of a reference it was glued into.
+    let e = image_refs(&p, Some("Bad:Tag")).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].to_string().contains("--tag: invalid tag \"Bad:Tag\""),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
