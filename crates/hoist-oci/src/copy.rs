@@ -195,48 +195,42 @@ pub async fn copy(
         Location::Layout { dir, name } => Dst::Layout(OciLayout::create(dir)?, name.clone()),
     });
     let top = source.top(client).await?;
-    let mut stats = Tally::default();
-    let written = match top.parse()? {
-        Parsed::Image(_) => {
-            copy_blobs(
-                client,
-                &source,
-                &dest,
-                std::slice::from_ref(&top),
-                &mut stats,
-            )
-            .await?;
-            put_manifest(client, &dest, &top, true).await?;
-            top.digest.clone()
-        }
+    // The images whose blobs move, and the manifest written under the destination's name
+    // (with --all, the index; the platform images go in unnamed before it).
+    let (images, named) = match top.parse()? {
+        Parsed::Image(_) => (vec![top.clone()], top),
         Parsed::Index(idx) if opts.all_platforms => {
             let mut children = vec![];
             for d in &idx.manifests {
                 children.push(source.manifest(client, &d.digest).await?);
             }
-            // Every platform's blobs at once: one plan for the bar, shared blobs sent once.
-            copy_blobs(client, &source, &dest, &children, &mut stats).await?;
-            for child in &children {
-                put_manifest(client, &dest, child, false).await?;
-            }
-            put_manifest(client, &dest, &top, true).await?;
-            top.digest.clone()
+            (children, top)
         }
         Parsed::Index(idx) => {
             let d = idx.select(&opts.platform, &src.to_string())?;
             let child = source.manifest(client, &d.digest).await?;
-            copy_blobs(
-                client,
-                &source,
-                &dest,
-                std::slice::from_ref(&child),
-                &mut stats,
-            )
-            .await?;
-            put_manifest(client, &dest, &child, true).await?;
-            child.digest.clone()
+            (vec![child.clone()], child)
         }
     };
+    // A destination pinned to a digest can only take that manifest: say so before any
+    // blob moves (the registry would refuse the manifest at the very end).
+    if let Location::Registry(r) = dst
+        && let Some(pin) = &r.digest
+        && *pin != named.digest
+    {
+        return Err(Error::Invalid(format!(
+            "{dst} is pinned to {pin}, but the image copied is {}: drop the digest from the destination, or give the one the source has",
+            named.digest
+        )));
+    }
+    let mut stats = Tally::default();
+    // Every platform's blobs at once: one plan for the bar, shared blobs sent once.
+    copy_blobs(client, &source, &dest, &images, &mut stats).await?;
+    for child in images.iter().filter(|i| i.digest != named.digest) {
+        put_manifest(client, &dest, child, false).await?;
+    }
+    put_manifest(client, &dest, &named, true).await?;
+    let written = named.digest.clone();
     Ok(CopyReport {
         source: src.to_string(),
         destination: dst.to_string(),

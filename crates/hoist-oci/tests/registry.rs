@@ -1365,3 +1365,47 @@ async fn a_single_platform_base_for_another_platform() {
         (Some("linux"), Some("amd64"))
     );
 }
+
+/// A destination pinned to a digest takes only that manifest: the wrong one is refused
+/// before any blob moves, the right one is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_pinned_to_another_digest_is_refused_up_front() {
+    let reg = Registry::start(false);
+    let other = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let src = push_base(&c, &reg, "pin/src:1", 2, 50_000, tmp.path()).await;
+    let digest = c.get_manifest(&src).await.unwrap().digest;
+    let wrong = Digest::of(b"something else");
+    let before = c.counters();
+    let e = copy(
+        &c,
+        &Location::Registry(src.clone()),
+        &Location::Registry(r(&other.reference(&format!("pin/dst@{wrong}")))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&format!(
+            "is pinned to {wrong}, but the image copied is {digest}"
+        )),
+        "{e}"
+    );
+    let after = c.counters();
+    assert_eq!(
+        (after.blob_uploads, after.blob_downloads),
+        (before.blob_uploads, before.blob_downloads),
+        "no blob moved"
+    );
+    let rep = copy(
+        &c,
+        &Location::Registry(src),
+        &Location::Registry(r(&other.reference(&format!("pin/dst@{digest}")))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.digest, digest);
+}
