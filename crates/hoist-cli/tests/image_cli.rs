@@ -280,6 +280,36 @@ fn bad_input_is_reported_not_panicked() {
     );
 }
 
+/// A registry that accepts the connection and never answers: `HOIST_REGISTRY_TIMEOUT`
+/// bounds the wait, and the error says who was silent, where, and how often it was asked.
+#[test]
+fn silent_registry_times_out() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // Accept and hold the connections, never answering.
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in l.incoming() {
+            held.push(s);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let a = hoist(tmp.path())
+        .env("HOIST_REGISTRY_TIMEOUT", "1")
+        .args(["image", "inspect", &format!("{addr}/t/bb:v1")])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure();
+    let e = stderr(&a);
+    assert!(
+        e.contains(&format!("the registry at {addr} did not answer within 1 s")),
+        "{e}"
+    );
+    assert!(e.contains("asked 2 times"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
 /// Credentials from `credHelpers` and `credsStore` run `docker-credential-NAME get`.
 #[test]
 fn credential_helpers_are_used() {

@@ -16,10 +16,11 @@ use tokio::sync::Mutex;
 
 use crate::auth::{self, Credential, Lookup};
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, Silence};
 use crate::manifest::{Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
 use crate::verified_body::{FileBody, StreamFailure, Verdict, VerifiedBody};
+use crate::watch::{Watch, Watched};
 
 /// Install ring as the process-wide rustls provider. Safe to call many times; the whole
 /// workspace (kube included) must use this one provider.
@@ -42,6 +43,11 @@ pub struct ClientOptions {
     /// freed slot starts sending at once.
     pub max_concurrency: usize,
     pub retries: u32,
+    /// How long a registry may stay silent: for the head of an answer, counted from the
+    /// last byte of the request body (however long sending it took), and between two
+    /// pieces of a body. A silent registry gets one more attempt, so it fails after about
+    /// twice this. Default 60 s, or `HOIST_REGISTRY_TIMEOUT` (seconds).
+    pub timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +67,7 @@ impl Default for ClientOptions {
             chunk_size: None,
             max_concurrency: 6,
             retries: 3,
+            timeout: crate::watch::timeout_from_env(),
         }
     }
 }
@@ -132,7 +139,12 @@ pub struct RegistryClient {
 }
 
 struct Inner {
+    /// For requests without a body: its read timeout bounds the wait for their answer and
+    /// every pause in a response body (a download forwarded into an upload included).
     http: reqwest::Client,
+    /// For requests with a body, which a read timeout would cut while the body is still
+    /// going out: [`Watch`] bounds the wait for their answer instead.
+    upload: reqwest::Client,
     opts: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
     /// One lock per registry not yet talked to: the first request learns whether (and how)
@@ -165,23 +177,29 @@ pub fn is_insecure(registry: &str, insecure: &[String]) -> bool {
 impl RegistryClient {
     pub fn new(opts: ClientOptions) -> Result<Self> {
         install_crypto_provider();
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(16);
         let mut extra_roots = vec![];
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).ctx(|| format!("reading CA file {}", ca.display()))?;
             extra_roots = crate::tls::pem_certificates(&pem, &ca.display().to_string())?;
         }
-        b = b.tls_backend_preconfigured(crate::tls::client_config(extra_roots)?);
-        let http = b.build().map_err(|e| Error::Tls(e.to_string()))?;
+        let tls = crate::tls::client_config(extra_roots)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .pool_max_idle_per_host(16)
+                .tls_backend_preconfigured(tls.clone())
+        };
+        let built = |b: reqwest::ClientBuilder| b.build().map_err(|e| Error::Tls(e.to_string()));
+        let http = built(builder().read_timeout(opts.timeout))?;
+        let upload = built(builder())?;
         let transfers = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
                 transfers,
                 transfers_peak: Default::default(),
                 http,
+                upload,
                 opts,
                 auth: Mutex::new(HashMap::new()),
                 probes: Default::default(),
@@ -376,7 +394,7 @@ impl RegistryClient {
                 q.append_pair("scope", s);
             }
         }
-        let resp = match &lookup.credential {
+        let req = match &lookup.credential {
             Some(Credential::IdentityToken(t)) => {
                 let mut form = vec![
                     ("grant_type", "refresh_token".to_string()),
@@ -399,24 +417,16 @@ impl RegistryClient {
                     .post(realm)
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body)
-                    .send()
-                    .await
             }
-            Some(Credential::Basic { username, password }) => {
-                self.inner
-                    .http
-                    .get(url.clone())
-                    .basic_auth(username, Some(password))
-                    .send()
-                    .await
-            }
-            None => self.inner.http.get(url.clone()).send().await,
-        }
-        .map_err(|source| Error::Transport {
-            registry: r.registry.clone(),
-            url: url.to_string(),
-            source,
-        })?;
+            Some(Credential::Basic { username, password }) => self
+                .inner
+                .http
+                .get(url.clone())
+                .basic_auth(username, Some(password)),
+            None => self.inner.http.get(url.clone()),
+        };
+        let resp = (self.exchange(req, &Watch::start()).await)
+            .map_err(|f| self.failed(r, url.as_str(), f))?;
         add(&self.inner.counters.requests, 1);
         match resp.status() {
             s if s.is_success() => {}
@@ -466,40 +476,42 @@ impl RegistryClient {
             }
         }
         let mut authed = false;
-        let mut attempt = 0;
+        let mut backoff = Backoff::default();
         loop {
-            let mut req = self
-                .inner
-                .http
-                .request(method.clone(), url)
-                .headers(headers.clone());
+            let http = match body {
+                Some(_) => &self.inner.upload,
+                None => &self.inner.http,
+            };
+            let mut req = http.request(method.clone(), url).headers(headers.clone());
             let sent = self.auth_header(r, scope).await;
             if let Some(h) = &sent {
                 req = req.header(header::AUTHORIZATION, h.clone());
             }
+            let watch = Watch::start();
             if let Some(b) = &body {
-                req = req.body(b.clone());
+                let b = Watched::new(reqwest::Body::from(b.clone()), watch.clone());
+                req = req.body(reqwest::Body::wrap(b));
             }
             add(&self.inner.counters.requests, 1);
-            let result = req.send().await;
-            let retryable = match &result {
+            let result = self.exchange(req, &watch).await;
+            let retry = match &result {
                 Ok(resp) => {
-                    resp.status().is_server_error()
-                        || resp.status() == StatusCode::TOO_MANY_REQUESTS
+                    let s = resp.status();
+                    (s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS)
+                        .then(|| backoff.next(self.inner.opts.retries))
                 }
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+                Err(Failure::Silent) => Some(backoff.next_after_silence(self.inner.opts.retries)),
+                Err(Failure::Failed(e)) => (e.is_connect() || e.is_request() || e.is_body())
+                    .then(|| backoff.next(self.inner.opts.retries)),
             };
-            if retryable && attempt < self.inner.opts.retries {
-                attempt += 1;
-                let delay = Duration::from_millis(100 * (1 << attempt));
-                tracing::debug!(%url, attempt, ?delay, "retrying after a server error or dropped connection");
+            if let Some(Some(delay)) = retry {
+                tracing::debug!(%url, attempt = backoff.attempt, ?delay, "retrying after a server error, a dropped connection or silence");
                 tokio::time::sleep(delay).await;
                 continue;
             }
-            let resp = result.map_err(|source| Error::Transport {
-                registry: r.registry.clone(),
-                url: url.to_string(),
-                source,
+            let resp = result.map_err(|f| match f {
+                Failure::Silent => self.no_answer(r, url, Silence::Answer, backoff.silent),
+                f => self.failed(r, url, f),
             })?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let www = resp
@@ -549,6 +561,55 @@ impl RegistryClient {
                 .entry(r.registry.clone())
                 .or_default();
             return Ok(resp);
+        }
+    }
+
+    /// Send `req` and wait for the head of its answer, no longer than the timeout after its
+    /// body stopped moving ([`Watch`]); reqwest's own read timeout (requests without a
+    /// body) means the same silence.
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        watch: &Watch,
+    ) -> std::result::Result<Response, Failure> {
+        match watch.answer(req.send(), self.inner.opts.timeout).await {
+            None => Err(Failure::Silent),
+            Some(Ok(resp)) => Ok(resp),
+            Some(Err(e)) if e.is_timeout() && !e.is_connect() => Err(Failure::Silent),
+            Some(Err(e)) => Err(Failure::Failed(e)),
+        }
+    }
+
+    /// `r`'s registry stayed silent for the timeout at `url` (where: `silence`), `attempts`
+    /// times.
+    fn no_answer(&self, r: &Reference, url: &str, silence: Silence, attempts: u32) -> Error {
+        Error::NoAnswer {
+            registry: r.registry.clone(),
+            url: url.to_string(),
+            timeout: self.inner.opts.timeout,
+            silence,
+            attempts,
+        }
+    }
+
+    /// What [`RegistryClient::exchange`] found wrong, as an error about `url` on `r`'s registry.
+    fn failed(&self, r: &Reference, url: &str, f: Failure) -> Error {
+        match f {
+            Failure::Silent => self.no_answer(r, url, Silence::Answer, 1),
+            Failure::Failed(source) => self.transport(r, url, source),
+        }
+    }
+
+    /// Reading an answer from `url` on `r`'s registry failed: its body paused for the
+    /// timeout, or the connection failed.
+    fn transport(&self, r: &Reference, url: &str, source: reqwest::Error) -> Error {
+        if source.is_timeout() && !source.is_connect() {
+            return self.no_answer(r, url, Silence::AnswerBody, 1);
+        }
+        Error::Transport {
+            registry: r.registry.clone(),
+            url: url.to_string(),
+            source,
         }
     }
 
@@ -611,11 +672,10 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|d| Digest::parse(d).ok());
-        let bytes = resp.bytes().await.map_err(|source| Error::Transport {
-            registry: r.registry.clone(),
-            url: url.clone(),
-            source,
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| self.transport(r, &url, source))?;
         let raw = RawManifest::new(bytes.to_vec(), ct.as_deref())?;
         let expected = r.digest.clone().or(header_digest);
         if let Some(d) = expected
@@ -722,11 +782,10 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(http_error(r, "GET", &url, resp.status(), resp).await);
         }
-        let bytes = resp.bytes().await.map_err(|source| Error::Transport {
-            registry: r.registry.clone(),
-            url: url.clone(),
-            source,
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| self.transport(r, &url, source))?;
         d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, bytes.len() as u64);
@@ -764,11 +823,11 @@ impl RegistryClient {
         let mut h = sha2::Sha256::new();
         let mut n = 0u64;
         let sent = self.sent();
-        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
-            registry: r.registry.clone(),
-            url: url.clone(),
-            source,
-        })? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|source| self.transport(r, &url, source))?
+        {
             h.update(&chunk);
             n += chunk.len() as u64;
             tmp.write_all(&chunk)
@@ -1057,17 +1116,38 @@ impl RegistryClient {
         F: FnMut(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let mut attempt = 0;
+        let mut backoff = Backoff::default();
+        let retries = self.inner.opts.retries;
         loop {
-            match transfer(session.take()).await {
-                Err(e) if e.is_transient() && attempt < self.inner.opts.retries => {
-                    attempt += 1;
-                    let delay = Duration::from_millis(100 * (1 << attempt));
-                    tracing::debug!(what, attempt, error = %e, ?delay, "retrying an interrupted transfer");
-                    tokio::time::sleep(delay).await;
-                }
+            let e = match transfer(session.take()).await {
+                Err(e) if e.is_transient() => e,
                 r => return r,
-            }
+            };
+            let delay = match e {
+                Error::NoAnswer { attempts, .. } => backoff.next_after(attempts, retries),
+                _ => backoff.next(retries),
+            };
+            let Some(delay) = delay else {
+                return Err(match e {
+                    // Say how often it was asked, over every attempt of the transfer.
+                    Error::NoAnswer {
+                        registry,
+                        url,
+                        timeout,
+                        silence,
+                        ..
+                    } => Error::NoAnswer {
+                        registry,
+                        url,
+                        timeout,
+                        silence,
+                        attempts: backoff.silent,
+                    },
+                    e => e,
+                });
+            };
+            tracing::debug!(what, attempt = backoff.attempt, error = %e, ?delay, "retrying an interrupted transfer");
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -1109,17 +1189,22 @@ impl RegistryClient {
         let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
         let body = body.holding(slot).counting(sent.counter());
         let what = format!("blob {d} of {}", src.name());
-        let n = self
-            .put_verified(
-                dst,
-                &loc,
-                d,
-                reqwest::Body::wrap(body),
-                &verdict,
-                &what,
-                size,
-            )
-            .await?;
+        let put = self.put_verified(
+            dst,
+            &loc,
+            d,
+            reqwest::Body::wrap(body),
+            &verdict,
+            &what,
+            size,
+        );
+        let n = match put.await {
+            // The download paused for the timeout: the source is the silent one.
+            Err(_) if verdict.get() == Some(Err(StreamFailure::Stalled)) => {
+                return Err(self.no_answer(src, &get_url, Silence::AnswerBody, 1));
+            }
+            r => r?,
+        };
         sent.keep();
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
@@ -1141,19 +1226,20 @@ impl RegistryClient {
     ) -> Result<u64> {
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put_url = format!("{loc}{sep}digest={d}");
+        let watch = Watch::start();
         let mut req = self
             .inner
-            .http
+            .upload
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(body);
+            .body(reqwest::Body::wrap(Watched::new(body, watch.clone())));
         let scope = push_scope(&dst.repository, None);
         let sent = self.auth_header(dst, &scope).await;
         if let Some(h) = &sent {
             req = req.header(header::AUTHORIZATION, h.clone());
         }
         add(&self.inner.counters.requests, 1);
-        let put = req.send().await;
+        let put = self.exchange(req, &watch).await;
         let what = what.to_string();
         let n = match verdict.get() {
             Some(Ok(n)) => Some(n),
@@ -1173,6 +1259,16 @@ impl RegistryClient {
             }
             Some(Err(StreamFailure::Source(reason))) => {
                 return Err(Error::Interrupted { what, reason });
+            }
+            // The caller knows the source and says so (see `stream_blob_into`).
+            Some(Err(StreamFailure::Stalled)) => {
+                return Err(Error::Interrupted {
+                    what,
+                    reason: format!(
+                        "its source sent nothing for {}",
+                        crate::watch::secs(self.inner.opts.timeout)
+                    ),
+                });
             }
             // Nothing to hash (hyper need not poll an empty body): the digest says it all.
             None if size == 0 && *d == Digest::of(b"") => Some(0),
@@ -1198,7 +1294,8 @@ impl RegistryClient {
                         what,
                         reason: "the destination answered before the whole blob was sent".into(),
                     },
-                    Err(e) => Error::Interrupted {
+                    Err(Failure::Silent) => self.no_answer(dst, &put_url, Silence::Upload, 1),
+                    Err(Failure::Failed(e)) => Error::Interrupted {
                         what,
                         reason: format!(
                             "upload to {} stopped: {}",
@@ -1209,11 +1306,7 @@ impl RegistryClient {
                 });
             }
         };
-        let resp = put.map_err(|source| Error::Transport {
-            registry: dst.registry.clone(),
-            url: put_url.clone(),
-            source,
-        })?;
+        let resp = put.map_err(|f| self.failed(dst, &put_url, f))?;
         if resp.status() != StatusCode::CREATED {
             return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
         }
@@ -1427,6 +1520,50 @@ impl RegistryClient {
     }
 }
 
+/// Why a request got no answer.
+enum Failure {
+    /// The registry said nothing for the timeout.
+    Silent,
+    Failed(reqwest::Error),
+}
+
+/// How many times a silent registry is asked: once more than the first, as a pooled
+/// connection can die without a word and a fresh one then answers; more would only
+/// multiply the wait (each attempt waits the whole timeout).
+const SILENT_ATTEMPTS: u32 = 2;
+
+/// Pauses between attempts: 200 ms, 400 ms, 800 ms, … up to `retries` of them.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+    /// Attempts that met silence.
+    silent: u32,
+}
+
+impl Backoff {
+    /// The pause before the next attempt, `None` when retries are used up.
+    fn next(&mut self, retries: u32) -> Option<Duration> {
+        if self.attempt >= retries {
+            return None;
+        }
+        self.attempt += 1;
+        Some(Duration::from_millis(100 * (1 << self.attempt)))
+    }
+
+    /// [`Backoff::next`] after `silent` attempts more met silence.
+    fn next_after(&mut self, silent: u32, retries: u32) -> Option<Duration> {
+        self.silent += silent;
+        if self.silent >= SILENT_ATTEMPTS {
+            return None;
+        }
+        self.next(retries)
+    }
+
+    fn next_after_silence(&mut self, retries: u32) -> Option<Duration> {
+        self.next_after(1, retries)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobOutcome {
     Present,
@@ -1496,7 +1633,10 @@ async fn http_error(
     status: StatusCode,
     resp: Response,
 ) -> Error {
-    let body = resp.text().await.unwrap_or_default();
+    // Answers to uploads come without a read timeout (see `Inner::upload`); an error's text
+    // is worth a short wait, not a hang.
+    let text = tokio::time::timeout(Duration::from_secs(5), resp.text()).await;
+    let body = text.ok().and_then(|t| t.ok()).unwrap_or_default();
     let body = body.chars().take(500).collect::<String>();
     Error::Http {
         registry: r.registry.clone(),

@@ -67,6 +67,23 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "the registry at {registry} did not answer within {} ({}){}; {}\nhint: {}=SECONDS sets how long hoist waits (default {})",
+        crate::watch::secs(*.timeout),
+        without_query(.url),
+        .silence,
+        tries(*.attempts),
+        crate::watch::TIMEOUT_ENV,
+        crate::watch::secs(crate::watch::DEFAULT_TIMEOUT)
+    )]
+    NoAnswer {
+        registry: String,
+        url: String,
+        timeout: std::time::Duration,
+        silence: Silence,
+        /// How many times it was asked.
+        attempts: u32,
+    },
     #[error("transfer of {what} was interrupted: {reason}")]
     Interrupted { what: String, reason: String },
     #[error("unsupported media type {media_type:?} for {what}")]
@@ -150,12 +167,40 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where a registry went silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Silence {
+    /// No answer to a request (after its body, if any, was sent).
+    Answer,
+    /// In the middle of its answer's body.
+    AnswerBody,
+    /// It stopped taking an upload's body.
+    Upload,
+}
+
+impl std::fmt::Display for Silence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Silence::Answer => "",
+            Silence::AnswerBody => ": it stopped sending in the middle of its answer",
+            Silence::Upload => ": it stopped taking the upload",
+        })
+    }
+}
+
+fn tries(attempts: u32) -> String {
+    match attempts {
+        0 | 1 => "not retried".into(),
+        n => format!("asked {n} times, waiting that long each time"),
+    }
+}
+
 impl Error {
     /// Worth trying again: a dropped or refused connection, an interrupted stream, a server
     /// error or throttling. Not: bad content, auth, or other client errors.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::Interrupted { .. } => true,
+            Error::Transport { .. } | Error::Interrupted { .. } | Error::NoAnswer { .. } => true,
             Error::Http { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -26,6 +26,7 @@ pub mod reference;
 pub mod store;
 mod tls;
 pub mod verified_body;
+mod watch;
 
 pub use build::{BuildOptions, BuildSpec, PushReport, build_and_push};
 pub use client::{ClientOptions, RegistryClient};

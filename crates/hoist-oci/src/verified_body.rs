@@ -28,6 +28,8 @@ pub enum StreamFailure {
     Long { received: u64 },
     /// Reading the source failed (dropped connection, …).
     Source(String),
+    /// The source sent nothing for the client's timeout.
+    Stalled,
 }
 
 /// What the body saw; shared with the caller, who reads it once the request is done.
@@ -111,7 +113,7 @@ impl<B> VerifiedBody<B> {
 impl<B> Body for VerifiedBody<B>
 where
     B: Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Data = Bytes;
     type Error = std::io::Error;
@@ -153,7 +155,16 @@ where
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(e)) => return this.fail(StreamFailure::Source(e.to_string())),
+                Some(Err(e)) => {
+                    let e = e.into();
+                    // A download paused for the client's read timeout.
+                    let stalled = (e.downcast_ref::<reqwest::Error>())
+                        .is_some_and(|e| e.is_timeout() && !e.is_connect());
+                    return this.fail(match stalled {
+                        true => StreamFailure::Stalled,
+                        false => StreamFailure::Source(e.to_string()),
+                    });
+                }
                 None if this.seen < this.size => {
                     let received = this.seen;
                     return this.fail(StreamFailure::Short { received });

@@ -1,0 +1,211 @@
+//! How long a registry may stay silent. A request's answer must start within the timeout
+//! of the last byte of its body going out, however long the body took: a large upload is
+//! never cut while it moves, and the registry still gets the whole timeout to commit a blob
+//! after its last byte. (reqwest's own read timeout counts from the start of the request,
+//! body included, so only requests without a body use it for their answer.)
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+/// The environment variable that sets [`crate::ClientOptions::timeout`], in seconds.
+pub const TIMEOUT_ENV: &str = "HOIST_REGISTRY_TIMEOUT";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The timeout `HOIST_REGISTRY_TIMEOUT` asks for: a positive number of seconds. A value
+/// that is not one is reported (once per process) and the default used.
+pub(crate) fn timeout_from_env() -> Duration {
+    let Ok(v) = std::env::var(TIMEOUT_ENV) else {
+        return DEFAULT_TIMEOUT;
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
+        _ => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                "{TIMEOUT_ENV}={v:?} is not a positive number of seconds; waiting {} for registries",
+                secs(DEFAULT_TIMEOUT)
+            )
+            });
+            DEFAULT_TIMEOUT
+        }
+    }
+}
+
+/// `60 s`, `1.5 s`.
+pub(crate) fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// When a request last made progress: sent a piece of its body, or was waiting on the
+/// body's own source (a download being forwarded, which watches itself).
+#[derive(Clone)]
+pub(crate) struct Watch(Arc<Mutex<State>>);
+
+struct State {
+    last: Instant,
+    in_source: bool,
+}
+
+impl Watch {
+    pub(crate) fn start() -> Self {
+        Self(Arc::new(Mutex::new(State {
+            last: Instant::now(),
+            in_source: false,
+        })))
+    }
+
+    fn set(&self, in_source: bool) {
+        let mut s = self.0.lock().expect("watch lock");
+        s.last = Instant::now();
+        s.in_source = in_source;
+    }
+
+    /// When the request has been silent for `limit`, unless something happens before.
+    fn deadline(&self, limit: Duration) -> Option<Instant> {
+        let s = self.0.lock().expect("watch lock");
+        (!s.in_source).then_some(s.last + limit)
+    }
+
+    /// Wait for `answer` (a request's response head); `None` if the request sat still for
+    /// `limit`: its body stopped moving (the registry does not read it) or, once sent, the
+    /// registry did not answer.
+    pub(crate) async fn answer<T>(
+        &self,
+        answer: impl std::future::Future<Output = T>,
+        limit: Duration,
+    ) -> Option<T> {
+        tokio::pin!(answer);
+        loop {
+            // While the body waits on its source, check back after `limit` anyway.
+            let deadline = self
+                .deadline(limit)
+                .unwrap_or_else(|| Instant::now() + limit);
+            tokio::select! {
+                biased;
+                r = &mut answer => return Some(r),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.deadline(limit).is_some_and(|d| d <= Instant::now()) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request body that reports its progress to a [`Watch`], in pieces of at most
+/// [`Watched::PIECE`] bytes: the HTTP client asks for the next piece only as the previous
+/// one goes out, so a piece handed on means bytes are moving.
+pub(crate) struct Watched<B> {
+    inner: Pin<Box<B>>,
+    watch: Watch,
+    rest: Bytes,
+}
+
+impl<B> Watched<B> {
+    const PIECE: usize = 64 * 1024;
+
+    pub(crate) fn new(inner: B, watch: Watch) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            watch,
+            rest: Bytes::new(),
+        }
+    }
+
+    fn piece(&mut self) -> Frame<Bytes> {
+        let n = self.rest.len().min(Self::PIECE);
+        self.watch.set(false);
+        Frame::data(self.rest.split_to(n))
+    }
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if !this.rest.is_empty() {
+            return Poll::Ready(Some(Ok(this.piece())));
+        }
+        let polled = this.inner.as_mut().poll_frame(cx);
+        if polled.is_pending() {
+            this.watch.set(true);
+        }
+        match ready!(polled) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    this.rest = data;
+                    Poll::Ready(Some(Ok(this.piece())))
+                }
+                Err(frame) => {
+                    this.watch.set(false);
+                    Poll::Ready(Some(Ok(frame)))
+                }
+            },
+            other => {
+                this.watch.set(false);
+                Poll::Ready(other)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut h = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        h.set_lower(h.lower() + rest);
+        if let Some(u) = h.upper() {
+            h.set_upper(u + rest);
+        }
+        h
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Time spent before the body goes out does not count; the silence starts at its end.
+    #[tokio::test]
+    async fn silence_counts_from_the_last_piece() {
+        let watch = Watch::start();
+        let limit = Duration::from_millis(300);
+        let one_frame = reqwest::Body::from(Bytes::from(vec![7u8; 200_000]));
+        let mut body = Box::pin(Watched::new(one_frame, watch.clone()));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut pieces = vec![];
+        while let Poll::Ready(Some(Ok(f))) = body.as_mut().poll_frame(&mut cx) {
+            pieces.push(f.into_data().unwrap().len());
+        }
+        assert_eq!(pieces, [65536, 65536, 65536, 3392]);
+        let sent = Instant::now();
+        assert!(watch.deadline(limit).unwrap() >= sent + limit - Duration::from_millis(5));
+        let silent = watch.answer(std::future::pending::<()>(), limit).await;
+        assert!(silent.is_none());
+        assert!(sent.elapsed() >= limit - Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,195 @@
+//! Registries that accept a connection and then say nothing (or stop in the middle): the
+//! client gives up after its timeout, names the registry and the URL, and says how often it
+//! asked. Uploads that keep moving are never cut, however long they take.
+
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::{Digest, Error, Reference};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// Far longer than any of these tests takes when the client keeps to its timeout.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn client() -> RegistryClient {
+    RegistryClient::new(ClientOptions {
+        timeout: TIMEOUT,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A loopback listener that runs `serve` on each connection it accepts. Its receive buffer
+/// is small and fixed (no autotuning up to tens of MB): what the client has sent is then
+/// close to what the test has read.
+async fn listen<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(64 << 10).unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = s.listen(16).unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            tokio::spawn(serve(sock));
+        }
+    });
+    addr
+}
+
+/// Reads the request and never answers (the socket stays open until the test ends).
+async fn silent(mut sock: TcpStream) {
+    let _ = fake_http::read_head(&mut sock).await;
+    std::future::pending::<()>().await;
+}
+
+fn no_answer(e: &Error) -> (&str, u32) {
+    match e {
+        Error::NoAnswer { url, attempts, .. } => (url.as_str(), *attempts),
+        other => panic!("expected NoAnswer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn silent_registry_fails_after_the_timeout_asked_twice() {
+    let addr = listen(silent).await;
+    let c = client();
+    let r = Reference::parse(&format!("{addr}/t/bb:v1")).unwrap();
+
+    let t = Instant::now();
+    let e = tokio::time::timeout(BOUND, c.ping(&r)).await.expect("hung");
+    let e = e.unwrap_err();
+    let (url, attempts) = no_answer(&e);
+    assert_eq!(url, format!("http://{addr}/v2/"));
+    assert_eq!(attempts, 2);
+    // Two attempts of a second each (and the pause between them); not minutes of retries.
+    assert!(
+        t.elapsed() >= 2 * TIMEOUT && t.elapsed() < 6 * TIMEOUT,
+        "{:?}",
+        t.elapsed()
+    );
+    let said = e.to_string();
+    assert!(
+        said.starts_with(&format!(
+            "the registry at {addr} did not answer within 1 s (http://{addr}/v2/); asked 2 times"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("HOIST_REGISTRY_TIMEOUT=SECONDS"), "{said}");
+
+    let e = tokio::time::timeout(BOUND, c.get_manifest(&r))
+        .await
+        .expect("hung");
+    let (url, _) = no_answer(e.as_ref().unwrap_err());
+    assert_eq!(url, format!("http://{addr}/v2/t/bb/manifests/v1"));
+}
+
+/// A blob download whose body stops after some bytes: the temp file goes, nothing lands.
+#[tokio::test]
+async fn stalled_blob_download_fails_after_the_timeout() {
+    let addr = listen(|mut sock| async move {
+        let Some((head, _)) = fake_http::read_head(&mut sock).await else {
+            return;
+        };
+        if head.path == "/v2/" {
+            return fake_http::respond(&mut sock, "200 OK", &[], b"").await;
+        }
+        let start = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+        let _ = sock.write_all(start).await;
+        let _ = sock.write_all(&[1u8; 3000]).await;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let c = client();
+    let r = Reference::parse(&format!("{addr}/t/bb:v1")).unwrap();
+    let d = Digest::of(&[1u8; 100_000]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+
+    let t = Instant::now();
+    let e = tokio::time::timeout(BOUND, c.download_blob_to(&r, &d, &dest))
+        .await
+        .expect("hung")
+        .unwrap_err();
+    let (url, _) = no_answer(&e);
+    assert_eq!(url, format!("http://{addr}/v2/t/bb/blobs/{d}"));
+    assert!(
+        e.to_string()
+            .contains("stopped sending in the middle of its answer"),
+        "{e}"
+    );
+    assert!(t.elapsed() < 5 * TIMEOUT, "{:?}", t.elapsed());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let e = tokio::time::timeout(BOUND, c.get_blob(&r, &d))
+        .await
+        .expect("hung")
+        .unwrap_err();
+    no_answer(&e);
+}
+
+/// An upload that takes several times the timeout, with pauses in it shorter than the
+/// timeout, and a registry that commits it a while after the last byte: it goes through.
+/// (The silence counts from the last byte handed to the connection, as Go's
+/// `ResponseHeaderTimeout` does: the last few MB the kernel buffers are read at once here.)
+#[tokio::test]
+async fn a_long_upload_that_keeps_moving_is_not_cut() {
+    const SIZE: usize = 24 << 20;
+    const PAUSE_EVERY: usize = 4 << 20;
+    let addr = listen(|mut sock| async move {
+        let Some((head, early)) = fake_http::read_head(&mut sock).await else {
+            return;
+        };
+        match head.method.as_str() {
+            "GET" => fake_http::respond(&mut sock, "200 OK", &[], b"").await,
+            "POST" => {
+                let loc = [("Location", "/v2/t/bb/blobs/uploads/u1")];
+                fake_http::respond(&mut sock, "202 Accepted", &loc, b"").await
+            }
+            "PUT" => {
+                use tokio::io::AsyncReadExt;
+                let mut received = early.len();
+                let mut buf = vec![0u8; 256 << 10];
+                let mut next_pause = PAUSE_EVERY;
+                while received < SIZE {
+                    // Pauses in the first 16 MB only: what the client has handed on is
+                    // then read at once, whatever its kernel buffers.
+                    if received >= next_pause && received < SIZE - 2 * PAUSE_EVERY {
+                        tokio::time::sleep(TIMEOUT * 3 / 5).await;
+                        next_pause += PAUSE_EVERY;
+                    }
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => received += k,
+                    }
+                }
+                // Committing the blob takes a while too, within the timeout.
+                tokio::time::sleep(TIMEOUT * 3 / 5).await;
+                fake_http::respond(&mut sock, "201 Created", &[], b"").await
+            }
+            _ => fake_http::respond(&mut sock, "404 Not Found", &[], b"").await,
+        }
+    })
+    .await;
+    let c = client();
+    let r = Reference::parse(&format!("{addr}/t/bb:v1")).unwrap();
+    let data = Bytes::from(vec![5u8; SIZE]);
+    let d = Digest::of(&data);
+
+    let t = Instant::now();
+    tokio::time::timeout(BOUND, c.upload_blob(&r, &d, data, None))
+        .await
+        .expect("hung")
+        .unwrap();
+    // It took well over the timeout, and was not cut.
+    assert!(t.elapsed() > 2 * TIMEOUT, "{:?}", t.elapsed());
+}
