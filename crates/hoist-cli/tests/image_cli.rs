@@ -877,3 +877,342 @@ fn platforms_indexes_and_artifacts_in_inspect() {
     let err = stderr(&append(None, &chart, &reg.reference("p/y:1")).failure());
     assert!(err.contains("is not a container image"), "{err}");
 }
+
+/// A stand-in credential helper `docker-credential-NAME` in `bin` that keeps one credential
+/// in `store` (a file) and logs every call (`ACTION INPUT`) to `log`: the real protocol.
+fn fake_helper(bin: &std::path::Path, name: &str, store: &std::path::Path, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+input=$(cat)
+echo "$1 $input" >> '{log}'
+case "$1" in
+  store) printf '%s' "$input" > '{store}' ;;
+  get) if [ -f '{store}' ]; then cat '{store}'; else echo "credentials not found in native keychain"; exit 1; fi ;;
+  erase) if [ -f '{store}' ]; then rm '{store}'; else echo "credentials not found in native keychain"; exit 1; fi ;;
+esac
+"#,
+        log = log.display(),
+        store = store.display()
+    );
+    let path = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// With `credHelpers[host]` or `credsStore` set, login stores through that helper (no
+/// password in config.json, no `auths` entry to shadow the store) and logout erases there:
+/// a stale helper credential no longer wins over a fresh login.
+#[test]
+fn login_and_logout_go_through_the_credential_helper() {
+    let authed = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let src = tmp.path().join("src");
+    write_file(&src.join("a"), b"a", 0o644);
+    assert_eq!(USER, "user");
+    let stale_auth = "dXNlcjpzdGFsZQ=="; // base64("user:stale")
+    for (n, helper_conf) in [
+        serde_json::json!({"credHelpers": {authed.addr.clone(): "hoisttest"}}),
+        serde_json::json!({"credsStore": "hoisttest"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = tmp.path().join(format!("docker{n}"));
+        std::fs::create_dir_all(&cfg).unwrap();
+        let (store, log) = (cfg.join("store.json"), cfg.join("helper.log"));
+        fake_helper(&bin, "hoisttest", &store, &log);
+        // A stale credential in the helper, and one in `auths` too.
+        let stale =
+            serde_json::json!({"ServerURL": authed.addr, "Username": USER, "Secret": "stale"});
+        std::fs::write(&store, stale.to_string()).unwrap();
+        let mut conf = helper_conf.clone();
+        conf["auths"] = serde_json::json!({authed.addr.clone(): {"auth": stale_auth}});
+        std::fs::write(cfg.join("config.json"), conf.to_string()).unwrap();
+        let append = || {
+            hoist(&cfg)
+                .env("PATH", &path)
+                .args(["image", "append", "--base", "scratch", "--layer"])
+                .arg(format!("{}:/a", src.display()))
+                .args(["--tag", &authed.reference(&format!("h/img{n}:1"))])
+                .assert()
+        };
+        let e = stderr(&append().failure());
+        assert!(e.contains("refused the credentials"), "{e}");
+
+        let a = hoist(&cfg)
+            .env("PATH", &path)
+            .args(["registry", "login", &authed.addr, "-u", USER])
+            .arg("--password-stdin")
+            .write_stdin(format!("{PASS}\n"))
+            .assert()
+            .success();
+        assert!(
+            stdout(&a).contains("stored in docker-credential-hoisttest"),
+            "{}",
+            stdout(&a)
+        );
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let stored: serde_json::Value = serde_json::from_str(
+            calls
+                .lines()
+                .last()
+                .unwrap()
+                .strip_prefix("store ")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"ServerURL": authed.addr, "Username": USER, "Secret": PASS})
+        );
+        let conf_now = std::fs::read_to_string(cfg.join("config.json")).unwrap();
+        let conf_now: serde_json::Value = serde_json::from_str(&conf_now).unwrap();
+        assert_eq!(conf_now["auths"], serde_json::json!({}), "{conf_now}");
+        assert_eq!(
+            conf_now.as_object().unwrap().len(),
+            2,
+            "the helper setting is kept: {conf_now}"
+        );
+
+        // The new credential is the one used.
+        append().success();
+
+        let a = hoist(&cfg)
+            .env("PATH", &path)
+            .args(["registry", "logout", &authed.addr])
+            .assert()
+            .success();
+        assert!(stdout(&a).contains("removed credentials"), "{}", stdout(&a));
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            calls.lines().last().unwrap(),
+            format!("erase {}", authed.addr)
+        );
+        assert!(!store.exists());
+        let e = stderr(&append().failure());
+        assert!(e.contains("none stored"), "{e}");
+    }
+
+    // A helper that fails: its exit status and what it said.
+    let cfg = tmp.path().join("broken");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let conf = serde_json::json!({"credsStore": "missing"});
+    std::fs::write(cfg.join("config.json"), conf.to_string()).unwrap();
+    let e = stderr(
+        &hoist(&cfg)
+            .args(["registry", "login", &authed.addr, "-u", USER, "-p", PASS])
+            .assert()
+            .failure(),
+    );
+    assert!(
+        e.contains("cannot run docker-credential-missing store") && e.contains("on PATH"),
+        "{e}"
+    );
+}
+
+/// A registry with htpasswd auth, and a DOCKER_CONFIG directory for hoist to use.
+struct ConfigFixture {
+    authed: Registry,
+    tmp: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+fn config_fixture() -> ConfigFixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    ConfigFixture {
+        authed: Registry::start(true),
+        config: cfg.join("config.json"),
+        cfg,
+        tmp,
+    }
+}
+
+/// `hoist registry login REGISTRY` with the test registry's password.
+fn login(cfg: &std::path::Path, registry: &str) -> assert_cmd::assert::Assert {
+    hoist(cfg)
+        .args([
+            "registry",
+            "login",
+            registry,
+            "-u",
+            USER,
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{PASS}\n"))
+        .assert()
+}
+
+#[test]
+fn login_writes_through_a_symlinked_config_json() {
+    use std::os::unix::fs::PermissionsExt;
+    let ConfigFixture {
+        authed,
+        tmp,
+        cfg,
+        config,
+    } = config_fixture();
+    let login = |r: &str| login(&cfg, r);
+    // Symlinked (dotfiles): the link stays, its target gets the entry and keeps its mode.
+    let dotfiles = tmp.path().join("dotfiles/config.json");
+    write_file(&dotfiles, br#"{"auths":{},"psFormat":"x"}"#, 0o640);
+    std::os::unix::fs::symlink(&dotfiles, &config).unwrap();
+    login(&authed.addr).success();
+    assert!(
+        std::fs::symlink_metadata(&config)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let target: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&dotfiles).unwrap()).unwrap();
+    assert!(
+        target["auths"][&authed.addr]["auth"].is_string(),
+        "{target}"
+    );
+    assert_eq!(target["psFormat"], "x");
+    let mode = std::fs::metadata(&dotfiles).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+#[test]
+fn login_takes_a_registry_url() {
+    // The temp dir lives as long as the test.
+    let ConfigFixture {
+        authed,
+        cfg,
+        config,
+        tmp: _tmp,
+    } = config_fixture();
+    let login = |r: &str| login(&cfg, r);
+    // A URL, as Docker takes it: stored under the host.
+    login(&format!("http://{}/", authed.addr)).success();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(
+        stored["auths"][&authed.addr]["auth"].is_string(),
+        "{stored}"
+    );
+    let e = stderr(&login("http://").failure());
+    assert!(
+        e.contains("invalid registry \"http://\"") && !e.contains("hoist-login-probe"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_malformed_auths_entry_is_named() {
+    // The temp dir lives as long as the test.
+    let ConfigFixture {
+        authed,
+        cfg,
+        config,
+        tmp: _tmp,
+    } = config_fixture();
+    // Malformed `auths` entries: which file, which key, what is wrong.
+    let image = authed.reference("h/img:1");
+    for (auth, wrong) in [
+        ("!!notbase64", "is not valid base64"),
+        ("aG9pc3RzZWNyZXQ=", "no ':'"),
+    ] {
+        let conf = serde_json::json!({"auths": {authed.addr.clone(): {"auth": auth}}});
+        std::fs::write(&config, conf.to_string()).unwrap();
+        let e = fails(&cfg, &["image", "inspect", &image]);
+        assert!(
+            e.contains(&config.display().to_string())
+                && e.contains(&format!("auths[\"{}\"] is malformed", authed.addr))
+                && e.contains(wrong),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_config_json_is_a_warning_for_anonymous_access() {
+    // The temp dir lives as long as the test.
+    let ConfigFixture {
+        authed,
+        cfg,
+        config,
+        tmp: _tmp,
+    } = config_fixture();
+    let image = authed.reference("h/img:1");
+    // Not JSON: registries that need no login still work, with a warning (one that hands
+    // out anonymous bearer tokens, like Docker Hub, asks for credentials first); one that
+    // needs a login says why there were none; login does not overwrite the file.
+    std::fs::write(&config, "{bad json").unwrap();
+    let anonymous = anonymous_token_registry();
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &format!("{anonymous}/h/img:1")])
+        .assert()
+        .failure();
+    let said = stderr(&a);
+    assert!(said.contains("manifest unknown"), "{said}");
+    assert!(
+        said.contains(&config.display().to_string())
+            && said.contains("key must be a string")
+            && said.contains("going on without credentials"),
+        "{said}"
+    );
+    let e = fails(&cfg, &["image", "inspect", &image]);
+    assert!(
+        e.contains("401")
+            && e.contains(&config.display().to_string())
+            && e.contains("key must be a string"),
+        "{e}"
+    );
+    login(&cfg, &authed.addr).failure();
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "{bad json");
+}
+
+/// A registry that, like Docker Hub, answers 401 with a bearer challenge and gives anyone
+/// an anonymous token, which opens everything (there is nothing in it: 404s); its address.
+/// One request per connection, on a thread that lives as long as the test process.
+fn anonymous_token_registry() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let realm = format!("http://{addr}/token");
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut head = vec![];
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let (status, extra, body) = if head.starts_with("get /token") {
+                ("200 OK", String::new(), r#"{"token":"anon"}"#)
+            } else if head.contains("authorization: bearer anon") {
+                (
+                    "404 Not Found",
+                    String::new(),
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
+                )
+            } else {
+                let challenge =
+                    format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"x\"\r\n");
+                ("401 Unauthorized", challenge, "{}")
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}

@@ -1,4 +1,5 @@
-//! `hoist registry login|logout`: credentials in Docker's config.json (`auths`).
+//! `hoist registry login|logout`: credentials where Docker keeps them, the credential
+//! helper config.json names for the registry or else its `auths`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Registry host[:port] (e.g. ghcr.io, 127.0.0.1:5000).
+    /// Registry host[:port] (e.g. ghcr.io, 127.0.0.1:5000), or as a URL (https://ghcr.io/).
     pub registry: String,
     #[arg(short, long)]
     pub username: String,
@@ -49,19 +50,12 @@ pub fn run(cmd: RegistryCommand, _g: &GlobalOpts) -> miette::Result<ExitCode> {
     match cmd {
         RegistryCommand::Login(a) => login(a),
         RegistryCommand::Logout(a) => {
-            let (path, removed) = auth::remove(&a.registry).into_diagnostic()?;
+            let registry = auth::registry_arg(&a.registry).into_diagnostic()?;
+            let (stored, removed) = block_on(auth::remove(&registry)).into_diagnostic()?;
             if removed {
-                outln!(
-                    "removed credentials for {} from {}",
-                    a.registry,
-                    path.display()
-                );
+                outln!("removed credentials for {registry} from {stored}");
             } else {
-                outln!(
-                    "no stored credentials for {} in {}",
-                    a.registry,
-                    path.display()
-                );
+                outln!("no stored credentials for {registry} in {stored}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -87,15 +81,15 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
     if password.is_empty() {
         return Err(miette!("empty password"));
     }
+    let registry = auth::registry_arg(&a.registry).into_diagnostic()?;
     // A reference on the registry makes the client pick scheme and host like any other call.
-    let probe = Reference::parse(&format!("{}/hoist-login-probe", a.registry))
-        .map_err(|e| miette!("invalid registry {:?}: {e}", a.registry))?;
+    let probe = Reference::parse(&format!("{registry}/hoist-login-probe")).into_diagnostic()?;
     let mut opts = ClientOptions {
         ca_file: a.ca_file.clone(),
         ..Default::default()
     };
     if a.insecure {
-        opts.insecure.push(a.registry.clone());
+        opts.insecure.push(registry.clone());
     }
     let client = RegistryClient::new(opts).into_diagnostic()?;
     client.set_credential(
@@ -109,17 +103,13 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
         // The generic 401 text tells to log in, which is what failed here.
         hoist_oci::Error::Unauthorized { sent: true, .. } => miette!(
             help = "check the username and the password",
-            "login to {} failed: it refused user {:?} with this password (HTTP 401)",
-            a.registry,
+            "login to {registry} failed: it refused user {:?} with this password (HTTP 401)",
             a.username
         ),
-        e => miette!("login to {} failed: {e}", a.registry),
+        e => miette!("login to {registry} failed: {e}"),
     })?;
-    let path = auth::store(&probe.registry, &a.username, &password).into_diagnostic()?;
-    outln!(
-        "login succeeded; credentials for {} stored in {}",
-        probe.registry,
-        path.display()
-    );
+    let stored =
+        block_on(auth::store(&probe.registry, &a.username, &password)).into_diagnostic()?;
+    outln!("login succeeded; credentials for {registry} stored in {stored}");
     Ok(ExitCode::SUCCESS)
 }
