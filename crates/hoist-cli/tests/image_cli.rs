@@ -1056,20 +1056,16 @@ fn login(cfg: &std::path::Path, registry: &str) -> assert_cmd::assert::Assert {
 #[test]
 fn login_writes_through_a_symlinked_config_json() {
     use std::os::unix::fs::PermissionsExt;
-    let ConfigFixture {
-        authed,
-        tmp,
-        cfg,
-        config,
-    } = config_fixture();
-    let login = |r: &str| login(&cfg, r);
+    let f = config_fixture();
+    let (authed, cfg, config, tmp) = (&f.authed, &f.cfg, &f.config, &f.tmp);
+    let login = |r: &str| login(cfg, r);
     // Symlinked (dotfiles): the link stays, its target gets the entry and keeps its mode.
     let dotfiles = tmp.path().join("dotfiles/config.json");
     write_file(&dotfiles, br#"{"auths":{},"psFormat":"x"}"#, 0o640);
-    std::os::unix::fs::symlink(&dotfiles, &config).unwrap();
+    std::os::unix::fs::symlink(&dotfiles, config).unwrap();
     login(&authed.addr).success();
     assert!(
-        std::fs::symlink_metadata(&config)
+        std::fs::symlink_metadata(config)
             .unwrap()
             .file_type()
             .is_symlink()
@@ -1087,18 +1083,13 @@ fn login_writes_through_a_symlinked_config_json() {
 
 #[test]
 fn login_takes_a_registry_url() {
-    // The temp dir lives as long as the test.
-    let ConfigFixture {
-        authed,
-        cfg,
-        config,
-        tmp: _tmp,
-    } = config_fixture();
-    let login = |r: &str| login(&cfg, r);
+    let f = config_fixture();
+    let (authed, cfg, config) = (&f.authed, &f.cfg, &f.config);
+    let login = |r: &str| login(cfg, r);
     // A URL, as Docker takes it: stored under the host.
     login(&format!("http://{}/", authed.addr)).success();
     let stored: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
     assert!(
         stored["auths"][&authed.addr]["auth"].is_string(),
         "{stored}"
@@ -1112,13 +1103,8 @@ fn login_takes_a_registry_url() {
 
 #[test]
 fn a_malformed_auths_entry_is_named() {
-    // The temp dir lives as long as the test.
-    let ConfigFixture {
-        authed,
-        cfg,
-        config,
-        tmp: _tmp,
-    } = config_fixture();
+    let f = config_fixture();
+    let (authed, cfg, config) = (&f.authed, &f.cfg, &f.config);
     // Malformed `auths` entries: which file, which key, what is wrong.
     let image = authed.reference("h/img:1");
     for (auth, wrong) in [
@@ -1126,8 +1112,8 @@ fn a_malformed_auths_entry_is_named() {
         ("aG9pc3RzZWNyZXQ=", "no ':'"),
     ] {
         let conf = serde_json::json!({"auths": {authed.addr.clone(): {"auth": auth}}});
-        std::fs::write(&config, conf.to_string()).unwrap();
-        let e = fails(&cfg, &["image", "inspect", &image]);
+        std::fs::write(config, conf.to_string()).unwrap();
+        let e = fails(cfg, &["image", "inspect", &image]);
         assert!(
             e.contains(&config.display().to_string())
                 && e.contains(&format!("auths[\"{}\"] is malformed", authed.addr))
@@ -1139,20 +1125,15 @@ fn a_malformed_auths_entry_is_named() {
 
 #[test]
 fn an_unreadable_config_json_is_a_warning_for_anonymous_access() {
-    // The temp dir lives as long as the test.
-    let ConfigFixture {
-        authed,
-        cfg,
-        config,
-        tmp: _tmp,
-    } = config_fixture();
+    let f = config_fixture();
+    let (authed, cfg, config) = (&f.authed, &f.cfg, &f.config);
     let image = authed.reference("h/img:1");
     // Not JSON: registries that need no login still work, with a warning (one that hands
     // out anonymous bearer tokens, like Docker Hub, asks for credentials first); one that
     // needs a login says why there were none; login does not overwrite the file.
-    std::fs::write(&config, "{bad json").unwrap();
+    std::fs::write(config, "{bad json").unwrap();
     let anonymous = anonymous_token_registry();
-    let a = hoist(&cfg)
+    let a = hoist(cfg)
         .args(["image", "inspect", &format!("{anonymous}/h/img:1")])
         .assert()
         .failure();
@@ -1164,15 +1145,15 @@ fn an_unreadable_config_json_is_a_warning_for_anonymous_access() {
             && said.contains("going on without credentials"),
         "{said}"
     );
-    let e = fails(&cfg, &["image", "inspect", &image]);
+    let e = fails(cfg, &["image", "inspect", &image]);
     assert!(
         e.contains("401")
             && e.contains(&config.display().to_string())
             && e.contains("key must be a string"),
         "{e}"
     );
-    login(&cfg, &authed.addr).failure();
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), "{bad json");
+    login(cfg, &authed.addr).failure();
+    assert_eq!(std::fs::read_to_string(config).unwrap(), "{bad json");
 }
 
 /// A registry that, like Docker Hub, answers 401 with a bearer challenge and gives anyone

@@ -1185,30 +1185,50 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
-        let sent = self.sent();
-        let (body, verdict) = VerifiedBody::new(reqwest::Body::from(resp), d.clone(), size);
-        let body = body.holding(slot).counting(sent.counter());
         let what = format!("blob {d} of {}", src.name());
-        let put = self.put_verified(
-            dst,
-            &loc,
-            d,
-            reqwest::Body::wrap(body),
-            &verdict,
-            &what,
-            size,
-        );
-        let n = match put.await {
+        let source = reqwest::Body::from(resp);
+        let n = match self
+            .put_source(dst, &loc, d, size, &what, source, slot)
+            .await
+        {
             // The download paused for the timeout: the source is the silent one.
-            Err(_) if verdict.get() == Some(Err(StreamFailure::Stalled)) => {
+            (Err(_), verdict) if verdict.get() == Some(Err(StreamFailure::Stalled)) => {
                 return Err(self.no_answer(src, &get_url, Silence::AnswerBody, 1));
             }
-            r => r?,
+            (r, _) => r?,
         };
-        sent.keep();
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
         Ok(())
+    }
+
+    /// Send `source` (`size` bytes that must hash to `d`) into upload session `loc`,
+    /// verified on the way ([`VerifiedBody`]) and holding the transfer `slot` until its last
+    /// byte; counted on the progress bar once it is in. Also returns what the body saw.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_source<B>(
+        &self,
+        dst: &Reference,
+        loc: &str,
+        d: &Digest,
+        size: u64,
+        what: &str,
+        source: B,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> (Result<u64>, Verdict)
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let sent = self.sent();
+        let (body, verdict) = VerifiedBody::new(source, d.clone(), size);
+        let body = reqwest::Body::wrap(body.holding(slot).counting(sent.counter()));
+        let put = self.put_verified(dst, loc, d, body, &verdict, what, size);
+        let n = put.await;
+        if n.is_ok() {
+            sent.keep();
+        }
+        (n, verdict)
     }
 
     /// Finish upload session `loc` with a streamed, verifying `body` in one PUT; the verdict
@@ -1397,21 +1417,11 @@ impl RegistryClient {
                 Some(loc) => loc,
                 None => self.start_upload(dst).await?,
             };
-            let sent = self.sent();
-            let (body, verdict) = VerifiedBody::new(FileBody::new(file), d.clone(), size);
-            let body = body.holding(slot).counting(sent.counter());
-            self.put_verified(
-                dst,
-                &loc,
-                d,
-                reqwest::Body::wrap(body),
-                &verdict,
-                &what,
-                size,
-            )
-            .await?;
-            sent.keep();
-            Ok(())
+            let source = FileBody::new(file);
+            self.put_source(dst, &loc, d, size, &what, source, slot)
+                .await
+                .0
+                .map(|_| ())
         })
         .await
     }

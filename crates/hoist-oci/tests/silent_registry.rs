@@ -93,22 +93,24 @@ async fn silent_registry_fails_after_the_timeout_asked_twice() {
     assert_eq!(url, format!("http://{addr}/v2/t/bb/manifests/v1"));
 }
 
+/// Serves blobs whose body stops after 3000 of 100000 bytes.
+async fn stalling(mut sock: TcpStream) {
+    let Some((head, _)) = fake_http::read_head(&mut sock).await else {
+        return;
+    };
+    if head.path == "/v2/" {
+        return fake_http::respond(&mut sock, "200 OK", &[], b"").await;
+    }
+    let start = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+    let _ = sock.write_all(start).await;
+    let _ = sock.write_all(&[1u8; 3000]).await;
+    std::future::pending::<()>().await;
+}
+
 /// A blob download whose body stops after some bytes: the temp file goes, nothing lands.
 #[tokio::test]
 async fn stalled_blob_download_fails_after_the_timeout() {
-    let addr = listen(|mut sock| async move {
-        let Some((head, _)) = fake_http::read_head(&mut sock).await else {
-            return;
-        };
-        if head.path == "/v2/" {
-            return fake_http::respond(&mut sock, "200 OK", &[], b"").await;
-        }
-        let start = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
-        let _ = sock.write_all(start).await;
-        let _ = sock.write_all(&[1u8; 3000]).await;
-        std::future::pending::<()>().await;
-    })
-    .await;
+    let addr = listen(stalling).await;
     let c = client();
     let r = Reference::parse(&format!("{addr}/t/bb:v1")).unwrap();
     let d = Digest::of(&[1u8; 100_000]);
@@ -192,4 +194,37 @@ async fn a_long_upload_that_keeps_moving_is_not_cut() {
         .unwrap();
     // It took well over the timeout, and was not cut.
     assert!(t.elapsed() > 2 * TIMEOUT, "{:?}", t.elapsed());
+}
+
+/// A blob streamed from one registry into another whose source stops: the source is named,
+/// and the transfer is tried twice, not four times.
+#[tokio::test]
+async fn stalled_source_of_a_streamed_copy_is_named() {
+    let src_addr = listen(stalling).await;
+    let dst_addr = listen(|mut sock| async move {
+        let Some((head, early)) = fake_http::read_head(&mut sock).await else {
+            return;
+        };
+        if head.method == "PUT" {
+            fake_http::read_body(&mut sock, &head, &early).await;
+            return;
+        }
+        let loc = [("Location", "/v2/t/bb/blobs/uploads/u1")];
+        fake_http::respond(&mut sock, "202 Accepted", &loc, b"").await
+    })
+    .await;
+    let c = client();
+    let src = Reference::parse(&format!("{src_addr}/t/bb:v1")).unwrap();
+    let dst = Reference::parse(&format!("{dst_addr}/t/bb:v1")).unwrap();
+    let d = Digest::of(&[1u8; 100_000]);
+
+    let t = Instant::now();
+    let e = tokio::time::timeout(BOUND, c.copy_blob(&src, &dst, &d, 100_000))
+        .await
+        .expect("hung")
+        .unwrap_err();
+    let (url, attempts) = no_answer(&e);
+    assert_eq!(url, format!("http://{src_addr}/v2/t/bb/blobs/{d}"));
+    assert_eq!(attempts, 2);
+    assert!(t.elapsed() < 6 * TIMEOUT, "{:?}", t.elapsed());
 }
