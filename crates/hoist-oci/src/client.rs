@@ -139,12 +139,10 @@ pub struct RegistryClient {
 }
 
 struct Inner {
-    /// For requests without a body: its read timeout bounds the wait for their answer and
-    /// every pause in a response body (a download forwarded into an upload included).
+    /// One client, so one connection pool per registry: [`Watch`] bounds the wait for an
+    /// answer, [`crate::watch::chunk_within`] and [`crate::watch::Paced`] the pauses in its
+    /// body (no read timeout, which would count an upload's own sending time).
     http: reqwest::Client,
-    /// For requests with a body, which a read timeout would cut while the body is still
-    /// going out: [`Watch`] bounds the wait for their answer instead.
-    upload: reqwest::Client,
     opts: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
     /// One lock per registry not yet talked to: the first request learns whether (and how)
@@ -183,23 +181,19 @@ impl RegistryClient {
             extra_roots = crate::tls::pem_certificates(&pem, &ca.display().to_string())?;
         }
         let tls = crate::tls::client_config(extra_roots)?;
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(15))
-                .pool_max_idle_per_host(16)
-                .tls_backend_preconfigured(tls.clone())
-        };
-        let built = |b: reqwest::ClientBuilder| b.build().map_err(|e| Error::Tls(e.to_string()));
-        let http = built(builder().read_timeout(opts.timeout))?;
-        let upload = built(builder())?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(16)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| Error::Tls(e.to_string()))?;
         let transfers = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
                 transfers,
                 transfers_peak: Default::default(),
                 http,
-                upload,
                 opts,
                 auth: Mutex::new(HashMap::new()),
                 probes: Default::default(),
@@ -440,7 +434,11 @@ impl RegistryClient {
             }
             s => return Err(http_error(r, "GET", url.as_str(), s, resp).await),
         }
-        let v: serde_json::Value = resp.json_bytes().await?;
+        let body = self.read_body(r, url.as_str(), resp).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|source| Error::Json {
+            what: crate::error::without_query(url.as_str()).to_string(),
+            source,
+        })?;
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
@@ -478,11 +476,9 @@ impl RegistryClient {
         let mut authed = false;
         let mut backoff = Backoff::default();
         loop {
-            let http = match body {
-                Some(_) => &self.inner.upload,
-                None => &self.inner.http,
-            };
-            let mut req = http.request(method.clone(), url).headers(headers.clone());
+            let mut req = (self.inner.http)
+                .request(method.clone(), url)
+                .headers(headers.clone());
             let sent = self.auth_header(r, scope).await;
             if let Some(h) = &sent {
                 req = req.header(header::AUTHORIZATION, h.clone());
@@ -600,12 +596,22 @@ impl RegistryClient {
         }
     }
 
-    /// Reading an answer from `url` on `r`'s registry failed: its body paused for the
-    /// timeout, or the connection failed.
-    fn transport(&self, r: &Reference, url: &str, source: reqwest::Error) -> Error {
-        if source.is_timeout() && !source.is_connect() {
-            return self.no_answer(r, url, Silence::AnswerBody, 1);
+    /// All of the body of `resp`, the answer from `url` on `r`'s registry.
+    async fn read_body(&self, r: &Reference, url: &str, resp: Response) -> Result<Bytes> {
+        (crate::watch::read_within(resp, self.inner.opts.timeout).await)
+            .map_err(|e| self.body_failed(r, url, e))
+    }
+
+    /// Reading the body of the answer from `url` on `r`'s registry stopped.
+    fn body_failed(&self, r: &Reference, url: &str, e: crate::watch::BodyRead) -> Error {
+        match e {
+            crate::watch::BodyRead::Stalled => self.no_answer(r, url, Silence::AnswerBody, 1),
+            crate::watch::BodyRead::Failed(source) => self.transport(r, url, source),
         }
+    }
+
+    /// Talking to `url` on `r`'s registry failed: the connection failed or was cut.
+    fn transport(&self, r: &Reference, url: &str, source: reqwest::Error) -> Error {
         Error::Transport {
             registry: r.registry.clone(),
             url: url.to_string(),
@@ -672,10 +678,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|d| Digest::parse(d).ok());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| self.transport(r, &url, source))?;
+        let bytes = self.read_body(r, &url, resp).await?;
         let raw = RawManifest::new(bytes.to_vec(), ct.as_deref())?;
         let expected = r.digest.clone().or(header_digest);
         if let Some(d) = expected
@@ -782,10 +785,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(http_error(r, "GET", &url, resp.status(), resp).await);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| self.transport(r, &url, source))?;
+        let bytes = self.read_body(r, &url, resp).await?;
         d.verify(&bytes, &format!("blob {} of {}", d, r.name()))?;
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, bytes.len() as u64);
@@ -823,10 +823,9 @@ impl RegistryClient {
         let mut h = sha2::Sha256::new();
         let mut n = 0u64;
         let sent = self.sent();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|source| self.transport(r, &url, source))?
+        let limit = self.inner.opts.timeout;
+        while let Some(chunk) = (crate::watch::chunk_within(&mut resp, limit).await)
+            .map_err(|e| self.body_failed(r, &url, e))?
         {
             h.update(&chunk);
             n += chunk.len() as u64;
@@ -1186,7 +1185,7 @@ impl RegistryClient {
             return Err(http_error(src, "GET", &get_url, resp.status(), resp).await);
         }
         let what = format!("blob {d} of {}", src.name());
-        let source = reqwest::Body::from(resp);
+        let source = crate::watch::Paced::new(reqwest::Body::from(resp), self.inner.opts.timeout);
         let n = match self
             .put_source(dst, &loc, d, size, &what, source, slot)
             .await
@@ -1249,7 +1248,7 @@ impl RegistryClient {
         let watch = Watch::start();
         let mut req = self
             .inner
-            .upload
+            .http
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap(Watched::new(body, watch.clone())));
@@ -1643,8 +1642,7 @@ async fn http_error(
     status: StatusCode,
     resp: Response,
 ) -> Error {
-    // Answers to uploads come without a read timeout (see `Inner::upload`); an error's text
-    // is worth a short wait, not a hang.
+    // An error's text is worth a short wait, not the whole timeout.
     let text = tokio::time::timeout(Duration::from_secs(5), resp.text()).await;
     let body = text.ok().and_then(|t| t.ok()).unwrap_or_default();
     let body = body.chars().take(500).collect::<String>();
@@ -1654,27 +1652,6 @@ async fn http_error(
         url: url.into(),
         status: status.as_u16(),
         body: body.trim().to_string(),
-    }
-}
-
-trait JsonBytes {
-    async fn json_bytes(self) -> Result<serde_json::Value>;
-}
-
-impl JsonBytes for Response {
-    async fn json_bytes(self) -> Result<serde_json::Value> {
-        let url = self.url().to_string();
-        let b = self.bytes().await.map_err(|e| {
-            Error::Invalid(format!(
-                "reading {}: {}",
-                crate::error::without_query(&url),
-                crate::error::reason(&e)
-            ))
-        })?;
-        serde_json::from_slice(&b).map_err(|source| Error::Json {
-            what: crate::error::without_query(&url).to_string(),
-            source,
-        })
     }
 }
 

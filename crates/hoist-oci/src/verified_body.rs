@@ -157,9 +157,8 @@ where
                 }
                 Some(Err(e)) => {
                     let e = e.into();
-                    // A download paused for the client's read timeout.
-                    let stalled = (e.downcast_ref::<reqwest::Error>())
-                        .is_some_and(|e| e.is_timeout() && !e.is_connect());
+                    // A download paused for the client's timeout (`watch::Paced`).
+                    let stalled = e.downcast_ref::<crate::watch::Stalled>().is_some();
                     return this.fail(match stalled {
                         true => StreamFailure::Stalled,
                         false => StreamFailure::Source(e.to_string()),

@@ -1,9 +1,12 @@
 //! How long a registry may stay silent. A request's answer must start within the timeout
 //! of the last byte of its body going out, however long the body took: a large upload is
 //! never cut while it moves, and the registry still gets the whole timeout to commit a blob
-//! after its last byte. (reqwest's own read timeout counts from the start of the request,
-//! body included, so only requests without a body use it for their answer.)
+//! after its last byte ([`Watch`]). An answer's body may pause for no longer than the
+//! timeout ([`chunk_within`], [`Paced`]). (reqwest's read timeout would count from the
+//! start of a request, body included, and live on a second client: a second connection
+//! pool, twice the connections and TLS handshakes per registry.)
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -45,6 +48,100 @@ pub(crate) fn secs(d: Duration) -> String {
         format!("{s:.0} s")
     } else {
         format!("{s:.1} s")
+    }
+}
+
+/// A response body that sent nothing for the timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the answer's body paused for the timeout")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// Why reading an answer's body stopped.
+pub(crate) enum BodyRead {
+    Stalled,
+    Failed(reqwest::Error),
+}
+
+/// The next piece of `resp`'s body (`None` at its end), waiting no longer than `limit`.
+pub(crate) async fn chunk_within(
+    resp: &mut reqwest::Response,
+    limit: Duration,
+) -> Result<Option<Bytes>, BodyRead> {
+    match tokio::time::timeout(limit, resp.chunk()).await {
+        Err(_) => Err(BodyRead::Stalled),
+        Ok(r) => r.map_err(BodyRead::Failed),
+    }
+}
+
+/// All of `resp`'s body, no piece more than `limit` after the one before.
+pub(crate) async fn read_within(
+    mut resp: reqwest::Response,
+    limit: Duration,
+) -> Result<Bytes, BodyRead> {
+    let mut all = bytes::BytesMut::new();
+    while let Some(piece) = chunk_within(&mut resp, limit).await? {
+        all.extend_from_slice(&piece);
+    }
+    Ok(all.freeze())
+}
+
+/// A body (a download forwarded into an upload) that fails with [`Stalled`] when its
+/// source sends nothing for `limit`.
+pub(crate) struct Paced<B> {
+    inner: Pin<Box<B>>,
+    limit: Duration,
+    silence: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> Paced<B> {
+    pub(crate) fn new(inner: B, limit: Duration) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            limit,
+            silence: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<B> Body for Paced<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(r) => {
+                let next = Instant::now() + this.limit;
+                this.silence.as_mut().reset(next);
+                Poll::Ready(r.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => match this.silence.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 }
 

@@ -1409,3 +1409,30 @@ async fn a_destination_pinned_to_another_digest_is_refused_up_front() {
     .unwrap();
     assert_eq!(rep.digest, digest);
 }
+
+/// A blob's probe (POST) and its upload (PUT) share a connection: the client keeps one
+/// connection pool per registry, so a copy opens about one connection per blob in flight,
+/// not two (each a TLS handshake against a remote registry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_reuses_its_connections() {
+    let reg = Registry::start(false);
+    let other = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = push_base(&client(), &reg, "conn/src:1", 3, 100_000, tmp.path()).await;
+    let c = client();
+    let rep = copy(
+        &c,
+        &Location::Registry(src),
+        &Location::Registry(r(&other.reference("conn/dst:1"))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.blobs_copied, 4, "{rep:?}");
+    let connections = other.connections();
+    assert!(
+        connections <= rep.blobs_copied + 1,
+        "{connections} connections for {} blobs",
+        rep.blobs_copied
+    );
+}
