@@ -133,6 +133,9 @@ struct RegistryAuth {
     tokens: HashMap<String, String>,
 }
 
+/// Async locks by key, made on first use.
+type Locks<K> = std::sync::Mutex<HashMap<K, Arc<Mutex<()>>>>;
+
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
@@ -148,7 +151,10 @@ struct Inner {
     /// One lock per registry not yet talked to: the first request learns whether (and how)
     /// it wants credentials while the others wait, instead of all being refused with a 401
     /// and sent twice.
-    probes: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    probes: Locks<String>,
+    /// One lock per (registry, token scope): requests that need a token nobody has yet
+    /// wait for one fetch instead of each fetching its own.
+    token_fetches: Locks<(String, String)>,
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
     progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
@@ -197,6 +203,7 @@ impl RegistryClient {
                 opts,
                 auth: Mutex::new(HashMap::new()),
                 probes: Default::default(),
+                token_fetches: Default::default(),
                 overrides: Default::default(),
                 counters: Counters::default(),
                 progress: Default::default(),
@@ -337,6 +344,37 @@ impl RegistryClient {
         }
     }
 
+    /// For a registry known to want bearer tokens, get `scope`'s token before the request
+    /// rather than after a 401 for it, once for all the requests that need it meanwhile.
+    async fn ensure_token(&self, r: &Reference, scope: &str) -> Result<()> {
+        let has_token = |a: &RegistryAuth| a.tokens.contains_key(scope);
+        let (realm, service, lookup) = {
+            let map = self.inner.auth.lock().await;
+            match map.get(&r.registry) {
+                Some(a) if !has_token(a) => match (&a.challenge, &a.lookup) {
+                    (Some(Challenge::Bearer { realm, service }), Some(l)) => {
+                        (realm.clone(), service.clone(), l.clone())
+                    }
+                    _ => return Ok(()),
+                },
+                _ => return Ok(()),
+            }
+        };
+        let lock = (self.inner.token_fetches.lock().unwrap())
+            .entry((r.registry.clone(), scope.to_string()))
+            .or_default()
+            .clone();
+        let _fetching = lock.lock().await;
+        if (self.inner.auth.lock().await.get(&r.registry)).is_some_and(has_token) {
+            return Ok(());
+        }
+        let token = (self.fetch_token(r, &realm, service.as_deref(), scope, &lookup)).await?;
+        let mut map = self.inner.auth.lock().await;
+        let a = map.entry(r.registry.clone()).or_default();
+        a.tokens.insert(scope.to_string(), token);
+        Ok(())
+    }
+
     /// React to a 401: remember the challenge, find credentials, fetch a token if bearer.
     async fn authenticate(&self, r: &Reference, scope: &str, www: Option<&str>) -> Result<()> {
         let challenge = www.and_then(parse_challenge);
@@ -475,6 +513,7 @@ impl RegistryClient {
         }
         let mut authed = false;
         let mut backoff = Backoff::default();
+        self.ensure_token(r, scope).await?;
         loop {
             let mut req = (self.inner.http)
                 .request(method.clone(), url)

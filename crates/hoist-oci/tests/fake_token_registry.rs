@@ -138,6 +138,26 @@ async fn bearer_token_flow_retries_and_verification() {
         assert_eq!(s.manifest_gets, 2, "503 retried once");
         assert_eq!(s.blob_gets, 2, "dropped connection retried once");
     }
+    // Six requests at once for a scope without a token yet: one token fetch, before they
+    // go out (the challenge is known), not one per request after a 401 each.
+    let other: Reference = format!("{addr}/team/other:v1").parse().unwrap();
+    let mut probes = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (c, other) = (c.clone(), other.clone());
+        probes.spawn(async move { c.has_blob(&other, &Digest::of(CONFIG)).await });
+    }
+    for found in probes.join_all().await {
+        assert!(!found.unwrap());
+    }
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.token_queries.len(), 2, "{:?}", s.token_queries);
+        assert!(
+            s.token_queries[1].contains("scope=repository%3Ateam%2Fother%3Apull"),
+            "{:?}",
+            s.token_queries
+        );
+    }
     // The fake lies about a blob: rejected.
     let zero =
         Digest::parse("sha256:0000000000000000000000000000000000000000000000000000000000000000")
