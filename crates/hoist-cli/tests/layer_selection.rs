@@ -56,11 +56,16 @@ fn the_tag_hashes_exactly_the_files_the_image_holds() {
         "src/main.rs",
         "lib/src/other.rs",
         "build/out.bin",
+        "build/keep.txt",
     ] {
         write(&public, f);
     }
     // Docker's meaning: `*.log` is top-level only; `.hoistignore` (read second) takes one back.
-    std::fs::write(public.join(".dockerignore"), "*.log\nbuild/\n").unwrap();
+    std::fs::write(
+        public.join(".dockerignore"),
+        "*.log\nbuild/\n!build/keep.txt\n",
+    )
+    .unwrap();
     std::fs::write(public.join(".hoistignore"), "!keep.log\n").unwrap();
     std::os::unix::fs::symlink("index.html", public.join("sub/link.html")).unwrap();
     // A source that is a symlink stands for its target, in both.
@@ -74,6 +79,9 @@ fn the_tag_hashes_exactly_the_files_the_image_holds() {
         ("public", &[], &["node_modules", "src/*.rs"]),
         ("public", &["sub"], &["deeper"]),
         ("public", &[], &["*.html", "!d.html"]),
+        ("public", &[], &["node_modules", "!node_modules/x"]),
+        ("public", &["./src"], &[]),
+        ("public", &[], &["./sub/deeper"]),
         ("dist", &["*.js"], &[]),
         ("public/sub/y.tmp", &[], &[]),
         ("public/sub/y.tmp", &[], &["*.tmp"]),

@@ -590,8 +590,25 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             ));
             continue;
         }
+        // The source's ignore files are read by the build too: a bad line fails it.
+        if let Err(e) = hoist_fileset::FileSet::for_dir(&from, &[], &[]) {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::WrongType,
+                    format!(
+                        "service `{}`: invalid glob {:?} in {}: {}",
+                        svc.name, e.pattern, e.origin, e.reason
+                    ),
+                )
+                .at(svc.locate(&["image", "layers", &idx, "from"], "read from here")),
+            );
+        }
         for (key, pats) in [("include", &layer.include), ("exclude", &layer.exclude)] {
-            if let Err(e) = hoist_fileset::FileSet::for_patterns(pats, &[]) {
+            let (include, exclude) = match key {
+                "include" => (&pats[..], &[][..]),
+                _ => (&[][..], &pats[..]),
+            };
+            if let Err(e) = hoist_fileset::FileSet::for_patterns(include, exclude) {
                 out.push(
                     ConfigError::new(
                         ErrorKind::WrongType,

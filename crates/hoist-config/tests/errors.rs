@@ -371,6 +371,35 @@ fn missing_layer_source() {
 }
 
 #[test]
+fn bad_globs_in_a_layer_and_its_ignore_file() {
+    let p = problems(&[
+        (
+            "services/b/service.yaml",
+            "name: b\nimage:\n  base: scratch\n  layers:\n    - from: ./web\n      to: /www\n      include: [\"*\", \"!*.md\"]\n",
+        ),
+        ("services/b/web/.dockerignore", "ok.txt\nfoo[\n"),
+    ]);
+    let texts: Vec<String> = p.iter().map(|e| e.to_string()).collect();
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("services/b/service.yaml:5:")
+                && t.contains("invalid glob \"foo[\"")
+                && t.contains(".dockerignore")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("services/b/service.yaml:7:")
+                && t.contains("\"!*.md\" in `include`")
+                && t.contains("exclude lists only")),
+        "{texts:#?}"
+    );
+}
+
+#[test]
 fn image_workdir_and_env_names() {
     let p = problems(&[(
         "services/b/service.yaml",

@@ -76,8 +76,19 @@ impl FileSet {
             self.add_exclude(p, "exclude", Anchor::NameAnywhere)?;
         }
         for p in include {
-            if let Some((glob, _)) = compile(p, "include", Anchor::NameAnywhere)? {
-                self.includes.push(glob);
+            match compile(p, "include", Anchor::NameAnywhere)? {
+                // "All but these" is what exclude says; a `!` here would read as its opposite.
+                Some((_, true)) => {
+                    return Err(InvalidGlob {
+                        pattern: p.clone(),
+                        origin: "include".into(),
+                        reason:
+                            "`!` takes paths back in exclude lists only; put the pattern in exclude"
+                                .into(),
+                    });
+                }
+                Some((glob, false)) => self.includes.push(glob),
+                None => {}
             }
         }
         Ok(())
@@ -119,6 +130,12 @@ impl FileSet {
     pub fn has_includes(&self) -> bool {
         !self.includes.is_empty()
     }
+
+    /// Is there a `!` rule? Then something under an excluded directory may be taken back,
+    /// and a walk must look inside it, as Docker does, instead of skipping it whole.
+    pub fn has_take_backs(&self) -> bool {
+        self.excludes.iter().any(|(_, takes_back)| *takes_back)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -140,8 +157,9 @@ fn compile(
         Some(rest) => (true, rest.trim()),
         None => (false, p),
     };
-    let p = p.strip_prefix("./").unwrap_or(p);
+    // Decided before `./` and `/` go: `./docs` and `/docs` are from the root.
     let anywhere = matches!(anchor, Anchor::NameAnywhere) && !p.trim_end_matches('/').contains('/');
+    let p = p.strip_prefix("./").unwrap_or(p);
     let p = p.trim_start_matches('/').trim_end_matches('/');
     if p.is_empty() {
         return Ok(None);
@@ -209,6 +227,9 @@ mod tests {
         let s = FileSet::for_patterns(&v(&["src/*.rs", "/top.txt", "./docs/"]), &[]).unwrap();
         assert!(s.takes("src/main.rs") && s.takes("top.txt") && s.takes("docs/a/b.md"));
         assert!(!s.takes("lib/src/main.rs") && !s.takes("src/a/b.rs") && !s.takes("x/top.txt"));
+        assert!(!s.takes("x/docs/a.md"), "./docs is from the root");
+        let s = FileSet::for_patterns(&[], &v(&["./build"])).unwrap();
+        assert!(!s.takes("build/out") && s.takes("web/build/out"));
     }
 
     #[test]
@@ -232,6 +253,20 @@ mod tests {
         assert!(
             s.takes("important.log"),
             ".hoistignore is read after .dockerignore"
+        );
+    }
+
+    #[test]
+    fn a_take_back_in_include_is_refused() {
+        let e = FileSet::for_patterns(&v(&["*", "!*.md"]), &[]).unwrap_err();
+        assert_eq!(e.pattern, "!*.md");
+        assert!(e.reason.contains("in exclude lists only"), "{e}");
+        let s = FileSet::for_patterns(&[], &v(&["node_modules", "!node_modules/keep"])).unwrap();
+        assert!(s.has_take_backs() && s.takes("node_modules/keep/a.js"));
+        assert!(
+            !FileSet::for_patterns(&[], &v(&["x"]))
+                .unwrap()
+                .has_take_backs()
         );
     }
 

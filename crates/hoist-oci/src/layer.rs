@@ -293,7 +293,8 @@ impl LayerBuilder {
             } else {
                 format!("{rel}/{name}")
             };
-            if files.excludes(&child_rel) {
+            let excluded = files.excludes(&child_rel);
+            if excluded && !files.has_take_backs() {
                 continue;
             }
             let path = e.path();
@@ -306,8 +307,9 @@ impl LayerBuilder {
             if meta.is_dir() {
                 let before = self.entries.len();
                 taken += self.walk(&path, &child_rel, dest, files)?;
-                // With include globs, only directories that hold included files appear.
-                if !files.has_includes() || self.entries.len() > before {
+                // With include globs, or inside an excluded directory (for what `!` takes
+                // back), only directories that hold taken files appear.
+                if (!files.has_includes() && !excluded) || self.entries.len() > before {
                     self.entries.insert(
                         target,
                         Entry::Dir {
@@ -316,7 +318,7 @@ impl LayerBuilder {
                     );
                 }
             } else {
-                if !files.includes(&child_rel) {
+                if !files.takes(&child_rel) {
                     continue;
                 }
                 self.entries.insert(target, entry_for(&path, &meta)?);

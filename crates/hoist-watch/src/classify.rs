@@ -531,8 +531,9 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
             ImageSource::Layers => {
                 for l in &img.layers {
                     let from = at(&l.from);
-                    let files =
-                        FileSet::for_dir(&from, &l.include, &l.exclude).unwrap_or_else(|_| never());
+                    // A bad ignore file (validate reports it) makes every file an input,
+                    // so that fixing it triggers a build.
+                    let files = FileSet::for_dir(&from, &l.include, &l.exclude).unwrap_or_default();
                     layers.push(LayerRule { from, files });
                 }
             }
@@ -575,7 +576,7 @@ fn img_base(svc: &hoist_config::Service) -> Option<String> {
     svc.image().and_then(|i| i.base.clone())
 }
 
-/// For patterns that were checked when the project loaded (an invalid one makes the
+/// For trigger patterns, checked when the project loaded (an invalid one makes the
 /// service invalid, so it never gets here): a set that takes nothing.
 fn never() -> FileSet {
     FileSet::for_patterns(&["\u{0}never".to_string()], &[]).expect("a literal pattern")
