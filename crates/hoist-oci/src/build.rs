@@ -202,29 +202,32 @@ async fn resolve_base(
         return Ok((None, None, ImageConfig::empty(&opts.platform)));
     }
     let what = format!("base {}", spec.base);
-    let (base, m, bytes) = match spec.base.parse::<Location>()? {
+    let (base, m, bytes, from_index) = match spec.base.parse::<Location>()? {
         Location::Registry(b) => {
-            let (raw, _) = client.resolve_image(&b, &opts.platform).await?;
+            let (raw, index) = client.resolve_image(&b, &opts.platform).await?;
             let m = raw.image()?;
             m.ensure_image(&what)?;
             let bytes = client.get_blob(&b, &m.config.digest).await?.to_vec();
-            (Base::Registry(b), m, bytes)
+            (Base::Registry(b), m, bytes, index.is_some())
         }
         Location::Layout { dir, name } => {
             let l = OciLayout::open(dir)?;
-            let (raw, _) = l.resolve_image(name.as_deref(), &opts.platform)?;
+            let (raw, index) = l.resolve_image(name.as_deref(), &opts.platform)?;
             let m = raw.image()?;
             m.ensure_image(&what)?;
             let bytes = l.read_blob(&m.config.digest)?;
-            (Base::Layout(l), m, bytes)
+            (Base::Layout(l), m, bytes, index.is_some())
         }
     };
     let cfg = parse_config(&bytes, &m.config.digest)?;
-    // An index was resolved by platform already; a single image is what it is.
-    match cfg.ensure_platform(&opts.platform, &what) {
-        Err(e) if opts.require_platform => return Err(e),
-        Err(e) => tracing::warn!("{e}: the new image is for its platform too"),
-        Ok(()) => {}
+    // An index was resolved by platform already (its entry, not the child's config, is
+    // what says the platform); a single image is what it is.
+    if !from_index {
+        match cfg.ensure_platform(&opts.platform, &what) {
+            Err(e) if opts.require_platform => return Err(e),
+            Err(e) => tracing::warn!("{e}: the new image is for its platform too"),
+            Ok(()) => {}
+        }
     }
     Ok((Some(base), Some(m), cfg))
 }
@@ -479,6 +482,11 @@ pub async fn build_to_layout(
     opts: &BuildOptions,
 ) -> Result<PushReport> {
     let before = client.counters();
+    (Location::Layout {
+        dir: dir.to_path_buf(),
+        name: name.map(String::from),
+    })
+    .check_destination()?;
     let layout = OciLayout::create(dir)?;
     let img = build(client, spec, &opts.building_in(&layout)).await?;
     let landed = land_blobs(client, &img, &layout).await?;

@@ -40,8 +40,8 @@ pub struct RegistryOpts {
     /// Extra CA certificates (PEM) to trust for HTTPS registries.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Platform to pick from multi-platform images (default linux/amd64). When given, an
-    /// image that exists for another platform only is an error.
+    /// Platform to pick from multi-platform images (default linux/amd64). When given,
+    /// `append` and `inspect` also refuse an image that exists for another platform only.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Output format.
@@ -341,8 +341,10 @@ fn inspect(a: InspectArgs) -> miette::Result<ExitCode> {
         Ok(()) => Some(parse_config(&config_bytes, &m.config.digest).into_diagnostic()?),
         Err(_) => None,
     };
+    // An index was resolved by platform; a single image is what it is.
     if let Some(c) = &config
         && a.reg.platform_asked()
+        && index.is_none()
     {
         c.ensure_platform(&platform, &loc.to_string())
             .into_diagnostic()?;
