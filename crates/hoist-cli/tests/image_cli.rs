@@ -1078,7 +1078,8 @@ fn login_writes_through_a_symlinked_config_json() {
     );
     assert_eq!(target["psFormat"], "x");
     let mode = std::fs::metadata(&dotfiles).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o640);
+    // Group or world bits go: the file now holds a password.
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]
@@ -1115,9 +1116,12 @@ fn a_malformed_auths_entry_is_named() {
         std::fs::write(config, conf.to_string()).unwrap();
         let e = fails(cfg, &["image", "inspect", &image]);
         assert!(
-            e.contains(&config.display().to_string())
-                && e.contains(&format!("auths[\"{}\"] is malformed", authed.addr))
-                && e.contains(wrong),
+            e.contains(&format!(
+                "auths[\"{}\"] in {} is malformed",
+                authed.addr,
+                config.display()
+            )) && e.contains(wrong)
+                && e.contains(&format!("hoist registry login {}", authed.addr)),
             "{e}"
         );
     }

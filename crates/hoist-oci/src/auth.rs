@@ -114,6 +114,8 @@ fn helper_for(cfg: &Map<String, Value>, registry: &str) -> Option<Helper> {
         .and_then(|h| h.as_object())
         .and_then(|h| h.iter().find(|(k, _)| key_matches(k, registry)))
         .and_then(|(_, v)| v.as_str())
+        // An empty name means the file itself, as in Docker.
+        .filter(|h| !h.is_empty())
     {
         return Some(Helper {
             name: h.into(),
@@ -203,12 +205,22 @@ pub async fn lookup(registry: &str) -> Result<Lookup> {
         .and_then(|a| a.as_object())
         .and_then(|a| a.iter().find(|(k, _)| key_matches(k, registry)))
     {
-        let c = parse_auth_entry(entry).map_err(|reason| Error::DockerConfig {
-            path: path.clone(),
-            reason: format!(
-                "auths[{key:?}] is malformed: {reason}\nhint: run `hoist registry login {registry}` to replace it"
-            ),
-        })?;
+        // Like Docker: a malformed entry is warned about and left aside, so a registry that
+        // needs no credentials still works; one that does names the entry in its 401.
+        let c = match parse_auth_entry(entry) {
+            Ok(c) => c,
+            Err(reason) => {
+                let description = format!(
+                    "auths[{key:?}] in {} is malformed: {reason}",
+                    path.display()
+                );
+                tracing::warn!("{description}");
+                return Ok(Lookup {
+                    credential: None,
+                    description,
+                });
+            }
+        };
         if let Some(c) = c {
             return Ok(Lookup {
                 credential: Some(c),
@@ -454,8 +466,8 @@ pub async fn remove(registry: &str) -> Result<(Stored, bool)> {
 }
 
 /// Write config.json atomically (a temp file renamed over it). A symlinked config.json
-/// (dotfile setups) is written through: the file it points to is replaced, keeping its
-/// mode, and the link stays, as Docker does.
+/// (dotfile setups) is written through: the file it points to is replaced (owner-only
+/// permissions: it may hold passwords), and the link stays, as Docker does.
 fn write_config(path: &std::path::Path, cfg: &Map<String, Value>) -> Result<()> {
     let target = resolve_links(path)?;
     let path = target.as_path();
@@ -471,8 +483,9 @@ fn write_config(path: &std::path::Path, cfg: &Map<String, Value>) -> Result<()> 
     tmp.write_all(b"\n")
         .ctx(|| format!("writing {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
+    // It may hold passwords: never readable by others, whatever the file had.
     let mode = match std::fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
+        Ok(m) => m.permissions().mode() & 0o600,
         Err(_) => 0o600,
     };
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
