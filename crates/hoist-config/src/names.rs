@@ -44,9 +44,6 @@ pub fn repository_problem(name: &str) -> Option<&'static str> {
     None
 }
 
-/// Why `input` is not an image reference (`busybox`, `host:5000/team/app:v1@sha256:…`),
-/// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's, a little looser on
-/// hosts); a test in hoist-cli, which sees both crates, holds the two to the same answers.
 /// Why `tag` cannot be an image tag, if it cannot: up to 128 of `[A-Za-z0-9_.-]`, not
 /// starting with `.` or `-`.
 pub fn tag_problem(tag: &str) -> Option<String> {
@@ -61,6 +58,9 @@ pub fn tag_problem(tag: &str) -> Option<String> {
     })
 }
 
+/// Why `input` is not an image reference (`busybox`, `host:5000/team/app:v1@sha256:…`),
+/// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's, a little looser on
+/// hosts); a test in hoist-cli, which sees both crates, holds the two to the same answers.
 pub fn image_reference_problem(input: &str) -> Option<String> {
     let s = input.trim();
     if s.is_empty() {

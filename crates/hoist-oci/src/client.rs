@@ -600,8 +600,7 @@ impl RegistryClient {
     }
 
     /// Send `req` and wait for the head of its answer, no longer than the timeout after its
-    /// body stopped moving ([`Watch`]); reqwest's own read timeout (requests without a
-    /// body) means the same silence.
+    /// body stopped moving (at once for a request without a body; [`Watch`]).
     async fn exchange(
         &self,
         req: reqwest::RequestBuilder,
@@ -610,7 +609,6 @@ impl RegistryClient {
         match watch.answer(req.send(), self.inner.opts.timeout).await {
             None => Err(Failure::Silent),
             Some(Ok(resp)) => Ok(resp),
-            Some(Err(e)) if e.is_timeout() && !e.is_connect() => Err(Failure::Silent),
             Some(Err(e)) => Err(Failure::Failed(e)),
         }
     }

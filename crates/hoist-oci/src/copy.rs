@@ -104,6 +104,22 @@ fn check_ref_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+impl Location {
+    /// Refuse a layout name that reads as a digest: `oci:DIR:sha256:…` picks an image by its
+    /// digest, so an image stored under such a name could never be found by it.
+    pub fn check_destination(&self) -> Result<()> {
+        match self {
+            Location::Layout { name: Some(n), dir } if n.starts_with("sha256:") => {
+                Err(Error::Invalid(format!(
+                    "oci:{}:{n}: a destination is named by a tag-like name, not a digest (the digest is the image's own)",
+                    dir.display()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -186,6 +202,7 @@ pub async fn copy(
     opts: &CopyOptions,
 ) -> Result<CopyReport> {
     let before = client.counters();
+    dst.check_destination()?;
     let source = Arc::new(match src {
         Location::Registry(r) => Src::Registry(r.clone()),
         Location::Layout { dir, name } => Src::Layout(OciLayout::open(dir)?, name.clone()),
@@ -195,8 +212,10 @@ pub async fn copy(
         Location::Layout { dir, name } => Dst::Layout(OciLayout::create(dir)?, name.clone()),
     });
     let top = source.top(client).await?;
+    let top_digest = top.digest.clone();
     // The images whose blobs move, and the manifest written under the destination's name
-    // (with --all, the index; the platform images go in unnamed before it).
+    // (with --all, the index; the platform images go before it: unnamed in a registry,
+    // as blobs only in a layout).
     let (images, named) = match top.parse()? {
         Parsed::Image(_) => (vec![top.clone()], top),
         Parsed::Index(idx) if opts.all_platforms => {
@@ -218,8 +237,12 @@ pub async fn copy(
         && let Some(pin) = &r.digest
         && *pin != named.digest
     {
+        let index_hint = match top_digest == *pin {
+            true => " (the source is a multi-platform index: --all copies it whole)",
+            false => "",
+        };
         return Err(Error::Invalid(format!(
-            "{dst} is pinned to {pin}, but the image copied is {}: drop the digest from the destination, or give the one the source has",
+            "{dst} is pinned to {pin}, but the image copied is {}: drop the digest from the destination, or give the one the source has{index_hint}",
             named.digest
         )));
     }

@@ -267,12 +267,14 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut h = self.inner.size_hint();
+        let inner = self.inner.size_hint();
         let rest = self.rest.len() as u64;
-        h.set_lower(h.lower() + rest);
-        if let Some(u) = h.upper() {
+        // Upper first: SizeHint refuses a lower bound above the upper one it holds.
+        let mut h = SizeHint::new();
+        if let Some(u) = inner.upper() {
             h.set_upper(u + rest);
         }
+        h.set_lower(inner.lower() + rest);
         h
     }
 
@@ -284,6 +286,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size stays exact while pieces of a frame are still to go.
+    #[test]
+    fn size_hint_counts_what_is_held_back() {
+        let body = reqwest::Body::from(Bytes::from(vec![1u8; 100_000]));
+        let mut w = Box::pin(Watched::new(body, Watch::start()));
+        assert_eq!(w.size_hint().exact(), Some(100_000));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Some(Ok(first))) = w.as_mut().poll_frame(&mut cx) else {
+            panic!("a first piece")
+        };
+        assert_eq!(first.into_data().unwrap().len(), 65536);
+        assert_eq!(w.size_hint().exact(), Some(100_000 - 65536));
+    }
 
     /// Time spent before the body goes out does not count; the silence starts at its end.
     #[tokio::test]

@@ -891,6 +891,34 @@ async fn multi_platform_index_copy_all_and_platform_selection() {
     .await
     .unwrap();
     assert_eq!(one.digest, descs[0].digest);
+    // Pinned to the index's own digest without --all: the hint says what would do it.
+    let e = copy(
+        &c,
+        &Location::Registry(top.clone()),
+        &Location::Registry(r(&reg.reference(&format!("copy/pin@{}", raw.digest)))),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--all copies it whole"), "{e}");
+    // A layout destination named like a digest could never be found by that name.
+    let e = copy(
+        &c,
+        &Location::Registry(top.clone()),
+        &format!("oci:{}:{}", tmp.path().join("d").display(), raw.digest)
+            .parse()
+            .unwrap(),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not a digest"), "{e}");
+    assert!(
+        !tmp.path().join("d").exists(),
+        "refused before anything is written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
