@@ -141,6 +141,9 @@ impl Plan {
 
 struct LayerRule {
     from: PathBuf,
+    /// Where `from` points when it is a symlink: the build copies the target, and changes
+    /// arrive as events under the target's path.
+    target: Option<PathBuf>,
     /// The same rules the image build applies (hoist-fileset), ignore files included.
     files: FileSet,
 }
@@ -457,28 +460,33 @@ impl Work {
 /// Why `path` is an input of `svc`'s image, if it is.
 fn image_input(svc: &ServiceRules, path: &Path, deleted: bool) -> Option<RebuildReason> {
     for (i, l) in svc.layers.iter().enumerate() {
-        if deleted && l.from.starts_with(path) {
-            return Some(RebuildReason::LayerSourceRemoved {
-                file: path.to_path_buf(),
-                layer: i,
-            });
-        }
-        // Under the source: it is a directory (even if it did not exist at load).
-        let under = path != l.from && path.starts_with(&l.from);
-        let rel = if under {
-            rel_slash(path, &l.from)
-        } else if path == l.from {
-            path.file_name()?.to_string_lossy().into_owned()
-        } else {
-            continue;
-        };
-        // A deleted path under the source may have been a directory holding included files.
-        let included = l.files.includes(&rel) || (deleted && under);
-        if included && !l.files.excludes(&rel) {
-            return Some(RebuildReason::LayerInput {
-                file: path.to_path_buf(),
-                layer: i,
-            });
+        // The source, and what it points to if it is a symlink.
+        for from in std::iter::once(&l.from).chain(&l.target) {
+            if deleted && from.starts_with(path) {
+                return Some(RebuildReason::LayerSourceRemoved {
+                    file: path.to_path_buf(),
+                    layer: i,
+                });
+            }
+            // Under the source: it is a directory (even if it did not exist at load).
+            let under = path != from && path.starts_with(from);
+            let rel = if under {
+                rel_slash(path, from)
+            } else if path == from {
+                // A single file is matched by the name it has in the image.
+                l.from.file_name()?.to_string_lossy().into_owned()
+            } else {
+                continue;
+            };
+            // A deleted path under the source may have been a directory holding included
+            // files.
+            let included = l.files.includes(&rel) || (deleted && under);
+            if included && !l.files.excludes(&rel) {
+                return Some(RebuildReason::LayerInput {
+                    file: path.to_path_buf(),
+                    layer: i,
+                });
+            }
         }
     }
     if let Some((dockerfile, context)) = &svc.docker {
@@ -534,7 +542,12 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
                     // A bad ignore file (validate reports it) makes every file an input,
                     // so that fixing it triggers a build.
                     let files = FileSet::for_dir(&from, &l.include, &l.exclude).unwrap_or_default();
-                    layers.push(LayerRule { from, files });
+                    let target = link_target(&from);
+                    layers.push(LayerRule {
+                        from,
+                        target,
+                        files,
+                    });
                 }
             }
             ImageSource::Dockerfile => {
@@ -638,6 +651,20 @@ fn join_container(to: &str, rel: &str) -> String {
 }
 
 /// Resolves `.` and `..` lexically (paths in the project need not exist).
+/// Where the symlink `path` leads (through chains of links), lexically normalised like
+/// every path here; `None` if it is no symlink.
+fn link_target(path: &Path) -> Option<PathBuf> {
+    let mut at = path.to_path_buf();
+    // As many links as the kernel follows before it gives up (ELOOP).
+    for _ in 0..40 {
+        let Ok(to) = std::fs::read_link(&at) else {
+            break;
+        };
+        at = normalize(&at.parent().unwrap_or(Path::new("/")).join(to));
+    }
+    (at != path).then_some(at)
+}
+
 pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {

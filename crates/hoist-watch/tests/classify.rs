@@ -212,6 +212,38 @@ fn rebuild_names_the_file_and_layer() {
     );
 }
 
+/// A layer source that is a symlink (`dist -> build/out`): the build copies the target, so
+/// a change under the target is a change of the layer.
+#[test]
+fn a_symlinked_layer_source_counts_changes_under_its_target() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(
+        root,
+        "services/site/service.yaml",
+        "name: site\nimage:\n  base: scratch\n  layers: [{from: ./dist, to: /www}]\n",
+    );
+    write(root, "services/site/build/out/index.html", "hi");
+    std::os::unix::fs::symlink("build/out", root.join("services/site/dist")).unwrap();
+    let plan = classify(root, &["services/site/build/out/index.html"], &[]);
+    assert_eq!(
+        plan.services["site"].rebuild,
+        [RebuildReason::LayerInput {
+            file: root.join("services/site/build/out/index.html"),
+            layer: 0
+        }]
+    );
+    let plan = classify(root, &[], &["services/site/build/out"]);
+    assert!(
+        matches!(
+            plan.services["site"].rebuild[..],
+            [RebuildReason::LayerSourceRemoved { layer: 0, .. }]
+        ),
+        "{:?}",
+        plan.services["site"].rebuild
+    );
+}
+
 #[test]
 fn images_built_on_a_changed_image_are_rebuilt() {
     let tmp = shop_copy();
