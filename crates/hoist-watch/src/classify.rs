@@ -245,6 +245,21 @@ impl Classifier {
         v
     }
 
+    /// A `.dockerignore`/`.hoistignore` at the top of a layer source: the rules this
+    /// classifier holds for that layer are stale, so the project is reloaded (a reload
+    /// that changes nothing else touches nothing else) and a new classifier built.
+    fn is_layer_ignore_file(&self, path: &Path) -> bool {
+        let named = (path.file_name().and_then(|n| n.to_str()))
+            .is_some_and(|n| hoist_fileset::IGNORE_FILES.contains(&n));
+        named
+            && path.parent().is_some_and(|dir| {
+                let layers = self.services.iter().flat_map(|s| &s.layers);
+                layers
+                    .flat_map(|l| std::iter::once(&l.from).chain(&l.target))
+                    .any(|from| from == dir)
+            })
+    }
+
     pub fn classify(&self, batch: &Batch) -> Plan {
         let mut plan = Plan::default();
         let mut work: BTreeMap<usize, Work> = BTreeMap::new();
@@ -256,7 +271,7 @@ impl Classifier {
         for (path, deleted) in files {
             let path = normalize(path);
             let mut used = false;
-            if self.is_project_level(&path, deleted) {
+            if self.is_project_level(&path, deleted) || self.is_layer_ignore_file(&path) {
                 plan.reload.push(path.clone());
                 used = true;
             }

