@@ -90,6 +90,21 @@ pub struct BuiltImage {
     pub manifest: RawManifest,
 }
 
+impl BuiltImage {
+    /// Its layers, each digest once: the base's, then the new ones not among them. An
+    /// image may hold the same layer twice; it is sent, stored and counted once.
+    fn distinct_layers(&self) -> (Vec<&Descriptor>, Vec<&BuiltLayer>) {
+        let mut seen = std::collections::HashSet::new();
+        let base = (self.base_layers.iter())
+            .filter(|d| seen.insert(&d.digest))
+            .collect();
+        let new = (self.new_layers.iter())
+            .filter(|l| seen.insert(&l.digest))
+            .collect();
+        (base, new)
+    }
+}
+
 pub fn is_scratch(base: &str) -> bool {
     base.trim() == "scratch"
 }
@@ -368,14 +383,7 @@ pub async fn push_built(
 ) -> Result<PushReport> {
     let sem = client.blob_task_limit();
     let config_size = img.config_bytes.len() as u64;
-    // An image may hold the same layer twice: it is sent (and counted) once.
-    let mut seen = std::collections::HashSet::new();
-    let base_layers: Vec<_> = (img.base_layers.iter())
-        .filter(|d| seen.insert(d.digest.clone()))
-        .collect();
-    let new_layers: Vec<_> = (img.new_layers.iter())
-        .filter(|l| seen.insert(l.digest.clone()))
-        .collect();
+    let (base_layers, new_layers) = img.distinct_layers();
     // The base's sizes come from its manifest: a bogus one must not overflow.
     let sizes = base_layers.iter().map(|l| l.size);
     let sizes = sizes.chain(new_layers.iter().map(|l| l.size));
@@ -517,6 +525,7 @@ impl BuildOptions {
 }
 
 /// How many layers [`land_blobs`] wrote, and how many the layout had already.
+#[derive(Default)]
 struct Landed {
     written: usize,
     present: usize,
@@ -530,13 +539,9 @@ async fn land_blobs(
     img: &BuiltImage,
     layout: &OciLayout,
 ) -> Result<Landed> {
-    let mut landed = Landed {
-        written: 0,
-        present: 0,
-    };
-    let mut seen = std::collections::HashSet::new();
-    let base_layers: Vec<_> = (img.base_layers.iter())
-        .filter(|d| seen.insert(d.digest.clone()))
+    let mut landed = Landed::default();
+    let (base_layers, new_layers) = img.distinct_layers();
+    let base_layers: Vec<_> = (base_layers.into_iter())
         .map(|d| (d.digest.clone(), d.size))
         .collect();
     match &img.base {
@@ -566,11 +571,7 @@ async fn land_blobs(
         }
         None => {}
     }
-    for l in img
-        .new_layers
-        .iter()
-        .filter(|l| seen.insert(l.digest.clone()))
-    {
+    for l in new_layers {
         match layout.has_blob(&l.digest) {
             true => landed.present += 1,
             false => {
