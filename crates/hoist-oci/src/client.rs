@@ -1155,7 +1155,7 @@ impl RegistryClient {
         let mut backoff = Backoff::default();
         let retries = self.inner.opts.retries;
         loop {
-            let e = match transfer(session.take()).await {
+            let mut e = match transfer(session.take()).await {
                 Err(e) if e.is_transient() => e,
                 r => return r,
             };
@@ -1164,23 +1164,11 @@ impl RegistryClient {
                 _ => backoff.next(retries),
             };
             let Some(delay) = delay else {
-                return Err(match e {
-                    // Say how often it was asked, over every attempt of the transfer.
-                    Error::NoAnswer {
-                        registry,
-                        url,
-                        timeout,
-                        silence,
-                        ..
-                    } => Error::NoAnswer {
-                        registry,
-                        url,
-                        timeout,
-                        silence,
-                        attempts: backoff.silent,
-                    },
-                    e => e,
-                });
+                // Say how often it was asked, over every attempt of the transfer.
+                if let Error::NoAnswer { attempts, .. } = &mut e {
+                    *attempts = backoff.silent;
+                }
+                return Err(e);
             };
             tracing::debug!(what, attempt = backoff.attempt, error = %e, ?delay, "retrying an interrupted transfer");
             tokio::time::sleep(delay).await;
