@@ -603,11 +603,11 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
                 .at(svc.locate(&["image", "layers", &idx, "from"], "read from here")),
             );
         }
-        for (key, pats) in [("include", &layer.include), ("exclude", &layer.exclude)] {
-            let (include, exclude) = match key {
-                "include" => (&pats[..], &[][..]),
-                _ => (&[][..], &pats[..]),
-            };
+        let none: &[String] = &[];
+        for (key, include, exclude) in [
+            ("include", &layer.include[..], none),
+            ("exclude", none, &layer.exclude[..]),
+        ] {
             if let Err(e) = hoist_fileset::FileSet::for_patterns(include, exclude) {
                 out.push(
                     ConfigError::new(
