@@ -502,31 +502,25 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             .help("e.g. `busybox:1.36`, `registry.example.com/team/base:v2`, or a service's name"),
         );
     }
-    // The runtime needs an absolute working directory.
     if let Some(w) = img.workdir.as_deref()
-        && !w.is_empty()
-        && !w.starts_with('/')
+        && let Some(why) = crate::names::workdir_problem(w)
     {
         out.push(
             ConfigError::new(
                 ErrorKind::InvalidImage,
-                format!(
-                    "service `{}`: image workdir `{w}` must be an absolute path",
-                    svc.name
-                ),
+                format!("service `{}`: image workdir `{w}` {why}", svc.name),
             )
             .at(svc.locate(&["image", "workdir"], "here"))
             .help(format!("workdir: /{w}")),
         );
     }
     for k in img.env.keys() {
-        if k.is_empty() || k.contains('=') || k.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if let Some(why) = crate::names::env_name_problem(k) {
             out.push(
                 ConfigError::new(
                     ErrorKind::InvalidImage,
                     format!(
-                        "service `{}`: image env name {k:?} cannot be a variable name (empty, `=`, a space or a control character)",
+                        "service `{}`: image env name {k:?} cannot be a variable name: it {why}",
                         svc.name
                     ),
                 )

@@ -44,6 +44,25 @@ pub fn repository_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Why `name` cannot name an environment variable (or a label) of an image, if it cannot.
+pub fn env_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.contains('=') {
+        Some("holds `=`")
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("has a space or a control character")
+    } else {
+        None
+    }
+}
+
+/// Why `dir` cannot be an image's working directory, if it cannot (empty means none): the
+/// runtime needs an absolute path, and Docker's relative WORKDIR builds on an earlier one.
+pub fn workdir_problem(dir: &str) -> Option<&'static str> {
+    (!dir.is_empty() && !dir.starts_with('/')).then_some("must be an absolute path")
+}
+
 /// Why `tag` cannot be an image tag, if it cannot: up to 128 of `[A-Za-z0-9_.-]`, not
 /// starting with `.` or `-`.
 pub fn tag_problem(tag: &str) -> Option<String> {

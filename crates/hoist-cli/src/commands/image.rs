@@ -192,10 +192,10 @@ fn words(flag: &str, s: &str) -> miette::Result<Vec<String>> {
 
 fn key_value(flag: &str, s: &str) -> miette::Result<(String, String)> {
     match s.split_once('=') {
-        Some((k, _)) if k.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(miette!(
-            "--{flag} {s:?}: the name {k:?} has a space or a control character"
-        )),
-        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        Some((k, v)) if !k.is_empty() => match hoist_config::names::env_name_problem(k) {
+            Some(why) => Err(miette!("--{flag} {s:?}: the name {k:?} {why}")),
+            None => Ok((k.into(), v.into())),
+        },
         _ => Err(miette!("--{flag} {s:?}: expected KEY=VALUE")),
     }
 }
@@ -222,12 +222,10 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             .map(|e| key_value("env", e))
             .collect::<miette::Result<_>>()?,
         workdir: match a.workdir.as_deref() {
-            // The runtime needs an absolute path; Docker resolves a relative WORKDIR
-            // against the one before, which a command line has no notion of.
-            Some(w) if !w.is_empty() && !w.starts_with('/') => {
+            Some(w) if let Some(why) = hoist_config::names::workdir_problem(w) => {
                 return Err(miette!(
                     help = format!("--workdir /{w}"),
-                    "--workdir {w:?}: must be an absolute path"
+                    "--workdir {w:?}: {why}"
                 ));
             }
             w => w.map(String::from),
