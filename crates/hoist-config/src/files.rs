@@ -51,9 +51,8 @@ pub struct LayerFile {
 pub fn layer_files(service_dir: &Path, layer: &LayerSpec) -> Result<Vec<LayerFile>, String> {
     let from = service_dir.join(&layer.from);
     let meta = std::fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+    let set = FileSet::for_dir(&from, &layer.include, &layer.exclude).map_err(|e| e.to_string())?;
     if !meta.is_dir() {
-        let set =
-            FileSet::for_patterns(&layer.include, &layer.exclude).map_err(|e| e.to_string())?;
         let rel = from
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -64,7 +63,6 @@ pub fn layer_files(service_dir: &Path, layer: &LayerSpec) -> Result<Vec<LayerFil
             vec![]
         });
     }
-    let set = FileSet::for_dir(&from, &layer.include, &layer.exclude).map_err(|e| e.to_string())?;
     let files = walk(&from).map_err(|e| format!("{}: {e}", from.display()))?;
     Ok(files
         .into_iter()

@@ -42,8 +42,9 @@ pub struct FileSet {
 }
 
 impl FileSet {
-    /// The rules for the source directory `from`: its ignore files (missing ones are
-    /// fine), then `exclude`, and `include`.
+    /// The rules for the layer source `from`: its ignore files when it is a directory
+    /// (missing ones are fine; a single-file source has none), then `exclude`, and
+    /// `include`.
     pub fn for_dir(
         from: &Path,
         include: &[String],
@@ -63,8 +64,8 @@ impl FileSet {
         Ok(set)
     }
 
-    /// The rules of `include` and `exclude` alone (a single-file source has no ignore
-    /// files; the watcher and checks use this to validate patterns).
+    /// The rules of `include` and `exclude` alone (checks use this to validate patterns,
+    /// the watcher for live-update triggers).
     pub fn for_patterns(include: &[String], exclude: &[String]) -> Result<FileSet, InvalidGlob> {
         let mut set = FileSet::default();
         set.add_patterns(include, exclude)?;

@@ -143,12 +143,8 @@ fn source_name(from: &Path) -> String {
 }
 
 /// The selection rules of a layer source, with their errors in this crate's terms.
-fn file_set(spec: &LayerSpec, dir: bool) -> Result<FileSet> {
-    let set = if dir {
-        FileSet::for_dir(&spec.from, &spec.include, &spec.exclude)
-    } else {
-        FileSet::for_patterns(&spec.include, &spec.exclude)
-    };
+fn file_set(spec: &LayerSpec) -> Result<FileSet> {
+    let set = FileSet::for_dir(&spec.from, &spec.include, &spec.exclude);
     set.map_err(|e| Error::InvalidGlob {
         pattern: e.pattern,
         origin: e.origin,
@@ -210,7 +206,7 @@ impl LayerBuilder {
             }
         ));
         let taken = if meta.is_dir() {
-            let files = file_set(spec, true)?;
+            let files = file_set(spec)?;
             self.add_parents(&dest);
             if !dest.is_empty() {
                 self.entries.insert(
@@ -240,7 +236,7 @@ impl LayerBuilder {
                 dest
             };
             let name = spec.from.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if file_set(spec, false)?.takes(name) {
+            if file_set(spec)?.takes(name) {
                 self.add_parents(&dest);
                 self.entries.insert(dest, entry_for(&spec.from, &meta)?);
                 1
