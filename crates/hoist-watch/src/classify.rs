@@ -150,7 +150,16 @@ struct LayerRule {
 
 struct SyncRuleAbs {
     from: PathBuf,
+    /// Where `from` points when it is a symlink (changes arrive under this path).
+    target: Option<PathBuf>,
     to: String,
+}
+
+struct DockerRule {
+    dockerfile: PathBuf,
+    context: PathBuf,
+    /// Where `context` points when it is a symlink.
+    context_target: Option<PathBuf>,
 }
 
 struct ServiceRules {
@@ -162,8 +171,7 @@ struct ServiceRules {
     config: Vec<PathBuf>,
     k8s_globs: GlobSet,
     layers: Vec<LayerRule>,
-    /// (Dockerfile, context)
-    docker: Option<(PathBuf, PathBuf)>,
+    docker: Option<DockerRule>,
     sync: Vec<SyncRuleAbs>,
     runs: Vec<FileSet>,
     restart: bool,
@@ -234,15 +242,42 @@ impl Classifier {
         for s in &self.services {
             v.extend(s.layers.iter().map(|l| l.from.clone()));
             v.extend(s.sync.iter().map(|r| r.from.clone()));
-            if let Some((dockerfile, context)) = &s.docker {
-                v.push(dockerfile.clone());
-                v.push(context.clone());
+            if let Some(d) = &s.docker {
+                v.push(d.dockerfile.clone());
+                v.push(d.context.clone());
             }
         }
         v.retain(|p| p.starts_with(&self.root));
         v.sort();
         v.dedup();
         v
+    }
+
+    /// What the project reads from outside its directory: config inputs, layer and sync
+    /// sources and Docker build inputs given as `../…`, and where the symlinks among
+    /// them point when that is outside (pass to [`crate::Watcher::set_outside`]).
+    pub fn outside_paths(&self) -> Vec<PathBuf> {
+        let mut v = self.config_inputs();
+        for s in &self.services {
+            for (from, target) in s.sources() {
+                v.push(from.clone());
+                v.extend(target.cloned());
+            }
+            if let Some(d) = &s.docker {
+                v.push(d.dockerfile.clone());
+            }
+        }
+        v.retain(|p| !p.starts_with(&self.root));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// A declared source that is (or was) a symlink and now points elsewhere, or became
+    /// or stopped being a link: the rules hold the old target, so the project is reloaded.
+    fn is_relinked(&self, path: &Path) -> bool {
+        let mut sources = self.services.iter().flat_map(|s| s.sources());
+        sources.any(|(from, target)| from == path && link_target(from).as_ref() != target)
     }
 
     /// A `.dockerignore`/`.hoistignore` at the top of a layer source: the rules this
@@ -271,7 +306,10 @@ impl Classifier {
         for (path, deleted) in files {
             let path = normalize(path);
             let mut used = false;
-            if self.is_project_level(&path, deleted) || self.is_layer_ignore_file(&path) {
+            if self.is_project_level(&path, deleted)
+                || self.is_layer_ignore_file(&path)
+                || self.is_relinked(&path)
+            {
                 plan.reload.push(path.clone());
                 used = true;
             }
@@ -348,15 +386,17 @@ impl Classifier {
         // A path under a rule's source is synced (whether or not the source
         // existed when the project loaded); the source itself deleted is not a
         // sync (emptying the container directory would hide a broken build).
-        if let Some(rule) = svc
-            .sync
-            .iter()
-            .find(|r| path.starts_with(&r.from) && !(deleted && path == r.from))
-        {
-            let container = if path == rule.from {
+        let synced = svc.sync.iter().find_map(|r| {
+            let mut roots = std::iter::once(&r.from).chain(&r.target);
+            let root = roots.find(|root| path.starts_with(root) && !(deleted && path == *root))?;
+            Some((r, root))
+        });
+        if let Some((rule, root)) = synced {
+            let rel = rel_slash(path, root);
+            let container = if path == root {
                 rule.to.clone()
             } else {
-                join_container(&rule.to, &rel_slash(path, &rule.from))
+                join_container(&rule.to, &rel)
             };
             if deleted {
                 w.deletes.push(container);
@@ -366,7 +406,13 @@ impl Classifier {
                     container,
                 });
             }
-            w.synced_rel.push(rel_slash(path, &svc.dir));
+            // Triggers are written against the declared source, not its link target.
+            let declared = if path == root {
+                rule.from.clone()
+            } else {
+                rule.from.join(&rel)
+            };
+            w.synced_rel.push(rel_slash(&declared, &svc.dir));
             if image.is_some() {
                 w.image_files.push(path.to_path_buf());
             }
@@ -504,16 +550,20 @@ fn image_input(svc: &ServiceRules, path: &Path, deleted: bool) -> Option<Rebuild
             }
         }
     }
-    if let Some((dockerfile, context)) = &svc.docker {
-        if path == dockerfile {
+    if let Some(d) = &svc.docker {
+        if path == d.dockerfile {
             return Some(RebuildReason::Dockerfile {
                 file: path.to_path_buf(),
             });
         }
-        if path.starts_with(context) && !rel_slash(path, context).split('/').any(|c| c == ".git") {
-            return Some(RebuildReason::BuildContext {
-                file: path.to_path_buf(),
-            });
+        for context in std::iter::once(&d.context).chain(&d.context_target) {
+            if path.starts_with(context)
+                && !rel_slash(path, context).split('/').any(|c| c == ".git")
+            {
+                return Some(RebuildReason::BuildContext {
+                    file: path.to_path_buf(),
+                });
+            }
         }
     }
     None
@@ -566,10 +616,12 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
                 }
             }
             ImageSource::Dockerfile => {
-                docker = Some((
-                    at(img.dockerfile.as_deref().unwrap_or("Dockerfile")),
-                    at(img.context.as_deref().unwrap_or(".")),
-                ));
+                let context = at(img.context.as_deref().unwrap_or("."));
+                docker = Some(DockerRule {
+                    dockerfile: at(img.dockerfile.as_deref().unwrap_or("Dockerfile")),
+                    context_target: link_target(&context),
+                    context,
+                });
             }
         }
     }
@@ -577,9 +629,13 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
     let sync = lu
         .sync
         .iter()
-        .map(|r| SyncRuleAbs {
-            from: at(&r.from),
-            to: r.to.clone(),
+        .map(|r| {
+            let from = at(&r.from);
+            SyncRuleAbs {
+                target: link_target(&from),
+                from,
+                to: r.to.clone(),
+            }
         })
         .collect();
     ServiceRules {
@@ -597,6 +653,17 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
             .collect(),
         restart: lu.restart,
         base: img_base(svc),
+    }
+}
+
+impl ServiceRules {
+    /// Every declared source a symlink may stand for (layer and sync sources, the Docker
+    /// build context), with where it points.
+    fn sources(&self) -> impl Iterator<Item = (&PathBuf, Option<&PathBuf>)> {
+        let layers = self.layers.iter().map(|l| (&l.from, l.target.as_ref()));
+        let sync = self.sync.iter().map(|r| (&r.from, r.target.as_ref()));
+        let docker = (self.docker.iter()).map(|d| (&d.context, d.context_target.as_ref()));
+        layers.chain(sync).chain(docker)
     }
 }
 
@@ -665,7 +732,6 @@ fn join_container(to: &str, rel: &str) -> String {
     format!("{}/{rel}", to.trim_end_matches('/'))
 }
 
-/// Resolves `.` and `..` lexically (paths in the project need not exist).
 /// Where the symlink `path` leads (through chains of links), lexically normalised like
 /// every path here; `None` if it is no symlink.
 fn link_target(path: &Path) -> Option<PathBuf> {
@@ -680,6 +746,7 @@ fn link_target(path: &Path) -> Option<PathBuf> {
     (at != path).then_some(at)
 }
 
+/// Resolves `.` and `..` lexically (paths in the project need not exist).
 pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {

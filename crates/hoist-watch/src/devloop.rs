@@ -61,6 +61,14 @@ pub struct DevLoopInput {
     protected: Vec<std::path::PathBuf>,
     /// A reload under way (kept across a cancelled `next`).
     in_flight: Option<InFlight>,
+    /// A reload's update, held until the watcher has the watches the new project asks
+    /// for (kept across a cancelled `next`).
+    settling: Option<Settling>,
+}
+
+struct Settling {
+    update: Update,
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 type ReloadJob = tokio::task::JoinHandle<(Reloader, Result<ReloadOutcome, ConfigErrors>)>;
@@ -100,6 +108,9 @@ impl DevLoopInput {
         let mut all = protected.clone();
         all.extend(classifier.protected_paths());
         watcher.set_protected(all);
+        watcher.set_outside(classifier.outside_paths());
+        // Edits made once this returns are seen, outside the project too.
+        watcher.settled().await;
         let project = outcome.project.clone();
         Ok((
             DevLoopInput {
@@ -109,6 +120,7 @@ impl DevLoopInput {
                 project,
                 protected,
                 in_flight: None,
+                settling: None,
             },
             outcome,
         ))
@@ -130,6 +142,12 @@ impl DevLoopInput {
     /// future is dropped is picked up by the next call, with its batch.
     pub async fn next(&mut self) -> Option<Result<Update, WatchError>> {
         loop {
+            if let Some(s) = self.settling.as_mut() {
+                // Once this returns, an edit under a newly declared source is seen; the
+                // consumer acts on the update after that, so no edit falls between.
+                let _ = (&mut s.done).await;
+                return self.settling.take().map(|s| Ok(s.update));
+            }
             if let Some(flight) = self.in_flight.as_mut() {
                 // Awaiting `&mut handle` leaves it in place if this future is dropped.
                 let joined = (&mut flight.handle).await;
@@ -146,11 +164,18 @@ impl DevLoopInput {
                     // The old project stays in force: only live updates go ahead.
                     Err(_) => settle(flight.plan, None, &self.project),
                 };
-                return Some(Ok(Update {
+                let adopted = reload.is_ok();
+                let update = Update {
                     batch: flight.batch,
                     plan,
                     reload: Some(reload),
-                }));
+                };
+                if !adopted {
+                    return Some(Ok(update));
+                }
+                let done = self.watcher.barrier();
+                self.settling = Some(Settling { update, done });
+                continue;
             }
             let batch = match self.watcher.next().await? {
                 Ok(b) => b,
@@ -190,6 +215,7 @@ impl DevLoopInput {
         let mut protected = self.protected.clone();
         protected.extend(self.classifier.protected_paths());
         self.watcher.set_protected(protected);
+        self.watcher.set_outside(self.classifier.outside_paths());
     }
 }
 

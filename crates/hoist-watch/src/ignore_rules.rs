@@ -130,6 +130,16 @@ impl IgnoreRules {
         self.dirs.retain(|d, _| !d.starts_with(dir));
     }
 
+    /// Whether `rel`, a path below a watched tree outside the project, is hidden by the
+    /// default patterns (`.git`, `node_modules/`, swap files). Ignore files there are not
+    /// read: what such a tree holds for a layer is decided by the layer's own rules.
+    pub fn is_ignored_by_default(&self, rel: &Path, is_dir: bool) -> bool {
+        !rel.as_os_str().is_empty()
+            && rel.is_relative()
+            && Verdict::from(self.defaults.matched_path_or_any_parents(rel, is_dir))
+                == Verdict::Ignore
+    }
+
     /// Whether `path` (under the root) is ignored. `is_dir` as seen on disk.
     pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
         let Ok(rel) = path.strip_prefix(&self.root) else {

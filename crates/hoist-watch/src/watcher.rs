@@ -80,6 +80,9 @@ impl Batch {
 enum Msg {
     Event(notify::Result<notify::Event>),
     Protect(Vec<PathBuf>),
+    Outside(Vec<PathBuf>),
+    /// Answered once every message before it has been handled.
+    Barrier(tokio::sync::oneshot::Sender<()>),
     Stop,
 }
 
@@ -124,6 +127,8 @@ impl Watcher {
             rules,
             inotify,
             watched: BTreeSet::new(),
+            outside: Vec::new(),
+            outside_parents: BTreeSet::new(),
             pending: Pending::default(),
             errors: Vec::new(),
             out,
@@ -176,6 +181,31 @@ impl Watcher {
     /// Replaces the paths that ignore files cannot hide (after a project reload).
     pub fn set_protected(&self, paths: Vec<PathBuf>) {
         let _ = self.ctl.send(Msg::Protect(paths));
+    }
+
+    /// Replaces the paths outside the root that are watched too (files or directories,
+    /// absolute): what the project reads from beyond its directory, such as a layer source
+    /// `../shared` or a symlink `dist -> /home/me/build/dist`. Each is watched with its
+    /// parent directory, so that the path itself being removed and made again (a build
+    /// that empties its output directory) is seen. Below them only the default patterns
+    /// ([`WatchOptions::ignores`]) hide anything; batches name these paths as they are
+    /// given. Paths under the root, and paths holding the root, are left out.
+    pub fn set_outside(&self, paths: Vec<PathBuf>) {
+        let _ = self.ctl.send(Msg::Outside(paths));
+    }
+
+    /// Returns once the watcher has acted on everything asked of it before (the watches
+    /// [`Watcher::set_protected`] and [`Watcher::set_outside`] add are in place).
+    pub async fn settled(&self) {
+        let _ = self.barrier().await;
+    }
+
+    /// [`Watcher::settled`] as a receiver to keep (it answers, or fails once the watcher
+    /// has stopped).
+    pub fn barrier(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.ctl.send(Msg::Barrier(tx));
+        rx
     }
 
     /// Fault injection for tests: hands `event` to the watcher as if notify had
@@ -243,6 +273,10 @@ struct Loop {
     inotify: notify::RecommendedWatcher,
     /// Directories with a watch.
     watched: BTreeSet<PathBuf>,
+    /// Watched trees outside the root (see [`Watcher::set_outside`]), none inside another.
+    outside: Vec<PathBuf>,
+    /// Parent directories watched (alone, not their trees) for `outside`.
+    outside_parents: BTreeSet<PathBuf>,
     pending: Pending,
     /// Errors not delivered yet (delivered before the next batch).
     errors: Vec<WatchError>,
@@ -279,6 +313,10 @@ impl Loop {
                     if let Err(e) = self.add_tree(&root, false) {
                         self.errors.push(e);
                     }
+                }
+                Ok(Msg::Outside(paths)) => self.set_outside(paths),
+                Ok(Msg::Barrier(done)) => {
+                    let _ = done.send(());
                 }
                 Ok(Msg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -392,6 +430,7 @@ impl Loop {
             if let Err(e) = self.add_tree(&root, false) {
                 self.errors.push(e);
             }
+            self.add_outside();
             return;
         }
         let created = match ev.kind {
@@ -415,7 +454,7 @@ impl Loop {
         let is_dir = meta
             .as_ref()
             .map_or_else(|| self.watched.contains(&path), |m| m.is_dir());
-        if self.rules.is_ignored(&path, is_dir) {
+        if self.is_ignored(&path, is_dir) {
             return;
         }
         if !exists && self.watched.contains(&path) {
@@ -423,6 +462,7 @@ impl Loop {
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if IGNORE_FILES.contains(&name)
+            && path.starts_with(&self.root)
             && let Some(dir) = path.parent()
         {
             let dir = dir.to_path_buf();
@@ -450,11 +490,13 @@ impl Loop {
     fn add_tree(&mut self, dir: &Path, report: bool) -> Result<(), WatchError> {
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
-            if self.rules.is_ignored(&d, true) {
+            if self.is_ignored(&d, true) {
                 continue;
             }
-            for p in self.rules.load_dir(&d) {
-                tracing::warn!(file = %p.file.display(), "ignore file: {}", p.message);
+            if d.starts_with(&self.root) {
+                for p in self.rules.load_dir(&d) {
+                    tracing::warn!(file = %p.file.display(), "ignore file: {}", p.message);
+                }
             }
             if !self.watched.contains(&d) {
                 self.watch(&d)?;
@@ -467,12 +509,90 @@ impl Loop {
                 let p = e.path();
                 if ty.is_dir() {
                     stack.push(p);
-                } else if report && !self.rules.is_ignored(&p, false) {
+                } else if report && !self.is_ignored(&p, false) {
                     self.pending.touch(p, true);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Under the root: the ignore rules. Under a tree outside it: the default patterns.
+    /// Anything else (a sibling of an outside path, seen through its parent's watch): yes.
+    fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
+        if path.starts_with(&self.root) {
+            return self.rules.is_ignored(path, is_dir);
+        }
+        match self.outside.iter().find(|o| path.starts_with(o)) {
+            Some(o) => {
+                let rel = path.strip_prefix(o).unwrap_or(path);
+                self.rules.is_ignored_by_default(rel, is_dir)
+            }
+            None => true,
+        }
+    }
+
+    fn set_outside(&mut self, paths: Vec<PathBuf>) {
+        let mut paths: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| p.is_absolute() && !p.starts_with(&self.root) && !self.root.starts_with(p))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        // Sorted, a directory comes before what is under it: keep the topmost.
+        let mut top: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            if !top.iter().any(|t| p.starts_with(t)) {
+                top.push(p);
+            }
+        }
+        if top == self.outside {
+            return;
+        }
+        for old in std::mem::take(&mut self.outside) {
+            if !top.iter().any(|t| old.starts_with(t)) {
+                self.unwatch_tree(&old);
+            }
+        }
+        let parents: BTreeSet<PathBuf> = top
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        for gone in self.outside_parents.difference(&parents) {
+            if !top.iter().any(|t| gone.starts_with(t)) {
+                let _ = self.inotify.unwatch(gone);
+                self.watched.remove(gone);
+            }
+        }
+        self.outside_parents.retain(|p| parents.contains(p));
+        self.watches.store(self.watched.len(), Ordering::Relaxed);
+        self.outside = top;
+        self.add_outside();
+    }
+
+    /// Watches each outside path's parent and, for a directory, its tree (again after a
+    /// rescan: what is watched already is skipped). A path whose parent does not exist
+    /// is not watched.
+    fn add_outside(&mut self) {
+        for o in self.outside.clone() {
+            if let Some(parent) = o.parent()
+                && !self.watched.contains(parent)
+                && parent.is_dir()
+            {
+                match self.watch(parent) {
+                    Ok(()) => {
+                        self.outside_parents.insert(parent.to_path_buf());
+                    }
+                    Err(e) => self.errors.push(e),
+                }
+            }
+            if o.is_dir()
+                && let Err(e) = self.add_tree(&o, false)
+            {
+                self.errors.push(e);
+            }
+        }
+        tracing::debug!(outside = ?self.outside, watches = self.watched.len(), "watching outside the project");
     }
 
     fn watch(&mut self, dir: &Path) -> Result<(), WatchError> {

@@ -244,6 +244,78 @@ fn a_symlinked_layer_source_counts_changes_under_its_target() {
     );
 }
 
+/// Sources outside the project: a layer `from: ../../../shared` and a sync source that is a
+/// symlink to a directory elsewhere. Both are watched (`outside_paths`), and changes under
+/// them are classified like changes under the declared paths. A source pointed elsewhere
+/// asks for a reload, so the new target is watched instead.
+#[test]
+fn sources_outside_the_project_and_their_link_targets() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path();
+    write(out, "build/index.html", "hi");
+    write(out, "shared/lib.txt", "lib");
+    // Relative from the service directory, up to `/` and down again.
+    let up = root.join("services/site").components().count() - 1;
+    let rel_shared = format!("{}{}/shared", "../".repeat(up), out.display());
+    write(
+        root,
+        "services/site/service.yaml",
+        &format!(
+            "name: site\nimage:\n  base: scratch\n  layers:\n  - {{from: ./dist, to: /www}}\n  - {{from: {rel_shared}, to: /lib}}\nlive_update:\n  sync: [{{from: ./dist, to: /www}}]\n  run: [{{cmd: \"true\", trigger: [\"dist/**\"]}}]\n"
+        ),
+    );
+    std::os::unix::fs::symlink(out.join("build"), root.join("services/site/dist")).unwrap();
+    let project = Project::load(root).unwrap();
+    assert!(project.validate().is_empty(), "{:?}", project.validate());
+    let c = Classifier::new(&project, &[]);
+    let outside = c.outside_paths();
+    assert!(outside.contains(&out.join("build")), "{outside:?}");
+    assert!(outside.contains(&out.join("shared")), "{outside:?}");
+    assert!(outside.iter().all(|p| !p.starts_with(root)), "{outside:?}");
+
+    let changed = |paths: &[PathBuf]| Batch {
+        changed: paths.to_vec(),
+        deleted: vec![],
+        rescan: false,
+        first_event: Instant::now(),
+    };
+    // Under the link's target: synced to the declared destination, the run step's
+    // trigger matched against the declared path.
+    let plan = c.classify(&changed(&[out.join("build/index.html")]));
+    let site = &plan.services["site"];
+    assert_eq!(site.action, Action::Sync, "{site:?}");
+    assert_eq!(
+        site.copies,
+        [SyncCopy {
+            local: out.join("build/index.html"),
+            container: "/www/index.html".into()
+        }]
+    );
+    assert_eq!(site.runs, [0]);
+    // Under the `../` source: a layer input.
+    let plan = c.classify(&changed(&[out.join("shared/lib.txt")]));
+    assert_eq!(
+        plan.services["site"].rebuild,
+        [RebuildReason::LayerInput {
+            file: out.join("shared/lib.txt"),
+            layer: 1
+        }]
+    );
+    // Pointed elsewhere: reload (and the old rules still sync the event's files).
+    std::fs::remove_file(root.join("services/site/dist")).unwrap();
+    std::os::unix::fs::symlink(out.join("shared"), root.join("services/site/dist")).unwrap();
+    let plan = c.classify(&changed(&[root.join("services/site/dist")]));
+    assert!(plan.needs_reload(), "{plan:?}");
+    let c2 = Classifier::new(&Project::load(root).unwrap(), &[]);
+    assert!(!c2.outside_paths().contains(&out.join("build")));
+    assert!(
+        !c2.classify(&changed(&[root.join("services/site/dist")]))
+            .needs_reload()
+    );
+}
+
 /// An ignore file at the top of a layer source changes what the layer takes: the project
 /// is reloaded, so the next classifier reads the new rules.
 #[test]

@@ -189,3 +189,61 @@ async fn next_is_cancel_safe_while_a_reload_runs() {
     );
     assert!(input.project().service("api").unwrap().values["log_level"] == "debug");
 }
+
+/// A layer source that is a symlink to a build directory outside the project: edits there
+/// rebuild the service (from the moment `start` returns), and pointing the link at another
+/// directory moves the watch there.
+#[tokio::test]
+async fn a_layer_source_linked_outside_the_project_is_watched() {
+    use hoist_watch::RebuildReason;
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (one, two) = (elsewhere.path().join("one"), elsewhere.path().join("two"));
+    write(&one, "app.js", "1");
+    write(&two, "app.js", "1");
+    write(
+        root,
+        "services/site/service.yaml",
+        "name: site\nimage:\n  base: scratch\n  layers: [{from: ./dist, to: /app}]\n",
+    );
+    std::os::unix::fs::symlink(&one, root.join("services/site/dist")).unwrap();
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(100),
+        ..WatchOptions::default()
+    };
+    let (mut input, _) = DevLoopInput::start(root, vec![], opts).await.unwrap();
+    let rebuilt = |file: std::path::PathBuf| {
+        move |u: &Update| {
+            u.plan.services.get("site").is_some_and(|p| {
+                p.rebuild.contains(&RebuildReason::LayerInput {
+                    file: file.clone(),
+                    layer: 0,
+                })
+            })
+        }
+    };
+    write(&one, "app.js", "2");
+    until(&mut input, rebuilt(one.join("app.js"))).await;
+
+    // `ln -sfn ../two dist`: a new link renamed over the old one.
+    std::os::unix::fs::symlink(&two, root.join("services/site/dist.new")).unwrap();
+    std::fs::rename(
+        root.join("services/site/dist.new"),
+        root.join("services/site/dist"),
+    )
+    .unwrap();
+    let u = until(&mut input, |u| u.reload.is_some()).await;
+    assert_eq!(u.plan.services["site"].action, Action::Rebuild, "{u:?}");
+    write(&two, "app.js", "2");
+    until(&mut input, rebuilt(two.join("app.js"))).await;
+    // The old target no longer matters (nor is it watched).
+    write(&one, "app.js", "3");
+    write(&two, "app.js", "3");
+    let u = until(&mut input, |u| u.plan.services.contains_key("site")).await;
+    assert!(
+        u.batch.changed.iter().all(|p| !p.starts_with(&one)),
+        "{:?}",
+        u.batch
+    );
+}

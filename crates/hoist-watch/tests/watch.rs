@@ -423,3 +423,65 @@ async fn watch_limit_for_a_new_directory_is_reported_and_watching_goes_on() {
     let b = until(&mut w, |b| b.changed.contains(&root.join("still.txt"))).await;
     assert!(b.changed.contains(&root.join("still.txt")));
 }
+
+/// Paths outside the root (a layer source `../shared`, a symlink's target) are watched
+/// when asked: changes below them, the directory emptied and made again as a build does,
+/// a single file saved atomically. Their siblings are not reported, the default patterns
+/// still hide `node_modules/`, and taking the paths back removes their watches.
+#[tokio::test]
+async fn paths_outside_the_root_are_watched_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = (tmp.path().join("project"), tmp.path().join("elsewhere"));
+    write(&root, "a.txt", "1");
+    write(&out, "build/app.js", "1");
+    write(&out, "conf.yaml", "a: 1");
+    write(&out, "sibling.txt", "x");
+    let mut w = start(&root);
+    let alone = w.watch_count();
+    w.set_outside(vec![
+        out.join("build"),
+        out.join("conf.yaml"),
+        // Inside the root, or holding it: left out.
+        root.join("a.txt"),
+        tmp.path().to_path_buf(),
+    ]);
+    w.settled().await;
+    // build/ and the parent both hold: elsewhere/ and elsewhere/build/.
+    assert_eq!(w.watch_count(), alone + 2);
+
+    write(&out, "build/app.js", "2");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, [out.join("build/app.js")]);
+
+    write(&out, "sibling.txt", "y");
+    write(&out, "build/node_modules/x/index.js", "y");
+    quiet(&mut w).await;
+
+    // A build that removes its output directory and writes it again.
+    std::fs::remove_dir_all(out.join("build")).unwrap();
+    let b = until(&mut w, |b| !b.deleted.is_empty()).await;
+    assert!(b.deleted.contains(&out.join("build")), "{b:?}");
+    write(&out, "build/sub/app.js", "3");
+    let b = until(&mut w, |b| {
+        b.changed.contains(&out.join("build/sub/app.js"))
+    })
+    .await;
+    assert!(b.deleted.is_empty(), "{b:?}");
+
+    // A single file, saved atomically.
+    write(&out, "conf.yaml.tmp", "a: 2");
+    std::fs::rename(out.join("conf.yaml.tmp"), out.join("conf.yaml")).unwrap();
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, [out.join("conf.yaml")]);
+
+    w.set_outside(vec![]);
+    w.settled().await;
+    assert_eq!(w.watch_count(), alone);
+    write(&out, "build/sub/app.js", "4");
+    write(&out, "conf.yaml", "a: 3");
+    quiet(&mut w).await;
+    write(&root, "a.txt", "2");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, [root.join("a.txt")]);
+    w.stop();
+}
