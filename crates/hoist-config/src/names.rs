@@ -81,9 +81,12 @@ pub fn tag_problem(tag: &str) -> Option<String> {
 /// or `None`. The grammar is hoist-oci's `Reference::parse` (Docker's, a little looser on
 /// hosts); a test in hoist-cli, which sees both crates, holds the two to the same answers.
 pub fn image_reference_problem(input: &str) -> Option<String> {
-    let s = input.trim();
-    if s.is_empty() {
+    let s = input;
+    if s.trim().is_empty() {
         return Some("it is empty".into());
+    }
+    if s.trim() != s {
+        return Some("it has whitespace around it (a reference holds no spaces)".into());
     }
     if s.contains("://") {
         return Some("it has a URL scheme: a reference is HOST[:PORT]/REPO[:TAG][@DIGEST]".into());

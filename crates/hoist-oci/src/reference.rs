@@ -89,9 +89,16 @@ fn valid_host(h: &str) -> bool {
 
 impl Reference {
     pub fn parse(input: &str) -> Result<Self> {
-        let s = input.trim();
-        if s.is_empty() {
+        let s = input;
+        if s.trim().is_empty() {
             return Err(bad(input, "empty reference"));
+        }
+        // As Docker: a reference is taken as written, not trimmed into another one.
+        if s.trim() != s {
+            return Err(bad(
+                input,
+                "remove the whitespace around it (a reference holds no spaces)",
+            ));
         }
         if s.contains("://") {
             return Err(bad(
@@ -280,6 +287,9 @@ mod tests {
             ("ghcr.io/", "missing repository"),
             ("a/b_-c", "component"),
             ("a/.b", "component"),
+            ("busybox ", "whitespace"),
+            ("\tghcr.io/x:1", "whitespace"),
+            ("ghcr.io/x:1\n", "whitespace"),
         ] {
             let e = Reference::parse(input).unwrap_err().to_string();
             assert!(e.contains(needle), "{input:?}: {e}");
