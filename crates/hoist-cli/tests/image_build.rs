@@ -218,3 +218,73 @@ fn names_what_is_wrong() {
     assert!(e.contains("service.yaml") && e.contains("data"), "{e}");
     assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
 }
+
+/// `--platform` given to `image build`: a base that exists for another platform only is
+/// refused (as `append` refuses it), `base: scratch` gets the platform asked for, and a
+/// Dockerfile service is built for it by the builder (a `FROM scratch` build needs no
+/// emulation, so buildah makes an arm64 image here).
+#[test]
+fn build_holds_to_the_platform_asked() {
+    assert!(
+        Std::new("buildah").arg("--version").output().is_ok(),
+        "buildah is required for this test (scripts/install-deps)"
+    );
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    // An amd64-only base in the registry.
+    let base = reg.reference("bases/amd:1");
+    hoist(&root, tmp.path())
+        .args(["image", "append", "--base", "scratch", "--tag", &base])
+        .args(["--layer", "/bin/busybox:/bin/busybox"])
+        .assert()
+        .success();
+    let svc = root.join("services/onbase");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(
+        svc.join("service.yaml"),
+        format!("name: onbase\nimage:\n  name: shop/onbase\n  base: {base}\n  layers: [{{from: ./f, to: /f}}]\n"),
+    )
+    .unwrap();
+    std::fs::write(svc.join("f"), "x").unwrap();
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "onbase", "--platform", "linux/arm64"])
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        e.contains("linux/amd64") && e.contains("linux/arm64"),
+        "{e}"
+    );
+    assert!(!reg.log().contains("PUT /v2/shop/onbase"), "pushed anyway");
+    // Not asked: built on as it is.
+    hoist(&root, tmp.path())
+        .args(["image", "build", "onbase"])
+        .assert()
+        .success();
+
+    let df = root.join("services/df");
+    std::fs::create_dir_all(&df).unwrap();
+    std::fs::write(
+        df.join("service.yaml"),
+        "name: df\nimage:\n  name: shop/df\n  dockerfile: Dockerfile\n",
+    )
+    .unwrap();
+    std::fs::write(df.join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    std::fs::write(df.join("f"), "x").unwrap();
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "df", "api", "--platform", "linux/arm64"])
+        .args(["--tag", "arm", "-o", "json"])
+        .env("HOIST_BUILDER", "buildah")
+        .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
+        .env("HOIST_BUILDAH_ISOLATION", "chroot")
+        .env("HOIST_BUILDAH_ROOT", tmp.path().join("buildah"))
+        .assert()
+        .success();
+    let built = json(&out.get_output().stdout);
+    for name in ["df", "api"] {
+        let reference = by_service(&built, name)["reference"].as_str().unwrap();
+        let cfg = skopeo_config(&format!("docker://{reference}"));
+        assert_eq!(cfg["architecture"], "arm64", "{name}: {cfg}");
+        assert_eq!(cfg["os"], "linux", "{name}: {cfg}");
+    }
+}

@@ -9,7 +9,7 @@ use hoist_config::{ImageSource, Project, Service};
 use hoist_kube::{ClusterTarget, Locality};
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_store};
 use hoist_oci::dockerfile::{self, DockerfileSpec, build_and_push_dockerfile};
-use hoist_oci::{LayerSpec, LocalStore, Platform, Reference, RegistryClient};
+use hoist_oci::{LayerSpec, LocalStore, Reference, RegistryClient};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
@@ -92,16 +92,12 @@ pub async fn build_and_deliver(
     reference: &str,
     delivery: &Delivery,
     client: &RegistryClient,
-    platform: &Platform,
+    opts: &BuildOptions,
 ) -> Result<Delivered, EngineError> {
     let image = svc
         .image()
         .ok_or_else(|| EngineError::Other(format!("service `{}` has no image", svc.name)))?;
     let target = Reference::parse(reference)?;
-    let opts = BuildOptions {
-        platform: platform.clone(),
-        ..Default::default()
-    };
     match (image.source(), delivery) {
         (ImageSource::Layers, Delivery::Store(store)) => {
             if let Some(base) = project.base_service(svc) {
@@ -114,7 +110,7 @@ pub async fn build_and_deliver(
                 )));
             }
             let spec = build_spec(project, svc, refs)?;
-            let digest = build_into_store(client, &spec, store, &target, &opts).await?;
+            let digest = build_into_store(client, &spec, store, &target, opts).await?;
             Ok(Delivered {
                 reference: reference.to_string(),
                 digest,
@@ -123,7 +119,7 @@ pub async fn build_and_deliver(
         }
         (ImageSource::Layers, Delivery::Registry(_)) => {
             let spec = build_spec(project, svc, refs)?;
-            let rep = build_and_push(client, &spec, &target, &opts).await?;
+            let rep = build_and_push(client, &spec, &target, opts).await?;
             Ok(Delivered {
                 reference: reference.to_string(),
                 digest: rep.digest.to_string(),
@@ -136,6 +132,8 @@ pub async fn build_and_deliver(
                 dockerfile: image.dockerfile.as_deref().map(|d| svc.path(d)),
                 build_args: image.args.clone(),
                 target: image.target.clone(),
+                // Asked for: the builder builds for it. Otherwise the builder's default.
+                platform: opts.require_platform.then(|| opts.platform.clone()),
             };
             let (digest, uploaded_bytes) = match delivery {
                 // Straight from the builder's output into the store: no registry.

@@ -10,6 +10,7 @@ use hoist_config::{Project, RenderOptions, image_refs, render};
 use hoist_kube::readiness::NotReadyReport;
 use hoist_kube::shared_watch::SharedWatches;
 use hoist_kube::{Applied, ApplySet, ClusterTarget, Desired, PruneScope};
+use hoist_oci::build::BuildOptions;
 use hoist_oci::{ClientOptions, Platform, RegistryClient};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
@@ -493,7 +494,10 @@ impl Engine {
             reference,
             &self.delivery,
             &self.registry,
-            &self.opts.platform,
+            &BuildOptions {
+                platform: self.opts.platform.clone(),
+                ..BuildOptions::default()
+            },
         )
         .await;
         match res {

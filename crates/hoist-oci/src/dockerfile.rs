@@ -35,6 +35,8 @@ pub struct DockerfileSpec {
     pub dockerfile: Option<PathBuf>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
+    /// `--platform` for the builder (its own default, the machine's, when unset).
+    pub platform: Option<crate::Platform>,
 }
 
 /// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER`,
@@ -194,6 +196,9 @@ pub async fn build_to_layout(
     }
     if let Some(t) = &spec.target {
         common.extend(["--target".into(), t.clone()]);
+    }
+    if let Some(p) = &spec.platform {
+        common.extend(["--platform".into(), p.to_string()]);
     }
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
     // Unique per build: builds run in parallel (same `name`, same process), and each

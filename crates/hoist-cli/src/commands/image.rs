@@ -41,7 +41,8 @@ pub struct RegistryOpts {
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Platform to pick from multi-platform images (default linux/amd64). When given,
-    /// `append` and `inspect` also refuse an image that exists for another platform only.
+    /// `append`, `build` and `inspect` also refuse an image that exists for another
+    /// platform only, and `build` passes it to the Dockerfile builder.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Output format.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use hoist_config::{Project, Service};
 use hoist_engine::image::{Delivery, build_and_deliver};
+use hoist_oci::build::BuildOptions;
 use hoist_oci::{LocalStore, Reference};
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
@@ -53,7 +54,11 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         .map_err(hoist_config::ConfigErrors)?;
     let order = build_order(&project, &a.services)?;
     let client = a.reg.transfer_client(&a.transfer)?;
-    let platform = a.reg.platform()?;
+    let opts = BuildOptions {
+        platform: a.reg.platform()?,
+        require_platform: a.reg.platform_asked(),
+        ..BuildOptions::default()
+    };
     let store = if a.store {
         Some(LocalStore::open_default().into_diagnostic()?)
     } else {
@@ -75,10 +80,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         };
         // Ctrl-C drops the build, whose layer builds remove their temp files.
         let delivered = super::interruptible(&format!("building {}", svc.name), async {
-            Ok(
-                build_and_deliver(&project, svc, &refs, target, &delivery, &client, &platform)
-                    .await,
-            )
+            Ok(build_and_deliver(&project, svc, &refs, target, &delivery, &client, &opts).await)
         })?
         .into_diagnostic()?;
         let built = Built {
