@@ -222,7 +222,8 @@ fn names_what_is_wrong() {
 /// `--platform` given to `image build`: a base that exists for another platform only is
 /// refused (as `append` refuses it), `base: scratch` gets the platform asked for, and a
 /// Dockerfile service is built for it by the builder (a `FROM scratch` build needs no
-/// emulation, so buildah makes an arm64 image here).
+/// emulation, so buildah makes an arm64 image here). The platform is part of the content
+/// tag: an arm64 build never takes the tag the default build gives the same files.
 #[test]
 fn build_holds_to_the_platform_asked() {
     assert!(
@@ -273,7 +274,7 @@ fn build_holds_to_the_platform_asked() {
     std::fs::write(df.join("f"), "x").unwrap();
     let out = hoist(&root, tmp.path())
         .args(["image", "build", "df", "api", "--platform", "linux/arm64"])
-        .args(["--tag", "arm", "-o", "json"])
+        .args(["-o", "json"])
         .env("HOIST_BUILDER", "buildah")
         .env("HOIST_BUILDAH_STORAGE_DRIVER", "vfs")
         .env("HOIST_BUILDAH_ISOLATION", "chroot")
@@ -281,6 +282,19 @@ fn build_holds_to_the_platform_asked() {
         .assert()
         .success();
     let built = json(&out.get_output().stdout);
+    let default = hoist(&root, tmp.path())
+        .args(["image", "build", "api", "-o", "json"])
+        .assert()
+        .success();
+    let default = json(&default.get_output().stdout);
+    let arm = by_service(&built, "api")["reference"].as_str().unwrap();
+    let amd = by_service(&default, "api")["reference"].as_str().unwrap();
+    assert!(arm.contains(":h-") && amd.contains(":h-"), "{arm} {amd}");
+    assert_ne!(arm, amd);
+    assert_eq!(
+        skopeo_config(&format!("docker://{amd}"))["architecture"],
+        "amd64"
+    );
     for name in ["df", "api"] {
         let reference = by_service(&built, name)["reference"].as_str().unwrap();
         let cfg = skopeo_config(&format!("docker://{reference}"));

@@ -100,7 +100,7 @@ pub fn render(
     if !skipped.is_empty() {
         tracing::info!(services = ?skipped, "skipping disabled services");
     }
-    let refs = image_refs(project, opts.tag.as_deref()).map_err(ConfigErrors)?;
+    let refs = image_refs(project, opts.tag.as_deref(), None).map_err(ConfigErrors)?;
     tracing::debug!(images = refs.len(), elapsed = ?started.elapsed(), "image references resolved");
     let mut objects = Vec::new();
     for svc in selected {
@@ -147,11 +147,13 @@ fn select<'p>(project: &'p Project, names: &[String]) -> Result<Vec<&'p Service>
 }
 
 /// service name → full image reference, for every service with an image:
-/// `<registry>/<name>:<tag>` with `tag`, else with its content-derived tag.
+/// `<registry>/<name>:<tag>` with `tag`, else with its content-derived tag (which holds
+/// `platform` when one was asked for, see [`crate::content_tags`]).
 /// The images and deploy steps use this so they agree with `render`.
 pub fn image_refs(
     project: &Project,
     tag: Option<&str>,
+    platform: Option<&str>,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
     if let Some(why) = tag.and_then(crate::names::tag_problem) {
         return Err(vec![
@@ -166,7 +168,7 @@ pub fn image_refs(
             .filter(|s| s.image().is_some())
             .map(|s| (s.name.clone(), t.to_string()))
             .collect(),
-        None => crate::tag::content_tags(project)?,
+        None => crate::tag::content_tags(project, platform)?,
     };
     Ok(project
         .services
@@ -184,7 +186,7 @@ pub(crate) fn render_service_dry(
     project: &Project,
     svc: &Service,
 ) -> Result<Vec<RenderedObject>, Vec<ConfigError>> {
-    let refs = image_refs(project, Some("validate"))?;
+    let refs = image_refs(project, Some("validate"), None)?;
     render_service(project, svc, &refs)
 }
 

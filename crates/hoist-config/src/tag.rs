@@ -11,13 +11,18 @@ use crate::files;
 use crate::manifest::ImageSource;
 use crate::project::{Project, Service};
 
-/// `h-<12 hex>` for every service that has an image.
-pub fn content_tags(p: &Project) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
+/// `h-<12 hex>` for every service that has an image. A `platform` asked for
+/// (`image build --platform`) is an input too: the same files built for another platform
+/// are another image, and must not take the tag of the one built by default.
+pub fn content_tags(
+    p: &Project,
+    platform: Option<&str>,
+) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
     let mut tags = BTreeMap::new();
     let mut errors = Vec::new();
     for svc in p.services.iter().filter(|s| s.image().is_some()) {
         let mut visiting = Vec::new();
-        if let Err(e) = tag_of(p, svc, &mut tags, &mut visiting) {
+        if let Err(e) = tag_of(p, svc, platform, &mut tags, &mut visiting) {
             errors.push(e);
         }
     }
@@ -31,6 +36,7 @@ pub fn content_tags(p: &Project) -> Result<BTreeMap<String, String>, Vec<ConfigE
 fn tag_of(
     p: &Project,
     svc: &Service,
+    platform: Option<&str>,
     memo: &mut BTreeMap<String, String>,
     visiting: &mut Vec<String>,
 ) -> Result<String, ConfigError> {
@@ -51,11 +57,15 @@ fn tag_of(
     let mut h = Sha256::new();
     h.update(b"hoist-image-v1\0");
     h.update(serde_json::to_vec(img).unwrap_or_default());
+    if let Some(platform) = platform {
+        h.update(b"\0platform\0");
+        h.update(platform.as_bytes());
+    }
     // A base that is another service's image changes when that image does.
     if let Some(base) = &img.base
         && let Some(base_svc) = p.service(base).filter(|b| b.image().is_some())
     {
-        let t = tag_of(p, base_svc, memo, visiting)?;
+        let t = tag_of(p, base_svc, platform, memo, visiting)?;
         h.update(b"\0base\0");
         h.update(t.as_bytes());
     }

@@ -11,7 +11,7 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 fn tags(root: &Path) -> std::collections::BTreeMap<String, String> {
-    content_tags(&Project::load(root).unwrap()).unwrap()
+    content_tags(&Project::load(root).unwrap(), None).unwrap()
 }
 
 #[test]
@@ -49,10 +49,15 @@ fn dockerfile_tags_follow_dockerfile_and_context_but_not_git() {
     );
     assert_ne!(tags(root)["d"], t2, "build args are inputs");
     let p = Project::load(root).unwrap();
-    let refs = image_refs(&p, Some("dev")).unwrap();
+    // A platform asked for is an input; the same one gives the same tag.
+    let arm = content_tags(&p, Some("linux/arm64")).unwrap()["d"].clone();
+    assert_ne!(arm, tags(root)["d"]);
+    assert_eq!(content_tags(&p, Some("linux/arm64")).unwrap()["d"], arm);
+    assert_ne!(content_tags(&p, Some("linux/amd64")).unwrap()["d"], arm);
+    let refs = image_refs(&p, Some("dev"), None).unwrap();
     assert_eq!(refs["d"], "r.local:5000/d:dev");
     // A bad --tag is named as the tag, not as part of a reference it was glued into.
-    let e = image_refs(&p, Some("Bad:Tag")).unwrap_err();
+    let e = image_refs(&p, Some("Bad:Tag"), None).unwrap_err();
     assert_eq!(e.len(), 1);
     assert!(
         e[0].to_string().contains("--tag: invalid tag \"Bad:Tag\""),

@@ -232,7 +232,7 @@ impl Engine {
         names: Vec<String>,
     ) -> Result<UpReport, EngineError> {
         let project = self.resolve_project(project);
-        let refs = image_refs(&project, None).map_err(hoist_config::ConfigErrors)?;
+        let refs = image_refs(&project, None, None).map_err(hoist_config::ConfigErrors)?;
         let rendered = render(
             &project,
             &RenderOptions {

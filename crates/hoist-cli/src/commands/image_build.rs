@@ -50,15 +50,16 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     if !problems.is_empty() {
         return Err(hoist_config::ConfigErrors(problems).into());
     }
-    let refs = hoist_config::render::image_refs(&project, a.tag.as_deref())
-        .map_err(hoist_config::ConfigErrors)?;
-    let order = build_order(&project, &a.services)?;
-    let client = a.reg.transfer_client(&a.transfer)?;
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         require_platform: a.reg.platform_asked(),
         ..BuildOptions::default()
     };
+    let asked = opts.require_platform.then(|| opts.platform.to_string());
+    let refs = hoist_config::render::image_refs(&project, a.tag.as_deref(), asked.as_deref())
+        .map_err(hoist_config::ConfigErrors)?;
+    let order = build_order(&project, &a.services)?;
+    let client = a.reg.transfer_client(&a.transfer)?;
     let store = if a.store {
         Some(LocalStore::open_default().into_diagnostic()?)
     } else {
