@@ -118,6 +118,12 @@ fn hash_file(h: &mut Sha256, rel: &str, path: &std::path::Path) -> Result<(), St
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
+        // The layer keeps file capabilities (`setcap`), so the tag hashes them; a file
+        // without any hashes as it always did.
+        if let Some(cap) = hoist_fileset::file_capability(path) {
+            h.update(b"\0capability\0");
+            h.update(&cap);
+        }
     }
     h.update([0]);
     Ok(())

@@ -115,3 +115,33 @@ fn executable_bit_is_an_input() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_ne!(tags(root), a);
 }
+
+/// File capabilities go into the layer, so they are in the tag: `setcap` on a layer file
+/// gives a new tag, `setcap -r` the old one back.
+#[test]
+fn file_capabilities_are_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    write(
+        root,
+        "services/s/service.yaml",
+        "name: s\nimage:\n  base: scratch\n  layers: [{from: ./bin, to: /bin}]\n",
+    );
+    write(root, "services/s/bin/server", "#!/bin/sh\n");
+    let server = root.join("services/s/bin/server");
+    let before = tags(root)["s"].clone();
+    let setcap = |args: &[&str]| {
+        let out = std::process::Command::new("setcap")
+            .args(args)
+            .arg(&server)
+            .output()
+            .expect("setcap is installed (libcap2-bin, scripts/install-deps)");
+        assert!(out.status.success(), "setcap: {out:?} (needs root)");
+    };
+    setcap(&["cap_net_bind_service=+ep"]);
+    let capped = tags(root)["s"].clone();
+    assert_ne!(capped, before);
+    setcap(&["-r"]);
+    assert_eq!(tags(root)["s"], before);
+}

@@ -17,9 +17,15 @@
 //! - With include patterns, a file is taken only if it (or a directory above it)
 //!   matches one.
 
+mod capability;
+
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
+
+pub use capability::{
+    CAPABILITY_PAX_RECORD, CAPABILITY_XATTR, file_capability, set_file_capability,
+};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("invalid glob {pattern:?} in {origin}: {reason}")]

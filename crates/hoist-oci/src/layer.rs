@@ -96,6 +96,8 @@ enum Entry {
         source: PathBuf,
         mode: u32,
         size: u64,
+        /// File capabilities (`setcap`), kept as Docker keeps them.
+        capability: Option<Vec<u8>>,
     },
     Symlink {
         target: PathBuf,
@@ -415,7 +417,24 @@ impl LayerBuilder {
                     tar.append_data(&mut h, format!("{path}/"), std::io::empty())
                         .map_err(io)?;
                 }
-                Entry::File { source, mode, size } => {
+                Entry::File {
+                    source,
+                    mode,
+                    size,
+                    capability,
+                } => {
+                    if let Some(cap) = capability {
+                        let record = pax_record(hoist_fileset::CAPABILITY_PAX_RECORD, cap);
+                        let mut x = tar::Header::new_ustar();
+                        x.set_entry_type(tar::EntryType::XHeader);
+                        x.set_mode(0o644);
+                        x.set_mtime(self.mtime);
+                        x.set_uid(0);
+                        x.set_gid(0);
+                        x.set_size(record.len() as u64);
+                        tar.append_data(&mut x, pax_header_name(path), &record[..])
+                            .map_err(io)?;
+                    }
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(*mode);
                     h.set_size(*size);
@@ -508,6 +527,33 @@ pub fn default_temp_dir() -> PathBuf {
     }
 }
 
+/// One PAX extended-header record: `<length> <key>=<value>\n`, the length counting the
+/// whole record, its own digits included.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// The name of the PAX header of entry `path` (readers ignore it; Go's archive/tar writes
+/// `PaxHeaders.0/<name>` too), kept within a plain ustar name.
+fn pax_header_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let mut name = format!("PaxHeaders.0/{base}");
+    let mut end = name.len().min(100);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    name
+}
+
 fn mode_of(meta: &fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o7777
@@ -522,6 +568,7 @@ fn entry_for(path: &Path, meta: &fs::Metadata) -> Result<Entry> {
             source: path.to_path_buf(),
             mode: mode_of(meta),
             size: meta.len(),
+            capability: hoist_fileset::file_capability(path),
         })
     } else {
         Err(Error::Invalid(format!(
@@ -836,5 +883,96 @@ mod tests {
             LayerSpec::parse_cli("./a:b:/x").unwrap().from,
             PathBuf::from("./a:b")
         );
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        assert_eq!(pax_record("a", b"b"), b"6 a=b\n");
+        for n in [0, 1, 4, 5, 6, 90, 95, 96, 97, 990, 995, 996] {
+            let r = pax_record("k", &vec![b'v'; n]);
+            let (len, _) = std::str::from_utf8(&r[..r.iter().position(|&c| c == b' ').unwrap()])
+                .map(|l| (l.parse::<usize>().unwrap(), ()))
+                .unwrap();
+            assert_eq!(len, r.len(), "value of {n} bytes");
+        }
+        assert_eq!(pax_header_name("app/bin/server"), "PaxHeaders.0/server");
+        let long = format!("d/{}", "é".repeat(80));
+        assert!(pax_header_name(&long).len() <= 100);
+    }
+
+    /// `setcap cap_net_bind_service=+ep` on a layer file: the layer carries it as Docker's
+    /// PAX record, GNU tar restores it (`getcap` sees it), the digest is stable, and the
+    /// same file without capabilities gives the layer it always gave.
+    #[test]
+    fn file_capabilities_are_kept_as_docker_keeps_them() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("server");
+        fs::write(&f, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).unwrap();
+        let build = || {
+            LayerBuilder::new()
+                .add(&LayerSpec {
+                    from: d.path().into(),
+                    to: "/app".into(),
+                    ..Default::default()
+                })
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        let plain = build();
+        let setcap = |args: &[&str]| {
+            let out = std::process::Command::new("setcap")
+                .args(args)
+                .arg(&f)
+                .output()
+                .expect("setcap is installed (libcap2-bin, scripts/install-deps)");
+            assert!(out.status.success(), "setcap: {out:?} (needs root)");
+        };
+        setcap(&["cap_net_bind_service=+ep"]);
+        let cap = hoist_fileset::file_capability(&f).expect("setcap set it");
+        let capped = build();
+        assert_ne!(capped.digest, plain.digest);
+        assert_eq!(build().digest, capped.digest);
+
+        let blob = capped.read().unwrap();
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        let mut seen = vec![];
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let caps: Vec<Vec<u8>> = (e.pax_extensions().unwrap().into_iter().flatten())
+                .map(|x| x.unwrap())
+                .filter(|x| x.key() == Ok(hoist_fileset::CAPABILITY_PAX_RECORD))
+                .map(|x| x.value_bytes().to_vec())
+                .collect();
+            seen.push((path, caps));
+        }
+        assert_eq!(
+            seen,
+            [("app/".into(), vec![]), ("app/server".into(), vec![cap])]
+        );
+
+        // An outside reader: GNU tar restores the capability.
+        let out = tempfile::tempdir().unwrap();
+        let tgz = out.path().join("layer.tgz");
+        fs::write(&tgz, &blob).unwrap();
+        let untar = std::process::Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=security.capability", "-xzpf"])
+            .arg(&tgz)
+            .arg("-C")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(untar.status.success(), "{untar:?}");
+        let getcap = std::process::Command::new("getcap")
+            .arg(out.path().join("app/server"))
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&getcap.stdout);
+        assert!(shown.contains("cap_net_bind_service=ep"), "{shown:?}");
+
+        setcap(&["-r"]);
+        assert_eq!(build().digest, plain.digest);
     }
 }

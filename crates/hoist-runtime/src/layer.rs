@@ -104,13 +104,45 @@ fn apply_tar(root: &Path, reader: impl Read, layer: &str) -> Result<()> {
                 )
             })?;
         } else {
+            let capability = kind.is_file().then(|| capability_of(&mut entry)).flatten();
             entry
                 .unpack(&dest)
                 .map_err(|e| lerr(format!("unpacking {}: {e}", rel.display())))?;
+            // After the unpack: changing a file's owner drops its capabilities.
+            if let Some(cap) = capability {
+                set_capability(&dest, &cap, &rel, layer)?;
+            }
         }
         written.insert(rel);
     }
     Ok(())
+}
+
+/// The file capabilities an entry carries (Docker's `SCHILY.xattr.security.capability`
+/// PAX record). Other extended attributes are not applied.
+fn capability_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<Vec<u8>> {
+    let records = entry.pax_extensions().ok().flatten()?;
+    records
+        .flatten()
+        .find(|r| r.key() == Ok(hoist_fileset::CAPABILITY_PAX_RECORD))
+        .map(|r| r.value_bytes().to_vec())
+}
+
+/// Gives the unpacked file its capabilities. Without the privilege to (an unpack as
+/// another user than root) or on a file system without extended attributes, the file is
+/// kept without them and a warning says so, as containerd does.
+fn set_capability(dest: &Path, cap: &[u8], rel: &Path, layer: &str) -> Result<()> {
+    match hoist_fileset::set_file_capability(dest, cap) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {
+            tracing::warn!(layer, file = %rel.display(), "file capabilities not kept: {e}");
+            Ok(())
+        }
+        Err(e) => Err(Error::Layer {
+            layer: layer.to_string(),
+            reason: format!("setting the file capabilities of {}: {e}", rel.display()),
+        }),
+    }
 }
 
 /// `./a/b`, `/a/b` and `a/b` all become `a/b`; `..` is refused. `None` for the root itself.
@@ -315,6 +347,40 @@ mod tests {
         assert!(!root.join("o/old").exists() && !root.join("o/sub").exists());
         assert!(!root.join("o/.wh..wh..opq").exists());
         assert_eq!(read(&root.join("f-becomes-dir/inner")), "i");
+    }
+
+    /// A layer hoist built from a file with `setcap cap_net_bind_service=+ep` (owner
+    /// 1000): unpacked, the file has its capabilities again, set after its owner.
+    #[test]
+    fn file_capabilities_are_applied() {
+        let src = tempfile::tempdir().unwrap();
+        let f = src.path().join("server");
+        fs::write(&f, "#!/bin/sh\n").unwrap();
+        let out = std::process::Command::new("setcap")
+            .arg("cap_net_bind_service=+ep")
+            .arg(&f)
+            .output()
+            .expect("setcap is installed (libcap2-bin, scripts/install-deps)");
+        assert!(out.status.success(), "setcap: {out:?} (needs root)");
+        let cap = hoist_fileset::file_capability(&f).unwrap();
+        let layer = hoist_oci::LayerBuilder::new()
+            .owner(1000, 1000)
+            .add(&hoist_oci::LayerSpec {
+                from: f.clone(),
+                to: "/bin/server".into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .build()
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        apply_layer(root.path(), &layer.read().unwrap()[..], "caps").unwrap();
+        let dest = root.path().join("bin/server");
+        assert_eq!(hoist_fileset::file_capability(&dest), Some(cap));
+        if crate::sys::geteuid() == 0 {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(&dest).unwrap().uid(), 1000);
+        }
     }
 
     #[test]
