@@ -148,6 +148,65 @@ fn builds_into_the_local_store() {
     ));
 }
 
+/// An image built on another service's image, into the local store: the base service is
+/// built first (not asked for), and the child's manifest starts with the base's layers,
+/// read from the store itself (no registry is touched).
+#[test]
+fn builds_images_on_other_services_into_the_local_store() {
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let child = root.join("services/child");
+    std::fs::create_dir_all(child.join("files")).unwrap();
+    std::fs::write(child.join("files/extra.txt"), "child").unwrap();
+    std::fs::write(
+        child.join("service.yaml"),
+        "name: child\nimage:\n  name: shop/child\n  base: api\n  layers: [{from: ./files, to: /child}]\n",
+    )
+    .unwrap();
+    let out = hoist(&root, tmp.path())
+        .args(["image", "build", "child", "--store", "-o", "json"])
+        .assert()
+        .success();
+    let built = json(&out.get_output().stdout);
+    let names: Vec<&str> = built
+        .iter()
+        .map(|b| b["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "child"]);
+    assert!(!reg.log().contains("/v2/shop/"), "the registry was asked");
+    let layout = tmp.path().join("cache/images");
+    let manifest = |name: &str| {
+        let r = by_service(&built, name)["reference"].as_str().unwrap();
+        let out = Std::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:{r}", layout.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (api, child) = (manifest("api"), manifest("child"));
+    let layers = |m: &serde_json::Value| m["layers"].as_array().unwrap().clone();
+    assert_eq!(layers(&child).len(), layers(&api).len() + 1);
+    assert_eq!(layers(&child)[..layers(&api).len()], layers(&api)[..]);
+    // The child's own files are there, on top of the base's.
+    let unpacked = tmp.path().join("unpacked");
+    let r = by_service(&built, "child")["reference"].as_str().unwrap();
+    let ok = Std::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{r}", layout.display()))
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let rootfs = unpacked.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("child/extra.txt")).unwrap(),
+        "child"
+    );
+    assert!(rootfs.join("bin/busybox").is_file());
+}
+
 /// A `dockerfile:` service with `--store`: buildah (vfs, chroot, a storage root of
 /// its own) builds it, and it lands in the local store without any registry.
 #[test]

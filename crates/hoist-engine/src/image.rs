@@ -100,16 +100,10 @@ pub async fn build_and_deliver(
     let target = Reference::parse(reference)?;
     match (image.source(), delivery) {
         (ImageSource::Layers, Delivery::Store(store)) => {
+            let mut spec = build_spec(project, svc, refs)?;
             if let Some(base) = project.base_service(svc) {
-                return Err(EngineError::Other(format!(
-                    "service `{}` is built on service `{}`'s image; images based on another \
-                     service cannot be built into the local store yet (push both to a \
-                     registry: set `registry:`, use a registry-backed cluster, or run \
-                     `hoist image build` without `--store`)",
-                    svc.name, base.name
-                )));
+                spec.base = base_in_store(store, &spec.base, &svc.name, &base.name)?;
             }
-            let spec = build_spec(project, svc, refs)?;
             let digest = build_into_store(client, &spec, store, &target, opts).await?;
             Ok(Delivered {
                 reference: reference.to_string(),
@@ -153,6 +147,33 @@ pub async fn build_and_deliver(
             })
         }
     }
+}
+
+/// The base service's image, built into `store` before this one, as the layout location
+/// `oci:STORE:REFERENCE` (the store names images by their full reference).
+fn base_in_store(
+    store: &LocalStore,
+    base_ref: &str,
+    service: &str,
+    base: &str,
+) -> Result<String, EngineError> {
+    let r = Reference::parse(base_ref)?;
+    if let Err(e) = store.resolve(&r) {
+        return Err(EngineError::Other(format!(
+            "service `{service}` is built on service `{base}`'s image, which is not in the \
+             local store ({e}); build it first: hoist image build {base} --store"
+        )));
+    }
+    let dir = store.layout().root();
+    let dir = dir.to_str().filter(|d| !d.contains(':')).ok_or_else(|| {
+        EngineError::Other(format!(
+            "service `{service}` is built on service `{base}`'s image from the local store \
+             {}, whose path cannot be named as an OCI layout base (it holds a ':' or is not \
+             UTF-8); set HOIST_CACHE_DIR to a plain path",
+            dir.display()
+        ))
+    })?;
+    Ok(format!("oci:{dir}:{r}"))
 }
 
 /// Build into the store: new layers are written in its blob directory and land there by
