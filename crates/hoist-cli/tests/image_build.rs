@@ -361,3 +361,41 @@ fn build_holds_to_the_platform_asked() {
         assert_eq!(cfg["os"], "linux", "{name}: {cfg}");
     }
 }
+
+/// No `registry:` anywhere: a bare image name would mean Docker Hub, so `image build` refuses
+/// before anything is built or sent, and says the ways out; `--store` needs no registry.
+#[test]
+fn no_registry_is_not_docker_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    std::fs::create_dir_all(root.join("services/app/files")).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        "name: p\nservices: [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("services/app/files/a"), "a").unwrap();
+    std::fs::write(
+        root.join("services/app/service.yaml"),
+        "name: app\nimage:\n  name: myorg/app\n  base: scratch\n  layers: [{from: ./files, to: /f}]\n",
+    )
+    .unwrap();
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        e.contains("names no registry") && e.contains("Docker Hub") && e.contains("--store"),
+        "{e}"
+    );
+    assert!(!e.contains("cannot reach"), "it tried the network: {e}");
+    hoist(&root, tmp.path())
+        .args(["image", "build", "--store"])
+        .assert()
+        .success();
+    let v = hoist(&root, tmp.path()).arg("validate").assert().success();
+    let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();
+    assert!(out.contains("1 service, no problems"), "{out}");
+}

@@ -75,6 +75,9 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             )
         })?;
         let target_ref = Reference::parse(target).into_diagnostic()?;
+        if store.is_none() {
+            refuse_implicit_docker_hub(&project, svc, &target_ref)?;
+        }
         let delivery = match &store {
             Some(store) => Delivery::Store(store.clone()),
             None => Delivery::Registry(target_ref.registry.clone()),
@@ -116,6 +119,33 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
 }
 
 /// The services to build, bases before the services built on them.
+/// With no `registry:`, a bare image name (`myorg/app`) means Docker Hub, as it does for
+/// Docker. Publishing dev images there is never what a project without a registry meant,
+/// so it is refused unless the name says `docker.io/` itself.
+fn refuse_implicit_docker_hub(
+    project: &Project,
+    svc: &Service,
+    target: &Reference,
+) -> miette::Result<()> {
+    let name = svc.image_name().unwrap_or_default();
+    let explicit = ["docker.io/", "index.docker.io/", "registry-1.docker.io/"]
+        .iter()
+        .any(|p| name.starts_with(p));
+    if project.registry().is_some() || explicit || target.registry != "docker.io" {
+        return Ok(());
+    }
+    Err(miette!(
+        help = format!(
+            "set `registry:` in hoist.yaml or your settings file (e.g. `registry: localhost:5000`), \
+             build into the local store with --store, or name the image `docker.io/{name}` \
+             to push to Docker Hub on purpose"
+        ),
+        "service `{}`: the project names no registry, so its image `{name}` would be pushed \
+         to Docker Hub ({target})",
+        svc.name
+    ))
+}
+
 fn build_order<'p>(project: &'p Project, wanted: &[String]) -> miette::Result<Vec<&'p Service>> {
     let mut selected: Vec<&Service> = Vec::new();
     if wanted.is_empty() {

@@ -42,9 +42,10 @@ pub fn run(args: ValidateArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         }
         if problems.is_empty() {
             outln!(
-                "project `{}`: {} services, no problems",
+                "project `{}`: {} service{}, no problems",
                 project.config.name,
-                project.services.len()
+                project.services.len(),
+                if project.services.len() == 1 { "" } else { "s" }
             );
         } else {
             eprintln!(
