@@ -161,6 +161,18 @@ pub fn image_refs(
                 .help("e.g. --tag dev or --tag v1.2.3"),
         ]);
     }
+    if let Some(t) = tag {
+        duplicate_names(project, t)?;
+    }
+    refs_with(project, tag, platform)
+}
+
+/// [`image_refs`] without the duplicate check (a dry run's placeholder tag).
+fn refs_with(
+    project: &Project,
+    tag: Option<&str>,
+    platform: Option<&str>,
+) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
     let tags = match tag {
         Some(t) => project
             .services
@@ -180,13 +192,47 @@ pub fn image_refs(
         .collect())
 }
 
+/// With one `--tag` for all, two services with the same image name would push to one
+/// reference, the second overwriting the first (content tags differ when inputs do).
+fn duplicate_names(project: &Project, tag: &str) -> Result<(), Vec<ConfigError>> {
+    let mut seen: BTreeMap<String, &Service> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for s in &project.services {
+        let Some(repo) = project.image_repository(s) else {
+            continue;
+        };
+        match seen.get(&repo) {
+            Some(first) => errors.push(
+                ConfigError::new(
+                    ErrorKind::InvalidImage,
+                    format!(
+                        "services `{}` and `{}` both name their image `{repo}`: with --tag \
+                         {tag} one would overwrite the other",
+                        first.name, s.name
+                    ),
+                )
+                .at(s.locate(&["image", "name"], "here"))
+                .help("give one of them its own `image.name`, or leave out --tag (content tags tell them apart)"),
+            ),
+            None => {
+                seen.insert(repo, s);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Renders one service with a placeholder tag (no hashing): `validate` uses it
 /// to find template and YAML errors.
 pub(crate) fn render_service_dry(
     project: &Project,
     svc: &Service,
 ) -> Result<Vec<RenderedObject>, Vec<ConfigError>> {
-    let refs = image_refs(project, Some("validate"), None)?;
+    let refs = refs_with(project, Some("validate"), None)?;
     render_service(project, svc, &refs)
 }
 

@@ -145,3 +145,35 @@ fn file_capabilities_are_an_input() {
     setcap(&["-r"]);
     assert_eq!(tags(root)["s"], before);
 }
+
+/// Two services naming one image: fine with content tags (different inputs, different
+/// tags), refused with one --tag for all, where the second push would replace the first.
+#[test]
+fn one_tag_for_two_services_with_one_image_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    for (svc, text) in [("a", "1"), ("b", "2")] {
+        write(
+            root,
+            &format!("services/{svc}/service.yaml"),
+            &format!(
+                "name: {svc}\nimage:\n  name: team/app\n  base: scratch\n  layers: [{{from: ./f, to: /f}}]\n"
+            ),
+        );
+        write(root, &format!("services/{svc}/f"), text);
+    }
+    let p = Project::load(root).unwrap();
+    assert!(p.validate().is_empty(), "{:?}", p.validate());
+    let refs = image_refs(&p, None, None).unwrap();
+    assert_ne!(refs["a"], refs["b"]);
+    let e = image_refs(&p, Some("v1"), None).unwrap_err();
+    assert_eq!(e.len(), 1);
+    let msg = e[0].to_string();
+    assert!(
+        msg.contains("`a` and `b`") && msg.contains("r.local:5000/team/app"),
+        "{msg}"
+    );
+    let at = e[0].location.as_ref().expect("a location");
+    assert!(at.file.ends_with("services/b/service.yaml"), "{at:?}");
+}
