@@ -1201,3 +1201,72 @@ fn anonymous_token_registry() -> String {
     });
     addr
 }
+
+/// A relative layer destination lands under the working directory, as Docker's COPY puts
+/// it: `--workdir` when given, else the base's, else `/`. No registry: layouts only.
+#[test]
+fn relative_layer_destinations_follow_the_working_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("f.txt"), b"f\n", 0o644);
+    let f = t.join("f.txt").display().to_string();
+    let lay = |name: &str| format!("oci:{}:{name}", t.join("lay").display());
+    let append = |args: &[&str]| {
+        hoist(t)
+            .args(["image", "append"])
+            .args(args)
+            .assert()
+            .success();
+    };
+    append(&[
+        "--base",
+        "scratch",
+        "--workdir",
+        "/app",
+        "--layer",
+        &format!("{f}:www/"),
+        "--tag",
+        &lay("one"),
+    ]);
+    // The base says /app; this append names none.
+    append(&[
+        "--base",
+        &lay("one"),
+        "--layer",
+        &format!("{f}:rel.txt"),
+        "--tag",
+        &lay("two"),
+    ]);
+    // Its own workdir wins over the base's.
+    append(&[
+        "--base",
+        &lay("one"),
+        "--workdir",
+        "/srv/",
+        "--layer",
+        &format!("{f}:x.txt"),
+        "--tag",
+        &lay("three"),
+    ]);
+    append(&[
+        "--base",
+        "scratch",
+        "--layer",
+        &format!("{f}:top.txt"),
+        "--tag",
+        &lay("four"),
+    ]);
+    for (name, want) in [
+        ("one", "app/www/f.txt"),
+        ("two", "app/rel.txt"),
+        ("three", "srv/x.txt"),
+        ("four", "top.txt"),
+    ] {
+        let image = format!("{}:{name}", t.join("lay").display());
+        let files = unpacked(&image, &t.join(format!("b-{name}")));
+        assert!(
+            files.iter().any(|f| f.starts_with(&format!("{want} "))),
+            "{name}: {files:?}"
+        );
+    }
+}

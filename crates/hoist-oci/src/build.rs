@@ -207,6 +207,16 @@ fn sweep_once(dir: &std::path::Path) {
     }
 }
 
+/// `to`, a relative layer destination, under working directory `workdir`.
+fn under_workdir(workdir: &str, to: &str) -> String {
+    let workdir = workdir.trim_end_matches('/');
+    if workdir.is_empty() {
+        format!("/{to}")
+    } else {
+        format!("{workdir}/{to}")
+    }
+}
+
 /// The base, its manifest and config (an empty config for `scratch`).
 async fn resolve_base(
     client: &RegistryClient,
@@ -264,7 +274,7 @@ pub async fn build(
             n => format!("building {n} layers"),
         });
     }
-    for (i, s) in spec.layers.iter().cloned().enumerate() {
+    let spawn = |tasks: &mut JoinSet<_>, i: usize, s: LayerSpec| {
         let (dir, cancel) = (dir.clone(), cancel.0.clone());
         tasks.spawn_blocking(move || {
             LayerBuilder::new()
@@ -272,8 +282,30 @@ pub async fn build(
                 .and_then(|b| b.build_in_cancellable(&dir, &cancel))
                 .map(|l| (i, l))
         });
+    };
+    // A relative destination is under the working directory, as with Docker's COPY. When
+    // only the base can say which that is, those layers wait for it; the rest start now.
+    let mut deferred = Vec::new();
+    for (i, mut s) in spec.layers.iter().cloned().enumerate() {
+        if !s.to.starts_with('/') {
+            match &spec.workdir {
+                Some(w) => s.to = under_workdir(w, &s.to),
+                None => {
+                    deferred.push((i, s));
+                    continue;
+                }
+            }
+        }
+        spawn(&mut tasks, i, s);
     }
     let base = resolve_base(client, spec, opts).await;
+    if let Ok((_, _, config)) = &base {
+        let workdir = config.config.as_ref().and_then(|c| c.working_dir.clone());
+        for (i, mut s) in deferred {
+            s.to = under_workdir(workdir.as_deref().unwrap_or("/"), &s.to);
+            spawn(&mut tasks, i, s);
+        }
+    }
     // Every layer task is waited for, even after an error: a blocking task cannot be
     // aborted, and its temp file must be gone when this returns.
     let layers = crate::join_all(tasks, "layer build").await;
