@@ -501,6 +501,28 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             .at(svc.locate(&["image", "base"], "here"))
             .help("e.g. `busybox:1.36`, `registry.example.com/team/base:v2`, or a service's name"),
         );
+    } else if let Some(base) = img.base.as_deref()
+        && !base.contains(['/', ':', '@'])
+        && p.service(base).is_none()
+        && !p.tolerated.contains(base)
+        && let Some(hint) = crate::project::suggest_service(p, base)
+    {
+        // A bare word close to a service's name is a typo far more often than a Docker
+        // Hub image; one that is meant says so with a tag or its full name.
+        out.push(
+            ConfigError::new(
+                ErrorKind::InvalidImage,
+                format!(
+                    "service `{}`: image base `{base}` is no service of this project ({hint}); \
+                     as written it would be Docker Hub's `docker.io/library/{base}`",
+                    svc.name
+                ),
+            )
+            .at(svc.locate(&["image", "base"], "here"))
+            .help(format!(
+                "name the service, or write a Docker Hub image with its tag or full name (`{base}:latest`, `docker.io/library/{base}`)"
+            )),
+        );
     }
     if let Some(w) = img.workdir.as_deref()
         && let Some(why) = crate::names::workdir_problem(w)

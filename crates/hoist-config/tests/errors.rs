@@ -309,6 +309,43 @@ fn image_base_that_is_no_reference() {
     );
 }
 
+/// A bare base close to a service's name is taken for a typo, not looked up on Docker Hub;
+/// a tag or a full name says a Docker Hub image is meant, and a far name is left alone.
+#[test]
+fn image_base_misspelling_a_service() {
+    let files = |base: &str| {
+        [
+            (
+                "services/api/service.yaml",
+                "name: api\nimage:\n  base: scratch\n  layers: [{from: /bin/sh, to: /sh}]\n"
+                    .to_string(),
+            ),
+            (
+                "services/b/service.yaml",
+                format!("name: b\nimage:\n  base: {base}\n"),
+            ),
+        ]
+    };
+    let run = |base: &str| {
+        let f = files(base);
+        problems(&[(f[0].0, f[0].1.as_str()), (f[1].0, f[1].1.as_str())])
+    };
+    let e = expect(
+        &run("apii"),
+        ErrorKind::InvalidImage,
+        "services/b/service.yaml:3:",
+        &[
+            "image base `apii` is no service",
+            "did you mean `api`?",
+            "docker.io/library/apii",
+        ],
+    );
+    assert!(e.help.unwrap_or_default().contains("`apii:latest`"));
+    for fine in ["apii:latest", "docker.io/library/apii", "busybox", "api"] {
+        assert!(run(fine).is_empty(), "{fine}: {:?}", run(fine));
+    }
+}
+
 #[test]
 fn image_base_that_is_an_oci_layout() {
     // Even `oci:tag`, which reads as Docker Hub's `library/oci`: hoist means a layout by it.
