@@ -16,7 +16,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.global.verbose);
+    // The cluster server's log is a file read after the fact: it keeps times and sources.
+    let server = matches!(cli.command, cli::Command::Cluster(_));
+    init_tracing(cli.global.verbose, server);
     report::install_hook();
     // The cluster server is a long-running process of its own with its own
     // allocation profile, and image transfers are better served by glibc's dynamic
@@ -37,19 +39,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, server: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
         1 => "info,hoist=debug",
         _ => "debug",
     };
+    let asked = std::env::var_os("HOIST_LOG").is_some();
     let filter = EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: a log file or CI output gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if verbose == 0 && !asked && !server {
+        // What a user sees by default are warnings: `warning: …`, like the errors.
+        builder.event_format(output::Plain).init();
+    } else {
+        builder.init();
+    }
 }

@@ -140,3 +140,42 @@ mod tests {
         assert_eq!(count(9, "blob"), "9 blobs");
     }
 }
+
+/// Log events for a person at a terminal or in CI output: `warning: message key=value`,
+/// no time or module path (`-v` and `HOIST_LOG` keep the full format for debugging).
+pub struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        let label = match level {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        if writer.has_ansi_escapes() {
+            let colour = match level {
+                tracing::Level::ERROR => "31",
+                tracing::Level::WARN => "33",
+                _ => "2",
+            };
+            write!(writer, "\x1b[{colour}m{label}\x1b[0m: ")?;
+        } else {
+            write!(writer, "{label}: ")?;
+        }
+        use tracing_subscriber::fmt::FormatFields as _;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -399,3 +399,46 @@ fn no_registry_is_not_docker_hub() {
     let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();
     assert!(out.contains("1 service, no problems"), "{out}");
 }
+
+/// Warnings read as the errors do (`warning: …`), without log times or module paths;
+/// `-v` keeps the full log format.
+#[test]
+fn warnings_are_plain_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    std::fs::create_dir_all(root.join("services/app/files")).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        "name: p\nservices: [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("services/app/files/a"), "a").unwrap();
+    std::fs::write(
+        root.join("services/app/service.yaml"),
+        "name: app\nimage:\n  base: scratch\n  layers: [{from: ./files, to: /f, exclude: [\"*\"]}]\n",
+    )
+    .unwrap();
+    let run = |verbose: bool| {
+        let mut c = hoist(&root, tmp.path());
+        c.args(["image", "build", "--store"])
+            .env_remove("HOIST_LOG");
+        if verbose {
+            c.arg("-v");
+        }
+        let a = c.assert().success();
+        String::from_utf8_lossy(&a.get_output().stderr).to_string()
+    };
+    let plain = run(false);
+    let line = plain
+        .lines()
+        .find(|l| l.contains("leave no files"))
+        .unwrap_or_else(|| panic!("{plain}"));
+    assert!(line.starts_with("warning: layer "), "{line:?}");
+    assert!(!plain.contains("hoist_oci"), "{plain}");
+    let full = run(true);
+    assert!(
+        full.lines()
+            .any(|l| l.contains("WARN") && l.contains("hoist_oci") && l.contains("leave no files")),
+        "{full}"
+    );
+}
