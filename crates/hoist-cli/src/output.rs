@@ -126,21 +126,6 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_counts_read_naturally() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(2390), "2.33 KiB");
-        assert_eq!(human_bytes(157_336_288), "150.05 MiB");
-        assert_eq!(count(1, "layer"), "1 layer");
-        assert_eq!(count(0, "layer"), "0 layers");
-        assert_eq!(count(9, "blob"), "9 blobs");
-    }
-}
-
 /// Log events for a person at a terminal or in CI output: `warning: message key=value`,
 /// no time or module path (`-v` and `HOIST_LOG` keep the full format for debugging).
 pub struct Plain;
@@ -177,5 +162,20 @@ where
         use tracing_subscriber::fmt::FormatFields as _;
         ctx.format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_counts_read_naturally() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(2390), "2.33 KiB");
+        assert_eq!(human_bytes(157_336_288), "150.05 MiB");
+        assert_eq!(count(1, "layer"), "1 layer");
+        assert_eq!(count(0, "layer"), "0 layers");
+        assert_eq!(count(9, "blob"), "9 blobs");
     }
 }
