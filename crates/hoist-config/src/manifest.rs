@@ -334,7 +334,8 @@ pub struct HelmSpec {
     pub values: Map<String, Value>,
 }
 
-/// Accepts any YAML scalar as a string (so `PORT: 8080` works in env maps).
+/// Accepts a YAML string, integer or boolean as a string (so `PORT: 8080` works in env
+/// maps); a float is refused with a hint to quote it.
 fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
     Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
@@ -363,8 +364,13 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
+            // A YAML float loses how it was written (`1.50` → 1.5, `1.20` → 1.2): a
+            // version string would change silently, so it must be quoted.
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Err(E::custom(format!(
+                    "a YAML number with a fraction ({v}) does not keep how it was written \
+                     (`1.20` would become `1.2`): quote the value as you mean it"
+                )))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))

@@ -346,6 +346,26 @@ fn image_base_misspelling_a_service() {
     }
 }
 
+/// `GO_VERSION: 1.20` would reach the container as `1.2`: a float in env is refused with
+/// its line and a hint to quote it; integers and quoted values are fine.
+#[test]
+fn env_floats_must_be_quoted() {
+    let p = problems(&[(
+        "services/b/service.yaml",
+        "name: b\nk8s: []\nenv:\n  PORT: 8080\n  NAME: \"1.20\"\n  GO_VERSION: 1.20\n",
+    )]);
+    expect(
+        &p,
+        ErrorKind::Syntax,
+        "services/b/service.yaml:6:",
+        &[
+            "YAML number with a fraction (1.2)",
+            "quote the value",
+            "env.GO_VERSION",
+        ],
+    );
+}
+
 #[test]
 fn image_base_that_is_an_oci_layout() {
     // Even `oci:tag`, which reads as Docker Hub's `library/oci`: hoist means a layout by it.
