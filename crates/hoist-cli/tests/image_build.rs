@@ -362,10 +362,9 @@ fn build_holds_to_the_platform_asked() {
     }
 }
 
-/// No `registry:` anywhere: a bare image name would mean Docker Hub, so `image build` refuses
-/// before anything is built or sent, and says the ways out; `--store` needs no registry.
-#[test]
-fn no_registry_is_not_docker_hub() {
+/// A project without a registry holding service `app` (`services/app/files/a`), whose image
+/// section is `base: scratch` plus `image` (indented YAML lines).
+fn one_service(image: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("p");
     std::fs::create_dir_all(root.join("services/app/files")).unwrap();
@@ -377,9 +376,17 @@ fn no_registry_is_not_docker_hub() {
     std::fs::write(root.join("services/app/files/a"), "a").unwrap();
     std::fs::write(
         root.join("services/app/service.yaml"),
-        "name: app\nimage:\n  name: myorg/app\n  base: scratch\n  layers: [{from: ./files, to: /f}]\n",
+        format!("name: app\nimage:\n  base: scratch\n{image}"),
     )
     .unwrap();
+    (tmp, root)
+}
+
+/// No `registry:` anywhere: a bare image name would mean Docker Hub, so `image build` refuses
+/// before anything is built or sent, and says the ways out; `--store` needs no registry.
+#[test]
+fn no_registry_is_not_docker_hub() {
+    let (tmp, root) = one_service("  name: myorg/app\n  layers: [{from: ./files, to: /f}]\n");
     let a = hoist(&root, tmp.path())
         .args(["image", "build"])
         .timeout(std::time::Duration::from_secs(30))
@@ -404,20 +411,7 @@ fn no_registry_is_not_docker_hub() {
 /// `-v` keeps the full log format.
 #[test]
 fn warnings_are_plain_lines() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("p");
-    std::fs::create_dir_all(root.join("services/app/files")).unwrap();
-    std::fs::write(
-        root.join("hoist.yaml"),
-        "name: p\nservices: [\"services/*\"]\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("services/app/files/a"), "a").unwrap();
-    std::fs::write(
-        root.join("services/app/service.yaml"),
-        "name: app\nimage:\n  base: scratch\n  layers: [{from: ./files, to: /f, exclude: [\"*\"]}]\n",
-    )
-    .unwrap();
+    let (tmp, root) = one_service("  layers: [{from: ./files, to: /f, exclude: [\"*\"]}]\n");
     let run = |verbose: bool| {
         let mut c = hoist(&root, tmp.path());
         c.args(["image", "build", "--store"])
