@@ -976,3 +976,84 @@ mod tests {
         assert_eq!(build().digest, plain.digest);
     }
 }
+
+/// The layer format is a promise: the same tree must give the same digest in every hoist
+/// version (a changed digest re-uploads every layer and moves every tag's contents). The
+/// digests below were taken before the walk moved to hoist-fileset.
+#[cfg(test)]
+mod golden {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(p: &Path, mode: u32) {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A tree whose every mode is set, so umask cannot change it.
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["b/sub", "empty", "only-tmp", "c"] {
+            fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        for (f, mode) in [
+            ("a.sh", 0o750),
+            ("b/sub/z.txt", 0o644),
+            ("b/y.tmp", 0o600),
+            ("only-tmp/x.tmp", 0o644),
+            ("c/keep.html", 0o640),
+            ("c/d.css", 0o644),
+            ("e-f", 0o644),
+        ] {
+            fs::write(r.join(f), f).unwrap();
+            chmod(&r.join(f), mode);
+        }
+        std::os::unix::fs::symlink("a.sh", r.join("link")).unwrap();
+        for (dir, mode) in [
+            ("", 0o755),
+            ("b", 0o750),
+            ("b/sub", 0o755),
+            ("empty", 0o700),
+            ("only-tmp", 0o755),
+            ("c", 0o755),
+        ] {
+            chmod(&r.join(dir), mode);
+        }
+        d
+    }
+
+    fn digest(from: &Path, to: &str, include: &[&str], exclude: &[&str]) -> String {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        let mut b = LayerBuilder::new().mtime(1_700_000_000);
+        b.add(&LayerSpec {
+            from: from.into(),
+            to: to.into(),
+            include: s(include),
+            exclude: s(exclude),
+        })
+        .unwrap();
+        let (_, digest, ..) = b.write_to(std::io::sink()).unwrap();
+        digest.to_string()
+    }
+
+    #[test]
+    fn layer_bytes_do_not_change_between_versions() {
+        let d = tree();
+        let r = d.path();
+        let got = [
+            digest(r, "/app", &[], &[]),
+            digest(r, "/app", &[], &["*.tmp"]),
+            digest(r, "/", &[], &["*.tmp", "!only-tmp/x.tmp"]),
+            digest(r, "/srv/www/", &["*.html", "a.sh"], &[]),
+            digest(&r.join("a.sh"), "/usr/bin/", &[], &[]),
+        ];
+        let want = [
+            "sha256:566927aa17f9a40efaa807230ae1465e39ec8a395657571e929855677562bd61",
+            "sha256:c42f560c06a80dd1d84d21ffe5986a618eb48a9e567bf6eeff5c249829c5a365",
+            "sha256:1450f0c9d9fe494f632154610c4f0bcbea00684c717912a18cbaf1e1c6fbe0d3",
+            "sha256:c32e403f60caf8f61fb7a3dd928a90af2bd59d425795f6e8f928fd5318abf044",
+            "sha256:571d3913c681d3f8d1c0f9494f10ab4953571323ffd0251cb939bf0558f60bf4",
+        ];
+        assert_eq!(got, want);
+    }
+}
