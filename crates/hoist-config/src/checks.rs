@@ -454,6 +454,25 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
                 "build context",
                 &ctx,
             ));
+        } else {
+            // What the content tag walks: a bad `.dockerignore` line or a FIFO fails it.
+            let key = if img.context.is_some() {
+                "context"
+            } else {
+                "dockerfile"
+            };
+            let walked = hoist_fileset::FileSet::for_docker_context(&ctx, &path)
+                .map_err(|e| e.to_string())
+                .and_then(|set| hoist_fileset::entries(&ctx, &set).map_err(|e| e.to_string()));
+            if let Err(e) = walked {
+                out.push(
+                    ConfigError::new(
+                        ErrorKind::InvalidImage,
+                        format!("service `{}`: build context: {e}", svc.name),
+                    )
+                    .at(svc.locate(&["image", key], "read from here")),
+                );
+            }
         }
     } else if img.context.is_some() || !img.args.is_empty() || img.target.is_some() {
         out.push(
@@ -615,6 +634,17 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
                         "service `{}`: invalid glob {:?} in {}: {}",
                         svc.name, e.pattern, e.origin, e.reason
                     ),
+                )
+                .at(svc.locate(&["image", "layers", &idx, "from"], "read from here")),
+            );
+        }
+        // What the build and the content tag walk: a FIFO, socket or device in the source
+        // (taken by the rules) would fail both.
+        if let Err(files::LayerEntriesError::Walk(e)) = files::layer_entries(&svc.dir, layer) {
+            out.push(
+                ConfigError::new(
+                    ErrorKind::InvalidImage,
+                    format!("service `{}`: layer source: {e}", svc.name),
                 )
                 .at(svc.locate(&["image", "layers", &idx, "from"], "read from here")),
             );

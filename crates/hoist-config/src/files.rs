@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hoist_fileset::FileSet;
+use hoist_fileset::{FileSet, LayerEntry};
 
 use crate::manifest::LayerSpec;
 
@@ -36,42 +36,26 @@ pub fn rel_slash(path: &Path, base: &Path) -> String {
         .join("/")
 }
 
-/// A file chosen for a layer: where it is on the host and where it goes in the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerFile {
-    pub host: PathBuf,
-    /// Path relative to the layer's `from` (`/`-separated; the file name when
-    /// `from` is a file). Its place in the image is `to` joined with this.
-    pub rel: String,
+/// The entries one layer takes, in the order of its tar: exactly those the image build
+/// writes ([`hoist_fileset::entries`] under the same [`FileSet`] rules: include/exclude,
+/// ignore files; a source that is a symlink stands for its target). A FIFO, socket or
+/// device in the source is an error ([`hoist_fileset::WalkError::Special`]), never opened.
+pub fn layer_entries(
+    service_dir: &Path,
+    layer: &LayerSpec,
+) -> Result<Vec<LayerEntry>, LayerEntriesError> {
+    let from = service_dir.join(&layer.from);
+    let set = FileSet::for_dir(&from, &layer.include, &layer.exclude)?;
+    Ok(hoist_fileset::entries(&from, &set)?)
 }
 
-/// The files one layer copies, in a stable order: exactly those the image build takes
-/// (the same [`hoist_fileset::FileSet`] rules: include/exclude, ignore files; a source
-/// that is a symlink stands for its target).
-pub fn layer_files(service_dir: &Path, layer: &LayerSpec) -> Result<Vec<LayerFile>, String> {
-    let from = service_dir.join(&layer.from);
-    let meta = std::fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-    let set = FileSet::for_dir(&from, &layer.include, &layer.exclude).map_err(|e| e.to_string())?;
-    if !meta.is_dir() {
-        let rel = from
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Ok(if set.takes(&rel) {
-            vec![LayerFile { host: from, rel }]
-        } else {
-            vec![]
-        });
-    }
-    let files = walk(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-    Ok(files
-        .into_iter()
-        .map(|host| {
-            let rel = rel_slash(&host, &from);
-            LayerFile { host, rel }
-        })
-        .filter(|f| set.takes(&f.rel))
-        .collect())
+/// Why [`layer_entries`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerEntriesError {
+    #[error(transparent)]
+    Glob(#[from] hoist_fileset::InvalidGlob),
+    #[error(transparent)]
+    Walk(#[from] hoist_fileset::WalkError),
 }
 
 /// Expands a `k8s:` entry (a file or a glob relative to `dir`) to sorted files.
@@ -97,7 +81,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_files_apply_include_and_exclude() {
+    fn layer_entries_apply_include_and_exclude() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("public");
         std::fs::create_dir_all(d.join("sub")).unwrap();
@@ -110,14 +94,14 @@ mod tests {
             include: vec!["*.html".into(), "sub/*.css".into()],
             exclude: vec!["a.html".into()],
         };
-        let rels: Vec<String> = layer_files(tmp.path(), &layer)
+        let rels: Vec<String> = layer_entries(tmp.path(), &layer)
             .unwrap()
             .into_iter()
             .map(|f| f.rel)
             .collect();
-        assert_eq!(rels, ["index.html", "sub/b.css"]);
+        assert_eq!(rels, ["", "index.html", "sub", "sub/b.css"]);
         assert!(
-            layer_files(
+            layer_entries(
                 tmp.path(),
                 &LayerSpec {
                     from: "nope".into(),

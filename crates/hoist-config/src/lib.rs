@@ -6,7 +6,7 @@
 //! - [`Project::validate`] returns every problem as a located [`ConfigError`].
 //! - [`render()`] produces the Kubernetes objects in a deterministic order.
 //! - For image builds: [`Service::image`] (the `image:` section),
-//!   [`layer_files`] (exactly the files a layer copies, after include/exclude),
+//!   [`layer_entries`] (exactly the entries a layer writes, after include/exclude),
 //!   [`image_refs`] / [`Project::image_ref`] (the references `render` uses),
 //!   [`Project::base_service`] (an image built on another service's image).
 //!
@@ -36,7 +36,7 @@ pub mod tag;
 pub mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location};
-pub use files::{LayerFile, layer_files};
+pub use files::{LayerEntriesError, layer_entries};
 pub use manifest::{
     HelmSpec, ImagePath, ImageSource, ImageSpec, LayerSpec, LiveUpdate, PortSpec, ProjectFile,
     RunRule, ServiceFile, SyncRule, TestStep, parse_duration,

@@ -1,6 +1,13 @@
-//! Content-derived image tags: a stable hash of the image section and the
-//! bytes of everything that goes into the image, so identical inputs give
-//! identical tags (and identical `render` output).
+//! Content-derived image tags: a stable hash of the image section and of everything
+//! that goes into the image, so identical inputs give identical tags (and identical
+//! `render` output), and an image that differs gets another tag.
+//!
+//! A layer is hashed entry by entry from the same walk the layer builder writes
+//! ([`hoist_fileset::entries`]): path, kind, full mode, file bytes, link target and file
+//! capabilities, plus the mtime (`SOURCE_DATE_EPOCH`). A Docker build context is hashed
+//! the same way under the builder's `.dockerignore`. A registry base is hashed by the
+//! reference as written: render is offline, so `base: name@sha256:…` is how a tag follows
+//! a base that moves.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +27,19 @@ pub fn content_tags(
 ) -> Result<BTreeMap<String, String>, Vec<ConfigError>> {
     let mut tags = BTreeMap::new();
     let mut errors = Vec::new();
+    // Every entry's mtime and the config's `created` time.
+    let epoch = match hoist_fileset::source_date_epoch() {
+        Ok(e) => e,
+        Err(e) => {
+            return Err(vec![
+                ConfigError::new(ErrorKind::InvalidImage, e.to_string())
+                    .help("image layers and content tags use this time; a bad value is never replaced by another"),
+            ]);
+        }
+    };
     for svc in p.services.iter().filter(|s| s.image().is_some()) {
         let mut visiting = Vec::new();
-        if let Err(e) = tag_of(p, svc, platform, &mut tags, &mut visiting) {
+        if let Err(e) = tag_of(p, svc, platform, epoch, &mut tags, &mut visiting) {
             errors.push(e);
         }
     }
@@ -37,6 +54,7 @@ fn tag_of(
     p: &Project,
     svc: &Service,
     platform: Option<&str>,
+    epoch: u64,
     memo: &mut BTreeMap<String, String>,
     visiting: &mut Vec<String>,
 ) -> Result<String, ConfigError> {
@@ -55,17 +73,23 @@ fn tag_of(
         return Ok(String::new());
     };
     let mut h = Sha256::new();
-    h.update(b"hoist-image-v1\0");
+    // v2: directories, full modes and the epoch are hashed (every tag changed once).
+    h.update(b"hoist-image-v2\0");
     h.update(serde_json::to_vec(img).unwrap_or_default());
     if let Some(platform) = platform {
         h.update(b"\0platform\0");
         h.update(platform.as_bytes());
     }
+    // The default gives the images it always gave, so it keeps their tags too.
+    if epoch != hoist_fileset::DEFAULT_EPOCH {
+        h.update(b"\0epoch\0");
+        h.update(epoch.to_string().as_bytes());
+    }
     // A base that is another service's image changes when that image does.
     if let Some(base) = &img.base
         && let Some(base_svc) = p.service(base).filter(|b| b.image().is_some())
     {
-        let t = tag_of(p, base_svc, platform, memo, visiting)?;
+        let t = tag_of(p, base_svc, platform, epoch, memo, visiting)?;
         h.update(b"\0base\0");
         h.update(t.as_bytes());
     }
@@ -77,23 +101,47 @@ fn tag_of(
     };
     match img.source() {
         ImageSource::Layers => {
-            for layer in &img.layers {
+            for (i, layer) in img.layers.iter().enumerate() {
                 h.update(b"\0layer\0");
-                for f in files::layer_files(&svc.dir, layer).map_err(fail)? {
-                    hash_file(&mut h, &f.rel, &f.host).map_err(fail)?;
+                let at = |e: &dyn std::fmt::Display| {
+                    fail(e.to_string()).at(svc.locate(
+                        &["image", "layers", &i.to_string(), "from"],
+                        "read from here",
+                    ))
+                };
+                let entries = files::layer_entries(&svc.dir, layer).map_err(|e| at(&e))?;
+                // A directory source copied to `/` writes no entry for the image root.
+                let root_written = layer.to.split('/').any(|c| !c.is_empty() && c != ".");
+                for e in entries {
+                    if e.rel.is_empty() && !root_written {
+                        continue;
+                    }
+                    hash_entry(&mut h, &e).map_err(|e| at(&e))?;
                 }
             }
         }
         ImageSource::Dockerfile => {
             let df = svc.path(img.dockerfile.as_deref().unwrap_or("Dockerfile"));
-            hash_file(&mut h, "Dockerfile", &df).map_err(fail)?;
+            h.update(b"Dockerfile\0");
+            let bytes = std::fs::read(&df).map_err(|e| fail(format!("{}: {e}", df.display())))?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
             let ctx = svc.path(img.context.as_deref().unwrap_or("."));
-            for f in files::walk(&ctx).map_err(|e| fail(e.to_string()))? {
-                let rel = files::rel_slash(&f, &ctx);
-                if rel.split('/').any(|c| c == ".git") {
-                    continue;
+            let at = |e: &dyn std::fmt::Display| {
+                let key = if img.context.is_some() {
+                    "context"
+                } else {
+                    "dockerfile"
+                };
+                fail(e.to_string()).at(svc.locate(&["image", key], "read from here"))
+            };
+            // What the builder sends: the context under its `.dockerignore`.
+            let set = hoist_fileset::FileSet::for_docker_context(&ctx, &df).map_err(|e| at(&e))?;
+            for e in hoist_fileset::entries(&ctx, &set).map_err(|e| at(&e))? {
+                // The context directory itself is not copied (`COPY . /app` copies into it).
+                if !e.rel.is_empty() {
+                    hash_entry(&mut h, &e).map_err(|e| at(&e))?;
                 }
-                hash_file(&mut h, &rel, &f).map_err(fail)?;
             }
         }
     }
@@ -103,26 +151,28 @@ fn tag_of(
     Ok(tag)
 }
 
-fn hash_file(h: &mut Sha256, rel: &str, path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    h.update(rel.as_bytes());
-    h.update([0]);
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        h.update(b"symlink\0");
-        h.update(target.as_os_str().as_encoded_bytes());
-    } else {
-        let exec = meta.permissions().mode() & 0o111 != 0;
-        h.update(if exec { b"x" } else { b"-" });
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
-        // The layer keeps file capabilities (`setcap`), so the tag hashes them; a file
-        // without any hashes as it always did.
-        if let Some(cap) = hoist_fileset::file_capability(path) {
-            h.update(b"\0capability\0");
-            h.update(&cap);
+/// One layer entry, as the layer holds it.
+fn hash_entry(h: &mut Sha256, e: &hoist_fileset::LayerEntry) -> Result<(), String> {
+    use hoist_fileset::EntryKind;
+    h.update(e.rel.as_bytes());
+    h.update(format!("\0{:o}\0", e.mode).as_bytes());
+    match &e.kind {
+        EntryKind::Dir => h.update(b"dir"),
+        EntryKind::Symlink { target } => {
+            h.update(b"symlink\0");
+            h.update(target.as_os_str().as_encoded_bytes());
+        }
+        EntryKind::File { capability, .. } => {
+            // A regular file by the walk (a FIFO never gets here, so this cannot block).
+            let bytes =
+                std::fs::read(&e.host).map_err(|err| format!("{}: {err}", e.host.display()))?;
+            h.update(b"file\0");
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+            if let Some(cap) = capability {
+                h.update(b"\0capability\0");
+                h.update(cap);
+            }
         }
     }
     h.update([0]);

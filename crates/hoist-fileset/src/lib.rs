@@ -16,16 +16,26 @@
 //! - A matching directory covers everything under it.
 //! - With include patterns, a file is taken only if it (or a directory above it)
 //!   matches one.
+//!
+//! A Docker build context has its own rules ([`FileSet::for_docker_context`]): the
+//! builder's ignore file only, as Docker reads it.
+//!
+//! [`entries`] walks a source under these rules into the layer's entries, for the layer
+//! builder and the content tag alike.
 
 mod capability;
+mod epoch;
+mod walk;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
 pub use capability::{
     CAPABILITY_PAX_RECORD, CAPABILITY_XATTR, file_capability, set_file_capability,
 };
+pub use epoch::{DEFAULT_EPOCH, InvalidEpoch, SOURCE_DATE_EPOCH, source_date_epoch};
+pub use walk::{EntryKind, LayerEntry, WalkError, entries};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("invalid glob {pattern:?} in {origin}: {reason}")]
@@ -67,6 +77,25 @@ impl FileSet {
             }
         }
         set.add_patterns(include, exclude)?;
+        Ok(set)
+    }
+
+    /// The rules of a Docker build context: the ignore file the builder reads
+    /// ([`docker_ignore_file`]), with Docker's meaning, and `.git` left out (it changes with
+    /// every git command; list it in `.dockerignore` so that the image leaves it out too).
+    /// `.hoistignore` is not read: Docker and buildah do not read it, so a file it lists
+    /// still reaches the image.
+    pub fn for_docker_context(context: &Path, dockerfile: &Path) -> Result<FileSet, InvalidGlob> {
+        let mut set = FileSet::default();
+        if let Some(path) = docker_ignore_file(context, dockerfile)
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            let origin = path.display().to_string();
+            for line in text.lines() {
+                set.add_exclude(line, &origin, Anchor::Root)?;
+            }
+        }
+        set.add_exclude(".git", "hoist", Anchor::NameAnywhere)?;
         Ok(set)
     }
 
@@ -143,6 +172,21 @@ impl FileSet {
     pub fn has_take_backs(&self) -> bool {
         self.excludes.iter().any(|(_, takes_back)| *takes_back)
     }
+}
+
+/// The ignore file a build of `dockerfile` in `context` reads, as BuildKit chooses it:
+/// `<Dockerfile>.dockerignore` next to the Dockerfile when it exists (`api.Dockerfile` →
+/// `api.Dockerfile.dockerignore`), else the context's `.dockerignore`, else none. Pass it
+/// to builders that do not choose it themselves (`buildah bud --ignorefile`).
+pub fn docker_ignore_file(context: &Path, dockerfile: &Path) -> Option<PathBuf> {
+    let beside = dockerfile.file_name().map(|name| {
+        let mut n = name.to_os_string();
+        n.push(".dockerignore");
+        dockerfile.with_file_name(n)
+    });
+    beside
+        .filter(|p| p.is_file())
+        .or_else(|| Some(context.join(".dockerignore")).filter(|p| p.is_file()))
 }
 
 #[derive(Clone, Copy)]
@@ -261,6 +305,33 @@ mod tests {
             s.takes("important.log"),
             ".hoistignore is read after .dockerignore"
         );
+    }
+
+    #[test]
+    fn docker_contexts_read_the_builders_ignore_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        let df = ctx.join("Dockerfile");
+        std::fs::write(&df, "FROM scratch\n").unwrap();
+        std::fs::write(ctx.join(".hoistignore"), "*.txt\n").unwrap();
+        let s = FileSet::for_docker_context(ctx, &df).unwrap();
+        assert!(s.takes("a.txt"), ".hoistignore is not Docker's");
+        assert!(!s.takes(".git/HEAD") && !s.takes("sub/.git/x"));
+        assert_eq!(docker_ignore_file(ctx, &df), None);
+        std::fs::write(ctx.join(".dockerignore"), "*.md\n!keep.md\n").unwrap();
+        let s = FileSet::for_docker_context(ctx, &df).unwrap();
+        assert!(!s.takes("notes.md") && s.takes("keep.md") && s.takes("sub/notes.md"));
+        // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's.
+        let other = ctx.join("build").join("api.Dockerfile");
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        std::fs::write(&other, "FROM scratch\n").unwrap();
+        std::fs::write(ctx.join("build/api.Dockerfile.dockerignore"), "*.rs\n").unwrap();
+        assert_eq!(
+            docker_ignore_file(ctx, &other),
+            Some(ctx.join("build/api.Dockerfile.dockerignore"))
+        );
+        let s = FileSet::for_docker_context(ctx, &other).unwrap();
+        assert!(s.takes("notes.md") && !s.takes("main.rs"));
     }
 
     #[test]

@@ -331,7 +331,7 @@ pub async fn build(
         &mut config,
         spec,
         &new_layers,
-        &rfc3339(source_date_epoch()),
+        &rfc3339(source_date_epoch()?),
     );
     let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
         what: "new image config".into(),

@@ -200,6 +200,14 @@ pub async fn build_to_layout(
     if let Some(p) = &spec.platform {
         common.extend(["--platform".into(), p.to_string()]);
     }
+    // BuildKit reads `<Dockerfile>.dockerignore` before the context's `.dockerignore`;
+    // buildah and podman are told, so every builder leaves out what the content tag does
+    // not hash (and does not read a `.containerignore` instead).
+    let ignore_file: Vec<String> =
+        match hoist_fileset::docker_ignore_file(&spec.context, &dockerfile) {
+            Some(f) => vec!["--ignorefile".into(), f.display().to_string()],
+            None => vec![],
+        };
     std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
     // Unique per build: builds run in parallel (same `name`, same process), and each
     // pushes and removes its own tag.
@@ -228,6 +236,7 @@ pub async fn build_to_layout(
             }
             args.extend(["-t".into(), tag.clone()]);
             args.extend(common);
+            args.extend(ignore_file);
             args.push(spec.context.display().to_string());
             run(builder, "buildah", &args, &dockerfile).await?;
             let mut push = global.clone();
@@ -241,6 +250,7 @@ pub async fn build_to_layout(
         Builder::Podman => {
             let mut args = vec!["build".into(), "-t".into(), tag.clone()];
             args.extend(common);
+            args.extend(ignore_file);
             args.push(spec.context.display().to_string());
             run(builder, "podman", &args, &dockerfile).await?;
             run(

@@ -15,15 +15,12 @@ use hoist_fileset::FileSet;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 
-/// 2000-01-01T00:00:00Z: a fixed, plausible mtime when SOURCE_DATE_EPOCH is unset.
-pub const DEFAULT_EPOCH: u64 = 946_684_800;
+pub use hoist_fileset::DEFAULT_EPOCH;
 
-/// The mtime and config `created` time used for reproducible output.
-pub fn source_date_epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_EPOCH)
+/// The mtime and config `created` time used for reproducible output: `SOURCE_DATE_EPOCH`,
+/// else [`DEFAULT_EPOCH`]; an invalid value is an error naming it.
+pub fn source_date_epoch() -> Result<u64> {
+    hoist_fileset::source_date_epoch().map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// One `SRC:DEST` copy into a layer, with optional globs relative to SRC.
@@ -106,7 +103,8 @@ enum Entry {
 
 pub struct LayerBuilder {
     entries: BTreeMap<String, Entry>,
-    mtime: u64,
+    /// Set by [`LayerBuilder::mtime`], else `SOURCE_DATE_EPOCH` read when the layer is written.
+    mtime: Option<u64>,
     descriptions: Vec<String>,
     level: Compression,
     owner: (u64, u64),
@@ -158,7 +156,7 @@ impl LayerBuilder {
     pub fn new() -> Self {
         Self {
             entries: BTreeMap::new(),
-            mtime: source_date_epoch(),
+            mtime: None,
             descriptions: vec![],
             level: Compression::default(),
             owner: (0, 0),
@@ -166,7 +164,7 @@ impl LayerBuilder {
     }
 
     pub fn mtime(mut self, mtime: u64) -> Self {
-        self.mtime = mtime;
+        self.mtime = Some(mtime);
         self
     }
 
@@ -207,19 +205,26 @@ impl LayerBuilder {
                 format!("/{}", spec.to)
             }
         ));
-        let taken = if meta.is_dir() {
-            let files = file_set(spec)?;
+        // The one walk the content tag hashes too (hoist-fileset), so the tag covers
+        // exactly what goes in: directories, modes, link targets, capabilities.
+        let list = hoist_fileset::entries(&spec.from, &file_set(spec)?).map_err(walk_error)?;
+        let taken = list
+            .iter()
+            .filter(|e| e.kind != hoist_fileset::EntryKind::Dir)
+            .count();
+        if meta.is_dir() {
             self.add_parents(&dest);
-            if !dest.is_empty() {
-                self.entries.insert(
-                    dest.clone(),
-                    Entry::Dir {
-                        mode: mode_of(&meta),
-                    },
-                );
+            for e in list {
+                let target = match (dest.is_empty(), e.rel.is_empty()) {
+                    // The image root itself is no entry.
+                    (true, true) => continue,
+                    (true, false) => e.rel.clone(),
+                    (false, true) => dest.clone(),
+                    (false, false) => format!("{dest}/{}", e.rel),
+                };
+                self.entries.insert(target, Entry::from(e));
             }
-            self.walk(&spec.from, "", &dest, &files)?
-        } else {
+        } else if let Some(e) = list.into_iter().next() {
             // A file into a directory destination (`DEST/`) keeps its name.
             let dest = if spec.to.ends_with('/') || dest.is_empty() {
                 let name = spec
@@ -237,15 +242,9 @@ impl LayerBuilder {
             } else {
                 dest
             };
-            let name = spec.from.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if file_set(spec)?.takes(name) {
-                self.add_parents(&dest);
-                self.entries.insert(dest, entry_for(&spec.from, &meta)?);
-                1
-            } else {
-                0
-            }
-        };
+            self.add_parents(&dest);
+            self.entries.insert(dest, Entry::from(e));
+        }
         if taken == 0 && !(spec.include.is_empty() && spec.exclude.is_empty()) {
             tracing::warn!(
                 "layer {} -> {}: include/exclude leave no files to copy",
@@ -268,62 +267,6 @@ impl LayerBuilder {
                 .entry(acc.clone())
                 .or_insert(Entry::Dir { mode: 0o755 });
         }
-    }
-
-    fn walk(&mut self, dir: &Path, rel: &str, dest: &str, files: &FileSet) -> Result<usize> {
-        let mut taken = 0;
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .ctx(|| format!("reading directory {}", dir.display()))?
-            .collect::<std::io::Result<Vec<_>>>()
-            .ctx(|| format!("reading directory {}", dir.display()))?;
-        names.sort_by_key(|e| e.file_name());
-        for e in names {
-            let name = e.file_name();
-            let name = name.to_str().ok_or_else(|| {
-                Error::Invalid(format!(
-                    "file name {:?} in {} is not UTF-8",
-                    e.file_name(),
-                    dir.display()
-                ))
-            })?;
-            let child_rel = if rel.is_empty() {
-                name.to_string()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let excluded = files.excludes(&child_rel);
-            if excluded && !files.has_take_backs() {
-                continue;
-            }
-            let path = e.path();
-            let meta = fs::symlink_metadata(&path).ctx(|| format!("reading {}", path.display()))?;
-            let target = if dest.is_empty() {
-                child_rel.clone()
-            } else {
-                format!("{dest}/{child_rel}")
-            };
-            if meta.is_dir() {
-                let before = self.entries.len();
-                taken += self.walk(&path, &child_rel, dest, files)?;
-                // With include globs, or inside an excluded directory (for what `!` takes
-                // back), only directories that hold taken files appear.
-                if (!files.has_includes() && !excluded) || self.entries.len() > before {
-                    self.entries.insert(
-                        target,
-                        Entry::Dir {
-                            mode: mode_of(&meta),
-                        },
-                    );
-                }
-            } else {
-                if !files.takes(&child_rel) {
-                    continue;
-                }
-                self.entries.insert(target, entry_for(&path, &meta)?);
-                taken += 1;
-            }
-        }
-        Ok(taken)
     }
 
     /// Build the layer into a temp file in the default directory ([`default_temp_dir`]).
@@ -400,9 +343,13 @@ impl LayerBuilder {
             cancel,
         });
         tar.mode(tar::HeaderMode::Complete);
+        let mtime = match self.mtime {
+            Some(t) => t,
+            None => source_date_epoch()?,
+        };
         for (path, entry) in &self.entries {
             let mut h = tar::Header::new_gnu();
-            h.set_mtime(self.mtime);
+            h.set_mtime(mtime);
             h.set_uid(self.owner.0);
             h.set_gid(self.owner.1);
             let io = |e| Error::Io {
@@ -428,7 +375,7 @@ impl LayerBuilder {
                         let mut x = tar::Header::new_ustar();
                         x.set_entry_type(tar::EntryType::XHeader);
                         x.set_mode(0o644);
-                        x.set_mtime(self.mtime);
+                        x.set_mtime(mtime);
                         x.set_uid(0);
                         x.set_gid(0);
                         x.set_size(record.len() as u64);
@@ -554,27 +501,31 @@ fn pax_header_name(path: &str) -> String {
     name
 }
 
-fn mode_of(meta: &fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o7777
+impl From<hoist_fileset::LayerEntry> for Entry {
+    fn from(e: hoist_fileset::LayerEntry) -> Entry {
+        match e.kind {
+            hoist_fileset::EntryKind::Dir => Entry::Dir { mode: e.mode },
+            hoist_fileset::EntryKind::File { size, capability } => Entry::File {
+                source: e.host,
+                mode: e.mode,
+                size,
+                capability,
+            },
+            hoist_fileset::EntryKind::Symlink { target } => Entry::Symlink { target },
+        }
+    }
 }
 
-fn entry_for(path: &Path, meta: &fs::Metadata) -> Result<Entry> {
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(path).ctx(|| format!("reading symlink {}", path.display()))?;
-        Ok(Entry::Symlink { target })
-    } else if meta.is_file() {
-        Ok(Entry::File {
-            source: path.to_path_buf(),
-            mode: mode_of(meta),
-            size: meta.len(),
-            capability: hoist_fileset::file_capability(path),
-        })
-    } else {
-        Err(Error::Invalid(format!(
-            "{} is not a regular file, directory or symlink (sockets, devices and fifos cannot go into a layer)",
-            path.display()
-        )))
+fn walk_error(e: hoist_fileset::WalkError) -> Error {
+    use hoist_fileset::WalkError as W;
+    match e {
+        W::Missing { path } => Error::MissingSource { path },
+        W::Dangling { path, target } => Error::DanglingSource { path, target },
+        W::Io { path, source } => Error::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        },
+        e @ (W::NotUtf8 { .. } | W::Special { .. }) => Error::Invalid(e.to_string()),
     }
 }
 
