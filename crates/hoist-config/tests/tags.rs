@@ -177,3 +177,164 @@ fn one_tag_for_two_services_with_one_image_name_is_refused() {
     let at = e[0].location.as_ref().expect("a location");
     assert!(at.file.ends_with("services/b/service.yaml"), "{at:?}");
 }
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Everything the layer writes of a directory source is in the tag: a directory (empty, or
+/// holding only excluded files), a directory's mode, a file's full mode. Undoing a change
+/// gives the old tag back; an excluded file's edits never move it.
+#[test]
+fn directories_and_full_modes_are_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    write(
+        root,
+        "services/s/service.yaml",
+        "name: s\nimage:\n  base: scratch\n  layers:\n    - {from: ./data, to: /data, exclude: ['*.tmp']}\n",
+    );
+    let data = root.join("services/s/data");
+    write(&data, "a.json", "{}");
+    write(&data, "d/b.json", "{}");
+    write(&data, "x.tmp", "1");
+    for d in [&data, &data.join("d")] {
+        chmod(d, 0o755);
+    }
+    chmod(&data.join("a.json"), 0o644);
+    let t0 = tags(root)["s"].clone();
+    let moved = |what: &str, change: &dyn Fn(), undo: &dyn Fn()| {
+        change();
+        let t = tags(root)["s"].clone();
+        assert_ne!(t, t0, "{what} kept the tag");
+        undo();
+        assert_eq!(tags(root)["s"], t0, "undoing {what}");
+    };
+    moved(
+        "an empty directory",
+        &|| std::fs::create_dir(data.join("empty")).unwrap(),
+        &|| std::fs::remove_dir(data.join("empty")).unwrap(),
+    );
+    moved(
+        "a directory holding only excluded files (it is in the layer, empty)",
+        &|| write(&data, "sub/b.tmp", "1"),
+        &|| std::fs::remove_dir_all(data.join("sub")).unwrap(),
+    );
+    moved(
+        "chmod 700 on a directory",
+        &|| chmod(&data.join("d"), 0o700),
+        &|| chmod(&data.join("d"), 0o755),
+    );
+    moved(
+        "chmod 700 on the source directory",
+        &|| chmod(&data, 0o700),
+        &|| chmod(&data, 0o755),
+    );
+    moved(
+        "chmod 600 on a file",
+        &|| chmod(&data.join("a.json"), 0o600),
+        &|| chmod(&data.join("a.json"), 0o644),
+    );
+    // Excluded files are not in the layer, whatever happens to them.
+    write(&data, "x.tmp", "2");
+    chmod(&data.join("x.tmp"), 0o600);
+    write(&data, "d/y.tmp", "new");
+    assert_eq!(tags(root)["s"], t0, "excluded files are no input");
+}
+
+/// A FIFO in a layer source fails the tag at once (it is never opened: reading it would
+/// wait for a writer for ever), naming the file, its kind, a hint and the layer's line.
+#[test]
+fn a_fifo_in_a_layer_source_fails_fast_with_its_location() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    write(
+        root,
+        "services/s/service.yaml",
+        "name: s\nimage:\n  base: scratch\n  layers:\n    - {from: /bin/busybox, to: /bin/busybox}\n    - {from: ./data, to: /data}\n",
+    );
+    write(root, "services/s/data/a.json", "{}");
+    let fifo = root.join("services/s/data/pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let p = Project::load(root).unwrap();
+    let e = content_tags(&p, None).unwrap_err();
+    assert_eq!(e.len(), 1);
+    let shown = e[0].to_string();
+    for want in [
+        "service `s`",
+        "pipe is a named pipe (FIFO)",
+        "exclude it",
+        "service.yaml:6",
+    ] {
+        assert!(shown.contains(want), "{want:?} not in {shown}");
+    }
+    // validate says so too, at the same place.
+    let problems = p.validate();
+    let shown: Vec<String> = (problems.iter())
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("named pipe (FIFO)") && s.contains("service.yaml:6")),
+        "{shown:?}"
+    );
+    // Excluded, it is not looked at.
+    write(
+        root,
+        "services/s/service.yaml",
+        "name: s\nimage:\n  base: scratch\n  layers:\n    - {from: ./data, to: /data, exclude: [pipe]}\n",
+    );
+    let p = Project::load(root).unwrap();
+    assert!(content_tags(&p, None).is_ok());
+    assert!(p.validate().is_empty(), "{:?}", p.validate());
+}
+
+/// A Docker build context is hashed as the builder sends it: without what its
+/// `.dockerignore` leaves out (Docker's rules, `!` takes back), and with what
+/// `.hoistignore` lists (Docker does not read it). `<Dockerfile>.dockerignore` beside the
+/// Dockerfile wins, as with BuildKit.
+#[test]
+fn dockerfile_contexts_honour_dockerignore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    write(
+        root,
+        "services/d/service.yaml",
+        "name: d\nimage: {dockerfile: Dockerfile}\n",
+    );
+    write(root, "services/d/Dockerfile", "FROM scratch\nCOPY . /\n");
+    write(root, "services/d/app.txt", "v1");
+    write(root, "services/d/notes.md", "doc");
+    write(root, "services/d/keep.md", "keep");
+    write(root, "services/d/.dockerignore", "*.md\n!keep.md\n");
+    let t0 = tags(root)["d"].clone();
+    write(root, "services/d/notes.md", "doc2");
+    assert_eq!(tags(root)["d"], t0, "an ignored file is no input");
+    write(root, "services/d/keep.md", "keep2");
+    let t1 = tags(root)["d"].clone();
+    assert_ne!(t1, t0, "a file taken back is an input");
+    write(root, "services/d/app.txt", "v2");
+    let t2 = tags(root)["d"].clone();
+    assert_ne!(t2, t1);
+    write(root, "services/d/.hoistignore", "app.txt\n");
+    write(root, "services/d/app.txt", "v3");
+    assert_ne!(tags(root)["d"], t2, "Docker does not read .hoistignore");
+    // Beside the Dockerfile, it wins: notes.md is an input again, app.txt is not.
+    write(root, "services/d/Dockerfile.dockerignore", "app.txt\n");
+    let t3 = tags(root)["d"].clone();
+    write(root, "services/d/app.txt", "v4");
+    assert_eq!(tags(root)["d"], t3);
+    write(root, "services/d/notes.md", "doc3");
+    assert_ne!(tags(root)["d"], t3);
+}
