@@ -436,3 +436,48 @@ fn warnings_are_plain_lines() {
         "{full}"
     );
 }
+
+/// A FIFO in a layer source used to hang `render` and `image build` for ever (the content
+/// tag read it, waiting for a writer) while `validate` saw nothing. Now all three name the
+/// file, its kind and the layer's line at once; the timeout bounds a regression.
+#[test]
+fn a_fifo_in_a_layer_source_fails_fast_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    let svc = root.join("services/s");
+    std::fs::create_dir_all(svc.join("data")).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        "name: p\nregistry: 127.0.0.1:9\nservices: [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        svc.join("service.yaml"),
+        "name: s\nimage:\n  base: scratch\n  layers:\n    - {from: ./data, to: /data, exclude: ['*.tmp']}\n",
+    )
+    .unwrap();
+    std::fs::write(svc.join("data/a.json"), "{}").unwrap();
+    let fifo = svc.join("data/pipe");
+    assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for args in [
+        &["validate"][..],
+        &["render"],
+        &["image", "build", "--store", "s"],
+    ] {
+        let a = hoist(&root, tmp.path())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .failure();
+        let out = a.get_output();
+        let e = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "data/pipe is a named pipe (FIFO)",
+            "exclude it",
+            "service.yaml:5",
+        ] {
+            assert!(e.contains(want), "hoist {args:?}: {want:?} not in {e}");
+        }
+    }
+}

@@ -279,9 +279,7 @@ fn a_fifo_in_a_layer_source_fails_fast_with_its_location() {
     }
     // validate says so too, at the same place.
     let problems = p.validate();
-    let shown: Vec<String> = (problems.iter())
-        .map(|e| e.to_string())
-        .collect();
+    let shown: Vec<String> = (problems.iter()).map(|e| e.to_string()).collect();
     assert!(
         shown
             .iter()

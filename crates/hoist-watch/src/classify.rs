@@ -160,6 +160,11 @@ struct DockerRule {
     context: PathBuf,
     /// Where `context` points when it is a symlink.
     context_target: Option<PathBuf>,
+    /// What the builder sends and the content tag hashes (the `.dockerignore` rules).
+    files: FileSet,
+    /// The ignore files the builder may read (`<Dockerfile>.dockerignore`, the context's
+    /// `.dockerignore`), existing or not: a change to one changes [`DockerRule::files`].
+    ignore_files: Vec<PathBuf>,
 }
 
 struct ServiceRules {
@@ -280,10 +285,14 @@ impl Classifier {
         sources.any(|(from, target)| from == path && link_target(from).as_ref() != target)
     }
 
-    /// A `.dockerignore`/`.hoistignore` at the top of a layer source: the rules this
-    /// classifier holds for that layer are stale, so the project is reloaded (a reload
+    /// A `.dockerignore`/`.hoistignore` at the top of a layer source, or an ignore file of
+    /// a Docker build context: the rules this classifier holds for it are stale, so the project is reloaded (a reload
     /// that changes nothing else touches nothing else) and a new classifier built.
     fn is_layer_ignore_file(&self, path: &Path) -> bool {
+        let docker = self.services.iter().filter_map(|s| s.docker.as_ref());
+        if docker.flat_map(|d| &d.ignore_files).any(|f| f == path) {
+            return true;
+        }
         let named = (path.file_name().and_then(|n| n.to_str()))
             .is_some_and(|n| hoist_fileset::IGNORE_FILES.contains(&n));
         named
@@ -557,9 +566,16 @@ fn image_input(svc: &ServiceRules, path: &Path, deleted: bool) -> Option<Rebuild
             });
         }
         for context in std::iter::once(&d.context).chain(&d.context_target) {
-            if path.starts_with(context)
-                && !rel_slash(path, context).split('/').any(|c| c == ".git")
-            {
+            if !path.starts_with(context) {
+                continue;
+            }
+            // What the builder leaves out (`.dockerignore`, and `.git`) cannot change the
+            // image, and the content tag does not hash it: no rebuild. A deleted path that
+            // is excluded may have been a directory holding a file a `!` took back.
+            let rel = rel_slash(path, context);
+            let sent =
+                path == context || !d.files.excludes(&rel) || (deleted && d.files.has_take_backs());
+            if sent {
                 return Some(RebuildReason::BuildContext {
                     file: path.to_path_buf(),
                 });
@@ -617,10 +633,26 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
             }
             ImageSource::Dockerfile => {
                 let context = at(img.context.as_deref().unwrap_or("."));
+                let dockerfile = at(img.dockerfile.as_deref().unwrap_or("Dockerfile"));
+                let context_target = link_target(&context);
+                // A bad ignore file (validate reports it) leaves out only `.git`, so that
+                // fixing it triggers a build.
+                let files = FileSet::for_docker_context(&context, &dockerfile)
+                    .unwrap_or_else(|_| git_only());
+                let mut beside = dockerfile.clone().into_os_string();
+                beside.push(".dockerignore");
+                let ignore_files = [Some(&context), context_target.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.join(".dockerignore"))
+                    .chain([PathBuf::from(beside)])
+                    .collect();
                 docker = Some(DockerRule {
-                    dockerfile: at(img.dockerfile.as_deref().unwrap_or("Dockerfile")),
-                    context_target: link_target(&context),
+                    dockerfile,
+                    context_target,
                     context,
+                    files,
+                    ignore_files,
                 });
             }
         }
@@ -669,6 +701,11 @@ impl ServiceRules {
 
 fn img_base(svc: &hoist_config::Service) -> Option<String> {
     svc.image().and_then(|i| i.base.clone())
+}
+
+/// The rules of a Docker context whose ignore file is invalid: everything but `.git`.
+fn git_only() -> FileSet {
+    FileSet::for_patterns(&[], &[".git".to_string()]).expect("a literal pattern")
 }
 
 /// For trigger patterns, checked when the project loaded (an invalid one makes the

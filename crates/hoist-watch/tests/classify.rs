@@ -383,6 +383,63 @@ fn dockerfile_services_rebuild_on_context_changes() {
     assert!(plan.services.is_empty());
 }
 
+/// What a Docker context's `.dockerignore` leaves out cannot change the image (nor its
+/// content tag): no rebuild. A file a `!` takes back is an input; the ignore file itself
+/// (and `<Dockerfile>.dockerignore`, which the builder reads first) reloads the project.
+#[test]
+fn dockerfile_contexts_ignore_what_dockerignore_leaves_out() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    write(
+        root,
+        "services/py/service.yaml",
+        "name: py\nimage: {dockerfile: Dockerfile, context: app}\n",
+    );
+    write(
+        root,
+        "services/py/Dockerfile",
+        "FROM scratch\nCOPY . /app\n",
+    );
+    write(root, "services/py/app/main.py", "");
+    write(root, "services/py/app/notes.md", "");
+    write(root, "services/py/app/docs/a.md", "");
+    write(
+        root,
+        "services/py/app/.dockerignore",
+        "*.md\ndocs\n!docs/keep.md\n",
+    );
+    let plan = classify(root, &["services/py/app/notes.md"], &[]);
+    assert!(plan.services.is_empty(), "{:?}", plan.services);
+    let plan = classify(root, &["services/py/app/docs/a.md"], &[]);
+    assert!(plan.services.is_empty(), "{:?}", plan.services);
+    for kept in ["services/py/app/main.py", "services/py/app/docs/keep.md"] {
+        let plan = classify(root, &[kept], &[]);
+        assert_eq!(plan.services["py"].action, Action::Rebuild, "{kept}");
+        assert_eq!(
+            plan.services["py"].rebuild,
+            [RebuildReason::BuildContext {
+                file: root.join(kept)
+            }]
+        );
+    }
+    // A deleted excluded directory may have held a file taken back.
+    let plan = classify(root, &[], &["services/py/app/docs"]);
+    assert_eq!(plan.services["py"].action, Action::Rebuild);
+    for ignore in [
+        "services/py/app/.dockerignore",
+        "services/py/Dockerfile.dockerignore",
+    ] {
+        write(root, ignore, "*.md\n");
+        let plan = classify(root, &[ignore], &[]);
+        assert!(plan.needs_reload(), "{ignore}: {:?}", plan.reload);
+    }
+    // `.hoistignore` is not Docker's: what it lists still goes in.
+    std::fs::remove_file(root.join("services/py/Dockerfile.dockerignore")).unwrap();
+    write(root, "services/py/app/.hoistignore", "main.py\n");
+    let plan = classify(root, &["services/py/app/main.py"], &[]);
+    assert_eq!(plan.services["py"].action, Action::Rebuild);
+}
+
 #[test]
 fn disabled_services_get_no_plan_and_include_filters_apply() {
     let tmp = shop_copy();
