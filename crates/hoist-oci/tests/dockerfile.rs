@@ -134,3 +134,93 @@ async fn parallel_builds_do_not_mix_up_their_images() {
         );
     }
 }
+
+/// Every file in every layer of the image `name` in the OCI layout `dir` (GNU tar reads
+/// the layers, whatever their compression).
+fn layout_files(dir: &std::path::Path) -> Vec<String> {
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let json = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index = json(dir.join("index.json"));
+    let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut files = vec![];
+    for layer in manifest["layers"].as_array().unwrap() {
+        let out = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(blob(layer["digest"].as_str().unwrap()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        files.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
+    files
+}
+
+/// `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's
+/// `.dockerignore` (BuildKit's rule, which the content tag follows), and a
+/// `.containerignore` (which buildah alone would read first) does not count: buildah is
+/// handed the file with `--ignorefile`, so the image leaves out exactly what the tag does
+/// not hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildah_reads_the_ignore_file_the_content_tag_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    for f in ["app.txt", "notes.md", "secret.txt"] {
+        write_file(&ctx.join(f), f.as_bytes(), 0o644);
+    }
+    std::fs::write(ctx.join(".dockerignore"), "*.md\n").unwrap();
+    std::fs::write(ctx.join(".containerignore"), "app.txt\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /app/\n").unwrap();
+    let opts = BuilderOptions {
+        storage_driver: Some("vfs".into()),
+        isolation: Some("chroot".into()),
+        root: Some(tmp.path().join("storage")),
+    };
+    let spec = DockerfileSpec {
+        context: ctx.clone(),
+        ..Default::default()
+    };
+    let build = |out: &'static str| {
+        let (spec, opts, dir) = (spec.clone(), opts.clone(), tmp.path().join(out));
+        async move {
+            build_to_layout(Builder::Buildah, &spec, &opts, &dir, "svc")
+                .await
+                .unwrap();
+            let mut files = layout_files(&dir);
+            files.retain(|f| f.contains("app/") && !f.ends_with('/'));
+            files.sort();
+            files
+        }
+    };
+    assert_eq!(
+        build("one").await,
+        [
+            "app/.containerignore",
+            "app/.dockerignore",
+            "app/Dockerfile",
+            "app/app.txt",
+            "app/secret.txt"
+        ]
+    );
+    std::fs::write(ctx.join("Dockerfile.dockerignore"), "secret.txt\n").unwrap();
+    assert_eq!(
+        build("two").await,
+        [
+            "app/.containerignore",
+            "app/.dockerignore",
+            "app/Dockerfile",
+            "app/Dockerfile.dockerignore",
+            "app/app.txt",
+            "app/notes.md"
+        ]
+    );
+}
