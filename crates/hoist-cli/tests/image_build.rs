@@ -481,3 +481,48 @@ fn a_fifo_in_a_layer_source_fails_fast_everywhere() {
         }
     }
 }
+
+/// An invalid `SOURCE_DATE_EPOCH` used to be ignored silently (another mtime than asked
+/// for, under a tag that did not say so); now the tag (render) and the build (also with
+/// `--tag`, which computes no content tag) name the variable and its value.
+#[test]
+fn an_invalid_source_date_epoch_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    let svc = root.join("services/s");
+    std::fs::create_dir_all(svc.join("data")).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        "name: p\nregistry: 127.0.0.1:9\nservices: [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        svc.join("service.yaml"),
+        "name: s\nimage:\n  base: scratch\n  layers: [{from: ./data, to: /data}]\n",
+    )
+    .unwrap();
+    std::fs::write(svc.join("data/a.json"), "{}").unwrap();
+    for args in [
+        &["render"][..],
+        &["image", "build", "--store", "s"],
+        &["image", "build", "--store", "--tag", "dev", "s"],
+    ] {
+        for bad in ["garbage", "-5"] {
+            let a = hoist(&root, tmp.path())
+                .env("SOURCE_DATE_EPOCH", bad)
+                .args(args)
+                .assert()
+                .failure();
+            let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+            assert!(
+                e.contains(&format!("SOURCE_DATE_EPOCH=\"{bad}\" is not a time")),
+                "hoist {args:?} with {bad}: {e}"
+            );
+        }
+    }
+    hoist(&root, tmp.path())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["image", "build", "--store", "s"])
+        .assert()
+        .success();
+}

@@ -33,7 +33,7 @@ pub fn content_tags(
         Err(e) => {
             return Err(vec![
                 ConfigError::new(ErrorKind::InvalidImage, e.to_string())
-                    .help("image layers and content tags use this time; a bad value is never replaced by another"),
+                    .help("every layer entry's mtime and the image's `created` time come from it, so the content tag hashes it"),
             ]);
         }
     };
