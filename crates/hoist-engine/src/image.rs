@@ -82,6 +82,8 @@ pub struct Delivered {
     pub digest: String,
     /// Bytes sent to the registry (0 into the local store).
     pub uploaded_bytes: u64,
+    /// The image was there already under its content tag: nothing was built.
+    pub already_there: bool,
 }
 
 /// Builds `svc`'s image as `reference` and delivers it.
@@ -109,6 +111,7 @@ pub async fn build_and_deliver(
                 reference: reference.to_string(),
                 digest,
                 uploaded_bytes: 0,
+                already_there: false,
             })
         }
         (ImageSource::Layers, Delivery::Registry(_)) => {
@@ -118,6 +121,7 @@ pub async fn build_and_deliver(
                 reference: reference.to_string(),
                 digest: rep.digest.to_string(),
                 uploaded_bytes: rep.transfer.upload_bytes,
+                already_there: false,
             })
         }
         (ImageSource::Dockerfile, _) => {
@@ -129,10 +133,24 @@ pub async fn build_and_deliver(
                 // Asked for: the builder builds for it. Otherwise the builder's default.
                 platform: opts.require_platform.then(|| opts.platform.clone()),
             };
+            // A content tag names the Dockerfile, its context and its arguments: an image
+            // under it is this build's. One HEAD spares a whole build.
+            if opts.content_tag
+                && let Some(digest) = already_there(delivery, client, &target).await?
+            {
+                tracing::info!(%reference, %digest, "already there: not building");
+                return Ok(Delivered {
+                    reference: reference.to_string(),
+                    digest,
+                    uploaded_bytes: 0,
+                    already_there: true,
+                });
+            }
             let (digest, uploaded_bytes) = match delivery {
                 // Straight from the builder's output into the store: no registry.
                 Delivery::Store(store) => {
-                    let digest = dockerfile::build_into_store(&spec, store, &target).await?;
+                    let digest =
+                        dockerfile::build_into_store(client, &spec, store, &target).await?;
                     (digest.to_string(), 0)
                 }
                 Delivery::Registry(_) => {
@@ -144,6 +162,7 @@ pub async fn build_and_deliver(
                 reference: reference.to_string(),
                 digest,
                 uploaded_bytes,
+                already_there: false,
             })
         }
     }
@@ -174,6 +193,21 @@ fn base_in_store(
         ))
     })?;
     Ok(format!("oci:{dir}:{r}"))
+}
+
+/// The digest of `target` where it is delivered, if it is there.
+async fn already_there(
+    delivery: &Delivery,
+    client: &RegistryClient,
+    target: &Reference,
+) -> Result<Option<String>, EngineError> {
+    Ok(match delivery {
+        Delivery::Store(store) => store
+            .resolve(target)
+            .ok()
+            .map(|img| img.manifest_digest.to_string()),
+        Delivery::Registry(_) => client.manifest_digest(target).await?.map(|d| d.to_string()),
+    })
 }
 
 /// Build into the store: new layers are written in its blob directory and land there by

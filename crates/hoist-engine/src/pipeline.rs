@@ -484,6 +484,7 @@ impl Engine {
                 service: name.into(),
                 image: reference.clone(),
                 duration_ms: started.elapsed().as_millis() as u64,
+                already_there: true,
             });
             return Ok(());
         }
@@ -496,6 +497,8 @@ impl Engine {
             &self.registry,
             &BuildOptions {
                 platform: self.opts.platform.clone(),
+                // The dev loop always tags by content.
+                content_tag: true,
                 ..BuildOptions::default()
             },
         )
@@ -506,6 +509,7 @@ impl Engine {
                     service: name.into(),
                     image: d.reference,
                     duration_ms: started.elapsed().as_millis() as u64,
+                    already_there: d.already_there,
                 });
                 Ok(())
             }

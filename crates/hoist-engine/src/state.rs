@@ -131,6 +131,9 @@ pub enum Event {
         service: String,
         image: String,
         duration_ms: u64,
+        /// Its content-tagged image was there already (registry or store): not built.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        already_there: bool,
     },
     BuildFailed {
         service: String,
@@ -286,13 +289,21 @@ impl State {
                     }
                     BuildSkipped { .. } => svc.build = Phase::Skipped,
                     BuildFinished {
-                        image, duration_ms, ..
+                        image,
+                        duration_ms,
+                        already_there,
+                        ..
                     } => {
                         svc.build = Phase::Done;
                         svc.build_ms = Some(*duration_ms);
                         svc.image = Some(image.clone());
                         svc.error = None;
-                        svc_note(svc, at, format!("built in {duration_ms} ms"));
+                        let note = if *already_there {
+                            "image already there".to_string()
+                        } else {
+                            format!("built in {duration_ms} ms")
+                        };
+                        svc_note(svc, at, note);
                     }
                     BuildFailed { error, .. } => {
                         svc.build = Phase::Failed;
@@ -464,6 +475,7 @@ mod tests {
                 service: "web".into(),
                 image: "r/web:h-1".into(),
                 duration_ms: 12,
+                already_there: false,
             },
             Event::DeployStarted {
                 service: "web".into(),

@@ -116,7 +116,14 @@ pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
         BuildFinished {
             service,
             image,
+            already_there: true,
+            ..
+        } => format!("{} image {image} already there", svc(service)),
+        BuildFinished {
+            service,
+            image,
             duration_ms,
+            ..
         } => format!("{} built {image} in {duration_ms} ms", svc(service)),
         BuildFailed { service, error } => format!("{} build FAILED: {error}", svc(service)),
         Blocked { service, on } => format!("{} waiting for {}", svc(service), on.join(", ")),

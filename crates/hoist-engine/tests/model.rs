@@ -110,6 +110,7 @@ fn the_status_table_and_event_lines_say_what_happened() {
             service: "web".into(),
             image: "r/web:h-1".into(),
             duration_ms: 40,
+            already_there: false,
         },
         Event::Deployed {
             service: "web".into(),

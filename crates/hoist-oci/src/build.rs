@@ -49,6 +49,10 @@ pub struct BuildOptions {
     /// [`crate::layer::default_temp_dir`], or the store's blob directory when building into
     /// the local store (so they land there by link, never copied).
     pub temp_dir: Option<PathBuf>,
+    /// The target's tag is a content tag (`h-…`, a hash of the image's inputs), not one
+    /// the user chose: an image already under it is this image, so a Dockerfile build
+    /// whose target exists is skipped (hoist-engine's `build_and_deliver`).
+    pub content_tag: bool,
 }
 
 impl Default for BuildOptions {
@@ -57,6 +61,7 @@ impl Default for BuildOptions {
             platform: Platform::linux_amd64(),
             require_platform: false,
             temp_dir: None,
+            content_tag: false,
         }
     }
 }

@@ -777,6 +777,37 @@ impl RegistryClient {
         Ok(raw.digest.clone())
     }
 
+    /// `HEAD` a manifest: its digest if the registry has `r`, `None` if it does not. A
+    /// registry that leaves out `Docker-Content-Digest` is asked with a `GET`.
+    pub async fn manifest_digest(&self, r: &Reference) -> Result<Option<Digest>> {
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base_url(r),
+            r.repository,
+            r.reference()
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(media::ACCEPT));
+        let resp = self
+            .send(r, &pull_scope(&r.repository), Method::HEAD, &url, h, None)
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let header = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|d| Digest::parse(d).ok());
+                match header {
+                    Some(d) => Ok(Some(d)),
+                    None => Ok(Some(self.get_manifest(r).await?.digest)),
+                }
+            }
+            s => Err(http_error(r, "HEAD", &url, s, resp).await),
+        }
+    }
+
     /// `HEAD` a blob: does the repository already have it?
     pub async fn has_blob(&self, r: &Reference, d: &Digest) -> Result<bool> {
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);

@@ -1,14 +1,27 @@
 //! Dockerfile services: build with the first builder found (`docker buildx`, `buildah`,
 //! `podman`) into an OCI layout, then push it with our own client (only missing blobs).
+//!
+//! Builds are reproducible: the builder stamps every time (config, history, file mtimes)
+//! with `SOURCE_DATE_EPOCH`, else [`crate::layer::DEFAULT_EPOCH`], as hoist's own layers
+//! are; the same inputs give the same digest. buildah and podman get hoist's registry
+//! settings ([`access`]); docker buildx uses its daemon's (`daemon.json`'s
+//! `insecure-registries`, `/etc/docker/certs.d`, `docker login`).
+
+mod access;
+mod child;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+pub use access::{RegistryAccess, registries_in_dockerfile, with_insecure_registries};
+pub use child::STOP_GRACE;
+
 use crate::client::RegistryClient;
 use crate::copy::{CopyOptions, CopyReport, Location, copy};
 use crate::error::{Error, IoContext, Result};
 use crate::reference::Reference;
+use access::BuilderAccess;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Builder {
@@ -48,6 +61,8 @@ pub struct BuilderOptions {
     pub isolation: Option<String>,
     /// buildah/podman storage root (`--root`, with `--runroot` beside it).
     pub root: Option<PathBuf>,
+    /// hoist's registry settings, for buildah and podman (docker buildx uses its daemon's).
+    pub registries: RegistryAccess,
 }
 
 impl BuilderOptions {
@@ -57,6 +72,16 @@ impl BuilderOptions {
             storage_driver: var("HOIST_BUILDAH_STORAGE_DRIVER"),
             isolation: var("HOIST_BUILDAH_ISOLATION"),
             root: var("HOIST_BUILDAH_ROOT").map(PathBuf::from),
+            registries: RegistryAccess::default(),
+        }
+    }
+
+    /// [`Self::from_env`] with the registry settings of `client` (plain HTTP, CA file)
+    /// and hoist's Docker config.
+    pub fn for_client(client: &RegistryClient) -> Self {
+        Self {
+            registries: RegistryAccess::from_client_options(client.options()),
+            ..Self::from_env()
         }
     }
 }
@@ -128,23 +153,26 @@ pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> 
     Err(Error::NoBuilder)
 }
 
-async fn run(builder: Builder, prog: &str, args: &[String], dockerfile: &Path) -> Result<()> {
-    tracing::info!(%prog, ?args, "running image builder");
-    let mut cmd = tokio::process::Command::new(prog);
+async fn run(
+    builder: Builder,
+    prog: &str,
+    args: &[String],
+    env: &[(String, std::ffi::OsString)],
+    dockerfile: &Path,
+) -> Result<()> {
+    tracing::info!(%prog, ?args, ?env, "running image builder");
     // buildah and podman refuse to run ("checking authfile") when DOCKER_CONFIG names a
     // directory without config.json; there are no credentials in it to use anyway.
-    if builder != Builder::DockerBuildx
+    let remove: &[&str] = if builder != Builder::DockerBuildx
         && std::env::var_os("DOCKER_CONFIG")
             .is_some_and(|d| !Path::new(&d).join("config.json").exists())
     {
-        cmd.env_remove("DOCKER_CONFIG");
-    }
-    let out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        // A cancelled build (Ctrl-C in `hoist up`) stops its builder too.
-        .kill_on_drop(true)
-        .output()
+        &["DOCKER_CONFIG"]
+    } else {
+        &[]
+    };
+    // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
+    let out = child::run(prog, args, env, remove)
         .await
         .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
@@ -190,6 +218,7 @@ pub async fn build_to_layout(
             path: spec.context.clone(),
         });
     }
+    let epoch = crate::layer::source_date_epoch();
     let mut common: Vec<String> = vec!["-f".into(), dockerfile.display().to_string()];
     for (k, v) in &spec.build_args {
         common.extend(["--build-arg".into(), format!("{k}={v}")]);
@@ -216,51 +245,56 @@ pub async fn build_to_layout(
     let tag = format!("localhost/hoist-build/{}:{}-{n}", name, std::process::id());
     let layout = format!("oci:{}:{name}", out.display());
     match builder {
-        Builder::Buildah => {
+        Builder::Buildah | Builder::Podman => {
+            let prog = if builder == Builder::Buildah {
+                "buildah"
+            } else {
+                "podman"
+            };
+            let access = BuilderAccess::prepare(&opts.registries, &dockerfile, &spec.build_args)?;
             let mut global = vec![];
-            if let Some(d) = &opts.storage_driver {
-                global.extend(["--storage-driver".to_string(), d.clone()]);
-            }
-            if let Some(r) = &opts.root {
-                global.extend([
-                    "--root".into(),
-                    r.join("root").display().to_string(),
-                    "--runroot".into(),
-                    r.join("run").display().to_string(),
-                ]);
+            if builder == Builder::Buildah {
+                if let Some(d) = &opts.storage_driver {
+                    global.extend(["--storage-driver".to_string(), d.clone()]);
+                }
+                if let Some(r) = &opts.root {
+                    global.extend([
+                        "--root".into(),
+                        r.join("root").display().to_string(),
+                        "--runroot".into(),
+                        r.join("run").display().to_string(),
+                    ]);
+                }
             }
             let mut args = global.clone();
-            args.push("bud".into());
-            if let Some(i) = &opts.isolation {
+            args.push(
+                if builder == Builder::Buildah {
+                    "bud"
+                } else {
+                    "build"
+                }
+                .into(),
+            );
+            if builder == Builder::Buildah
+                && let Some(i) = &opts.isolation
+            {
                 args.extend(["--isolation".into(), i.clone()]);
             }
+            // Reproducible: created times, history and file mtimes all at `epoch`.
+            args.extend(["--timestamp".into(), epoch.to_string()]);
+            args.extend(access.build_args.iter().cloned());
             args.extend(["-t".into(), tag.clone()]);
             args.extend(common);
             args.extend(ignore_file);
             args.push(spec.context.display().to_string());
-            run(builder, "buildah", &args, &dockerfile).await?;
+            run(builder, prog, &args, &access.env, &dockerfile).await?;
             let mut push = global.clone();
             push.extend(["push".into(), tag.clone(), layout]);
-            let pushed = run(builder, "buildah", &push, &dockerfile).await;
+            let pushed = run(builder, prog, &push, &[], &dockerfile).await;
             let mut rmi = global;
             rmi.extend(["rmi".into(), tag]);
-            let _ = run(builder, "buildah", &rmi, &dockerfile).await;
+            let _ = run(builder, prog, &rmi, &[], &dockerfile).await;
             pushed?;
-        }
-        Builder::Podman => {
-            let mut args = vec!["build".into(), "-t".into(), tag.clone()];
-            args.extend(common);
-            args.extend(ignore_file);
-            args.push(spec.context.display().to_string());
-            run(builder, "podman", &args, &dockerfile).await?;
-            run(
-                builder,
-                "podman",
-                &["push".into(), tag.clone(), layout],
-                &dockerfile,
-            )
-            .await?;
-            let _ = run(builder, "podman", &["rmi".into(), tag], &dockerfile).await;
         }
         Builder::DockerBuildx => {
             let tar = out.with_extension("tar");
@@ -268,11 +302,18 @@ pub async fn build_to_layout(
                 "buildx".into(),
                 "build".into(),
                 "--output".into(),
-                format!("type=oci,dest={},name={name}", tar.display()),
+                // rewrite-timestamp (BuildKit 0.13+): file mtimes at SOURCE_DATE_EPOCH too.
+                format!(
+                    "type=oci,dest={},name={name},rewrite-timestamp=true",
+                    tar.display()
+                ),
             ];
+            if !spec.build_args.contains_key("SOURCE_DATE_EPOCH") {
+                args.extend(["--build-arg".into(), format!("SOURCE_DATE_EPOCH={epoch}")]);
+            }
             args.extend(common);
             args.push(spec.context.display().to_string());
-            run(builder, "docker", &args, &dockerfile).await?;
+            run(builder, "docker", &args, &[], &dockerfile).await?;
             let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
             tar::Archive::new(f)
                 .unpack(out)
@@ -300,7 +341,8 @@ pub async fn build_and_push_dockerfile(
     let builder = detect_builder().await?;
     let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
     let out = tmp.path().join("layout");
-    let loc = build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
+    let opts = BuilderOptions::for_client(client);
+    let loc = build_to_layout(builder, spec, &opts, &out, "image").await?;
     copy(
         client,
         &loc,
@@ -311,8 +353,10 @@ pub async fn build_and_push_dockerfile(
 }
 
 /// Build with the first builder found into a temporary OCI layout and add the image to
-/// the local `store` as `name`, no registry involved; returns its manifest digest.
+/// the local `store` as `name`, no registry involved (but `client`'s registry settings
+/// reach the builder); returns its manifest digest.
 pub async fn build_into_store(
+    client: &RegistryClient,
     spec: &DockerfileSpec,
     store: &crate::store::LocalStore,
     name: &Reference,
@@ -320,7 +364,8 @@ pub async fn build_into_store(
     let builder = detect_builder().await?;
     let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
     let out = tmp.path().join("layout");
-    build_to_layout(builder, spec, &BuilderOptions::from_env(), &out, "image").await?;
+    let opts = BuilderOptions::for_client(client);
+    build_to_layout(builder, spec, &opts, &out, "image").await?;
     let (store, name) = (store.clone(), name.clone());
     // Blob copies are file I/O; once started, the import finishes even if the caller is
     // cancelled (the store never holds half an image).

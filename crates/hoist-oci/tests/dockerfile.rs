@@ -36,6 +36,7 @@ async fn buildah_builds_from_scratch_and_we_push() {
         storage_driver: Some("vfs".into()),
         isolation: Some("chroot".into()),
         root: Some(tmp.path().join("storage")),
+        ..Default::default()
     };
     let loc = build_to_layout(
         Builder::Buildah,
@@ -101,6 +102,7 @@ async fn parallel_builds_do_not_mix_up_their_images() {
         storage_driver: Some("vfs".into()),
         isolation: Some("chroot".into()),
         root: Some(tmp.path().join("storage")),
+        ..Default::default()
     };
     let build = |n: usize| {
         let ctx = tmp.path().join(format!("ctx{n}"));
@@ -133,6 +135,124 @@ async fn parallel_builds_do_not_mix_up_their_images() {
             "layout {n} holds another build's image"
         );
     }
+}
+
+/// A registry with its own CA and a password: buildah pulls `FROM` it with hoist's
+/// settings, the CA (`--cert-dir`) and the Docker config hoist reads (`--authfile`);
+/// without them the same build fails on the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildah_gets_the_ca_and_the_credentials() {
+    use hoist_oci::auth::Credential;
+    use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+    use hoist_oci::dockerfile::RegistryAccess;
+    use support::registry::{PASS, USER};
+
+    let reg = Registry::start_with(true, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![reg.addr.clone()],
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    c.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let base = Reference::parse(&reg.reference("private/bb:1")).unwrap();
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![hoist_oci::LayerSpec {
+            from: "/bin/busybox".into(),
+            to: "/bin/busybox".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    build_and_push(&c, &spec, &base, &BuildOptions::default())
+        .await
+        .unwrap();
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{PASS}"),
+    );
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}",
+            reg.addr
+        ),
+    )
+    .unwrap();
+
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo ok > /ok\"]\n"),
+    )
+    .unwrap();
+    let spec = DockerfileSpec {
+        context: ctx.clone(),
+        ..Default::default()
+    };
+    let with = |registries: RegistryAccess| BuilderOptions {
+        storage_driver: Some("vfs".into()),
+        isolation: Some("chroot".into()),
+        root: Some(tmp.path().join("storage")),
+        registries,
+    };
+    let no_ca = RegistryAccess {
+        tls_loopback: vec![reg.addr.clone()],
+        authfile: Some(docker.join("config.json")),
+        ..Default::default()
+    };
+    let e = build_to_layout(
+        Builder::Buildah,
+        &spec,
+        &with(no_ca.clone()),
+        &tmp.path().join("out0"),
+        "image",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("certificate"), "{e}");
+    let no_auth = RegistryAccess {
+        ca_file: Some(reg.ca_file()),
+        authfile: None,
+        ..no_ca.clone()
+    };
+    let e = build_to_layout(
+        Builder::Buildah,
+        &spec,
+        &with(no_auth),
+        &tmp.path().join("out1"),
+        "image",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.to_lowercase().contains("unauthorized"), "{e}");
+    let all = RegistryAccess {
+        ca_file: Some(reg.ca_file()),
+        ..no_ca
+    };
+    let out = tmp.path().join("out");
+    build_to_layout(Builder::Buildah, &spec, &with(all), &out, "image")
+        .await
+        .unwrap();
+    let cfg = skopeo_config(&format!("oci:{}:image", out.display()));
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        2,
+        "{cfg}"
+    );
 }
 
 /// Every file in every layer of the image `name` in the OCI layout `dir` (GNU tar reads
@@ -184,6 +304,7 @@ async fn buildah_reads_the_ignore_file_the_content_tag_reads() {
         storage_driver: Some("vfs".into()),
         isolation: Some("chroot".into()),
         root: Some(tmp.path().join("storage")),
+        ..Default::default()
     };
     let spec = DockerfileSpec {
         context: ctx.clone(),

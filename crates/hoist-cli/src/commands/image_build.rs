@@ -42,6 +42,8 @@ struct Built {
     /// Bytes sent to the registry (0 for the local store).
     uploaded_bytes: u64,
     destination: &'static str,
+    /// The image was there already under its content tag (Dockerfile services): not built.
+    already_there: bool,
 }
 
 pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
@@ -53,6 +55,8 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         require_platform: a.reg.platform_asked(),
+        // `--tag` names whatever is built now; a content tag names the inputs.
+        content_tag: a.tag.is_none(),
         ..BuildOptions::default()
     };
     let asked = opts.require_platform.then(|| opts.platform.to_string());
@@ -93,6 +97,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             digest: delivered.digest,
             uploaded_bytes: delivered.uploaded_bytes,
             destination: if store.is_some() { "store" } else { "registry" },
+            already_there: delivered.already_there,
         };
         if a.reg.output.document().is_none() {
             outln!(
@@ -101,6 +106,7 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 built.reference,
                 built.digest,
                 match built.destination {
+                    _ if built.already_there => "already there".to_string(),
                     "store" => "local store".to_string(),
                     _ => format!(
                         "{} uploaded",

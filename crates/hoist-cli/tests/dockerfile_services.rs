@@ -1,0 +1,282 @@
+//! `dockerfile:` services end to end with the real buildah (vfs storage, chroot isolation,
+//! a storage root per test) and a real registry: `FROM` the project's own loopback
+//! registry, reproducible builds, no rebuild of a content tag that is there, and Ctrl-C.
+
+#[path = "../../hoist-oci/tests/support/registry.rs"]
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::CommandCargoExt;
+use registry::Registry;
+
+fn require_buildah() {
+    assert!(
+        Std::new("buildah").arg("--version").output().is_ok(),
+        "buildah is required for this test (scripts/install-deps)"
+    );
+}
+
+/// A project with one Dockerfile service `df` (`dockerfile`; its context holds `app.txt`
+/// and `busybox`).
+fn project(dir: &Path, registry: &str, dockerfile: &str) -> PathBuf {
+    let root = dir.join("p");
+    let svc = root.join("services/df");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        format!("name: p\nregistry: {registry}\nservices: [\"services/*\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        svc.join("service.yaml"),
+        "name: df\nimage: {dockerfile: Dockerfile}\n",
+    )
+    .unwrap();
+    std::fs::write(svc.join("Dockerfile"), dockerfile).unwrap();
+    std::fs::write(svc.join("app.txt"), "hello\n").unwrap();
+    std::fs::copy("/bin/busybox", svc.join("busybox")).unwrap();
+    root
+}
+
+/// The environment every hoist run here gets: a home of its own, buildah with a storage
+/// root in `dir`, and `bin` (where the test may put a `buildah` wrapper) first on PATH.
+fn env(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    let path = std::env::join_paths(
+        std::iter::once(dir.join("bin")).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap();
+    vec![
+        ("HOME", dir.join("home").into()),
+        ("DOCKER_CONFIG", dir.join("docker").into()),
+        ("HOIST_CACHE_DIR", dir.join("cache").into()),
+        ("HOIST_BUILDER", "buildah".into()),
+        ("HOIST_BUILDAH_STORAGE_DRIVER", "vfs".into()),
+        ("HOIST_BUILDAH_ISOLATION", "chroot".into()),
+        ("HOIST_BUILDAH_ROOT", dir.join("buildah").into()),
+        ("PATH", path),
+    ]
+}
+
+fn hoist(root: &Path, dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("hoist").unwrap();
+    c.arg("-C")
+        .arg(root)
+        .envs(env(dir))
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("CONTAINERS_REGISTRIES_CONF");
+    c
+}
+
+/// Pushes a busybox-only image to `reference` (a base that `RUN` works on, no network).
+fn push_busybox(root: &Path, dir: &Path, reference: &str) {
+    hoist(root, dir)
+        .args(["image", "append", "--base", "scratch", "--tag", reference])
+        .args(["--layer", "/bin/busybox:/bin/busybox"])
+        .assert()
+        .success();
+}
+
+/// buildah's working containers in the test's storage root.
+fn buildah_containers(dir: &Path) -> String {
+    let root = dir.join("buildah");
+    let out = Std::new("buildah")
+        .args(["--storage-driver", "vfs", "--root"])
+        .arg(root.join("root"))
+        .arg("--runroot")
+        .arg(root.join("run"))
+        .args(["containers", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn build_json(root: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = hoist(root, dir)
+        .args(["image", "build", "df", "-o", "json"])
+        .args(extra)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    v[0].clone()
+}
+
+/// The project's registry is loopback, so hoist talks plain HTTP to it; the builder
+/// pulls `FROM` it the same way (before, buildah tried HTTPS and failed).
+#[test]
+fn from_the_projects_loopback_registry() {
+    require_buildah();
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = reg.reference("base/bb:1");
+    let root = project(
+        dir,
+        &reg.addr,
+        &format!(
+            "FROM {base}\nCOPY app.txt /app.txt\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo built > /built\"]\n"
+        ),
+    );
+    push_busybox(&root, dir, &base);
+    let built = build_json(&root, dir, &[]);
+    let cfg = registry::skopeo_config(&format!(
+        "docker://{}",
+        built["reference"].as_str().unwrap()
+    ));
+    // The base's layer, then what the Dockerfile added (buildah makes it one layer).
+    let base_cfg = registry::skopeo_config(&format!("docker://{base}"));
+    let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{cfg}");
+    assert_eq!(layers[0], base_cfg["rootfs"]["diff_ids"][0], "{cfg}");
+    assert_eq!(buildah_containers(dir), "");
+}
+
+/// Two builds of the same inputs give the same digest (`--timestamp`), and a content tag
+/// already in the registry is not built again: the builder does not run (a `buildah`
+/// first on PATH counts its runs and execs the real one), the output says so.
+#[test]
+fn reproducible_and_built_only_once() {
+    require_buildah();
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = project(
+        dir,
+        &reg.addr,
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY app.txt /app.txt\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo built > /built\"]\n",
+    );
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let count = dir.join("buildah-runs");
+    let real = String::from_utf8(Std::new("which").arg("buildah").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let wrapper = bin.join("buildah");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n",
+            count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let builds = || {
+        std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" bud "))
+            .count()
+    };
+
+    let first = build_json(&root, dir, &[]);
+    assert_eq!(builds(), 1, "{first}");
+    let reference = first["reference"].as_str().unwrap();
+    assert!(reference.contains(":h-"), "{first}");
+    assert_eq!(first["already_there"], false, "{first}");
+    let cfg = registry::skopeo_config(&format!("docker://{reference}"));
+    assert_eq!(cfg["created"], "2000-01-01T00:00:00Z", "{cfg}");
+
+    // Again: the registry has the content tag, so no build and nothing sent.
+    let second = build_json(&root, dir, &[]);
+    assert_eq!(builds(), 1, "built again: {second}");
+    assert_eq!(second["already_there"], true, "{second}");
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(second["uploaded_bytes"], 0);
+    let text = hoist(&root, dir)
+        .args(["image", "build", "df"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).to_string();
+    assert!(text.contains("already there"), "{text}");
+    assert_eq!(builds(), 1);
+
+    // An explicit tag is always built; the same inputs give the same image.
+    let tagged = build_json(&root, dir, &["--tag", "t1"]);
+    let again = build_json(&root, dir, &["--tag", "t1"]);
+    assert_eq!(builds(), 3);
+    assert_eq!(tagged["already_there"], false);
+    assert_eq!(tagged["digest"], first["digest"], "not reproducible");
+    assert_eq!(again["digest"], first["digest"], "not reproducible");
+    assert_eq!(buildah_containers(dir), "");
+}
+
+/// Ctrl-C during a Dockerfile build: the builder is stopped gracefully, so it removes its
+/// working container (killed outright, it leaves it behind), and hoist exits 130 soon.
+#[test]
+fn ctrl_c_stops_the_builder_without_leaving_containers() {
+    require_buildah();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = project(
+        dir,
+        "127.0.0.1:1",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
+    );
+    let mut child = Std::cargo_bin("hoist")
+        .unwrap()
+        .arg("-C")
+        .arg(&root)
+        .args(["image", "build", "df", "--store"])
+        .envs(env(dir))
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The build has started once buildah has its working container.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while buildah_containers(dir).trim().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "hoist ended before the build started"
+        );
+        assert!(Instant::now() < deadline, "the build never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Into the RUN step (the container exists a moment before it runs).
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    // SAFETY: signalling the child we started.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if interrupted.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("hoist did not stop within 20 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        buildah_containers(dir),
+        "",
+        "working containers left behind"
+    );
+}

@@ -1,0 +1,113 @@
+//! Running a builder so that cancelling the build stops it cleanly: it runs in a process
+//! group of its own, and a dropped run sends the group SIGTERM and gives the builder a
+//! few seconds to remove its working containers (buildah does on SIGTERM/SIGINT; killed
+//! outright it leaves them, each a full copy of the rootfs with the vfs driver) before
+//! SIGKILL. The wait runs on the blocking pool, which a runtime waits for when it shuts
+//! down, so `hoist` exits only after the builder is gone.
+
+use std::ffi::OsString;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+/// How long a cancelled builder may take to clean up before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The builder's exit status and output.
+pub(crate) struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `prog args` (stdin closed, output captured) to its end; see the module docs for
+/// what dropping the future does.
+pub(crate) async fn run(
+    prog: &str,
+    args: &[String],
+    env: &[(String, OsString)],
+    env_remove: &[&str],
+) -> std::io::Result<Finished> {
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: we signal the builder and the processes of its `RUN` steps
+        // together, and a terminal's Ctrl-C reaches hoist only, which stops it gracefully.
+        .process_group(0);
+    for k in env_remove {
+        cmd.env_remove(k);
+    }
+    let mut guard = Running(Some(cmd.spawn()?));
+    let child = guard.0.as_mut().expect("just spawned");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
+    let (mut stdout, mut stderr) = (vec![], vec![]);
+    let (o, e, status) = tokio::join!(
+        out.read_to_end(&mut stdout),
+        err.read_to_end(&mut stderr),
+        child.wait()
+    );
+    guard.0 = None; // ended (or waiting failed): nothing to stop
+    let status = status?;
+    o?;
+    e?;
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// A builder still running; dropping it stops it (see the module docs).
+struct Running(Option<tokio::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(child) = self.0.take() else { return };
+        let Some(pid) = child.id() else { return };
+        let pgid = pid as libc::pid_t;
+        tracing::info!(pid, "stopping the cancelled image builder");
+        // SAFETY: signalling a process group we created; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let stop = move || stop(child, pgid);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(stop);
+            }
+            Err(_) => stop(),
+        }
+    }
+}
+
+/// Waits up to [`STOP_GRACE`] for the signalled builder to exit, then kills its group.
+fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                tracing::debug!(%status, "cancelled image builder exited");
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    tracing::warn!(
+        "the cancelled image builder did not exit within {} s; killing it",
+        STOP_GRACE.as_secs()
+    );
+    // Not reaped yet, so the group id is still ours.
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.start_kill();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
