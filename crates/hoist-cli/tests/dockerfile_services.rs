@@ -83,19 +83,24 @@ fn push_busybox(root: &Path, dir: &Path, reference: &str) {
         .success();
 }
 
-/// buildah's working containers in the test's storage root.
-fn buildah_containers(dir: &Path) -> String {
+/// `buildah ARGS` on the test's storage root.
+fn buildah(dir: &Path, args: &[&str]) -> String {
     let root = dir.join("buildah");
     let out = Std::new("buildah")
         .args(["--storage-driver", "vfs", "--root"])
         .arg(root.join("root"))
         .arg("--runroot")
         .arg(root.join("run"))
-        .args(["containers", "--quiet"])
+        .args(args)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// buildah's working containers in the test's storage root.
+fn buildah_containers(dir: &Path) -> String {
+    buildah(dir, &["containers", "--quiet"])
 }
 
 fn build_json(root: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
@@ -211,6 +216,9 @@ fn reproducible_and_built_only_once() {
     assert_eq!(tagged["digest"], first["digest"], "not reproducible");
     assert_eq!(again["digest"], first["digest"], "not reproducible");
     assert_eq!(buildah_containers(dir), "");
+    // The builder's storage keeps no image under hoist's build tags.
+    let images = buildah(dir, &["images", "--format", "{{.Name}}"]);
+    assert!(!images.contains("hoist-build"), "{images}");
 }
 
 /// Ctrl-C during a Dockerfile build: the builder is stopped gracefully, so it removes its

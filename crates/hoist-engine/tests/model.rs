@@ -163,4 +163,31 @@ fn the_status_table_and_event_lines_say_what_happened() {
     );
     // A service keeps its colour.
     assert_eq!(view::colour_of("web"), view::colour_of("web"));
+
+    // A content tag found in place is reported as such, not as a build; JSON lines
+    // carry the flag only when it is set.
+    let there = stamped(Event::BuildFinished {
+        service: "df".into(),
+        image: "r/df:h-2".into(),
+        duration_ms: 3,
+        already_there: true,
+    });
+    let line = view::event_line(&there, 5, false).unwrap();
+    assert_eq!(line, "df    | image r/df:h-2 already there");
+    assert!(
+        serde_json::to_string(&there.event)
+            .unwrap()
+            .contains("\"already_there\":true")
+    );
+    let built = Event::BuildFinished {
+        service: "df".into(),
+        image: "r/df:h-2".into(),
+        duration_ms: 3,
+        already_there: false,
+    };
+    assert!(
+        !serde_json::to_string(&built)
+            .unwrap()
+            .contains("already_there")
+    );
 }

@@ -153,6 +153,20 @@ pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> 
     Err(Error::NoBuilder)
 }
 
+/// Variables the builder must not see: buildah and podman refuse to run ("checking
+/// authfile") when DOCKER_CONFIG names a directory without config.json; there are no
+/// credentials in it to use anyway.
+fn env_remove(builder: Builder) -> &'static [&'static str] {
+    if builder != Builder::DockerBuildx
+        && std::env::var_os("DOCKER_CONFIG")
+            .is_some_and(|d| !Path::new(&d).join("config.json").exists())
+    {
+        &["DOCKER_CONFIG"]
+    } else {
+        &[]
+    }
+}
+
 async fn run(
     builder: Builder,
     prog: &str,
@@ -161,18 +175,8 @@ async fn run(
     dockerfile: &Path,
 ) -> Result<()> {
     tracing::info!(%prog, ?args, ?env, "running image builder");
-    // buildah and podman refuse to run ("checking authfile") when DOCKER_CONFIG names a
-    // directory without config.json; there are no credentials in it to use anyway.
-    let remove: &[&str] = if builder != Builder::DockerBuildx
-        && std::env::var_os("DOCKER_CONFIG")
-            .is_some_and(|d| !Path::new(&d).join("config.json").exists())
-    {
-        &["DOCKER_CONFIG"]
-    } else {
-        &[]
-    };
     // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
-    let out = child::run(prog, args, env, remove)
+    let out = child::run(prog, args, env, env_remove(builder))
         .await
         .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
@@ -192,10 +196,26 @@ async fn run(
                 .collect::<String>()
                 .chars()
                 .rev()
+                .chain(hint(builder, &stderr).chars())
                 .collect(),
         });
     }
     Ok(())
+}
+
+/// What to do about a registry the builder could not reach with hoist's settings.
+fn hint(builder: Builder, stderr: &str) -> &'static str {
+    if builder == Builder::DockerBuildx {
+        ""
+    } else if stderr.contains("server gave HTTP response to HTTPS client") {
+        "\nhint: the builder gets plain HTTP for the loopback registries a FROM names and for \
+         every registry named with --insecure-registry (or HOIST_INSECURE_REGISTRIES); name \
+         this one so (a FROM whose registry comes from an ARG hoist cannot resolve is not seen)"
+    } else if stderr.contains("certificate signed by unknown authority") {
+        "\nhint: give the registry's CA with --ca-file (the builder gets it as --cert-dir)"
+    } else {
+        ""
+    }
 }
 
 /// Build the Dockerfile into the OCI layout `out` under `name`.
@@ -288,13 +308,15 @@ pub async fn build_to_layout(
             args.extend(ignore_file);
             args.push(spec.context.display().to_string());
             run(builder, prog, &args, &access.env, &dockerfile).await?;
-            let mut push = global.clone();
-            push.extend(["push".into(), tag.clone(), layout]);
-            let pushed = run(builder, prog, &push, &[], &dockerfile).await;
-            let mut rmi = global;
-            rmi.extend(["rmi".into(), tag]);
-            let _ = run(builder, prog, &rmi, &[], &dockerfile).await;
-            pushed?;
+            let mut rmi = global.clone();
+            rmi.extend(["rmi".into(), tag.clone()]);
+            // From here the builder's storage holds the image under `tag`; it goes
+            // whether the push ends, fails or is cancelled.
+            let untag = child::Untag::new(prog, rmi, env_remove(builder));
+            let mut push = global;
+            push.extend(["push".into(), tag, layout]);
+            run(builder, prog, &push, &[], &dockerfile).await?;
+            drop(untag);
         }
         Builder::DockerBuildx => {
             let tar = out.with_extension("tar");

@@ -223,6 +223,10 @@ async fn buildah_gets_the_ca_and_the_credentials() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("certificate"), "{e}");
+    assert!(
+        e.contains("hint: give the registry's CA with --ca-file"),
+        "{e}"
+    );
     let no_auth = RegistryAccess {
         ca_file: Some(reg.ca_file()),
         authfile: None,

@@ -111,3 +111,62 @@ fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Removes a builder's image (`prog args`, e.g. `buildah rmi TAG`) when dropped, on the
+/// blocking pool when there is a runtime (which waits for it before it shuts down). A
+/// cancelled push may still hold the storage lock for a moment: a failed removal is
+/// retried for up to [`STOP_GRACE`].
+pub(crate) struct Untag {
+    prog: &'static str,
+    args: Vec<String>,
+    env_remove: &'static [&'static str],
+}
+
+impl Untag {
+    pub(crate) fn new(
+        prog: &'static str,
+        args: Vec<String>,
+        env_remove: &'static [&'static str],
+    ) -> Self {
+        Self {
+            prog,
+            args,
+            env_remove,
+        }
+    }
+}
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let (prog, args, remove) = (self.prog, std::mem::take(&mut self.args), self.env_remove);
+        let work = move || {
+            let deadline = Instant::now() + STOP_GRACE;
+            loop {
+                let mut cmd = std::process::Command::new(prog);
+                for k in remove {
+                    cmd.env_remove(k);
+                }
+                let ok = cmd
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok || Instant::now() >= deadline {
+                    if !ok {
+                        tracing::warn!(?args, "could not remove the builder's image");
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(work);
+            }
+            Err(_) => work(),
+        }
+    }
+}
