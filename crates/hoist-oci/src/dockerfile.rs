@@ -238,8 +238,87 @@ pub async fn build_to_layout(
             path: spec.context.clone(),
         });
     }
-    let epoch = crate::layer::source_date_epoch();
-    let mut common: Vec<String> = vec!["-f".into(), dockerfile.display().to_string()];
+    std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
+    // Unique per build: builds run in parallel (same `name`, same process), and each
+    // pushes and removes its own tag.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("localhost/hoist-build/{}:{}-{n}", name, std::process::id());
+    let access = match builder {
+        Builder::DockerBuildx => BuilderAccess::default(),
+        _ => BuilderAccess::prepare(&opts.registries, &dockerfile, &spec.build_args)?,
+    };
+    // BuildKit reads `<Dockerfile>.dockerignore` before the context's `.dockerignore`;
+    // buildah and podman are told, so every builder leaves out what the content tag does
+    // not hash (and does not read a `.containerignore` instead).
+    let ignore_file = hoist_fileset::docker_ignore_file(&spec.context, &dockerfile);
+    let c = commands(
+        builder,
+        &Build {
+            spec,
+            opts,
+            dockerfile: &dockerfile,
+            ignore_file: ignore_file.as_deref(),
+            access: &access.build_args,
+            epoch: crate::layer::source_date_epoch()?,
+            tag: &tag,
+            out,
+            name,
+        },
+    );
+    run(builder, c.prog, &c.build, &access.env, &dockerfile).await?;
+    if builder == Builder::DockerBuildx {
+        let tar = out.with_extension("tar");
+        let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
+        tar::Archive::new(f)
+            .unpack(out)
+            .ctx(|| format!("unpacking {} into {}", tar.display(), out.display()))?;
+        let _ = std::fs::remove_file(&tar);
+    } else {
+        // From here the builder's storage holds the image under `tag`; it goes whether
+        // the push ends, fails or is cancelled.
+        let untag = child::Untag::new(c.prog, c.rmi, env_remove(builder));
+        run(builder, c.prog, &c.push, &[], &dockerfile).await?;
+        drop(untag);
+    }
+    // buildx names the image with the full `name=`; point at it by that name.
+    Ok(Location::Layout {
+        dir: out.into(),
+        name: Some(name.into()),
+    })
+}
+
+/// What one build is made of, for [`commands`].
+struct Build<'a> {
+    spec: &'a DockerfileSpec,
+    opts: &'a BuilderOptions,
+    dockerfile: &'a Path,
+    /// The ignore file buildah/podman are to read (`--ignorefile`).
+    ignore_file: Option<&'a Path>,
+    /// Registry settings for buildah/podman ([`BuilderAccess::build_args`]).
+    access: &'a [String],
+    /// `SOURCE_DATE_EPOCH`: every time in the image.
+    epoch: u64,
+    /// buildah/podman tag the image in their storage with it, then push it from there.
+    tag: &'a str,
+    /// The OCI layout to fill (buildx writes `out.tar` first).
+    out: &'a Path,
+    name: &'a str,
+}
+
+/// A builder's command lines: `build`, then (buildah, podman) `push` into the layout and
+/// `rmi` the tag.
+#[derive(Debug, PartialEq)]
+struct Commands {
+    prog: &'static str,
+    build: Vec<String>,
+    push: Vec<String>,
+    rmi: Vec<String>,
+}
+
+fn commands(builder: Builder, b: &Build) -> Commands {
+    let (spec, opts) = (b.spec, b.opts);
+    let mut common: Vec<String> = vec!["-f".into(), b.dockerfile.display().to_string()];
     for (k, v) in &spec.build_args {
         common.extend(["--build-arg".into(), format!("{k}={v}")]);
     }
@@ -249,109 +328,78 @@ pub async fn build_to_layout(
     if let Some(p) = &spec.platform {
         common.extend(["--platform".into(), p.to_string()]);
     }
-    // BuildKit reads `<Dockerfile>.dockerignore` before the context's `.dockerignore`;
-    // buildah and podman are told, so every builder leaves out what the content tag does
-    // not hash (and does not read a `.containerignore` instead).
-    let ignore_file: Vec<String> =
-        match hoist_fileset::docker_ignore_file(&spec.context, &dockerfile) {
-            Some(f) => vec!["--ignorefile".into(), f.display().to_string()],
-            None => vec![],
-        };
-    std::fs::create_dir_all(out).ctx(|| format!("creating {}", out.display()))?;
-    // Unique per build: builds run in parallel (same `name`, same process), and each
-    // pushes and removes its own tag.
-    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tag = format!("localhost/hoist-build/{}:{}-{n}", name, std::process::id());
-    let layout = format!("oci:{}:{name}", out.display());
-    match builder {
-        Builder::Buildah | Builder::Podman => {
-            let prog = if builder == Builder::Buildah {
-                "buildah"
-            } else {
-                "podman"
-            };
-            let access = BuilderAccess::prepare(&opts.registries, &dockerfile, &spec.build_args)?;
-            let mut global = vec![];
-            if builder == Builder::Buildah {
-                if let Some(d) = &opts.storage_driver {
-                    global.extend(["--storage-driver".to_string(), d.clone()]);
-                }
-                if let Some(r) = &opts.root {
-                    global.extend([
-                        "--root".into(),
-                        r.join("root").display().to_string(),
-                        "--runroot".into(),
-                        r.join("run").display().to_string(),
-                    ]);
-                }
-            }
-            let mut args = global.clone();
-            args.push(
-                if builder == Builder::Buildah {
-                    "bud"
-                } else {
-                    "build"
-                }
-                .into(),
-            );
-            if builder == Builder::Buildah
-                && let Some(i) = &opts.isolation
-            {
-                args.extend(["--isolation".into(), i.clone()]);
-            }
-            // Reproducible: created times, history and file mtimes all at `epoch`.
-            args.extend(["--timestamp".into(), epoch.to_string()]);
-            args.extend(access.build_args.iter().cloned());
-            args.extend(["-t".into(), tag.clone()]);
-            args.extend(common);
-            args.extend(ignore_file);
-            args.push(spec.context.display().to_string());
-            run(builder, prog, &args, &access.env, &dockerfile).await?;
-            let mut rmi = global.clone();
-            rmi.extend(["rmi".into(), tag.clone()]);
-            // From here the builder's storage holds the image under `tag`; it goes
-            // whether the push ends, fails or is cancelled.
-            let untag = child::Untag::new(prog, rmi, env_remove(builder));
-            let mut push = global;
-            push.extend(["push".into(), tag, layout]);
-            run(builder, prog, &push, &[], &dockerfile).await?;
-            drop(untag);
+    let context = spec.context.display().to_string();
+    if builder == Builder::DockerBuildx {
+        let tar = b.out.with_extension("tar");
+        let mut build: Vec<String> = vec![
+            "buildx".into(),
+            "build".into(),
+            "--output".into(),
+            // rewrite-timestamp (BuildKit 0.13+): file mtimes at SOURCE_DATE_EPOCH too.
+            format!(
+                "type=oci,dest={},name={},rewrite-timestamp=true",
+                tar.display(),
+                b.name
+            ),
+        ];
+        if !spec.build_args.contains_key("SOURCE_DATE_EPOCH") {
+            build.extend([
+                "--build-arg".into(),
+                format!("SOURCE_DATE_EPOCH={}", b.epoch),
+            ]);
         }
-        Builder::DockerBuildx => {
-            let tar = out.with_extension("tar");
-            let mut args = vec![
-                "buildx".into(),
-                "build".into(),
-                "--output".into(),
-                // rewrite-timestamp (BuildKit 0.13+): file mtimes at SOURCE_DATE_EPOCH too.
-                format!(
-                    "type=oci,dest={},name={name},rewrite-timestamp=true",
-                    tar.display()
-                ),
-            ];
-            if !spec.build_args.contains_key("SOURCE_DATE_EPOCH") {
-                args.extend(["--build-arg".into(), format!("SOURCE_DATE_EPOCH={epoch}")]);
-            }
-            args.extend(common);
-            args.push(spec.context.display().to_string());
-            run(builder, "docker", &args, &[], &dockerfile).await?;
-            let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
-            tar::Archive::new(f)
-                .unpack(out)
-                .ctx(|| format!("unpacking {} into {}", tar.display(), out.display()))?;
-            let _ = std::fs::remove_file(&tar);
-            // buildx names the image with the full `name=`; point at it by that name.
-            return Ok(Location::Layout {
-                dir: out.into(),
-                name: Some(name.into()),
-            });
+        build.extend(common);
+        build.push(context);
+        return Commands {
+            prog: "docker",
+            build,
+            push: vec![],
+            rmi: vec![],
+        };
+    }
+    let buildah = builder == Builder::Buildah;
+    let mut global = vec![];
+    if buildah {
+        if let Some(d) = &opts.storage_driver {
+            global.extend(["--storage-driver".to_string(), d.clone()]);
+        }
+        if let Some(r) = &opts.root {
+            global.extend([
+                "--root".into(),
+                r.join("root").display().to_string(),
+                "--runroot".into(),
+                r.join("run").display().to_string(),
+            ]);
         }
     }
-    Ok(Location::Layout {
-        dir: out.into(),
-        name: Some(name.into()),
-    })
+    let mut build = global.clone();
+    build.push(if buildah { "bud" } else { "build" }.into());
+    if buildah && let Some(i) = &opts.isolation {
+        build.extend(["--isolation".into(), i.clone()]);
+    }
+    // Reproducible: created times, history and file mtimes all at `epoch`.
+    build.extend(["--timestamp".into(), b.epoch.to_string()]);
+    build.extend(b.access.iter().cloned());
+    build.extend(["-t".into(), b.tag.to_string()]);
+    build.extend(common);
+    if let Some(f) = b.ignore_file {
+        build.extend(["--ignorefile".into(), f.display().to_string()]);
+    }
+    build.push(context);
+    let mut push = global.clone();
+    push.extend([
+        "push".into(),
+        b.tag.to_string(),
+        format!("oci:{}:{}", b.out.display(), b.name),
+    ]);
+    let mut rmi = global;
+    rmi.extend(["rmi".into(), b.tag.to_string()]);
+    Commands {
+        prog: if buildah { "buildah" } else { "podman" },
+        build,
+        push,
+        rmi,
+    }
 }
 
 /// Build with the first builder found and push to `target` (only missing blobs).
@@ -404,6 +452,73 @@ pub async fn build_into_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docker buildx and podman are not installed here: their command lines are checked
+    /// as they are built.
+    #[test]
+    fn every_builder_gets_the_timestamp_and_buildah_podman_the_registry_settings() {
+        let spec = DockerfileSpec {
+            context: "/ctx".into(),
+            build_args: [("A".to_string(), "1".to_string())].into(),
+            target: Some("prod".into()),
+            platform: Some("linux/arm64".parse().unwrap()),
+            ..Default::default()
+        };
+        let opts = BuilderOptions {
+            storage_driver: Some("vfs".into()),
+            isolation: Some("chroot".into()),
+            root: Some("/st".into()),
+            ..Default::default()
+        };
+        let access = ["--authfile".to_string(), "/d/config.json".into()];
+        let b = Build {
+            spec: &spec,
+            opts: &opts,
+            dockerfile: Path::new("/ctx/Dockerfile"),
+            ignore_file: Some(Path::new("/ctx/Dockerfile.dockerignore")),
+            access: &access,
+            epoch: 42,
+            tag: "localhost/hoist-build/x:1-0",
+            out: Path::new("/o/layout"),
+            name: "image",
+        };
+        let words = |v: &[String]| v.join(" ");
+        let c = commands(Builder::Buildah, &b);
+        assert_eq!(
+            words(&c.build),
+            "--storage-driver vfs --root /st/root --runroot /st/run bud --isolation chroot \
+             --timestamp 42 --authfile /d/config.json -t localhost/hoist-build/x:1-0 \
+             -f /ctx/Dockerfile --build-arg A=1 --target prod --platform linux/arm64 \
+             --ignorefile /ctx/Dockerfile.dockerignore /ctx"
+        );
+        assert_eq!(
+            words(&c.push),
+            "--storage-driver vfs --root /st/root --runroot /st/run push \
+             localhost/hoist-build/x:1-0 oci:/o/layout:image"
+        );
+        let c = commands(Builder::Podman, &b);
+        assert_eq!(c.prog, "podman");
+        assert_eq!(
+            words(&c.build),
+            "build --timestamp 42 --authfile /d/config.json -t localhost/hoist-build/x:1-0 \
+             -f /ctx/Dockerfile --build-arg A=1 --target prod --platform linux/arm64 \
+             --ignorefile /ctx/Dockerfile.dockerignore /ctx"
+        );
+        assert_eq!(words(&c.rmi), "rmi localhost/hoist-build/x:1-0");
+        let c = commands(Builder::DockerBuildx, &b);
+        assert_eq!(
+            words(&c.build),
+            "buildx build --output type=oci,dest=/o/layout.tar,name=image,rewrite-timestamp=true \
+             --build-arg SOURCE_DATE_EPOCH=42 -f /ctx/Dockerfile --build-arg A=1 --target prod \
+             --platform linux/arm64 /ctx"
+        );
+        // The user's own SOURCE_DATE_EPOCH build arg stays the only one.
+        let mut own = spec.clone();
+        own.build_args
+            .insert("SOURCE_DATE_EPOCH".into(), "7".into());
+        let c = commands(Builder::DockerBuildx, &Build { spec: &own, ..b });
+        assert_eq!(words(&c.build).matches("SOURCE_DATE_EPOCH").count(), 1);
+    }
 
     #[tokio::test]
     async fn no_builder_names_what_to_install() {
