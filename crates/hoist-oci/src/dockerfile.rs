@@ -150,6 +150,27 @@ pub async fn detect_builder_in(path: &std::ffi::OsStr, forced: Option<&str>) -> 
             return Ok(*b);
         }
     }
+    if let Some(forced) = forced {
+        let others: Vec<&str> = ["docker", "buildah", "podman"]
+            .into_iter()
+            .filter(|p| *p != forced && find_in(path, p).is_some())
+            .collect();
+        let what = if forced == "docker" {
+            "docker with buildx and a running daemon"
+        } else {
+            forced
+        };
+        let hint = match others.as_slice() {
+            [] => String::new(),
+            found => format!(
+                "; found {} (unset HOIST_BUILDER to use it)",
+                found.join(", ")
+            ),
+        };
+        return Err(Error::Invalid(format!(
+            "HOIST_BUILDER={forced} asks for {what}, which is not installed or does not work{hint}"
+        )));
+    }
     Err(Error::NoBuilder)
 }
 
@@ -536,5 +557,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("HOIST_BUILDER"), "{e}");
+        // Forced to one that is missing, while another is there: says both.
+        let bin = tempfile::tempdir().unwrap();
+        let fake = bin.path().join("buildah");
+        std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&fake).unwrap().permissions(),
+            0o755,
+        );
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let e = detect_builder_in(bin.path().as_os_str(), Some("podman"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HOIST_BUILDER=podman asks for podman") && e.contains("found buildah"),
+            "{e}"
+        );
+        assert_eq!(
+            detect_builder_in(bin.path().as_os_str(), Some("buildah"))
+                .await
+                .unwrap(),
+            Builder::Buildah
+        );
     }
 }
