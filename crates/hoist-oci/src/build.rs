@@ -609,7 +609,7 @@ async fn land_blobs(
         None => {}
     }
     for l in new_layers {
-        match layout.has_blob(&l.digest) {
+        match layout.has_blob_of_size(&l.digest, l.size) {
             true => landed.present += 1,
             false => {
                 layout.put_layer(l)?;

@@ -886,8 +886,7 @@ impl RegistryClient {
             return Err(http_error(r, "GET", &url, resp.status(), resp).await);
         }
         let dir = dest.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let mut tmp = crate::layout::readable_temp_file(dir)?;
         let mut h = sha2::Sha256::new();
         let mut n = 0u64;
         let sent = self.sent();

@@ -340,7 +340,7 @@ async fn copy_blobs(
                 (Src::Layout(sl, _), Dst::Layout(l, _)) => {
                     l.copy_blob_from(&c, sl, &d, size).await?
                 }
-                (_, Dst::Layout(l, _)) if l.has_blob(&d) => BlobOutcome::Present,
+                (_, Dst::Layout(l, _)) if l.has_blob_of_size(&d, size) => BlobOutcome::Present,
                 (Src::Registry(sr), Dst::Layout(l, _)) => {
                     c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
                     BlobOutcome::Uploaded

@@ -286,9 +286,11 @@ impl LayerBuilder {
     /// nothing on a blocking thread.
     pub fn build_in_cancellable(&self, dir: &Path, cancel: &AtomicBool) -> Result<BuiltLayer> {
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        // Readable by all: in a layout it becomes the blob itself (by hard link).
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(".tar.gz")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)
             .ctx(|| format!("creating a temp file in {}", dir.display()))?;
         // Large writes to the file; the compressor hands over output in small pieces.

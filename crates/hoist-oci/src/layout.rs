@@ -87,10 +87,31 @@ impl OciLayout {
         self.blob_path(d).is_file()
     }
 
+    /// Is blob `d` stored whole: a file of the `size` its descriptor gives? A file of another
+    /// size is a write that broke (or a disk that did): it counts as missing, so it is
+    /// fetched or written again, replacing it by rename. Reading the size is one `stat`;
+    /// the digest is checked whenever the blob is read.
+    pub fn has_blob_of_size(&self, d: &Digest, size: u64) -> bool {
+        let p = self.blob_path(d);
+        match fs::metadata(&p) {
+            Ok(m) if m.is_file() && m.len() == size => true,
+            Ok(m) if m.is_file() => {
+                tracing::debug!(
+                    blob = %p.display(),
+                    found = m.len(),
+                    expected = size,
+                    "stored blob has the wrong size: storing it again"
+                );
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Store a blob after checking its digest; on mismatch nothing is written.
     pub fn put_blob(&self, d: &Digest, data: &[u8]) -> Result<()> {
         d.verify(data, &format!("blob {d}"))?;
-        if self.has_blob(d) {
+        if self.has_blob_of_size(d, data.len() as u64) {
             return Ok(());
         }
         write_atomic(&self.blob_path(d), data)
@@ -99,13 +120,12 @@ impl OciLayout {
     /// Store blob `d` copied from the file at `from` (another layout's blob) without reading
     /// it into memory; it lands only if it is `size` bytes and matches its digest.
     pub fn put_blob_from_file(&self, d: &Digest, from: &Path, size: u64) -> Result<()> {
-        if self.has_blob(d) {
+        if self.has_blob_of_size(d, size) {
             return Ok(());
         }
         let dest = self.blob_path(d);
         let dir = dest.parent().unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir)
-            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let tmp = readable_temp_file(dir)?;
         let mut src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
         let mut w = HashingWriter::new(tmp);
         std::io::copy(&mut src, &mut w).ctx(|| format!("copying blob {}", from.display()))?;
@@ -142,10 +162,14 @@ impl OciLayout {
     /// filesystem (atomic, no copy; the temp name goes when `layer` is dropped), else copied
     /// and checked. Its digest was computed from exactly the bytes written.
     pub fn put_layer(&self, layer: &BuiltLayer) -> Result<()> {
-        if self.has_blob(&layer.digest) {
+        if self.has_blob_of_size(&layer.digest, layer.size) {
             return Ok(());
         }
         let dest = self.blob_path(&layer.digest);
+        if dest.is_file() {
+            // A broken copy is in the way of the link: replaced by rename instead.
+            return self.put_blob_from_file(&layer.digest, layer.path(), layer.size);
+        }
         match fs::hard_link(layer.path(), &dest) {
             Ok(()) => Ok(()),
             // Another writer stored the same blob meanwhile: same digest, same bytes.
@@ -288,7 +312,7 @@ impl OciLayout {
         let mut tasks = tokio::task::JoinSet::new();
         let mut queued = std::collections::HashSet::new();
         for (d, size) in blobs {
-            if self.has_blob(&d) || !queued.insert(d.clone()) {
+            if self.has_blob_of_size(&d, size) || !queued.insert(d.clone()) {
                 continue;
             }
             client.plan_bytes(size);
@@ -311,7 +335,7 @@ impl OciLayout {
         d: &Digest,
         size: u64,
     ) -> Result<BlobOutcome> {
-        if self.has_blob(d) {
+        if self.has_blob_of_size(d, size) {
             return Ok(BlobOutcome::Present);
         }
         let _slot = client.transfer_slot().await;
@@ -350,10 +374,20 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
 }
 
+/// A temp file in `dir` that lands (by rename) as a layout file: readable by all (0644 less
+/// the umask), as skopeo and umoci write them. A layout holds no secrets, and other tools
+/// and users read it; tempfile's own default is 0600.
+pub(crate) fn readable_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .ctx(|| format!("creating a temp file in {}", dir.display()))
+}
+
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut tmp = readable_temp_file(dir)?;
     tmp.write_all(data)
         .ctx(|| format!("writing {}", path.display()))?;
     tmp.persist(path).map_err(|e| Error::Io {

@@ -74,10 +74,11 @@ impl LocalStore {
         for (d, data) in blobs {
             self.layout.put_blob(d, data)?;
         }
-        for d in std::iter::once(&m.config.digest).chain(m.layers.iter().map(|l| &l.digest)) {
-            if !self.layout.has_blob(d) {
+        for b in std::iter::once(&m.config).chain(m.layers.iter()) {
+            if !self.layout.has_blob_of_size(&b.digest, b.size) {
                 return Err(Error::Invalid(format!(
-                    "put_image {reference}: blob {d} missing"
+                    "put_image {reference}: blob {} missing",
+                    b.digest
                 )));
             }
         }

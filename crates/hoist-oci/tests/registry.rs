@@ -989,6 +989,90 @@ async fn local_store_pulls_verified_and_rejects_corrupt_blobs() {
     }
 }
 
+/// The process's umask, from /proc (reading it with umask(2) would change it meanwhile).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// A blob cut short in the store (a crash, a full disk) is not "already stored": the next
+/// pull fetches it again and umoci reads the image. The same for an OCI layout that a
+/// copy writes into. Store files are readable by all, as skopeo and umoci write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_stored_blob_is_fetched_again() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = push_base(&client(), &reg, "store/cut:1", 2, 30_000, tmp.path()).await;
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let pulled = store
+        .pull(&client(), &img, &Platform::linux_amd64())
+        .await
+        .unwrap();
+    let (file, dir) = (0o644 & !umask(), 0o755 & !umask());
+    let root = store.layout().root();
+    assert_eq!(mode(&root.join("index.json")), file, "index.json");
+    assert_eq!(mode(&root.join("oci-layout")), file, "oci-layout");
+    assert_eq!(mode(&root.join("blobs/sha256")), dir, "blobs/sha256");
+    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), file, "{}", p.display());
+    }
+
+    let cut = &pulled.manifest.layers[1];
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.blob_path(&cut.digest))
+        .unwrap();
+    f.set_len(100).unwrap();
+    drop(f);
+    let c = client();
+    store
+        .pull(&c, &img, &Platform::linux_amd64())
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.counters().blob_downloads, c.counters().download_bytes),
+        (1, cut.size),
+        "only the cut blob is fetched again"
+    );
+    assert_layers_stored(&store, &pulled.manifest.layers);
+    let files = unpacked(
+        &format!("{}:{img}", root.display()),
+        &tmp.path().join("bundle"),
+    );
+    assert!(
+        files.iter().any(|(p, _)| p == "base1/data1.bin"),
+        "{files:?}"
+    );
+
+    // An OCI layout as a copy's destination: the same.
+    let dir = tmp.path().join("layout");
+    let lay = Location::Layout {
+        dir: dir.clone(),
+        name: Some("v1".into()),
+    };
+    let src = Location::Registry(img.clone());
+    copy(&client(), &src, &lay, &CopyOptions::default())
+        .await
+        .unwrap();
+    std::fs::write(dir.join("blobs/sha256").join(cut.digest.hex()), b"cut").unwrap();
+    let rep = copy(&client(), &src, &lay, &CopyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rep.blobs_copied, 1, "{rep:?}");
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:v1", dir.display()),
+        &format!("oci:{}:v1", tmp.path().join("check").display()),
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors() {
     let reg = Registry::start(false);
