@@ -1270,3 +1270,66 @@ fn relative_layer_destinations_follow_the_working_directory() {
         );
     }
 }
+
+/// A registry on a loopback address that speaks HTTPS (an SSH tunnel, a port-forward):
+/// hoist tries plain HTTP first, hears that it speaks TLS, and goes on over HTTPS with
+/// `--ca-file`. Without the CA, the error names the unknown issuer and the flag to use.
+#[test]
+fn a_loopback_registry_that_speaks_tls() {
+    let reg = Registry::start_with(false, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("docker");
+    let src = tmp.path().join("src");
+    write_file(&src.join("a.txt"), b"a\n", 0o644);
+    let ca = reg.ca_file();
+    let ca = ca.to_str().unwrap();
+    let app = reg.reference("tls/app:v1");
+    let a = hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/app", src.display()))
+        .args(["--tag", &app, "--ca-file", ca, "-o", "json"])
+        .assert()
+        .success();
+    let pushed: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    let copied = reg.reference("tls/copy:v1");
+    hoist(&cfg)
+        .args(["image", "copy", &app, &copied, "--ca-file", ca])
+        .assert()
+        .success();
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &copied, "--ca-file", ca, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["digest"], pushed["digest"]);
+    let store = tmp.path().join("store");
+    hoist(&cfg)
+        .args(["image", "pull", &copied, "--ca-file", ca, "--store"])
+        .arg(&store)
+        .assert()
+        .success();
+
+    let e = fails(&cfg, &["image", "inspect", &copied]);
+    assert!(
+        e.contains(&format!("https://{}", reg.addr)) && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    assert!(e.contains("--ca-file FILE"), "{e}");
+
+    // An insecure registry may be given as an http:// URL, but not as an https:// one.
+    hoist(&cfg)
+        .env("HOIST_INSECURE_REGISTRIES", "http://reg.example:5000/")
+        .args(["image", "inspect", &copied, "--ca-file", ca])
+        .assert()
+        .success();
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &copied, "--ca-file", ca])
+        .args(["--insecure-registry", "https://reg.example:5000"])
+        .assert()
+        .failure();
+    let e = stderr(&a);
+    assert!(
+        e.contains("\"https://reg.example:5000\"") && e.contains("plain HTTP"),
+        "{e}"
+    );
+}

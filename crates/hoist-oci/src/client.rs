@@ -163,6 +163,51 @@ struct Inner {
     transfers: Arc<tokio::sync::Semaphore>,
     /// The most transfer slots ever in use at once (tests prove the bound with it).
     transfers_peak: std::sync::atomic::AtomicUsize,
+    /// Which scheme each plain-HTTP-first registry (loopback, insecure) turned out to speak.
+    schemes: std::sync::Mutex<HashMap<String, Scheme>>,
+}
+
+/// What a registry that hoist first talks plain HTTP to was found to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// It answered over plain HTTP: nothing more to check.
+    Http,
+    /// It answered that it speaks TLS: HTTPS for the rest of the client's life.
+    Https,
+}
+
+/// What TLS servers answer a plain HTTP request with: Go's (the CNCF registry, Harbor,
+/// Zot) and nginx's.
+const TLS_ONLY_ANSWERS: [&str; 2] = [
+    "Client sent an HTTP request to an HTTPS server",
+    "The plain HTTP request was sent to HTTPS port",
+];
+
+/// A registry named with `--insecure-registry` or `HOIST_INSECURE_REGISTRIES`, as
+/// HOST[:PORT]: an `http://` scheme and a trailing `/` are dropped (it is what a URL of the
+/// registry looks like). An `https://` one is refused: insecure means plain HTTP.
+pub fn insecure_registry(s: &str) -> Result<String> {
+    let t = s.trim();
+    if t.len() >= 8 && t[..8].eq_ignore_ascii_case("https://") {
+        return Err(Error::Invalid(format!(
+            "insecure registry {t:?}: an insecure registry is one reached over plain HTTP, so \
+             it takes no https:// (set by --insecure-registry or HOIST_INSECURE_REGISTRIES)\n\
+             hint: give HOST[:PORT]; for an HTTPS registry with a private CA use --ca-file FILE"
+        )));
+    }
+    let t = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("http://") {
+        &t[7..]
+    } else {
+        t
+    };
+    let t = t.trim_end_matches('/');
+    if t.is_empty() || t.contains(['/', ' ']) {
+        return Err(Error::Invalid(format!(
+            "insecure registry {s:?}: expected HOST[:PORT] (set by --insecure-registry or \
+             HOIST_INSECURE_REGISTRIES)"
+        )));
+    }
+    Ok(t.to_string())
 }
 
 /// Does a registry get plain HTTP? Loopback always; others only when named insecure.
@@ -179,8 +224,11 @@ pub fn is_insecure(registry: &str, insecure: &[String]) -> bool {
 }
 
 impl RegistryClient {
-    pub fn new(opts: ClientOptions) -> Result<Self> {
+    pub fn new(mut opts: ClientOptions) -> Result<Self> {
         install_crypto_provider();
+        opts.insecure = (opts.insecure.iter())
+            .map(|i| insecure_registry(i))
+            .collect::<Result<_>>()?;
         let mut extra_roots = vec![];
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).ctx(|| format!("reading CA file {}", ca.display()))?;
@@ -207,6 +255,7 @@ impl RegistryClient {
                 overrides: Default::default(),
                 counters: Counters::default(),
                 progress: Default::default(),
+                schemes: Default::default(),
             }),
         })
     }
@@ -306,13 +355,67 @@ impl RegistryClient {
 
     pub fn base_url(&self, r: &Reference) -> String {
         let o = &self.inner.opts;
-        let scheme =
-            if is_insecure(&r.registry, &o.insecure) && !o.tls_loopback.contains(&r.registry) {
-                "http"
-            } else {
-                "https"
-            };
+        let scheme = if is_insecure(&r.registry, &o.insecure)
+            && !o.tls_loopback.contains(&r.registry)
+            && self.scheme(&r.registry) != Some(Scheme::Https)
+        {
+            "http"
+        } else {
+            "https"
+        };
         format!("{scheme}://{}", r.api_host())
+    }
+
+    fn scheme(&self, registry: &str) -> Option<Scheme> {
+        self.inner.schemes.lock().unwrap().get(registry).copied()
+    }
+
+    fn set_scheme(&self, registry: &str, scheme: Scheme) {
+        (self.inner.schemes.lock().unwrap()).insert(registry.to_string(), scheme);
+    }
+
+    /// `url` (made before `registry` was found to speak TLS, or given as an upload
+    /// Location) with the scheme the registry speaks.
+    fn current_url(&self, registry: &str, url: &str) -> String {
+        match url.strip_prefix("http://") {
+            Some(rest) if self.scheme(registry) == Some(Scheme::Https) => {
+                format!("https://{rest}")
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    /// The first answer over plain HTTP from a registry hoist talks HTTP to first: does it
+    /// say that it speaks TLS? Go's and nginx's TLS servers answer so with a 400, whose
+    /// body is read to tell; any other answer is handed back (rebuilt around the body
+    /// read, for a 400).
+    async fn says_tls(&self, registry: &str, resp: Response) -> std::result::Result<Response, ()> {
+        if resp.status() != StatusCode::BAD_REQUEST {
+            self.set_scheme(registry, Scheme::Http);
+            return Ok(resp);
+        }
+        let (status, version, headers) = (resp.status(), resp.version(), resp.headers().clone());
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+            .await
+            .ok()
+            .and_then(|b| b.ok())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        if TLS_ONLY_ANSWERS.iter().any(|t| text.contains(t)) {
+            return Err(());
+        }
+        self.set_scheme(registry, Scheme::Http);
+        let mut rebuilt = http::Response::new(body);
+        *rebuilt.status_mut() = status;
+        *rebuilt.version_mut() = version;
+        *rebuilt.headers_mut() = headers;
+        Ok(Response::from(rebuilt))
+    }
+
+    /// `registry` speaks TLS where hoist tried plain HTTP first: HTTPS from now on.
+    fn switch_to_https(&self, registry: &str, why: &str) {
+        tracing::debug!(%registry, why, "the registry speaks TLS: using HTTPS for it from now on");
+        self.set_scheme(registry, Scheme::Https);
     }
 
     async fn lookup(&self, registry: &str) -> Result<Lookup> {
@@ -514,9 +617,15 @@ impl RegistryClient {
         let mut authed = false;
         let mut backoff = Backoff::default();
         self.ensure_token(r, scope).await?;
+        let mut url = self.current_url(&r.registry, url);
+        // A plain HTTP attempt that failed on a registry not known to speak it, kept while
+        // the same request tries HTTPS (some TLS servers just close such a connection).
+        let mut plain_failure: Option<Failure> = None;
+        let mut tls_tried = false;
         loop {
+            let url_str = url.as_str();
             let mut req = (self.inner.http)
-                .request(method.clone(), url)
+                .request(method.clone(), url_str)
                 .headers(headers.clone());
             let sent = self.auth_header(r, scope).await;
             if let Some(h) = &sent {
@@ -528,7 +637,45 @@ impl RegistryClient {
                 req = req.body(reqwest::Body::wrap(b));
             }
             add(&self.inner.counters.requests, 1);
-            let result = self.exchange(req, &watch).await;
+            let mut result = self.exchange(req, &watch).await;
+            // HTTP first for loopback and insecure registries (the common case, and no extra
+            // round trip), until the first answer says whether the registry speaks it.
+            if url.starts_with("http://") && self.scheme(&r.registry).is_none() {
+                match result {
+                    Ok(resp) => match self.says_tls(&r.registry, resp).await {
+                        Ok(resp) => result = Ok(resp),
+                        Err(()) => {
+                            self.switch_to_https(
+                                &r.registry,
+                                "it answered HTTP with a 400 saying so",
+                            );
+                            url = self.current_url(&r.registry, &url);
+                            continue;
+                        }
+                    },
+                    Err(Failure::Failed(e)) if !e.is_connect() && !tls_tried => {
+                        tracing::debug!(%url, error = %e, "plain HTTP failed after connecting: trying HTTPS once");
+                        tls_tried = true;
+                        plain_failure = Some(Failure::Failed(e));
+                        url = format!("https://{}", &url["http://".len()..]);
+                        continue;
+                    }
+                    other => result = other,
+                }
+            } else if let Some(plain) = plain_failure.take() {
+                match &result {
+                    Ok(_) => {
+                        self.switch_to_https(&r.registry, "plain HTTP failed and HTTPS answered")
+                    }
+                    Err(_) => {
+                        // Not TLS either: the plain HTTP failure is the one to report (or
+                        // retry), over plain HTTP.
+                        url = format!("http://{}", &url["https://".len()..]);
+                        result = Err(plain);
+                    }
+                }
+            }
+            let url_str = url.as_str();
             let retry = match &result {
                 Ok(resp) => {
                     let s = resp.status();
@@ -545,8 +692,8 @@ impl RegistryClient {
                 continue;
             }
             let resp = result.map_err(|f| match f {
-                Failure::Silent => self.no_answer(r, url, Silence::Answer, backoff.silent),
-                f => self.failed(r, url, f),
+                Failure::Silent => self.no_answer(r, url_str, Silence::Answer, backoff.silent),
+                f => self.failed(r, url_str, f),
             })?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 let www = resp
@@ -573,7 +720,7 @@ impl RegistryClient {
                 };
                 return Err(Error::Unauthorized {
                     registry: r.registry.clone(),
-                    url: url.to_string(),
+                    url: url_str.to_string(),
                     lookup,
                     // A bearer token can be anonymous: only credentials behind it were refused.
                     sent: sent.is_some() && have_credentials,
@@ -584,7 +731,7 @@ impl RegistryClient {
                     .map_or_else(|| "anonymous".into(), |(description, _)| description);
                 return Err(Error::Forbidden {
                     registry: r.registry.clone(),
-                    url: url.to_string(),
+                    url: url_str.to_string(),
                     lookup,
                 });
             }
@@ -1005,7 +1152,8 @@ impl RegistryClient {
                     r.registry
                 ))
             })?;
-        let base = reqwest::Url::parse(url).map_err(|e| Error::Invalid(e.to_string()))?;
+        let url = self.current_url(&r.registry, url);
+        let base = reqwest::Url::parse(&url).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(base
             .join(loc)
             .map_err(|e| Error::Invalid(format!("bad upload Location {loc:?}: {e}")))?
@@ -1298,6 +1446,7 @@ impl RegistryClient {
         what: &str,
         size: u64,
     ) -> Result<u64> {
+        let loc = self.current_url(&dst.registry, loc);
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put_url = format!("{loc}{sep}digest={d}");
         let watch = Watch::start();
@@ -1730,6 +1879,38 @@ mod tests {
             Some(Challenge::Basic)
         ));
         assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn insecure_registries_take_an_http_url_but_not_https() {
+        assert_eq!(insecure_registry("vm:5000").unwrap(), "vm:5000");
+        assert_eq!(insecure_registry(" http://vm:5000/ ").unwrap(), "vm:5000");
+        assert_eq!(insecure_registry("HTTP://vm").unwrap(), "vm");
+        let e = insecure_registry("https://vm:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain HTTP") && e.contains("--ca-file"), "{e}");
+        let e = insecure_registry("http://vm:5000/v2/")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected HOST[:PORT]"), "{e}");
+        let e = RegistryClient::new(ClientOptions {
+            insecure: vec!["https://vm:5000".into()],
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("\"https://vm:5000\""), "{e}");
+        let c = RegistryClient::new(ClientOptions {
+            insecure: vec!["http://vm:5000/".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.base_url(&Reference::parse("vm:5000/a:1").unwrap()),
+            "http://vm:5000"
+        );
     }
 
     #[test]

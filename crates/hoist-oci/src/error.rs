@@ -60,7 +60,7 @@ pub enum Error {
         status: u16,
         body: String,
     },
-    #[error("cannot reach registry {registry} ({}): {}", without_query(.url), reason(.source))]
+    #[error("cannot reach registry {registry} ({}): {}{}", without_query(.url), reason(.source), tls_hint(.source, .registry))]
     Transport {
         registry: String,
         url: String,
@@ -249,6 +249,41 @@ pub(crate) fn reason(e: &reqwest::Error) -> String {
     } else {
         format!("{when}: {root}")
     }
+}
+
+/// What to do about a TLS failure whose cause says it: a certificate from an unknown CA
+/// wants `--ca-file`; a server that answers a TLS handshake with plain HTTP is an HTTP
+/// registry, to be named insecure. Empty for any other failure.
+pub(crate) fn tls_hint(e: &reqwest::Error, registry: &str) -> String {
+    match rustls_cause(e) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            format!(
+                "\nhint: the certificate of {registry} is signed by a CA this machine does not trust; pass that CA's certificate (PEM) with `--ca-file FILE`"
+            )
+        }
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+            format!(
+                "\nhint: {registry} seems to speak plain HTTP, not HTTPS; if so, name it with `--insecure-registry {registry}` (or HOIST_INSECURE_REGISTRIES={registry})"
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The rustls error behind `e`, if one is. An io::Error's `source()` skips the error it
+/// wraps (and the TLS stack wraps io::Errors in io::Errors): those are opened too.
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && let Some(t) = rustls_cause(inner)
+    {
+        return Some(t);
+    }
+    rustls_cause(e.source()?)
 }
 
 /// A URL without its query: upload URLs carry long opaque state there (`_state=…`,

@@ -1311,9 +1311,11 @@ async fn https_registry_with_custom_ca() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Transport { .. }), "{e}");
-    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    assert!(e.to_string().contains("--ca-file FILE"), "{e}");
+    // Not told that this loopback registry speaks TLS: plain HTTP first, its answer says
+    // so, and the client goes on over HTTPS (once: the rest of the push is HTTPS only).
     let c = RegistryClient::new(ClientOptions {
-        tls_loopback: vec![reg.addr.clone()],
         ca_file: Some(reg.ca_file()),
         ..Default::default()
     })
@@ -1329,6 +1331,48 @@ async fn https_registry_with_custom_ca() {
         .await
         .unwrap();
     assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    // The same push to a plain HTTP registry takes one request less: the first plain HTTP
+    // one, which told the client to switch; after it, HTTPS only.
+    let plain_authed = Registry::start(true);
+    let p = client();
+    p.set_credential(
+        &plain_authed.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    let plain_target = r(&plain_authed.reference("tls/app:1"));
+    build_and_push(&p, &spec, &plain_target, &BuildOptions::default())
+        .await
+        .unwrap();
+    p.get_manifest(&plain_target).await.unwrap();
+    assert_eq!(c.counters().requests, p.counters().requests + 1);
+    // Without the CA, found the same way: the unknown issuer is named, with the hint.
+    let e = RegistryClient::new(ClientOptions::default())
+        .unwrap()
+        .get_manifest(&target)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("https://") && e.contains("UnknownIssuer"), "{e}");
+    assert!(e.contains("hint:") && e.contains("--ca-file FILE"), "{e}");
+
+    // HTTPS asked of a registry that speaks plain HTTP: the hint says to name it insecure.
+    let plain = Registry::start(false);
+    let e = RegistryClient::new(ClientOptions {
+        tls_loopback: vec![plain.addr.clone()],
+        ..Default::default()
+    })
+    .unwrap()
+    .get_manifest(&r(&plain.reference("x/y:1")))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&format!("--insecure-registry {}", plain.addr)),
+        "{e}"
+    );
     let e = RegistryClient::new(ClientOptions {
         ca_file: Some(tmp.path().join("missing.pem")),
         ..Default::default()

@@ -34,7 +34,8 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args, Clone)]
 pub struct RegistryOpts {
-    /// Talk plain HTTP to this registry (loopback registries always are); repeatable.
+    /// Talk plain HTTP to this registry (`HOST[:PORT]` or `http://HOST[:PORT]`), as to
+    /// loopback ones (which switch to HTTPS when they answer that they speak TLS); repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) to trust for HTTPS registries.
