@@ -836,6 +836,48 @@ fn platforms_indexes_and_artifacts_in_inspect() {
         serde_json::json!(["linux/amd64", "linux/arm64"])
     );
 
+    // pull holds --platform as inspect and append do: an image for another platform
+    // only is refused before anything is stored, and pulled with a warning without it.
+    let store = t.join("store");
+    let pull = |args: &[&str]| {
+        let mut c = hoist(t);
+        c.args(["image", "pull", "--store"]).arg(&store).args(args);
+        c.assert()
+    };
+    let err = stderr(&pull(&["--platform", "linux/arm64", &amd]).failure());
+    assert!(err.contains(mismatch), "{err}");
+    assert!(
+        !std::fs::read_to_string(store.join("index.json"))
+            .unwrap()
+            .contains("p/img:amd64"),
+        "nothing stored under the refused reference"
+    );
+    let a = pull(&[&arm]).success();
+    let warned = "is an image for linux/arm64 only, not linux/amd64";
+    assert!(stderr(&a).contains(warned), "{}", stderr(&a));
+    // Pulled by the index's digest: the image is named by its own digest, once, and the
+    // index it came through is said.
+    let by_digest = format!("{}/p/img@{}", reg.addr, index.digest);
+    let a = pull(&["--platform", "linux/arm64", &by_digest]).success();
+    let out = stdout(&a);
+    assert!(
+        out.starts_with(&format!(
+            "pulled {}/p/img@{} (the linux/arm64 image of index {})",
+            reg.addr, manifests[1].digest, index.digest
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches("@sha256:").count(), 1, "{out}");
+    let a = pull(&[&by_digest, "-o", "json"]).success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["reference"], by_digest);
+    assert_eq!(
+        v["image"],
+        format!("{}/p/img@{}", reg.addr, manifests[0].digest)
+    );
+    assert_eq!(v["digest"], manifests[0].digest.to_string());
+    assert_eq!(v["index_digest"], index.digest.to_string());
+
     // An artifact shaped like a Helm chart.
     let chart = reg.reference("charts/web:1.0.0");
     let chart_ref = chart.parse().unwrap();

@@ -38,7 +38,7 @@ pub use layer::{BuiltLayer, LayerBuilder, LayerSpec};
 pub use layout::OciLayout;
 pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest};
 pub use reference::Reference;
-pub use store::{LocalStore, ResolvedImage};
+pub use store::{LocalStore, Pulled, ResolvedImage};
 
 /// Every result of `tasks` (in completion order), or the first error. After an error the
 /// other tasks are aborted and, like blocking tasks that cannot be, waited for: nothing

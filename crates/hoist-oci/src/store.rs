@@ -24,6 +24,14 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
+/// What [`LocalStore::pull_image`] stored.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    pub image: ResolvedImage,
+    /// The index the image was picked from (by platform), when the reference named one.
+    pub index_digest: Option<Digest>,
+}
+
 /// hoist's cache directory: `$HOIST_CACHE_DIR`, else `$XDG_CACHE_HOME/hoist`, else
 /// `~/.cache/hoist`.
 pub fn cache_dir() -> PathBuf {
@@ -91,16 +99,44 @@ impl LocalStore {
     }
 
     /// Pull `reference` (for `platform`) from its registry, skipping blobs already stored.
+    /// An image for another platform only (no index to pick from) is pulled as it is, with
+    /// a warning.
     pub async fn pull(
         &self,
         client: &RegistryClient,
         reference: &Reference,
         platform: &Platform,
     ) -> Result<ResolvedImage> {
-        let (raw, _) = client.resolve_image(reference, platform).await?;
+        Ok(self
+            .pull_image(client, reference, platform, false)
+            .await?
+            .image)
+    }
+
+    /// [`LocalStore::pull`] that says which index the image came through, if any; with
+    /// `require_platform` (`platform` was asked for), an image for another platform only is
+    /// refused before any layer is downloaded.
+    pub async fn pull_image(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        platform: &Platform,
+        require_platform: bool,
+    ) -> Result<Pulled> {
+        let (raw, index) = client.resolve_image(reference, platform).await?;
         let m = raw.image()?;
         // Before any download: an artifact could never run from the store.
         m.ensure_image(&reference.to_string())?;
+        // An index was resolved by platform already; a single image is what its config says.
+        if index.is_none() {
+            let config = self.config_blob(client, reference, &m.config).await?;
+            let config = parse_config(&config, &m.config.digest)?;
+            match config.ensure_platform(platform, &reference.to_string()) {
+                Err(e) if require_platform => return Err(e),
+                Err(e) => tracing::warn!("{e}: pulled as it is"),
+                Ok(()) => {}
+            }
+        }
         let blobs = std::iter::once(&m.config)
             .chain(m.layers.iter())
             .map(|b| (b.digest.clone(), b.size));
@@ -108,7 +144,28 @@ impl LocalStore {
             .download_missing(client, reference, blobs)
             .await?;
         self.put_image(reference, &raw, &[])?;
-        self.resolve(reference)
+        Ok(Pulled {
+            image: self.resolve(reference)?,
+            index_digest: index.map(|i| i.digest),
+        })
+    }
+
+    /// An image's config blob: from the store if it is there whole, else fetched and stored
+    /// (the pull would fetch it anyway).
+    async fn config_blob(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        config: &crate::manifest::Descriptor,
+    ) -> Result<Vec<u8>> {
+        if self.layout.has_blob_of_size(&config.digest, config.size)
+            && let Ok(bytes) = self.layout.read_blob(&config.digest)
+        {
+            return Ok(bytes);
+        }
+        let bytes = client.get_blob(reference, &config.digest).await?;
+        self.layout.put_blob(&config.digest, &bytes)?;
+        Ok(bytes.to_vec())
     }
 
     /// Add the image named `name` in the OCI layout `from` (e.g. a Dockerfile builder's

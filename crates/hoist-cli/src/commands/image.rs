@@ -42,7 +42,7 @@ pub struct RegistryOpts {
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Platform to pick from multi-platform images (default linux/amd64). When given,
-    /// `append`, `build` and `inspect` also refuse an image that exists for another
+    /// `append`, `build`, `inspect` and `pull` also refuse an image that exists for another
     /// platform only, and `build` passes it to the Dockerfile builder.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -469,24 +469,33 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
     .into_diagnostic()?;
     let client = a.reg.transfer_client(&a.transfer)?;
     let started = std::time::Instant::now();
-    let img = interruptible(
+    let platform = a.reg.platform()?;
+    let pulled = interruptible(
         &format!("pulling {r}"),
-        store.pull(&client, &r, &a.reg.platform()?),
+        store.pull_image(&client, &r, &platform, a.reg.platform_asked()),
     )?;
+    let img = &pulled.image;
     client.set_progress(None);
     // A fresh client: its counters are this pull's.
     let moved = client.counters();
+    // The image pulled, by its own digest (a reference by digest may name an index).
+    let image = r.with_digest(img.manifest_digest.clone());
+    let from_index = match &pulled.index_digest {
+        Some(i) => format!(" (the {platform} image of index {i})"),
+        None => String::new(),
+    };
     match a.reg.output.document() {
         Some(doc) => doc.print(&serde_json::json!({
             "reference": r.to_string(),
+            "image": image.to_string(),
             "digest": img.manifest_digest,
+            "index_digest": pulled.index_digest,
             "store": store.layout().root(),
             "blobs_downloaded": moved.blob_downloads,
             "bytes_downloaded": moved.download_bytes,
         }))?,
         None => outln!(
-            "pulled {r}@{} into {} in {:.2} s: {} downloaded ({}), {} already stored",
-            img.manifest_digest,
+            "pulled {image}{from_index} into {} in {:.2} s: {} downloaded ({}), {} already stored",
             store.layout().root().display(),
             started.elapsed().as_secs_f64(),
             count(moved.blob_downloads, "blob"),
