@@ -526,3 +526,82 @@ fn an_invalid_source_date_epoch_is_an_error() {
         .assert()
         .success();
 }
+
+/// A service that fails does not hide what was built: `-o json` lists the images built
+/// and the services that failed (with why, and those built on them as not built), and the
+/// command still fails, naming the service.
+#[test]
+fn a_failed_service_is_named_and_the_others_reported() {
+    let reg = Registry::start(false);
+    let (tmp, root) = shop(&reg.addr);
+    let web = root.join("services/web/service.yaml");
+    let yaml = std::fs::read_to_string(&web).unwrap().replace(
+        "base: scratch",
+        &format!("base: {}", reg.reference("nosuch:v1")),
+    );
+    std::fs::write(&web, yaml).unwrap();
+    let child = root.join("services/child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(
+        child.join("service.yaml"),
+        "name: child\nimage:\n  name: shop/child\n  base: web\n  layers: [{from: ./f, to: /f}]\n",
+    )
+    .unwrap();
+    std::fs::write(child.join("f"), "x").unwrap();
+
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "-o", "json"])
+        .assert()
+        .failure();
+    let report = json(&a.get_output().stdout);
+    for svc in ["api", "stats"] {
+        let b = by_service(&report, svc);
+        assert!(b["digest"].as_str().unwrap().starts_with("sha256:"), "{b}");
+        assert!(b.get("error").is_none(), "{b}");
+    }
+    let w = by_service(&report, "web");
+    assert!(w["error"].as_str().unwrap().contains("nosuch"), "{w}");
+    assert!(w.get("digest").is_none(), "{w}");
+    let c = by_service(&report, "child");
+    assert!(
+        c["error"].as_str().unwrap().contains("service `web`, failed"),
+        "{c}"
+    );
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(e.contains("building service `web`"), "{e}");
+
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "web"])
+        .assert()
+        .failure();
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        e.contains("building service `web`") && e.contains("manifest unknown"),
+        "{e}"
+    );
+}
+
+/// No service with an `image:` section: said so, and `[]` for scripts.
+#[test]
+fn nothing_to_build_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    std::fs::create_dir_all(root.join("services/s")).unwrap();
+    std::fs::write(
+        root.join("hoist.yaml"),
+        "name: p\nregistry: 127.0.0.1:5000\nservices: [\"services/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("services/s/service.yaml"), "name: s\n").unwrap();
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(out.contains("nothing to build"), "{out}");
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "-o", "json"])
+        .assert()
+        .success();
+    assert!(json(&a.get_output().stdout).is_empty());
+}

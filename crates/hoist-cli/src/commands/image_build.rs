@@ -34,6 +34,18 @@ pub struct BuildArgs {
     pub transfer: TransferOpts,
 }
 
+/// One service in the `-o json` report: built, or failed with why.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Built(Built),
+    Failed {
+        service: String,
+        reference: String,
+        error: String,
+    },
+}
+
 #[derive(Debug, Serialize)]
 struct Built {
     service: String,
@@ -69,7 +81,17 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     } else {
         None
     };
+    if order.is_empty() {
+        match a.reg.output.document() {
+            Some(doc) => doc.print(&Vec::<Outcome>::new())?,
+            None => outln!("no service has an `image:` section; nothing to build"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
+    // A failed service does not stop the others, except those built on it: the report
+    // (`-o json` above all) says what was built and what failed.
+    let mut failed: Vec<(String, miette::Report)> = Vec::new();
     for svc in order {
         let target = refs.get(&svc.name).ok_or_else(|| {
             miette!(
@@ -78,6 +100,21 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 svc.name
             )
         })?;
+        let fail = |error: String, report: miette::Report| {
+            let outcome = Outcome::Failed {
+                service: svc.name.clone(),
+                reference: target.clone(),
+                error,
+            };
+            (outcome, (svc.name.clone(), report))
+        };
+        if let Some(base) = failed_base(&project, svc, &failed) {
+            let why = format!("not built: its base, service `{base}`, failed");
+            let (outcome, f) = fail(why.clone(), miette!("{why}"));
+            results.push(outcome);
+            failed.push(f);
+            continue;
+        }
         let target_ref = Reference::parse(target).into_diagnostic()?;
         if store.is_none() {
             refuse_implicit_docker_hub(&project, svc, &target_ref)?;
@@ -89,8 +126,16 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         // Ctrl-C drops the build, whose layer builds remove their temp files.
         let delivered = super::interruptible(&format!("building {}", svc.name), async {
             Ok(build_and_deliver(&project, svc, &refs, target, &delivery, &client, &opts).await)
-        })?
-        .into_diagnostic()?;
+        })?;
+        let delivered = match delivered {
+            Ok(d) => d,
+            Err(e) => {
+                let (outcome, f) = fail(e.to_string(), miette::Report::from_err(e));
+                results.push(outcome);
+                failed.push(f);
+                continue;
+            }
+        };
         let built = Built {
             service: svc.name.clone(),
             reference: delivered.reference,
@@ -115,13 +160,49 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
                 }
             );
         }
-        results.push(built);
+        results.push(Outcome::Built(built));
     }
     client.set_progress(None);
     if let Some(doc) = a.reg.output.document() {
         doc.print(&results)?;
     }
-    Ok(ExitCode::SUCCESS)
+    let mut failed = failed.into_iter();
+    match failed.next() {
+        None => Ok(ExitCode::SUCCESS),
+        Some((name, report)) => {
+            let others: Vec<String> = failed.map(|(n, _)| format!("`{n}`")).collect();
+            let report = report.wrap_err(format!("building service `{name}`"));
+            Err(if others.is_empty() {
+                report
+            } else {
+                report.wrap_err(format!(
+                    "{} services failed: `{name}`, {}",
+                    others.len() + 1,
+                    others.join(", ")
+                ))
+            })
+        }
+    }
+}
+
+/// The service `svc` is built on (directly or further down) that failed, if any.
+fn failed_base<'p>(
+    project: &'p Project,
+    svc: &Service,
+    failed: &[(String, miette::Report)],
+) -> Option<&'p str> {
+    let mut cur = svc;
+    let mut seen = BTreeSet::new();
+    while let Some(base) = project.base_service(cur) {
+        if !seen.insert(base.name.as_str()) {
+            return None;
+        }
+        if failed.iter().any(|(n, _)| *n == base.name) {
+            return Some(&base.name);
+        }
+        cur = base;
+    }
+    None
 }
 
 /// The services to build, bases before the services built on them.
