@@ -564,7 +564,10 @@ fn a_failed_service_is_named_and_the_others_reported() {
     assert!(w.get("digest").is_none(), "{w}");
     let c = by_service(&report, "child");
     assert!(
-        c["error"].as_str().unwrap().contains("service `web`, failed"),
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains("service `web`, failed"),
         "{c}"
     );
     let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();

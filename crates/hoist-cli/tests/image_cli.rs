@@ -387,6 +387,32 @@ fn credential_helpers_are_used() {
         "{}",
         stderr(&a)
     );
+    // A helper that fails without reading its input: what it said and its exit status.
+    std::fs::write(
+        bin.join("docker-credential-broken"),
+        "#!/bin/sh\nexec 0<&-\necho 'helper exploded' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("docker-credential-broken"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {authed.addr.clone(): "broken"}}).to_string(),
+    )
+    .unwrap();
+    let a = hoist(&cfg)
+        .env("PATH", &path)
+        .args(["image", "inspect", &authed.reference("h/img:1")])
+        .assert()
+        .failure();
+    let e = stderr(&a);
+    assert!(
+        e.contains("exit status: 3") && e.contains("helper exploded") && !e.contains("Broken pipe"),
+        "{e}"
+    );
 }
 
 /// `-o yaml` prints the document `-o json` prints, as YAML (it used to print the text).

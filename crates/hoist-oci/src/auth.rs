@@ -295,7 +295,18 @@ async fn helper_call(
     input: &str,
 ) -> Result<std::result::Result<String, String>> {
     let prog = format!("docker-credential-{helper}");
-    let mut child = tokio::process::Command::new(&prog)
+    call_helper(&prog, helper, registry, action, input).await
+}
+
+/// [`helper_call`] of the program `prog` (found on PATH unless it is a path).
+async fn call_helper(
+    prog: &str,
+    helper: &str,
+    registry: &str,
+    action: &str,
+    input: &str,
+) -> Result<std::result::Result<String, String>> {
+    let mut child = tokio::process::Command::new(prog)
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -307,10 +318,14 @@ async fn helper_call(
             reason: format!("cannot run {prog} {action}: {e} (is it installed and on PATH?)"),
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .ctx(|| format!("writing to {prog}"))?;
+        match stdin.write_all(input.as_bytes()).await {
+            // A helper that exits (or closes its stdin) without reading it: what it said
+            // and how it exited are the error to show, not the write that found it gone.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::debug!(%prog, "the credential helper did not read its input");
+            }
+            r => r.ctx(|| format!("writing to {prog}"))?,
+        }
     }
     let out = child
         .wait_with_output()
@@ -523,6 +538,29 @@ fn resolve_links(path: &std::path::Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A helper that exits without reading its input: its own message and exit status are
+    /// the error, not the broken pipe the write of the input finds. The input is larger
+    /// than a pipe's buffer, so the write always finds the pipe closed.
+    #[tokio::test]
+    async fn a_helper_that_does_not_read_its_input_is_heard() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("docker-credential-broken");
+        std::fs::write(
+            &prog,
+            "#!/bin/sh\nexec 0<&-\necho 'keychain exploded' >&2\nexit 3\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let input = "x".repeat(1 << 20);
+        let said = call_helper(prog.to_str().unwrap(), "broken", "r:5000", "get", &input)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(said.contains("exit status: 3"), "{said}");
+        assert!(said.contains("keychain exploded"), "{said}");
+    }
 
     #[test]
     fn auth_entries() {
