@@ -276,6 +276,11 @@ fn names_what_is_wrong() {
     let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(e.contains("service.yaml") && e.contains("data"), "{e}");
     assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
+    // service.yaml says `from: ./data`: shown as meant, `services/api/data`.
+    assert!(
+        e.contains("services/api/data does not exist") && !e.contains("/./"),
+        "{e}"
+    );
 }
 
 /// `--platform` given to `image build`: a base that exists for another platform only is

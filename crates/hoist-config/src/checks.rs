@@ -387,6 +387,9 @@ fn dfs<'a>(
 }
 
 fn missing_file(svc: &Service, key: &[&str], what: &str, path: &std::path::Path) -> ConfigError {
+    // Shown without `.` components (`svc/./data` is `svc/data`); `..` stays, as a symlinked
+    // directory gives it another meaning.
+    let path: std::path::PathBuf = path.components().collect();
     ConfigError::new(
         ErrorKind::MissingFile,
         format!(

@@ -262,12 +262,14 @@ pub fn build_spec(
     })
 }
 
+/// `p` from service.yaml, relative to `dir`, without `.` components (so messages about it
+/// read `svc/data`, not `svc/./data`); `..` stays (a symlink gives it another meaning).
 fn absolute(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
-        p.to_path_buf()
+        p.components().collect()
     } else {
-        dir.join(p)
+        dir.join(p).components().collect()
     }
 }
 
