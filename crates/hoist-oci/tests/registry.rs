@@ -1383,6 +1383,80 @@ async fn https_registry_with_custom_ca() {
     assert!(e.contains("missing.pem"), "{e}");
 }
 
+/// A loopback address that closes plain HTTP connections and passes TLS ones on to
+/// `tls_to` (as TLS servers that do not answer plain HTTP with a 400 do), or that closes
+/// every connection when `tls_to` is None. Counts the connections it closed.
+async fn tls_only_front(
+    tls_to: Option<String>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (tls_to, count) = (tls_to.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let n = sock.peek(&mut first).await.unwrap_or(0);
+                // 0x16: a TLS handshake record.
+                match tls_to {
+                    Some(to) if n == 1 && first[0] == 0x16 => {
+                        let mut up = tokio::net::TcpStream::connect(to).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut sock, &mut up).await;
+                    }
+                    _ => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+/// A loopback TLS registry that closes a plain HTTP connection instead of answering it:
+/// the client tries HTTPS once, and it answers, so HTTPS it is from then on (one plain
+/// connection for the whole push). Where HTTPS fails too, the plain failure is the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_registry_that_closes_plain_connections() {
+    use std::sync::atomic::Ordering;
+    let reg = Registry::start_with(false, true);
+    let (front, closed) = tls_only_front(Some(reg.addr.clone())).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("a");
+    write_file(&src.join("x"), b"x", 0o644);
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![layer(&src, "/a")],
+        ..Default::default()
+    };
+    let c = RegistryClient::new(ClientOptions {
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    let target = r(&format!("{front}/tls/app:1"));
+    let rep = build_and_push(&c, &spec, &target, &BuildOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        1,
+        "one plain HTTP connection"
+    );
+
+    let (nothing, _) = tls_only_front(None).await;
+    let e = client()
+        .get_manifest(&r(&format!("{nothing}/x/y:1")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("http://{nothing}/v2/")), "{e}");
+}
+
 /// The same layer twice in one image: both places in the manifest, one upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_repeated_in_an_image_is_sent_once() {
