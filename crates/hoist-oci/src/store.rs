@@ -163,7 +163,10 @@ impl LocalStore {
         {
             return Ok(bytes);
         }
+        // On the bar as the downloads that follow are.
+        client.plan_bytes(config.size);
         let bytes = client.get_blob(reference, &config.digest).await?;
+        client.progress(bytes.len() as u64);
         self.layout.put_blob(&config.digest, &bytes)?;
         Ok(bytes.to_vec())
     }
