@@ -88,6 +88,14 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if store.is_none() {
+        // Before anything is built: no image of the project goes to Docker Hub by default.
+        for svc in &order {
+            if let Some(r) = refs.get(&svc.name) {
+                refuse_implicit_docker_hub(&project, svc, &Reference::parse(r).into_diagnostic()?)?;
+            }
+        }
+    }
     let mut results = Vec::new();
     // A failed service does not stop the others, except those built on it: the report
     // (`-o json` above all) says what was built and what failed.
@@ -116,9 +124,6 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             continue;
         }
         let target_ref = Reference::parse(target).into_diagnostic()?;
-        if store.is_none() {
-            refuse_implicit_docker_hub(&project, svc, &target_ref)?;
-        }
         let delivery = match &store {
             Some(store) => Delivery::Store(store.clone()),
             None => Delivery::Registry(target_ref.registry.clone()),
