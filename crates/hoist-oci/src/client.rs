@@ -176,6 +176,16 @@ enum Scheme {
     Https,
 }
 
+/// What the first plain HTTP answer of a registry says about it (see `says_tls`).
+enum PlainAnswer {
+    /// It speaks plain HTTP: the answer, to use.
+    Plain(Response),
+    /// It said it speaks TLS.
+    Tls,
+    /// A 400 without a body: it may be a TLS server's answer to a HEAD.
+    Unsure(Response),
+}
+
 /// What TLS servers answer a plain HTTP request with: Go's (the CNCF registry, Harbor,
 /// Zot) and nginx's.
 const TLS_ONLY_ANSWERS: [&str; 2] = [
@@ -388,11 +398,12 @@ impl RegistryClient {
     /// The first answer over plain HTTP from a registry hoist talks HTTP to first: does it
     /// say that it speaks TLS? Go's and nginx's TLS servers answer so with a 400, whose
     /// body is read to tell; any other answer is handed back (rebuilt around the body
-    /// read, for a 400).
-    async fn says_tls(&self, registry: &str, resp: Response) -> std::result::Result<Response, ()> {
+    /// read, for a 400). A 400 without a body (the answer to a HEAD never has one) cannot
+    /// tell: [`PlainAnswer::Unsure`].
+    async fn says_tls(&self, registry: &str, resp: Response) -> PlainAnswer {
         if resp.status() != StatusCode::BAD_REQUEST {
             self.set_scheme(registry, Scheme::Http);
-            return Ok(resp);
+            return PlainAnswer::Plain(resp);
         }
         let (status, version, headers) = (resp.status(), resp.version(), resp.headers().clone());
         let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
@@ -402,14 +413,22 @@ impl RegistryClient {
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
         if TLS_ONLY_ANSWERS.iter().any(|t| text.contains(t)) {
-            return Err(());
+            return PlainAnswer::Tls;
         }
-        self.set_scheme(registry, Scheme::Http);
+        let unsure = body.is_empty();
+        if !unsure {
+            self.set_scheme(registry, Scheme::Http);
+        }
         let mut rebuilt = http::Response::new(body);
         *rebuilt.status_mut() = status;
         *rebuilt.version_mut() = version;
         *rebuilt.headers_mut() = headers;
-        Ok(Response::from(rebuilt))
+        let resp = Response::from(rebuilt);
+        if unsure {
+            PlainAnswer::Unsure(resp)
+        } else {
+            PlainAnswer::Plain(resp)
+        }
     }
 
     /// `registry` speaks TLS where hoist tried plain HTTP first: HTTPS from now on.
@@ -618,9 +637,10 @@ impl RegistryClient {
         let mut backoff = Backoff::default();
         self.ensure_token(r, scope).await?;
         let mut url = self.current_url(&r.registry, url);
-        // A plain HTTP attempt that failed on a registry not known to speak it, kept while
-        // the same request tries HTTPS (some TLS servers just close such a connection).
-        let mut plain_failure: Option<Failure> = None;
+        // A plain HTTP attempt that failed (or got a 400 that cannot tell) on a registry not
+        // known to speak it, kept while the same request tries HTTPS (some TLS servers just
+        // close such a connection; the answer to a HEAD has no body to read).
+        let mut plain_attempt: Option<std::result::Result<Response, Failure>> = None;
         let mut tls_tried = false;
         loop {
             let url_str = url.as_str();
@@ -643,8 +663,8 @@ impl RegistryClient {
             if url.starts_with("http://") && self.scheme(&r.registry).is_none() {
                 match result {
                     Ok(resp) => match self.says_tls(&r.registry, resp).await {
-                        Ok(resp) => result = Ok(resp),
-                        Err(()) => {
+                        PlainAnswer::Plain(resp) => result = Ok(resp),
+                        PlainAnswer::Tls => {
                             self.switch_to_https(
                                 &r.registry,
                                 "it answered HTTP with a 400 saying so",
@@ -652,26 +672,38 @@ impl RegistryClient {
                             url = self.current_url(&r.registry, &url);
                             continue;
                         }
+                        PlainAnswer::Unsure(resp) if !tls_tried => {
+                            tracing::debug!(%url, "plain HTTP got a 400 without a body: trying HTTPS once");
+                            tls_tried = true;
+                            plain_attempt = Some(Ok(resp));
+                            url = format!("https://{}", &url["http://".len()..]);
+                            continue;
+                        }
+                        PlainAnswer::Unsure(resp) => result = Ok(resp),
                     },
                     Err(Failure::Failed(e)) if !e.is_connect() && !tls_tried => {
                         tracing::debug!(%url, error = %e, "plain HTTP failed after connecting: trying HTTPS once");
                         tls_tried = true;
-                        plain_failure = Some(Failure::Failed(e));
+                        plain_attempt = Some(Err(Failure::Failed(e)));
                         url = format!("https://{}", &url["http://".len()..]);
                         continue;
                     }
                     other => result = other,
                 }
-            } else if let Some(plain) = plain_failure.take() {
+            } else if let Some(plain) = plain_attempt.take() {
                 match &result {
-                    Ok(_) => {
-                        self.switch_to_https(&r.registry, "plain HTTP failed and HTTPS answered")
-                    }
+                    Ok(_) => self.switch_to_https(
+                        &r.registry,
+                        "plain HTTP could not tell and HTTPS answered",
+                    ),
                     Err(_) => {
-                        // Not TLS either: the plain HTTP failure is the one to report (or
-                        // retry), over plain HTTP.
+                        // Not TLS either: the plain HTTP answer (or failure) is the one to
+                        // report (or retry), over plain HTTP; an answer settles it.
                         url = format!("http://{}", &url["https://".len()..]);
-                        result = Err(plain);
+                        if plain.is_ok() {
+                            self.set_scheme(&r.registry, Scheme::Http);
+                        }
+                        result = plain;
                     }
                 }
             }

@@ -1331,6 +1331,28 @@ async fn https_registry_with_custom_ca() {
         .await
         .unwrap();
     assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    // A first request that is a HEAD (the answer has no body to tell from): the 400 makes
+    // the client try HTTPS once, and it stays there.
+    let head_first = RegistryClient::new(ClientOptions {
+        ca_file: Some(reg.ca_file()),
+        ..Default::default()
+    })
+    .unwrap();
+    head_first.set_credential(
+        &reg.addr,
+        Credential::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        },
+    );
+    assert_eq!(
+        head_first.manifest_digest(&target).await.unwrap(),
+        Some(rep.digest.clone())
+    );
+    assert_eq!(
+        head_first.get_manifest(&target).await.unwrap().digest,
+        rep.digest
+    );
     // The same push to a plain HTTP registry takes one request less: the first plain HTTP
     // one, which told the client to switch; after it, HTTPS only.
     let plain_authed = Registry::start(true);
