@@ -110,8 +110,12 @@ fn tag_of(
                     ))
                 };
                 let entries = files::layer_entries(&svc.dir, layer).map_err(|e| at(&e))?;
-                // A directory source copied to `/` writes no entry for the image root.
-                let root_written = layer.to.split('/').any(|c| !c.is_empty() && c != ".");
+                // A directory source copied to `/` writes no entry for the image root. A
+                // relative destination is under the working directory (maybe only the base
+                // knows which), so it may be written: hashed (at worst a tag moves when
+                // the image would not).
+                let root_written = !layer.to.starts_with('/')
+                    || layer.to.split('/').any(|c| !c.is_empty() && c != ".");
                 for e in entries {
                     if e.rel.is_empty() && !root_written {
                         continue;

@@ -336,3 +336,30 @@ fn dockerfile_contexts_honour_dockerignore() {
     write(root, "services/d/notes.md", "doc3");
     assert_ne!(tags(root)["d"], t3);
 }
+
+/// A relative `to:` lands under the working directory, so the source directory's own entry
+/// (and mode) is in the layer: its chmod moves the tag, as `to: /app` would.
+#[test]
+fn a_relative_destination_hashes_the_source_directory_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, "hoist.yaml", "name: t\nregistry: r.local:5000\n");
+    for to in [".", "www"] {
+        write(
+            root,
+            "services/s/service.yaml",
+            &format!(
+                "name: s\nimage:\n  base: scratch\n  workdir: /app\n  layers: [{{from: ./src, to: \"{to}\"}}]\n"
+            ),
+        );
+        write(root, "services/s/src/f", "f");
+        let src = root.join("services/s/src");
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let before = tags(root)["s"].clone();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_ne!(tags(root)["s"], before, "to: {to}");
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(tags(root)["s"], before, "to: {to}");
+    }
+}
