@@ -407,6 +407,15 @@ fn no_registry_is_not_docker_hub() {
         .args(["image", "build", "--store"])
         .assert()
         .success();
+    // The cache hoist made holds the developer's files: owner-only directories.
+    for d in ["cache", "cache/images"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.path().join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
     let v = hoist(&root, tmp.path()).arg("validate").assert().success();
     let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();
     assert!(out.contains("1 service, no problems"), "{out}");

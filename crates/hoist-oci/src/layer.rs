@@ -469,7 +469,7 @@ pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
 /// cache directory (on disk; `/tmp` is often RAM-backed), else the system temp directory.
 pub fn default_temp_dir() -> PathBuf {
     let dir = crate::store::cache_dir().join("tmp");
-    if fs::create_dir_all(&dir).is_ok() {
+    if crate::store::create_private_dir(&dir).is_ok() {
         dir
     } else {
         std::env::temp_dir()

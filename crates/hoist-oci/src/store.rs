@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::client::RegistryClient;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::layout::OciLayout;
 use crate::manifest::{ImageConfig, ImageManifest, Platform, RawManifest, parse_config};
 use crate::reference::Reference;
@@ -50,6 +50,18 @@ pub fn default_store_dir() -> PathBuf {
     cache_dir().join("images")
 }
 
+/// Creates `dir` under [`cache_dir`] (and the cache directory itself) owner-only where hoist
+/// makes them: the store and layer temp files are world-readable (0644, as other OCI tools
+/// write them), and layers can hold a developer's 0600 files (a `.env`), so the directories
+/// above them keep other users out. Directories that already exist keep their modes.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 impl LocalStore {
     /// Open (creating if needed) the store at `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
@@ -59,7 +71,9 @@ impl LocalStore {
     }
 
     pub fn open_default() -> Result<Self> {
-        Self::open(default_store_dir())
+        let dir = default_store_dir();
+        create_private_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        Self::open(dir)
     }
 
     pub fn layout(&self) -> &OciLayout {
