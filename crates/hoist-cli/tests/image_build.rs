@@ -355,6 +355,21 @@ fn build_holds_to_the_platform_asked() {
     let amd = by_service(&default, "api")["reference"].as_str().unwrap();
     assert!(arm.contains(":h-") && amd.contains(":h-"), "{arm} {amd}");
     assert_ne!(arm, amd);
+    // The default written out is the default: the tag render and up compute.
+    let explicit = hoist(&root, tmp.path())
+        .args([
+            "image",
+            "build",
+            "api",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            "json",
+        ])
+        .assert()
+        .success();
+    let explicit = json(&explicit.get_output().stdout);
+    assert_eq!(by_service(&explicit, "api")["reference"], amd);
     assert_eq!(
         skopeo_config(&format!("docker://{amd}"))["architecture"],
         "amd64"

@@ -71,7 +71,9 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         content_tag: a.tag.is_none(),
         ..BuildOptions::default()
     };
-    let asked = opts.require_platform.then(|| opts.platform.to_string());
+    // The default platform written out is the default: the tag `render` and `up` compute.
+    let asked = (opts.require_platform && opts.platform != hoist_oci::Platform::linux_amd64())
+        .then(|| opts.platform.to_string());
     let refs = hoist_config::render::image_refs(&project, a.tag.as_deref(), asked.as_deref())
         .map_err(hoist_config::ConfigErrors)?;
     let order = build_order(&project, &a.services)?;
