@@ -148,24 +148,83 @@ fn main_registries_conf() -> (Option<PathBuf>, String) {
     (system.is_file().then_some(system), name)
 }
 
-/// `base` (a registries.conf) with an `insecure = true` table for each of `registries`
-/// it does not configure itself; `None` if `base` is in the v1 format (no tables can be
-/// added to it).
+/// `base` (a registries.conf) where each of `registries` is insecure: a `[[registry]]`
+/// table naming it (by `location` or `prefix`), or a `[[registry.mirror]]` entry with that
+/// `location`, gets `insecure = true` (replacing what it said: hoist talks plain HTTP to it,
+/// so the builder must too); a registry no `[[registry]]` table names gets a table of its
+/// own. `None` if `base` is in the v1 format (no tables can be added to it).
 pub fn with_insecure_registries(base: &str, registries: &BTreeSet<String>) -> Option<String> {
-    let mut configured = BTreeSet::new();
-    for line in base.lines() {
-        let line = line.trim();
-        if line.starts_with("[registries.") {
+    /// A `[[registry]]` or `[[registry.mirror]]` table of `base`.
+    struct Table {
+        /// Line index of its header.
+        header: usize,
+        mirror: bool,
+        names: Vec<String>,
+        /// Line index of its `insecure =` line.
+        insecure: Option<usize>,
+    }
+    let mut lines: Vec<String> = base.lines().map(String::from).collect();
+    let mut tables: Vec<Table> = vec![];
+    // Whether the lines read belong to the last of `tables` (not to another table).
+    let mut open = false;
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if t.starts_with("[registries.") {
             return None;
         }
-        if let Some((k, v)) = line.split_once('=')
-            && matches!(k.trim(), "location" | "prefix")
-        {
-            configured.insert(v.trim().trim_matches(['"', '\'']).to_string());
+        if t.starts_with('[') {
+            let (top, mirror) = (t == "[[registry]]", t == "[[registry.mirror]]");
+            open = top || mirror;
+            if open {
+                tables.push(Table {
+                    header: n,
+                    mirror,
+                    names: vec![],
+                    insecure: None,
+                });
+            }
+            continue;
+        }
+        let Some(table) = tables.last_mut().filter(|_| open) else {
+            continue;
+        };
+        if let Some((k, v)) = t.split_once('=') {
+            match k.trim() {
+                "location" => table.names.push(v.trim().trim_matches(['"', '\'']).into()),
+                "prefix" if !table.mirror => {
+                    table.names.push(v.trim().trim_matches(['"', '\'']).into())
+                }
+                "insecure" => table.insecure = Some(n),
+                _ => {}
+            }
         }
     }
-    let mut out = base.to_string();
-    if !out.is_empty() && !out.ends_with('\n') {
+    let mut configured = BTreeSet::new();
+    // Bottom up, so that inserting a line keeps the indices above it.
+    let mut edits: Vec<(usize, bool)> = vec![]; // (line, replace) — else insert after
+    for t in &tables {
+        let Some(name) = t.names.iter().find(|n| registries.contains(*n)) else {
+            continue;
+        };
+        if !t.mirror {
+            configured.insert(name.clone());
+        }
+        match t.insecure {
+            Some(line) => edits.push((line, true)),
+            None => edits.push((t.header, false)),
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (line, replace) in edits {
+        let set = "insecure = true # set by hoist: it talks plain HTTP to this registry";
+        if replace {
+            lines[line] = set.to_string();
+        } else {
+            lines.insert(line + 1, set.to_string());
+        }
+    }
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
         out.push('\n');
     }
     for r in registries.iter().filter(|r| !configured.contains(*r)) {
@@ -371,21 +430,41 @@ mod tests {
     }
 
     #[test]
-    fn registries_conf_keeps_the_base_and_its_own_entries() {
-        let base = "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = false\n[aliases]\n\"x\" = \"docker.io/library/x\"";
+    fn registries_conf_keeps_the_base_and_makes_its_entries_insecure() {
+        let base = "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = false\n\n[[registry]]\nprefix = \"example.com\"\nlocation = \"mirror.example.com\"\n[[registry.mirror]]\nlocation = \"localhost:5002\"\n[aliases]\n\"x\" = \"docker.io/library/x\"";
         let out = with_insecure_registries(
             base,
-            &["127.0.0.1:5000", "localhost:5001"]
+            &["127.0.0.1:5000", "localhost:5001", "localhost:5002"]
                 .map(String::from)
                 .into(),
         )
         .unwrap();
-        assert!(out.starts_with(base), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        // The user's table for 127.0.0.1:5000 said `insecure = false`: hoist talks HTTP
+        // to it, so the builder must.
+        assert_eq!(lines[3], "location = \"127.0.0.1:5000\"");
+        assert!(lines[4].starts_with("insecure = true"), "{out}");
+        // A mirror on loopback: its own entry becomes insecure; it is not a registry
+        // table of its own, so it also gets one.
+        let mirror = lines
+            .iter()
+            .position(|l| *l == "[[registry.mirror]]")
+            .unwrap();
+        assert!(lines[mirror + 1].starts_with("insecure = true"), "{out}");
+        assert!(out.contains("[[registry]]\nlocation = \"localhost:5002\"\ninsecure = true\n"));
+        // Untouched: the search list, the other registry, the aliases.
+        assert!(out.starts_with("unqualified-search-registries = [\"docker.io\"]\n"));
+        assert!(out.contains("prefix = \"example.com\"\nlocation = \"mirror.example.com\"\n"));
+        assert!(out.contains("[aliases]\n\"x\" = \"docker.io/library/x\"\n"));
         assert!(
-            out.ends_with("[[registry]]\nlocation = \"localhost:5001\"\ninsecure = true\n"),
+            out.contains("[[registry]]\nlocation = \"localhost:5001\"\ninsecure = true\n"),
             "{out}"
         );
-        assert_eq!(out.matches("127.0.0.1:5000").count(), 1, "{out}");
+        assert_eq!(
+            out.matches("location = \"127.0.0.1:5000\"").count(),
+            1,
+            "{out}"
+        );
         let v1 = "[registries.search]\nregistries = ['docker.io']\n";
         assert_eq!(
             with_insecure_registries(v1, &["localhost:1".to_string()].into()),
