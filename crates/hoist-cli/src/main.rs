@@ -29,7 +29,13 @@ fn main() -> std::process::ExitCode {
     ) {
         malloc_tuning::fixed_mmap_threshold();
     }
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    // A cancelled Dockerfile build's builder gets its grace period to clean up, and no
+    // longer: the process does not end before it is stopped.
+    hoist_oci::dockerfile::wait_for_cleanups(
+        hoist_oci::dockerfile::STOP_GRACE + std::time::Duration::from_secs(2),
+    );
+    match result {
         Ok(code) => code,
         Err(report) => {
             let code = report::exit_code(&report);

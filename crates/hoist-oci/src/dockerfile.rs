@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 pub use access::{RegistryAccess, registries_in_dockerfile, with_insecure_registries};
-pub use child::STOP_GRACE;
+pub use child::{STOP_GRACE, wait_for_cleanups};
 
 use crate::client::RegistryClient;
 use crate::copy::{CopyOptions, CopyReport, Location, copy};

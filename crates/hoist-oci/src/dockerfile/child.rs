@@ -2,8 +2,9 @@
 //! group of its own, and a dropped run sends the group SIGTERM and gives the builder a
 //! few seconds to remove its working containers (buildah does on SIGTERM/SIGINT; killed
 //! outright it leaves them, each a full copy of the rootfs with the vfs driver) before
-//! SIGKILL. The wait runs on the blocking pool, which a runtime waits for when it shuts
-//! down, so `hoist` exits only after the builder is gone.
+//! SIGKILL. The wait (and removing the builder's build tag) runs on a thread of its own,
+//! not tied to a runtime that may be shutting down; [`wait_for_cleanups`] lets the process
+//! wait for them before it exits, so `hoist` ends only after the builder is gone.
 
 use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
@@ -13,6 +14,38 @@ use tokio::io::AsyncReadExt;
 
 /// How long a cancelled builder may take to clean up before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Cleanups (stopping a builder, removing its tag) still running.
+static CLEANUPS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Runs `work` on a thread of its own, counted in [`CLEANUPS`].
+fn cleanup(work: impl FnOnce() + Send + 'static) {
+    *CLEANUPS.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    let done = || {
+        let mut n = CLEANUPS.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        CLEANUPS.1.notify_all();
+    };
+    let spawned = std::thread::Builder::new()
+        .name("hoist-builder-cleanup".into())
+        .spawn(move || {
+            work();
+            done();
+        });
+    if spawned.is_err() {
+        // No thread to be had: the count goes back; the work is lost with the spawn.
+        done();
+    }
+}
+
+/// Waits (up to `limit`) for the cleanups of cancelled builds to finish: call it before
+/// the process exits. Returns at once when there are none.
+pub fn wait_for_cleanups(limit: Duration) {
+    let (lock, cv) = &CLEANUPS;
+    let n = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = cv.wait_timeout_while(n, limit, |n| *n > 0);
+}
 
 /// The builder's exit status and output.
 pub(crate) struct Finished {
@@ -75,13 +108,7 @@ impl Drop for Running {
         tracing::info!(pid, "stopping the cancelled image builder");
         // SAFETY: signalling a process group we created; no memory is involved.
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let stop = move || stop(child, pgid);
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn_blocking(stop);
-            }
-            Err(_) => stop(),
-        }
+        cleanup(move || stop(child, pgid));
     }
 }
 
@@ -162,11 +189,6 @@ impl Drop for Untag {
                 std::thread::sleep(Duration::from_millis(200));
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn_blocking(work);
-            }
-            Err(_) => work(),
-        }
+        cleanup(work);
     }
 }
