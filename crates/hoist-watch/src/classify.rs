@@ -270,6 +270,7 @@ impl Classifier {
             }
             if let Some(d) = &s.docker {
                 v.push(d.dockerfile.clone());
+                v.extend(d.ignore_files.iter().cloned());
             }
         }
         v.retain(|p| !p.starts_with(&self.root));

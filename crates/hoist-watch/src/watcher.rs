@@ -430,7 +430,7 @@ impl Loop {
             if let Err(e) = self.add_tree(&root, false) {
                 self.errors.push(e);
             }
-            self.add_outside();
+            self.add_outside(false);
             return;
         }
         let created = match ev.kind {
@@ -449,6 +449,19 @@ impl Loop {
     }
 
     fn on_path(&mut self, path: PathBuf, created: bool) {
+        // A directory on the way to an outside path appeared: watch what can be now (what
+        // is found already there counts as created).
+        if !path.starts_with(&self.root)
+            && self
+                .outside
+                .iter()
+                .any(|o| *o != path && o.starts_with(&path))
+        {
+            if path.is_dir() {
+                self.add_outside(true);
+            }
+            return;
+        }
         let meta = std::fs::symlink_metadata(&path).ok();
         let exists = meta.is_some();
         let is_dir = meta
@@ -567,27 +580,34 @@ impl Loop {
         self.outside_parents.retain(|p| parents.contains(p));
         self.watches.store(self.watched.len(), Ordering::Relaxed);
         self.outside = top;
-        self.add_outside();
+        self.add_outside(false);
     }
 
-    /// Watches each outside path's parent and, for a directory, its tree (again after a
-    /// rescan: what is watched already is skipped). A path whose parent does not exist
-    /// is not watched.
-    fn add_outside(&mut self) {
+    /// Watches each outside path's parent (or nearest existing directory above it) and, for
+    /// a directory, its tree (again after a rescan: what is watched already is skipped).
+    /// With `report`, files found count as created.
+    fn add_outside(&mut self, report: bool) {
         for o in self.outside.clone() {
-            if let Some(parent) = o.parent()
-                && !self.watched.contains(parent)
-                && parent.is_dir()
+            // The parent, else the nearest directory above that exists (a build output
+            // whose directories are not made yet): watched alone, so what appears on the way
+            // is seen and watched in turn.
+            // Again until it holds still: a directory made below one just watched, before
+            // its watch was in place, gives no event.
+            while let Some(above) = o.ancestors().skip(1).find(|a| a.is_dir())
+                && !self.watched.contains(above)
             {
-                match self.watch(parent) {
+                match self.watch(above) {
                     Ok(()) => {
-                        self.outside_parents.insert(parent.to_path_buf());
+                        self.outside_parents.insert(above.to_path_buf());
                     }
-                    Err(e) => self.errors.push(e),
+                    Err(e) => {
+                        self.errors.push(e);
+                        break;
+                    }
                 }
             }
             if o.is_dir()
-                && let Err(e) = self.add_tree(&o, false)
+                && let Err(e) = self.add_tree(&o, report)
             {
                 self.errors.push(e);
             }

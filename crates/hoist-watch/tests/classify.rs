@@ -267,12 +267,31 @@ fn sources_outside_the_project_and_their_link_targets() {
         ),
     );
     std::os::unix::fs::symlink(out.join("build"), root.join("services/site/dist")).unwrap();
+    // A Dockerfile kept outside: it and the ignore file beside it are watched.
+    write(out, "df/api.Dockerfile", "FROM scratch\nCOPY . /\n");
+    write(
+        root,
+        "services/dfo/service.yaml",
+        &format!(
+            "name: dfo\nimage:\n  dockerfile: {}{}/df/api.Dockerfile\n",
+            "../".repeat(up),
+            out.display()
+        ),
+    );
     let project = Project::load(root).unwrap();
     assert!(project.validate().is_empty(), "{:?}", project.validate());
     let c = Classifier::new(&project, &[]);
     let outside = c.outside_paths();
     assert!(outside.contains(&out.join("build")), "{outside:?}");
     assert!(outside.contains(&out.join("shared")), "{outside:?}");
+    assert!(
+        outside.contains(&out.join("df/api.Dockerfile")),
+        "{outside:?}"
+    );
+    assert!(
+        outside.contains(&out.join("df/api.Dockerfile.dockerignore")),
+        "{outside:?}"
+    );
     assert!(outside.iter().all(|p| !p.starts_with(root)), "{outside:?}");
 
     let changed = |paths: &[PathBuf]| Batch {

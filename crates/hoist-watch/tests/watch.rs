@@ -485,3 +485,31 @@ async fn paths_outside_the_root_are_watched_when_asked() {
     assert_eq!(b.changed, [root.join("a.txt")]);
     w.stop();
 }
+
+/// An outside path whose directories do not exist yet (a build output before the first
+/// build): the nearest directory above it is watched, and when the path's directories
+/// appear, what is written in them is reported.
+#[tokio::test]
+async fn an_outside_path_not_made_yet_is_watched_once_it_appears() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, out) = (tmp.path().join("project"), tmp.path().join("elsewhere"));
+    write(&root, "a.txt", "1");
+    std::fs::create_dir_all(&out).unwrap();
+    let build = out.join("web/build/dist");
+    let mut w = start(&root);
+    let alone = w.watch_count();
+    w.set_outside(vec![build.clone()]);
+    w.settled().await;
+    assert_eq!(w.watch_count(), alone + 1, "elsewhere/ is watched");
+    write(&out, "unrelated.txt", "x");
+    quiet(&mut w).await;
+    // The first build: all of it at once, as `mkdir -p` and a bundler do.
+    write(&build, "app.js", "1");
+    let b = until(&mut w, |b| b.changed.contains(&build.join("app.js"))).await;
+    assert!(b.changed.iter().all(|p| p.starts_with(&build)), "{b:?}");
+    // Then an edit in it, seen by its own watch.
+    write(&build, "app.js", "2");
+    let b = until(&mut w, |b| !b.changed.is_empty()).await;
+    assert_eq!(b.changed, [build.join("app.js")]);
+    w.stop();
+}
