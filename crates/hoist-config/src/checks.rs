@@ -527,7 +527,7 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
         && !base.contains(['/', ':', '@'])
         && p.service(base).is_none()
         && !p.tolerated.contains(base)
-        && let Some(hint) = crate::project::suggest_service(p, base)
+        && let Some(hint) = one_letter_from_a_service(p, base)
     {
         // A bare word close to a service's name is a typo far more often than a Docker
         // Hub image; one that is meant says so with a tag or its full name.
@@ -797,4 +797,13 @@ fn check_settings(p: &Project) -> Vec<ConfigError> {
         }
     }
     out
+}
+
+/// "did you mean `api`?" when `base` is one edit (or a swap of neighbours) from a service's
+/// name: a typo. Further off it may well be an image (`postgis` beside a `postgres`).
+fn one_letter_from_a_service(p: &Project, base: &str) -> Option<String> {
+    p.services
+        .iter()
+        .find(|s| strsim::damerau_levenshtein(base, &s.name) == 1)
+        .map(|s| format!("did you mean `{}`?", s.name))
 }

@@ -341,7 +341,13 @@ fn image_base_misspelling_a_service() {
         ],
     );
     assert!(e.help.unwrap_or_default().contains("`apii:latest`"));
-    for fine in ["apii:latest", "docker.io/library/apii", "busybox", "api"] {
+    for fine in [
+        "apii:latest",
+        "docker.io/library/apii",
+        "busybox",
+        "api",
+        "apixy",
+    ] {
         assert!(run(fine).is_empty(), "{fine}: {:?}", run(fine));
     }
 }
@@ -359,7 +365,7 @@ fn env_floats_must_be_quoted() {
         ErrorKind::Syntax,
         "services/b/service.yaml:6:",
         &[
-            "YAML number with a fraction (1.2)",
+            "YAML number that is not an integer (1.2)",
             "quote the value",
             "env.GO_VERSION",
         ],

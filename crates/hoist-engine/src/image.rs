@@ -100,6 +100,23 @@ pub async fn build_and_deliver(
         .image()
         .ok_or_else(|| EngineError::Other(format!("service `{}` has no image", svc.name)))?;
     let target = Reference::parse(reference)?;
+    // A content tag names the image's inputs: an image under it is this build's. In the
+    // store that is a lookup, so any image; in a registry one HEAD spares a Dockerfile
+    // build (layers are cheap to build and push only what the registry lacks).
+    let worth_asking =
+        matches!(delivery, Delivery::Store(_)) || image.source() == ImageSource::Dockerfile;
+    if opts.content_tag
+        && worth_asking
+        && let Some(digest) = already_there(delivery, client, &target).await?
+    {
+        tracing::info!(%reference, %digest, "already there: not building");
+        return Ok(Delivered {
+            reference: reference.to_string(),
+            digest,
+            uploaded_bytes: 0,
+            already_there: true,
+        });
+    }
     match (image.source(), delivery) {
         (ImageSource::Layers, Delivery::Store(store)) => {
             let mut spec = build_spec(project, svc, refs)?;
@@ -133,19 +150,6 @@ pub async fn build_and_deliver(
                 // Asked for: the builder builds for it. Otherwise the builder's default.
                 platform: opts.require_platform.then(|| opts.platform.clone()),
             };
-            // A content tag names the Dockerfile, its context and its arguments: an image
-            // under it is this build's. One HEAD spares a whole build.
-            if opts.content_tag
-                && let Some(digest) = already_there(delivery, client, &target).await?
-            {
-                tracing::info!(%reference, %digest, "already there: not building");
-                return Ok(Delivered {
-                    reference: reference.to_string(),
-                    digest,
-                    uploaded_bytes: 0,
-                    already_there: true,
-                });
-            }
             let (digest, uploaded_bytes) = match delivery {
                 // Straight from the builder's output into the store: no registry.
                 Delivery::Store(store) => {

@@ -474,20 +474,6 @@ impl Engine {
             service: name.into(),
         });
         let started = Instant::now();
-        // The tag is a hash of the image's inputs: an image already in the store under
-        // it is this very image.
-        if let Delivery::Store(store) = &self.delivery
-            && let Ok(r) = hoist_oci::Reference::parse(reference)
-            && store.resolve(&r).is_ok()
-        {
-            self.session.emit(Event::BuildFinished {
-                service: name.into(),
-                image: reference.clone(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                already_there: true,
-            });
-            return Ok(());
-        }
         let res = build_and_deliver(
             &pass.project,
             svc,

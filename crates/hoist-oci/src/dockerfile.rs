@@ -561,10 +561,6 @@ mod tests {
         let bin = tempfile::tempdir().unwrap();
         let fake = bin.path().join("buildah");
         std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&fake).unwrap().permissions(),
-            0o755,
-        );
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let e = detect_builder_in(bin.path().as_os_str(), Some("podman"))

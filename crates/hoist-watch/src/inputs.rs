@@ -90,6 +90,14 @@ fn hash_file(h: &mut Sha256, f: &Path) {
     let path = f.as_os_str().as_encoded_bytes();
     h.update((path.len() as u64).to_le_bytes());
     h.update(path);
+    // A FIFO (or socket, device) would block the read for ever: its kind is all there is.
+    match std::fs::metadata(f) {
+        Ok(m) if !m.is_file() => {
+            h.update(format!("not a regular file: {:?}", m.file_type()).as_bytes());
+            return;
+        }
+        _ => {}
+    }
     match std::fs::read(f) {
         Ok(bytes) => {
             h.update((bytes.len() as u64).to_le_bytes());

@@ -212,7 +212,6 @@ fn failed_base<'p>(
     None
 }
 
-/// The services to build, bases before the services built on them.
 /// With no `registry:`, a bare image name (`myorg/app`) means Docker Hub, as it does for
 /// Docker. Publishing dev images there is never what a project without a registry meant,
 /// so it is refused unless the name says `docker.io/` itself.
@@ -240,6 +239,7 @@ fn refuse_implicit_docker_hub(
     ))
 }
 
+/// The services to build, bases before the services built on them.
 fn build_order<'p>(project: &'p Project, wanted: &[String]) -> miette::Result<Vec<&'p Service>> {
     let mut selected: Vec<&Service> = Vec::new();
     if wanted.is_empty() {
