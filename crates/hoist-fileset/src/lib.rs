@@ -179,14 +179,23 @@ impl FileSet {
 /// `api.Dockerfile.dockerignore`), else the context's `.dockerignore`, else none. Pass it
 /// to builders that do not choose it themselves (`buildah bud --ignorefile`).
 pub fn docker_ignore_file(context: &Path, dockerfile: &Path) -> Option<PathBuf> {
+    docker_ignore_candidates(context, dockerfile)
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// The ignore files a build of `dockerfile` in `context` may read, in BuildKit's order
+/// (see [`docker_ignore_file`]), existing or not: a watcher watches them all.
+pub fn docker_ignore_candidates(context: &Path, dockerfile: &Path) -> Vec<PathBuf> {
     let beside = dockerfile.file_name().map(|name| {
         let mut n = name.to_os_string();
         n.push(".dockerignore");
         dockerfile.with_file_name(n)
     });
     beside
-        .filter(|p| p.is_file())
-        .or_else(|| Some(context.join(".dockerignore")).filter(|p| p.is_file()))
+        .into_iter()
+        .chain([context.join(".dockerignore")])
+        .collect()
 }
 
 #[derive(Clone, Copy)]

@@ -640,14 +640,9 @@ fn service_rules(svc: &hoist_config::Service, molds_dir: &Path) -> ServiceRules 
                 // fixing it triggers a build.
                 let files = FileSet::for_docker_context(&context, &dockerfile)
                     .unwrap_or_else(|_| git_only());
-                let mut beside = dockerfile.clone().into_os_string();
-                beside.push(".dockerignore");
-                let ignore_files = [Some(&context), context_target.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .map(|c| c.join(".dockerignore"))
-                    .chain([PathBuf::from(beside)])
-                    .collect();
+                let mut ignore_files =
+                    hoist_fileset::docker_ignore_candidates(&context, &dockerfile);
+                ignore_files.extend(context_target.as_ref().map(|t| t.join(".dockerignore")));
                 docker = Some(DockerRule {
                     dockerfile,
                     context_target,
