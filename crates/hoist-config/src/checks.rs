@@ -459,11 +459,7 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
             ));
         } else {
             // What the content tag walks: a bad `.dockerignore` line or a FIFO fails it.
-            let key = if img.context.is_some() {
-                "context"
-            } else {
-                "dockerfile"
-            };
+            let key = img.context_key();
             let walked = hoist_fileset::FileSet::for_docker_context(&ctx, &path)
                 .map_err(|e| e.to_string())
                 .and_then(|set| hoist_fileset::entries(&ctx, &set).map_err(|e| e.to_string()));

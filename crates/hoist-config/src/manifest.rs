@@ -249,6 +249,16 @@ impl ImageSpec {
     pub fn base_or_scratch(&self) -> &str {
         self.base.as_deref().unwrap_or("scratch")
     }
+
+    /// The service.yaml key that names a Dockerfile build's context, for errors about it:
+    /// `context` when given, else `dockerfile` (the context is its directory's).
+    pub fn context_key(&self) -> &'static str {
+        if self.context.is_some() {
+            "context"
+        } else {
+            "dockerfile"
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -132,12 +132,7 @@ fn tag_of(
             h.update(&bytes);
             let ctx = svc.path(img.context.as_deref().unwrap_or("."));
             let at = |e: &dyn std::fmt::Display| {
-                let key = if img.context.is_some() {
-                    "context"
-                } else {
-                    "dockerfile"
-                };
-                fail(e.to_string()).at(svc.locate(&["image", key], "read from here"))
+                fail(e.to_string()).at(svc.locate(&["image", img.context_key()], "read from here"))
             };
             // What the builder sends: the context under its `.dockerignore`.
             let set = hoist_fileset::FileSet::for_docker_context(&ctx, &df).map_err(|e| at(&e))?;
