@@ -183,17 +183,12 @@ impl LayerBuilder {
     /// Add the files of one spec. Errors name the missing source or the escaping destination.
     pub fn add(&mut self, spec: &LayerSpec) -> Result<&mut Self> {
         let dest = normalize_dest(&spec.to)?;
-        // Like Docker's COPY, a source that is a symlink stands for what it points to
-        // (`dist -> build/out`); symlinks inside a directory stay links.
-        let meta = fs::metadata(&spec.from).map_err(|_| match fs::read_link(&spec.from) {
-            Ok(target) => Error::DanglingSource {
-                path: spec.from.clone(),
-                target,
-            },
-            Err(_) => Error::MissingSource {
-                path: spec.from.clone(),
-            },
-        })?;
+        // The one walk the content tag hashes too (hoist-fileset), so the tag covers
+        // exactly what goes in: directories, modes, link targets, capabilities. Like
+        // Docker's COPY, a source that is a symlink stands for what it points to (`dist ->
+        // build/out`; a missing or dangling one is its error); links inside stay links.
+        let list = hoist_fileset::entries(&spec.from, &file_set(spec)?).map_err(walk_error)?;
+        let source_is_dir = spec.from.is_dir();
         // The history names the source by its last component only: an image's digest
         // must not depend on where the checkout lives or how its path was typed.
         self.descriptions.push(format!(
@@ -205,14 +200,11 @@ impl LayerBuilder {
                 format!("/{}", spec.to)
             }
         ));
-        // The one walk the content tag hashes too (hoist-fileset), so the tag covers
-        // exactly what goes in: directories, modes, link targets, capabilities.
-        let list = hoist_fileset::entries(&spec.from, &file_set(spec)?).map_err(walk_error)?;
         let taken = list
             .iter()
             .filter(|e| e.kind != hoist_fileset::EntryKind::Dir)
             .count();
-        if meta.is_dir() {
+        if source_is_dir {
             self.add_parents(&dest);
             for e in list {
                 let target = match (dest.is_empty(), e.rel.is_empty()) {
