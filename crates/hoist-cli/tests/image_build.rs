@@ -473,27 +473,14 @@ fn warnings_are_plain_lines() {
 /// file, its kind and the layer's line at once; the timeout bounds a regression.
 #[test]
 fn a_fifo_in_a_layer_source_fails_fast_everywhere() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("p");
-    let svc = root.join("services/s");
-    std::fs::create_dir_all(svc.join("data")).unwrap();
-    std::fs::write(
-        root.join("hoist.yaml"),
-        "name: p\nregistry: 127.0.0.1:9\nservices: [\"services/*\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        svc.join("service.yaml"),
-        "name: s\nimage:\n  base: scratch\n  layers:\n    - {from: ./data, to: /data, exclude: ['*.tmp']}\n",
-    )
-    .unwrap();
-    std::fs::write(svc.join("data/a.json"), "{}").unwrap();
-    let fifo = svc.join("data/pipe");
+    let (tmp, root) =
+        one_service("  layers:\n    - {from: ./files, to: /data, exclude: ['*.tmp']}\n");
+    let fifo = root.join("services/app/files/pipe");
     assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
     for args in [
         &["validate"][..],
         &["render"],
-        &["image", "build", "--store", "s"],
+        &["image", "build", "--store", "app"],
     ] {
         let a = hoist(&root, tmp.path())
             .args(args)
@@ -504,7 +491,7 @@ fn a_fifo_in_a_layer_source_fails_fast_everywhere() {
         let e = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
         for want in [
-            "data/pipe is a named pipe (FIFO)",
+            "files/pipe is a named pipe (FIFO)",
             "exclude it",
             "service.yaml:5",
         ] {
@@ -518,25 +505,11 @@ fn a_fifo_in_a_layer_source_fails_fast_everywhere() {
 /// `--tag`, which computes no content tag) name the variable and its value.
 #[test]
 fn an_invalid_source_date_epoch_is_an_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("p");
-    let svc = root.join("services/s");
-    std::fs::create_dir_all(svc.join("data")).unwrap();
-    std::fs::write(
-        root.join("hoist.yaml"),
-        "name: p\nregistry: 127.0.0.1:9\nservices: [\"services/*\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        svc.join("service.yaml"),
-        "name: s\nimage:\n  base: scratch\n  layers: [{from: ./data, to: /data}]\n",
-    )
-    .unwrap();
-    std::fs::write(svc.join("data/a.json"), "{}").unwrap();
+    let (tmp, root) = one_service("  layers: [{from: ./files, to: /data}]\n");
     for args in [
         &["render"][..],
-        &["image", "build", "--store", "s"],
-        &["image", "build", "--store", "--tag", "dev", "s"],
+        &["image", "build", "--store", "app"],
+        &["image", "build", "--store", "--tag", "dev", "app"],
     ] {
         for bad in ["garbage", "-5"] {
             let a = hoist(&root, tmp.path())
@@ -553,7 +526,7 @@ fn an_invalid_source_date_epoch_is_an_error() {
     }
     hoist(&root, tmp.path())
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["image", "build", "--store", "s"])
+        .args(["image", "build", "--store", "app"])
         .assert()
         .success();
 }
