@@ -44,7 +44,8 @@ fn hoist(root: &Path, home: &Path) -> Command {
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("HOME", home)
         .env("HOIST_CACHE_DIR", home.join("cache"))
-        .env_remove("HOIST_INSECURE_REGISTRIES");
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("HOIST_CA_FILE");
     c
 }
 

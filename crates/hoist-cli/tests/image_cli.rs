@@ -10,7 +10,8 @@ fn hoist(docker_config: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("hoist").unwrap();
     c.env("DOCKER_CONFIG", docker_config)
         .env("HOME", docker_config)
-        .env_remove("HOIST_INSECURE_REGISTRIES");
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("HOIST_CA_FILE");
     c
 }
 
@@ -1364,8 +1365,10 @@ fn a_loopback_registry_that_speaks_tls() {
         .args(["image", "copy", &app, &copied, "--ca-file", ca])
         .assert()
         .success();
+    // HOIST_CA_FILE does what --ca-file does (for commands that have no such flag).
     let a = hoist(&cfg)
-        .args(["image", "inspect", &copied, "--ca-file", ca, "-o", "json"])
+        .env("HOIST_CA_FILE", ca)
+        .args(["image", "inspect", &copied, "-o", "json"])
         .assert()
         .success();
     let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();

@@ -62,7 +62,10 @@ impl Default for ClientOptions {
             .unwrap_or_default();
         Self {
             insecure,
-            ca_file: None,
+            // For every command (`hoist up`, `deploy`, `ci` have no --ca-file of their own).
+            ca_file: std::env::var_os("HOIST_CA_FILE")
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
             tls_loopback: vec![],
             chunk_size: None,
             max_concurrency: 6,

@@ -74,7 +74,9 @@ impl RegistryOpts {
     fn client_with(&self, max_concurrency: usize) -> miette::Result<RegistryClient> {
         let mut o = ClientOptions::default();
         o.insecure.extend(self.insecure.iter().cloned());
-        o.ca_file = self.ca_file.clone();
+        if let Some(f) = &self.ca_file {
+            o.ca_file = Some(f.clone());
+        }
         o.max_concurrency = max_concurrency;
         let c = RegistryClient::new(o).into_diagnostic()?;
         if std::io::stderr().is_terminal() && self.output == OutputFormat::Text {

@@ -84,10 +84,10 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
     let registry = auth::registry_arg(&a.registry).into_diagnostic()?;
     // A reference on the registry makes the client pick scheme and host like any other call.
     let probe = Reference::parse(&format!("{registry}/hoist-login-probe")).into_diagnostic()?;
-    let mut opts = ClientOptions {
-        ca_file: a.ca_file.clone(),
-        ..Default::default()
-    };
+    let mut opts = ClientOptions::default();
+    if let Some(f) = &a.ca_file {
+        opts.ca_file = Some(f.clone());
+    }
     if a.insecure {
         opts.insecure.push(registry.clone());
     }
