@@ -22,6 +22,11 @@ pub struct InvalidService {
     pub name: String,
     /// Located errors (file:line:column, field, hint).
     pub errors: Vec<ConfigError>,
+    /// What it reads from elsewhere, when its service.yaml could be read: layer and sync
+    /// sources, the Docker build context and Dockerfile, `k8s:` files, and where those
+    /// that are symlinks point (dangling ones too). A fix may come from any of them (a
+    /// build output made later), so a watcher watches them with the directory.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// The result of [`Project::load_partial`].
@@ -205,12 +210,49 @@ fn note(
         .entry(dir.clone())
         .or_insert_with(|| InvalidService {
             name: service_name(project, &dir),
+            inputs: (project.services.iter().find(|s| s.dir == dir))
+                .map(declared_inputs)
+                .unwrap_or_default(),
             dir,
             errors: Vec::new(),
         });
     if !entry.errors.iter().any(|x| x.to_string() == e.to_string()) {
         entry.errors.push(e);
     }
+}
+
+/// See [`InvalidService::inputs`].
+fn declared_inputs(svc: &Service) -> Vec<PathBuf> {
+    let spec = &svc.spec;
+    let mut paths: Vec<PathBuf> = Vec::new();
+    if let Some(img) = svc.image() {
+        paths.extend(img.layers.iter().map(|l| svc.path(&l.from)));
+        if img.dockerfile.is_some() {
+            paths.push(svc.path(img.context.as_deref().unwrap_or(".")));
+            paths.extend(img.dockerfile.as_deref().map(|d| svc.path(d)));
+        }
+    }
+    if let Some(lu) = &spec.live_update {
+        paths.extend(lu.sync.iter().map(|r| svc.path(&r.from)));
+    }
+    paths.extend(
+        spec.k8s
+            .iter()
+            .filter(|k| !k.contains('*'))
+            .map(|k| svc.path(k)),
+    );
+    let targets: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| {
+            let to = std::fs::read_link(p).ok()?;
+            Some(p.parent()?.join(to))
+        })
+        .collect();
+    // Joined as written (`svc/../x`): a watcher resolves `.` and `..` lexically.
+    paths.extend(targets);
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// The service's name: as loaded, else read leniently from its service.yaml,

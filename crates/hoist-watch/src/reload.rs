@@ -81,9 +81,14 @@ impl ReloadOutcome {
         }
     }
 
-    /// The directories of the invalid services (for [`crate::Classifier::new`]).
+    /// The directories of the invalid services, and what they read from elsewhere (a
+    /// layer source not built yet), for [`crate::Classifier::new`]: a change there may be
+    /// their fix.
     pub fn invalid_dirs(&self) -> Vec<PathBuf> {
-        self.invalid.iter().map(|i| i.dir.clone()).collect()
+        (self.invalid.iter())
+            .flat_map(|i| std::iter::once(&i.dir).chain(&i.inputs))
+            .cloned()
+            .collect()
     }
 }
 

@@ -247,3 +247,36 @@ async fn a_layer_source_linked_outside_the_project_is_watched() {
         u.batch
     );
 }
+
+/// The first run with a bundler: `dist` links to a build directory outside the project that
+/// does not exist yet, so the service is invalid at start. Making the directory later is
+/// its fix: the project reloads and the service is added.
+#[tokio::test]
+async fn an_invalid_service_comes_up_when_its_outside_source_is_made() {
+    let tmp = shop_copy();
+    let root = tmp.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = elsewhere.path().join("web/build/dist");
+    write(
+        root,
+        "services/site/service.yaml",
+        "name: site\nimage:\n  base: scratch\n  layers: [{from: ./dist, to: /app}]\n",
+    );
+    std::os::unix::fs::symlink(&out, root.join("services/site/dist")).unwrap();
+    let opts = WatchOptions {
+        debounce: Duration::from_millis(100),
+        ..WatchOptions::default()
+    };
+    let (mut input, first) = DevLoopInput::start(root, vec![], opts).await.unwrap();
+    assert!(first.invalid.iter().any(|i| i.name == "site"), "{first:?}");
+    assert!(!first.added.contains(&"site".to_string()));
+    write(&out, "app.js", "1");
+    let u = until(&mut input, |u| {
+        u.reload.as_ref().is_some_and(|r| {
+            r.as_ref()
+                .is_ok_and(|o| o.added.contains(&"site".to_string()))
+        })
+    })
+    .await;
+    assert!(u.reload.unwrap().unwrap().invalid.is_empty());
+}
