@@ -59,6 +59,9 @@ pub enum RebuildReason {
     BuildContext { file: PathBuf },
     /// The image is built on another service's image, whose inputs changed.
     BaseImage { service: String, file: PathBuf },
+    /// A synced input changed, and the image is the base of `service`, which is rebuilt:
+    /// the image itself must be built too (sync changes the container, not the image).
+    BaseOf { service: String, file: PathBuf },
     /// The watcher lost events (kernel queue overflow): everything may have changed.
     Rescan,
 }
@@ -89,6 +92,11 @@ impl std::fmt::Display for RebuildReason {
             RebuildReason::BaseImage { service, file } => write!(
                 f,
                 "the image is built on service `{service}`'s image, whose input {} changed",
+                file.display()
+            ),
+            RebuildReason::BaseOf { service, file } => write!(
+                f,
+                "{} changed, and the image is the base of service `{service}`, which is rebuilt",
                 file.display()
             ),
             RebuildReason::Rescan => f.write_str("file events were lost; rebuilding to be safe"),
@@ -478,6 +486,31 @@ impl Classifier {
             }
             if !grew {
                 break;
+            }
+        }
+        // A base whose changed inputs were only synced (into its container, not its image)
+        // is built too: the images built on it take its image under its new inputs' tag.
+        for (i, svc) in self.services.iter().enumerate().filter(|(_, s)| s.enabled) {
+            let Some(base) = &svc.base else { continue };
+            let Some(bi) = self.services.iter().position(|s| &s.name == base) else {
+                continue;
+            };
+            let rebuilt = work.get(&i).is_some_and(|w| {
+                w.rebuild
+                    .iter()
+                    .any(|r| matches!(r, RebuildReason::BaseImage { .. }))
+            });
+            let Some(bw) = work.get_mut(&bi) else {
+                continue;
+            };
+            if rebuilt
+                && bw.rebuild.is_empty()
+                && let Some(file) = bw.image_files.first().cloned()
+            {
+                bw.rebuild.push(RebuildReason::BaseOf {
+                    service: svc.name.clone(),
+                    file,
+                });
             }
         }
     }

@@ -363,7 +363,16 @@ fn images_built_on_a_changed_image_are_rebuilt() {
     );
     write(root, "services/api2/x", "x");
     let plan = classify(root, &["services/api/data/products.json"], &[]);
-    assert_eq!(plan.services["api"].action, Action::Sync);
+    // Synced into api's container, but api2 needs api's image with it: api is built too.
+    let api = &plan.services["api"];
+    assert_eq!(api.action, Action::Rebuild, "{api:?}");
+    assert_eq!(
+        api.rebuild,
+        [RebuildReason::BaseOf {
+            service: "api2".into(),
+            file: root.join("services/api/data/products.json")
+        }]
+    );
     let api2 = &plan.services["api2"];
     assert_eq!(api2.action, Action::Rebuild);
     assert_eq!(
