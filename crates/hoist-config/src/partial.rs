@@ -261,15 +261,7 @@ fn service_name(project: &Project, dir: &Path) -> String {
     if let Some(s) = project.services.iter().find(|s| s.dir == dir) {
         return s.name.clone();
     }
-    std::fs::read_to_string(dir.join(SERVICE_FILE))
-        .ok()
-        .and_then(|t| serde_norway::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
+    crate::project::service_name_in(dir)
 }
 
 /// The service directories a problem belongs to: the one holding the file it

@@ -35,7 +35,8 @@ pub struct Project {
     pub molds: BTreeMap<String, Mold>,
     pub(crate) templates: Templates,
     pub(crate) problems: Vec<ConfigError>,
-    /// Names of services set aside as invalid by [`Project::load_partial`]:
+    /// Names of services that did not load, or were set aside as invalid by
+    /// [`Project::load_partial`]:
     /// naming them (in `depends_on`, the settings file) is not an error.
     pub(crate) tolerated: BTreeSet<String>,
 }
@@ -126,6 +127,7 @@ impl Project {
         };
 
         let mut services = Vec::new();
+        let mut tolerated = BTreeSet::new();
         for dir in discover_service_dirs(&root, &config.services, &manifest, &mut problems) {
             let file = dir.join(SERVICE_FILE);
             match SourceFile::read(&file).and_then(|src| {
@@ -141,7 +143,13 @@ impl Project {
                     image_overridden: false,
                     enabled: true,
                 }),
-                Err(e) => problems.push(e),
+                Err(e) => {
+                    problems.push(e);
+                    // Its parse error is the one to report: the others naming it (in
+                    // `depends_on`, `base:`) are not wrong.
+                    tolerated.insert(service_name_in(&dir));
+                    tolerated.extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
+                }
             }
         }
         services.sort_by(|a, b| a.name.cmp(&b.name).then(a.dir.cmp(&b.dir)));
@@ -179,7 +187,7 @@ impl Project {
             molds,
             templates,
             problems,
-            tolerated: BTreeSet::new(),
+            tolerated,
         };
         project.resolve_values();
         project.resolve_enabled();
@@ -415,6 +423,20 @@ pub(crate) fn discover_service_dirs(
         }
     }
     found.into_iter().collect()
+}
+
+/// The `name:` a service.yaml gives, read leniently (it may not load), else its
+/// directory's name.
+pub(crate) fn service_name_in(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(SERVICE_FILE))
+        .ok()
+        .and_then(|t| serde_norway::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// Suggests a known service for a misspelt one.

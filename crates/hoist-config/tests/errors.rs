@@ -372,6 +372,33 @@ fn env_floats_must_be_quoted() {
     );
 }
 
+/// A service.yaml that does not load is reported once, by its own error: the services
+/// naming it (`depends_on`, `base:`) are not told that it does not exist, nor offered
+/// another name for it.
+#[test]
+fn a_service_that_does_not_load_is_not_unknown_to_the_others() {
+    let p = problems(&[
+        (
+            "services/api/service.yaml",
+            "name: api\nk8s: []\nenv: {V: 1.20}\nimage:\n  base: scratch\n",
+        ),
+        (
+            "services/api2/service.yaml",
+            "name: api2\nk8s: []\nimage:\n  base: api\n",
+        ),
+        (
+            "services/web/service.yaml",
+            "name: web\nk8s: []\ndepends_on: [api]\n",
+        ),
+    ]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].to_string().contains("services/api/service.yaml:3"),
+        "{}",
+        p[0]
+    );
+}
+
 #[test]
 fn image_base_that_is_an_oci_layout() {
     // Even `oci:tag`, which reads as Docker Hub's `library/oci`: hoist means a layout by it.
