@@ -813,6 +813,12 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
     let left_behind = || {
         let down = env.hoist(&["down"]);
         assert!(down.status.success(), "{}", text(&down));
+        // `down` waits until things are gone, the pods the Deployments made included.
+        let pods = env.kubectl_ok(&["get", "pods", "-n", "shop-dev", "-o", "name"]);
+        assert!(
+            pods.trim().is_empty(),
+            "still there after hoist down: {pods}"
+        );
         env.kubectl_ok(&[
             "get",
             "deploy,svc,cm,pods",

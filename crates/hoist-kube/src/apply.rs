@@ -228,7 +228,8 @@ impl ApplySet {
                 continue;
             };
             let gone: Vec<ObjectKey> = found.into_iter().filter(|k| !keep.contains(k)).collect();
-            delete_all(&self.client, &resolved, &gone).await?;
+            // Pruned in the background: dependents are collected by GC meanwhile.
+            delete_all(&self.client, &resolved, &gone, &DeleteParams::background()).await?;
             report.pruned.extend(gone);
         }
         // Kinds still holding objects of services not rendered this time stay recorded.
@@ -334,10 +335,16 @@ impl Prepared {
     }
 }
 
-/// Deletes `keys` (all of one kind), several at a time.
-pub(crate) async fn delete_all(client: &Client, r: &Resolved, keys: &[ObjectKey]) -> Result<()> {
+/// Deletes `keys` (all of one kind), several at a time, with `dp` (its propagation policy
+/// says whether an object waits for its dependents).
+pub(crate) async fn delete_all(
+    client: &Client,
+    r: &Resolved,
+    keys: &[ObjectKey],
+    dp: &DeleteParams,
+) -> Result<()> {
     // Collected first so the future stays `Send` for any lifetime (spawnable).
-    let jobs: Vec<_> = keys.iter().map(|k| delete(client, r, k)).collect();
+    let jobs: Vec<_> = keys.iter().map(|k| delete(client, r, k, dp)).collect();
     let mut results = futures_util::stream::iter(jobs).buffer_unordered(APPLY_CONCURRENCY);
     while let Some(res) = results.next().await {
         res?;
@@ -345,14 +352,18 @@ pub(crate) async fn delete_all(client: &Client, r: &Resolved, keys: &[ObjectKey]
     Ok(())
 }
 
-/// Deletes one object (background propagation, so dependents are collected by GC);
-/// an object already gone is fine.
-pub(crate) async fn delete(client: &Client, r: &Resolved, key: &ObjectKey) -> Result<()> {
+/// Deletes one object with `dp`; an object already gone is fine.
+pub(crate) async fn delete(
+    client: &Client,
+    r: &Resolved,
+    key: &ObjectKey,
+    dp: &DeleteParams,
+) -> Result<()> {
     let api: Api<DynamicObject> = match &key.namespace {
         Some(ns) if r.namespaced => Api::namespaced_with(client.clone(), ns, &r.resource),
         _ => Api::all_with(client.clone(), &r.resource),
     };
-    match api.delete(&key.name, &DeleteParams::background()).await {
+    match api.delete(&key.name, dp).await {
         Ok(_) => {
             tracing::debug!(object = %key, "deleted");
             Ok(())

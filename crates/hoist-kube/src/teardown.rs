@@ -76,7 +76,9 @@ pub async fn teardown(set: &mut ApplySet, opts: &TeardownOptions) -> Result<Tear
         if keys.is_empty() {
             continue;
         }
-        delete_all(&client, &resolved, &keys).await?;
+        // In the foreground: an object goes only once its dependents (a Deployment's
+        // ReplicaSets and their Pods) are gone, so waiting for it waits for them too.
+        delete_all(&client, &resolved, &keys, &DeleteParams::foreground()).await?;
         report.deleted.extend(keys);
         pending.insert(entry);
     }
