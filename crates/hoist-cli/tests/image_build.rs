@@ -408,6 +408,13 @@ fn one_service(image: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn no_registry_is_not_docker_hub() {
     let (tmp, root) = one_service("  name: myorg/app\n  layers: [{from: ./files, to: /f}]\n");
+    let two = root.join("services/two");
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::write(
+        two.join("service.yaml"),
+        "name: two\nimage:\n  base: scratch\n  layers: [{from: ../app/files, to: /f}]\n",
+    )
+    .unwrap();
     let a = hoist(&root, tmp.path())
         .args(["image", "build"])
         .timeout(std::time::Duration::from_secs(30))
@@ -416,6 +423,12 @@ fn no_registry_is_not_docker_hub() {
     let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(
         e.contains("names no registry") && e.contains("Docker Hub") && e.contains("--store"),
+        "{e}"
+    );
+    // Every such service is named at once.
+    assert!(
+        e.contains("`app` (docker.io/myorg/app:h-")
+            && e.contains("`two` (docker.io/library/two:h-"),
         "{e}"
     );
     assert!(!e.contains("cannot reach"), "it tried the network: {e}");
@@ -434,7 +447,7 @@ fn no_registry_is_not_docker_hub() {
     }
     let v = hoist(&root, tmp.path()).arg("validate").assert().success();
     let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();
-    assert!(out.contains("1 service, no problems"), "{out}");
+    assert!(out.contains("2 services, no problems"), "{out}");
 }
 
 /// Warnings read as the errors do (`warning: …`), without log times or module paths;
@@ -461,6 +474,9 @@ fn warnings_are_plain_lines() {
         .unwrap_or_else(|| panic!("{plain}"));
     assert!(line.starts_with("warning: layer "), "{line:?}");
     assert!(!plain.contains("hoist_oci"), "{plain}");
+    let v = hoist(&root, tmp.path()).arg("validate").assert().success();
+    let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();
+    assert!(out.contains("1 service, no problems"), "{out}");
     let full = run(true);
     assert!(
         full.lines()

@@ -379,7 +379,7 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
                 Err(E::custom(format!(
                     "a YAML number that is not an integer ({v}) does not keep how it was \
-                     written (`1.20` would become `1.2`): quote the value as you mean it"
+                     written (as `1.20` becomes `1.2`): quote the value as you mean it"
                 )))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {

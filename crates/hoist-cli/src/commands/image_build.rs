@@ -92,10 +92,25 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     }
     if store.is_none() {
         // Before anything is built: no image of the project goes to Docker Hub by default.
+        let mut to_hub = Vec::new();
         for svc in &order {
-            if let Some(r) = refs.get(&svc.name) {
-                refuse_implicit_docker_hub(&project, svc, &Reference::parse(r).into_diagnostic()?)?;
+            let Some(r) = refs.get(&svc.name) else {
+                continue;
+            };
+            let r = Reference::parse(r).into_diagnostic()?;
+            if implicit_docker_hub(&project, svc, &r) {
+                to_hub.push(format!("`{}` ({r})", svc.name));
             }
+        }
+        if !to_hub.is_empty() {
+            return Err(miette!(
+                help = "set `registry:` in hoist.yaml or your settings file (e.g. \
+                        `registry: localhost:5000`), build into the local store with --store, \
+                        or write `docker.io/` in an image's name to push it to Docker Hub on \
+                        purpose",
+                "the project names no registry, so these images would be pushed to Docker Hub: {}",
+                to_hub.join(", ")
+            ));
         }
     }
     let mut results = Vec::new();
@@ -215,28 +230,12 @@ fn failed_base<'p>(
 /// With no `registry:`, a bare image name (`myorg/app`) means Docker Hub, as it does for
 /// Docker. Publishing dev images there is never what a project without a registry meant,
 /// so it is refused unless the name says `docker.io/` itself.
-fn refuse_implicit_docker_hub(
-    project: &Project,
-    svc: &Service,
-    target: &Reference,
-) -> miette::Result<()> {
+fn implicit_docker_hub(project: &Project, svc: &Service, target: &Reference) -> bool {
     let name = svc.image_name().unwrap_or_default();
     let explicit = ["docker.io/", "index.docker.io/", "registry-1.docker.io/"]
         .iter()
         .any(|p| name.starts_with(p));
-    if project.registry().is_some() || explicit || target.registry != "docker.io" {
-        return Ok(());
-    }
-    Err(miette!(
-        help = format!(
-            "set `registry:` in hoist.yaml or your settings file (e.g. `registry: localhost:5000`), \
-             build into the local store with --store, or name the image `docker.io/{name}` \
-             to push to Docker Hub on purpose"
-        ),
-        "service `{}`: the project names no registry, so its image `{name}` would be pushed \
-         to Docker Hub ({target})",
-        svc.name
-    ))
+    project.registry().is_none() && !explicit && target.registry == "docker.io"
 }
 
 /// The services to build, bases before the services built on them.
