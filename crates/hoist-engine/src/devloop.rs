@@ -177,9 +177,15 @@ async fn handle(
                 }
                 for c in &o.changed {
                     if engine.is_known(&c.name) || wanted_filter(wanted, &c.name) {
+                        // The config files of this service that changed, else the
+                        // project's (hoist.yaml, the settings file, a mold).
+                        let own = (update.plan.services.get(&c.name))
+                            .map(|p| p.rerender.clone())
+                            .filter(|r| !r.is_empty());
+                        let paths = own.unwrap_or_else(|| update.plan.reload.clone());
                         engine.session.emit(Event::FilesChanged {
                             service: c.name.clone(),
-                            paths: Vec::new(),
+                            paths: paths.iter().map(|p| p.display().to_string()).collect(),
                             action: if c.image { "rebuild" } else { "re-apply" }.into(),
                         });
                         // Ports may have changed: forwards are made again once ready.

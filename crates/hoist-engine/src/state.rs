@@ -359,7 +359,11 @@ impl State {
                     FilesChanged { paths, action, .. } => svc_note(
                         svc,
                         at,
-                        format!("{} file(s) changed: {action}", paths.len()),
+                        if paths.is_empty() {
+                            action.clone()
+                        } else {
+                            format!("{} file(s) changed: {action}", paths.len())
+                        },
                     ),
                     LiveUpdated {
                         files, duration_ms, ..

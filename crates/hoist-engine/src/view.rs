@@ -168,6 +168,11 @@ pub fn event_line(ev: &Stamped, width: usize, colour: bool) -> Option<String> {
             service,
             paths,
             action,
+        } if paths.is_empty() => format!("{} → {action}", svc(service)),
+        FilesChanged {
+            service,
+            paths,
+            action,
         } => format!(
             "{} {} file(s) changed → {action}",
             svc(service),

@@ -164,6 +164,23 @@ fn the_status_table_and_event_lines_say_what_happened() {
     // A service keeps its colour.
     assert_eq!(view::colour_of("web"), view::colour_of("web"));
 
+    // A change with no files to count (a live update falling back) says what happens,
+    // not "0 file(s) changed".
+    let fallback = stamped(Event::FilesChanged {
+        service: "web".into(),
+        paths: vec![],
+        action: "rebuild (no running container)".into(),
+    });
+    let line = view::event_line(&fallback, 5, false).unwrap();
+    assert_eq!(line, "web   | → rebuild (no running container)");
+    let edited = stamped(Event::FilesChanged {
+        service: "web".into(),
+        paths: vec!["services/web/service.yaml".into()],
+        action: "re-apply".into(),
+    });
+    let line = view::event_line(&edited, 5, false).unwrap();
+    assert_eq!(line, "web   | 1 file(s) changed → re-apply");
+
     // A content tag found in place is reported as such, not as a build; JSON lines
     // carry the flag only when it is set.
     let there = stamped(Event::BuildFinished {
