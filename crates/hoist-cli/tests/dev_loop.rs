@@ -427,6 +427,12 @@ fn up_watches_syncs_rebuilds_and_follows_service_dirs() {
     );
     assert!(products.contains("kettle"), "{products}");
     eprintln!("up at {:?}", t0.elapsed());
+    // A forward is reported open, never "reconnecting" before it first connected.
+    let so_far = log_text();
+    let first = so_far
+        .lines()
+        .find(|l| l.starts_with("web") && l.contains("port-forward"));
+    assert!(first.is_some_and(|l| l.ends_with(" open")), "{so_far}");
 
     // 2. A synced file: served within 1 s, no rebuild.
     let index = env.project().join("services/web/public/index.html");

@@ -108,7 +108,9 @@ pub async fn attach(
                                 *state.borrow_and_update(),
                                 ForwardState::Connected { .. }
                             );
-                            if last != Some(connected) {
+                            // Reported once open, then on every change: a forward that
+                            // has not connected yet is not "reconnecting".
+                            if last != Some(connected) && (last.is_some() || connected) {
                                 last = Some(connected);
                                 session.emit(Event::PortForward {
                                     service: service.clone(),
