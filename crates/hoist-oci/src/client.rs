@@ -379,6 +379,16 @@ impl RegistryClient {
         format!("{scheme}://{}", r.api_host())
     }
 
+    /// `…/v2/REPO/manifests/TAG-OR-DIGEST` for `r`.
+    fn manifest_url(&self, r: &Reference) -> String {
+        format!(
+            "{}/v2/{}/manifests/{}",
+            self.base_url(r),
+            r.repository,
+            r.reference()
+        )
+    }
+
     fn scheme(&self, registry: &str) -> Option<Scheme> {
         self.inner.schemes.lock().unwrap().get(registry).copied()
     }
@@ -866,12 +876,7 @@ impl RegistryClient {
 
     pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
         let reference = r.reference();
-        let url = format!(
-            "{}/v2/{}/manifests/{}",
-            self.base_url(r),
-            r.repository,
-            reference
-        );
+        let url = self.manifest_url(r);
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static(media::ACCEPT));
         let resp = self
@@ -931,12 +936,7 @@ impl RegistryClient {
     }
 
     pub async fn put_manifest(&self, r: &Reference, raw: &RawManifest) -> Result<Digest> {
-        let url = format!(
-            "{}/v2/{}/manifests/{}",
-            self.base_url(r),
-            r.repository,
-            r.reference()
-        );
+        let url = self.manifest_url(r);
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
@@ -962,12 +962,7 @@ impl RegistryClient {
     /// `HEAD` a manifest: its digest if the registry has `r`, `None` if it does not. A
     /// registry that leaves out `Docker-Content-Digest` is asked with a `GET`.
     pub async fn manifest_digest(&self, r: &Reference) -> Result<Option<Digest>> {
-        let url = format!(
-            "{}/v2/{}/manifests/{}",
-            self.base_url(r),
-            r.repository,
-            r.reference()
-        );
+        let url = self.manifest_url(r);
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static(media::ACCEPT));
         let resp = self
