@@ -611,10 +611,12 @@ fn check_image(p: &Project, svc: &Service, out: &mut Vec<ConfigError>) {
         }
         let from = svc.path(&layer.from);
         // Followed like the build follows it: a link to nothing is no source.
-        if std::fs::metadata(&from).is_err() {
-            let what = match std::fs::read_link(&from) {
-                Ok(target) => format!("layer source (a symlink to {})", target.display()),
-                Err(_) => "layer source".to_string(),
+        if let Err(e) = hoist_fileset::source_metadata(&from) {
+            let what = match e {
+                hoist_fileset::WalkError::Dangling { target, .. } => {
+                    format!("layer source (a symlink to {})", target.display())
+                }
+                _ => "layer source".to_string(),
             };
             out.push(missing_file(
                 svc,

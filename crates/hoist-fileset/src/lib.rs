@@ -35,7 +35,7 @@ pub use capability::{
     CAPABILITY_PAX_RECORD, CAPABILITY_XATTR, file_capability, set_file_capability,
 };
 pub use epoch::{DEFAULT_EPOCH, InvalidEpoch, SOURCE_DATE_EPOCH, source_date_epoch};
-pub use walk::{EntryKind, LayerEntry, WalkError, entries};
+pub use walk::{EntryKind, LayerEntry, WalkError, entries, source_metadata};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("invalid glob {pattern:?} in {origin}: {reason}")]

@@ -82,15 +82,7 @@ impl WalkError {
 /// only when a `!` rule may take something back), a directory appears only when it holds
 /// a taken entry. A single-file source gives itself, named by its file name, when taken.
 pub fn entries(source: &Path, set: &FileSet) -> Result<Vec<LayerEntry>, WalkError> {
-    let meta = fs::metadata(source).map_err(|_| match fs::read_link(source) {
-        Ok(target) => WalkError::Dangling {
-            path: source.to_path_buf(),
-            target,
-        },
-        Err(_) => WalkError::Missing {
-            path: source.to_path_buf(),
-        },
-    })?;
+    let meta = source_metadata(source)?;
     let mut out = Vec::new();
     if meta.is_dir() {
         out.push(LayerEntry {
@@ -110,6 +102,20 @@ pub fn entries(source: &Path, set: &FileSet) -> Result<Vec<LayerEntry>, WalkErro
         }
     }
     Ok(out)
+}
+
+/// A layer source's metadata, a symlink followed (it stands for its target); else
+/// [`WalkError::Missing`], or [`WalkError::Dangling`] for a link to nothing.
+pub fn source_metadata(source: &Path) -> Result<fs::Metadata, WalkError> {
+    fs::metadata(source).map_err(|_| match fs::read_link(source) {
+        Ok(target) => WalkError::Dangling {
+            path: source.to_path_buf(),
+            target,
+        },
+        Err(_) => WalkError::Missing {
+            path: source.to_path_buf(),
+        },
+    })
 }
 
 fn walk(dir: &Path, rel: &str, set: &FileSet, out: &mut Vec<LayerEntry>) -> Result<(), WalkError> {
