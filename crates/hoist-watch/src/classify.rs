@@ -459,14 +459,18 @@ impl Classifier {
 
     /// Images built on a service whose image inputs changed are rebuilt too.
     fn propagate_bases(&self, work: &mut BTreeMap<usize, Work>) {
+        // (service, its base service), by index.
+        let pairs: Vec<(usize, usize)> = (self.services.iter().enumerate())
+            .filter_map(|(i, svc)| {
+                let base = svc.base.as_ref()?;
+                Some((i, self.services.iter().position(|s| &s.name == base)?))
+            })
+            .collect();
         // Chains are short; a fixed number of rounds also ends base cycles.
         for _ in 0..self.services.len().min(16) {
             let mut grew = false;
-            for (i, svc) in self.services.iter().enumerate() {
-                let Some(base) = &svc.base else { continue };
-                let Some(bi) = self.services.iter().position(|s| &s.name == base) else {
-                    continue;
-                };
+            for &(i, bi) in &pairs {
+                let base = &self.services[bi].name;
                 let Some(file) = work.get(&bi).and_then(|w| w.image_files.first().cloned()) else {
                     continue;
                 };
@@ -490,11 +494,11 @@ impl Classifier {
         }
         // A base whose changed inputs were only synced (into its container, not its image)
         // is built too: the images built on it take its image under its new inputs' tag.
-        for (i, svc) in self.services.iter().enumerate().filter(|(_, s)| s.enabled) {
-            let Some(base) = &svc.base else { continue };
-            let Some(bi) = self.services.iter().position(|s| &s.name == base) else {
+        for &(i, bi) in &pairs {
+            let svc = &self.services[i];
+            if !svc.enabled {
                 continue;
-            };
+            }
             let rebuilt = work.get(&i).is_some_and(|w| {
                 w.rebuild
                     .iter()
