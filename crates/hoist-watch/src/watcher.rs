@@ -567,17 +567,16 @@ impl Loop {
                 self.unwatch_tree(&old);
             }
         }
-        let parents: BTreeSet<PathBuf> = top
-            .iter()
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
-            .collect();
-        for gone in self.outside_parents.difference(&parents) {
+        // A directory watched above an outside path (its parent, or the nearest one that
+        // existed) is kept while it is above one still.
+        let above_one = |d: &Path| top.iter().any(|t| t != d && t.starts_with(d));
+        for gone in self.outside_parents.iter().filter(|d| !above_one(d)) {
             if !top.iter().any(|t| gone.starts_with(t)) {
                 let _ = self.inotify.unwatch(gone);
                 self.watched.remove(gone);
             }
         }
-        self.outside_parents.retain(|p| parents.contains(p));
+        self.outside_parents.retain(|d| above_one(d));
         self.watches.store(self.watched.len(), Ordering::Relaxed);
         self.outside = top;
         self.add_outside(false);
