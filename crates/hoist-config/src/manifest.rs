@@ -344,23 +344,53 @@ pub struct HelmSpec {
     pub values: Map<String, Value>,
 }
 
-/// Accepts a YAML string, integer or boolean as a string (so `PORT: 8080` works in env
-/// maps); a float is refused with a hint to quote it.
+/// A map of YAML scalars, each taken as the string it is written as (so `PORT: 8080`
+/// works in env maps, and `1.20`, `0x1F` or `017` stay exactly that); a key with no value
+/// is refused, naming it.
 fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of names to strings, numbers or booleans")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(k) = map.next_key::<String>()? {
+                match map.next_value::<Option<Scalar>>()? {
+                    Some(v) => out.insert(k, v.0),
+                    None => {
+                        return Err(serde::de::Error::custom(format!(
+                            "`{k}` has no value (YAML null): write `{k}: \"\"` for an empty \
+                             string, or remove the key"
+                        )));
+                    }
+                };
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Entries)
 }
 
+/// An optional scalar, taken as written; null is "not set".
 fn scalar_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<Scalar>::deserialize(d)?.map(|s| s.0))
 }
 
+/// A scalar's text as written. Read as a typed value, YAML would turn `GO_VERSION: 1.20`
+/// into `1.2`, `MASK: 0x1F` into `31` and `ZIP: 01234` into `1234`; asked for a string,
+/// the parser hands over a plain scalar's own text. (Null is told apart before, by
+/// `Option`: as text it would be `~` or `null`, which nobody means.)
 struct Scalar(String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
             type Value = Scalar;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string, number or boolean")
@@ -368,24 +398,7 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            // A YAML float loses how it was written (`1.50` → 1.5, `1.20` → 1.2): a
-            // version string would change silently, so it must be quoted.
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
-                Err(E::custom(format!(
-                    "a YAML number that is not an integer ({v}) does not keep how it was \
-                     written (as `1.20` becomes `1.2`): quote the value as you mean it"
-                )))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
         }
-        d.deserialize_any(V)
+        d.deserialize_str(Text)
     }
 }

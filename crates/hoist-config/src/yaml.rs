@@ -97,6 +97,21 @@ impl SourceFile {
                 location = Some(Location::at(&self.path, &self.text, off, &label));
             }
         }
+        // A map's own check of one entry (`` `KEY` has no value``) is reported at the map:
+        // point at the entry's key instead.
+        if let Some(p) = path
+            && let Some(key) = detail
+                .strip_prefix('`')
+                .and_then(|r| r.split_once("` "))
+                .map(|(k, _)| k)
+        {
+            let mut comps = path_components(p);
+            comps.push(key.to_string());
+            let comps: Vec<&str> = comps.iter().map(String::as_str).collect();
+            if let Some(off) = locate_key(&self.text, &comps) {
+                location = Some(Location::at(&self.path, &self.text, off, &label));
+            }
+        }
         let message = match path {
             Some(p) => format!("{detail} (at `{p}`)"),
             None => detail.to_string(),

@@ -352,24 +352,56 @@ fn image_base_misspelling_a_service() {
     }
 }
 
-/// `GO_VERSION: 1.20` would reach the container as `1.2`: a float in env is refused with
-/// its line and a hint to quote it; integers and quoted values are fine.
+/// Env values, labels and image env are taken as written: read as typed YAML,
+/// `GO_VERSION: 1.20` would reach the container as `1.2`, `0x1F` as `31`, `01234` as `1234`.
+/// A null (`KEY:` or `KEY: ~`) is refused at its line, with the fix.
 #[test]
-fn env_floats_must_be_quoted() {
-    let p = problems(&[(
+fn env_scalars_keep_how_they_are_written() {
+    let tmp = project(&[(
         "services/b/service.yaml",
-        "name: b\nk8s: []\nenv:\n  PORT: 8080\n  NAME: \"1.20\"\n  GO_VERSION: 1.20\n",
+        "name: b\nk8s: []\nenv:\n  PORT: 8080\n  QUOTED: \"1.20\"\n  GO_VERSION: 1.20\n  \
+         MASK: 0x1F\n  ZIP: 01234\n  BIG: 1e3\n  FLAG: True\n  ANCHORED: &v 007\n  \
+         AGAIN: *v\nimage:\n  base: scratch\n  env: {V: 1.10}\n  labels: {n: 0o17}\n  \
+         layers: []\n",
     )]);
-    expect(
-        &p,
-        ErrorKind::Syntax,
-        "services/b/service.yaml:6:",
-        &[
-            "YAML number that is not an integer (1.2)",
-            "quote the value",
-            "env.GO_VERSION",
-        ],
+    let p = Project::load(tmp.path()).expect("project loads");
+    assert!(p.validate().is_empty(), "{:?}", p.validate());
+    let spec = &p.service("b").unwrap().spec;
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("AGAIN", "007"),
+            ("ANCHORED", "007"),
+            ("BIG", "1e3"),
+            ("FLAG", "True"),
+            ("GO_VERSION", "1.20"),
+            ("MASK", "0x1F"),
+            ("PORT", "8080"),
+            ("QUOTED", "1.20"),
+            ("ZIP", "01234"),
+        ]
     );
+    let img = spec.image.as_ref().unwrap();
+    assert_eq!(img.env["V"], "1.10");
+    assert_eq!(img.labels["n"], "0o17");
+
+    for value in ["", " ~", " null"] {
+        let p = problems(&[(
+            "services/b/service.yaml",
+            &format!("name: b\nk8s: []\nenv:\n  PORT: 8080\n  GONE:{value}\n  LAST: x\n"),
+        )]);
+        expect(
+            &p,
+            ErrorKind::Syntax,
+            "services/b/service.yaml:5:3",
+            &["`GONE` has no value (YAML null)", "`GONE: \"\"`", "env"],
+        );
+    }
 }
 
 /// A service.yaml that does not load is reported once, by its own error: the services
@@ -380,7 +412,7 @@ fn a_service_that_does_not_load_is_not_unknown_to_the_others() {
     let p = problems(&[
         (
             "services/api/service.yaml",
-            "name: api\nk8s: []\nenv: {V: 1.20}\nimage:\n  base: scratch\n",
+            "name: api\nk8s: []\nenv: {V: ~}\nimage:\n  base: scratch\n",
         ),
         (
             "services/api2/service.yaml",
