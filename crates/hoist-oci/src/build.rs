@@ -440,10 +440,7 @@ pub async fn push_built(
             let outcome = match base {
                 // Mounted on the same registry, streamed across from another one.
                 Base::Registry(b) => c.copy_blob(&b, &t, &d.0, d.1).await?,
-                Base::Layout(l) => {
-                    c.upload_blob_file(&t, &d.0, &l.blob_path(&d.0), d.1)
-                        .await?
-                }
+                Base::Layout(l) => l.upload_blob(&c, &t, &d.0, d.1).await?,
             };
             Ok((outcome, d.1))
         });

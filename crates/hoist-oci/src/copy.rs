@@ -334,8 +334,7 @@ async fn copy_blobs(
                     c.copy_blob(sr, target, &d, size).await?
                 }
                 (Src::Layout(sl, _), Dst::Registry(target)) => {
-                    c.upload_blob_file(target, &d, &sl.blob_path(&d), size)
-                        .await?
+                    sl.upload_blob(&c, target, &d, size).await?
                 }
                 (Src::Layout(sl, _), Dst::Layout(l, _)) => {
                     l.copy_blob_from(&c, sl, &d, size).await?

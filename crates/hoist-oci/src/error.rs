@@ -19,6 +19,14 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// A stored blob failed its check on a read ([`crate::stored_blob::StoredBlob`]).
+    #[error("blob {digest} is corrupt ({}): {reason}; {}", .path.display(), corrupt_fate(.fate, .path))]
+    CorruptBlob {
+        digest: String,
+        path: PathBuf,
+        reason: String,
+        fate: CorruptFate,
+    },
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         what: String,
@@ -163,6 +171,34 @@ pub enum Error {
     Cancelled { what: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What became of a blob that failed its check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorruptFate {
+    /// Removed from hoist's store: the next pull fetches it again.
+    Removed,
+    /// Already replaced (or removed) by another process when it was to be removed.
+    Replaced,
+    /// In a user's own layout: left as it is.
+    LeftInUserLayout,
+    /// Removing it from hoist's store failed (why).
+    RemoveFailed(String),
+}
+
+fn corrupt_fate(fate: &CorruptFate, path: &std::path::Path) -> String {
+    match fate {
+        CorruptFate::Removed => "it was removed from hoist's image store\nhint: `hoist image pull IMAGE` (or the build that stored the image) fetches just that blob again; then run this command again".into(),
+        CorruptFate::Replaced => "another process has replaced or removed it meanwhile\nhint: run the command again (after `hoist image pull IMAGE` if the blob is missing)".into(),
+        CorruptFate::LeftInUserLayout => format!(
+            "it was left in place: this layout is not hoist's store\nhint: delete {} and copy the image into the layout again",
+            path.display()
+        ),
+        CorruptFate::RemoveFailed(why) => format!(
+            "removing it from hoist's image store failed: {why}\nhint: delete {} by hand, then `hoist image pull IMAGE` fetches it again",
+            path.display()
+        ),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,12 +14,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::BuiltLayer;
 use crate::manifest::{Descriptor, ImageIndex, Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
+use crate::stored_blob::{BlobOwner, StoredBlob, from_read_error};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Clone, Debug)]
 pub struct OciLayout {
     root: PathBuf,
+    /// Whose blobs these are: decides what a read does with a corrupt one.
+    owner: BlobOwner,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,7 +41,7 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        let layout = Self { root };
+        let layout = Self::at(root);
         let index = layout.root.join("index.json");
         // Checked under the lock: another process may be storing its first image.
         let _lock = layout.lock()?;
@@ -72,7 +75,28 @@ impl OciLayout {
                 reason: format!("unsupported imageLayoutVersion {}", m.version),
             });
         }
-        Ok(Self { root })
+        Ok(Self::at(root))
+    }
+
+    /// A layout at `root`, hoist's own when `root` is hoist's default store (named as
+    /// `oci:DIR` too, e.g. to copy an image out of the store).
+    fn at(root: PathBuf) -> Self {
+        let owner = if same_dir(&root, &crate::store::default_store_dir()) {
+            BlobOwner::Hoist
+        } else {
+            BlobOwner::User
+        };
+        Self { root, owner }
+    }
+
+    /// This layout as hoist's own store, whose corrupt blobs are removed when read.
+    pub(crate) fn owned_by_hoist(mut self) -> Self {
+        self.owner = BlobOwner::Hoist;
+        self
+    }
+
+    pub fn owner(&self) -> BlobOwner {
+        self.owner
     }
 
     pub fn root(&self) -> &Path {
@@ -90,7 +114,8 @@ impl OciLayout {
     /// Is blob `d` stored whole: a file of the `size` its descriptor gives? A file of another
     /// size is a write that broke (or a disk that did): it counts as missing, so it is
     /// fetched or written again, replacing it by rename. Reading the size is one `stat`;
-    /// the digest is checked whenever the blob is read.
+    /// the digest is checked whenever the blob is read ([`OciLayout::open_blob`]), which
+    /// removes a corrupt blob of hoist's store so this stops counting it.
     pub fn has_blob_of_size(&self, d: &Digest, size: u64) -> bool {
         let p = self.blob_path(d);
         match fs::metadata(&p) {
@@ -117,18 +142,39 @@ impl OciLayout {
         write_atomic(&self.blob_path(d), data)
     }
 
-    /// Store blob `d` copied from the file at `from` (another layout's blob) without reading
-    /// it into memory; it lands only if it is `size` bytes and matches its digest.
+    /// Store blob `d` (`size` bytes) of the layout `from` without reading it into memory;
+    /// it lands only if it is whole. A corrupt source blob is dealt with by `from`'s rule.
+    pub fn put_blob_from_layout(&self, d: &Digest, from: &OciLayout, size: u64) -> Result<()> {
+        if self.has_blob_of_size(d, size) {
+            return Ok(());
+        }
+        let src = from.open_blob(d, Some(size))?;
+        let path = src.path().to_path_buf();
+        self.put_blob_from_reader(d, src, &path, size)
+    }
+
+    /// Store blob `d` copied from the file at `from` (a built layer) without reading it
+    /// into memory; it lands only if it is `size` bytes and matches its digest.
     pub fn put_blob_from_file(&self, d: &Digest, from: &Path, size: u64) -> Result<()> {
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
+        let src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
+        self.put_blob_from_reader(d, src, from, size)
+    }
+
+    fn put_blob_from_reader(
+        &self,
+        d: &Digest,
+        mut src: impl std::io::Read,
+        from: &Path,
+        size: u64,
+    ) -> Result<()> {
         let dest = self.blob_path(d);
         let dir = dest.parent().unwrap_or(Path::new("."));
         let tmp = readable_temp_file(dir)?;
-        let mut src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
         let mut w = HashingWriter::new(tmp);
-        std::io::copy(&mut src, &mut w).ctx(|| format!("copying blob {}", from.display()))?;
+        std::io::copy(&mut src, &mut w).map_err(|e| from_read_error(e, from))?;
         let (tmp, actual, n) = w.finish();
         let what = format!("blob {}", from.display());
         if n != size {
@@ -183,10 +229,47 @@ impl OciLayout {
 
     /// Read a blob and check it still matches its name.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        let p = self.blob_path(d);
-        let data = fs::read(&p).ctx(|| format!("reading blob {}", p.display()))?;
-        d.verify(&data, &format!("blob {}", p.display()))?;
+        let mut blob = self.open_blob(d, None)?;
+        let mut data = vec![];
+        std::io::Read::read_to_end(&mut blob, &mut data)
+            .map_err(|e| from_read_error(e, blob.path()))?;
         Ok(data)
+    }
+
+    /// Open blob `d` (`size` bytes, when known) to read it, checked as it is read: a blob
+    /// that fails the check is removed if this is hoist's store (see [`StoredBlob`]).
+    pub fn open_blob(&self, d: &Digest, size: Option<u64>) -> Result<StoredBlob> {
+        StoredBlob::open(self.blob_path(d), self.owner, d, size)
+    }
+
+    /// Read blob `d` through and check it (see [`OciLayout::open_blob`]).
+    pub fn check_blob(&self, d: &Digest, size: u64) -> Result<()> {
+        self.open_blob(d, Some(size))?.finish()
+    }
+
+    /// Make sure `target` has blob `d` (`size` bytes) of this layout, streamed from its file.
+    /// The upload checks what it sends; when that check fails, the file is checked here so
+    /// a corrupt blob is dealt with (and reported) as every other read of one is.
+    pub async fn upload_blob(
+        &self,
+        client: &RegistryClient,
+        target: &Reference,
+        d: &Digest,
+        size: u64,
+    ) -> Result<BlobOutcome> {
+        let sent = client
+            .upload_blob_file(target, d, &self.blob_path(d), size)
+            .await;
+        match sent {
+            Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
+                let (l, d) = (self.clone(), d.clone());
+                match tokio::task::spawn_blocking(move || l.check_blob(&d, size)).await {
+                    Ok(Err(corrupt @ Error::CorruptBlob { .. })) => Err(corrupt),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn index(&self) -> Result<ImageIndex> {
@@ -339,12 +422,21 @@ impl OciLayout {
             return Ok(BlobOutcome::Present);
         }
         let _slot = client.transfer_slot().await;
-        let (to, src, d) = (self.clone(), from.blob_path(d), d.clone());
-        tokio::task::spawn_blocking(move || to.put_blob_from_file(&d, &src, size))
+        let (to, src, d) = (self.clone(), from.clone(), d.clone());
+        tokio::task::spawn_blocking(move || to.put_blob_from_layout(&d, &src, size))
             .await
             .map_err(|e| Error::Invalid(e.to_string()))??;
         client.progress(size);
         Ok(BlobOutcome::Uploaded)
+    }
+}
+
+/// Whether `a` and `b` name the same directory (both must exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 

@@ -66,7 +66,7 @@ impl LocalStore {
     /// Open (creating if needed) the store at `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         Ok(Self {
-            layout: OciLayout::create(dir)?,
+            layout: OciLayout::create(dir)?.owned_by_hoist(),
         })
     }
 
@@ -197,8 +197,7 @@ impl LocalStore {
         let raw = from.get_manifest(name)?;
         let m = raw.image()?;
         for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            self.layout
-                .put_blob_from_file(&d.digest, &from.blob_path(&d.digest), d.size)?;
+            self.layout.put_blob_from_layout(&d.digest, from, d.size)?;
         }
         self.put_image(reference, &raw, &[])?;
         Ok(raw.digest)
@@ -283,7 +282,11 @@ mod tests {
         let err = store
             .import_from_layout(&from, Some("image"), &r)
             .unwrap_err();
-        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err}");
+        assert!(
+            from.has_blob(&layer),
+            "the builder's layout is not hoist's to change"
+        );
         assert!(store.resolve(&r).is_err());
         assert!(!store.layout().has_blob(&layer));
         // A name that is not in the layout is an error too.

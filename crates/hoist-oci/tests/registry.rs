@@ -717,7 +717,18 @@ async fn layout_blobs_stream_verified() {
         )
         .await
         .unwrap_err();
-        assert!(matches!(e, Error::DigestMismatch { .. }), "{repo}: {e}");
+        // The source is a user's layout: the blob is named and left there.
+        assert!(
+            matches!(
+                e,
+                Error::CorruptBlob {
+                    fate: hoist_oci::CorruptFate::LeftInUserLayout,
+                    ..
+                }
+            ),
+            "{repo}: {e}"
+        );
+        assert!(file.exists(), "{repo}");
         assert!(!client.has_blob(&to, &bad).await.unwrap(), "{repo}");
         assert!(client.get_manifest(&to).await.is_err(), "{repo}");
     }
@@ -733,8 +744,18 @@ async fn layout_blobs_stream_verified() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::CorruptBlob {
+                fate: hoist_oci::CorruptFate::LeftInUserLayout,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(!bad_dir.join("blobs/sha256").join(bad.hex()).exists());
+    assert!(file.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,17 +148,27 @@ impl ImageUnpacker {
             .ctx(|| format!("chmod {}", rootfs.display()))?;
         let result = (|| {
             for (i, l) in manifest.layers.iter().enumerate() {
-                let path = layout.blob_path(&l.digest);
-                let f = fs::File::open(&path).map_err(|e| Error::Image {
+                let mut blob =
+                    layout
+                        .open_blob(&l.digest, Some(l.size))
+                        .map_err(|e| Error::Image {
+                            image: label.to_string(),
+                            reason: format!(
+                                "layer {} ({}) is missing from {}: {e}",
+                                i + 1,
+                                l.digest,
+                                layout.root().display()
+                            ),
+                        })?;
+                let applied = apply_layer(&rootfs, &mut blob, &format!("{} of {label}", l.digest));
+                // The whole blob is checked, also when the tar ended (or broke) early: a
+                // corrupt blob is the error to report (the store has dropped it), not the
+                // tar error it may have caused.
+                let checked = blob.finish().map_err(|e| Error::Image {
                     image: label.to_string(),
-                    reason: format!(
-                        "layer {} ({}) is missing from {}: {e}",
-                        i + 1,
-                        l.digest,
-                        layout.root().display()
-                    ),
-                })?;
-                apply_layer(&rootfs, f, &format!("{} of {label}", l.digest))?;
+                    reason: format!("layer {}: {e}", i + 1),
+                });
+                checked.and(applied)?;
             }
             let cfg = serde_json::to_vec(config).expect("serialisable config");
             fs::write(tmp.join("config.json"), cfg).ctx(|| "writing cached image config")

@@ -108,3 +108,61 @@ fn missing_image_and_missing_layer_are_clear_errors() {
         "a failed unpack leaves nothing"
     );
 }
+
+/// A layer blob of hoist's store with one byte flipped (its size kept) fails the unpack with
+/// an error naming the blob and saying it was removed; the store no longer has it, so a
+/// pull fetches it again. The same blob in a user's own layout is reported and kept.
+#[test]
+fn a_corrupt_layer_of_the_store_is_removed_and_a_users_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, reference) = support::busybox_store(dir.path());
+    let unpacker = ImageUnpacker::new(dir.path().join("cache")).unwrap();
+    let img = store.resolve(&reference).unwrap();
+    let layer = &img.manifest.layers[0];
+    let path = store.blob_path(&layer.digest);
+    // The same image in a layout that is not hoist's store (a copy of the directory).
+    let user = dir.path().join("user-layout");
+    let copied = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(store.layout().root())
+        .arg(&user)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let flip = |p: &std::path::Path| {
+        let mut bytes = std::fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(p, bytes).unwrap();
+    };
+    flip(&path);
+    let err = unpacker.unpack(&store, &reference).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "blob {} is corrupt ({})",
+            layer.digest,
+            path.display()
+        )) && err.contains("removed from hoist's image store")
+            && err.contains("hoist image pull"),
+        "{err}"
+    );
+    assert!(!path.exists(), "the corrupt blob stays in the store");
+    assert!(!store.layout().has_blob_of_size(&layer.digest, layer.size));
+    assert_eq!(std::fs::read_dir(unpacker.cache_dir()).unwrap().count(), 0);
+
+    let user = hoist_oci::OciLayout::open(&user).unwrap();
+    let user_blob = user.blob_path(&layer.digest);
+    flip(&user_blob);
+    let err = unpacker
+        .unpack_layout(&user, Some(&reference.to_string()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is corrupt") && err.contains("left in place"),
+        "{err}"
+    );
+    assert!(
+        user_blob.exists(),
+        "a user's layout is never changed by a read"
+    );
+}
