@@ -432,6 +432,38 @@ fn no_registry_is_not_docker_hub() {
         "{e}"
     );
     assert!(!e.contains("cannot reach"), "it tried the network: {e}");
+    // With -o json a script gets the outcome of every service on stdout, as for any other
+    // failure of the command, and the same non-zero exit.
+    let a = hoist(&root, tmp.path())
+        .args(["image", "build", "-o", "json"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure();
+    let outcomes = json(&a.get_output().stdout);
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    // `reference` as the project names it (as for other failures); the error says where
+    // that would have gone.
+    for (name, reference, hub) in [
+        ("app", "myorg/app:h-", "docker.io/myorg/app:h-"),
+        ("two", "two:h-", "docker.io/library/two:h-"),
+    ] {
+        let o = by_service(&outcomes, name);
+        assert!(
+            o["reference"].as_str().unwrap().starts_with(reference),
+            "{o}"
+        );
+        assert!(o.get("digest").is_none(), "{o}");
+        let error = o["error"].as_str().unwrap();
+        assert!(
+            error.contains("not built")
+                && error.contains(&format!("so {hub}"))
+                && error.contains("Docker Hub")
+                && error.contains("--store"),
+            "{o}"
+        );
+    }
+    let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(e.contains("names no registry"), "{e}");
     hoist(&root, tmp.path())
         .args(["image", "build", "--store"])
         .assert()

@@ -99,17 +99,41 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
             };
             let r = Reference::parse(r).into_diagnostic()?;
             if implicit_docker_hub(&project, svc, &r) {
-                to_hub.push(format!("`{}` ({r})", svc.name));
+                to_hub.push((svc.name.clone(), r));
             }
         }
         if !to_hub.is_empty() {
+            let names: Vec<String> = to_hub.iter().map(|(n, r)| format!("`{n}` ({r})")).collect();
+            // A script reading `-o json` gets every service's outcome, as for any failure:
+            // nothing was built.
+            if let Some(doc) = a.reg.output.document() {
+                let outcomes: Vec<Outcome> = (order.iter())
+                    .filter_map(|svc| {
+                        let reference = refs.get(&svc.name)?.clone();
+                        let error = match to_hub.iter().find(|(n, _)| *n == svc.name) {
+                            Some((_, r)) => format!(
+                                "not built: the project names no registry, so {r} would be \
+                                 pushed to Docker Hub; {NO_HUB_HELP}"
+                            ),
+                            None => format!(
+                                "not built: the build was refused, as {} would be pushed to \
+                                 Docker Hub",
+                                names.join(", ")
+                            ),
+                        };
+                        Some(Outcome::Failed {
+                            service: svc.name.clone(),
+                            reference,
+                            error,
+                        })
+                    })
+                    .collect();
+                doc.print(&outcomes)?;
+            }
             return Err(miette!(
-                help = "set `registry:` in hoist.yaml or your settings file (e.g. \
-                        `registry: localhost:5000`), build into the local store with --store, \
-                        or write `docker.io/` in an image's name to push it to Docker Hub on \
-                        purpose",
+                help = NO_HUB_HELP,
                 "the project names no registry, so these images would be pushed to Docker Hub: {}",
-                to_hub.join(", ")
+                names.join(", ")
             ));
         }
     }
@@ -226,6 +250,11 @@ fn failed_base<'p>(
     }
     None
 }
+
+/// The ways out of [`implicit_docker_hub`]'s refusal.
+const NO_HUB_HELP: &str = "set `registry:` in hoist.yaml or your settings file (e.g. \
+     `registry: localhost:5000`), build into the local store with --store, or write \
+     `docker.io/` in an image's name to push it to Docker Hub on purpose";
 
 /// With no `registry:`, a bare image name (`myorg/app`) means Docker Hub, as it does for
 /// Docker. Publishing dev images there is never what a project without a registry meant,
