@@ -287,4 +287,85 @@ fn ctrl_c_stops_the_builder_without_leaving_containers() {
         "",
         "working containers left behind"
     );
+    assert_eq!(
+        cache_tmp_entries(dir),
+        Vec::<String>::new(),
+        "build output left behind"
+    );
+}
+
+/// What is in hoist's cache temp dir (where Dockerfile builds export their image).
+fn cache_tmp_entries(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir.join("cache/tmp")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => panic!("reading cache/tmp: {e}"),
+    }
+}
+
+/// The builder's output goes to hoist's cache temp dir, not the system temp dir (often a
+/// small tmpfs): a build works with `TMPDIR` missing or read-only, into the store and into
+/// a registry, and leaves nothing in the cache temp dir.
+#[test]
+fn builds_do_not_use_the_system_temp_dir() {
+    require_buildah();
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = project(
+        dir,
+        &reg.addr,
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY app.txt /app.txt\n",
+    );
+    let read_only = dir.join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(
+        &read_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .unwrap();
+    for (tmpdir, extra) in [
+        (dir.join("no-such-dir"), &["--store"][..]),
+        (read_only.clone(), &["--tag", "pushed"][..]),
+    ] {
+        let out = hoist(&root, dir)
+            .env("TMPDIR", &tmpdir)
+            .args(["image", "build", "df", "-o", "json"])
+            .args(extra)
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let built = &v[0];
+        assert!(built["digest"].as_str().is_some(), "{built}");
+        assert_eq!(cache_tmp_entries(dir), Vec::<String>::new(), "{extra:?}");
+        if extra == ["--store"] {
+            let store = hoist_oci::LocalStore::open(dir.join("cache/images")).unwrap();
+            let r = hoist_oci::Reference::parse(built["reference"].as_str().unwrap()).unwrap();
+            let img = store.resolve(&r).unwrap();
+            assert_eq!(img.manifest.layers.len(), 1, "{built}");
+            // Moved in whole: every blob checks, and is readable as stored blobs are.
+            for l in &img.manifest.layers {
+                store.layout().check_blob(&l.digest, l.size).unwrap();
+                let mode = std::fs::metadata(store.blob_path(&l.digest)).unwrap();
+                assert_eq!(
+                    std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+                    0o644
+                );
+            }
+        } else {
+            let cfg = registry::skopeo_config(&format!(
+                "docker://{}",
+                built["reference"].as_str().unwrap()
+            ));
+            assert_eq!(
+                cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
+                1,
+                "{cfg}"
+            );
+        }
+    }
+    assert!(!dir.join("no-such-dir").exists());
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
 }

@@ -194,10 +194,11 @@ async fn run(
     args: &[String],
     env: &[(String, std::ffi::OsString)],
     dockerfile: &Path,
+    scratch: Option<&Path>,
 ) -> Result<()> {
     tracing::info!(%prog, ?args, ?env, "running image builder");
     // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
-    let out = child::run(prog, args, env, env_remove(builder))
+    let out = child::run(prog, args, env, env_remove(builder), scratch)
         .await
         .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
@@ -247,6 +248,19 @@ pub async fn build_to_layout(
     out: &Path,
     name: &str,
 ) -> Result<Location> {
+    build_to_layout_in(builder, spec, opts, out, name, None).await
+}
+
+/// [`build_to_layout`], with `out` inside `scratch`, a temp dir of hoist's that is removed
+/// again after a cancelled builder has stopped (it may write there while it stops).
+async fn build_to_layout_in(
+    builder: Builder,
+    spec: &DockerfileSpec,
+    opts: &BuilderOptions,
+    out: &Path,
+    name: &str,
+    scratch: Option<&Path>,
+) -> Result<Location> {
     let dockerfile = spec
         .dockerfile
         .clone()
@@ -287,7 +301,17 @@ pub async fn build_to_layout(
             name,
         },
     );
-    run(builder, c.prog, &c.build, &access.env, &dockerfile).await?;
+    // The builder's own big temp files (buildah copies layers through TMPDIR, default
+    // /var/tmp) go into the build's scratch dir too: on the cache's disk, whatever TMPDIR
+    // says, and removed with it, even after a builder that had to be killed.
+    let mut tmp_env = vec![];
+    if let Some(dir) = scratch {
+        let t = dir.join("builder-tmp");
+        std::fs::create_dir_all(&t).ctx(|| format!("creating {}", t.display()))?;
+        tmp_env.push(("TMPDIR".to_string(), t.into_os_string()));
+    }
+    let build_env: Vec<_> = access.env.iter().cloned().chain(tmp_env.clone()).collect();
+    run(builder, c.prog, &c.build, &build_env, &dockerfile, scratch).await?;
     if builder == Builder::DockerBuildx {
         let tar = out.with_extension("tar");
         let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
@@ -299,7 +323,7 @@ pub async fn build_to_layout(
         // From here the builder's storage holds the image under `tag`; it goes whether
         // the push ends, fails or is cancelled.
         let untag = child::Untag::new(c.prog, c.rmi, env_remove(builder));
-        run(builder, c.prog, &c.push, &[], &dockerfile).await?;
+        run(builder, c.prog, &c.push, &tmp_env, &dockerfile, scratch).await?;
         drop(untag);
     }
     // buildx names the image with the full `name=`; point at it by that name.
@@ -423,6 +447,23 @@ fn commands(builder: Builder, b: &Build) -> Commands {
     }
 }
 
+/// A temp dir for a build's output under hoist's cache (`$HOIST_CACHE_DIR/tmp`, owner-only,
+/// beside the store), removed when dropped. Not the system temp dir: that is often a small
+/// tmpfs an image does not fit in, and from the cache's disk the image's blobs move into
+/// the store by rename instead of being copied.
+fn output_dir() -> Result<tempfile::TempDir> {
+    let parent = crate::layer::default_temp_dir();
+    tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(&parent)
+        .ctx(|| {
+            format!(
+                "creating a temp dir for the build output in {}",
+                parent.display()
+            )
+        })
+}
+
 /// Build with the first builder found and push to `target` (only missing blobs).
 pub async fn build_and_push_dockerfile(
     client: &RegistryClient,
@@ -430,10 +471,10 @@ pub async fn build_and_push_dockerfile(
     target: &Reference,
 ) -> Result<CopyReport> {
     let builder = detect_builder().await?;
-    let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
+    let tmp = output_dir()?;
     let out = tmp.path().join("layout");
     let opts = BuilderOptions::for_client(client);
-    let loc = build_to_layout(builder, spec, &opts, &out, "image").await?;
+    let loc = build_to_layout_in(builder, spec, &opts, &out, "image", Some(tmp.path())).await?;
     copy(
         client,
         &loc,
@@ -453,16 +494,16 @@ pub async fn build_into_store(
     name: &Reference,
 ) -> Result<crate::digest::Digest> {
     let builder = detect_builder().await?;
-    let tmp = tempfile::tempdir().ctx(|| "creating a temp dir for the build output".into())?;
+    let tmp = output_dir()?;
     let out = tmp.path().join("layout");
     let opts = BuilderOptions::for_client(client);
-    build_to_layout(builder, spec, &opts, &out, "image").await?;
+    build_to_layout_in(builder, spec, &opts, &out, "image", Some(tmp.path())).await?;
     let (store, name) = (store.clone(), name.clone());
     // Blob copies are file I/O; once started, the import finishes even if the caller is
     // cancelled (the store never holds half an image).
     tokio::task::spawn_blocking(move || {
         let built = crate::layout::OciLayout::open(&out)?;
-        let digest = store.import_from_layout(&built, Some("image"), &name);
+        let digest = store.move_from_layout(&built, Some("image"), &name);
         drop(tmp);
         digest
     })

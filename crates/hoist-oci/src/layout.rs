@@ -153,6 +153,36 @@ impl OciLayout {
         self.put_blob_from_reader(d, src, &path, size)
     }
 
+    /// Store blob `d` (`size` bytes) of `from`, a layout hoist made and throws away, by
+    /// moving its file in once it checked whole (the rename is atomic, like every landing);
+    /// copied when it is on another filesystem.
+    pub(crate) fn move_blob_from_layout(
+        &self,
+        d: &Digest,
+        from: &OciLayout,
+        size: u64,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if self.has_blob_of_size(d, size) {
+            return Ok(());
+        }
+        from.check_blob(d, size)?;
+        let (src, dest) = (from.blob_path(d), self.blob_path(d));
+        // Readable as every stored blob is, whatever umask the builder ran with.
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o644))
+            .ctx(|| format!("chmod {}", src.display()))?;
+        match fs::rename(&src, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                self.put_blob_from_layout(d, from, size)
+            }
+            Err(e) => Err(Error::Io {
+                context: format!("moving {} to {}", src.display(), dest.display()),
+                source: e,
+            }),
+        }
+    }
+
     /// Store blob `d` copied from the file at `from` (a built layer) without reading it
     /// into memory; it lands only if it is `size` bytes and matches its digest.
     pub fn put_blob_from_file(&self, d: &Digest, from: &Path, size: u64) -> Result<()> {

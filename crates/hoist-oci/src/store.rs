@@ -203,6 +203,24 @@ impl LocalStore {
         Ok(raw.digest)
     }
 
+    /// [`LocalStore::import_from_layout`] for a layout hoist made and throws away (a
+    /// builder's output): each blob is checked, then moved in by rename (no copy of a big
+    /// layer) when it is on the store's filesystem, else copied. `from` loses those blobs.
+    pub fn move_from_layout(
+        &self,
+        from: &OciLayout,
+        name: Option<&str>,
+        reference: &Reference,
+    ) -> Result<Digest> {
+        let raw = from.get_manifest(name)?;
+        let m = raw.image()?;
+        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+            self.layout.move_blob_from_layout(&d.digest, from, d.size)?;
+        }
+        self.put_image(reference, &raw, &[])?;
+        Ok(raw.digest)
+    }
+
     /// Look an image up by reference (tag or digest).
     pub fn resolve(&self, reference: &Reference) -> Result<ResolvedImage> {
         let index = self.layout.index()?;
@@ -268,6 +286,22 @@ mod tests {
         assert_eq!(got.manifest_digest, digest);
         assert_eq!(got.manifest.layers.len(), 1);
         assert!(store.layout().has_blob(&got.manifest.layers[0].digest));
+    }
+
+    #[test]
+    fn a_builders_output_is_moved_in_not_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let layer = Digest::of(b"layer bytes");
+        let ino = std::fs::metadata(from.blob_path(&layer)).unwrap().ino();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        let digest = store.move_from_layout(&from, Some("image"), &r).unwrap();
+        assert_eq!(store.resolve(&r).unwrap().manifest_digest, digest);
+        // The same file, renamed: no second copy of a big layer was written.
+        assert_eq!(std::fs::metadata(store.blob_path(&layer)).unwrap().ino(), ino);
+        assert!(!from.has_blob(&layer));
     }
 
     #[test]

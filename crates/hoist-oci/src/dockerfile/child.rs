@@ -56,11 +56,14 @@ pub(crate) struct Finished {
 
 /// Runs `prog args` (stdin closed, output captured) to its end; see the module docs for
 /// what dropping the future does.
+/// `scratch`, if given, is a directory of hoist's the builder writes into: a cancelled
+/// builder may still write there while it stops, so it is removed (again) once it is gone.
 pub(crate) async fn run(
     prog: &str,
     args: &[String],
     env: &[(String, OsString)],
     env_remove: &[&str],
+    scratch: Option<&std::path::Path>,
 ) -> std::io::Result<Finished> {
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
@@ -74,7 +77,7 @@ pub(crate) async fn run(
     for k in env_remove {
         cmd.env_remove(k);
     }
-    let mut guard = Running(Some(cmd.spawn()?));
+    let mut guard = Running(Some(cmd.spawn()?), scratch.map(|d| d.to_path_buf()));
     let child = guard.0.as_mut().expect("just spawned");
     let (mut out, mut err) = (
         child.stdout.take().expect("piped"),
@@ -97,18 +100,27 @@ pub(crate) async fn run(
     })
 }
 
-/// A builder still running; dropping it stops it (see the module docs).
-struct Running(Option<tokio::process::Child>);
+/// A builder still running, and the scratch directory it writes into; dropping it stops
+/// the builder (see the module docs), then removes the directory.
+struct Running(Option<tokio::process::Child>, Option<std::path::PathBuf>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         let Some(child) = self.0.take() else { return };
+        let scratch = self.1.take();
         let Some(pid) = child.id() else { return };
         let pgid = pid as libc::pid_t;
         tracing::info!(pid, "stopping the cancelled image builder");
         // SAFETY: signalling a process group we created; no memory is involved.
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        cleanup(move || stop(child, pgid));
+        cleanup(move || {
+            stop(child, pgid);
+            // The owner's temp dir went when the build was dropped; what the builder wrote
+            // while it stopped goes now.
+            if let Some(d) = scratch {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        });
     }
 }
 
