@@ -486,7 +486,10 @@ fn no_registry_is_not_docker_hub() {
 /// `-v` keeps the full log format.
 #[test]
 fn warnings_are_plain_lines() {
-    let (tmp, root) = one_service("  layers: [{from: ./files, to: /f, exclude: [\"*\"]}]\n");
+    // The second layer is the empty one: the warning names it by its own line.
+    let (tmp, root) = one_service(
+        "  layers:\n    - {from: ./files, to: /a}\n    - from: ./files\n      to: /f\n      exclude: [\"*\"]\n",
+    );
     let run = |verbose: bool| {
         let mut c = hoist(&root, tmp.path());
         // Each run builds: a content-tagged image already in the store is not built again.
@@ -504,7 +507,17 @@ fn warnings_are_plain_lines() {
         .lines()
         .find(|l| l.contains("leave no files"))
         .unwrap_or_else(|| panic!("{plain}"));
-    assert!(line.starts_with("warning: layer "), "{line:?}");
+    // It names the service and where its layer is declared: a project builds many.
+    let manifest = root.join("services/app/service.yaml");
+    assert_eq!(
+        line,
+        format!(
+            "warning: service `app`, layer from ./files ({}:6) -> /f: include/exclude leave \
+             no files to copy",
+            manifest.display()
+        ),
+        "{plain}"
+    );
     assert!(!plain.contains("hoist_oci"), "{plain}");
     let v = hoist(&root, tmp.path()).arg("validate").assert().success();
     let out = String::from_utf8_lossy(&v.get_output().stdout).to_string();

@@ -128,6 +128,7 @@ fn oci_spec(svc: &Path, (from, include, exclude): &Rules) -> hoist_oci::LayerSpe
         to: "/www".into(),
         include: strings(include),
         exclude: strings(exclude),
+        origin: None,
     }
 }
 

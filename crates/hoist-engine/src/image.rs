@@ -250,11 +250,13 @@ pub fn build_spec(
         layers: image
             .layers
             .iter()
-            .map(|l| LayerSpec {
+            .enumerate()
+            .map(|(i, l)| LayerSpec {
                 from: absolute(&svc.dir, &l.from),
                 to: l.to.clone(),
                 include: l.include.clone(),
                 exclude: l.exclude.clone(),
+                origin: Some(layer_origin(svc, i, &l.from)),
             })
             .collect(),
         entrypoint: image.entrypoint.clone(),
@@ -264,6 +266,18 @@ pub fn build_spec(
         user: image.user.clone(),
         labels: image.labels.clone(),
     })
+}
+
+/// Where layer `i` of `svc` is declared, for the layer's warnings: the service, the
+/// layer's `from:` as written, and its file:line.
+fn layer_origin(svc: &Service, i: usize, from: &str) -> String {
+    let at = svc.locate(&["image", "layers", &i.to_string(), "from"], "");
+    format!(
+        "service `{}`, layer from {from} ({}:{})",
+        svc.name,
+        at.file.display(),
+        at.line
+    )
 }
 
 /// `p` from service.yaml, relative to `dir`, without `.` components (so messages about it

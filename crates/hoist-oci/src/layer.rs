@@ -30,6 +30,10 @@ pub struct LayerSpec {
     pub to: String,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// How its warnings name the layer in place of its source path, when it comes from a
+    /// project (e.g. ``service `web`, layer from ./dist (services/web/service.yaml:7)``):
+    /// a project builds many layers, and the path alone does not say whose it is.
+    pub origin: Option<String>,
 }
 
 impl LayerSpec {
@@ -238,9 +242,10 @@ impl LayerBuilder {
             self.entries.insert(dest, Entry::from(e));
         }
         if taken == 0 && !(spec.include.is_empty() && spec.exclude.is_empty()) {
+            let layer =
+                (spec.origin.clone()).unwrap_or_else(|| format!("layer {}", spec.from.display()));
             tracing::warn!(
-                "layer {} -> {}: include/exclude leave no files to copy",
-                spec.from.display(),
+                "{layer} -> {}: include/exclude leave no files to copy",
                 spec.to
             );
         }
@@ -646,6 +651,7 @@ mod tests {
             to: "/srv".into(),
             include: vec!["**/*.txt".into(), "a.sh".into()],
             exclude: vec!["b/sub".into()],
+            origin: None,
         };
         let names: Vec<_> = list(&LayerBuilder::new().add(&spec).unwrap().build().unwrap())
             .into_iter()
@@ -975,6 +981,7 @@ mod golden {
             to: to.into(),
             include: s(include),
             exclude: s(exclude),
+            origin: None,
         })
         .unwrap();
         let (_, digest, ..) = b.write_to(std::io::sink()).unwrap();

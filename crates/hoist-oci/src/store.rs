@@ -300,7 +300,10 @@ mod tests {
         let digest = store.move_from_layout(&from, Some("image"), &r).unwrap();
         assert_eq!(store.resolve(&r).unwrap().manifest_digest, digest);
         // The same file, renamed: no second copy of a big layer was written.
-        assert_eq!(std::fs::metadata(store.blob_path(&layer)).unwrap().ino(), ino);
+        assert_eq!(
+            std::fs::metadata(store.blob_path(&layer)).unwrap().ino(),
+            ino
+        );
         assert!(!from.has_blob(&layer));
     }
 
