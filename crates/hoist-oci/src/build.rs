@@ -200,7 +200,7 @@ impl Drop for CancelOnDrop {
 /// Remove leftovers of killed builds (no destructor ran) from `dir`, the first time this
 /// process builds there: a day is longer than any build, and the store's blob directory
 /// need not be listed again for every image of a pass.
-fn sweep_once(dir: &std::path::Path) {
+pub(crate) fn sweep_once(dir: &std::path::Path) {
     static SWEPT: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let first = SWEPT

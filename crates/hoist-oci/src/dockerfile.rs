@@ -453,8 +453,10 @@ fn commands(builder: Builder, b: &Build) -> Commands {
 /// the store by rename instead of being copied.
 fn output_dir() -> Result<tempfile::TempDir> {
     let parent = crate::layer::default_temp_dir();
+    // What a killed hoist left there (no destructor ran) goes after a day.
+    crate::build::sweep_once(&parent);
     tempfile::Builder::new()
-        .prefix(".build-")
+        .prefix(crate::layer::BUILD_DIR_PREFIX)
         .tempdir_in(&parent)
         .ctx(|| {
             format!(

@@ -58,6 +58,9 @@ impl LayerSpec {
 /// Temp files of layers being built start with this (so a leftover is recognisable).
 pub const TEMP_PREFIX: &str = ".hoist-layer-";
 
+/// Temp directories of Dockerfile builds' output start with this (swept like layer files).
+pub const BUILD_DIR_PREFIX: &str = ".hoist-build-";
+
 /// A finished layer: the gzip-compressed tar in a temp file, never whole in memory.
 /// The file is removed when this is dropped (success, error or cancellation); storing it
 /// ([`crate::OciLayout::put_layer`]) links it into place first.
@@ -442,9 +445,10 @@ impl<W: Write> Write for Cancellable<'_, W> {
     }
 }
 
-/// Remove layer temp files in `dir` older than `age`: left by a process killed before it
-/// could clean up (a second Ctrl-C, SIGKILL). Younger ones may belong to a running build.
-/// Returns how many were removed; errors are ignored (best effort).
+/// Remove layer temp files and Dockerfile build output directories in `dir` older than
+/// `age`: left by a process killed before it could clean up (a second Ctrl-C, SIGKILL).
+/// Younger ones may belong to a running build. Returns how many were removed; errors are
+/// ignored (best effort).
 pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
@@ -452,13 +456,23 @@ pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
     let now = std::time::SystemTime::now();
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
         .filter(|e| {
             e.metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d > age))
         })
-        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if name.starts_with(TEMP_PREFIX) && !is_dir {
+                fs::remove_file(e.path()).is_ok()
+            } else if name.starts_with(BUILD_DIR_PREFIX) && is_dir {
+                fs::remove_dir_all(e.path()).is_ok()
+            } else {
+                false
+            }
+        })
         .count()
 }
 
@@ -797,9 +811,20 @@ mod tests {
                 .set_modified(day_ago)
                 .unwrap();
         }
+        // A Dockerfile build's output directory, left by a killed process, and a fresh one.
+        let old_build = dir.path().join(format!("{BUILD_DIR_PREFIX}old"));
+        let fresh_build = dir.path().join(format!("{BUILD_DIR_PREFIX}fresh"));
+        for d in [&old_build, &fresh_build] {
+            fs::create_dir_all(d.join("layout/blobs")).unwrap();
+        }
+        fs::File::open(&old_build)
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
         let n = sweep_stale_temp_files(dir.path(), std::time::Duration::from_secs(3600));
-        assert_eq!(n, 1);
+        assert_eq!(n, 2);
         assert!(!old.exists() && fresh.exists() && other.exists());
+        assert!(!old_build.exists() && fresh_build.exists());
     }
 
     /// The error adding `spec` gives, as the user reads it.
