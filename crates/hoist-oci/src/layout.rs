@@ -78,10 +78,15 @@ impl OciLayout {
         Ok(Self::at(root))
     }
 
-    /// A layout at `root`, hoist's own when `root` is hoist's default store (named as
-    /// `oci:DIR` too, e.g. to copy an image out of the store).
+    /// A layout at `root`, hoist's own when `root` is a store: the default one, or one this
+    /// process opened as a store (`--store DIR`) — also when named as `oci:DIR` (copying an
+    /// image out of the store, a service built on another's image from the store).
     fn at(root: PathBuf) -> Self {
-        let owner = if same_dir(&root, &crate::store::default_store_dir()) {
+        let id = dir_id(&root);
+        let is_store = id.is_some_and(|id| {
+            id_is_store(id) || dir_id(&crate::store::default_store_dir()) == Some(id)
+        });
+        let owner = if is_store {
             BlobOwner::Hoist
         } else {
             BlobOwner::User
@@ -91,6 +96,12 @@ impl OciLayout {
 
     /// This layout as hoist's own store, whose corrupt blobs are removed when read.
     pub(crate) fn owned_by_hoist(mut self) -> Self {
+        if let Some(id) = dir_id(&self.root) {
+            STORE_DIRS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id);
+        }
         self.owner = BlobOwner::Hoist;
         self
     }
@@ -461,13 +472,21 @@ impl OciLayout {
     }
 }
 
-/// Whether `a` and `b` name the same directory (both must exist).
-fn same_dir(a: &Path, b: &Path) -> bool {
+/// Directories opened as hoist's store in this process, by (device, inode).
+static STORE_DIRS: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn id_is_store(id: (u64, u64)) -> bool {
+    STORE_DIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&id)
+}
+
+/// A directory's (device, inode): the same whatever path names it.
+fn dir_id(p: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// What index.json lists, for an error that asks to pick one: the names, and the entries
@@ -622,6 +641,19 @@ mod tests {
             err.contains("no image named \"v1\" (names: v2; unnamed:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_store_is_hoists_by_whatever_path_a_user_layout_is_not() {
+        use crate::stored_blob::BlobOwner;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        crate::store::LocalStore::open(&store).unwrap();
+        // Named as `oci:DIR` by another path to it: still the store.
+        let again = OciLayout::open(dir.path().join("./store/../store")).unwrap();
+        assert_eq!(again.owner(), BlobOwner::Hoist);
+        let user = OciLayout::create(dir.path().join("user")).unwrap();
+        assert_eq!(user.owner(), BlobOwner::User);
     }
 
     #[test]
