@@ -84,7 +84,7 @@ fn a_corrupt_store_blob_is_removed_on_read_and_pulled_again() {
         assert!(
             err.contains(&format!("blob {layer} is corrupt ({})", blob.display()))
                 && err.contains("removed from hoist's image store")
-                && err.contains("hoist image pull"),
+                && err.contains(&format!("`hoist image pull {image}`")),
             "{args:?}: {err}"
         );
         assert!(

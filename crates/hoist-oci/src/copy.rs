@@ -201,6 +201,23 @@ pub async fn copy(
     dst: &Location,
     opts: &CopyOptions,
 ) -> Result<CopyReport> {
+    let copied = copy_named(client, src, dst, opts).await;
+    // A corrupt blob of a layout image says which image to pull again (the store names
+    // its images by reference).
+    match src {
+        Location::Layout {
+            name: Some(name), ..
+        } => copied.map_err(|e| e.in_image(name)),
+        _ => copied,
+    }
+}
+
+async fn copy_named(
+    client: &RegistryClient,
+    src: &Location,
+    dst: &Location,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
     let before = client.counters();
     dst.check_destination()?;
     let source = Arc::new(match src {

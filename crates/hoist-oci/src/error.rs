@@ -20,12 +20,14 @@ pub enum Error {
         actual: String,
     },
     /// A stored blob failed its check on a read ([`crate::stored_blob::StoredBlob`]).
-    #[error("blob {digest} is corrupt ({}): {reason}; {}", .path.display(), corrupt_fate(.fate, .path))]
+    #[error("blob {digest} is corrupt ({}): {reason}; {}", .path.display(), corrupt_fate(.fate, .path, .image.as_deref()))]
     CorruptBlob {
         digest: String,
         path: PathBuf,
         reason: String,
         fate: CorruptFate,
+        /// The image it was read for, when the reader knows ([`Error::in_image`]).
+        image: Option<String>,
     },
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -186,16 +188,21 @@ pub enum CorruptFate {
     RemoveFailed(String),
 }
 
-fn corrupt_fate(fate: &CorruptFate, path: &std::path::Path) -> String {
+fn corrupt_fate(fate: &CorruptFate, path: &std::path::Path, image: Option<&str>) -> String {
+    let image = image.unwrap_or("IMAGE");
     match fate {
-        CorruptFate::Removed => "it was removed from hoist's image store\nhint: `hoist image pull IMAGE` (or the build that stored the image) fetches just that blob again; then run this command again".into(),
-        CorruptFate::Replaced => "another process has replaced or removed it meanwhile\nhint: run the command again (after `hoist image pull IMAGE` if the blob is missing)".into(),
+        CorruptFate::Removed => format!(
+            "it was removed from hoist's image store\nhint: `hoist image pull {image}` (or the build that stored the image) fetches just that blob again; then run this command again"
+        ),
+        CorruptFate::Replaced => format!(
+            "another process has replaced or removed it meanwhile\nhint: run the command again (after `hoist image pull {image}` if the blob is missing)"
+        ),
         CorruptFate::LeftInUserLayout => format!(
             "it was left in place: this layout is not hoist's store\nhint: delete {} and copy the image into the layout again",
             path.display()
         ),
         CorruptFate::RemoveFailed(why) => format!(
-            "removing it from hoist's image store failed: {why}\nhint: delete {} by hand, then `hoist image pull IMAGE` fetches it again",
+            "removing it from hoist's image store failed: {why}\nhint: delete {} by hand, then `hoist image pull {image}` fetches it again",
             path.display()
         ),
     }
@@ -232,6 +239,27 @@ fn tries(attempts: u32) -> String {
 }
 
 impl Error {
+    /// A corrupt blob's error, naming `image` (what it was read for) in its hint unless it
+    /// names one already; any other error as it is.
+    pub fn in_image(self, image: &str) -> Self {
+        match self {
+            Error::CorruptBlob {
+                digest,
+                path,
+                reason,
+                fate,
+                image: None,
+            } => Error::CorruptBlob {
+                digest,
+                path,
+                reason,
+                fate,
+                image: Some(image.to_string()),
+            },
+            e => e,
+        }
+    }
+
     /// Worth trying again: a dropped or refused connection, an interrupted stream, a server
     /// error or throttling. Not: bad content, auth, or other client errors.
     pub fn is_transient(&self) -> bool {

@@ -117,6 +117,7 @@ impl StoredBlob {
             path: self.path.clone(),
             reason,
             fate,
+            image: None,
         })
     }
 

@@ -166,7 +166,11 @@ impl ImageUnpacker {
                 // tar error it may have caused.
                 let checked = blob.finish().map_err(|e| Error::Image {
                     image: label.to_string(),
-                    reason: format!("layer {}: {e}", i + 1),
+                    reason: match label.starts_with('(') {
+                        // No name to pull it by ("(only image)").
+                        true => format!("layer {}: {e}", i + 1),
+                        false => format!("layer {}: {}", i + 1, e.in_image(label)),
+                    },
                 });
                 checked.and(applied)?;
             }

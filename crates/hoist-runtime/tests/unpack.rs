@@ -143,7 +143,7 @@ fn a_corrupt_layer_of_the_store_is_removed_and_a_users_kept() {
             layer.digest,
             path.display()
         )) && err.contains("removed from hoist's image store")
-            && err.contains("hoist image pull"),
+            && err.contains(&format!("`hoist image pull {reference}`")),
         "{err}"
     );
     assert!(!path.exists(), "the corrupt blob stays in the store");
