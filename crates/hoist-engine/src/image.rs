@@ -295,6 +295,42 @@ fn absolute(dir: &Path, p: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// `image build` and `up` build through `build_spec`: each layer carries where it is
+    /// declared, which its warnings name.
+    #[test]
+    fn layers_say_where_they_are_declared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let svc_dir = root.join("services/web");
+        std::fs::create_dir_all(svc_dir.join("dist")).unwrap();
+        std::fs::write(
+            root.join("hoist.yaml"),
+            "name: p\nservices: [\"services/*\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            svc_dir.join("service.yaml"),
+            "name: web\nimage:\n  base: scratch\n  layers:\n    - from: ./dist\n      to: /a\n    - from: dist\n      to: /b\n",
+        )
+        .unwrap();
+        let project = Project::load(root).unwrap();
+        let svc = project.service("web").unwrap();
+        let spec = build_spec(&project, svc, &BTreeMap::new()).unwrap();
+        let manifest = svc.source.path.display();
+        let origins: Vec<_> = spec
+            .layers
+            .iter()
+            .map(|l| l.origin.clone().unwrap())
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                format!("service `web`, layer from ./dist ({manifest}:5)"),
+                format!("service `web`, layer from dist ({manifest}:7)"),
+            ]
+        );
+    }
+
     #[test]
     fn kep_1755_host_is_read() {
         let doc = "host: \"localhost:5001\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n";
