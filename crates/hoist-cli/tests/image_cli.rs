@@ -237,7 +237,28 @@ fn bad_input_is_reported_not_panicked() {
         .local_addr()
         .unwrap()
         .port();
-    let err = fails(t, &["image", "inspect", &format!("127.0.0.1:{port}/x:y")]);
+    // Retried (two retries here, not the default five, to keep the test short), each
+    // retry said on stderr, and the error says how often and how long it tried.
+    let started = std::time::Instant::now();
+    let a = hoist(t)
+        .env("HOIST_REGISTRY_RETRIES", "2")
+        .args(["image", "inspect", &format!("127.0.0.1:{port}/x:y")])
+        .assert()
+        .failure();
+    let took = started.elapsed();
+    let all = stderr(&a);
+    let (warnings, err) = all.split_once("  × ").expect("an error");
+    assert_eq!(
+        warnings.matches("warning: registry 127.0.0.1:").count(),
+        2,
+        "{all}"
+    );
+    assert!(
+        warnings
+            .contains("Connection refused (os error 111) (GET /v2/x/manifests/y); retrying in 0.")
+            && warnings.contains(" s (2/3)\n"),
+        "{all}"
+    );
     assert!(
         err.contains(&format!("cannot reach registry 127.0.0.1:{port}")),
         "{err}"
@@ -245,6 +266,12 @@ fn bad_input_is_reported_not_panicked() {
     assert!(err.contains("cannot connect"), "{err}");
     assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
     assert!(!err.contains("error sending request"), "{err}");
+    assert!(
+        err.contains("gave up on GET /v2/x/manifests/y after 3 attempts over 0."),
+        "{err}"
+    );
+    assert!(err.contains("hint: is the registry running?"), "{err}");
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
 
     // A layout whose manifest claims absurd layer sizes: refused, never an overflow.
     use hoist_oci::manifest::{Descriptor, ImageManifest, RawManifest, media};

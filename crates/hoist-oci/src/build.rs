@@ -405,6 +405,8 @@ fn diff(a: CounterSnapshot, b: CounterSnapshot) -> CounterSnapshot {
         blob_downloads: a.blob_downloads - b.blob_downloads,
         download_bytes: a.download_bytes - b.download_bytes,
         manifest_puts: a.manifest_puts - b.manifest_puts,
+        retries: a.retries - b.retries,
+        resent_bytes: a.resent_bytes - b.resent_bytes,
     }
 }
 

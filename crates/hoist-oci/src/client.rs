@@ -42,7 +42,13 @@ pub struct ClientOptions {
     /// whole client. Probes and mounts for the blobs queued behind them run ahead, so a
     /// freed slot starts sending at once.
     pub max_concurrency: usize,
+    /// How many times a request or a blob transfer is tried again after a 5xx, a refused
+    /// or dropped connection: 5 by default (about 8 s of pauses in all), or
+    /// `HOIST_REGISTRY_RETRIES`.
     pub retries: u32,
+    /// The pause before the first retry; each next one doubles it (up to 4 s, or this if
+    /// longer), plus up to a quarter of jitter. Tests shorten it.
+    pub retry_pause: Duration,
     /// How long a registry may stay silent: for the head of an answer, counted from the
     /// last byte of the request body (however long sending it took), and between two
     /// pieces of a body. A silent registry gets one more attempt, so it fails after about
@@ -69,8 +75,37 @@ impl Default for ClientOptions {
             tls_loopback: vec![],
             chunk_size: None,
             max_concurrency: 6,
-            retries: 3,
+            retries: retries_from_env(),
+            retry_pause: FIRST_PAUSE,
             timeout: crate::watch::timeout_from_env(),
+        }
+    }
+}
+
+/// Sets [`ClientOptions::retries`].
+pub const RETRIES_ENV: &str = "HOIST_REGISTRY_RETRIES";
+pub const DEFAULT_RETRIES: u32 = 5;
+/// 250 ms, 0.5, 1, 2, 4 s: a registry restarting for several seconds is waited for.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(4);
+/// A `Retry-After` longer than this is not waited for in full: a command should fail in
+/// seconds, not minutes (the retries that remain may still find the registry back).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+fn retries_from_env() -> u32 {
+    let Ok(v) = std::env::var(RETRIES_ENV) else {
+        return DEFAULT_RETRIES;
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if n <= 100 => n,
+        _ => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "{RETRIES_ENV}={v:?} is not a number of retries from 0 to 100; retrying {DEFAULT_RETRIES} times"
+                )
+            });
+            DEFAULT_RETRIES
         }
     }
 }
@@ -86,6 +121,10 @@ pub struct Counters {
     pub blob_downloads: AtomicU64,
     pub download_bytes: AtomicU64,
     pub manifest_puts: AtomicU64,
+    /// Requests and transfers tried again.
+    pub retries: AtomicU64,
+    /// Blob bytes that moved in attempts that failed, and so moved again.
+    pub resent_bytes: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -98,6 +137,8 @@ pub struct CounterSnapshot {
     pub blob_downloads: u64,
     pub download_bytes: u64,
     pub manifest_puts: u64,
+    pub retries: u64,
+    pub resent_bytes: u64,
 }
 
 impl Counters {
@@ -112,6 +153,8 @@ impl Counters {
             blob_downloads: l(&self.blob_downloads),
             download_bytes: l(&self.download_bytes),
             manifest_puts: l(&self.manifest_puts),
+            retries: l(&self.retries),
+            resent_bytes: l(&self.resent_bytes),
         }
     }
 }
@@ -329,7 +372,28 @@ impl RegistryClient {
 
     /// The bar a transfer attempt counts its bytes on as they go (see [`crate::progress`]).
     pub(crate) fn sent(&self) -> crate::progress::Sent {
-        crate::progress::Sent::new(self.inner.progress.lock().unwrap().clone())
+        crate::progress::Sent::new(
+            self.inner.progress.lock().unwrap().clone(),
+            self.inner.counters.resent_bytes.clone(),
+        )
+    }
+
+    /// Say that `what` on `r`'s registry is tried again after `e`: above the progress bar
+    /// on a terminal, otherwise as a warning on stderr (a retry should never be silent:
+    /// the bar may go back, and the command takes longer).
+    fn notice(&self, r: &Reference, what: &str, why: &str, b: &Backoff, delay: Duration) {
+        add(&self.inner.counters.retries, 1);
+        let msg = format!(
+            "registry {}: {why} ({what}); retrying in {} ({}/{})",
+            r.registry,
+            crate::watch::secs(delay),
+            b.attempt + 1,
+            self.inner.opts.retries + 1,
+        );
+        match self.inner.progress.lock().unwrap().as_ref() {
+            Some(bar) => bar.println(format!("warning: {msg}")),
+            None => tracing::warn!("{msg}"),
+        }
     }
 
     /// Show what the command does before its transfers start.
@@ -629,6 +693,25 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response> {
+        let retries = self.inner.opts.retries;
+        self.send_with(r, scope, method, url, headers, body, retries)
+            .await
+    }
+
+    /// [`RegistryClient::send`] with `retries` of its own: 0 for the request closing an
+    /// upload session, which is retried from a fresh session instead
+    /// ([`closing_failed`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        r: &Reference,
+        scope: &str,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        retries: u32,
+    ) -> Result<Response> {
         // Until this registry's authentication is known, requests to it go one at a time:
         // one learns the challenge (and fetches a token) for the others.
         let mut probe = None;
@@ -647,7 +730,7 @@ impl RegistryClient {
             }
         }
         let mut authed = false;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(&self.inner.opts);
         self.ensure_token(r, scope).await?;
         let mut url = self.current_url(&r.registry, url);
         // A plain HTTP attempt that failed (or got a 400 that cannot tell) on a registry not
@@ -724,17 +807,45 @@ impl RegistryClient {
             let retry = match &result {
                 Ok(resp) => {
                     let s = resp.status();
-                    (s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS)
-                        .then(|| backoff.next(self.inner.opts.retries))
+                    (s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS).then(|| {
+                        let asked = retry_after(resp);
+                        backoff.next(retries).map(|d| d.max(asked))
+                    })
                 }
-                Err(Failure::Silent) => Some(backoff.next_after_silence(self.inner.opts.retries)),
-                Err(Failure::Failed(e)) => (e.is_connect() || e.is_request() || e.is_body())
-                    .then(|| backoff.next(self.inner.opts.retries)),
+                Err(Failure::Silent) => Some(backoff.next_after_silence(retries)),
+                Err(Failure::Failed(e)) => ((e.is_connect() || e.is_request() || e.is_body())
+                    && !crate::error::is_tls_failure(e))
+                .then(|| backoff.next(retries)),
             };
-            if let Some(Some(delay)) = retry {
-                tracing::debug!(%url, attempt = backoff.attempt, ?delay, "retrying after a server error, a dropped connection or silence");
-                tokio::time::sleep(delay).await;
-                continue;
+            // The path names the blob or manifest; the registry is named beside it.
+            let what = || {
+                let path = reqwest::Url::parse(url_str).map(|u| u.path().to_string());
+                format!("{method} {}", path.as_deref().unwrap_or(url_str))
+            };
+            match (retry, result) {
+                (Some(Some(delay)), result) => {
+                    let why = match &result {
+                        Ok(resp) => format!("HTTP {}", resp.status()),
+                        Err(Failure::Silent) => format!(
+                            "no answer within {}",
+                            crate::watch::secs(self.inner.opts.timeout)
+                        ),
+                        Err(Failure::Failed(e)) => crate::error::reason(e),
+                    };
+                    tracing::debug!(%url, attempt = backoff.attempt, ?delay, "retrying after a server error, a dropped connection or silence");
+                    self.notice(r, &what(), &why, &backoff, delay);
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                // Retried as often as allowed: say so (a silent registry says it its own way).
+                (Some(None), Ok(resp)) => {
+                    let e = http_error(r, method.as_str(), url_str, resp.status(), resp).await;
+                    return Err(backoff.gave_up(what(), e));
+                }
+                (Some(None), Err(Failure::Failed(e))) => {
+                    return Err(backoff.gave_up(what(), self.transport(r, url_str, e)));
+                }
+                (_, r) => result = r,
             }
             let resp = result.map_err(|f| match f {
                 Failure::Silent => self.no_answer(r, url_str, Silence::Answer, backoff.silent),
@@ -1038,50 +1149,37 @@ impl RegistryClient {
     }
 
     /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
-    /// digest matches), without holding it in memory. Returns the size.
+    /// digest matches), without holding it in memory. Returns the size. A download cut
+    /// short is retried, resumed with a `Range` request from the bytes already written
+    /// (and hashed) when the registry honours it, from the start when it answers 200.
     pub async fn download_blob_to(
         &self,
         r: &Reference,
         d: &Digest,
         dest: &std::path::Path,
     ) -> Result<u64> {
-        use sha2::Digest as _;
-        use std::io::Write as _;
         let _slot = self.transfer_slot().await;
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
-        let mut resp = self
-            .send(
-                r,
-                &pull_scope(&r.repository),
-                Method::GET,
-                &url,
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
-        if !resp.status().is_success() {
-            return Err(http_error(r, "GET", &url, resp.status(), resp).await);
-        }
         let dir = dest.parent().unwrap_or(std::path::Path::new("."));
         let mut tmp = crate::layout::readable_temp_file(dir)?;
-        let mut h = sha2::Sha256::new();
-        let mut n = 0u64;
-        let sent = self.sent();
-        let limit = self.inner.opts.timeout;
-        while let Some(chunk) = (crate::watch::chunk_within(&mut resp, limit).await)
-            .map_err(|e| self.body_failed(r, &url, e))?
-        {
-            h.update(&chunk);
-            n += chunk.len() as u64;
-            tmp.write_all(&chunk)
-                .ctx(|| format!("writing {}", dest.display()))?;
-            sent.add(chunk.len() as u64);
+        let mut got = Fetched::new(self.sent());
+        let mut backoff = Backoff::new(&self.inner.opts);
+        let what = format!("blob {d} of {}", r.name());
+        loop {
+            let e = match self.download_into(r, &url, dest, &mut tmp, &mut got).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            let delay = self.retry_or_give_up(r, &what, e, &mut backoff)?;
+            tokio::time::sleep(delay).await;
         }
-        let actual = Digest::from_hasher(h);
+        let Fetched { hash, n, sent } = got;
+        let actual = Digest::from_hasher(hash);
         if &actual != d {
             // `tmp` is deleted on drop: nothing lands.
             return Err(Error::DigestMismatch {
-                what: format!("blob {d} of {}", r.name()),
+                what,
                 expected: d.to_string(),
                 actual: actual.to_string(),
             });
@@ -1094,6 +1192,70 @@ impl RegistryClient {
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
         Ok(n)
+    }
+
+    /// One attempt of [`RegistryClient::download_blob_to`]: GET `url` (from byte `got.n` on,
+    /// if some came already) and append it to `tmp`, hashing it.
+    async fn download_into(
+        &self,
+        r: &Reference,
+        url: &str,
+        dest: &std::path::Path,
+        tmp: &mut tempfile::NamedTempFile,
+        got: &mut Fetched,
+    ) -> Result<()> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let mut headers = HeaderMap::new();
+        if got.n > 0 {
+            let range = format!("bytes={}-", got.n);
+            headers.insert(header::RANGE, HeaderValue::from_str(&range).expect("ascii"));
+        }
+        let mut resp = (self.send(
+            r,
+            &pull_scope(&r.repository),
+            Method::GET,
+            url,
+            headers,
+            None,
+        ))
+        .await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT if got.n > 0 => {
+                let from = format!("bytes {}-", got.n);
+                let range = (resp.headers().get(header::CONTENT_RANGE))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !range.starts_with(&from) {
+                    return Err(Error::Invalid(format!(
+                        "registry {} answered a request for {url} from byte {} with the range {range:?}",
+                        r.registry, got.n
+                    )));
+                }
+            }
+            StatusCode::OK if got.n > 0 => {
+                tracing::debug!(
+                    url,
+                    from = got.n,
+                    "the registry does not resume: downloading again"
+                );
+                got.restart(tmp)
+                    .ctx(|| format!("writing {}", dest.display()))?;
+            }
+            StatusCode::OK => {}
+            s => return Err(http_error(r, "GET", url, s, resp).await),
+        }
+        let limit = self.inner.opts.timeout;
+        while let Some(chunk) = (crate::watch::chunk_within(&mut resp, limit).await)
+            .map_err(|e| self.body_failed(r, url, e))?
+        {
+            got.hash.update(&chunk);
+            got.n += chunk.len() as u64;
+            tmp.write_all(&chunk)
+                .ctx(|| format!("writing {}", dest.display()))?;
+            got.sent.add(chunk.len() as u64);
+        }
+        Ok(())
     }
 
     /// Ask the registry to mount `d` from `from` (same registry) into `r`.
@@ -1198,8 +1360,23 @@ impl RegistryClient {
         self.location(r, &url, &resp)
     }
 
-    /// Upload a blob (monolithic, or chunked above `chunk_size`), into a session or a new one.
+    /// Upload a blob (monolithic, or chunked above `chunk_size`), into a session or a new
+    /// one; retried from a fresh session when it fails on the way.
     pub async fn upload_blob(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        data: Bytes,
+        session: Option<String>,
+    ) -> Result<()> {
+        let what = format!("blob {d}");
+        self.retry_transfer(r, d, &what, session, |session| {
+            self.upload_blob_once(r, d, data.clone(), session)
+        })
+        .await
+    }
+
+    async fn upload_blob_once(
         &self,
         r: &Reference,
         d: &Digest,
@@ -1252,9 +1429,10 @@ impl RegistryClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        let resp = self
-            .send(r, &scope, Method::PUT, &url, h, Some(body))
-            .await?;
+        let resp = (self
+            .send_with(r, &scope, Method::PUT, &url, h, Some(body), 0)
+            .await)
+            .map_err(|e| closing_failed(e, d))?;
         if resp.status() != StatusCode::CREATED {
             return Err(http_error(r, "PUT", &url, resp.status(), resp).await);
         }
@@ -1315,6 +1493,49 @@ impl RegistryClient {
     }
 }
 
+/// What a download has written and hashed so far, over its attempts.
+struct Fetched {
+    hash: sha2::Sha256,
+    n: u64,
+    sent: crate::progress::Sent,
+}
+
+impl Fetched {
+    fn new(sent: crate::progress::Sent) -> Self {
+        use sha2::Digest as _;
+        Self {
+            hash: sha2::Sha256::new(),
+            n: 0,
+            sent,
+        }
+    }
+
+    /// Forget what came so far: the registry sends the blob from its first byte again.
+    fn restart(&mut self, tmp: &mut tempfile::NamedTempFile) -> std::io::Result<()> {
+        use sha2::Digest as _;
+        use std::io::Seek as _;
+        tmp.as_file_mut().set_len(0)?;
+        tmp.as_file_mut().rewind()?;
+        self.hash = sha2::Sha256::new();
+        self.n = 0;
+        self.sent.restart();
+        Ok(())
+    }
+}
+
+/// The request closing an upload session failed: an interrupted transfer, to be sent again
+/// into a fresh session (the registry may have restarted, and its sessions with it), after
+/// a HEAD asks whether the blob landed ([`RegistryClient::retry_transfer`]).
+fn closing_failed(e: Error, d: &Digest) -> Error {
+    match e {
+        Error::GaveUp { last, .. } if last.is_transient() => Error::Interrupted {
+            what: format!("blob {d}"),
+            reason: format!("closing its upload failed: {}", retry_reason(&last)),
+        },
+        e => e,
+    }
+}
+
 /// What [`RegistryClient::open_upload`] found.
 enum Opened {
     /// Nothing to send: the blob is there (or was mounted).
@@ -1341,17 +1562,22 @@ impl RegistryClient {
             Opened::Done(outcome) => return Ok(outcome),
             Opened::Session(loc) => loc,
         };
-        self.retry_transfer(&format!("blob {d}"), Some(session), |session| {
+        let what = format!("blob {d} of {}", src.name());
+        self.retry_transfer(dst, d, &what, Some(session), |session| {
             self.stream_blob_into(src, dst, d, size, session)
         })
         .await?;
         Ok(BlobOutcome::Uploaded)
     }
 
-    /// Run a streamed transfer, again (with a fresh upload session) while it fails in a way
-    /// worth retrying. `session` is an upload already opened for the first attempt.
+    /// Run a transfer of blob `d` into `dst`, again (with a fresh upload session) while it
+    /// fails in a way worth retrying. `session` is an upload already opened for the first
+    /// attempt. Before each retry a HEAD asks whether the blob landed after all (the
+    /// answer to its last request may be what was lost).
     async fn retry_transfer<F, Fut>(
         &self,
+        dst: &Reference,
+        d: &Digest,
         what: &str,
         mut session: Option<String>,
         mut transfer: F,
@@ -1360,27 +1586,47 @@ impl RegistryClient {
         F: FnMut(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let mut backoff = Backoff::default();
-        let retries = self.inner.opts.retries;
+        let mut backoff = Backoff::new(&self.inner.opts);
         loop {
-            let mut e = match transfer(session.take()).await {
+            let e = match transfer(session.take()).await {
                 Err(e) if e.is_transient() => e,
                 r => return r,
             };
-            let delay = match e {
-                Error::NoAnswer { attempts, .. } => backoff.next_after(attempts, retries),
-                _ => backoff.next(retries),
-            };
-            let Some(delay) = delay else {
-                // Say how often it was asked, over every attempt of the transfer.
-                if let Error::NoAnswer { attempts, .. } = &mut e {
-                    *attempts = backoff.silent;
-                }
-                return Err(e);
-            };
-            tracing::debug!(what, attempt = backoff.attempt, error = %e, ?delay, "retrying an interrupted transfer");
+            let delay = self.retry_or_give_up(dst, what, e, &mut backoff)?;
             tokio::time::sleep(delay).await;
+            if self.has_blob(dst, d).await? {
+                tracing::debug!(what, "the blob landed although its upload seemed to fail");
+                return Ok(());
+            }
         }
+    }
+
+    /// After transient error `e` of a transfer (`what`, on `r`'s registry): the pause before
+    /// trying again (said on the terminal or stderr), or the error to end with once the
+    /// retries are used up, saying how many attempts over how long.
+    fn retry_or_give_up(
+        &self,
+        r: &Reference,
+        what: &str,
+        mut e: Error,
+        backoff: &mut Backoff,
+    ) -> Result<Duration> {
+        let retries = self.inner.opts.retries;
+        let delay = match e {
+            Error::NoAnswer { attempts, .. } => backoff.next_after(attempts, retries),
+            _ => backoff.next(retries),
+        };
+        let Some(delay) = delay else {
+            // Say how often it was asked, over every attempt of the transfer.
+            if let Error::NoAnswer { attempts, .. } = &mut e {
+                *attempts = backoff.silent;
+                return Err(e);
+            }
+            return Err(backoff.gave_up(what.to_string(), e));
+        };
+        tracing::debug!(what, attempt = backoff.attempt, error = %e, ?delay, "retrying an interrupted transfer");
+        self.notice(r, what, &retry_reason(&e), backoff, delay);
+        Ok(delay)
     }
 
     /// Stream blob `d` (`size` bytes) from `src` into `dst` without holding it in memory:
@@ -1636,7 +1882,7 @@ impl RegistryClient {
         session: Option<String>,
     ) -> Result<()> {
         let what = format!("blob {}", path.display());
-        self.retry_transfer(&what, session, |session| async {
+        self.retry_transfer(dst, d, &what, session, |session| async {
             let slot = self.transfer_slot().await;
             let file = tokio::fs::File::open(path)
                 .await
@@ -1750,9 +1996,8 @@ impl RegistryClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        let resp = self
-            .send(dst, &scope, Method::PUT, &url, h, Some(Bytes::new()))
-            .await?;
+        let closing = self.send_with(dst, &scope, Method::PUT, &url, h, Some(Bytes::new()), 0);
+        let resp = closing.await.map_err(|e| closing_failed(e, d))?;
         if resp.status() != StatusCode::CREATED {
             return Err(http_error(dst, "PUT", &url, resp.status(), resp).await);
         }
@@ -1775,22 +2020,48 @@ enum Failure {
 /// multiply the wait (each attempt waits the whole timeout).
 const SILENT_ATTEMPTS: u32 = 2;
 
-/// Pauses between attempts: 200 ms, 400 ms, 800 ms, … up to `retries` of them.
-#[derive(Default)]
+/// Pauses between attempts: [`ClientOptions::retry_pause`], doubling up to [`MAX_PAUSE`],
+/// each with up to a quarter more at random (many blobs failing at once then do not all
+/// come back at the same instant), up to `retries` of them.
 struct Backoff {
+    /// Retries so far.
     attempt: u32,
     /// Attempts that met silence.
     silent: u32,
+    first: Duration,
+    started: std::time::Instant,
 }
 
 impl Backoff {
+    fn new(opts: &ClientOptions) -> Self {
+        Self {
+            attempt: 0,
+            silent: 0,
+            first: opts.retry_pause,
+            started: std::time::Instant::now(),
+        }
+    }
+
     /// The pause before the next attempt, `None` when retries are used up.
     fn next(&mut self, retries: u32) -> Option<Duration> {
         if self.attempt >= retries {
             return None;
         }
         self.attempt += 1;
-        Some(Duration::from_millis(100 * (1 << self.attempt)))
+        let base = (self.first)
+            .saturating_mul(1 << (self.attempt - 1).min(16))
+            .min(MAX_PAUSE.max(self.first));
+        Some(base + base.mul_f64(jitter()))
+    }
+
+    /// The error to end with when the retries are used up after `last`.
+    fn gave_up(&self, what: String, last: Error) -> Error {
+        Error::GaveUp {
+            what,
+            attempts: self.attempt + 1,
+            elapsed: self.started.elapsed(),
+            last: Box::new(last),
+        }
     }
 
     /// [`Backoff::next`] after `silent` attempts more met silence.
@@ -1804,6 +2075,39 @@ impl Backoff {
 
     fn next_after_silence(&mut self, retries: u32) -> Option<Duration> {
         self.next_after(1, retries)
+    }
+}
+
+/// A fraction in [0, 0.25), different each time (no `rand` for this: the std hasher's
+/// random keys are enough).
+fn jitter() -> f64 {
+    use std::hash::BuildHasher as _;
+    let h = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    (h % 1000) as f64 / 4000.0
+}
+
+/// What a 503 or 429 asks to wait (`Retry-After: SECONDS`), at most [`MAX_RETRY_AFTER`].
+fn retry_after(resp: &Response) -> Duration {
+    (resp.headers().get(header::RETRY_AFTER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, |s| {
+            Duration::from_secs(s).min(MAX_RETRY_AFTER)
+        })
+}
+
+/// Why a transfer is tried again, short (the notice names registry and blob).
+fn retry_reason(e: &Error) -> String {
+    match e {
+        Error::Transport { source, .. } => crate::error::reason(source),
+        Error::Http { status, .. } => format!("HTTP {status}"),
+        Error::Interrupted { reason, .. } => reason.clone(),
+        e => {
+            let text = e.to_string();
+            text.split_once('\n')
+                .map_or(text.as_str(), |(t, _)| t)
+                .to_string()
+        }
     }
 }
 

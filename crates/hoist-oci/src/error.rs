@@ -96,6 +96,23 @@ pub enum Error {
     },
     #[error("transfer of {what} was interrupted: {reason}")]
     Interrupted { what: String, reason: String },
+    /// A request or transfer that failed in a way worth retrying, every time it was tried.
+    #[error(
+        "{}; gave up on {what} after {} over {}\nhint: is the registry running? {}=N sets how often hoist retries (default {})",
+        gave_up_reason(.last),
+        if *.attempts == 1 { "1 attempt".to_string() } else { format!("{} attempts", .attempts) },
+        crate::watch::secs(*.elapsed),
+        crate::client::RETRIES_ENV,
+        crate::client::DEFAULT_RETRIES
+    )]
+    GaveUp {
+        /// What was being fetched or sent: a blob, a manifest, a request.
+        what: String,
+        attempts: u32,
+        elapsed: std::time::Duration,
+        /// The last attempt's error (not `source`: its text is part of this one's).
+        last: Box<Error>,
+    },
     #[error("unsupported media type {media_type:?} for {what}")]
     UnsupportedMediaType { what: String, media_type: String },
     #[error("no image for platform {wanted} in the index of {reference}; available: {available}")]
@@ -231,6 +248,36 @@ impl std::fmt::Display for Silence {
     }
 }
 
+/// The last failure of a retried request, without its own hint (the retry hint follows),
+/// and without calling a status the client knows how to treat "unexpected".
+fn gave_up_reason(last: &Error) -> String {
+    match last {
+        Error::Http {
+            registry,
+            method,
+            url,
+            status,
+            body,
+        } => {
+            let body = if body.is_empty() {
+                String::new()
+            } else {
+                format!(": {body}")
+            };
+            format!(
+                "registry {registry} answered HTTP {status} to {method} {}{body}",
+                without_query(url)
+            )
+        }
+        e => {
+            let text = e.to_string();
+            text.split_once("\nhint:")
+                .map_or(text.as_str(), |(t, _)| t)
+                .to_string()
+        }
+    }
+}
+
 fn tries(attempts: u32) -> String {
     match attempts {
         0 | 1 => "not retried".into(),
@@ -266,6 +313,8 @@ impl Error {
         match self {
             Error::Transport { .. } | Error::Interrupted { .. } | Error::NoAnswer { .. } => true,
             Error::Http { status, .. } => *status >= 500 || *status == 429,
+            // Its retries are used up: retrying it again would multiply the wait.
+            Error::GaveUp { .. } => false,
             _ => false,
         }
     }
@@ -336,6 +385,11 @@ pub(crate) fn tls_hint(e: &reqwest::Error, registry: &str) -> String {
 
 /// The rustls error behind `e`, if one is. An io::Error's `source()` skips the error it
 /// wraps (and the TLS stack wraps io::Errors in io::Errors): those are opened too.
+/// Whether `e` failed in TLS (a certificate, a handshake): trying again will not help.
+pub(crate) fn is_tls_failure(e: &reqwest::Error) -> bool {
+    rustls_cause(e).is_some()
+}
+
 fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     if let Some(t) = e.downcast_ref::<rustls::Error>() {
         return Some(t);

@@ -5,6 +5,7 @@
 //! plans to move, less the blobs the destination turns out to have (present or mounted),
 //! so the bar ends full.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -54,10 +55,12 @@ pub(crate) fn unplan(bar: &ProgressBar, bytes: u64) {
 
 /// The bytes one transfer attempt has put on the bar. An attempt dropped before
 /// [`Sent::keep`] (it failed, or was cancelled) takes them back off, so a blob sent again
-/// after an interruption is counted once.
+/// after an interruption is counted once; they are added to `lost` (bytes re-sent), which
+/// the summary reports, with or without a bar.
 pub(crate) struct Sent {
     counter: Counter,
     kept: bool,
+    lost: Arc<AtomicU64>,
 }
 
 /// Counts bytes for a [`Sent`] from where they go out (a request body). A body can outlive
@@ -72,25 +75,37 @@ pub(crate) struct Counter {
 
 impl Counter {
     pub(crate) fn add(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            let mut st = self.state.lock().expect("progress lock");
-            if !st.1 {
+        let mut st = self.state.lock().expect("progress lock");
+        if !st.1 {
+            if let Some(b) = &self.bar {
                 b.inc(n);
-                st.0 += n;
             }
+            st.0 += n;
         }
     }
 }
 
 impl Sent {
-    pub(crate) fn new(bar: Option<ProgressBar>) -> Self {
+    pub(crate) fn new(bar: Option<ProgressBar>, lost: Arc<AtomicU64>) -> Self {
         Self {
             counter: Counter {
                 bar,
                 state: Arc::default(),
             },
             kept: false,
+            lost,
         }
+    }
+
+    /// The transfer starts over from its first byte (a download whose registry would not
+    /// resume it): what was counted comes off the bar and counts as re-sent.
+    pub(crate) fn restart(&self) {
+        let mut st = (self.counter.state.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = &self.counter.bar {
+            b.dec(st.0);
+        }
+        self.lost.fetch_add(st.0, Ordering::Relaxed);
+        st.0 = 0;
     }
 
     pub(crate) fn add(&self, n: u64) {
@@ -109,14 +124,14 @@ impl Sent {
 
 impl Drop for Sent {
     fn drop(&mut self) {
-        if let Some(b) = &self.counter.bar {
-            // Never panic in a drop: a poisoned count is still a count.
-            let mut st =
-                (self.counter.state.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
-            st.1 = true;
-            if !self.kept {
+        // Never panic in a drop: a poisoned count is still a count.
+        let mut st = (self.counter.state.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.1 = true;
+        if !self.kept {
+            if let Some(b) = &self.counter.bar {
                 b.dec(st.0);
             }
+            self.lost.fetch_add(st.0, Ordering::Relaxed);
         }
     }
 }
@@ -128,9 +143,10 @@ mod tests {
     #[test]
     fn an_attempt_that_fails_takes_its_bytes_back() {
         let bar = ProgressBar::hidden();
+        let resent = Arc::new(AtomicU64::new(0));
         plan(&bar, 1000);
         let body = {
-            let lost = Sent::new(Some(bar.clone()));
+            let lost = Sent::new(Some(bar.clone()), resent.clone());
             let body = lost.counter();
             body.add(600);
             assert_eq!(bar.position(), 600, "counted while it goes");
@@ -140,10 +156,22 @@ mod tests {
         // The failed attempt's body is still being sent: not counted any more.
         body.add(400);
         assert_eq!(bar.position(), 0);
-        let ok = Sent::new(Some(bar.clone()));
+        let ok = Sent::new(Some(bar.clone()), resent.clone());
         ok.add(1000);
         ok.keep();
         assert_eq!((bar.position(), bar.length()), (1000, Some(1000)));
+        assert_eq!(
+            resent.load(Ordering::Relaxed),
+            600,
+            "the failed attempt's bytes, once"
+        );
+        // Without a bar, the bytes of a failed attempt are still counted as re-sent.
+        let no_bar = Sent::new(None, resent.clone());
+        no_bar.add(50);
+        no_bar.restart();
+        no_bar.add(70);
+        drop(no_bar);
+        assert_eq!(resent.load(Ordering::Relaxed), 720);
     }
 
     #[test]

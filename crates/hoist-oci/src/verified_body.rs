@@ -308,7 +308,7 @@ mod tests {
                 .collect(),
         );
         let bar = indicatif::ProgressBar::hidden();
-        let sent = crate::progress::Sent::new(Some(bar.clone()));
+        let sent = crate::progress::Sent::new(Some(bar.clone()), Default::default());
         let (body, _) = VerifiedBody::new(src, d, 11);
         let mut body = body.counting(sent.counter());
         let mut cx = Context::from_waker(std::task::Waker::noop());

@@ -209,6 +209,10 @@ async fn stalled_source_of_a_streamed_copy_is_named() {
             fake_http::read_body(&mut sock, &head, &early).await;
             return;
         }
+        // The blob is missing (a retry first asks).
+        if head.method == "HEAD" {
+            return fake_http::respond(&mut sock, "404 Not Found", &[], b"").await;
+        }
         let loc = [("Location", "/v2/t/bb/blobs/uploads/u1")];
         fake_http::respond(&mut sock, "202 Accepted", &loc, b"").await
     })

@@ -262,7 +262,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     match (a.reg.output.document(), &target) {
         (Some(doc), _) => doc.print(&rep)?,
         (_, Location::Registry(_)) => outln!(
-            "pushed {}@{} in {secs:.2} s: {} uploaded, {} mounted, {} already present ({} sent)",
+            "pushed {}@{} in {secs:.2} s: {} uploaded, {} mounted, {} already present ({} sent{})",
             rep.reference,
             rep.digest,
             count(rep.layers_uploaded as u64, "layer"),
@@ -271,17 +271,33 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             // Blob bytes sent: new layers, the config, and base layers streamed over from
             // another registry.
             human_bytes(rep.transfer.upload_bytes),
+            retried(&rep.transfer),
         ),
         (_, Location::Layout { .. }) => outln!(
-            "stored {} ({}) in {secs:.2} s: {} written, {} already there ({} downloaded)",
+            "stored {} ({}) in {secs:.2} s: {} written, {} already there ({} downloaded{})",
             rep.reference,
             rep.digest,
             count(rep.layers_uploaded as u64, "layer"),
             rep.layers_present,
             human_bytes(rep.transfer.download_bytes),
+            retried(&rep.transfer),
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `, 22 MiB re-sent after 3 retries` when transfers were retried (the bytes counted as
+/// sent are each blob's once), else nothing.
+fn retried(t: &hoist_oci::client::CounterSnapshot) -> String {
+    match (t.retries, t.resent_bytes) {
+        (0, _) => String::new(),
+        (n, 0) => format!(", after {}", count(n, "retry").replace("retrys", "retries")),
+        (n, b) => format!(
+            ", {} re-sent after {}",
+            human_bytes(b),
+            count(n, "retry").replace("retrys", "retries")
+        ),
+    }
 }
 
 fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
@@ -299,13 +315,14 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
     match a.reg.output.document() {
         Some(doc) => doc.print(&rep)?,
         None => outln!(
-            "copied {} -> {} ({}) in {:.2} s: {} copied ({}), {} mounted, {} already present",
+            "copied {} -> {} ({}) in {:.2} s: {} copied ({}{}), {} mounted, {} already present",
             rep.source,
             rep.destination,
             rep.digest,
             started.elapsed().as_secs_f64(),
             count(rep.blobs_copied as u64, "blob"),
             human_bytes(rep.bytes_copied),
+            retried(&rep.transfer),
             rep.blobs_mounted,
             rep.blobs_skipped
         ),
@@ -495,13 +512,16 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
             "store": store.layout().root(),
             "blobs_downloaded": moved.blob_downloads,
             "bytes_downloaded": moved.download_bytes,
+            "retries": moved.retries,
+            "bytes_resent": moved.resent_bytes,
         }))?,
         None => outln!(
-            "pulled {image}{from_index} into {} in {:.2} s: {} downloaded ({}), {} already stored",
+            "pulled {image}{from_index} into {} in {:.2} s: {} downloaded ({}{}), {} already stored",
             store.layout().root().display(),
             started.elapsed().as_secs_f64(),
             count(moved.blob_downloads, "blob"),
             human_bytes(moved.download_bytes),
+            retried(&moved),
             distinct_blobs(&img.manifest).saturating_sub(moved.blob_downloads),
         ),
     }

@@ -1,0 +1,280 @@
+//! Retries against a real registry behind a loopback fault proxy: a download cut in the
+//! middle is resumed (or restarted) and still verified, 503s while a registry restarts are
+//! waited out, an upload whose closing answer is lost is retried from a fresh session, and a
+//! registry that stays down fails with a message that says how hard hoist tried.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Platform, Reference};
+use support::fault_proxy::{FaultProxy, Faults};
+use support::registry::{Registry, pseudo_random, write_file};
+
+/// A client with the default number of retries but short pauses, so tests stay fast.
+fn quick_client() -> RegistryClient {
+    RegistryClient::new(ClientOptions {
+        retries: 5,
+        retry_pause: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn r(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+/// Push scratch + one layer of `size` incompressible bytes to `addr`; the image's manifest.
+async fn push_image(c: &RegistryClient, addr: &str, repo_tag: &str, size: usize, tmp: &Path) {
+    let d = tmp.join(repo_tag.replace([':', '/'], "_"));
+    write_file(&d.join("data.bin"), &pseudo_random(7, size), 0o644);
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers: vec![LayerSpec {
+            from: d,
+            to: "/data".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    build_and_push(
+        c,
+        &spec,
+        &r(&format!("{addr}/{repo_tag}")),
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_mid_body_is_resumed_and_verified() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    push_image(
+        &quick_client(),
+        &reg.addr,
+        "cut/img:v1",
+        3 << 20,
+        tmp.path(),
+    )
+    .await;
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            cut_after: 1 << 20,
+            cuts: 1,
+            ..Default::default()
+        },
+    );
+    let c = quick_client();
+    let image = r(&format!("{}/cut/img:v1", proxy.addr));
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let pulled = store
+        .pull_image(&c, &image, &Platform::linux_amd64(), false)
+        .await
+        .expect("a pull survives one cut connection");
+    assert_eq!(
+        proxy.cuts_done(),
+        1,
+        "the proxy cut the layer's download once"
+    );
+    let layer = &pulled.image.manifest.layers[0];
+    let bytes = std::fs::read(store.blob_path(&layer.digest)).unwrap();
+    assert_eq!(
+        Digest::of(&bytes),
+        layer.digest,
+        "the stored layer is whole"
+    );
+    let moved = c.counters();
+    assert_eq!(moved.retries, 1, "{moved:?}");
+    // distribution honours `Range` for blobs: only the missing part came again.
+    assert_eq!(moved.resent_bytes, 0, "{moved:?}");
+    assert_eq!(
+        moved.download_bytes,
+        bytes.len() as u64 + pulled.image.manifest.config.size
+    );
+    let blobs = std::fs::read_dir(store.layout().root().join("blobs/sha256")).unwrap();
+    let names: Vec<String> = blobs
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "no temp file left: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_twice_resumes_or_restarts() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = quick_client();
+    push_image(&c, &reg.addr, "cut/img:v1", 2 << 20, tmp.path()).await;
+    let m = c
+        .get_manifest(&r(&format!("{}/cut/img:v1", reg.addr)))
+        .await
+        .unwrap();
+    let layer = m.image().unwrap().layers[0].clone();
+    // Cut twice: with `Range` honoured each attempt resumes where the last stopped; with
+    // it ignored (200), each starts over and the file is rewritten from its first byte.
+    for ignore_range in [false, true] {
+        let proxy = FaultProxy::start(
+            &reg.addr,
+            Faults {
+                cut_after: 700 << 10,
+                cuts: 2,
+                ignore_range,
+                ..Default::default()
+            },
+        );
+        let c = quick_client();
+        let dest = tmp.path().join(format!("blob-{ignore_range}"));
+        let n = c
+            .download_blob_to(
+                &r(&format!("{}/cut/img:v1", proxy.addr)),
+                &layer.digest,
+                &dest,
+            )
+            .await
+            .unwrap();
+        assert_eq!(proxy.cuts_done(), 2);
+        assert_eq!(n, layer.size);
+        assert_eq!(Digest::of(&std::fs::read(&dest).unwrap()), layer.digest);
+        let moved = c.counters();
+        assert_eq!((moved.retries, moved.download_bytes), (2, layer.size));
+        if ignore_range {
+            // Each cut attempt got the 700 KiB (less the answer's head) that came again.
+            assert!(moved.resent_bytes > 2 * (600 << 10), "{moved:?}");
+        } else {
+            assert_eq!(moved.resent_bytes, 0, "{moved:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_answering_503_four_times_is_waited_for() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    // Push: the first 4 requests (the first blob probes) get 503 and a closed connection.
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            unavailable: 4,
+            ..Default::default()
+        },
+    );
+    let c = quick_client();
+    let started = Instant::now();
+    push_image(&c, &proxy.addr, "busy/img:v1", 64 << 10, tmp.path()).await;
+    assert_eq!(proxy.unavailable_done(), 4);
+    assert!(c.counters().retries >= 4, "{:?}", c.counters());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Pull: the same, and `Retry-After: 1` is waited for (once per 503, bounded).
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            unavailable: 4,
+            retry_after: Some(1),
+            ..Default::default()
+        },
+    );
+    let c = quick_client();
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let started = Instant::now();
+    store
+        .pull_image(
+            &c,
+            &r(&format!("{}/busy/img:v1", proxy.addr)),
+            &Platform::linux_amd64(),
+            false,
+        )
+        .await
+        .expect("a pull waits for a registry that answers 503 four times");
+    assert_eq!(proxy.unavailable_done(), 4);
+    // The manifest request met all 4 (pull starts with it, alone): 4 pauses of >= 1 s.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "Retry-After was not honoured: {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_closing_answer_is_lost_is_not_lost() {
+    let reg = Registry::start(false);
+    let target = r(&format!("{}/lost/answer:v1", reg.addr));
+    // A blob sent from memory (an image config is), then one in PATCH chunks from a file:
+    // the registry commits each, the proxy drops the answer to the closing PUT.
+    for chunked in [false, true] {
+        let proxy = FaultProxy::start(
+            &reg.addr,
+            Faults {
+                lost_closing_answers: 1,
+                ..Default::default()
+            },
+        );
+        let c = RegistryClient::new(ClientOptions {
+            retry_pause: Duration::from_millis(20),
+            chunk_size: chunked.then_some(64 << 10),
+            ..Default::default()
+        })
+        .unwrap();
+        let via = r(&format!("{}/lost/answer:v1", proxy.addr));
+        let data = pseudo_random(chunked as u64 + 11, 200 << 10);
+        let d = Digest::of(&data);
+        if chunked {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("blob");
+            std::fs::write(&path, &data).unwrap();
+            c.upload_blob_file(&via, &d, &path, data.len() as u64)
+                .await
+                .expect("a chunked upload survives a lost closing answer");
+        } else {
+            c.upload_blob(&via, &d, data.clone().into(), None)
+                .await
+                .expect("an upload survives a lost closing answer");
+        }
+        assert_eq!(proxy.lost_closing_answers_done(), 1, "chunked: {chunked}");
+        assert!(quick_client().has_blob(&target, &d).await.unwrap());
+        assert_eq!(c.counters().retries, 1, "chunked: {chunked}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
+    // A port nobody listens on: every connection is refused.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let c = quick_client();
+    let started = Instant::now();
+    let e = c
+        .get_manifest(&r(&format!("{addr}/down/img:v1")))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    match &e {
+        Error::GaveUp { attempts, last, .. } => {
+            assert_eq!(*attempts, 6);
+            assert!(matches!(**last, Error::Transport { .. }), "{last}");
+        }
+        e => panic!("expected GaveUp, got {e:?}"),
+    }
+    let said = e.to_string();
+    assert!(said.contains("Connection refused"), "{said}");
+    assert!(
+        said.contains("gave up on GET /v2/down/img/manifests/v1 after 6 attempts over"),
+        "{said}"
+    );
+    assert!(said.contains("is the registry running?"), "{said}");
+    assert!(said.contains("HOIST_REGISTRY_RETRIES=N"), "{said}");
+    // 5 pauses of 20, 40, 80, 160, 320 ms (+ up to a quarter): the budget was used.
+    assert!(took >= Duration::from_millis(620), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
