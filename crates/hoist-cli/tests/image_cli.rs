@@ -3,6 +3,9 @@
 #[path = "../../hoist-oci/tests/support/registry.rs"]
 mod registry;
 
+#[path = "../../hoist-oci/tests/support/fault_proxy.rs"]
+mod fault_proxy;
+
 use assert_cmd::Command;
 use registry::{PASS, Registry, USER, write_file};
 
@@ -1430,4 +1433,107 @@ fn a_loopback_registry_that_speaks_tls() {
         e.contains("\"https://reg.example:5000\"") && e.contains("plain HTTP"),
         "{e}"
     );
+}
+
+/// A download cut in the middle (a registry restarting, a dropped connection) is retried,
+/// said on stderr, and the result is whole: `image pull` into a store and `image copy` into
+/// an OCI layout, checked by umoci; `-o json` stays one JSON document on stdout.
+#[test]
+fn pull_and_copy_to_a_layout_survive_a_cut_download() {
+    use fault_proxy::{FaultProxy, Faults};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = registry::pseudo_random(42, 3 << 20);
+    write_file(&t.join("src/data.bin"), &data, 0o644);
+    hoist(t)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/data", t.join("src").display()))
+        .args(["--tag", &reg.reference("cut/img:v1")])
+        .assert()
+        .success();
+    let cut_once = || {
+        FaultProxy::start(
+            &reg.addr,
+            Faults {
+                cut_after: 1 << 20,
+                cuts: 1,
+                ..Default::default()
+            },
+        )
+    };
+    let check = |image: &str, bundle: &str| {
+        let bundle = t.join(bundle);
+        assert_eq!(
+            unpacked(image, &bundle),
+            vec!["data d755".to_string(), "data/data.bin f644".to_string()]
+        );
+        let got = std::fs::read(bundle.join("rootfs/data/data.bin")).unwrap();
+        assert!(got == data, "the unpacked file differs from the pushed one");
+    };
+
+    let proxy = cut_once();
+    let store = t.join("store");
+    let a = hoist(t)
+        .args(["image", "pull", "--store"])
+        .arg(&store)
+        .arg(format!("{}/cut/img:v1", proxy.addr))
+        .assert()
+        .success();
+    assert_eq!(proxy.cuts_done(), 1);
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!(
+            "warning: registry {}: the connection broke during the transfer",
+            proxy.addr
+        )) && err.contains("(blob sha256:")
+            && err.contains("retrying in 0."),
+        "{err}"
+    );
+    // Resumed with a Range request: nothing came twice.
+    assert!(
+        stdout(&a).contains(" downloaded (3.00 MiB, after 1 retry)"),
+        "{}",
+        stdout(&a)
+    );
+    // The store is whole: umoci reads it, and every blob hashes to its name (sha256sum).
+    let ls = std::process::Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        names.contains(&format!("{}/cut/img:v1", proxy.addr)),
+        "{names}"
+    );
+    let blobs = store.join("blobs/sha256");
+    let sums = std::process::Command::new("sha256sum")
+        .args(
+            std::fs::read_dir(&blobs)
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        )
+        .output()
+        .unwrap();
+    let sums = String::from_utf8(sums.stdout).unwrap();
+    assert_eq!(sums.lines().count(), 3, "manifest, config, layer: {sums}");
+    for line in sums.lines() {
+        let (sum, path) = line.split_once("  ").unwrap();
+        assert!(path.ends_with(&format!("/{sum}")), "{line}");
+    }
+
+    let proxy = cut_once();
+    let layout = t.join("layout");
+    let a = hoist(t)
+        .args(["image", "copy", "-o", "json"])
+        .arg(format!("{}/cut/img:v1", proxy.addr))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .assert()
+        .success();
+    assert_eq!(proxy.cuts_done(), 1);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&a)).expect("one JSON document");
+    assert_eq!(doc["transfer"]["retries"], 1, "{doc}");
+    assert!(stderr(&a).contains("retrying in"), "{}", stderr(&a));
+    check(&format!("{}:v1", layout.display()), "b2");
 }
