@@ -1537,3 +1537,61 @@ fn pull_and_copy_to_a_layout_survive_a_cut_download() {
     assert!(stderr(&a).contains("retrying in"), "{}", stderr(&a));
     check(&format!("{}:v1", layout.display()), "b2");
 }
+
+/// A push through a registry answering 503 at first (restarting) and losing the answers to
+/// two closing upload requests (committed, then the connection dropped) succeeds, says
+/// each retry, and the image is whole for skopeo and umoci.
+#[test]
+fn push_survives_503s_and_lost_closing_answers() {
+    use fault_proxy::{FaultProxy, Faults};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = registry::pseudo_random(43, 1 << 20);
+    write_file(&t.join("src/data.bin"), &data, 0o644);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            unavailable: 2,
+            lost_closing_answers: 2,
+            ..Default::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let a = hoist(t)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/data", t.join("src").display()))
+        .args(["--tag", &format!("{}/push/img:v1", proxy.addr)])
+        .assert()
+        .success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(proxy.unavailable_done(), 2);
+    assert_eq!(proxy.lost_closing_answers_done(), 2);
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!(
+            "warning: registry {}: HTTP 503 Service Unavailable",
+            proxy.addr
+        )),
+        "{err}"
+    );
+    let out = stdout(&a);
+    assert!(out.contains("(1.00 MiB sent, "), "{out}");
+    assert!(out.contains(" retries)"), "{out}");
+    let layout = t.join("check");
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/push/img:v1", reg.addr))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let bundle = t.join("bundle");
+    unpacked(&format!("{}:v1", layout.display()), &bundle);
+    let got = std::fs::read(bundle.join("rootfs/data/data.bin")).unwrap();
+    assert!(got == data, "the pushed file differs");
+}

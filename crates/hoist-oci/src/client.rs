@@ -384,8 +384,9 @@ impl RegistryClient {
     fn notice(&self, r: &Reference, what: &str, why: &str, b: &Backoff, delay: Duration) {
         add(&self.inner.counters.retries, 1);
         let msg = format!(
-            "registry {}: {why} ({what}); retrying in {} ({}/{})",
+            "registry {}: {why} ({}); retrying in {} ({}/{})",
             r.registry,
+            short_digests(what),
             crate::watch::secs(delay),
             b.attempt + 1,
             self.inner.opts.retries + 1,
@@ -986,6 +987,31 @@ impl RegistryClient {
     }
 
     pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
+        let what = format!("manifest {r}");
+        self.retry_read(r, &what, || self.get_manifest_once(r))
+            .await
+    }
+
+    /// Run `read` (a small download, read whole) again while its answer breaks off in a way
+    /// worth retrying: the request itself is retried by `send`, not the body it answered.
+    async fn retry_read<T, F, Fut>(&self, r: &Reference, what: &str, mut read: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut backoff = Backoff::new(&self.inner.opts);
+        loop {
+            match read().await {
+                Err(e) if e.is_transient() => {
+                    let delay = self.retry_or_give_up(r, what, e, &mut backoff)?;
+                    tokio::time::sleep(delay).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn get_manifest_once(&self, r: &Reference) -> Result<RawManifest> {
         let reference = r.reference();
         let url = self.manifest_url(r);
         let mut h = HeaderMap::new();
@@ -1118,6 +1144,11 @@ impl RegistryClient {
 
     /// Download a blob and verify its digest; nothing is returned if it does not match.
     pub async fn get_blob(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
+        let what = format!("blob {d} of {}", r.name());
+        self.retry_read(r, &what, || self.get_blob_once(r, d)).await
+    }
+
+    async fn get_blob_once(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
         let resp = self
             .send(
@@ -1370,7 +1401,8 @@ impl RegistryClient {
         session: Option<String>,
     ) -> Result<()> {
         let what = format!("blob {d}");
-        self.retry_transfer(r, d, &what, session, |session| {
+        let size = data.len() as u64;
+        self.retry_transfer(r, d, size, &what, session, |session| {
             self.upload_blob_once(r, d, data.clone(), session)
         })
         .await
@@ -1563,7 +1595,7 @@ impl RegistryClient {
             Opened::Session(loc) => loc,
         };
         let what = format!("blob {d} of {}", src.name());
-        self.retry_transfer(dst, d, &what, Some(session), |session| {
+        self.retry_transfer(dst, d, size, &what, Some(session), |session| {
             self.stream_blob_into(src, dst, d, size, session)
         })
         .await?;
@@ -1578,6 +1610,7 @@ impl RegistryClient {
         &self,
         dst: &Reference,
         d: &Digest,
+        size: u64,
         what: &str,
         mut session: Option<String>,
         mut transfer: F,
@@ -1596,6 +1629,15 @@ impl RegistryClient {
             tokio::time::sleep(delay).await;
             if self.has_blob(dst, d).await? {
                 tracing::debug!(what, "the blob landed although its upload seemed to fail");
+                // Its bytes went through once: sent, not re-sent (the failed attempt
+                // counted them as lost).
+                add(&self.inner.counters.blob_uploads, 1);
+                add(&self.inner.counters.upload_bytes, size);
+                let resent = &self.inner.counters.resent_bytes;
+                let _ = resent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(size))
+                });
+                self.progress(size);
                 return Ok(());
             }
         }
@@ -1882,7 +1924,8 @@ impl RegistryClient {
         session: Option<String>,
     ) -> Result<()> {
         let what = format!("blob {}", path.display());
-        self.retry_transfer(dst, d, &what, session, |session| async {
+        let blob = format!("blob {d}");
+        self.retry_transfer(dst, d, size, &blob, session, |session| async {
             let slot = self.transfer_slot().await;
             let file = tokio::fs::File::open(path)
                 .await
@@ -2086,6 +2129,27 @@ fn jitter() -> f64 {
     (h % 1000) as f64 / 4000.0
 }
 
+/// `text` with each `sha256:<64 hex>` cut to 12 hex digits and `…`: enough to tell blobs
+/// apart in a line about a retry.
+fn short_digests(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("sha256:") {
+        let hex = &rest[i + 7..];
+        let n = hex.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(&rest[..i + 7]);
+        if n == 64 {
+            out.push_str(&hex[..12]);
+            out.push('…');
+        } else {
+            out.push_str(&hex[..n]);
+        }
+        rest = &hex[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What a 503 or 429 asks to wait (`Retry-After: SECONDS`), at most [`MAX_RETRY_AFTER`].
 fn retry_after(resp: &Response) -> Duration {
     (resp.headers().get(header::RETRY_AFTER))
@@ -2196,6 +2260,35 @@ async fn http_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_notices_shorten_digests() {
+        let d = format!("sha256:{}", "ab12".repeat(16));
+        assert_eq!(
+            short_digests(&format!("GET /v2/x/blobs/{d} and {d}; sha256:12")),
+            "GET /v2/x/blobs/sha256:ab12ab12ab12… and sha256:ab12ab12ab12…; sha256:12"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_with_jitter_and_stops() {
+        let opts = ClientOptions {
+            retry_pause: Duration::from_millis(250),
+            ..Default::default()
+        };
+        let mut b = Backoff::new(&opts);
+        let pauses: Vec<Duration> = std::iter::from_fn(|| b.next(6)).collect();
+        let bases = [250, 500, 1000, 2000, 4000, 4000];
+        assert_eq!(pauses.len(), bases.len());
+        for (p, base) in pauses.iter().zip(bases) {
+            let base = Duration::from_millis(base);
+            assert!(*p >= base && *p < base + base / 4, "{p:?} for {base:?}");
+        }
+        match b.gave_up("GET /v2/x".into(), Error::Invalid("x".into())) {
+            Error::GaveUp { attempts, .. } => assert_eq!(attempts, 7),
+            e => panic!("{e:?}"),
+        }
+    }
 
     #[test]
     fn challenges() {

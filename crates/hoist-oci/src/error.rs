@@ -311,7 +311,9 @@ impl Error {
     /// error or throttling. Not: bad content, auth, or other client errors.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::Interrupted { .. } | Error::NoAnswer { .. } => true,
+            // A certificate or handshake failure is the same the next time.
+            Error::Transport { source, .. } => !is_tls_failure(source),
+            Error::Interrupted { .. } | Error::NoAnswer { .. } => true,
             Error::Http { status, .. } => *status >= 500 || *status == 429,
             // Its retries are used up: retrying it again would multiply the wait.
             Error::GaveUp { .. } => false,

@@ -157,71 +157,82 @@ fn answers(mut from: TcpStream, mut to: TcpStream, lose: &AtomicBool, left: &Lef
 fn requests(mut from: TcpStream, mut to: TcpStream, f: &Faults, left: &Left, lose: &AtomicBool) {
     let mut buf = Vec::<u8>::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut inspecting = true;
+    // Body bytes of the current request still to pass on; `None` once a chunked body
+    // made the rest of the connection opaque.
+    let mut body_left = Some(0usize);
     loop {
-        if inspecting {
-            // A whole head in `buf`?
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let line = head.lines().next().unwrap_or_default().to_string();
-                let header = |name: &str| {
-                    head.lines().skip(1).find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.trim()
-                            .eq_ignore_ascii_case(name)
-                            .then(|| v.trim().to_string())
-                    })
-                };
-                if take(&left.unavailable) {
-                    let after = (f.retry_after)
-                        .map(|s| format!("Retry-After: {s}\r\n"))
-                        .unwrap_or_default();
-                    let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"restarting (fault proxy)"}]}"#;
-                    let _ = write!(
-                        from,
-                        "HTTP/1.1 503 Service Unavailable\r\n{after}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+        match body_left {
+            None if !buf.is_empty() => {
+                if to.write_all(&buf).is_err() {
                     break;
                 }
-                if line.starts_with("PUT ")
-                    && line.contains("/blobs/uploads/")
-                    && line.contains("digest=")
-                    && take(&left.lost_closing_answers)
-                {
-                    lose.store(true, Ordering::SeqCst);
+                buf.clear();
+            }
+            Some(n) if n > 0 && !buf.is_empty() => {
+                let k = n.min(buf.len());
+                if to.write_all(&buf[..k]).is_err() {
+                    break;
                 }
-                let len = header("content-length").and_then(|v| v.parse::<usize>().ok());
-                let chunked = header("transfer-encoding").is_some();
-                let whole = end + 4 + len.unwrap_or(0);
-                if chunked {
-                    inspecting = false;
-                } else if buf.len() >= whole {
-                    let mut out = buf[..whole].to_vec();
-                    if f.ignore_range {
-                        let kept: Vec<&str> = (head.split("\r\n"))
-                            .filter(|l| !l.to_ascii_lowercase().starts_with("range:"))
-                            .collect();
-                        out = [kept.join("\r\n").as_bytes(), &buf[end..whole]].concat();
-                    }
-                    if to.write_all(&out).is_err() {
+                buf.drain(..k);
+                body_left = Some(n - k);
+                continue;
+            }
+            Some(0) => {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    let header = |name: &str| {
+                        head.lines().skip(1).find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_string())
+                        })
+                    };
+                    if take(&left.unavailable) {
+                        let after = (f.retry_after)
+                            .map(|s| format!("Retry-After: {s}\r\n"))
+                            .unwrap_or_default();
+                        let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"restarting (fault proxy)"}]}"#;
+                        let _ = write!(
+                            from,
+                            "HTTP/1.1 503 Service Unavailable\r\n{after}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
                         break;
                     }
-                    buf.drain(..whole);
+                    if line.starts_with("PUT ")
+                        && line.contains("/blobs/uploads/")
+                        && line.contains("digest=")
+                        && take(&left.lost_closing_answers)
+                    {
+                        lose.store(true, Ordering::SeqCst);
+                    }
+                    let lines: Vec<&str> = (head.split("\r\n"))
+                        .filter(|l| {
+                            !(f.ignore_range && l.to_ascii_lowercase().starts_with("range:"))
+                        })
+                        .collect();
+                    if to
+                        .write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())
+                        .is_err()
+                    {
+                        break;
+                    }
+                    body_left = if header("transfer-encoding").is_some() {
+                        None
+                    } else {
+                        Some(
+                            header("content-length")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0),
+                        )
+                    };
                     continue;
                 }
-                if !inspecting {
-                    if to.write_all(&buf).is_err() {
-                        break;
-                    }
-                    buf.clear();
-                }
             }
-        } else if !buf.is_empty() {
-            if to.write_all(&buf).is_err() {
-                break;
-            }
-            buf.clear();
+            _ => {}
         }
         let n = match from.read(&mut chunk) {
             Ok(0) | Err(_) => break,
