@@ -820,8 +820,15 @@ impl RegistryClient {
             };
             // The path names the blob or manifest; the registry is named beside it.
             let what = || {
-                let path = reqwest::Url::parse(url_str).map(|u| u.path().to_string());
-                format!("{method} {}", path.as_deref().unwrap_or(url_str))
+                let Ok(u) = reqwest::Url::parse(url_str) else {
+                    return format!("{method} {url_str}");
+                };
+                // An upload's URL names its blob in the query (mount probe, closing PUT).
+                let blob = (u.query_pairs())
+                    .find(|(k, _)| k == "mount" || k == "digest")
+                    .map(|(_, d)| format!(" for blob {d}"))
+                    .unwrap_or_default();
+                format!("{method} {}{blob}", u.path())
             };
             match (retry, result) {
                 (Some(Some(delay)), result) => {
