@@ -1454,7 +1454,7 @@ impl RegistryClient {
                     )
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
-                    return Err(http_error(r, "PATCH", &loc, resp.status(), resp).await);
+                    return Err(session_error(r, d, "PATCH", &loc, resp).await);
                 }
                 loc = self.location(r, &loc, &resp)?;
                 off = end;
@@ -1473,7 +1473,7 @@ impl RegistryClient {
             .await)
             .map_err(|e| closing_failed(e, d))?;
         if resp.status() != StatusCode::CREATED {
-            return Err(http_error(r, "PUT", &url, resp.status(), resp).await);
+            return Err(session_error(r, d, "PUT", &url, resp).await);
         }
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, total);
@@ -1836,7 +1836,7 @@ impl RegistryClient {
             None => {
                 return Err(match put {
                     Ok(resp) if resp.status() != StatusCode::CREATED => {
-                        http_error(dst, "PUT", &put_url, resp.status(), resp).await
+                        session_error(dst, d, "PUT", &put_url, resp).await
                     }
                     Ok(_) => Error::Interrupted {
                         what,
@@ -1856,7 +1856,7 @@ impl RegistryClient {
         };
         let resp = put.map_err(|f| self.failed(dst, &put_url, f))?;
         if resp.status() != StatusCode::CREATED {
-            return Err(http_error(dst, "PUT", &put_url, resp.status(), resp).await);
+            return Err(session_error(dst, d, "PUT", &put_url, resp).await);
         }
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, n);
@@ -2011,7 +2011,7 @@ impl RegistryClient {
                 .send(dst, &scope, Method::PATCH, &loc, h, Some(Bytes::from(buf)))
                 .await?;
             if resp.status() != StatusCode::ACCEPTED {
-                return Err(http_error(dst, "PATCH", &loc, resp.status(), resp).await);
+                return Err(session_error(dst, d, "PATCH", &loc, resp).await);
             }
             loc = self.location(dst, &loc, &resp)?;
             off += len;
@@ -2049,7 +2049,7 @@ impl RegistryClient {
         let closing = self.send_with(dst, &scope, Method::PUT, &url, h, Some(Bytes::new()), 0);
         let resp = closing.await.map_err(|e| closing_failed(e, d))?;
         if resp.status() != StatusCode::CREATED {
-            return Err(http_error(dst, "PUT", &url, resp.status(), resp).await);
+            return Err(session_error(dst, d, "PUT", &url, resp).await);
         }
         sent.keep();
         add(&self.inner.counters.blob_uploads, 1);
@@ -2241,6 +2241,32 @@ fn parse_challenge(h: &str) -> Option<Challenge> {
             service: params.remove("service"),
         }),
         _ => None,
+    }
+}
+
+/// An upload session's request (`PATCH`, closing `PUT`) refused: a 404 means the registry
+/// no longer knows the session (it restarted: distribution signs sessions with a
+/// per-process secret), an interrupted transfer to send again into a fresh session; any
+/// other status as it is.
+async fn session_error(
+    r: &Reference,
+    d: &Digest,
+    method: &str,
+    url: &str,
+    resp: Response,
+) -> Error {
+    let status = resp.status();
+    let e = http_error(r, method, url, status, resp).await;
+    if status != StatusCode::NOT_FOUND {
+        return e;
+    }
+    Error::Interrupted {
+        what: format!("blob {d}"),
+        reason: format!(
+            "{} no longer knows its upload session (restarted?): {}",
+            r.registry,
+            retry_reason(&e)
+        ),
     }
 }
 

@@ -278,3 +278,30 @@ async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
     assert!(took >= Duration::from_millis(620), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_session_the_registry_forgot_is_replaced() {
+    // A registry that restarted forgets its sessions (404 to PATCH and PUT on them): the
+    // session opened before is one it never knew here.
+    let reg = Registry::start(false);
+    let r = r(&format!("{}/forgot/session:v1", reg.addr));
+    let gone = format!(
+        "http://{}/v2/forgot/session/blobs/uploads/3f0f6f1e-1111-4222-8333-444455556666?_state=gone",
+        reg.addr
+    );
+    for chunk_size in [None, Some(64 << 10)] {
+        let c = RegistryClient::new(ClientOptions {
+            retry_pause: Duration::from_millis(20),
+            chunk_size,
+            ..Default::default()
+        })
+        .unwrap();
+        let data = pseudo_random(chunk_size.unwrap_or(1), 200 << 10);
+        let d = Digest::of(&data);
+        c.upload_blob(&r, &d, data.into(), Some(gone.clone()))
+            .await
+            .expect("sent again into a fresh session");
+        assert!(c.has_blob(&r, &d).await.unwrap());
+        assert_eq!(c.counters().retries, 1);
+    }
+}
