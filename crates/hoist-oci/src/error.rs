@@ -29,6 +29,21 @@ pub enum Error {
         /// The image it was read for, when the reader knows ([`Error::in_image`]).
         image: Option<String>,
     },
+    /// A stored blob whose bytes match its digest but not the size its descriptor gives:
+    /// the manifest is wrong, not the blob, so it is kept (other images may share it).
+    #[error(
+        "blob {digest} ({}) is {actual} bytes and matches its digest, but {} gives its size as {descriptor}: the manifest is wrong; the blob was kept\nhint: fix what wrote that manifest, then build or push the image again",
+        .path.display(),
+        .image.as_deref().map_or("its descriptor".to_string(), |i| format!("the manifest of {i}"))
+    )]
+    BlobSizeWrong {
+        digest: String,
+        path: PathBuf,
+        descriptor: u64,
+        actual: u64,
+        /// The image it was read for, when the reader knows ([`Error::in_image`]).
+        image: Option<String>,
+    },
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         what: String,
@@ -254,6 +269,19 @@ impl Error {
                 path,
                 reason,
                 fate,
+                image: Some(image.to_string()),
+            },
+            Error::BlobSizeWrong {
+                digest,
+                path,
+                descriptor,
+                actual,
+                image: None,
+            } => Error::BlobSizeWrong {
+                digest,
+                path,
+                descriptor,
+                actual,
                 image: Some(image.to_string()),
             },
             e => e,

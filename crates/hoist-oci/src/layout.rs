@@ -305,7 +305,9 @@ impl OciLayout {
             Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
                 let (l, d) = (self.clone(), d.clone());
                 match tokio::task::spawn_blocking(move || l.check_blob(&d, size)).await {
-                    Ok(Err(corrupt @ Error::CorruptBlob { .. })) => Err(corrupt),
+                    Ok(Err(found @ (Error::CorruptBlob { .. } | Error::BlobSizeWrong { .. }))) => {
+                        Err(found)
+                    }
                     _ => Err(e),
                 }
             }
