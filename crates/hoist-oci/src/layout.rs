@@ -78,15 +78,11 @@ impl OciLayout {
         Ok(Self::at(root))
     }
 
-    /// A layout at `root`, hoist's own when `root` is a store: the default one, or one this
-    /// process opened as a store (`--store DIR`) — also when named as `oci:DIR` (copying an
-    /// image out of the store, a service built on another's image from the store).
+    /// A layout at `root`, hoist's own when `root` is a store: one that says so in its
+    /// [`STORE_MARKER`] (whichever process opened it as a store, by whatever path it is
+    /// named now, also as `oci:DIR`), or the default store.
     fn at(root: PathBuf) -> Self {
-        let id = dir_id(&root);
-        let is_store = id.is_some_and(|id| {
-            id_is_store(id) || dir_id(&crate::store::default_store_dir()) == Some(id)
-        });
-        let owner = if is_store {
+        let owner = if is_store(&root) {
             BlobOwner::Hoist
         } else {
             BlobOwner::User
@@ -94,13 +90,13 @@ impl OciLayout {
         Self { root, owner }
     }
 
-    /// This layout as hoist's own store, whose corrupt blobs are removed when read.
+    /// This layout as hoist's own store, whose corrupt blobs are removed when read; marked
+    /// so on disk ([`STORE_MARKER`]) for every process and every later open.
     pub(crate) fn owned_by_hoist(mut self) -> Self {
-        if let Some(id) = dir_id(&self.root) {
-            STORE_DIRS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id);
+        if let Err(e) = mark_as_store(&self.root) {
+            // A read-only store still works; only a later `oci:DIR` read of it by another
+            // process counts it as a user's layout (and leaves a corrupt blob in place).
+            tracing::debug!(store = %self.root.display(), error = %e, "cannot mark the image store");
         }
         self.owner = BlobOwner::Hoist;
         self
@@ -474,21 +470,47 @@ impl OciLayout {
     }
 }
 
-/// Directories opened as hoist's store in this process, by (device, inode).
-static STORE_DIRS: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// The file in a layout's root that makes it hoist's image store (a cache whose corrupt
+/// blobs are removed when read). It names the directory it was written for, so a copy of a
+/// store (`cp -a`) is the user's layout, and a directory made where a store was deleted
+/// has none. OCI tools ignore files they do not know at a layout's root.
+pub const STORE_MARKER: &str = "hoist-store.json";
 
-fn id_is_store(id: (u64, u64)) -> bool {
-    STORE_DIRS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&id)
+#[derive(Serialize, Deserialize)]
+struct StoreMarker {
+    about: String,
+    /// The store's directory, canonical.
+    root: PathBuf,
 }
 
-/// A directory's (device, inode): the same whatever path names it.
-fn dir_id(p: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+const STORE_MARKER_ABOUT: &str = "This OCI image layout is hoist's image store, a cache: hoist removes a blob of it that fails its digest when read, and fetches it again on the next pull. Delete this file to make hoist leave the layout's blobs alone.";
+
+fn is_store(root: &Path) -> bool {
+    let Ok(canonical) = root.canonicalize() else {
+        return false;
+    };
+    let marked = fs::read(root.join(STORE_MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<StoreMarker>(&b).ok())
+        .is_some_and(|m| m.root == canonical);
+    // The default store is hoist's even before a store opened it (one made by an older hoist).
+    marked || crate::store::default_store_dir().canonicalize().ok() == Some(canonical)
+}
+
+/// Write [`STORE_MARKER`] in `root` unless it is there already, for this directory.
+fn mark_as_store(root: &Path) -> Result<()> {
+    if is_store(root) && root.join(STORE_MARKER).is_file() {
+        return Ok(());
+    }
+    let marker = StoreMarker {
+        about: STORE_MARKER_ABOUT.into(),
+        root: root
+            .canonicalize()
+            .ctx(|| format!("resolving {}", root.display()))?,
+    };
+    let mut json = serde_json::to_vec_pretty(&marker).expect("serialisable");
+    json.push(b'\n');
+    write_atomic(&root.join(STORE_MARKER), &json)
 }
 
 /// What index.json lists, for an error that asks to pick one: the names, and the entries
@@ -656,6 +678,53 @@ mod tests {
         assert_eq!(again.owner(), BlobOwner::Hoist);
         let user = OciLayout::create(dir.path().join("user")).unwrap();
         assert_eq!(user.owner(), BlobOwner::User);
+    }
+
+    /// The marker on disk decides, not what this process opened: a store another process
+    /// made is hoist's without this one opening it as a store, and stops being so without it.
+    #[test]
+    fn the_marker_makes_a_store_hoists() {
+        use crate::stored_blob::BlobOwner;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        crate::store::LocalStore::open(&store).unwrap();
+        let marker: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.join(STORE_MARKER)).unwrap()).unwrap();
+        assert_eq!(
+            marker["root"].as_str().map(PathBuf::from),
+            Some(store.canonicalize().unwrap())
+        );
+        // As another process that never opened the store would write and then read it.
+        fs::remove_file(store.join(STORE_MARKER)).unwrap();
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::User);
+        let bytes = serde_json::to_vec(&marker).unwrap();
+        fs::write(store.join(STORE_MARKER), bytes).unwrap();
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::Hoist);
+        // A copy of the store (its marker names the original) is the user's.
+        let copy = dir.path().join("copy");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        assert_eq!(OciLayout::open(&copy).unwrap().owner(), BlobOwner::User);
+    }
+
+    /// ext4 hands a freed inode to the next directory made: a user's layout made where a
+    /// store was deleted must not count as the store.
+    #[test]
+    fn a_layout_made_where_a_store_was_deleted_is_the_users() {
+        use crate::stored_blob::BlobOwner;
+        for _ in 0..20 {
+            let gone = tempfile::tempdir().unwrap();
+            crate::store::LocalStore::open(gone.path().join("x")).unwrap();
+            drop(gone);
+            let dir = tempfile::tempdir().unwrap();
+            let user = OciLayout::create(dir.path().join("x")).unwrap();
+            assert_eq!(user.owner(), BlobOwner::User);
+        }
     }
 
     #[test]

@@ -288,6 +288,33 @@ mod tests {
         assert!(store.layout().has_blob(&got.manifest.layers[0].digest));
     }
 
+    /// The store's marker file ([`crate::layout::STORE_MARKER`]) beside `oci-layout` does
+    /// not stop other OCI tools reading the store.
+    #[test]
+    fn umoci_and_skopeo_read_a_marked_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let dir = tmp.path().join("store");
+        let store = LocalStore::open(&dir).unwrap();
+        assert!(dir.join(crate::layout::STORE_MARKER).is_file());
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        let digest = store.import_from_layout(&from, Some("image"), &r).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("umoci and skopeo are installed");
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let tags = run(std::process::Command::new("umoci")
+            .args(["ls", "--layout"])
+            .arg(&dir));
+        assert!(tags.lines().any(|t| t == r.to_string()), "{tags}");
+        let inspect = run(std::process::Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{r}", dir.display())));
+        let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(inspect["Digest"], digest.to_string());
+    }
+
     #[test]
     fn a_builders_output_is_moved_in_not_copied() {
         use std::os::unix::fs::MetadataExt;
