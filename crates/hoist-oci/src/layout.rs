@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::BuiltLayer;
 use crate::manifest::{Descriptor, ImageIndex, Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
-use crate::stored_blob::{BlobOwner, StoredBlob, from_read_error};
+use crate::stored_blob::{self, BlobOwner, FileIdentity, StoredBlob, from_read_error};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -155,31 +155,44 @@ impl OciLayout {
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        let src = from.open_blob(d, Some(size))?;
-        let path = src.path().to_path_buf();
-        self.put_blob_from_reader(d, src, &path, size)
+        let path = from.blob_path(d);
+        let src = fs::File::open(&path).map_err(|e| stored_blob::reading(&path, e))?;
+        // Of the open file: what a removal of a corrupt one checks the path still names.
+        let read = src.metadata().map_err(|e| stored_blob::reading(&path, e))?;
+        let read = FileIdentity::of(&read);
+        // Hashed once, as it is written: the source's check is made on that hash.
+        self.put_blob_from_reader(d, src, &path, |actual, n| {
+            stored_blob::check_read(from.owner, &path, read, d, actual, n, Some(size))
+        })
     }
 
     /// Store blob `d` (`size` bytes) of `from`, a layout hoist made and throws away, by
     /// moving its file in once it checked whole (the rename is atomic, like every landing);
-    /// copied when it is on another filesystem.
+    /// copied (and checked as it is) when it is on another filesystem.
     pub(crate) fn move_blob_from_layout(
         &self,
         d: &Digest,
         from: &OciLayout,
         size: u64,
     ) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        from.check_blob(d, size)?;
         let (src, dest) = (from.blob_path(d), self.blob_path(d));
+        let meta = fs::metadata(&src).map_err(|e| stored_blob::reading(&src, e))?;
+        let here =
+            fs::metadata(self.blob_dir()).ctx(|| format!("reading {}", self.root.display()))?;
+        if meta.dev() != here.dev() {
+            return self.put_blob_from_layout(d, from, size);
+        }
+        from.check_blob(d, size)?;
         // Readable as every stored blob is, whatever umask the builder ran with.
         fs::set_permissions(&src, fs::Permissions::from_mode(0o644))
             .ctx(|| format!("chmod {}", src.display()))?;
         match fs::rename(&src, &dest) {
             Ok(()) => Ok(()),
+            // One device, two mounts (a bind mount): rare enough to read the blob again.
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 self.put_blob_from_layout(d, from, size)
             }
@@ -196,39 +209,44 @@ impl OciLayout {
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        let src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
-        self.put_blob_from_reader(d, src, from, size)
+        let src = fs::File::open(from).map_err(|e| stored_blob::reading(from, e))?;
+        self.put_blob_from_reader(d, src, from, |actual, n| {
+            let what = format!("blob {}", from.display());
+            if n != size {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: n,
+                });
+            }
+            if actual != d {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: d.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(())
+        })
     }
 
+    /// Copy `src` (the file at `from`) into a temp file, hashing it as it goes, and land it
+    /// as blob `d` if `check` passes on what was read (its digest and size); else nothing
+    /// lands (the temp file goes on drop).
     fn put_blob_from_reader(
         &self,
         d: &Digest,
-        mut src: impl std::io::Read,
+        mut src: fs::File,
         from: &Path,
-        size: u64,
+        check: impl FnOnce(&Digest, u64) -> Result<()>,
     ) -> Result<()> {
         let dest = self.blob_path(d);
         let dir = dest.parent().unwrap_or(Path::new("."));
         let tmp = readable_temp_file(dir)?;
         let mut w = HashingWriter::new(tmp);
-        std::io::copy(&mut src, &mut w).map_err(|e| from_read_error(e, from))?;
+        std::io::copy(&mut src, &mut w).map_err(|e| stored_blob::reading(from, e))?;
         let (tmp, actual, n) = w.finish();
-        let what = format!("blob {}", from.display());
-        if n != size {
-            return Err(Error::SizeMismatch {
-                what,
-                expected: size,
-                actual: n,
-            });
-        }
-        if actual != *d {
-            // `tmp` is deleted on drop: nothing lands.
-            return Err(Error::DigestMismatch {
-                what,
-                expected: d.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        check(&actual, n)?;
         tmp.persist(&dest).map_err(|e| Error::Io {
             context: format!("writing {}", dest.display()),
             source: e.error,

@@ -334,6 +334,87 @@ mod tests {
         assert!(!from.has_blob(&layer));
     }
 
+    /// Moved from another filesystem, a blob is copied and checked once: a corrupt one of a
+    /// builder's layout is refused and left there.
+    #[test]
+    fn a_blob_on_another_filesystem_is_copied_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        // /dev/shm is a tmpfs here and in CI: a rename into the store fails (EXDEV).
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let from = layout_with_image(&shm.path().join("built"), "image", b"layer bytes");
+        let layer = Digest::of(b"layer bytes");
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        store.move_from_layout(&from, Some("image"), &r).unwrap();
+        assert_eq!(
+            std::fs::read(store.blob_path(&layer)).unwrap(),
+            b"layer bytes"
+        );
+
+        let from = layout_with_image(&shm.path().join("bad"), "image", b"other bytes");
+        let bad = Digest::of(b"other bytes");
+        std::fs::write(from.blob_path(&bad), b"OTHER BYTES").unwrap();
+        let err = store
+            .move_from_layout(&from, Some("image"), &r)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::CorruptBlob {
+                    fate: crate::CorruptFate::LeftInUserLayout,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(from.has_blob(&bad));
+        assert!(!store.layout().has_blob(&bad));
+    }
+
+    /// Copying out of the store (`oci:STORE` to `oci:DIR`): a corrupt blob is removed from
+    /// the store; a good one under a wrong descriptor size is kept and the manifest blamed.
+    #[test]
+    fn a_copy_out_of_the_store_applies_the_stores_rule() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let out = OciLayout::create(tmp.path().join("out")).unwrap();
+        let good = Digest::of(b"good bytes");
+        store.layout().put_blob(&good, b"good bytes").unwrap();
+        let err = out
+            .put_blob_from_layout(&good, store.layout(), 11)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::BlobSizeWrong {
+                    descriptor: 11,
+                    actual: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(store.layout().has_blob(&good));
+        assert!(!out.has_blob(&good));
+
+        std::fs::write(store.blob_path(&good), b"GOOD bytes").unwrap();
+        let err = out
+            .put_blob_from_layout(&good, store.layout(), 10)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::CorruptBlob {
+                    fate: crate::CorruptFate::Removed,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!store.layout().has_blob(&good));
+        assert!(!out.has_blob(&good));
+    }
+
     #[test]
     fn a_corrupt_blob_is_refused_and_the_image_not_listed() {
         let tmp = tempfile::tempdir().unwrap();

@@ -117,22 +117,7 @@ impl StoredBlob {
 
     /// The error for `failure`, as often as it is asked for.
     fn error(&self, failure: &Failure) -> Error {
-        match failure {
-            Failure::Corrupt { reason, fate } => Error::CorruptBlob {
-                digest: self.digest.to_string(),
-                path: self.path.clone(),
-                reason: reason.clone(),
-                fate: fate.clone(),
-                image: None,
-            },
-            Failure::WrongSize { descriptor } => Error::BlobSizeWrong {
-                digest: self.digest.to_string(),
-                path: self.path.clone(),
-                descriptor: *descriptor,
-                actual: self.seen,
-                image: None,
-            },
-        }
+        failure.error(&self.digest, &self.path, self.seen)
     }
 
     fn fail(&mut self, failure: Failure) -> io::Error {
@@ -156,28 +141,93 @@ impl StoredBlob {
         }
     }
 
-    /// At the end of the file: only bytes that fail their digest are corrupt (and dealt
-    /// with by the owner's rule); right bytes of another size than the descriptor's mean
-    /// the manifest is wrong, and the blob, which other images may share, stays.
     fn check_end(&mut self) -> io::Result<()> {
         let actual = Digest::from_hasher(self.hasher.clone());
-        let size_wrong = self.size.filter(|&s| s != self.seen);
-        if actual != self.digest {
-            let reason = match size_wrong {
-                Some(s) => format!(
-                    "it is {} bytes, its descriptor says {s}, and its content hashes to {actual}",
-                    self.seen
-                ),
-                None => format!("its content hashes to {actual}"),
-            };
-            let fate = corrupt_fate(self.owner, &self.path, self.identity);
-            return Err(self.fail(Failure::Corrupt { reason, fate }));
+        let (owner, seen, size) = (self.owner, self.seen, self.size);
+        match verdict(
+            owner,
+            &self.path,
+            self.identity,
+            &self.digest,
+            &actual,
+            seen,
+            size,
+        ) {
+            Ok(()) => {
+                self.state = State::Good;
+                Ok(())
+            }
+            Err(failure) => Err(self.fail(failure)),
         }
-        if let Some(descriptor) = size_wrong {
-            return Err(self.fail(Failure::WrongSize { descriptor }));
+    }
+}
+
+impl Failure {
+    fn error(&self, digest: &Digest, path: &Path, seen: u64) -> Error {
+        match self {
+            Failure::Corrupt { reason, fate } => Error::CorruptBlob {
+                digest: digest.to_string(),
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+                fate: fate.clone(),
+                image: None,
+            },
+            Failure::WrongSize { descriptor } => Error::BlobSizeWrong {
+                digest: digest.to_string(),
+                path: path.to_path_buf(),
+                descriptor: *descriptor,
+                actual: seen,
+                image: None,
+            },
         }
-        self.state = State::Good;
-        Ok(())
+    }
+}
+
+/// The one rule for blob `digest` of a layout owned by `owner`, read whole from `path`
+/// (the file `read`): `seen` bytes hashing to `actual`, `size` what its descriptor says.
+/// Only bytes that fail their digest are corrupt, and dealt with by the owner's rule
+/// (removed from hoist's store, left in a user's layout); right bytes of another size than
+/// the descriptor's mean the manifest is wrong, and the blob, which other images may share,
+/// stays. For readers that hash as they copy (a layout-to-layout copy) rather than through
+/// a [`StoredBlob`].
+pub(crate) fn check_read(
+    owner: BlobOwner,
+    path: &Path,
+    read: FileIdentity,
+    digest: &Digest,
+    actual: &Digest,
+    seen: u64,
+    size: Option<u64>,
+) -> Result<()> {
+    verdict(owner, path, read, digest, actual, seen, size).map_err(|f| f.error(digest, path, seen))
+}
+
+fn verdict(
+    owner: BlobOwner,
+    path: &Path,
+    read: FileIdentity,
+    digest: &Digest,
+    actual: &Digest,
+    seen: u64,
+    size: Option<u64>,
+) -> std::result::Result<(), Failure> {
+    let size_wrong = size.filter(|&s| s != seen);
+    if actual != digest {
+        let reason = match size_wrong {
+            Some(s) => format!(
+                "it is {seen} bytes, its descriptor says {s}, and its content hashes to {actual}"
+            ),
+            None => format!("its content hashes to {actual}"),
+        };
+        let fate = match owner {
+            BlobOwner::User => CorruptFate::LeftInUserLayout,
+            BlobOwner::Hoist => remove_if_same(path, read),
+        };
+        return Err(Failure::Corrupt { reason, fate });
+    }
+    match size_wrong {
+        Some(descriptor) => Err(Failure::WrongSize { descriptor }),
+        None => Ok(()),
     }
 }
 
@@ -207,16 +257,6 @@ impl Read for StoredBlob {
             return self.check_end().map(|()| 0);
         }
         Ok(n)
-    }
-}
-
-/// What happens to a blob of a layout owned by `owner` at `path` (the file `read`) that
-/// failed its digest: the one rule, for [`StoredBlob`] and for copies that hash as they
-/// write ([`crate::layout::OciLayout::put_blob_from_layout`]).
-pub(crate) fn corrupt_fate(owner: BlobOwner, path: &Path, read: FileIdentity) -> CorruptFate {
-    match owner {
-        BlobOwner::User => CorruptFate::LeftInUserLayout,
-        BlobOwner::Hoist => remove_if_same(path, read),
     }
 }
 
