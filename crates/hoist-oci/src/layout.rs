@@ -168,7 +168,8 @@ impl OciLayout {
 
     /// Store blob `d` (`size` bytes) of `from`, a layout hoist made and throws away, by
     /// moving its file in once it checked whole (the rename is atomic, like every landing);
-    /// copied (and checked as it is) when it is on another filesystem.
+    /// copied (and checked as it is) when it is on another filesystem, or not a plain file:
+    /// a symlink is neither followed by a chmod nor moved into the store.
     pub(crate) fn move_blob_from_layout(
         &self,
         d: &Digest,
@@ -180,10 +181,10 @@ impl OciLayout {
             return Ok(());
         }
         let (src, dest) = (from.blob_path(d), self.blob_path(d));
-        let meta = fs::metadata(&src).map_err(|e| stored_blob::reading(&src, e))?;
+        let meta = fs::symlink_metadata(&src).map_err(|e| stored_blob::reading(&src, e))?;
         let here =
             fs::metadata(self.blob_dir()).ctx(|| format!("reading {}", self.root.display()))?;
-        if meta.dev() != here.dev() {
+        if !meta.is_file() || meta.dev() != here.dev() {
             return self.put_blob_from_layout(d, from, size);
         }
         from.check_blob(d, size)?;

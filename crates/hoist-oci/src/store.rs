@@ -334,6 +334,35 @@ mod tests {
         assert!(!from.has_blob(&layer));
     }
 
+    /// A builder's blob that is a symlink (a tar can hold one) is copied, checked, as a
+    /// plain file: the store gets no symlink, and the file it points at is not chmodded.
+    #[test]
+    fn a_symlinked_blob_is_copied_not_moved() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let layer = Digest::of(b"layer bytes");
+        let target = tmp.path().join("elsewhere");
+        std::fs::rename(from.blob_path(&layer), &target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&target, from.blob_path(&layer)).unwrap();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        store.move_from_layout(&from, Some("image"), &r).unwrap();
+        let stored = std::fs::symlink_metadata(store.blob_path(&layer)).unwrap();
+        assert!(stored.is_file(), "{stored:?}");
+        assert_eq!(
+            std::fs::read(store.blob_path(&layer)).unwrap(),
+            b"layer bytes"
+        );
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the symlink's target is left as it was"
+        );
+    }
+
     /// Moved from another filesystem, a blob is copied and checked once: a corrupt one of a
     /// builder's layout is refused and left there.
     #[test]
