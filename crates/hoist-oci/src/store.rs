@@ -194,13 +194,7 @@ impl LocalStore {
         name: Option<&str>,
         reference: &Reference,
     ) -> Result<Digest> {
-        let raw = from.get_manifest(name)?;
-        let m = raw.image()?;
-        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            self.layout.put_blob_from_layout(&d.digest, from, d.size)?;
-        }
-        self.put_image(reference, &raw, &[])?;
-        Ok(raw.digest)
+        self.land_from_layout(from, name, reference, OciLayout::put_blob_from_layout)
     }
 
     /// [`LocalStore::import_from_layout`] for a layout hoist made and throws away (a
@@ -212,10 +206,22 @@ impl LocalStore {
         name: Option<&str>,
         reference: &Reference,
     ) -> Result<Digest> {
+        self.land_from_layout(from, name, reference, OciLayout::move_blob_from_layout)
+    }
+
+    /// Store the image named `name` in `from` as `reference`: each blob (config, layers)
+    /// by `land(store, digest, from, size)`, the manifest last.
+    fn land_from_layout(
+        &self,
+        from: &OciLayout,
+        name: Option<&str>,
+        reference: &Reference,
+        land: impl Fn(&OciLayout, &Digest, &OciLayout, u64) -> Result<()>,
+    ) -> Result<Digest> {
         let raw = from.get_manifest(name)?;
         let m = raw.image()?;
         for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            self.layout.move_blob_from_layout(&d.digest, from, d.size)?;
+            land(&self.layout, &d.digest, from, d.size)?;
         }
         self.put_image(reference, &raw, &[])?;
         Ok(raw.digest)
