@@ -1038,11 +1038,13 @@ impl RegistryClient {
     }
 
     /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
-    /// digest matches), without holding it in memory. Returns the size.
+    /// digest matches and it is the `size` its descriptor gives), without holding it in
+    /// memory. Returns the size.
     pub async fn download_blob_to(
         &self,
         r: &Reference,
         d: &Digest,
+        size: u64,
         dest: &std::path::Path,
     ) -> Result<u64> {
         use sha2::Digest as _;
@@ -1073,6 +1075,15 @@ impl RegistryClient {
         {
             h.update(&chunk);
             n += chunk.len() as u64;
+            if n > size {
+                // No end to wait for: more than the manifest gives is wrong already.
+                return Err(Error::ManifestSizeWrong {
+                    image: r.to_string(),
+                    digest: d.to_string(),
+                    descriptor: size,
+                    actual: None,
+                });
+            }
             tmp.write_all(&chunk)
                 .ctx(|| format!("writing {}", dest.display()))?;
             sent.add(chunk.len() as u64);
@@ -1084,6 +1095,15 @@ impl RegistryClient {
                 what: format!("blob {d} of {}", r.name()),
                 expected: d.to_string(),
                 actual: actual.to_string(),
+            });
+        }
+        if n != size {
+            // Right bytes, wrong descriptor: stored, the blob would fail every later read.
+            return Err(Error::ManifestSizeWrong {
+                image: r.to_string(),
+                digest: d.to_string(),
+                descriptor: size,
+                actual: Some(n),
             });
         }
         tmp.persist(dest).map_err(|e| Error::Io {

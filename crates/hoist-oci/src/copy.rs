@@ -364,7 +364,7 @@ async fn copy_blobs(
                 }
                 (_, Dst::Layout(l, _)) if l.has_blob_of_size(&d, size) => BlobOutcome::Present,
                 (Src::Registry(sr), Dst::Layout(l, _)) => {
-                    c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                    c.download_blob_to(sr, &d, size, &l.blob_path(&d)).await?;
                     BlobOutcome::Uploaded
                 }
             };

@@ -44,6 +44,22 @@ pub enum Error {
         /// The image it was read for, when the reader knows ([`Error::in_image`]).
         image: Option<String>,
     },
+    /// A pulled blob is not the size its image's manifest gives: the manifest is wrong (or
+    /// the registry is), so nothing of it is stored under that manifest.
+    #[error(
+        "the manifest of {image} gives size {descriptor} for blob {digest}, but {}; the blob was not stored, nor was the image\nhint: push the image again with a manifest that gives each blob's real size",
+        match .actual {
+            Some(n) => format!("the blob is {n} bytes and matches its digest: the manifest is wrong"),
+            None => "the registry sent more than that".to_string(),
+        }
+    )]
+    ManifestSizeWrong {
+        image: String,
+        digest: String,
+        descriptor: u64,
+        /// The blob's real size; `None` when the download stopped once it was too long.
+        actual: Option<u64>,
+    },
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         what: String,

@@ -459,7 +459,7 @@ impl OciLayout {
             client.plan_bytes(size);
             let (c, r, path) = (client.clone(), from.clone(), self.blob_path(&d));
             // No probes run ahead here: the download's own transfer slot is the only bound.
-            tasks.spawn(async move { c.download_blob_to(&r, &d, &path).await.map(|_| ()) });
+            tasks.spawn(async move { c.download_blob_to(&r, &d, size, &path).await.map(|_| ()) });
         }
         // After a failure the other downloads stop, their temp files gone, before this returns.
         let done = crate::join_all(tasks, "download").await?;

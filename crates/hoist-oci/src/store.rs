@@ -181,6 +181,14 @@ impl LocalStore {
         client.plan_bytes(config.size);
         let bytes = client.get_blob(reference, &config.digest).await?;
         client.progress(bytes.len() as u64);
+        if bytes.len() as u64 != config.size {
+            return Err(Error::ManifestSizeWrong {
+                image: reference.to_string(),
+                digest: config.digest.to_string(),
+                descriptor: config.size,
+                actual: Some(bytes.len() as u64),
+            });
+        }
         self.layout.put_blob(&config.digest, &bytes)?;
         Ok(bytes.to_vec())
     }
