@@ -270,8 +270,8 @@ fn tries(attempts: u32) -> String {
 }
 
 impl Error {
-    /// A corrupt blob's error, naming `image` (what it was read for) in its hint unless it
-    /// names one already; any other error as it is.
+    /// A stored blob's error (corrupt, or under a wrong size), naming `image` (what it was
+    /// read for) unless it names one already; any other error as it is.
     pub fn in_image(self, image: &str) -> Self {
         match self {
             Error::CorruptBlob {

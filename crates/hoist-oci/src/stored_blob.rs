@@ -1,10 +1,12 @@
 //! Reading a blob out of an OCI layout, checked against its digest (and size) as it is read.
 //!
 //! This is the one place that decides what happens to a blob that fails its check: in
-//! hoist's own store (a cache hoist fills) it is removed, so the next pull fetches it again
-//! instead of skipping it as "already stored" for ever; in a user's own `oci:DIR` layout it
-//! is left alone (the user's data) and only reported. Every reader of layout blobs (configs,
-//! layer unpack, uploads, layout-to-layout copies) goes through [`StoredBlob`].
+//! hoist's own store (a cache hoist fills) a blob whose bytes fail their digest is removed,
+//! so the next pull fetches it again instead of skipping it as "already stored" for ever; in
+//! a user's own `oci:DIR` layout it is left alone (the user's data) and only reported. Right
+//! bytes under a descriptor of another size are a wrong manifest: reported, never removed.
+//! Readers of layout blobs (configs, layer unpack, uploads) go through [`StoredBlob`];
+//! layout-to-layout copies, which hash as they write, through [`check_read`].
 
 use std::fs;
 use std::io::{self, Read};
