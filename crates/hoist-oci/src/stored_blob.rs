@@ -6,7 +6,7 @@
 //! a user's own `oci:DIR` layout it is left alone (the user's data) and only reported. Right
 //! bytes under a descriptor of another size are a wrong manifest: reported, never removed.
 //! Readers of layout blobs (configs, layer unpack, uploads) go through [`StoredBlob`];
-//! layout-to-layout copies, which hash as they write, through [`check_read`].
+//! layout-to-layout copies, which hash as they write, through `check_read`.
 
 use std::fs;
 use std::io::{self, Read};
