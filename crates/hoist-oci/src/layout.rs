@@ -502,7 +502,7 @@ struct StoreMarker {
     root: PathBuf,
 }
 
-const STORE_MARKER_ABOUT: &str = "This OCI image layout is hoist's image store, a cache: hoist removes a blob of it that fails its digest when read, and fetches it again on the next pull. Delete this file to make hoist leave the layout's blobs alone.";
+const STORE_MARKER_ABOUT: &str = "This OCI image layout is hoist's image store, a cache: hoist removes a blob of it that fails its digest when read, and fetches it again on the next pull. hoist writes this file when it opens the directory named in `root` as its store; a copy of the directory elsewhere is not hoist's store, and hoist leaves its blobs alone.";
 
 fn is_store(root: &Path) -> bool {
     let Ok(canonical) = root.canonicalize() else {
