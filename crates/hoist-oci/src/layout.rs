@@ -731,6 +731,35 @@ mod tests {
         assert_eq!(OciLayout::open(&copy).unwrap().owner(), BlobOwner::User);
     }
 
+    /// A store another process opened is hoist's here too, without this process opening it
+    /// as a store: this test runs itself again as that other process.
+    #[test]
+    fn a_store_another_process_opened_is_hoists() {
+        use crate::stored_blob::BlobOwner;
+        const OPEN: &str = "HOIST_TEST_OPEN_STORE";
+        if let Some(dir) = std::env::var_os(OPEN) {
+            crate::store::LocalStore::open(PathBuf::from(dir)).unwrap();
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "layout::tests::a_store_another_process_opened_is_hoists",
+            ])
+            .env(OPEN, &store)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            store.join(STORE_MARKER).is_file(),
+            "the other process opened it"
+        );
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::Hoist);
+    }
+
     /// ext4 hands a freed inode to the next directory made: a user's layout made where a
     /// store was deleted must not count as the store.
     #[test]
