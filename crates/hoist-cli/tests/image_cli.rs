@@ -466,10 +466,15 @@ fn files_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs `cmd`, sends it SIGINT (Ctrl-C) as soon as `temp_files` lists a file, and returns
-/// how it ended and its stderr.
+/// The stop signals hoist handles, as `kill` names them, with the exit status each gives.
+const STOP_SIGNALS: [(&str, i32); 2] = [("INT", 130), ("TERM", 143)];
+
+/// Runs `cmd`, sends it `signal` (a `kill` name: INT is Ctrl-C, TERM what `timeout`, CI
+/// runners and systemd send) as soon as `temp_files` lists a file, and returns how it
+/// ended and its stderr.
 fn interrupt_mid_write(
     mut cmd: std::process::Command,
+    signal: &str,
     temp_files: impl Fn() -> Vec<String>,
 ) -> (std::process::ExitStatus, String) {
     use std::time::{Duration, Instant};
@@ -494,7 +499,7 @@ fn interrupt_mid_write(
         std::thread::sleep(Duration::from_millis(2));
     }
     let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -505,10 +510,11 @@ fn interrupt_mid_write(
     )
 }
 
-/// Ctrl-C during `hoist image append` stops the layer build, removes its temp file under
-/// `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise stay behind).
+/// Ctrl-C or SIGTERM during `hoist image append` stops the layer build, removes its temp
+/// file under `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise
+/// stay behind), ending with 130 or 143.
 #[test]
-fn ctrl_c_during_append_leaves_no_temp_file() {
+fn ctrl_c_or_sigterm_during_append_leaves_no_temp_file() {
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("model.bin");
@@ -522,26 +528,33 @@ fn ctrl_c_during_append_leaves_no_temp_file() {
     }
     let cache = tmp.path().join("cache");
     let layer_tmp = cache.join("tmp");
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
-    cmd.args(["image", "append", "--base", "scratch", "--layer"])
-        .arg(format!("{}:/models/model.bin", big.display()))
-        .args(["--tag", &reg.reference("big/model:1")])
-        .env("HOIST_CACHE_DIR", &cache)
-        .env("HOME", tmp.path());
-    let (status, err) = interrupt_mid_write(cmd, || files_starting(&layer_tmp, ""));
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("interrupted: appending to scratch was cancelled"),
-        "{err}"
-    );
-    assert_eq!(files_starting(&layer_tmp, ""), Vec::<String>::new());
+    for (signal, code) in STOP_SIGNALS {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+        cmd.args(["image", "append", "--base", "scratch", "--layer"])
+            .arg(format!("{}:/models/model.bin", big.display()))
+            .args(["--tag", &reg.reference("big/model:1")])
+            .env("HOIST_CACHE_DIR", &cache)
+            .env("HOME", tmp.path());
+        let (status, err) = interrupt_mid_write(cmd, signal, || files_starting(&layer_tmp, ""));
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains("interrupted: appending to scratch was cancelled"),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&layer_tmp, ""),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+    }
 }
 
-/// Ctrl-C during `hoist image copy` into an OCI layout and during `hoist image pull` cancels
-/// the downloads under way: no partial `.tmp…` file stays in the blobs directory, nothing
-/// is listed in index.json, and hoist ends as `append` does (130, "interrupted: …").
+/// Ctrl-C or SIGTERM during `hoist image copy` into an OCI layout and during `hoist image
+/// pull` cancels the downloads under way: no partial `.tmp…` file stays in the blobs
+/// directory, nothing is listed in index.json, and hoist ends as `append` does (130 or
+/// 143, "interrupted: …").
 #[test]
-fn ctrl_c_during_copy_or_pull_leaves_no_temp_file() {
+fn ctrl_c_or_sigterm_during_copy_or_pull_leaves_no_temp_file() {
     use hoist_oci::manifest::{Descriptor, ImageManifest, RawManifest, media};
     use hoist_oci::{Digest, OciLayout};
     let reg = Registry::start(false);
@@ -586,44 +599,61 @@ fn ctrl_c_during_copy_or_pull_leaves_no_temp_file() {
         c.args(args).env("HOME", t).env("DOCKER_CONFIG", t);
         c
     };
-    let dst = t.join("dst");
-    let blobs = dst.join("blobs/sha256");
-    let to = format!("oci:{}:big", dst.display());
-    let (status, err) = interrupt_mid_write(
-        hoist_cmd(&["image", "copy", "--jobs", "2", &image, &to]),
-        || files_starting(&blobs, ".tmp"),
-    );
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains(&format!(
-            "interrupted: copying {image} to {to} was cancelled"
-        )),
-        "{err}"
-    );
-    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
-    let index = OciLayout::open(&dst).unwrap().index().unwrap();
-    assert!(index.manifests.is_empty(), "{:?}", index.manifests);
+    for (signal, code) in STOP_SIGNALS {
+        // A fresh layout and store each time: what an earlier run left is not the test.
+        let dst = t.join(format!("dst-{signal}"));
+        let blobs = dst.join("blobs/sha256");
+        let to = format!("oci:{}:big", dst.display());
+        let (status, err) = interrupt_mid_write(
+            hoist_cmd(&["image", "copy", "--jobs", "2", &image, &to]),
+            signal,
+            || files_starting(&blobs, ".tmp"),
+        );
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains(&format!(
+                "interrupted: copying {image} to {to} was cancelled"
+            )),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&blobs, ".tmp"),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+        let index = OciLayout::open(&dst).unwrap().index().unwrap();
+        assert!(
+            index.manifests.is_empty(),
+            "SIG{signal}: {:?}",
+            index.manifests
+        );
 
-    let store = t.join("store");
-    let blobs = store.join("blobs/sha256");
-    let (status, err) = interrupt_mid_write(
-        hoist_cmd(&[
-            "image",
-            "pull",
-            "-j",
-            "2",
-            "--store",
-            &store.display().to_string(),
-            &image,
-        ]),
-        || files_starting(&blobs, ".tmp"),
-    );
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains(&format!("interrupted: pulling {image} was cancelled")),
-        "{err}"
-    );
-    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
+        let store = t.join(format!("store-{signal}"));
+        let blobs = store.join("blobs/sha256");
+        let (status, err) = interrupt_mid_write(
+            hoist_cmd(&[
+                "image",
+                "pull",
+                "-j",
+                "2",
+                "--store",
+                &store.display().to_string(),
+                &image,
+            ]),
+            signal,
+            || files_starting(&blobs, ".tmp"),
+        );
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains(&format!("interrupted: pulling {image} was cancelled")),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&blobs, ".tmp"),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+    }
 }
 
 /// `umoci unpack` of `image` (DIR:NAME): `path mode` per rootfs entry, sorted.

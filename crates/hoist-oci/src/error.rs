@@ -199,9 +199,13 @@ pub enum Error {
         dockerfile: PathBuf,
         stderr: String,
     },
-    /// Ctrl-C stopped `what`; what it had started (temp files, transfers) was dropped.
+    /// Ctrl-C or SIGTERM (`by`, when a signal is what stopped it) stopped `what`; what it
+    /// had started (temp files, transfers) was dropped.
     #[error("interrupted: {what} was cancelled")]
-    Cancelled { what: String },
+    Cancelled {
+        what: String,
+        by: Option<crate::StopSignal>,
+    },
     #[error("{0}")]
     Invalid(String),
 }

@@ -300,6 +300,8 @@ impl LayerBuilder {
                 if cancel.load(Ordering::Relaxed) {
                     Error::Cancelled {
                         what: format!("building layer {}", self.descriptions.join("; ")),
+                        // The caller's flag: the caller knows which signal set it.
+                        by: None,
                     }
                 } else {
                     e
