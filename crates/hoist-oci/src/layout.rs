@@ -41,6 +41,9 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        // Temp files of a hoist killed while writing here (downloads, index updates).
+        crate::build::sweep_once(&root.join("blobs/sha256"));
+        crate::build::sweep_once(&root);
         let layout = Self::at(root);
         let index = layout.root.join("index.json");
         // Checked under the lock: another process may be storing its first image.
@@ -560,13 +563,10 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
 
 /// A temp file in `dir` that lands (by rename) as a layout file: readable by all (0644 less
 /// the umask), as skopeo and umoci write them. A layout holds no secrets, and other tools
-/// and users read it; tempfile's own default is 0600.
+/// and users read it; tempfile's own default is 0600. Locked while open, so that a sweep
+/// removes it only once this process has ended ([`crate::temp_lock`]).
 pub(crate) fn readable_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt as _;
-    tempfile::Builder::new()
-        .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .ctx(|| format!("creating a temp file in {}", dir.display()))
+    crate::temp_lock::locked_temp_file(dir, crate::temp_lock::DOWNLOAD_PREFIX, "", 0o644)
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {

@@ -26,6 +26,7 @@ pub mod reference;
 pub mod stop_signal;
 pub mod store;
 pub mod stored_blob;
+pub mod temp_lock;
 mod tls;
 pub mod verified_body;
 mod watch;
