@@ -772,33 +772,56 @@ fn temp_files_of_a_killed_hoist_are_swept_and_a_live_ones_kept() {
     run_ok(&append_small);
     assert_eq!(layer_temps(), Vec::<String>::new());
 
-    // pull: downloads of a big image under way, then frozen.
+    // pull into the store, and copy into an OCI layout: downloads of a big image under
+    // way, then frozen.
     let image = push_big_image(&reg, t);
-    let store = t.join("store");
-    let store_arg = store.display().to_string();
-    let blobs = store.join("blobs/sha256");
-    let downloads = || files_starting(&blobs, ".tmp");
-    let mut live = KillOnDrop(spawn_until_temp_file(
-        hoist_cmd(&["image", "pull", "-j", "2", "--store", &store_arg, &image]),
-        downloads,
-    ));
-    signal(&live.0, "STOP");
-    // (A download that finished just before the stop has landed: whichever are left.)
-    let held = downloads();
-    assert!(!held.is_empty(), "every download finished before SIGSTOP");
-    let pull_small = ["image", "pull", "--store", &store_arg, &small_image];
-    run_ok(&pull_small);
-    let left = downloads();
-    assert!(
-        held.iter().all(|f| left.contains(f)),
-        "a live hoist's downloads were swept: had {held:?}, left {left:?}"
+    let store = t.join("store").display().to_string();
+    let layout = t.join("layout");
+    let (to_big, to_small) = (
+        format!("oci:{}:big", layout.display()),
+        format!("oci:{}:small", layout.display()),
     );
-    live.0.kill().unwrap();
-    live.0.wait().unwrap();
-    assert!(held.iter().all(|f| blobs.join(f).exists()));
-    // Opening the store (a pull of what it already has) sweeps them.
-    run_ok(&pull_small);
-    assert_eq!(downloads(), Vec::<String>::new());
+    let cases = [
+        (
+            t.join("store/blobs/sha256"),
+            vec!["image", "pull", "-j", "2", "--store", &store, &image],
+            vec!["image", "pull", "--store", &store, &small_image],
+        ),
+        (
+            layout.join("blobs/sha256"),
+            vec!["image", "copy", "--jobs", "2", &image, &to_big],
+            vec!["image", "copy", &small_image, &to_small],
+        ),
+    ];
+    for (blobs, big, small) in cases {
+        let downloads = || files_starting(&blobs, ".tmp");
+        // A layer's download well under way (the config's is over at once).
+        let big_download = || {
+            let mut big = downloads();
+            big.retain(|f| std::fs::metadata(blobs.join(f)).is_ok_and(|m| m.len() > 1 << 20));
+            big
+        };
+        let mut live = KillOnDrop(spawn_until_temp_file(hoist_cmd(&big), big_download));
+        signal(&live.0, "STOP");
+        // (A download that finished just before the stop has landed: whichever are left.)
+        let held = downloads();
+        assert!(
+            !held.is_empty(),
+            "{big:?}: every download finished before SIGSTOP"
+        );
+        run_ok(&small);
+        let left = downloads();
+        assert!(
+            held.iter().all(|f| left.contains(f)),
+            "{small:?} swept a live hoist's downloads: had {held:?}, left {left:?}"
+        );
+        live.0.kill().unwrap();
+        live.0.wait().unwrap();
+        assert!(held.iter().all(|f| blobs.join(f).exists()));
+        // Opening the store or layout again (for what it already has) sweeps them.
+        run_ok(&small);
+        assert_eq!(downloads(), Vec::<String>::new(), "{small:?}");
+    }
 }
 
 /// `umoci unpack` of `image` (DIR:NAME): `path mode` per rootfs entry, sorted.

@@ -41,9 +41,9 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        // Temp files of a hoist killed while writing here (downloads, index updates).
+        // Downloads of a hoist killed while writing here. (Not the root: a layout may be
+        // any directory of the user's, and only its index is written there, rarely.)
         crate::build::sweep_once(&root.join("blobs/sha256"));
-        crate::build::sweep_once(&root);
         let layout = Self::at(root);
         let index = layout.root.join("index.json");
         // Checked under the lock: another process may be storing its first image.
