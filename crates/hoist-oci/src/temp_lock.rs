@@ -186,3 +186,47 @@ pub fn sweep(dir: &Path, fallback_age: Duration) -> usize {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep that took a new file's lock before its creator did removes it; the creator
+    /// then learns the file is gone (no link left) and makes another.
+    #[test]
+    fn a_temp_file_swept_before_it_was_locked_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{DOWNLOAD_PREFIX}x"));
+        let f = File::create_new(&path).unwrap();
+        assert!(hold(&f).unwrap(), "a file still in its directory");
+        let swept = dir.path().join(format!("{DOWNLOAD_PREFIX}y"));
+        let g = File::create_new(&swept).unwrap();
+        fs::remove_file(&swept).unwrap();
+        assert!(!hold(&g).unwrap(), "a file already swept");
+    }
+
+    /// A made temp file's lock is held: another handle (as a sweep in another process
+    /// would open) cannot take it until the temp file is dropped.
+    #[test]
+    fn temp_files_and_dirs_are_locked_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = locked_temp_file(dir.path(), DOWNLOAD_PREFIX, ".part", 0o644).unwrap();
+        let name = f.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(DOWNLOAD_PREFIX) && name.ends_with(".part"),
+            "{name}"
+        );
+        assert!(matches!(owner(f.path()), Owner::Alive));
+        let d = locked_temp_dir(dir.path(), BUILD_DIR_PREFIX).unwrap();
+        assert!(matches!(owner(&d.path().join(DIR_LOCK)), Owner::Alive));
+        // Its clone keeps the lock after the temp file's own handle is closed (as a built
+        // layer keeps it), and the lock ends with the last handle.
+        let lock = f.as_file().try_clone().unwrap();
+        let path = f.into_temp_path();
+        assert!(matches!(owner(&path), Owner::Alive));
+        drop(lock);
+        assert!(matches!(owner(&path), Owner::Gone(_)));
+        assert_eq!(sweep(dir.path(), FALLBACK_AGE), 1);
+        assert!(!path.exists() && d.path().exists());
+    }
+}
