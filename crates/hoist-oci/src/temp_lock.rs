@@ -22,8 +22,8 @@ use crate::layer::{BUILD_DIR_PREFIX, TEMP_PREFIX};
 /// scripts already know as a temp file.
 pub const DOWNLOAD_PREFIX: &str = ".tmp-hoist-";
 
-/// The lock file inside a temp directory (the directory itself is not locked: its lock
-/// would not survive a `rename` of its contents and is not portable).
+/// The lock file inside a temp directory: a plain file, so a directory's owner is
+/// checked just as a temp file's is.
 pub const DIR_LOCK: &str = ".hoist-lock";
 
 /// Temp files whose owner cannot be checked by lock go after this long.
