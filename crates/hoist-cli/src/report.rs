@@ -27,15 +27,18 @@ fn handler_opts(tty: bool) -> miette::MietteHandlerOpts {
         .word_separator(textwrap::WordSeparator::AsciiSpace)
 }
 
-/// Ctrl-C stopped a command's work and what it had started was cleaned up (see
-/// [`crate::commands::interruptible`]): hoist ends with 130, the shell's status for SIGINT,
-/// as `hoist up` and `hoist ci` do.
+/// Ctrl-C or SIGTERM stopped a command's work and what it had started was cleaned up (see
+/// [`crate::commands::interruptible`]): hoist ends with the shell's status for that signal
+/// (130 for SIGINT, 143 for SIGTERM), as `hoist up` and `hoist ci` do.
 #[derive(Debug)]
-pub struct Interrupted(pub String);
+pub struct Interrupted {
+    pub message: String,
+    pub by: hoist_oci::StopSignal,
+}
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -44,10 +47,9 @@ impl Diagnostic for Interrupted {}
 
 /// The exit status for a command that failed with `report`.
 pub fn exit_code(report: &Report) -> std::process::ExitCode {
-    if report.downcast_ref::<Interrupted>().is_some() {
-        std::process::ExitCode::from(130)
-    } else {
-        std::process::ExitCode::FAILURE
+    match report.downcast_ref::<Interrupted>() {
+        Some(i) => std::process::ExitCode::from(i.by.exit_code()),
+        None => std::process::ExitCode::FAILURE,
     }
 }
 

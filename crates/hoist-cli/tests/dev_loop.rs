@@ -713,11 +713,13 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `hoist <args> -o json`, waits for the `deployed` event of `service` and for its
-/// pod to run, sends SIGINT; returns the exit status and stderr. Bounded in time.
+/// pod to run, sends `signal` (a `kill` name: INT or TERM); returns the exit status and
+/// stderr. Bounded in time.
 fn interrupt_after_deploy(
     env: &Env,
     args: &[&str],
     service: &str,
+    signal: &str,
 ) -> (std::process::ExitStatus, String) {
     let mut child = env
         .cmd(args)
@@ -772,14 +774,14 @@ fn interrupt_after_deploy(
         (String::from_utf8_lossy(&o.stdout) == "Running").then_some(())
     });
     let kill = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let interrupted = Instant::now();
     let status = poll(
         Duration::from_secs(15),
-        "hoist to exit after SIGINT",
+        &format!("hoist to exit after SIG{signal}"),
         || guard.0.try_wait().unwrap(),
     );
     assert!(
@@ -803,9 +805,10 @@ fn interrupt_after_deploy(
 /// Ctrl-C (SIGINT) while `hoist up` is still in its first pass (here: waiting for a
 /// service whose readiness probe never passes) ends it cleanly: exit 130, a summary
 /// naming how far the service got, nothing half-written in the local store, and
-/// `hoist down` afterwards leaves nothing of the project. The same for `hoist ci`.
+/// `hoist down` afterwards leaves nothing of the project. The same for `hoist ci`, there
+/// stopped by SIGTERM (what a CI runner cancelling a job sends), which ends it with 143.
 #[test]
-fn ctrl_c_during_the_first_pass_stops_cleanly() {
+fn ctrl_c_or_sigterm_during_the_first_pass_stops_cleanly() {
     if !containers_run() {
         return;
     }
@@ -836,7 +839,7 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
         ])
     };
 
-    let (status, stderr) = interrupt_after_deploy(&env, &["up", "api"], "api");
+    let (status, stderr) = interrupt_after_deploy(&env, &["up", "api"], "api", "INT");
     assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
     assert!(
         stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready; not ready: api (was not ready yet)")
@@ -861,9 +864,9 @@ fn ctrl_c_during_the_first_pass_stops_cleanly() {
     let left = left_behind();
     assert!(left.trim().is_empty(), "left behind: {left}");
 
-    // `hoist ci` interrupted the same way.
-    let (status, stderr) = interrupt_after_deploy(&env, &["ci", "api"], "api");
-    assert_eq!(status.code(), Some(130), "{status:?}\nstderr: {stderr}");
+    // `hoist ci` stopped by SIGTERM the same way.
+    let (status, stderr) = interrupt_after_deploy(&env, &["ci", "api"], "api", "TERM");
+    assert_eq!(status.code(), Some(143), "{status:?}\nstderr: {stderr}");
     assert!(
         stderr.contains("hoist: interrupted before every service was up; 0 of 1 service(s) ready"),
         "{stderr}"

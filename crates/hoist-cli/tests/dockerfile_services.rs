@@ -221,10 +221,11 @@ fn reproducible_and_built_only_once() {
     assert!(!images.contains("hoist-build"), "{images}");
 }
 
-/// Ctrl-C during a Dockerfile build: the builder is stopped gracefully, so it removes its
-/// working container (killed outright, it leaves it behind), and hoist exits 130 soon.
+/// Ctrl-C or SIGTERM during a Dockerfile build: the builder is stopped gracefully, so it
+/// removes its working container (killed outright, it leaves it behind), and hoist exits
+/// 130 or 143 soon, its build output dir (with the dir's lock file) gone.
 #[test]
-fn ctrl_c_stops_the_builder_without_leaving_containers() {
+fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers() {
     require_buildah();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -233,65 +234,64 @@ fn ctrl_c_stops_the_builder_without_leaving_containers() {
         "127.0.0.1:1",
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
     );
-    let mut child = Std::cargo_bin("hoist")
-        .unwrap()
-        .arg("-C")
-        .arg(&root)
-        .args(["image", "build", "df", "--store"])
-        .envs(env(dir))
-        .env_remove("HOIST_INSECURE_REGISTRIES")
-        .env_remove("CONTAINERS_REGISTRIES_CONF")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The build has started once buildah has its working container.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while buildah_containers(dir).trim().is_empty() {
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = Std::cargo_bin("hoist")
+            .unwrap()
+            .arg("-C")
+            .arg(&root)
+            .args(["image", "build", "df", "--store"])
+            .envs(env(dir))
+            .env_remove("HOIST_INSECURE_REGISTRIES")
+            .env_remove("CONTAINERS_REGISTRIES_CONF")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The build has started once buildah has its working container.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while buildah_containers(dir).trim().is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "hoist ended before the build started"
+            );
+            assert!(Instant::now() < deadline, "the build never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Into the RUN step (the container exists a moment before it runs).
+        std::thread::sleep(Duration::from_millis(500));
+        let interrupted = Instant::now();
+        // SAFETY: signalling the child we started.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if interrupted.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("hoist did not stop within 20 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(code), "signal {signal}: {stderr}");
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "hoist ended before the build started"
+            interrupted.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            interrupted.elapsed()
         );
-        assert!(Instant::now() < deadline, "the build never started");
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(
+            buildah_containers(dir),
+            "",
+            "working containers left behind"
+        );
+        assert_eq!(
+            cache_tmp_entries(dir),
+            Vec::<String>::new(),
+            "build output left behind"
+        );
     }
-    // Into the RUN step (the container exists a moment before it runs).
-    std::thread::sleep(Duration::from_millis(500));
-    let interrupted = Instant::now();
-    // SAFETY: signalling the child we started.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if interrupted.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("hoist did not stop within 20 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        interrupted.elapsed()
-    );
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(
-        buildah_containers(dir),
-        "",
-        "working containers left behind"
-    );
-    assert_eq!(
-        cache_tmp_entries(dir),
-        Vec::<String>::new(),
-        "build output left behind"
-    );
 }
 
 /// What is in hoist's cache temp dir (where Dockerfile builds export their image).

@@ -496,12 +496,11 @@ fn files_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs `cmd`, sends it SIGINT (Ctrl-C) as soon as `temp_files` lists a file, and returns
-/// how it ended and its stderr.
-fn interrupt_mid_write(
+/// Spawns `cmd` and returns once `temp_files` lists a file (within 30 s).
+fn spawn_until_temp_file(
     mut cmd: std::process::Command,
     temp_files: impl Fn() -> Vec<String>,
-) -> (std::process::ExitStatus, String) {
+) -> std::process::Child {
     use std::time::{Duration, Instant};
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -519,12 +518,28 @@ fn interrupt_mid_write(
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("no temp file appeared in 30 s");
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    child
+}
+
+/// The stop signals hoist handles, as `kill` names them, with the exit status each gives.
+const STOP_SIGNALS: [(&str, i32); 2] = [("INT", 130), ("TERM", 143)];
+
+/// Runs `cmd`, sends it `signal` (a `kill` name: INT is Ctrl-C, TERM what `timeout`, CI
+/// runners and systemd send) as soon as `temp_files` lists a file, and returns how it
+/// ended and its stderr.
+fn interrupt_mid_write(
+    cmd: std::process::Command,
+    signal: &str,
+    temp_files: impl Fn() -> Vec<String>,
+) -> (std::process::ExitStatus, String) {
+    let child = spawn_until_temp_file(cmd, temp_files);
     let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -535,10 +550,11 @@ fn interrupt_mid_write(
     )
 }
 
-/// Ctrl-C during `hoist image append` stops the layer build, removes its temp file under
-/// `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise stay behind).
+/// Ctrl-C or SIGTERM during `hoist image append` stops the layer build, removes its temp
+/// file under `$HOIST_CACHE_DIR/tmp` and says it was interrupted (the file would otherwise
+/// stay behind), ending with 130 or 143.
 #[test]
-fn ctrl_c_during_append_leaves_no_temp_file() {
+fn ctrl_c_or_sigterm_during_append_leaves_no_temp_file() {
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("model.bin");
@@ -552,32 +568,32 @@ fn ctrl_c_during_append_leaves_no_temp_file() {
     }
     let cache = tmp.path().join("cache");
     let layer_tmp = cache.join("tmp");
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
-    cmd.args(["image", "append", "--base", "scratch", "--layer"])
-        .arg(format!("{}:/models/model.bin", big.display()))
-        .args(["--tag", &reg.reference("big/model:1")])
-        .env("HOIST_CACHE_DIR", &cache)
-        .env("HOME", tmp.path());
-    let (status, err) = interrupt_mid_write(cmd, || files_starting(&layer_tmp, ""));
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("interrupted: appending to scratch was cancelled"),
-        "{err}"
-    );
-    assert_eq!(files_starting(&layer_tmp, ""), Vec::<String>::new());
+    for (signal, code) in STOP_SIGNALS {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+        cmd.args(["image", "append", "--base", "scratch", "--layer"])
+            .arg(format!("{}:/models/model.bin", big.display()))
+            .args(["--tag", &reg.reference("big/model:1")])
+            .env("HOIST_CACHE_DIR", &cache)
+            .env("HOME", tmp.path());
+        let (status, err) = interrupt_mid_write(cmd, signal, || files_starting(&layer_tmp, ""));
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains("interrupted: appending to scratch was cancelled"),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&layer_tmp, ""),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+    }
 }
 
-/// Ctrl-C during `hoist image copy` into an OCI layout and during `hoist image pull` cancels
-/// the downloads under way: no partial `.tmp…` file stays in the blobs directory, nothing
-/// is listed in index.json, and hoist ends as `append` does (130, "interrupted: …").
-#[test]
-fn ctrl_c_during_copy_or_pull_leaves_no_temp_file() {
+/// Pushes an image of four 24 MiB layers (random, so nothing shrinks them) to `reg` with
+/// hoist, from an OCI layout made under `t`; returns its reference.
+fn push_big_image(reg: &Registry, t: &std::path::Path) -> String {
     use hoist_oci::manifest::{Descriptor, ImageManifest, RawManifest, media};
     use hoist_oci::{Digest, OciLayout};
-    let reg = Registry::start(false);
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    // An image of four 24 MiB layers (random, so nothing shrinks them), pushed by hoist.
     let src = OciLayout::create(t.join("src")).unwrap();
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
@@ -611,49 +627,231 @@ fn ctrl_c_during_copy_or_pull_leaves_no_temp_file() {
         .assert()
         .success();
 
+    image
+}
+
+/// Ctrl-C or SIGTERM during `hoist image copy` into an OCI layout and during `hoist image
+/// pull` cancels the downloads under way: no partial `.tmp…` file stays in the blobs
+/// directory, nothing is listed in index.json, and hoist ends as `append` does (130 or
+/// 143, "interrupted: …").
+#[test]
+fn ctrl_c_or_sigterm_during_copy_or_pull_leaves_no_temp_file() {
+    use hoist_oci::OciLayout;
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let image = push_big_image(&reg, t);
+
     let hoist_cmd = |args: &[&str]| {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
         c.args(args).env("HOME", t).env("DOCKER_CONFIG", t);
         c
     };
-    let dst = t.join("dst");
-    let blobs = dst.join("blobs/sha256");
-    let to = format!("oci:{}:big", dst.display());
-    let (status, err) = interrupt_mid_write(
-        hoist_cmd(&["image", "copy", "--jobs", "2", &image, &to]),
-        || files_starting(&blobs, ".tmp"),
-    );
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains(&format!(
-            "interrupted: copying {image} to {to} was cancelled"
-        )),
-        "{err}"
-    );
-    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
-    let index = OciLayout::open(&dst).unwrap().index().unwrap();
-    assert!(index.manifests.is_empty(), "{:?}", index.manifests);
+    for (signal, code) in STOP_SIGNALS {
+        // A fresh layout and store each time: what an earlier run left is not the test.
+        let dst = t.join(format!("dst-{signal}"));
+        let blobs = dst.join("blobs/sha256");
+        let to = format!("oci:{}:big", dst.display());
+        let (status, err) = interrupt_mid_write(
+            hoist_cmd(&["image", "copy", "--jobs", "2", &image, &to]),
+            signal,
+            || files_starting(&blobs, ".tmp"),
+        );
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains(&format!(
+                "interrupted: copying {image} to {to} was cancelled"
+            )),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&blobs, ".tmp"),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+        let index = OciLayout::open(&dst).unwrap().index().unwrap();
+        assert!(
+            index.manifests.is_empty(),
+            "SIG{signal}: {:?}",
+            index.manifests
+        );
 
-    let store = t.join("store");
-    let blobs = store.join("blobs/sha256");
-    let (status, err) = interrupt_mid_write(
+        let store = t.join(format!("store-{signal}"));
+        let blobs = store.join("blobs/sha256");
+        let (status, err) = interrupt_mid_write(
+            hoist_cmd(&[
+                "image",
+                "pull",
+                "-j",
+                "2",
+                "--store",
+                &store.display().to_string(),
+                &image,
+            ]),
+            signal,
+            || files_starting(&blobs, ".tmp"),
+        );
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(
+            err.contains(&format!("interrupted: pulling {image} was cancelled")),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(
+            files_starting(&blobs, ".tmp"),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+    }
+}
+
+/// Kills (SIGKILL) and reaps a child hoist when dropped, so a failing test leaves none.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `signal` (a `kill` name) to `child`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let kill = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// Temp files of a hoist killed by SIGKILL (no handler runs) go at the next hoist's
+/// sweep, however young, while those of a live hoist stay however long it takes: each temp
+/// file is locked by its owner, and a lock ends with its process. Here for `append`'s
+/// layer temp files under `$HOIST_CACHE_DIR/tmp` and for `pull`'s downloads in the
+/// store's `blobs/sha256`. The live hoist is frozen by SIGSTOP, so it cannot finish (and
+/// remove its files) while the other one sweeps.
+#[test]
+fn temp_files_of_a_killed_hoist_are_swept_and_a_live_ones_kept() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let cache = t.join("cache");
+    let small = t.join("small");
+    write_file(&small.join("hello.txt"), b"hello\n", 0o644);
+    let hoist_cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+        c.args(args)
+            .env("HOME", t)
+            .env("DOCKER_CONFIG", t)
+            .env("HOIST_CACHE_DIR", &cache);
+        c
+    };
+    let run_ok = |args: &[&str]| {
+        let out = hoist_cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "hoist {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let small_layer = format!("{}:/small", small.display());
+    let small_image = reg.reference("small/img:1");
+    let append_small = [
+        "image",
+        "append",
+        "--base",
+        "scratch",
+        "--layer",
+        &small_layer,
+        "--tag",
+        &small_image,
+    ];
+
+    // append: a 64 MiB layer being built, then frozen.
+    let big = t.join("model.bin");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&big).unwrap();
+        for i in 0..64u64 {
+            f.write_all(&registry::pseudo_random(i + 1, 1 << 20))
+                .unwrap();
+        }
+    }
+    let layer_tmp = cache.join("tmp");
+    let layer_temps = || files_starting(&layer_tmp, ".hoist-layer-");
+    let big_layer = format!("{}:/models/model.bin", big.display());
+    let big_image = reg.reference("big/model:1");
+    let mut live = KillOnDrop(spawn_until_temp_file(
         hoist_cmd(&[
-            "image",
-            "pull",
-            "-j",
-            "2",
-            "--store",
-            &store.display().to_string(),
-            &image,
+            "image", "append", "--base", "scratch", "--layer", &big_layer, "--tag", &big_image,
         ]),
-        || files_starting(&blobs, ".tmp"),
+        layer_temps,
+    ));
+    signal(&live.0, "STOP");
+    let held = layer_temps();
+    assert!(!held.is_empty());
+    run_ok(&append_small);
+    assert_eq!(
+        layer_temps(),
+        held,
+        "a live hoist's layer temp file was swept"
     );
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains(&format!("interrupted: pulling {image} was cancelled")),
-        "{err}"
+    live.0.kill().unwrap();
+    live.0.wait().unwrap();
+    // SIGKILL ran no clean-up: the file is still there until the next hoist sweeps it.
+    assert_eq!(layer_temps(), held);
+    run_ok(&append_small);
+    assert_eq!(layer_temps(), Vec::<String>::new());
+
+    // pull into the store, and copy into an OCI layout: downloads of a big image under
+    // way, then frozen.
+    let image = push_big_image(&reg, t);
+    let store = t.join("store").display().to_string();
+    let layout = t.join("layout");
+    let (to_big, to_small) = (
+        format!("oci:{}:big", layout.display()),
+        format!("oci:{}:small", layout.display()),
     );
-    assert_eq!(files_starting(&blobs, ".tmp"), Vec::<String>::new());
+    let cases = [
+        (
+            t.join("store/blobs/sha256"),
+            vec!["image", "pull", "-j", "2", "--store", &store, &image],
+            vec!["image", "pull", "--store", &store, &small_image],
+        ),
+        (
+            layout.join("blobs/sha256"),
+            vec!["image", "copy", "--jobs", "2", &image, &to_big],
+            vec!["image", "copy", &small_image, &to_small],
+        ),
+    ];
+    for (blobs, big, small) in cases {
+        let downloads = || files_starting(&blobs, ".tmp");
+        // A layer's download well under way (the config's is over at once).
+        let big_download = || {
+            let mut big = downloads();
+            big.retain(|f| std::fs::metadata(blobs.join(f)).is_ok_and(|m| m.len() > 1 << 20));
+            big
+        };
+        let mut live = KillOnDrop(spawn_until_temp_file(hoist_cmd(&big), big_download));
+        signal(&live.0, "STOP");
+        // (A download that finished just before the stop has landed: whichever are left.)
+        let held = downloads();
+        assert!(
+            !held.is_empty(),
+            "{big:?}: every download finished before SIGSTOP"
+        );
+        run_ok(&small);
+        let left = downloads();
+        assert!(
+            held.iter().all(|f| left.contains(f)),
+            "{small:?} swept a live hoist's downloads: had {held:?}, left {left:?}"
+        );
+        live.0.kill().unwrap();
+        live.0.wait().unwrap();
+        assert!(held.iter().all(|f| blobs.join(f).exists()));
+        // Opening the store or layout again (for what it already has) sweeps them.
+        run_ok(&small);
+        assert_eq!(downloads(), Vec::<String>::new(), "{small:?}");
+    }
 }
 
 /// `umoci unpack` of `image` (DIR:NAME): `path mode` per rootfs entry, sorted.

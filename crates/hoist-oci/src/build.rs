@@ -197,9 +197,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Remove leftovers of killed builds (no destructor ran) from `dir`, the first time this
-/// process builds there: a day is longer than any build, and the store's blob directory
-/// need not be listed again for every image of a pass.
+/// Remove leftovers of killed hoists (no destructor ran) from `dir`, the first time this
+/// process builds or stores there ([`crate::temp_lock`]): the store's blob directory need
+/// not be listed again for every image of a pass.
 pub(crate) fn sweep_once(dir: &std::path::Path) {
     static SWEPT: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -208,7 +208,7 @@ pub(crate) fn sweep_once(dir: &std::path::Path) {
         .unwrap_or_else(|p| p.into_inner())
         .insert(dir.to_path_buf());
     if first {
-        sweep_stale_temp_files(dir, std::time::Duration::from_secs(24 * 3600));
+        sweep_stale_temp_files(dir, crate::temp_lock::FALLBACK_AGE);
     }
 }
 

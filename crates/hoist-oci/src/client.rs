@@ -1187,13 +1187,15 @@ impl RegistryClient {
     }
 
     /// Download a blob straight into `dest` (a temp file beside it, renamed only once the
-    /// digest matches), without holding it in memory. Returns the size. A download cut
-    /// short is retried, resumed with a `Range` request from the bytes already written
-    /// (and hashed) when the registry honours it, from the start when it answers 200.
+    /// digest matches and it is the `size` its descriptor gives), without holding it in
+    /// memory. Returns the size. A download cut short is retried, resumed with a `Range`
+    /// request from the bytes already written (and hashed) when the registry honours it,
+    /// from the start when it answers 200.
     pub async fn download_blob_to(
         &self,
         r: &Reference,
         d: &Digest,
+        size: u64,
         dest: &std::path::Path,
     ) -> Result<u64> {
         let _slot = self.transfer_slot().await;
@@ -1204,7 +1206,7 @@ impl RegistryClient {
         let mut backoff = Backoff::new(&self.inner.opts);
         let what = format!("blob {d} of {}", r.name());
         loop {
-            let e = match self.download_into(r, &url, dest, &mut tmp, &mut got).await {
+            let e = match (self.download_into(r, d, size, &url, dest, &mut tmp, &mut got)).await {
                 Ok(()) => break,
                 Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
@@ -1222,6 +1224,15 @@ impl RegistryClient {
                 actual: actual.to_string(),
             });
         }
+        if n != size {
+            // Right bytes, wrong descriptor: stored, the blob would fail every later read.
+            return Err(Error::ManifestSizeWrong {
+                image: r.to_string(),
+                digest: d.to_string(),
+                descriptor: size,
+                actual: Some(n),
+            });
+        }
         tmp.persist(dest).map_err(|e| Error::Io {
             context: format!("writing {}", dest.display()),
             source: e.error,
@@ -1233,10 +1244,13 @@ impl RegistryClient {
     }
 
     /// One attempt of [`RegistryClient::download_blob_to`]: GET `url` (from byte `got.n` on,
-    /// if some came already) and append it to `tmp`, hashing it.
+    /// if some came already) and append it to `tmp`, hashing it; never past `size`.
+    #[allow(clippy::too_many_arguments)]
     async fn download_into(
         &self,
         r: &Reference,
+        d: &Digest,
+        size: u64,
         url: &str,
         dest: &std::path::Path,
         tmp: &mut tempfile::NamedTempFile,
@@ -1289,6 +1303,15 @@ impl RegistryClient {
         {
             got.hash.update(&chunk);
             got.n += chunk.len() as u64;
+            if got.n > size {
+                // No end to wait for: more than the manifest gives is wrong already.
+                return Err(Error::ManifestSizeWrong {
+                    image: r.to_string(),
+                    digest: d.to_string(),
+                    descriptor: size,
+                    actual: None,
+                });
+            }
             tmp.write_all(&chunk)
                 .ctx(|| format!("writing {}", dest.display()))?;
             got.sent.add(chunk.len() as u64);

@@ -207,9 +207,15 @@ pub async fn copy(
     match src {
         Location::Layout {
             name: Some(name), ..
-        } => copied.map_err(|e| e.in_image(name)),
+        } if is_pullable(name) => copied.map_err(|e| e.in_image(name)),
         _ => copied,
     }
+}
+
+/// Can `hoist image pull NAME` fetch the image a layout names `name`? Not a digest name
+/// (`oci:DIR:sha256:…`), though it reads as a tag of a repository `sha256`.
+fn is_pullable(name: &str) -> bool {
+    Digest::parse(name).is_err() && Reference::parse(name).is_ok()
 }
 
 async fn copy_named(
@@ -358,7 +364,7 @@ async fn copy_blobs(
                 }
                 (_, Dst::Layout(l, _)) if l.has_blob_of_size(&d, size) => BlobOutcome::Present,
                 (Src::Registry(sr), Dst::Layout(l, _)) => {
-                    c.download_blob_to(sr, &d, &l.blob_path(&d)).await?;
+                    c.download_blob_to(sr, &d, size, &l.blob_path(&d)).await?;
                     BlobOutcome::Uploaded
                 }
             };
@@ -382,6 +388,55 @@ async fn copy_blobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::fs;
+
+    /// A store image named by digest: the hint asks to pull IMAGE, not `sha256:…`; named
+    /// by reference, it names that reference.
+    #[tokio::test]
+    async fn the_pull_hint_names_an_image_only_when_it_can_be_pulled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::store::LocalStore::open(tmp.path().join("store")).unwrap();
+        let l = store.layout();
+        let (config, layer) = (br#"{"architecture":"amd64","os":"linux"}"#, b"layer");
+        let (cd, ld) = (Digest::of(config), Digest::of(layer));
+        l.put_blob(&cd, config).unwrap();
+        l.put_blob(&ld, layer).unwrap();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":5}}]}}"#,
+            config.len()
+        );
+        let raw = RawManifest::new(manifest.into_bytes(), None).unwrap();
+        let client = RegistryClient::new(crate::client::ClientOptions::default()).unwrap();
+        for (name, hint) in [
+            (
+                raw.digest.to_string(),
+                "`hoist image pull IMAGE`".to_string(),
+            ),
+            (
+                "hoist.test/app:1".to_string(),
+                "`hoist image pull hoist.test/app:1`".into(),
+            ),
+        ] {
+            l.put_manifest(&raw, Some(&name)).unwrap();
+            fs::write(l.blob_path(&ld), b"LAYER").unwrap();
+            let src = format!("oci:{}:{name}", l.root().display())
+                .parse()
+                .unwrap();
+            let dst = Location::Layout {
+                dir: tmp.path().join("out"),
+                name: None,
+            };
+            let err = copy(&client, &src, &dst, &CopyOptions::default())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is corrupt") && err.contains(&hint),
+                "{name}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn locations() {

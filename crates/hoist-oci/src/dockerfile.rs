@@ -451,19 +451,11 @@ fn commands(builder: Builder, b: &Build) -> Commands {
 /// beside the store), removed when dropped. Not the system temp dir: that is often a small
 /// tmpfs an image does not fit in, and from the cache's disk the image's blobs move into
 /// the store by rename instead of being copied.
-fn output_dir() -> Result<tempfile::TempDir> {
+fn output_dir() -> Result<crate::temp_lock::LockedTempDir> {
     let parent = crate::layer::default_temp_dir();
-    // What a killed hoist left there (no destructor ran) goes after a day.
+    // What a killed hoist left there (no destructor ran) goes: its lock is free.
     crate::build::sweep_once(&parent);
-    tempfile::Builder::new()
-        .prefix(crate::layer::BUILD_DIR_PREFIX)
-        .tempdir_in(&parent)
-        .ctx(|| {
-            format!(
-                "creating a temp dir for the build output in {}",
-                parent.display()
-            )
-        })
+    crate::temp_lock::locked_temp_dir(&parent, crate::layer::BUILD_DIR_PREFIX)
 }
 
 /// Build with the first builder found and push to `target` (only missing blobs).

@@ -29,6 +29,37 @@ pub enum Error {
         /// The image it was read for, when the reader knows ([`Error::in_image`]).
         image: Option<String>,
     },
+    /// A stored blob whose bytes match its digest but not the size its descriptor gives:
+    /// the manifest is wrong, not the blob, so it is kept (other images may share it).
+    #[error(
+        "blob {digest} ({}) is {actual} bytes and matches its digest, but {} gives its size as {descriptor}: the manifest is wrong; the blob was kept\nhint: fix what wrote that manifest, then build or push the image again",
+        .path.display(),
+        .image.as_deref().map_or("its descriptor".to_string(), |i| format!("the manifest of {i}"))
+    )]
+    BlobSizeWrong {
+        digest: String,
+        path: PathBuf,
+        descriptor: u64,
+        actual: u64,
+        /// The image it was read for, when the reader knows ([`Error::in_image`]).
+        image: Option<String>,
+    },
+    /// A pulled blob is not the size its image's manifest gives: the manifest is wrong (or
+    /// the registry is), so nothing of it is stored under that manifest.
+    #[error(
+        "the manifest of {image} gives size {descriptor} for blob {digest}, but {}; the blob was not stored, nor was the image\nhint: push the image again with a manifest that gives each blob's real size",
+        match .actual {
+            Some(n) => format!("the blob is {n} bytes and matches its digest: the manifest is wrong"),
+            None => "the registry sent more than that".to_string(),
+        }
+    )]
+    ManifestSizeWrong {
+        image: String,
+        digest: String,
+        descriptor: u64,
+        /// The blob's real size; `None` when the download stopped once it was too long.
+        actual: Option<u64>,
+    },
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         what: String,
@@ -185,9 +216,13 @@ pub enum Error {
         dockerfile: PathBuf,
         stderr: String,
     },
-    /// Ctrl-C stopped `what`; what it had started (temp files, transfers) was dropped.
+    /// Ctrl-C or SIGTERM (`by`, when a signal is what stopped it) stopped `what`; what it
+    /// had started (temp files, transfers) was dropped.
     #[error("interrupted: {what} was cancelled")]
-    Cancelled { what: String },
+    Cancelled {
+        what: String,
+        by: Option<crate::StopSignal>,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -286,8 +321,8 @@ fn tries(attempts: u32) -> String {
 }
 
 impl Error {
-    /// A corrupt blob's error, naming `image` (what it was read for) in its hint unless it
-    /// names one already; any other error as it is.
+    /// A stored blob's error (corrupt, or under a wrong size), naming `image` (what it was
+    /// read for) unless it names one already; any other error as it is.
     pub fn in_image(self, image: &str) -> Self {
         match self {
             Error::CorruptBlob {
@@ -301,6 +336,19 @@ impl Error {
                 path,
                 reason,
                 fate,
+                image: Some(image.to_string()),
+            },
+            Error::BlobSizeWrong {
+                digest,
+                path,
+                descriptor,
+                actual,
+                image: None,
+            } => Error::BlobSizeWrong {
+                digest,
+                path,
+                descriptor,
+                actual,
                 image: Some(image.to_string()),
             },
             e => e,

@@ -76,7 +76,10 @@ pub struct BuiltLayer {
     pub tar_size: u64,
     /// Human description for the config history.
     pub created_by: String,
+    // Declared before the lock, so dropped first: the file goes while still locked.
     file: tempfile::TempPath,
+    /// The temp file's lock ([`crate::temp_lock`]): a sweep leaves it while this lives.
+    _lock: fs::File,
 }
 
 impl BuiltLayer {
@@ -287,12 +290,12 @@ impl LayerBuilder {
     pub fn build_in_cancellable(&self, dir: &Path, cancel: &AtomicBool) -> Result<BuiltLayer> {
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         // Readable by all: in a layout it becomes the blob itself (by hard link).
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(".tar.gz")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .tempfile_in(dir)
-            .ctx(|| format!("creating a temp file in {}", dir.display()))?;
+        let tmp = crate::temp_lock::locked_temp_file(dir, TEMP_PREFIX, ".tar.gz", 0o644)?;
+        // The lock lives with this handle: kept until the layer is dropped.
+        let lock = tmp
+            .as_file()
+            .try_clone()
+            .ctx(|| format!("keeping the lock of {}", tmp.path().display()))?;
         // Large writes to the file; the compressor hands over output in small pieces.
         let out = std::io::BufWriter::with_capacity(256 * 1024, tmp);
         let (out, digest, size, diff_id, tar_size) =
@@ -300,6 +303,8 @@ impl LayerBuilder {
                 if cancel.load(Ordering::Relaxed) {
                     Error::Cancelled {
                         what: format!("building layer {}", self.descriptions.join("; ")),
+                        // The caller's flag: the caller knows which signal set it.
+                        by: None,
                     }
                 } else {
                     e
@@ -320,6 +325,7 @@ impl LayerBuilder {
             tar_size,
             created_by: format!("hoist: {}", self.descriptions.join("; ")),
             file: tmp,
+            _lock: lock,
         })
     }
 
@@ -445,35 +451,12 @@ impl<W: Write> Write for Cancellable<'_, W> {
     }
 }
 
-/// Remove layer temp files and Dockerfile build output directories in `dir` older than
-/// `age`: left by a process killed before it could clean up (a second Ctrl-C, SIGKILL).
-/// Younger ones may belong to a running build. Returns how many were removed; errors are
-/// ignored (best effort).
-pub fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let now = std::time::SystemTime::now();
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d > age))
-        })
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            if name.starts_with(TEMP_PREFIX) && !is_dir {
-                fs::remove_file(e.path()).is_ok()
-            } else if name.starts_with(BUILD_DIR_PREFIX) && is_dir {
-                fs::remove_dir_all(e.path()).is_ok()
-            } else {
-                false
-            }
-        })
-        .count()
+/// Remove the temp files and Dockerfile build output directories in `dir` left by a hoist
+/// that has ended before it could clean up (a second Ctrl-C, SIGKILL, a crash): those
+/// whose lock is free, or, where there is no lock to check, those older than
+/// `fallback_age` (see [`crate::temp_lock::sweep`]). Returns how many were removed.
+pub fn sweep_stale_temp_files(dir: &Path, fallback_age: std::time::Duration) -> usize {
+    crate::temp_lock::sweep(dir, fallback_age)
 }
 
 /// Where layers are built when no destination directory is given: `tmp` under hoist's
@@ -793,38 +776,83 @@ mod tests {
         assert!(left.is_empty(), "temp files left: {left:?}");
     }
 
+    /// Temp files whose lock is free go whatever their age; locked ones (a live handle)
+    /// stay whatever their age; without a lock to check, age decides.
     #[test]
-    fn stale_temp_files_are_swept_and_fresh_ones_kept() {
+    fn temp_files_are_swept_by_lock_and_by_age_only_without_one() {
+        use crate::temp_lock::{DIR_LOCK, DOWNLOAD_PREFIX, locked_temp_dir, locked_temp_file};
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join(format!("{TEMP_PREFIX}old.tar.gz"));
-        let fresh = dir.path().join(format!("{TEMP_PREFIX}fresh.tar.gz"));
-        let other = dir.path().join("0123abcd");
-        for p in [&old, &fresh, &other] {
+        let d = dir.path();
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        let age = |p: &Path| {
+            fs::File::open(p).unwrap().set_modified(day_ago).unwrap();
+        };
+        // Unlocked, fresh: their owner ended (nothing holds the lock).
+        let dead_layer = d.join(format!("{TEMP_PREFIX}dead.tar.gz"));
+        let dead_download = d.join(format!("{DOWNLOAD_PREFIX}dead"));
+        for p in [&dead_layer, &dead_download] {
             fs::write(p, "x").unwrap();
         }
-        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
-        for p in [&old, &other] {
-            fs::File::options()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_modified(day_ago)
-                .unwrap();
+        // Held by live handles (this process), though a day old.
+        let live_download = locked_temp_file(d, DOWNLOAD_PREFIX, "", 0o644).unwrap();
+        let mut b = LayerBuilder::new();
+        let src = tree();
+        b.add(&app(&src)).unwrap();
+        let live_layer = b.build_in(d).unwrap();
+        let live_build = locked_temp_dir(d, BUILD_DIR_PREFIX).unwrap();
+        for p in [live_download.path(), live_layer.path(), live_build.path()] {
+            age(p);
         }
-        // A Dockerfile build's output directory, left by a killed process, and a fresh one.
-        let old_build = dir.path().join(format!("{BUILD_DIR_PREFIX}old"));
-        let fresh_build = dir.path().join(format!("{BUILD_DIR_PREFIX}fresh"));
-        for d in [&old_build, &fresh_build] {
-            fs::create_dir_all(d.join("layout/blobs")).unwrap();
+        // No lock to check: tempfile's default name (older hoists' downloads) and build
+        // dirs without a lock file, one old and one fresh of each.
+        let (legacy_old, legacy_fresh) = (d.join(".tmpOLD123"), d.join(".tmpNEW123"));
+        for p in [&legacy_old, &legacy_fresh] {
+            fs::write(p, "x").unwrap();
         }
-        fs::File::open(&old_build)
-            .unwrap()
-            .set_modified(day_ago)
-            .unwrap();
-        let n = sweep_stale_temp_files(dir.path(), std::time::Duration::from_secs(3600));
-        assert_eq!(n, 2);
-        assert!(!old.exists() && fresh.exists() && other.exists());
-        assert!(!old_build.exists() && fresh_build.exists());
+        age(&legacy_old);
+        let old_build = d.join(format!("{BUILD_DIR_PREFIX}old"));
+        let fresh_build = d.join(format!("{BUILD_DIR_PREFIX}fresh"));
+        for b in [&old_build, &fresh_build] {
+            fs::create_dir_all(b.join("layout/blobs")).unwrap();
+        }
+        age(&old_build);
+        // A build dir whose owner ended: its lock file is free.
+        let dead_build = d.join(format!("{BUILD_DIR_PREFIX}dead"));
+        fs::create_dir_all(dead_build.join("layout")).unwrap();
+        fs::write(dead_build.join(DIR_LOCK), "").unwrap();
+        // Not hoist's: never touched.
+        let other = d.join("0123abcd");
+        fs::write(&other, "x").unwrap();
+        age(&other);
+
+        let n = sweep_stale_temp_files(d, std::time::Duration::from_secs(3600));
+        assert_eq!(n, 5);
+        for gone in [
+            &dead_layer,
+            &dead_download,
+            &legacy_old,
+            &old_build,
+            &dead_build,
+        ] {
+            assert!(!gone.exists(), "{} was kept", gone.display());
+        }
+        for kept in [
+            live_download.path(),
+            live_layer.path(),
+            live_build.path(),
+            &legacy_fresh,
+            &fresh_build,
+            &other,
+        ] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        // Once their handles are dropped, the live ones' files are gone too.
+        let paths = [
+            live_layer.path().to_path_buf(),
+            live_build.path().to_path_buf(),
+        ];
+        drop((live_layer, live_build));
+        assert!(paths.iter().all(|p| !p.exists()));
     }
 
     /// The error adding `spec` gives, as the user reads it.

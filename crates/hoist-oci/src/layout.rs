@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::BuiltLayer;
 use crate::manifest::{Descriptor, ImageIndex, Parsed, Platform, RawManifest, media};
 use crate::reference::Reference;
-use crate::stored_blob::{BlobOwner, StoredBlob, from_read_error};
+use crate::stored_blob::{self, BlobOwner, FileIdentity, StoredBlob, from_read_error};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -41,6 +41,9 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        // Downloads of a hoist killed while writing here. (Not the root: a layout may be
+        // any directory of the user's, and only its index is written there, rarely.)
+        crate::build::sweep_once(&root.join("blobs/sha256"));
         let layout = Self::at(root);
         let index = layout.root.join("index.json");
         // Checked under the lock: another process may be storing its first image.
@@ -78,15 +81,11 @@ impl OciLayout {
         Ok(Self::at(root))
     }
 
-    /// A layout at `root`, hoist's own when `root` is a store: the default one, or one this
-    /// process opened as a store (`--store DIR`) — also when named as `oci:DIR` (copying an
-    /// image out of the store, a service built on another's image from the store).
+    /// A layout at `root`, hoist's own when `root` is a store: one that says so in its
+    /// [`STORE_MARKER`] (whichever process opened it as a store, by whatever path it is
+    /// named now, also as `oci:DIR`), or the default store.
     fn at(root: PathBuf) -> Self {
-        let id = dir_id(&root);
-        let is_store = id.is_some_and(|id| {
-            id_is_store(id) || dir_id(&crate::store::default_store_dir()) == Some(id)
-        });
-        let owner = if is_store {
+        let owner = if is_store(&root) {
             BlobOwner::Hoist
         } else {
             BlobOwner::User
@@ -94,13 +93,13 @@ impl OciLayout {
         Self { root, owner }
     }
 
-    /// This layout as hoist's own store, whose corrupt blobs are removed when read.
+    /// This layout as hoist's own store, whose corrupt blobs are removed when read; marked
+    /// so on disk ([`STORE_MARKER`]) for every process and every later open.
     pub(crate) fn owned_by_hoist(mut self) -> Self {
-        if let Some(id) = dir_id(&self.root) {
-            STORE_DIRS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id);
+        if let Err(e) = mark_as_store(&self.root) {
+            // A read-only store still works; only a later `oci:DIR` read of it by another
+            // process counts it as a user's layout (and leaves a corrupt blob in place).
+            tracing::debug!(store = %self.root.display(), error = %e, "cannot mark the image store");
         }
         self.owner = BlobOwner::Hoist;
         self
@@ -159,31 +158,45 @@ impl OciLayout {
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        let src = from.open_blob(d, Some(size))?;
-        let path = src.path().to_path_buf();
-        self.put_blob_from_reader(d, src, &path, size)
+        let path = from.blob_path(d);
+        let src = fs::File::open(&path).map_err(|e| stored_blob::reading(&path, e))?;
+        // Of the open file: what a removal of a corrupt one checks the path still names.
+        let read = src.metadata().map_err(|e| stored_blob::reading(&path, e))?;
+        let read = FileIdentity::of(&read);
+        // Hashed once, as it is written: the source's check is made on that hash.
+        self.put_blob_from_reader(d, src, &path, |actual, n| {
+            stored_blob::check_read(from.owner, &path, read, d, actual, n, Some(size))
+        })
     }
 
     /// Store blob `d` (`size` bytes) of `from`, a layout hoist made and throws away, by
     /// moving its file in once it checked whole (the rename is atomic, like every landing);
-    /// copied when it is on another filesystem.
+    /// copied (and checked as it is) when it is on another filesystem, or not a plain file:
+    /// a symlink is neither followed by a chmod nor moved into the store.
     pub(crate) fn move_blob_from_layout(
         &self,
         d: &Digest,
         from: &OciLayout,
         size: u64,
     ) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        from.check_blob(d, size)?;
         let (src, dest) = (from.blob_path(d), self.blob_path(d));
+        let meta = fs::symlink_metadata(&src).map_err(|e| stored_blob::reading(&src, e))?;
+        let here =
+            fs::metadata(self.blob_dir()).ctx(|| format!("reading {}", self.root.display()))?;
+        if !meta.is_file() || meta.dev() != here.dev() {
+            return self.put_blob_from_layout(d, from, size);
+        }
+        from.check_blob(d, size)?;
         // Readable as every stored blob is, whatever umask the builder ran with.
         fs::set_permissions(&src, fs::Permissions::from_mode(0o644))
             .ctx(|| format!("chmod {}", src.display()))?;
         match fs::rename(&src, &dest) {
             Ok(()) => Ok(()),
+            // One device, two mounts (a bind mount): rare enough to read the blob again.
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 self.put_blob_from_layout(d, from, size)
             }
@@ -200,39 +213,44 @@ impl OciLayout {
         if self.has_blob_of_size(d, size) {
             return Ok(());
         }
-        let src = fs::File::open(from).ctx(|| format!("reading blob {}", from.display()))?;
-        self.put_blob_from_reader(d, src, from, size)
+        let src = fs::File::open(from).map_err(|e| stored_blob::reading(from, e))?;
+        self.put_blob_from_reader(d, src, from, |actual, n| {
+            let what = format!("blob {}", from.display());
+            if n != size {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: n,
+                });
+            }
+            if actual != d {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: d.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(())
+        })
     }
 
+    /// Copy `src` (the file at `from`) into a temp file, hashing it as it goes, and land it
+    /// as blob `d` if `check` passes on what was read (its digest and size); else nothing
+    /// lands (the temp file goes on drop).
     fn put_blob_from_reader(
         &self,
         d: &Digest,
-        mut src: impl std::io::Read,
+        mut src: fs::File,
         from: &Path,
-        size: u64,
+        check: impl FnOnce(&Digest, u64) -> Result<()>,
     ) -> Result<()> {
         let dest = self.blob_path(d);
         let dir = dest.parent().unwrap_or(Path::new("."));
         let tmp = readable_temp_file(dir)?;
         let mut w = HashingWriter::new(tmp);
-        std::io::copy(&mut src, &mut w).map_err(|e| from_read_error(e, from))?;
+        std::io::copy(&mut src, &mut w).map_err(|e| stored_blob::reading(from, e))?;
         let (tmp, actual, n) = w.finish();
-        let what = format!("blob {}", from.display());
-        if n != size {
-            return Err(Error::SizeMismatch {
-                what,
-                expected: size,
-                actual: n,
-            });
-        }
-        if actual != *d {
-            // `tmp` is deleted on drop: nothing lands.
-            return Err(Error::DigestMismatch {
-                what,
-                expected: d.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        check(&actual, n)?;
         tmp.persist(&dest).map_err(|e| Error::Io {
             context: format!("writing {}", dest.display()),
             source: e.error,
@@ -305,7 +323,9 @@ impl OciLayout {
             Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => {
                 let (l, d) = (self.clone(), d.clone());
                 match tokio::task::spawn_blocking(move || l.check_blob(&d, size)).await {
-                    Ok(Err(corrupt @ Error::CorruptBlob { .. })) => Err(corrupt),
+                    Ok(Err(found @ (Error::CorruptBlob { .. } | Error::BlobSizeWrong { .. }))) => {
+                        Err(found)
+                    }
                     _ => Err(e),
                 }
             }
@@ -442,7 +462,7 @@ impl OciLayout {
             client.plan_bytes(size);
             let (c, r, path) = (client.clone(), from.clone(), self.blob_path(&d));
             // No probes run ahead here: the download's own transfer slot is the only bound.
-            tasks.spawn(async move { c.download_blob_to(&r, &d, &path).await.map(|_| ()) });
+            tasks.spawn(async move { c.download_blob_to(&r, &d, size, &path).await.map(|_| ()) });
         }
         // After a failure the other downloads stop, their temp files gone, before this returns.
         let done = crate::join_all(tasks, "download").await?;
@@ -472,21 +492,47 @@ impl OciLayout {
     }
 }
 
-/// Directories opened as hoist's store in this process, by (device, inode).
-static STORE_DIRS: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// The file in a layout's root that makes it hoist's image store (a cache whose corrupt
+/// blobs are removed when read). It names the directory it was written for, so a copy of a
+/// store (`cp -a`) is the user's layout, and a directory made where a store was deleted
+/// has none. OCI tools ignore files they do not know at a layout's root.
+pub const STORE_MARKER: &str = "hoist-store.json";
 
-fn id_is_store(id: (u64, u64)) -> bool {
-    STORE_DIRS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&id)
+#[derive(Serialize, Deserialize)]
+struct StoreMarker {
+    about: String,
+    /// The store's directory, canonical.
+    root: PathBuf,
 }
 
-/// A directory's (device, inode): the same whatever path names it.
-fn dir_id(p: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+const STORE_MARKER_ABOUT: &str = "This OCI image layout is hoist's image store, a cache: hoist removes a blob of it that fails its digest when read, and fetches it again on the next pull. hoist writes this file when it opens the directory named in `root` as its store; a copy of the directory elsewhere is not hoist's store, and hoist leaves its blobs alone.";
+
+fn is_store(root: &Path) -> bool {
+    let Ok(canonical) = root.canonicalize() else {
+        return false;
+    };
+    let marked = fs::read(root.join(STORE_MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<StoreMarker>(&b).ok())
+        .is_some_and(|m| m.root == canonical);
+    // The default store is hoist's even before a store opened it (one made by an older hoist).
+    marked || crate::store::default_store_dir().canonicalize().ok() == Some(canonical)
+}
+
+/// Write [`STORE_MARKER`] in `root` unless it is there already, for this directory.
+fn mark_as_store(root: &Path) -> Result<()> {
+    if is_store(root) && root.join(STORE_MARKER).is_file() {
+        return Ok(());
+    }
+    let marker = StoreMarker {
+        about: STORE_MARKER_ABOUT.into(),
+        root: root
+            .canonicalize()
+            .ctx(|| format!("resolving {}", root.display()))?,
+    };
+    let mut json = serde_json::to_vec_pretty(&marker).expect("serialisable");
+    json.push(b'\n');
+    write_atomic(&root.join(STORE_MARKER), &json)
 }
 
 /// What index.json lists, for an error that asks to pick one: the names, and the entries
@@ -517,13 +563,10 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
 
 /// A temp file in `dir` that lands (by rename) as a layout file: readable by all (0644 less
 /// the umask), as skopeo and umoci write them. A layout holds no secrets, and other tools
-/// and users read it; tempfile's own default is 0600.
+/// and users read it; tempfile's own default is 0600. Locked while open, so that a sweep
+/// removes it only once this process has ended ([`crate::temp_lock`]).
 pub(crate) fn readable_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt as _;
-    tempfile::Builder::new()
-        .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .ctx(|| format!("creating a temp file in {}", dir.display()))
+    crate::temp_lock::locked_temp_file(dir, crate::temp_lock::DOWNLOAD_PREFIX, "", 0o644)
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -654,6 +697,82 @@ mod tests {
         assert_eq!(again.owner(), BlobOwner::Hoist);
         let user = OciLayout::create(dir.path().join("user")).unwrap();
         assert_eq!(user.owner(), BlobOwner::User);
+    }
+
+    /// The marker on disk decides, not what this process opened: a store another process
+    /// made is hoist's without this one opening it as a store, and stops being so without it.
+    #[test]
+    fn the_marker_makes_a_store_hoists() {
+        use crate::stored_blob::BlobOwner;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        crate::store::LocalStore::open(&store).unwrap();
+        let marker: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.join(STORE_MARKER)).unwrap()).unwrap();
+        assert_eq!(
+            marker["root"].as_str().map(PathBuf::from),
+            Some(store.canonicalize().unwrap())
+        );
+        // As another process that never opened the store would write and then read it.
+        fs::remove_file(store.join(STORE_MARKER)).unwrap();
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::User);
+        let bytes = serde_json::to_vec(&marker).unwrap();
+        fs::write(store.join(STORE_MARKER), bytes).unwrap();
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::Hoist);
+        // A copy of the store (its marker names the original) is the user's.
+        let copy = dir.path().join("copy");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        assert_eq!(OciLayout::open(&copy).unwrap().owner(), BlobOwner::User);
+    }
+
+    /// A store another process opened is hoist's here too, without this process opening it
+    /// as a store: this test runs itself again as that other process.
+    #[test]
+    fn a_store_another_process_opened_is_hoists() {
+        use crate::stored_blob::BlobOwner;
+        const OPEN: &str = "HOIST_TEST_OPEN_STORE";
+        if let Some(dir) = std::env::var_os(OPEN) {
+            crate::store::LocalStore::open(PathBuf::from(dir)).unwrap();
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "layout::tests::a_store_another_process_opened_is_hoists",
+            ])
+            .env(OPEN, &store)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            store.join(STORE_MARKER).is_file(),
+            "the other process opened it"
+        );
+        assert_eq!(OciLayout::open(&store).unwrap().owner(), BlobOwner::Hoist);
+    }
+
+    /// ext4 hands a freed inode to the next directory made: a user's layout made where a
+    /// store was deleted must not count as the store.
+    #[test]
+    fn a_layout_made_where_a_store_was_deleted_is_the_users() {
+        use crate::stored_blob::BlobOwner;
+        for _ in 0..20 {
+            let gone = tempfile::tempdir().unwrap();
+            crate::store::LocalStore::open(gone.path().join("x")).unwrap();
+            drop(gone);
+            let dir = tempfile::tempdir().unwrap();
+            let user = OciLayout::create(dir.path().join("x")).unwrap();
+            assert_eq!(user.owner(), BlobOwner::User);
+        }
     }
 
     #[test]

@@ -23,8 +23,10 @@ pub mod layout;
 pub mod manifest;
 pub mod progress;
 pub mod reference;
+pub mod stop_signal;
 pub mod store;
 pub mod stored_blob;
+pub mod temp_lock;
 mod tls;
 pub mod verified_body;
 mod watch;
@@ -39,6 +41,7 @@ pub use layer::{BuiltLayer, LayerBuilder, LayerSpec};
 pub use layout::OciLayout;
 pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest};
 pub use reference::Reference;
+pub use stop_signal::{StopSignal, StopSignals};
 pub use store::{LocalStore, Pulled, ResolvedImage};
 
 /// Every result of `tasks` (in completion order), or the first error. After an error the
@@ -79,24 +82,23 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// [`block_on`] for work that Ctrl-C may stop: on SIGINT `f` is dropped, which cancels its
-/// layer builds and blob transfers (they remove their temp files before the runtime is
-/// gone), and the result is [`Error::Cancelled`] naming `what` ("copying A to B"). Without
-/// this, SIGINT would end the process at once and leave partly written files behind. Every
-/// command that writes blobs runs through it.
+/// [`block_on`] for work that Ctrl-C or SIGTERM may stop: on either, `f` is dropped, which
+/// cancels its layer builds and blob transfers (they remove their temp files before the
+/// runtime is gone), and the result is [`Error::Cancelled`] naming `what` ("copying A to
+/// B") and the signal. Without this, the signal would end the process at once and leave
+/// partly written files behind. Every command that writes blobs runs through it.
 pub fn block_on_interruptible<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     block_on(async {
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| Error::Io {
-                context: "installing the Ctrl-C handler".into(),
-                source: e,
-            })?;
+        let mut stop = StopSignals::install().map_err(|e| Error::Io {
+            context: "installing the SIGINT/SIGTERM handler".into(),
+            source: e,
+        })?;
         tokio::select! {
             r = f => r,
-            _ = sigint.recv() => Err(Error::Cancelled { what: what.into() }),
+            by = stop.recv() => Err(Error::Cancelled { what: what.into(), by: Some(by) }),
         }
     })
 }

@@ -181,6 +181,14 @@ impl LocalStore {
         client.plan_bytes(config.size);
         let bytes = client.get_blob(reference, &config.digest).await?;
         client.progress(bytes.len() as u64);
+        if bytes.len() as u64 != config.size {
+            return Err(Error::ManifestSizeWrong {
+                image: reference.to_string(),
+                digest: config.digest.to_string(),
+                descriptor: config.size,
+                actual: Some(bytes.len() as u64),
+            });
+        }
         self.layout.put_blob(&config.digest, &bytes)?;
         Ok(bytes.to_vec())
     }
@@ -194,13 +202,7 @@ impl LocalStore {
         name: Option<&str>,
         reference: &Reference,
     ) -> Result<Digest> {
-        let raw = from.get_manifest(name)?;
-        let m = raw.image()?;
-        for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            self.layout.put_blob_from_layout(&d.digest, from, d.size)?;
-        }
-        self.put_image(reference, &raw, &[])?;
-        Ok(raw.digest)
+        self.land_from_layout(from, name, reference, OciLayout::put_blob_from_layout)
     }
 
     /// [`LocalStore::import_from_layout`] for a layout hoist made and throws away (a
@@ -212,10 +214,22 @@ impl LocalStore {
         name: Option<&str>,
         reference: &Reference,
     ) -> Result<Digest> {
+        self.land_from_layout(from, name, reference, OciLayout::move_blob_from_layout)
+    }
+
+    /// Store the image named `name` in `from` as `reference`: each blob (config, layers)
+    /// by `land(store, digest, from, size)`, the manifest last.
+    fn land_from_layout(
+        &self,
+        from: &OciLayout,
+        name: Option<&str>,
+        reference: &Reference,
+        land: impl Fn(&OciLayout, &Digest, &OciLayout, u64) -> Result<()>,
+    ) -> Result<Digest> {
         let raw = from.get_manifest(name)?;
         let m = raw.image()?;
         for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-            self.layout.move_blob_from_layout(&d.digest, from, d.size)?;
+            land(&self.layout, &d.digest, from, d.size)?;
         }
         self.put_image(reference, &raw, &[])?;
         Ok(raw.digest)
@@ -288,6 +302,33 @@ mod tests {
         assert!(store.layout().has_blob(&got.manifest.layers[0].digest));
     }
 
+    /// The store's marker file ([`crate::layout::STORE_MARKER`]) beside `oci-layout` does
+    /// not stop other OCI tools reading the store.
+    #[test]
+    fn umoci_and_skopeo_read_a_marked_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let dir = tmp.path().join("store");
+        let store = LocalStore::open(&dir).unwrap();
+        assert!(dir.join(crate::layout::STORE_MARKER).is_file());
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        let digest = store.import_from_layout(&from, Some("image"), &r).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("umoci and skopeo are installed");
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let tags = run(std::process::Command::new("umoci")
+            .args(["ls", "--layout"])
+            .arg(&dir));
+        assert!(tags.lines().any(|t| t == r.to_string()), "{tags}");
+        let inspect = run(std::process::Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{r}", dir.display())));
+        let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(inspect["Digest"], digest.to_string());
+    }
+
     #[test]
     fn a_builders_output_is_moved_in_not_copied() {
         use std::os::unix::fs::MetadataExt;
@@ -305,6 +346,116 @@ mod tests {
             ino
         );
         assert!(!from.has_blob(&layer));
+    }
+
+    /// A builder's blob that is a symlink (a tar can hold one) is copied, checked, as a
+    /// plain file: the store gets no symlink, and the file it points at is not chmodded.
+    #[test]
+    fn a_symlinked_blob_is_copied_not_moved() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let from = layout_with_image(&tmp.path().join("built"), "image", b"layer bytes");
+        let layer = Digest::of(b"layer bytes");
+        let target = tmp.path().join("elsewhere");
+        std::fs::rename(from.blob_path(&layer), &target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&target, from.blob_path(&layer)).unwrap();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        store.move_from_layout(&from, Some("image"), &r).unwrap();
+        let stored = std::fs::symlink_metadata(store.blob_path(&layer)).unwrap();
+        assert!(stored.is_file(), "{stored:?}");
+        assert_eq!(
+            std::fs::read(store.blob_path(&layer)).unwrap(),
+            b"layer bytes"
+        );
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the symlink's target is left as it was"
+        );
+    }
+
+    /// Moved from another filesystem, a blob is copied and checked once: a corrupt one of a
+    /// builder's layout is refused and left there.
+    #[test]
+    fn a_blob_on_another_filesystem_is_copied_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        // /dev/shm is a tmpfs here and in CI: a rename into the store fails (EXDEV).
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let from = layout_with_image(&shm.path().join("built"), "image", b"layer bytes");
+        let layer = Digest::of(b"layer bytes");
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let r = Reference::parse("localhost:5000/app:h-1").unwrap();
+        store.move_from_layout(&from, Some("image"), &r).unwrap();
+        assert_eq!(
+            std::fs::read(store.blob_path(&layer)).unwrap(),
+            b"layer bytes"
+        );
+
+        let from = layout_with_image(&shm.path().join("bad"), "image", b"other bytes");
+        let bad = Digest::of(b"other bytes");
+        std::fs::write(from.blob_path(&bad), b"OTHER BYTES").unwrap();
+        let err = store
+            .move_from_layout(&from, Some("image"), &r)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::CorruptBlob {
+                    fate: crate::CorruptFate::LeftInUserLayout,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(from.has_blob(&bad));
+        assert!(!store.layout().has_blob(&bad));
+    }
+
+    /// Copying out of the store (`oci:STORE` to `oci:DIR`): a corrupt blob is removed from
+    /// the store; a good one under a wrong descriptor size is kept and the manifest blamed.
+    #[test]
+    fn a_copy_out_of_the_store_applies_the_stores_rule() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path().join("store")).unwrap();
+        let out = OciLayout::create(tmp.path().join("out")).unwrap();
+        let good = Digest::of(b"good bytes");
+        store.layout().put_blob(&good, b"good bytes").unwrap();
+        let err = out
+            .put_blob_from_layout(&good, store.layout(), 11)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::BlobSizeWrong {
+                    descriptor: 11,
+                    actual: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(store.layout().has_blob(&good));
+        assert!(!out.has_blob(&good));
+
+        std::fs::write(store.blob_path(&good), b"GOOD bytes").unwrap();
+        let err = out
+            .put_blob_from_layout(&good, store.layout(), 10)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::CorruptBlob {
+                    fate: crate::CorruptFate::Removed,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!store.layout().has_blob(&good));
+        assert!(!out.has_blob(&good));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Reading a blob out of an OCI layout, checked against its digest (and size) as it is read.
 //!
 //! This is the one place that decides what happens to a blob that fails its check: in
-//! hoist's own store (a cache hoist fills) it is removed, so the next pull fetches it again
-//! instead of skipping it as "already stored" for ever; in a user's own `oci:DIR` layout it
-//! is left alone (the user's data) and only reported. Every reader of layout blobs (configs,
-//! layer unpack, uploads, layout-to-layout copies) goes through [`StoredBlob`].
+//! hoist's own store (a cache hoist fills) a blob whose bytes fail their digest is removed,
+//! so the next pull fetches it again instead of skipping it as "already stored" for ever; in
+//! a user's own `oci:DIR` layout it is left alone (the user's data) and only reported. Right
+//! bytes under a descriptor of another size are a wrong manifest: reported, never removed.
+//! Readers of layout blobs (configs, layer unpack, uploads) go through [`StoredBlob`];
+//! layout-to-layout copies, which hash as they write, through `check_read`.
 
 use std::fs;
 use std::io::{self, Read};
@@ -27,7 +29,7 @@ pub enum BlobOwner {
 
 /// The file a reader opened, to tell whether the path still names it when it is removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileIdentity {
+pub(crate) struct FileIdentity {
     dev: u64,
     ino: u64,
     len: u64,
@@ -35,7 +37,7 @@ struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(m: &fs::Metadata) -> Self {
+    pub(crate) fn of(m: &fs::Metadata) -> Self {
         Self {
             dev: m.dev(),
             ino: m.ino(),
@@ -46,7 +48,8 @@ impl FileIdentity {
 }
 
 /// A blob file opened for reading: hashes what it reads and, at the end, fails (as an
-/// `io::Error` carrying [`Error::CorruptBlob`]) if the bytes are not the blob its name says.
+/// `io::Error` carrying [`Error::CorruptBlob`], or [`Error::BlobSizeWrong`] when the bytes
+/// are right and the descriptor's size is not) if the bytes are not the blob its name says.
 /// Read it to the end (or call [`StoredBlob::finish`]): the check is made there.
 pub struct StoredBlob {
     file: fs::File,
@@ -57,8 +60,24 @@ pub struct StoredBlob {
     size: Option<u64>,
     hasher: Sha256,
     seen: u64,
-    /// Set once the end was reached and checked (or a failure reported).
-    done: Option<std::result::Result<(), ()>>,
+    state: State,
+}
+
+/// Where a [`StoredBlob`] is: a failure is kept so every later read or `finish` reports
+/// the same error (a tar reader that hit it first must not hide it from the caller) and the
+/// blob is dealt with once.
+enum State {
+    Reading,
+    Good,
+    Failed(Failure),
+}
+
+#[derive(Clone)]
+enum Failure {
+    /// The bytes fail their digest (`reason`); `fate` is what became of the file.
+    Corrupt { reason: String, fate: CorruptFate },
+    /// The bytes match their digest, but not the size their descriptor gives.
+    WrongSize { descriptor: u64 },
 }
 
 impl StoredBlob {
@@ -70,15 +89,9 @@ impl StoredBlob {
         digest: &Digest,
         size: Option<u64>,
     ) -> Result<Self> {
-        let file = fs::File::open(&path).map_err(|source| Error::Io {
-            context: format!("reading blob {}", path.display()),
-            source,
-        })?;
+        let file = fs::File::open(&path).map_err(|e| reading(&path, e))?;
         // fstat of the open file: the identity of exactly the bytes this reader hashes.
-        let meta = file.metadata().map_err(|source| Error::Io {
-            context: format!("reading blob {}", path.display()),
-            source,
-        })?;
+        let meta = file.metadata().map_err(|e| reading(&path, e))?;
         Ok(Self {
             file,
             path,
@@ -88,7 +101,7 @@ impl StoredBlob {
             size,
             hasher: Sha256::new(),
             seen: 0,
-            done: None,
+            state: State::Reading,
         })
     }
 
@@ -104,47 +117,133 @@ impl StoredBlob {
             .map_err(|e| from_read_error(e, &self.path))
     }
 
-    /// The blob failed its check (`reason`): removed from hoist's store if the path still
-    /// names the file read, and the error that says so.
-    fn reject(&mut self, reason: String) -> io::Error {
-        self.done = Some(Err(()));
-        let fate = match self.owner {
-            BlobOwner::User => CorruptFate::LeftInUserLayout,
-            BlobOwner::Hoist => remove_if_same(&self.path, self.identity),
-        };
-        io::Error::other(Error::CorruptBlob {
-            digest: self.digest.to_string(),
-            path: self.path.clone(),
-            reason,
-            fate,
-            image: None,
-        })
+    /// The error for `failure`, as often as it is asked for.
+    fn error(&self, failure: &Failure) -> Error {
+        failure.error(&self.digest, &self.path, self.seen)
+    }
+
+    fn fail(&mut self, failure: Failure) -> io::Error {
+        let e = self.error(&failure);
+        self.state = State::Failed(failure);
+        io::Error::other(e)
+    }
+
+    /// Read the rest of the file into the hash (not handed to the caller): a blob longer
+    /// than its descriptor is judged by its digest, which needs all of it.
+    fn hash_rest(&mut self) -> io::Result<()> {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match self.file.read(&mut buf)? {
+                0 => return Ok(()),
+                n => {
+                    self.hasher.update(&buf[..n]);
+                    self.seen += n as u64;
+                }
+            }
+        }
     }
 
     fn check_end(&mut self) -> io::Result<()> {
-        if let Some(size) = self.size
-            && self.seen != size
-        {
-            return Err(self.reject(format!(
-                "it is {} bytes, its descriptor says {size}",
-                self.seen
-            )));
-        }
         let actual = Digest::from_hasher(self.hasher.clone());
-        if actual != self.digest {
-            return Err(self.reject(format!("its content hashes to {actual}")));
+        let (owner, seen, size) = (self.owner, self.seen, self.size);
+        match verdict(
+            owner,
+            &self.path,
+            self.identity,
+            &self.digest,
+            &actual,
+            seen,
+            size,
+        ) {
+            Ok(()) => {
+                self.state = State::Good;
+                Ok(())
+            }
+            Err(failure) => Err(self.fail(failure)),
         }
-        self.done = Some(Ok(()));
-        Ok(())
+    }
+}
+
+impl Failure {
+    fn error(&self, digest: &Digest, path: &Path, seen: u64) -> Error {
+        match self {
+            Failure::Corrupt { reason, fate } => Error::CorruptBlob {
+                digest: digest.to_string(),
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+                fate: fate.clone(),
+                image: None,
+            },
+            Failure::WrongSize { descriptor } => Error::BlobSizeWrong {
+                digest: digest.to_string(),
+                path: path.to_path_buf(),
+                descriptor: *descriptor,
+                actual: seen,
+                image: None,
+            },
+        }
+    }
+}
+
+/// The one rule for blob `digest` of a layout owned by `owner`, read whole from `path`
+/// (the file `read`): `seen` bytes hashing to `actual`, `size` what its descriptor says.
+/// Only bytes that fail their digest are corrupt, and dealt with by the owner's rule
+/// (removed from hoist's store, left in a user's layout); right bytes of another size than
+/// the descriptor's mean the manifest is wrong, and the blob, which other images may share,
+/// stays. For readers that hash as they copy (a layout-to-layout copy) rather than through
+/// a [`StoredBlob`].
+pub(crate) fn check_read(
+    owner: BlobOwner,
+    path: &Path,
+    read: FileIdentity,
+    digest: &Digest,
+    actual: &Digest,
+    seen: u64,
+    size: Option<u64>,
+) -> Result<()> {
+    verdict(owner, path, read, digest, actual, seen, size).map_err(|f| f.error(digest, path, seen))
+}
+
+fn verdict(
+    owner: BlobOwner,
+    path: &Path,
+    read: FileIdentity,
+    digest: &Digest,
+    actual: &Digest,
+    seen: u64,
+    size: Option<u64>,
+) -> std::result::Result<(), Failure> {
+    let size_wrong = size.filter(|&s| s != seen);
+    if actual != digest {
+        let reason = match size_wrong {
+            Some(s) => format!(
+                "it is {seen} bytes, its descriptor says {s}, and its content hashes to {actual}"
+            ),
+            None => format!("its content hashes to {actual}"),
+        };
+        let fate = match owner {
+            BlobOwner::User => CorruptFate::LeftInUserLayout,
+            BlobOwner::Hoist => remove_if_same(path, read),
+        };
+        return Err(Failure::Corrupt { reason, fate });
+    }
+    match size_wrong {
+        Some(descriptor) => Err(Failure::WrongSize { descriptor }),
+        None => Ok(()),
     }
 }
 
 impl Read for StoredBlob {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.done {
-            Some(Ok(())) => return Ok(0),
-            Some(Err(())) => return Err(io::Error::other("blob already failed its check")),
-            None => {}
+        // `Ok(0)` for an empty buffer is not the end of the file: checking there would
+        // judge (and maybe remove) a good blob by its first bytes.
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &self.state {
+            State::Good => return Ok(0),
+            State::Failed(f) => return Err(io::Error::other(self.error(&f.clone()))),
+            State::Reading => {}
         }
         let n = self.file.read(buf)?;
         if n == 0 {
@@ -152,15 +251,22 @@ impl Read for StoredBlob {
             return Ok(0);
         }
         self.seen += n as u64;
-        if let Some(size) = self.size
-            && self.seen > size
-        {
-            return Err(self.reject(format!(
-                "it is longer than the {size} bytes its descriptor says"
-            )));
-        }
         self.hasher.update(&buf[..n]);
+        if self.size.is_some_and(|size| self.seen > size) {
+            // Longer than its descriptor: the caller gets no more, and the digest of the
+            // whole file decides between a corrupt blob and a wrong manifest.
+            self.hash_rest()?;
+            return self.check_end().map(|()| 0);
+        }
         Ok(n)
+    }
+}
+
+/// The error for reading blob file `path`.
+pub(crate) fn reading(path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        context: format!("reading blob {}", path.display()),
+        source,
     }
 }
 
@@ -193,10 +299,7 @@ pub(crate) fn from_read_error(e: io::Error, path: &Path) -> Error {
             _ => unreachable!("checked to hold an Error"),
         }
     }
-    Error::Io {
-        context: format!("reading blob {}", path.display()),
-        source: e,
-    }
+    reading(path, e)
 }
 
 #[cfg(test)]
@@ -259,13 +362,87 @@ mod tests {
         assert!(!p.exists());
     }
 
+    /// Right bytes under a wrong size are a wrong manifest: reported, and the blob (which
+    /// other images may share) stays, whether the descriptor says more or less.
     #[test]
-    fn a_blob_longer_than_its_descriptor_fails_early() {
+    fn a_good_blob_under_a_wrong_size_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (p, d) = blob(dir.path(), b"good bytes");
-        let err = read_all(&p, BlobOwner::Hoist, &d, Some(4)).unwrap_err();
-        assert!(err.to_string().contains("longer than the 4 bytes"), "{err}");
+        for size in [4, 11] {
+            let err = read_all(&p, BlobOwner::Hoist, &d, Some(size)).unwrap_err();
+            assert!(
+                matches!(&err, Error::BlobSizeWrong { descriptor, actual: 10, .. } if *descriptor == size),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("is 10 bytes and matches its digest")
+                    && text.contains(&format!("gives its size as {size}: the manifest is wrong")),
+                "{text}"
+            );
+            assert!(p.exists(), "a good blob is never removed");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_blob_longer_than_its_descriptor_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, d) = blob(dir.path(), b"good");
+        fs::write(&p, b"good and then some").unwrap();
+        let mut r = StoredBlob::open(p.clone(), BlobOwner::Hoist, &d, Some(4)).unwrap();
+        let mut v = vec![];
+        let err = r.read_to_end(&mut v).unwrap_err();
+        let err = from_read_error(err, &p);
+        assert!(
+            matches!(&err, Error::CorruptBlob { fate: CorruptFate::Removed, reason, .. }
+                if reason.starts_with("it is 18 bytes, its descriptor says 4")),
+            "{err}"
+        );
+        assert!(
+            v.len() <= 4,
+            "no more than the descriptor's size is handed out"
+        );
         assert!(!p.exists());
+    }
+
+    /// A reader that hit the failure first (a tar reader at a short file's end) must not
+    /// hide it: every later read and `finish` report the same error, and the blob is dealt
+    /// with once.
+    #[test]
+    fn a_failure_is_reported_again_and_dealt_with_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, d) = blob(dir.path(), b"good bytes");
+        fs::write(&p, b"good").unwrap();
+        let mut r = StoredBlob::open(p.clone(), BlobOwner::Hoist, &d, Some(10)).unwrap();
+        let mut v = vec![];
+        let first = from_read_error(r.read_to_end(&mut v).unwrap_err(), &p);
+        // A good copy lands meanwhile: trying the removal again would now say `Replaced`.
+        fs::write(&p, b"good bytes").unwrap();
+        for again in [
+            from_read_error(r.read(&mut [0; 8]).unwrap_err(), &p),
+            r.finish().unwrap_err(),
+        ] {
+            assert_eq!(again.to_string(), first.to_string());
+            assert!(
+                matches!(&again, Error::CorruptBlob { fate: CorruptFate::Removed, reason, .. }
+                    if reason.starts_with("it is 4 bytes, its descriptor says 10")),
+                "{again}"
+            );
+        }
+        assert_eq!(fs::read(&p).unwrap(), b"good bytes");
+    }
+
+    /// `read` into an empty buffer returns 0 without it being the end of the file.
+    #[test]
+    fn an_empty_read_is_not_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, d) = blob(dir.path(), b"good bytes");
+        let mut r = StoredBlob::open(p.clone(), BlobOwner::Hoist, &d, Some(10)).unwrap();
+        assert_eq!(r.read(&mut []).unwrap(), 0);
+        let mut v = vec![];
+        r.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"good bytes");
+        assert!(p.exists());
     }
 
     #[test]

@@ -1709,3 +1709,67 @@ async fn a_copy_reuses_its_connections() {
         rep.blobs_copied
     );
 }
+
+/// A manifest whose layer size is off by one (distribution only checks that the blob
+/// exists) is refused at pull time: the blob is not stored, where every later read would
+/// fail it, nor is the image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_with_a_wrong_layer_size_is_refused_at_pull() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = client();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer = pseudo_random(7, 4096);
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let layer_digest = Digest::of(&layer);
+    for (tag, size, real) in [
+        ("longer", 4097, "the blob is 4096 bytes"),
+        ("shorter", 4095, "the registry sent more than that"),
+    ] {
+        let image = r(&reg.reference(&format!("bad/size:{tag}")));
+        for data in [&config, &layer] {
+            c.upload_blob(&image, &Digest::of(data), data.clone().into(), None)
+                .await
+                .unwrap();
+        }
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            config: Descriptor::new(media::OCI_CONFIG, Digest::of(&config), config.len() as u64),
+            layers: vec![Descriptor::new(
+                media::OCI_LAYER_GZIP,
+                layer_digest.clone(),
+                size,
+            )],
+            annotations: None,
+        };
+        let raw =
+            RawManifest::new(serde_json::to_vec(&m).unwrap(), Some(media::OCI_MANIFEST)).unwrap();
+        c.put_manifest(&image, &raw).await.unwrap();
+        let e = store
+            .pull(&c, &image, &Platform::linux_amd64())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::ManifestSizeWrong { descriptor, .. } if *descriptor == size),
+            "{tag}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!(
+                "the manifest of {image} gives size {size} for blob {layer_digest}, but {real}"
+            )),
+            "{msg}"
+        );
+        assert!(
+            !store.layout().has_blob(&layer_digest),
+            "{tag}: nothing lands"
+        );
+        assert!(
+            store.resolve(&image).is_err(),
+            "{tag}: the image is not stored"
+        );
+    }
+}

@@ -137,6 +137,7 @@ async fn a_download_cut_twice_resumes_or_restarts() {
             .download_blob_to(
                 &r(&format!("{}/cut/img:v1", proxy.addr)),
                 &layer.digest,
+                layer.size,
                 &dest,
             )
             .await

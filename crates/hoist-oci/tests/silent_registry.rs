@@ -118,7 +118,7 @@ async fn stalled_blob_download_fails_after_the_timeout() {
     let dest = dir.path().join("blob");
 
     let t = Instant::now();
-    let e = tokio::time::timeout(BOUND, c.download_blob_to(&r, &d, &dest))
+    let e = tokio::time::timeout(BOUND, c.download_blob_to(&r, &d, 100_000, &dest))
         .await
         .expect("hung")
         .unwrap_err();

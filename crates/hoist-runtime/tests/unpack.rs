@@ -112,6 +112,33 @@ fn missing_image_and_missing_layer_are_clear_errors() {
 /// A layer blob of hoist's store with one byte flipped (its size kept) fails the unpack with
 /// an error naming the blob and saying it was removed; the store no longer has it, so a
 /// pull fetches it again. The same blob in a user's own layout is reported and kept.
+/// A short layer (a full disk, a copy that broke off) fails inside the tar reader first:
+/// the error is still the corrupt blob with its hint, not a tar or "already failed" error.
+#[test]
+fn a_truncated_layer_of_the_store_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, reference) = support::busybox_store(dir.path());
+    let unpacker = ImageUnpacker::new(dir.path().join("cache")).unwrap();
+    let layer = &store.resolve(&reference).unwrap().manifest.layers[0];
+    let path = store.blob_path(&layer.digest);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = unpacker.unpack(&store, &reference).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "blob {} is corrupt ({}): it is {} bytes, its descriptor says {}",
+            layer.digest,
+            path.display(),
+            bytes.len() / 2,
+            layer.size
+        )) && err.contains("removed from hoist's image store")
+            && err.contains(&format!("`hoist image pull {reference}`")),
+        "{err}"
+    );
+    assert!(!path.exists(), "the corrupt blob stays in the store");
+    assert_eq!(std::fs::read_dir(unpacker.cache_dir()).unwrap().count(), 0);
+}
+
 #[test]
 fn a_corrupt_layer_of_the_store_is_removed_and_a_users_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,8 +51,9 @@ pub fn run(args: CiArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         ci_run(&args, g, timeout, &session),
         || true,
     )?;
-    let Some(res) = res else {
-        return Ok(ExitCode::from(130));
+    let res = match res {
+        Ok(r) => r,
+        Err(by) => return Ok(ExitCode::from(by.exit_code())),
     };
     let (report, tests) = res?;
     let state = session.snapshot();

@@ -22,16 +22,20 @@ use miette::IntoDiagnostic;
 
 use crate::cli::{Cli, Command};
 
-/// Run `f`, work that writes blobs, so that Ctrl-C cancels it and its temp files go (see
-/// [`hoist_oci::block_on_interruptible`]); then hoist says "interrupted: `what` was
-/// cancelled" and exits with 130 ([`crate::report::Interrupted`]).
+/// Run `f`, work that writes blobs, so that Ctrl-C or SIGTERM cancels it and its temp
+/// files go (see [`hoist_oci::block_on_interruptible`]); then hoist says "interrupted:
+/// `what` was cancelled" and exits with 130 or 143 ([`crate::report::Interrupted`]).
 pub(crate) fn interruptible<T>(
     what: &str,
     f: impl std::future::Future<Output = hoist_oci::Result<T>>,
 ) -> miette::Result<T> {
     match hoist_oci::block_on_interruptible(what, f) {
-        Err(e @ hoist_oci::Error::Cancelled { .. }) => {
-            Err(crate::report::Interrupted(e.to_string()).into())
+        Err(e @ hoist_oci::Error::Cancelled { by: Some(by), .. }) => {
+            Err(crate::report::Interrupted {
+                message: e.to_string(),
+                by,
+            }
+            .into())
         }
         r => r.into_diagnostic(),
     }

@@ -12,6 +12,7 @@ use hoist_cluster::daemon;
 use hoist_config::Project;
 use hoist_engine::{Session, Stamped, view};
 use hoist_kube::{ClusterTarget, KubeError, Locality, TargetOptions};
+use hoist_oci::{StopSignal, StopSignals};
 use miette::{IntoDiagnostic, miette};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -127,40 +128,40 @@ pub fn resolve_target(project: &Project, args: &TargetArgs) -> miette::Result<Cl
     ClusterTarget::from_options(&opts).into_diagnostic()
 }
 
-/// Run a session command's `work` on a runtime of its own, with Ctrl-C ours rather than
-/// the default handler's: the first one cancels whatever is under way (builds, applies,
-/// waits, forwards, logs, test steps) and gives `None`; a second ends the process at
-/// once. Every event is printed before the stop summary, which is printed while a second
-/// Ctrl-C still works (should stdout not be read); `interrupted` says whether the stop
-/// was an interruption (exit 130) or the usual end of watching. Blocking work under way
-/// (a store write, the embedded cluster starting) gets 5 s to finish its step.
+/// Run a session command's `work` on a runtime of its own, with Ctrl-C and SIGTERM ours
+/// rather than the default handler's: the first one cancels whatever is under way
+/// (builds, applies, waits, forwards, logs, test steps) and gives `Err(signal)`; a second
+/// ends the process at once. Every event is printed before the stop summary, which is
+/// printed while a second signal still works (should stdout not be read); `interrupted`
+/// says whether the stop was an interruption (exit 130, or 143 for SIGTERM) or the usual
+/// end of watching. Blocking work under way (a store write, the embedded cluster
+/// starting) gets 5 s to finish its step.
 pub fn run_interruptible<T>(
     session: &Session,
     display: Display,
     work: impl std::future::Future<Output = T>,
     interrupted: impl FnOnce() -> bool,
-) -> miette::Result<Option<T>> {
+) -> miette::Result<Result<T, StopSignal>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .into_diagnostic()?;
-    let mut sigint = {
+    let mut stop = {
         let _rt = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .into_diagnostic()?
+        StopSignals::install().into_diagnostic()?
     };
     let res = rt.block_on(async {
         let printer = spawn_printer(session, display);
         let res = tokio::select! {
-            r = work => Some(r),
-            _ = sigint.recv() => None,
+            r = work => Ok(r),
+            by = stop.recv() => Err(by),
         };
-        if res.is_none() {
-            exit_on_second_interrupt(sigint);
+        if res.is_err() {
+            exit_on_second_signal(stop);
         }
         printer.finish().await;
-        if res.is_none() {
+        if res.is_err() {
             report_stop(session, display, interrupted());
         }
         res
@@ -170,14 +171,13 @@ pub fn run_interruptible<T>(
     Ok(res)
 }
 
-/// Once a first Ctrl-C is being handled, a second one ends the process at once: for
+/// Once a first stop signal is being handled, a second one ends the process at once: for
 /// when stopping cleanly takes too long (e.g. output to a reader that stopped reading).
-fn exit_on_second_interrupt(mut sigint: tokio::signal::unix::Signal) {
+fn exit_on_second_signal(mut stop: StopSignals) {
     tokio::spawn(async move {
-        if sigint.recv().await.is_some() {
-            eprintln!("hoist: interrupted again; exiting now");
-            std::process::exit(130);
-        }
+        let by = stop.recv().await;
+        eprintln!("hoist: interrupted again; exiting now");
+        std::process::exit(by.exit_code().into());
     });
 }
 

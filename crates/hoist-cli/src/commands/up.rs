@@ -50,7 +50,8 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     let display = Display::choose(args.format == StreamFormat::Json, args.stream || args.once);
     let session = Session::new();
     let watching = AtomicBool::new(false);
-    // Ctrl-C before watching starts is an interruption (exit 130); after, the usual end.
+    // Ctrl-C or SIGTERM before watching starts is an interruption (exit 130 or 143);
+    // after, the usual end.
     let res = run_interruptible(
         &session,
         display,
@@ -58,15 +59,15 @@ pub fn run(args: UpArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
         || !watching.load(Ordering::SeqCst),
     )?;
     match res {
-        Some(r) => r.map(|(code, note)| {
+        Ok(r) => r.map(|(code, note)| {
             // After the printer: the note comes after every event line.
             if let Some(note) = note {
                 eprintln!("{note}");
             }
             code
         }),
-        None if watching.load(Ordering::SeqCst) => Ok(ExitCode::SUCCESS),
-        None => Ok(ExitCode::from(130)),
+        Err(_) if watching.load(Ordering::SeqCst) => Ok(ExitCode::SUCCESS),
+        Err(by) => Ok(ExitCode::from(by.exit_code())),
     }
 }
 
@@ -126,7 +127,8 @@ async fn session_run(
         });
     }
     drop(first);
-    // From here on Ctrl-C is the normal end of a session (exit 0); the caller stops it.
+    // From here on Ctrl-C or SIGTERM is the normal end of a session (exit 0); the caller
+    // stops it.
     watching.store(true, Ordering::SeqCst);
     devloop::watch(engine.clone(), input, args.services.clone()).await;
     engine.detach_all();
