@@ -485,4 +485,27 @@ mod tests {
             "{said}"
         );
     }
+
+    #[test]
+    fn giving_up_says_how_often_how_long_for_what_and_what_to_do() {
+        let e = Error::GaveUp {
+            what: "POST /v2/a/b/blobs/uploads/ for blob sha256:ab".into(),
+            attempts: 6,
+            elapsed: std::time::Duration::from_millis(8640),
+            last: Box::new(Error::Http {
+                registry: "127.0.0.1:5000".into(),
+                method: "POST".into(),
+                url: "http://127.0.0.1:5000/v2/a/b/blobs/uploads/?mount=x".into(),
+                status: 503,
+                body: "busy".into(),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry 127.0.0.1:5000 answered HTTP 503 to POST http://127.0.0.1:5000/v2/a/b/blobs/uploads/: busy; \
+             gave up on POST /v2/a/b/blobs/uploads/ for blob sha256:ab after 6 attempts over 8.6 s\n\
+             hint: is the registry running? HOIST_REGISTRY_RETRIES=N sets how often hoist retries (default 5)"
+        );
+        assert!(!e.is_transient(), "its retries are used up");
+    }
 }
