@@ -338,6 +338,15 @@ fn silent_registry_times_out() {
         "{e}"
     );
     assert!(e.contains("asked 2 times"), "{e}");
+    // The wait is said while it goes on (a CI log shows no hang), once per attempt here.
+    assert!(
+        e.contains(&format!("warning: registry {addr}: still waiting for an answer to GET /v2/t/bb/manifests/v1 (0.5 s so far; HOIST_REGISTRY_TIMEOUT=SECONDS sets how long hoist waits)")),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("warning: registry {addr}: no answer within 1 s (GET /v2/t/bb/manifests/v1); retrying in 0.")) && e.contains(" s (2/2)\n"),
+        "{e}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
 

@@ -383,18 +383,19 @@ impl RegistryClient {
     /// the bar may go back, and the command takes longer).
     fn notice(&self, r: &Reference, what: &str, why: &str, b: &Backoff, delay: Duration) {
         add(&self.inner.counters.retries, 1);
+        // A silent registry is asked fewer times (each wait is the whole timeout).
+        let (attempt, of) = if b.last_silent {
+            (b.silent + 1, SILENT_ATTEMPTS)
+        } else {
+            (b.attempt + 1, self.inner.opts.retries + 1)
+        };
         let msg = format!(
-            "registry {}: {why} ({}); retrying in {} ({}/{})",
+            "registry {}: {why} ({}); retrying in {} ({attempt}/{of})",
             r.registry,
             short_digests(what),
             crate::watch::secs(delay),
-            b.attempt + 1,
-            self.inner.opts.retries + 1,
         );
-        match self.inner.progress.lock().unwrap().as_ref() {
-            Some(bar) => bar.println(format!("warning: {msg}")),
-            None => tracing::warn!("{msg}"),
-        }
+        self.say(msg);
     }
 
     /// Show what the command does before its transfers start.
@@ -754,7 +755,10 @@ impl RegistryClient {
                 req = req.body(reqwest::Body::wrap(b));
             }
             add(&self.inner.counters.requests, 1);
-            let mut result = self.exchange(req, &watch).await;
+            let exchange = self.exchange(req, &watch);
+            let mut result = self
+                .saying_still_waiting(r, &method, url_str, &watch, exchange)
+                .await;
             // HTTP first for loopback and insecure registries (the common case, and no extra
             // round trip), until the first answer says whether the registry speaks it.
             if url.starts_with("http://") && self.scheme(&r.registry).is_none() {
@@ -907,6 +911,52 @@ impl RegistryClient {
                 .entry(r.registry.clone())
                 .or_default();
             return Ok(resp);
+        }
+    }
+
+    /// Wait for `answer` (to `method` `url` on `r`'s registry, watched by `watch`), saying
+    /// every [`still_waiting_every`] that the request sat still that it is still awaited: a
+    /// wait of up to twice the timeout (a minute each by default) should not look like a
+    /// hang in a CI log. A body still being sent is not waiting.
+    async fn saying_still_waiting<T>(
+        &self,
+        r: &Reference,
+        method: &Method,
+        url: &str,
+        watch: &Watch,
+        answer: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(answer);
+        let every = still_waiting_every(self.inner.opts.timeout);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut answer => return done,
+                _ = tokio::time::sleep(every) => {
+                    let quiet = watch.quiet_for();
+                    if quiet < every {
+                        continue;
+                    }
+                    let path = reqwest::Url::parse(url).map(|u| u.path().to_string());
+                    let msg = format!(
+                        "registry {}: still waiting for an answer to {method} {} ({} so far; {}=SECONDS sets how long hoist waits)",
+                        r.registry,
+                        short_digests(path.as_deref().unwrap_or(url)),
+                        crate::watch::secs(Duration::from_millis(quiet.as_millis() as u64 / 100 * 100)),
+                        crate::watch::TIMEOUT_ENV,
+                    );
+                    self.say(msg);
+                }
+            }
+        }
+    }
+
+    /// A line for the user: above the progress bar on a terminal, otherwise a warning on
+    /// stderr.
+    fn say(&self, msg: String) {
+        match self.inner.progress.lock().unwrap().as_ref() {
+            Some(bar) => bar.println(format!("warning: {msg}")),
+            None => tracing::warn!("{msg}"),
         }
     }
 
@@ -2101,6 +2151,8 @@ struct Backoff {
     attempt: u32,
     /// Attempts that met silence.
     silent: u32,
+    /// Whether the last failure was silence.
+    last_silent: bool,
     first: Duration,
     started: std::time::Instant,
 }
@@ -2110,6 +2162,7 @@ impl Backoff {
         Self {
             attempt: 0,
             silent: 0,
+            last_silent: false,
             first: opts.retry_pause,
             started: std::time::Instant::now(),
         }
@@ -2117,6 +2170,7 @@ impl Backoff {
 
     /// The pause before the next attempt, `None` when retries are used up.
     fn next(&mut self, retries: u32) -> Option<Duration> {
+        self.last_silent = false;
         if self.attempt >= retries {
             return None;
         }
@@ -2143,7 +2197,9 @@ impl Backoff {
         if self.silent >= SILENT_ATTEMPTS {
             return None;
         }
-        self.next(retries)
+        let pause = self.next(retries);
+        self.last_silent = silent > 0;
+        pause
     }
 
     fn next_after_silence(&mut self, retries: u32) -> Option<Duration> {
@@ -2157,6 +2213,12 @@ fn jitter() -> f64 {
     use std::hash::BuildHasher as _;
     let h = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
     (h % 1000) as f64 / 4000.0
+}
+
+/// How often a wait for an answer is said to go on: every 30 s, or every half timeout if
+/// that is shorter (so a short `HOIST_REGISTRY_TIMEOUT` still shows it once).
+fn still_waiting_every(timeout: Duration) -> Duration {
+    (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
 }
 
 /// `text` with each `sha256:<64 hex>` cut to 12 hex digits and `…`: enough to tell blobs

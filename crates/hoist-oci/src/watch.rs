@@ -169,6 +169,17 @@ impl Watch {
         s.in_source = in_source;
     }
 
+    /// How long the request has sat still (its body sent, no answer yet); zero while its
+    /// body waits on its own source.
+    pub(crate) fn quiet_for(&self) -> Duration {
+        let s = self.0.lock().expect("watch lock");
+        if s.in_source {
+            Duration::ZERO
+        } else {
+            s.last.elapsed()
+        }
+    }
+
     /// When the request has been silent for `limit`, unless something happens before.
     fn deadline(&self, limit: Duration) -> Option<Instant> {
         let s = self.0.lock().expect("watch lock");
