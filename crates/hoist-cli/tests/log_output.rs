@@ -3,12 +3,14 @@
 #[test]
 fn logs_into_a_pipe_have_no_colour_codes() {
     let tmp = tempfile::tempdir().unwrap();
-    // Nothing listens on port 1: the command fails fast after logging what it tried.
+    // Nothing listens on port 1: the command fails fast (not retried) after logging what
+    // it tried.
     let out = assert_cmd::Command::cargo_bin("hoist")
         .unwrap()
         .args(["-vv", "image", "inspect", "127.0.0.1:1/x:y"])
         .env("HOME", tmp.path())
         .env("DOCKER_CONFIG", tmp.path())
+        .env("HOIST_REGISTRY_RETRIES", "0")
         .env_remove("HOIST_LOG")
         .output()
         .unwrap();
