@@ -1802,3 +1802,57 @@ fn push_survives_503s_and_lost_closing_answers() {
     let got = std::fs::read(bundle.join("rootfs/data/data.bin")).unwrap();
     assert!(got == data, "the pushed file differs");
 }
+
+/// On a terminal (`script` gives hoist one, so the progress bar is drawn), a retry is
+/// said too (printed above the bar), and the summary says it.
+#[test]
+fn a_retry_is_said_above_the_progress_bar_on_a_terminal() {
+    use fault_proxy::{FaultProxy, Faults};
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(
+        &t.join("src/data.bin"),
+        &registry::pseudo_random(44, 2 << 20),
+        0o644,
+    );
+    hoist(t)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/data", t.join("src").display()))
+        .args(["--tag", &reg.reference("tty/img:v1")])
+        .assert()
+        .success();
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            cut_after: 1 << 20,
+            cuts: 1,
+            ..Default::default()
+        },
+    );
+    let hoist_bin = assert_cmd::cargo::cargo_bin("hoist");
+    let line = format!(
+        "{} image pull --store {} {}/tty/img:v1",
+        hoist_bin.display(),
+        t.join("store").display(),
+        proxy.addr
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("DOCKER_CONFIG", t)
+        .env("HOME", t)
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert_eq!(proxy.cuts_done(), 1);
+    assert!(
+        screen.contains(&format!(
+            "warning: registry {}: the connection broke during the transfer",
+            proxy.addr
+        )) && screen.contains("retrying in 0."),
+        "{screen}"
+    );
+    assert!(screen.contains("after 1 retry), "), "{screen}");
+}
