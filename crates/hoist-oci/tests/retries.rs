@@ -306,3 +306,59 @@ async fn an_upload_session_the_registry_forgot_is_replaced() {
         assert_eq!(c.counters().retries, 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restarting_at_the_start_of_a_pull_and_during_an_upload_is_waited_for() {
+    let mut reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    push_image(
+        &quick_client(),
+        &reg.addr,
+        "restart/img:v1",
+        256 << 10,
+        tmp.path(),
+    )
+    .await;
+    let image = r(&format!("{}/restart/img:v1", reg.addr));
+
+    // Down for 2 s as the pull starts (refused connections): the default pauses (0.25,
+    // 0.5, 1, 2 s …) outlast it.
+    reg.kill();
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    let store = LocalStore::open(tmp.path().join("store")).unwrap();
+    let pull = {
+        let (c, store, image) = (c.clone(), store.clone(), image.clone());
+        tokio::spawn(async move {
+            store
+                .pull_image(&c, &image, &Platform::linux_amd64(), false)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reg.restart();
+    let pulled = pull
+        .await
+        .unwrap()
+        .expect("the pull waited for the registry");
+    assert!(c.counters().retries >= 3, "{:?}", c.counters());
+    let layer = &pulled.image.manifest.layers[0];
+    let bytes = std::fs::read(store.blob_path(&layer.digest)).unwrap();
+    assert_eq!(Digest::of(&bytes), layer.digest);
+
+    // Restarted between opening an upload session and sending into it: the session is
+    // gone (404), the blob goes into a fresh one.
+    let c = quick_client();
+    let data = pseudo_random(99, 100 << 10);
+    let d = Digest::of(&data);
+    let session = c
+        .probe_upload(&image, &d)
+        .await
+        .unwrap()
+        .expect("a session");
+    reg.restart();
+    c.upload_blob(&image, &d, data.into(), Some(session))
+        .await
+        .expect("sent again into a fresh session");
+    assert!(c.has_blob(&image, &d).await.unwrap());
+    assert_eq!(c.counters().retries, 1);
+}

@@ -167,6 +167,35 @@ impl Registry {
         );
     }
 
+    /// Kill the registry process (SIGKILL, as a crash); its storage stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same address and storage, as a restart does: upload sessions
+    /// opened before are gone (distribution signs them with a per-process secret).
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .unwrap();
+        self.child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        assert!(
+            wait_ready(&mut self.child, &self.addr, Duration::from_secs(10)),
+            "docker-registry did not start again: {}",
+            self.log()
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
