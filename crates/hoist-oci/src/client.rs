@@ -204,6 +204,9 @@ struct Inner {
     overrides: std::sync::Mutex<HashMap<String, Credential>>,
     counters: Counters,
     progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    /// The last retry said, per registry: the same failure at the same attempt for many
+    /// blobs at once (a registry down in the middle of a push) is said once, not per blob.
+    last_notice: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// One permit per blob transfer in flight (`max_concurrency`), shared by every copy and
     /// push of this client, so concurrent builds do not multiply the bound.
     transfers: Arc<tokio::sync::Semaphore>,
@@ -311,6 +314,7 @@ impl RegistryClient {
                 overrides: Default::default(),
                 counters: Counters::default(),
                 progress: Default::default(),
+                last_notice: Default::default(),
                 schemes: Default::default(),
             }),
         })
@@ -389,6 +393,17 @@ impl RegistryClient {
         } else {
             (b.attempt + 1, self.inner.opts.retries + 1)
         };
+        let key = format!("{why} ({attempt}/{of})");
+        {
+            let mut last = self.inner.last_notice.lock().unwrap();
+            let said = last
+                .get(&r.registry)
+                .is_some_and(|(k, at)| *k == key && at.elapsed() < Duration::from_secs(1));
+            last.insert(r.registry.clone(), (key, std::time::Instant::now()));
+            if said {
+                return;
+            }
+        }
         let msg = format!(
             "registry {}: {why} ({}); retrying in {} ({attempt}/{of})",
             r.registry,
