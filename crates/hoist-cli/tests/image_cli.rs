@@ -110,6 +110,14 @@ fn login_append_inspect_copy_logout() {
         .success();
     let rep: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
     assert_eq!(rep["layers_uploaded"], 1);
+    // The transfer counters have one set of names in every command's JSON (pull below).
+    let transfer_keys = |doc: &serde_json::Value| -> Vec<String> {
+        let t = doc["transfer"].as_object();
+        let t = t.unwrap_or_else(|| panic!("no transfer object: {doc}"));
+        t.keys().cloned().collect()
+    };
+    assert_eq!(rep["transfer"]["retries"], 0, "{rep}");
+    assert_eq!(rep["transfer"]["resent_bytes"], 0, "{rep}");
 
     let a = hoist(&cfg)
         .args(["image", "inspect", &target, "-o", "json"])
@@ -146,6 +154,7 @@ fn login_append_inspect_copy_logout() {
         .success();
     let c: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
     assert_eq!(c["digest"], rep["digest"]);
+    assert_eq!(transfer_keys(&c), transfer_keys(&rep), "{c}");
     // The layer and the config.
     assert!(c["bytes_copied"].as_u64().unwrap() > v["size"].as_u64().unwrap());
     // People get sizes and counts in words.
@@ -190,6 +199,21 @@ fn login_append_inspect_copy_logout() {
         (&serde_json::json!(0), &serde_json::json!(0)),
         "{again}"
     );
+    assert_eq!(transfer_keys(&first), transfer_keys(&rep), "{first}");
+    assert_eq!(
+        (
+            &first["transfer"]["retries"],
+            &first["transfer"]["resent_bytes"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{first}"
+    );
+    assert_eq!(
+        first["transfer"]["blob_downloads"],
+        first["blobs_downloaded"]
+    );
+    // No second, differently named copy of the retry counters at the top level.
+    assert!(first.get("bytes_resent").is_none() && first.get("retries").is_none());
 
     hoist(&cfg)
         .args(["registry", "logout", &authed.addr])

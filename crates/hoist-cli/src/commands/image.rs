@@ -512,8 +512,9 @@ fn pull(a: PullArgs) -> miette::Result<ExitCode> {
             "store": store.layout().root(),
             "blobs_downloaded": moved.blob_downloads,
             "bytes_downloaded": moved.download_bytes,
-            "retries": moved.retries,
-            "bytes_resent": moved.resent_bytes,
+            // The client's counters under the names `append` and `copy` give them
+            // (`transfer.retries`, `transfer.resent_bytes`), so a script reads them one way.
+            "transfer": moved,
         }))?,
         None => outln!(
             "pulled {image}{from_index} into {} in {:.2} s: {} downloaded ({}{}), {} already stored",
