@@ -17,6 +17,7 @@ use crate::layer::{
     sweep_stale_temp_files,
 };
 use crate::layout::OciLayout;
+use crate::lost_blobs::Put;
 use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
@@ -423,6 +424,15 @@ pub async fn push_built(
     let sem = client.blob_task_limit();
     let config_size = img.config_bytes.len() as u64;
     let (base_layers, new_layers) = img.distinct_layers();
+    let config_digest = img.manifest.image()?.config.digest;
+    // Every blob the manifest refers to, should the registry lose some before it.
+    let blobs: Vec<(Digest, u64)> = (base_layers.iter().map(|l| (l.digest.clone(), l.size)))
+        .chain(new_layers.iter().map(|l| (l.digest.clone(), l.size)))
+        .chain([(config_digest.clone(), config_size)])
+        .collect();
+    let new_files: BTreeMap<Digest, PathBuf> = (new_layers.iter())
+        .map(|l| (l.digest.clone(), l.path().to_path_buf()))
+        .collect();
     // The base's sizes come from its manifest: a bogus one must not overflow.
     let sizes = base_layers.iter().map(|l| l.size);
     let sizes = sizes.chain(new_layers.iter().map(|l| l.size));
@@ -458,7 +468,7 @@ pub async fn push_built(
     }
     {
         let (c, t, sem) = (client.clone(), target.clone(), sem.clone());
-        let d = img.manifest.image()?.config.digest;
+        let d = config_digest.clone();
         let data = Bytes::from(img.config_bytes.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
@@ -479,7 +489,34 @@ pub async fn push_built(
         }
         client.settle_plan(outcome, size);
     }
-    let digest = client.put_manifest(target, &img.manifest).await?;
+    let digest = match crate::lost_blobs::put_manifest(client, target, &img.manifest, &blobs)
+        .await?
+    {
+        Put::Done(d) => d,
+        Put::Lacking(lacking) => {
+            // Each sent again from where it came the first time.
+            for (d, size) in &lacking {
+                let outcome = if let Some(path) = new_files.get(d) {
+                    client.upload_blob_file(target, d, path, *size).await?
+                } else if *d == config_digest {
+                    let data = Bytes::from(img.config_bytes.clone());
+                    (client.ensure_blob(target, d, None, move || async move { Ok(data) })).await?
+                } else {
+                    match &img.base {
+                        Some(Base::Registry(b)) => client.copy_blob(b, target, d, *size).await?,
+                        Some(Base::Layout(l)) => l.upload_blob(client, target, d, *size).await?,
+                        None => {
+                            return Err(Error::Invalid(format!(
+                                "blob {d} of the image pushed as {target} is neither a new layer, the config, nor a base layer"
+                            )));
+                        }
+                    }
+                };
+                client.settle_plan(outcome, *size);
+            }
+            crate::lost_blobs::put_again(client, target, &img.manifest, lacking).await?
+        }
+    };
     Ok(PushReport {
         reference: target.to_string(),
         digest,

@@ -968,7 +968,7 @@ impl RegistryClient {
 
     /// A line for the user: above the progress bar on a terminal, otherwise a warning on
     /// stderr.
-    fn say(&self, msg: String) {
+    pub(crate) fn say(&self, msg: String) {
         match self.inner.progress.lock().unwrap().as_ref() {
             Some(bar) => bar.println(format!("warning: {msg}")),
             None => tracing::warn!("{msg}"),

@@ -12,6 +12,7 @@ use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::OciLayout;
+use crate::lost_blobs::{self, Put};
 use crate::manifest::{Parsed, Platform, RawManifest};
 use crate::reference::Reference;
 
@@ -273,9 +274,9 @@ async fn copy_named(
     // Every platform's blobs at once: one plan for the bar, shared blobs sent once.
     copy_blobs(client, &source, &dest, &images, &mut stats).await?;
     for child in images.iter().filter(|i| i.digest != named.digest) {
-        put_manifest(client, &dest, child, false).await?;
+        put_manifest(client, &source, &dest, child, false).await?;
     }
-    put_manifest(client, &dest, &named, true).await?;
+    put_manifest(client, &source, &dest, &named, true).await?;
     let written = named.digest.clone();
     Ok(CopyReport {
         source: src.to_string(),
@@ -291,6 +292,7 @@ async fn copy_named(
 
 async fn put_manifest(
     client: &RegistryClient,
+    source: &Src,
     dest: &Dst,
     raw: &RawManifest,
     named: bool,
@@ -315,7 +317,28 @@ async fn put_manifest(
             } else {
                 target
             };
-            client.put_manifest(&target, raw).await.map(|_| ())
+            // An image's blobs, should the registry lose some before its manifest (an
+            // index refers to manifests, which went up before it).
+            let blobs: Vec<(Digest, u64)> = match raw.parse()? {
+                Parsed::Image(m) => (std::iter::once(&m.config).chain(m.layers.iter()))
+                    .map(|d| (d.digest.clone(), d.size))
+                    .collect(),
+                Parsed::Index(_) => vec![],
+            };
+            let lacking = match lost_blobs::put_manifest(client, &target, raw, &blobs).await? {
+                Put::Done(_) => return Ok(()),
+                Put::Lacking(lacking) => lacking,
+            };
+            for (d, size) in &lacking {
+                let outcome = match source {
+                    Src::Registry(sr) => client.copy_blob(sr, r, d, *size).await?,
+                    Src::Layout(sl, _) => sl.upload_blob(client, r, d, *size).await?,
+                };
+                client.settle_plan(outcome, *size);
+            }
+            lost_blobs::put_again(client, &target, raw, lacking)
+                .await
+                .map(|_| ())
         }
         Dst::Layout(l, name) if named => l.put_manifest(raw, name.as_deref()),
         // An index's image: a blob the index points to, not an entry of index.json of its

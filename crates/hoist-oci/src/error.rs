@@ -144,6 +144,19 @@ pub enum Error {
         /// The last attempt's error (not `source`: its text is part of this one's).
         last: Box<Error>,
     },
+    /// The registry refused a manifest for blobs it lacks, again after they were sent
+    /// again ([`crate::lost_blobs`]).
+    #[error(
+        "registry {registry} refused the manifest of {image}: it does not have {count} ({blobs}), though hoist sent the blobs it lacked again after a first refusal\nhint: the registry is losing blobs while hoist pushes (restarting with empty storage, or garbage collection running); check its storage and logs, then push again"
+    )]
+    BlobsLost {
+        registry: String,
+        image: String,
+        /// `3 blobs`.
+        count: String,
+        /// Their digests, comma-separated.
+        blobs: String,
+    },
     #[error("unsupported media type {media_type:?} for {what}")]
     UnsupportedMediaType { what: String, media_type: String },
     #[error("no image for platform {wanted} in the index of {reference}; available: {available}")]

@@ -20,6 +20,7 @@ pub mod dockerfile;
 pub mod error;
 pub mod layer;
 pub mod layout;
+mod lost_blobs;
 pub mod manifest;
 pub mod progress;
 pub mod reference;

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
 use hoist_oci::client::{ClientOptions, RegistryClient};
-use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Platform, Reference};
-use support::fault_proxy::{FaultProxy, Faults};
+use hoist_oci::{
+    CopyOptions, Digest, Error, LayerSpec, LocalStore, Location, Platform, Reference, copy,
+};
+use support::fault_proxy::{FaultProxy, Faults, Hook};
 use support::registry::{Registry, pseudo_random, write_file};
 
 /// A client with the default number of retries but short pauses, so tests stay fast.
@@ -361,4 +363,186 @@ async fn a_registry_restarting_at_the_start_of_a_pull_and_during_an_upload_is_wa
         .expect("sent again into a fresh session");
     assert!(c.has_blob(&image, &d).await.unwrap());
     assert_eq!(c.counters().retries, 1);
+}
+
+/// Empty a registry's storage, as a restart on an `emptyDir` or tmpfs does.
+fn wipe(storage: &Path) {
+    match std::fs::remove_dir_all(storage) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("wiping {storage:?}: {e}"),
+        _ => {}
+    }
+}
+
+/// A fault proxy that runs `at_put` before each manifest PUT (with its number), counting
+/// the calls.
+fn proxy_at_manifest_put(
+    target: &str,
+    at_put: impl Fn(u32) + Send + Sync + 'static,
+) -> (FaultProxy, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = calls.clone();
+    let hook = Hook(std::sync::Arc::new(move |n| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        at_put(n)
+    }));
+    let proxy = FaultProxy::start(
+        target,
+        Faults {
+            before_manifest_put: Some(hook),
+            ..Default::default()
+        },
+    );
+    (proxy, calls)
+}
+
+/// Every blob of `image` (config and layers), read from the registry itself.
+async fn assert_complete(c: &RegistryClient, image: &Reference) {
+    let raw = c.get_manifest(image).await.expect("the manifest is there");
+    let m = raw.image().unwrap();
+    for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+        assert!(
+            c.has_blob(image, &d.digest).await.unwrap(),
+            "{} lacks {}",
+            image,
+            d.digest
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restarted_with_empty_storage_before_the_manifest_gets_the_blobs_again() {
+    // The registry restarts with its storage wiped after it accepted every blob, just
+    // as the manifest goes up: the push sends the blobs again and puts the manifest again.
+    let reg = std::sync::Arc::new(std::sync::Mutex::new(Registry::start(false)));
+    let (addr, storage) = {
+        let r = reg.lock().unwrap();
+        (r.addr.clone(), r.storage())
+    };
+    let in_hook = reg.clone();
+    let (proxy, calls) = proxy_at_manifest_put(&addr, move |n| {
+        if n == 0 {
+            let mut r = in_hook.lock().unwrap();
+            r.kill();
+            wipe(&storage);
+            r.restart();
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = (0..2)
+        .map(|i| {
+            let d = tmp.path().join(format!("l{i}"));
+            write_file(
+                &d.join("data.bin"),
+                &pseudo_random(40 + i, 300 << 10),
+                0o644,
+            );
+            LayerSpec {
+                from: d,
+                to: format!("/data{i}"),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let spec = BuildSpec {
+        base: "scratch".into(),
+        layers,
+        ..Default::default()
+    };
+    let c = quick_client();
+    let target = r(&format!("{}/wiped/img:v1", proxy.addr));
+    let rep = tokio::time::timeout(
+        Duration::from_secs(60),
+        build_and_push(&c, &spec, &target, &BuildOptions::default()),
+    )
+    .await
+    .expect("the push ends")
+    .expect("the push sent the lost blobs again");
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the manifest went up twice"
+    );
+    // Two layers and the config, each sent twice.
+    assert_eq!(rep.transfer.blob_uploads, 6, "{:?}", rep.transfer);
+    assert_complete(&c, &r(&format!("{addr}/wiped/img:v1"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_send_blobs_the_registry_lost_again_or_say_which_it_still_lacks() {
+    let src = Registry::start(false);
+    let dst = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    push_image(
+        &quick_client(),
+        &src.addr,
+        "src/img:v1",
+        200 << 10,
+        tmp.path(),
+    )
+    .await;
+    let source: Location = format!("{}/src/img:v1", src.addr).parse().unwrap();
+    let layout: Location = format!("oci:{}:img", tmp.path().join("layout").display())
+        .parse()
+        .unwrap();
+    let opts = CopyOptions::default();
+    copy(&quick_client(), &source, &layout, &opts)
+        .await
+        .unwrap();
+
+    // The first manifest PUT of each copy finds the destination's storage empty.
+    let storage = dst.storage();
+    let (proxy, _) = proxy_at_manifest_put(&dst.addr, move |n| {
+        if n % 2 == 0 {
+            wipe(&storage)
+        }
+    });
+    for (from, repo) in [(&source, "from-registry"), (&layout, "from-layout")] {
+        let to: Location = format!("{}/{repo}/img:v1", proxy.addr).parse().unwrap();
+        let c = quick_client();
+        let rep = tokio::time::timeout(Duration::from_secs(60), copy(&c, from, &to, &opts))
+            .await
+            .expect("the copy ends")
+            .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+        assert_eq!(rep.transfer.manifest_puts, 1, "{from}: {:?}", rep.transfer);
+        assert_eq!(
+            rep.transfer.blob_uploads, 4,
+            "{from}: sent twice: {:?}",
+            rep.transfer
+        );
+        assert_complete(&c, &r(&format!("{}/{repo}/img:v1", dst.addr))).await;
+    }
+
+    // Storage wiped before every manifest PUT: sent again once, then a clear error.
+    let storage = dst.storage();
+    let (proxy, calls) = proxy_at_manifest_put(&dst.addr, move |_| wipe(&storage));
+    let to: Location = format!("{}/again/img:v1", proxy.addr).parse().unwrap();
+    let c = quick_client();
+    let e = tokio::time::timeout(Duration::from_secs(60), copy(&c, &source, &to, &opts))
+        .await
+        .expect("the copy ends")
+        .expect_err("the registry keeps losing the blobs");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one more try, not more"
+    );
+    assert!(matches!(e, Error::BlobsLost { .. }), "{e:?}");
+    let msg = e.to_string();
+    let raw = c
+        .get_manifest(&r(&format!("{}/src/img:v1", src.addr)))
+        .await
+        .unwrap();
+    let m = raw.image().unwrap();
+    for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+        assert!(
+            msg.contains(&d.digest.to_string()),
+            "names {}: {msg}",
+            d.digest
+        );
+    }
+    assert!(
+        msg.contains("does not have 2 blobs")
+            && msg.contains("\nhint: ")
+            && !msg.contains("unexpected HTTP"),
+        "{msg}"
+    );
 }

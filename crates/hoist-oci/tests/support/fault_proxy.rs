@@ -27,6 +27,19 @@ pub struct Faults {
     /// Take the `Range` header off requests, as a registry (or a proxy before it) that
     /// does not resume downloads would ignore it.
     pub ignore_range: bool,
+    /// Called with each manifest `PUT`'s number (0, 1, …) before it goes on to the
+    /// registry: a test changes the registry there (wipes its storage, restarts it).
+    pub before_manifest_put: Option<Hook>,
+}
+
+/// A test's callback, run on the proxy's thread.
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 #[derive(Default)]
@@ -34,6 +47,7 @@ struct Left {
     cuts: AtomicU32,
     unavailable: AtomicU32,
     lost_closing_answers: AtomicU32,
+    manifest_puts: AtomicU32,
 }
 
 pub struct FaultProxy {
@@ -59,6 +73,7 @@ impl FaultProxy {
             cuts: AtomicU32::new(faults.cuts),
             unavailable: AtomicU32::new(faults.unavailable),
             lost_closing_answers: AtomicU32::new(faults.lost_closing_answers),
+            manifest_puts: AtomicU32::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (target, f, l, s) = (
@@ -208,6 +223,12 @@ fn requests(mut from: TcpStream, mut to: TcpStream, f: &Faults, left: &Left, los
                         && take(&left.lost_closing_answers)
                     {
                         lose.store(true, Ordering::SeqCst);
+                    }
+                    if let Some(hook) = &f.before_manifest_put
+                        && line.starts_with("PUT ")
+                        && line.contains("/manifests/")
+                    {
+                        (hook.0)(left.manifest_puts.fetch_add(1, Ordering::SeqCst));
                     }
                     let lines: Vec<&str> = (head.split("\r\n"))
                         .filter(|l| {
