@@ -294,6 +294,133 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers() {
     }
 }
 
+/// The processes (pid, command line) whose command line mentions `dir`: the test's
+/// builders (buildah is given its storage root there).
+fn processes_mentioning(dir: &Path) -> Vec<(i32, String)> {
+    let needle = dir.to_string_lossy().to_string();
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) && pid != std::process::id() as i32 {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// The processes of group `pgid` (the builder's: hoist starts it in a group of its own, with
+/// the processes of its `RUN` steps).
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: getpgid only reads.
+        if unsafe { libc::getpgid(pid) } == pgid {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Kills a builder's process group (if the test fails with it still running) and removes
+/// its working containers, so a failed test leaves nothing behind.
+struct KillGroup(i32, PathBuf);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if self.0 > 0 && !group_members(self.0).is_empty() {
+            // SAFETY: signalling the group of the builder this test started.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !group_members(self.0).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let root = self.1.join("buildah");
+        let _ = Std::new("buildah")
+            .args(["--storage-driver", "vfs", "--root"])
+            .arg(root.join("root"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["rm", "--all"])
+            .output();
+    }
+}
+
+/// `hoist image build` killed outright (SIGKILL, no handler runs): the builder still dies
+/// with it (PR_SET_PDEATHSIG sends it SIGTERM), and cleans up its working container, well
+/// before its 30 s `RUN` would have ended.
+#[test]
+fn sigkill_of_hoist_ends_the_builder_too() {
+    require_buildah();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = project(
+        dir,
+        "127.0.0.1:1",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
+    );
+    let mut child = Std::cargo_bin("hoist")
+        .unwrap()
+        .arg("-C")
+        .arg(&root)
+        .args(["image", "build", "df", "--store"])
+        .envs(env(dir))
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = KillGroup(0, dir.to_path_buf());
+    // The build has started once buildah has its working container.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while buildah_containers(dir).trim().is_empty() {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the build never started (or hoist ended first)");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The builder: hoist's child, leader of its own group.
+    let builders: Vec<_> = processes_mentioning(dir)
+        .into_iter()
+        .filter(|(pid, cmd)| cmd.contains(" bud ") && unsafe { libc::getpgid(*pid) } == *pid)
+        .collect();
+    assert_eq!(builders.len(), 1, "{builders:?}");
+    guard.0 = builders[0].0;
+    // Into the RUN step (the container exists a moment before it runs).
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(group_members(guard.0).len() > 1, "the RUN step runs");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = Instant::now();
+    // buildah needs a moment to stop its RUN step and remove the container; 30 s is when
+    // it would have ended by itself.
+    let limit = Duration::from_secs(15);
+    loop {
+        let (left, containers) = (group_members(guard.0), buildah_containers(dir));
+        if left.is_empty() && containers.trim().is_empty() {
+            break;
+        }
+        assert!(
+            killed.elapsed() < limit,
+            "{:?} after hoist was killed: builder processes {left:?} ({:?}), working containers {containers:?}",
+            killed.elapsed(),
+            processes_mentioning(dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// What is in hoist's cache temp dir (where Dockerfile builds export their image).
 fn cache_tmp_entries(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir.join("cache/tmp")) {

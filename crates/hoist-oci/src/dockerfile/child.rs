@@ -77,7 +77,8 @@ pub(crate) async fn run(
     for k in env_remove {
         cmd.env_remove(k);
     }
-    let mut guard = Running(Some(cmd.spawn()?), scratch.map(|d| d.to_path_buf()));
+    let (child, keeper) = spawn_dying_with_hoist(cmd)?;
+    let mut guard = Running(Some(child), scratch.map(|d| d.to_path_buf()), Some(keeper));
     let child = guard.0.as_mut().expect("just spawned");
     let (mut out, mut err) = (
         child.stdout.take().expect("piped"),
@@ -100,14 +101,70 @@ pub(crate) async fn run(
     })
 }
 
-/// A builder still running, and the scratch directory it writes into; dropping it stops
-/// the builder (see the module docs), then removes the directory.
-struct Running(Option<tokio::process::Child>, Option<std::path::PathBuf>);
+/// Spawns the builder so that it gets SIGTERM when hoist dies, even killed outright
+/// (SIGKILL, the OOM killer), which no handler of hoist's sees: `PR_SET_PDEATHSIG`. SIGTERM,
+/// not SIGKILL, so buildah still removes its working container.
+///
+/// The signal comes when the *thread* that forked the builder ends, not the process. A
+/// runtime's threads may end while the build goes on (an idle blocking-pool thread after
+/// 10 s, a worker given up by `block_in_place`), so the fork happens on a thread of its own
+/// that lives until the returned [`Keeper`] is dropped: after the builder is reaped.
+fn spawn_dying_with_hoist(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, Keeper)> {
+    let hoist = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // hoist died before the prctl: nobody would ever send the signal.
+            if libc::getppid() != hoist {
+                return Err(std::io::Error::other(
+                    "hoist exited while the builder started",
+                ));
+            }
+            Ok(())
+        });
+    }
+    // The child is tokio's (reaped by its SIGCHLD handling): spawned in the runtime's
+    // context from the keeping thread.
+    let runtime = tokio::runtime::Handle::current();
+    let (spawned_tx, spawned) = std::sync::mpsc::sync_channel(1);
+    let (keeper, kept) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("hoist-builder-parent".into())
+        .spawn(move || {
+            let _in_runtime = runtime.enter();
+            let _ = spawned_tx.send(cmd.spawn());
+            // Until the keeper is dropped (no message is ever sent).
+            let _ = kept.recv();
+        })?;
+    let child = spawned
+        .recv()
+        .map_err(|_| std::io::Error::other("the thread starting the image builder died"))??;
+    Ok((child, Keeper(keeper)))
+}
+
+/// Keeps the thread that forked a builder alive ([`spawn_dying_with_hoist`]) until dropped.
+struct Keeper(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+/// A builder still running, the scratch directory it writes into, and the keeper of the
+/// thread that forked it; dropping it stops the builder (see the module docs), then
+/// removes the directory.
+struct Running(
+    Option<tokio::process::Child>,
+    Option<std::path::PathBuf>,
+    Option<Keeper>,
+);
 
 impl Drop for Running {
     fn drop(&mut self) {
         let Some(child) = self.0.take() else { return };
         let scratch = self.1.take();
+        // Dropped once the builder is gone (or given up on), with the cleanup below.
+        let keeper = self.2.take();
         let Some(pid) = child.id() else { return };
         let pgid = pid as libc::pid_t;
         tracing::info!(pid, "stopping the cancelled image builder");
@@ -115,6 +172,7 @@ impl Drop for Running {
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
         cleanup(move || {
             stop(child, pgid);
+            drop(keeper);
             // The owner's temp dir went when the build was dropped; what the builder wrote
             // while it stopped goes now.
             if let Some(d) = scratch {
@@ -202,5 +260,41 @@ impl Drop for Untag {
             }
         };
         cleanup(work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PR_SET_PDEATHSIG fires when the thread that forked the child ends: a builder whose
+    /// run was started on a thread that ended since must still run to its end.
+    #[test]
+    fn the_builder_outlives_the_thread_that_started_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        let args = ["-c".to_string(), "sleep 1; echo alive".to_string()];
+        let started = std::thread::spawn(move || {
+            let _in_runtime = handle.enter();
+            let mut fut = Box::pin(async move { run("sh", &args, &[], &[], None).await });
+            // One poll forks the builder, then waits for its output.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            fut
+        })
+        .join()
+        .unwrap();
+        let done = rt.block_on(started).unwrap();
+        assert!(
+            done.status.success(),
+            "{:?}: {}",
+            done.status,
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&done.stdout), "alive\n");
     }
 }
