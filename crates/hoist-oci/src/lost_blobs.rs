@@ -31,10 +31,14 @@ pub(crate) async fn put_manifest(
             lacking.push((d.clone(), *size));
         }
     }
+    let next = match lacking.len() {
+        // It found them since (another push sent them?): the manifest may go up now.
+        0 => "it has them all now; putting the manifest again".to_string(),
+        n => format!("sending {} again", blob_count(n)),
+    };
     client.say(format!(
-        "registry {}: it refused the manifest of {target} for blobs it no longer has, though this push sent them or found them there (did it restart with empty storage?); sending {} again",
+        "registry {}: it refused the manifest of {target} for blobs it no longer has, though this push sent them or found them there (did it restart with empty storage?); {next}",
         target.registry,
-        blob_count(lacking.len()),
     ));
     client.plan_bytes(lacking.iter().fold(0u64, |t, b| t.saturating_add(b.1)));
     Ok(Put::Lacking(lacking))
