@@ -1882,3 +1882,50 @@ fn a_retry_is_said_above_the_progress_bar_on_a_terminal() {
     );
     assert!(screen.contains("after 1 retry), "), "{screen}");
 }
+
+/// A registry that loses its storage after it took every blob of a push, just before the
+/// manifest: hoist says so as a warning, sends them again, and the push succeeds.
+#[test]
+fn a_push_to_a_registry_that_lost_its_blobs_sends_them_again_and_says_so() {
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("app/run.sh"), b"#!/bin/sh\necho lost\n", 0o755);
+    let storage = reg.storage();
+    let hook = fault_proxy::Hook(std::sync::Arc::new(move |n| {
+        if n == 0 {
+            // As a restart with empty storage (emptyDir, tmpfs) leaves it.
+            std::fs::remove_dir_all(&storage).unwrap();
+        }
+    }));
+    let proxy = fault_proxy::FaultProxy::start(
+        &reg.addr,
+        fault_proxy::Faults {
+            before_manifest_put: Some(hook),
+            ..Default::default()
+        },
+    );
+    let target = format!("{}/lost/app:v1", proxy.addr);
+    let a = hoist(t)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/app", t.join("app").display()))
+        .args(["--tag", &target])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+    let err = stderr(&a);
+    assert!(
+        err.contains(&format!(
+            "warning: registry {}: it refused the manifest of {target} for blobs it no longer has",
+            proxy.addr
+        )) && err.contains("(did it restart with empty storage?); sending 2 blobs again"),
+        "{err}"
+    );
+    // The registry has the image whole: pulled past the proxy.
+    hoist(t)
+        .env("HOIST_CACHE_DIR", t.join("cache"))
+        .args(["image", "pull", &reg.reference("lost/app:v1")])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+}
