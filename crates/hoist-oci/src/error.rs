@@ -93,7 +93,11 @@ pub enum Error {
         url: String,
         lookup: String,
     },
-    #[error("registry {registry}: unexpected HTTP {status} for {method} {}: {body}", without_query(.url))]
+    #[error(
+        "registry {registry}: unexpected HTTP {status} for {method} {}{}\nhint: hoist does not retry this answer; the registry's log says why it gave it",
+        without_query(.url),
+        if .body.is_empty() { String::new() } else { format!(": {}", .body) }
+    )]
     Http {
         registry: String,
         method: String,

@@ -1,0 +1,216 @@
+//! Downloads from a FAKE registry that misbehaves in ways a real one (behind the fault
+//! proxy) cannot be made to on cue: a chunked body cut after its last byte, a 206 for
+//! another range, 503s before every cut body. Each request the fake sees is logged, so a
+//! test can compare what the client says it did with what arrived.
+
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::{Digest, Error, Reference};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the fake answers to one request.
+enum Reply {
+    /// A bare status, no body.
+    Status(&'static str),
+    /// The blob from byte `from` on, chunked, cut after `len` bytes without the closing
+    /// 0-chunk; `range` makes it a 206 with that `Content-Range`.
+    CutChunked {
+        from: usize,
+        len: usize,
+        range: Option<String>,
+    },
+    /// A 416 as Go's `http.ServeContent` gives it: `Content-Range: bytes */SIZE`.
+    Unsatisfiable,
+}
+
+/// A fake registry serving one blob; `script(n, range)` picks the answer to the `n`th
+/// request (from 0), `range` being its `Range` header. Returns its address and the log of
+/// request lines it saw.
+async fn fake<F>(blob: Arc<Vec<u8>>, script: F) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>)
+where
+    F: Fn(usize, Option<&str>) -> Reply + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (blob, seen, script) = (blob.clone(), seen.clone(), script.clone());
+            tokio::spawn(async move { serve(sock, &blob, &seen, &*script).await });
+        }
+    });
+    (addr, log)
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    blob: &[u8],
+    seen: &Mutex<Vec<String>>,
+    script: &(dyn Fn(usize, Option<&str>) -> Reply + Send + Sync),
+) {
+    let Some((head, _)) = fake_http::read_head(&mut sock).await else {
+        return;
+    };
+    if head.path == "/v2/" {
+        return fake_http::respond(&mut sock, "200 OK", &[], b"{}").await;
+    }
+    let range = head.header("range");
+    let n = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(format!("{} {} {range:?}", head.method, head.path));
+        seen.len() - 1
+    };
+    match script(n, range.as_deref()) {
+        Reply::Status(s) => fake_http::respond(&mut sock, s, &[], b"").await,
+        Reply::Unsatisfiable => {
+            let total = format!("bytes */{}", blob.len());
+            let h = [("Content-Range", total.as_str())];
+            fake_http::respond(&mut sock, "416 Requested Range Not Satisfiable", &h, b"").await
+        }
+        Reply::CutChunked { from, len, range } => {
+            let status = if range.is_some() {
+                "206 Partial Content"
+            } else {
+                "200 OK"
+            };
+            let mut out = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n");
+            if let Some(r) = range {
+                out.push_str(&format!("Content-Range: {r}\r\n"));
+            }
+            out.push_str("\r\n");
+            let part = &blob[from..(from + len).min(blob.len())];
+            let mut out = out.into_bytes();
+            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+            let _ = sock.write_all(&out).await;
+            // No closing 0-chunk: the body breaks off.
+            let _ = sock.shutdown().await;
+        }
+    }
+}
+
+fn client(retries: u32) -> RegistryClient {
+    RegistryClient::new(ClientOptions {
+        retries,
+        retry_pause: Duration::from_millis(20),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn blob() -> Arc<Vec<u8>> {
+    Arc::new((0..100_000u32).map(|i| (i * 7 % 251) as u8).collect())
+}
+
+fn get_count(log: &Mutex<Vec<String>>) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("GET "))
+        .count()
+}
+
+/// All 100 000 bytes came, then the connection broke (no final 0-chunk): nothing is left to
+/// ask for, and a registry asked for it anyway answers 416 (as distribution does).
+#[tokio::test]
+async fn a_download_whose_bytes_all_came_before_the_cut_is_done() {
+    let blob = blob();
+    let size = blob.len();
+    let (addr, log) = fake(blob.clone(), move |_, range| match range {
+        None => Reply::CutChunked {
+            from: 0,
+            len: size,
+            range: None,
+        },
+        Some(_) => Reply::Unsatisfiable,
+    })
+    .await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    let n = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &d, size as u64, &dest),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("the whole blob came: {e}\n{:?}", log.lock().unwrap()));
+    assert_eq!(n, size as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), *blob);
+    assert_eq!(
+        get_count(&log),
+        1,
+        "no request for bytes beyond the end: {:?}",
+        log.lock().unwrap()
+    );
+}
+
+/// A 416 whose `Content-Range: bytes */N` says the blob is the N bytes already held ends the
+/// download: here the manifest's size is wrong (10 bytes more than the blob), so what
+/// follows is the size check naming the descriptor, not an HTTP 416.
+#[tokio::test]
+async fn a_416_saying_the_size_already_held_ends_the_download() {
+    let blob = blob();
+    let size = blob.len();
+    let (addr, log) = fake(blob.clone(), move |_, range| match range {
+        None => Reply::CutChunked {
+            from: 0,
+            len: size,
+            range: None,
+        },
+        Some(_) => Reply::Unsatisfiable,
+    })
+    .await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    let e = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &d, size as u64 + 10, &dest),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::ManifestSizeWrong { actual: Some(n), .. } if n == size as u64),
+        "{e}\n{:?}",
+        log.lock().unwrap()
+    );
+    assert_eq!(get_count(&log), 2, "{:?}", log.lock().unwrap());
+    assert!(!dest.exists());
+}
+
+/// A status the client does not expect is an error that says itself without a dangling
+/// `: ` (its body is empty) and with a hint.
+#[tokio::test]
+async fn an_unexpected_status_says_itself_without_an_empty_body() {
+    let blob = blob();
+    let (addr, _log) = fake(blob.clone(), |_, _| Reply::Status("418 I'm a teapot")).await;
+    let c = client(0);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let e = c
+        .download_blob_to(&r, &d, blob.len() as u64, &dir.path().join("blob"))
+        .await
+        .unwrap_err();
+    let said = e.to_string();
+    assert!(said.contains("unexpected HTTP 418 for GET"), "{said}");
+    assert!(!said.contains(": \n") && !said.ends_with(": "), "{said}");
+    assert!(said.contains("\nhint: "), "{said}");
+    assert!(!dir.path().join("blob").exists());
+}
