@@ -294,7 +294,7 @@ fn bad_input_is_reported_not_panicked() {
     assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
     assert!(!err.contains("error sending request"), "{err}");
     assert!(
-        err.contains("gave up on GET /v2/x/manifests/y after 3 attempts over 0."),
+        err.contains("gave up on GET /v2/x/manifests/y after 3 requests over 0."),
         "{err}"
     );
     assert!(err.contains("hint: is the registry running?"), "{err}");

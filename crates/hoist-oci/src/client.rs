@@ -91,6 +91,38 @@ const MAX_PAUSE: Duration = Duration::from_secs(4);
 /// A `Retry-After` longer than this is not waited for in full: a command should fail in
 /// seconds, not minutes (the retries that remain may still find the registry back).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// All the pauses of one transfer (or request) together: with the default pauses (7.75 s
+/// plus jitter) this only cuts `Retry-After`s short, so a registry that keeps failing costs
+/// a command seconds, not minutes.
+const MAX_PAUSES: Duration = Duration::from_secs(20);
+
+tokio::task_local! {
+    /// The retry budget of the transfer the task is in ([`RegistryClient::budgeted`]):
+    /// its requests, their retries and the transfer's own retries draw from it, so retries
+    /// inside retries do not multiply.
+    static BUDGET: Budget;
+}
+
+/// A [`Backoff`] shared by every request of one transfer.
+#[derive(Clone)]
+struct Budget(Arc<std::sync::Mutex<Backoff>>);
+
+impl Budget {
+    fn new(opts: &ClientOptions) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Backoff::new(opts))))
+    }
+
+    /// The budget of the transfer this task runs, or a fresh one for a lone request.
+    fn current_or_new(opts: &ClientOptions) -> Self {
+        BUDGET
+            .try_with(Budget::clone)
+            .unwrap_or_else(|_| Self::new(opts))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Backoff) -> T) -> T {
+        f(&mut self.0.lock().unwrap())
+    }
+}
 
 fn retries_from_env() -> u32 {
     let Ok(v) = std::env::var(RETRIES_ENV) else {
@@ -747,7 +779,7 @@ impl RegistryClient {
             }
         }
         let mut authed = false;
-        let mut backoff = Backoff::new(&self.inner.opts);
+        let budget = Budget::current_or_new(&self.inner.opts);
         self.ensure_token(r, scope).await?;
         let mut url = self.current_url(&r.registry, url);
         // A plain HTTP attempt that failed (or got a 400 that cannot tell) on a registry not
@@ -770,6 +802,7 @@ impl RegistryClient {
                 req = req.body(reqwest::Body::wrap(b));
             }
             add(&self.inner.counters.requests, 1);
+            budget.with(|b| b.requests += 1);
             let exchange = self.exchange(req, &watch);
             let mut result = self
                 .saying_still_waiting(r, &method, url_str, &watch, exchange)
@@ -829,13 +862,13 @@ impl RegistryClient {
                     let s = resp.status();
                     (s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS).then(|| {
                         let asked = retry_after(resp);
-                        backoff.next(retries).map(|d| d.max(asked))
+                        budget.with(|b| b.next_at_least(retries, asked))
                     })
                 }
-                Err(Failure::Silent) => Some(backoff.next_after_silence(retries)),
+                Err(Failure::Silent) => Some(budget.with(|b| b.next_after_silence(retries))),
                 Err(Failure::Failed(e)) => ((e.is_connect() || e.is_request() || e.is_body())
                     && !crate::error::is_tls_failure(e))
-                .then(|| backoff.next(retries)),
+                .then(|| budget.with(|b| b.next(retries))),
             };
             // The path names the blob or manifest; the registry is named beside it.
             let what = || {
@@ -859,6 +892,7 @@ impl RegistryClient {
                         ),
                         Err(Failure::Failed(e)) => crate::error::reason(e),
                     };
+                    let backoff = budget.with(|b| b.clone());
                     tracing::debug!(%url, attempt = backoff.attempt, ?delay, "retrying after a server error, a dropped connection or silence");
                     self.notice(r, &what(), &why, &backoff, delay);
                     tokio::time::sleep(delay).await;
@@ -867,15 +901,19 @@ impl RegistryClient {
                 // Retried as often as allowed: say so (a silent registry says it its own way).
                 (Some(None), Ok(resp)) => {
                     let e = http_error(r, method.as_str(), url_str, resp.status(), resp).await;
-                    return Err(backoff.gave_up(what(), e));
+                    return Err(budget.with(|b| b.gave_up(what(), e)));
                 }
                 (Some(None), Err(Failure::Failed(e))) => {
-                    return Err(backoff.gave_up(what(), self.transport(r, url_str, e)));
+                    let e = self.transport(r, url_str, e);
+                    return Err(budget.with(|b| b.gave_up(what(), e)));
                 }
                 (_, r) => result = r,
             }
             let resp = result.map_err(|f| match f {
-                Failure::Silent => self.no_answer(r, url_str, Silence::Answer, backoff.silent),
+                Failure::Silent => {
+                    let silent = budget.with(|b| b.silent);
+                    self.no_answer(r, url_str, Silence::Answer, silent)
+                }
                 f => self.failed(r, url_str, f),
             })?;
             if resp.status() == StatusCode::UNAUTHORIZED {
@@ -1071,16 +1109,27 @@ impl RegistryClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let mut backoff = Backoff::new(&self.inner.opts);
-        loop {
-            match read().await {
-                Err(e) if e.is_transient() => {
-                    let delay = self.retry_or_give_up(r, what, e, &mut backoff)?;
-                    tokio::time::sleep(delay).await;
+        self.budgeted(async {
+            loop {
+                match read().await {
+                    Err(e) if e.is_transient() => {
+                        let delay = self.retry_or_give_up(r, what, e)?;
+                        tokio::time::sleep(delay).await;
+                    }
+                    done => return done,
                 }
-                done => return done,
             }
+        })
+        .await
+    }
+
+    /// Run `transfer` with one retry budget for all its requests (and their retries): the
+    /// budget of the transfer this is part of, or a new one.
+    async fn budgeted<T>(&self, transfer: impl std::future::Future<Output = T>) -> T {
+        if BUDGET.try_with(|_| ()).is_ok() {
+            return transfer.await;
         }
+        BUDGET.scope(Budget::new(&self.inner.opts), transfer).await
     }
 
     async fn get_manifest_once(&self, r: &Reference) -> Result<RawManifest> {
@@ -1214,6 +1263,28 @@ impl RegistryClient {
         }
     }
 
+    /// [`RegistryClient::has_blob`], where a blob whose `Content-Length` is not `size` is
+    /// not there (a broken proxy or cache in between): asked after an upload seemed to
+    /// fail, a wrong answer would lose the blob.
+    async fn has_blob_of_size(&self, r: &Reference, d: &Digest, size: u64) -> Result<bool> {
+        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
+        let scope = push_or_pull(r);
+        let resp = (self.send(r, &scope, Method::HEAD, &url, HeaderMap::new(), None)).await?;
+        match resp.status() {
+            s if s.is_success() => {
+                let length = (resp.headers().get(header::CONTENT_LENGTH))
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if length.is_some_and(|n| n != size) {
+                    tracing::debug!(%url, ?length, size, "HEAD says another size: not there");
+                    return Ok(false);
+                }
+                Ok(true)
+            }
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(http_error(r, "HEAD", &url, s, resp).await),
+        }
+    }
+
     /// Download a blob and verify its digest; nothing is returned if it does not match.
     pub async fn get_blob(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
         let what = format!("blob {d} of {}", r.name());
@@ -1263,12 +1334,22 @@ impl RegistryClient {
         size: u64,
         dest: &std::path::Path,
     ) -> Result<u64> {
+        self.budgeted(self.download_blob_to_budgeted(r, d, size, dest))
+            .await
+    }
+
+    async fn download_blob_to_budgeted(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        size: u64,
+        dest: &std::path::Path,
+    ) -> Result<u64> {
         let _slot = self.transfer_slot().await;
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
         let dir = dest.parent().unwrap_or(std::path::Path::new("."));
         let mut tmp = crate::layout::readable_temp_file(dir)?;
         let mut got = Fetched::new(self.sent());
-        let mut backoff = Backoff::new(&self.inner.opts);
         let what = format!("blob {d} of {}", r.name());
         loop {
             let e = match (self.download_into(r, d, size, &url, dest, &mut tmp, &mut got)).await {
@@ -1276,7 +1357,7 @@ impl RegistryClient {
                 Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
             };
-            let delay = self.retry_or_give_up(r, &what, e, &mut backoff)?;
+            let delay = self.retry_or_give_up(r, &what, e)?;
             tokio::time::sleep(delay).await;
         }
         let Fetched { hash, n, sent } = got;
@@ -1726,15 +1807,19 @@ impl RegistryClient {
         F: FnMut(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let mut backoff = Backoff::new(&self.inner.opts);
-        loop {
-            let e = match transfer(session.take()).await {
-                Err(e) if e.is_transient() => e,
-                r => return r,
-            };
-            let delay = self.retry_or_give_up(dst, what, e, &mut backoff)?;
-            tokio::time::sleep(delay).await;
-            if self.has_blob(dst, d).await? {
+        self.budgeted(async {
+            loop {
+                let e = match transfer(session.take()).await {
+                    Err(e) if e.is_transient() => e,
+                    r => return r,
+                };
+                let delay = self.retry_or_give_up(dst, what, e)?;
+                tokio::time::sleep(delay).await;
+                // Its requests draw from the transfer's budget: a HEAD that fails is
+                // retried within it, and ends the transfer only once it is used up.
+                if !self.has_blob_of_size(dst, d, size).await? {
+                    continue;
+                }
                 tracing::debug!(what, "the blob landed although its upload seemed to fail");
                 // Its bytes went through once: sent, not re-sent (the failed attempt
                 // counted them as lost).
@@ -1747,24 +1832,28 @@ impl RegistryClient {
                 self.progress(size);
                 return Ok(());
             }
-        }
+        })
+        .await
     }
 
     /// After transient error `e` of a transfer (`what`, on `r`'s registry): the pause before
     /// trying again (said on the terminal or stderr), or the error to end with once the
-    /// retries are used up, saying how many attempts over how long.
-    fn retry_or_give_up(
-        &self,
-        r: &Reference,
-        what: &str,
-        mut e: Error,
-        backoff: &mut Backoff,
-    ) -> Result<Duration> {
+    /// retries are used up, saying how many requests over how long.
+    fn retry_or_give_up(&self, r: &Reference, what: &str, mut e: Error) -> Result<Duration> {
         let retries = self.inner.opts.retries;
-        let delay = match e {
-            Error::NoAnswer { attempts, .. } => backoff.next_after(attempts, retries),
-            _ => backoff.next(retries),
-        };
+        let budget = Budget::current_or_new(&self.inner.opts);
+        let (delay, backoff) = budget.with(|b| {
+            let delay = match e {
+                // The request counted its silences in this budget already.
+                Error::NoAnswer {
+                    silence: Silence::Answer,
+                    ..
+                } if b.silent >= SILENT_ATTEMPTS => None,
+                Error::NoAnswer { attempts, .. } => b.next_after(attempts, retries),
+                _ => b.next(retries),
+            };
+            (delay, b.clone())
+        });
         let Some(delay) = delay else {
             // Say how often it was asked, over every attempt of the transfer.
             if let Error::NoAnswer { attempts, .. } = &mut e {
@@ -1774,7 +1863,7 @@ impl RegistryClient {
             return Err(backoff.gave_up(what.to_string(), e));
         };
         tracing::debug!(what, attempt = backoff.attempt, error = %e, ?delay, "retrying an interrupted transfer");
-        self.notice(r, what, &retry_reason(&e), backoff, delay);
+        self.notice(r, what, &retry_reason(&e), &backoff, delay);
         Ok(delay)
     }
 
@@ -2173,9 +2262,14 @@ const SILENT_ATTEMPTS: u32 = 2;
 /// Pauses between attempts: [`ClientOptions::retry_pause`], doubling up to [`MAX_PAUSE`],
 /// each with up to a quarter more at random (many blobs failing at once then do not all
 /// come back at the same instant), up to `retries` of them.
+#[derive(Clone)]
 struct Backoff {
     /// Retries so far.
     attempt: u32,
+    /// Requests sent so far.
+    requests: u32,
+    /// Pauses so far, together (at most [`MAX_PAUSES`]).
+    paused: Duration,
     /// Attempts that met silence.
     silent: u32,
     /// Whether the last failure was silence.
@@ -2188,6 +2282,8 @@ impl Backoff {
     fn new(opts: &ClientOptions) -> Self {
         Self {
             attempt: 0,
+            requests: 0,
+            paused: Duration::ZERO,
             silent: 0,
             last_silent: false,
             first: opts.retry_pause,
@@ -2197,22 +2293,31 @@ impl Backoff {
 
     /// The pause before the next attempt, `None` when retries are used up.
     fn next(&mut self, retries: u32) -> Option<Duration> {
+        self.next_at_least(retries, Duration::ZERO)
+    }
+
+    /// [`Backoff::next`], but no shorter than `asked` (a `Retry-After`); `None` too once
+    /// the pauses add up to [`MAX_PAUSES`].
+    fn next_at_least(&mut self, retries: u32, asked: Duration) -> Option<Duration> {
         self.last_silent = false;
-        if self.attempt >= retries {
+        let room = MAX_PAUSES.saturating_sub(self.paused);
+        if self.attempt >= retries || room.is_zero() {
             return None;
         }
         self.attempt += 1;
         let base = (self.first)
             .saturating_mul(1 << (self.attempt - 1).min(16))
             .min(MAX_PAUSE.max(self.first));
-        Some(base + base.mul_f64(jitter()))
+        let pause = (base + base.mul_f64(jitter())).max(asked).min(room);
+        self.paused += pause;
+        Some(pause)
     }
 
     /// The error to end with when the retries are used up after `last`.
     fn gave_up(&self, what: String, last: Error) -> Error {
         Error::GaveUp {
             what,
-            attempts: self.attempt + 1,
+            requests: self.requests.max(1),
             elapsed: self.started.elapsed(),
             last: Box::new(last),
         }
@@ -2435,10 +2540,25 @@ mod tests {
             let base = Duration::from_millis(base);
             assert!(*p >= base && *p < base + base / 4, "{p:?} for {base:?}");
         }
+        b.requests = 7;
         match b.gave_up("GET /v2/x".into(), Error::Invalid("x".into())) {
-            Error::GaveUp { attempts, .. } => assert_eq!(attempts, 7),
+            Error::GaveUp { requests, .. } => assert_eq!(requests, 7),
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn pauses_of_one_budget_add_up_to_a_cap_whatever_retry_after_asks() {
+        let opts = ClientOptions {
+            retry_pause: Duration::from_millis(250),
+            ..Default::default()
+        };
+        let mut b = Backoff::new(&opts);
+        let pauses: Vec<Duration> =
+            std::iter::from_fn(|| b.next_at_least(10, MAX_RETRY_AFTER)).collect();
+        assert_eq!(pauses.iter().sum::<Duration>(), MAX_PAUSES, "{pauses:?}");
+        assert_eq!(pauses.len(), 2, "two 10 s Retry-Afters fill it: {pauses:?}");
+        assert_eq!(b.next(10), None, "used up");
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub enum Error {
     #[error(
         "{}; gave up on {what} after {} over {}\nhint: is the registry running? {}=N sets how often hoist retries (default {})",
         gave_up_reason(.last),
-        if *.attempts == 1 { "1 attempt".to_string() } else { format!("{} attempts", .attempts) },
+        if *.requests == 1 { "1 request".to_string() } else { format!("{} requests", .requests) },
         crate::watch::secs(*.elapsed),
         crate::client::RETRIES_ENV,
         crate::client::DEFAULT_RETRIES
@@ -143,7 +143,8 @@ pub enum Error {
     GaveUp {
         /// What was being fetched or sent: a blob, a manifest, a request.
         what: String,
-        attempts: u32,
+        /// Every request sent for it, retries inside retries included.
+        requests: u32,
         elapsed: std::time::Duration,
         /// The last attempt's error (not `source`: its text is part of this one's).
         last: Box<Error>,
@@ -507,7 +508,7 @@ mod tests {
     fn giving_up_says_how_often_how_long_for_what_and_what_to_do() {
         let e = Error::GaveUp {
             what: "POST /v2/a/b/blobs/uploads/ for blob sha256:ab".into(),
-            attempts: 6,
+            requests: 6,
             elapsed: std::time::Duration::from_millis(8640),
             last: Box::new(Error::Http {
                 registry: "127.0.0.1:5000".into(),
@@ -520,7 +521,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "registry 127.0.0.1:5000 answered HTTP 503 to POST http://127.0.0.1:5000/v2/a/b/blobs/uploads/: busy; \
-             gave up on POST /v2/a/b/blobs/uploads/ for blob sha256:ab after 6 attempts over 8.6 s\n\
+             gave up on POST /v2/a/b/blobs/uploads/ for blob sha256:ab after 6 requests over 8.6 s\n\
              hint: is the registry running? HOIST_REGISTRY_RETRIES=N sets how often hoist retries (default 5)"
         );
         assert!(!e.is_transient(), "its retries are used up");

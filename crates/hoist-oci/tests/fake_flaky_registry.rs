@@ -214,3 +214,54 @@ async fn an_unexpected_status_says_itself_without_an_empty_body() {
     assert!(said.contains("\nhint: "), "{said}");
     assert!(!dir.path().join("blob").exists());
 }
+
+/// The reviewer's repro: five 503s, then a body cut in the middle, over and over. The
+/// request retries and the transfer's retries share one budget, so the download gives up
+/// after the 6 requests the default 5 retries allow (not 6 × 6), and says how many requests
+/// it sent: as many as the fake saw.
+#[tokio::test]
+async fn retries_inside_retries_share_one_budget_and_say_their_requests() {
+    let blob = blob();
+    let size = blob.len();
+    let (addr, log) = fake(blob.clone(), move |n, _| match n % 6 {
+        5 => Reply::CutChunked {
+            from: 0,
+            len: size / 2,
+            range: None,
+        },
+        _ => Reply::Status("503 Service Unavailable"),
+    })
+    .await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &d, size as u64, &dir.path().join("blob")),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
+    let took = started.elapsed();
+    let seen = get_count(&log);
+    assert_eq!(
+        seen,
+        6,
+        "one budget of 6 requests: {:?}",
+        log.lock().unwrap()
+    );
+    match &e {
+        Error::GaveUp { requests, .. } => assert_eq!(*requests as usize, seen, "{e}"),
+        e => panic!("expected GaveUp, got {e:?}"),
+    }
+    let said = e.to_string();
+    assert!(
+        said.contains(&format!("after {seen} requests over")),
+        "{said}"
+    );
+    // Pauses of 20, 40, 80, 160, 320 ms (+ up to a quarter): well under a second of them.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(c.counters().requests as usize, seen, "{:?}", c.counters());
+}

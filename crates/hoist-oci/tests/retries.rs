@@ -263,8 +263,8 @@ async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
         .unwrap_err();
     let took = started.elapsed();
     match &e {
-        Error::GaveUp { attempts, last, .. } => {
-            assert_eq!(*attempts, 6);
+        Error::GaveUp { requests, last, .. } => {
+            assert_eq!(*requests, 6);
             assert!(matches!(**last, Error::Transport { .. }), "{last}");
         }
         e => panic!("expected GaveUp, got {e:?}"),
@@ -272,7 +272,7 @@ async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
     let said = e.to_string();
     assert!(said.contains("Connection refused"), "{said}");
     assert!(
-        said.contains("gave up on GET /v2/down/img/manifests/v1 after 6 attempts over"),
+        said.contains("gave up on GET /v2/down/img/manifests/v1 after 6 requests over"),
         "{said}"
     );
     assert!(said.contains("is the registry running?"), "{said}");
