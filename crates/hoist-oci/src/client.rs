@@ -747,9 +747,9 @@ impl RegistryClient {
             .await
     }
 
-    /// [`RegistryClient::send`] with `retries` of its own: 0 for the request closing an
-    /// upload session, which is retried from a fresh session instead
-    /// ([`closing_failed`]).
+    /// [`RegistryClient::send`] with `retries` of its own: 0 for the requests into an
+    /// upload session (chunks, the closing PUT), which are retried from a fresh session
+    /// instead ([`session_failed`]).
     #[allow(clippy::too_many_arguments)]
     async fn send_with(
         &self,
@@ -1624,16 +1624,13 @@ impl RegistryClient {
                     header::CONTENT_RANGE,
                     HeaderValue::from_str(&format!("{off}-{}", end - 1)).expect("ascii"),
                 );
-                let resp = self
-                    .send(
-                        r,
-                        &scope,
-                        Method::PATCH,
-                        &loc,
-                        h,
-                        Some(data.slice(off as usize..end as usize)),
-                    )
-                    .await?;
+                let chunk = Some(data.slice(off as usize..end as usize));
+                // Not retried into this session: a chunk whose answer was lost would be
+                // appended twice (distribution ignores `Content-Range` on PATCH).
+                let resp = (self
+                    .send_with(r, &scope, Method::PATCH, &loc, h, chunk, 0)
+                    .await)
+                    .map_err(|e| session_failed(e, d, "sending a chunk"))?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(session_error(r, d, "PATCH", &loc, resp).await);
                 }
@@ -1652,7 +1649,7 @@ impl RegistryClient {
         let resp = (self
             .send_with(r, &scope, Method::PUT, &url, h, Some(body), 0)
             .await)
-            .map_err(|e| closing_failed(e, d))?;
+            .map_err(|e| session_failed(e, d, "closing its upload"))?;
         if resp.status() != StatusCode::CREATED {
             return Err(session_error(r, d, "PUT", &url, resp).await);
         }
@@ -1743,14 +1740,16 @@ impl Fetched {
     }
 }
 
-/// The request closing an upload session failed: an interrupted transfer, to be sent again
-/// into a fresh session (the registry may have restarted, and its sessions with it), after
-/// a HEAD asks whether the blob landed ([`RegistryClient::retry_transfer`]).
-fn closing_failed(e: Error, d: &Digest) -> Error {
+/// A request into an upload session (a chunk, or the closing PUT; `doing` says which)
+/// failed: an interrupted transfer, to be sent again into a fresh session (the registry
+/// may have restarted, and its sessions with it, or it may have taken a request whose
+/// answer was lost), after a HEAD asks whether the blob landed
+/// ([`RegistryClient::retry_transfer`]).
+fn session_failed(e: Error, d: &Digest, doing: &str) -> Error {
     match e {
         Error::GaveUp { last, .. } if last.is_transient() => Error::Interrupted {
             what: format!("blob {d}"),
-            reason: format!("closing its upload failed: {}", retry_reason(&last)),
+            reason: format!("{doing} failed: {}", retry_reason(&last)),
         },
         e => e,
     }
@@ -2196,9 +2195,12 @@ impl RegistryClient {
                 header::CONTENT_RANGE,
                 HeaderValue::from_str(&format!("{off}-{}", off + len - 1)).expect("ascii"),
             );
-            let resp = self
-                .send(dst, &scope, Method::PATCH, &loc, h, Some(Bytes::from(buf)))
-                .await?;
+            // Not retried into this session ([`RegistryClient::upload_blob_once`]).
+            let chunk = Some(Bytes::from(buf));
+            let resp = (self
+                .send_with(dst, &scope, Method::PATCH, &loc, h, chunk, 0)
+                .await)
+                .map_err(|e| session_failed(e, d, "sending a chunk"))?;
             if resp.status() != StatusCode::ACCEPTED {
                 return Err(session_error(dst, d, "PATCH", &loc, resp).await);
             }
@@ -2236,7 +2238,9 @@ impl RegistryClient {
             HeaderValue::from_static("application/octet-stream"),
         );
         let closing = self.send_with(dst, &scope, Method::PUT, &url, h, Some(Bytes::new()), 0);
-        let resp = closing.await.map_err(|e| closing_failed(e, d))?;
+        let resp = closing
+            .await
+            .map_err(|e| session_failed(e, d, "closing its upload"))?;
         if resp.status() != StatusCode::CREATED {
             return Err(session_error(dst, d, "PUT", &url, resp).await);
         }
@@ -2463,8 +2467,8 @@ fn parse_challenge(h: &str) -> Option<Challenge> {
 
 /// An upload session's request (`PATCH`, closing `PUT`) refused: a 404 means the registry
 /// no longer knows the session (it restarted: distribution signs sessions with a
-/// per-process secret), an interrupted transfer to send again into a fresh session; any
-/// other status as it is.
+/// per-process secret), and a 416 that it holds other bytes: both an interrupted transfer
+/// to send again into a fresh session; any other status as it is.
 async fn session_error(
     r: &Reference,
     d: &Digest,
@@ -2474,16 +2478,16 @@ async fn session_error(
 ) -> Error {
     let status = resp.status();
     let e = http_error(r, method, url, status, resp).await;
-    if status != StatusCode::NOT_FOUND {
-        return e;
-    }
+    let why = match status {
+        StatusCode::NOT_FOUND => "no longer knows its upload session (restarted?)",
+        // A newer registry checks `Content-Range`: the session holds other bytes than
+        // this client sent (an earlier request's answer lost on the way).
+        StatusCode::RANGE_NOT_SATISFIABLE => "holds other bytes in its upload session",
+        _ => return e,
+    };
     Error::Interrupted {
         what: format!("blob {d}"),
-        reason: format!(
-            "{} no longer knows its upload session (restarted?): {}",
-            r.registry,
-            retry_reason(&e)
-        ),
+        reason: format!("{} {why}: {}", r.registry, retry_reason(&e)),
     }
 }
 

@@ -248,6 +248,54 @@ async fn an_upload_whose_closing_answer_is_lost_is_not_lost() {
     }
 }
 
+/// A chunk (PATCH) whose answer is lost after the registry appended it: sent again into
+/// the same session, distribution 2.x would append it twice (it ignores `Content-Range`)
+/// and refuse the closing PUT (DIGEST_INVALID). It is sent again into a fresh session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_chunk_whose_answer_is_lost_goes_again_into_a_fresh_session() {
+    let reg = Registry::start(false);
+    let target = r(&format!("{}/lost/chunk:v1", reg.addr));
+    for from_file in [false, true] {
+        let proxy = FaultProxy::start(
+            &reg.addr,
+            Faults {
+                lost_patch_answers: 1,
+                ..Default::default()
+            },
+        );
+        let c = RegistryClient::new(ClientOptions {
+            retry_pause: Duration::from_millis(20),
+            chunk_size: Some(64 << 10),
+            ..Default::default()
+        })
+        .unwrap();
+        let via = r(&format!("{}/lost/chunk:v1", proxy.addr));
+        let data = pseudo_random(from_file as u64 + 21, 200 << 10);
+        let d = Digest::of(&data);
+        let sent = if from_file {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("blob");
+            std::fs::write(&path, &data).unwrap();
+            c.upload_blob_file(&via, &d, &path, data.len() as u64)
+                .await
+                .map(|_| ())
+        } else {
+            c.upload_blob(&via, &d, data.clone().into(), None).await
+        };
+        sent.unwrap_or_else(|e| panic!("from a file: {from_file}: {e}"));
+        assert_eq!(
+            proxy.lost_patch_answers_done(),
+            1,
+            "from a file: {from_file}"
+        );
+        assert_eq!(
+            quick_client().get_blob(&target, &d).await.unwrap().len(),
+            data.len()
+        );
+        assert_eq!(c.counters().retries, 1, "from a file: {from_file}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
     // A port nobody listens on: every connection is refused.

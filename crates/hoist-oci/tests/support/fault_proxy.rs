@@ -24,6 +24,9 @@ pub struct Faults {
     /// Forward this many closing upload requests (`PUT …/blobs/uploads/…digest=…`) to the
     /// registry, then cut the connection instead of passing its answer on.
     pub lost_closing_answers: u32,
+    /// The same for upload chunks (`PATCH …/blobs/uploads/…`): the registry appends the
+    /// chunk, the client never hears it did.
+    pub lost_patch_answers: u32,
     /// Take the `Range` header off requests, as a registry (or a proxy before it) that
     /// does not resume downloads would ignore it.
     pub ignore_range: bool,
@@ -48,6 +51,7 @@ struct Left {
     unavailable: AtomicU32,
     lost_closing_answers: AtomicU32,
     manifest_puts: AtomicU32,
+    lost_patch_answers: AtomicU32,
 }
 
 pub struct FaultProxy {
@@ -74,6 +78,7 @@ impl FaultProxy {
             unavailable: AtomicU32::new(faults.unavailable),
             lost_closing_answers: AtomicU32::new(faults.lost_closing_answers),
             manifest_puts: AtomicU32::new(0),
+            lost_patch_answers: AtomicU32::new(faults.lost_patch_answers),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (target, f, l, s) = (
@@ -113,6 +118,11 @@ impl FaultProxy {
     /// How many closing upload requests lost their answer.
     pub fn lost_closing_answers_done(&self) -> u32 {
         self.faults.lost_closing_answers - self.left.lost_closing_answers.load(Ordering::SeqCst)
+    }
+
+    /// How many upload chunks lost their answer.
+    pub fn lost_patch_answers_done(&self) -> u32 {
+        self.faults.lost_patch_answers - self.left.lost_patch_answers.load(Ordering::SeqCst)
     }
 }
 
@@ -229,6 +239,12 @@ fn requests(mut from: TcpStream, mut to: TcpStream, f: &Faults, left: &Left, los
                         && line.contains("/manifests/")
                     {
                         (hook.0)(left.manifest_puts.fetch_add(1, Ordering::SeqCst));
+                    }
+                    if line.starts_with("PATCH ")
+                        && line.contains("/blobs/uploads/")
+                        && take(&left.lost_patch_answers)
+                    {
+                        lose.store(true, Ordering::SeqCst);
                     }
                     let lines: Vec<&str> = (head.split("\r\n"))
                         .filter(|l| {
