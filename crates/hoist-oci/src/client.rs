@@ -1611,6 +1611,9 @@ impl RegistryClient {
         let scope = push_scope(&r.repository, None);
         let total = data.len() as u64;
         let mut body = data.clone();
+        // What this attempt sent: counted as re-sent if it fails, which the HEAD finding
+        // the blob landed after all takes back ([`RegistryClient::retry_transfer`]).
+        let sent = self.sent();
         if let Some(chunk) = self.inner.opts.chunk_size.filter(|c| *c > 0 && total > *c) {
             let mut off = 0u64;
             while off < total {
@@ -1635,6 +1638,7 @@ impl RegistryClient {
                     return Err(session_error(r, d, "PATCH", &loc, resp).await);
                 }
                 loc = self.location(r, &loc, &resp)?;
+                sent.add(end - off);
                 off = end;
             }
             body = Bytes::new();
@@ -1646,6 +1650,9 @@ impl RegistryClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        // Counted before it goes: an answer lost after the registry took it all is what
+        // the HEAD after the failure then finds.
+        sent.add(body.len() as u64);
         let resp = (self
             .send_with(r, &scope, Method::PUT, &url, h, Some(body), 0)
             .await)
@@ -1653,9 +1660,9 @@ impl RegistryClient {
         if resp.status() != StatusCode::CREATED {
             return Err(session_error(r, d, "PUT", &url, resp).await);
         }
+        sent.keep();
         add(&self.inner.counters.blob_uploads, 1);
         add(&self.inner.counters.upload_bytes, total);
-        self.progress(total);
         Ok(())
     }
 

@@ -296,6 +296,51 @@ async fn an_upload_chunk_whose_answer_is_lost_goes_again_into_a_fresh_session() 
     }
 }
 
+/// An upload whose closing answer was lost but which landed takes back only its own bytes
+/// from the re-sent count: a download that really started over keeps its re-sent bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_upload_takes_back_only_its_own_resent_bytes() {
+    let reg = Registry::start(false);
+    let direct = r(&format!("{}/count/resent:v1", reg.addr));
+    let big = pseudo_random(31, 300 << 10);
+    let big_d = Digest::of(&big);
+    quick_client()
+        .upload_blob(&direct, &big_d, big.clone().into(), None)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        Faults {
+            cut_after: 100 << 10,
+            cuts: 1,
+            ignore_range: true,
+            lost_closing_answers: 1,
+            ..Default::default()
+        },
+    );
+    let c = quick_client();
+    let via = r(&format!("{}/count/resent:v1", proxy.addr));
+    let tmp = tempfile::tempdir().unwrap();
+    c.download_blob_to(&via, &big_d, big.len() as u64, &tmp.path().join("big"))
+        .await
+        .unwrap();
+    assert_eq!(proxy.cuts_done(), 1);
+    let restarted = c.counters().resent_bytes;
+    assert!(
+        restarted > 50 << 10,
+        "the download started over: {restarted}"
+    );
+    let small = pseudo_random(32, 50 << 10);
+    let small_d = Digest::of(&small);
+    c.upload_blob(&via, &small_d, small.clone().into(), None)
+        .await
+        .unwrap();
+    assert_eq!(proxy.lost_closing_answers_done(), 1);
+    let after = c.counters();
+    assert_eq!(after.resent_bytes, restarted, "{after:?}");
+    assert_eq!(after.upload_bytes, small.len() as u64, "{after:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_stays_down_fails_saying_how_long_it_was_tried() {
     // A port nobody listens on: every connection is refused.
