@@ -1431,10 +1431,18 @@ impl RegistryClient {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 if !range.starts_with(&from) {
-                    return Err(Error::Invalid(format!(
-                        "registry {} answered a request for {url} from byte {} with the range {range:?}",
-                        r.registry, got.n
-                    )));
+                    // Other bytes than asked for (a proxy or cache in between?): nothing of
+                    // them is taken, and the next attempt asks for the whole blob.
+                    let held = got.n;
+                    got.restart(tmp)
+                        .ctx(|| format!("writing {}", dest.display()))?;
+                    return Err(Error::Interrupted {
+                        what: format!("blob {d}"),
+                        reason: format!(
+                            "registry {} answered a request from byte {held} with the range {range:?}; starting over from byte 0",
+                            r.registry
+                        ),
+                    });
                 }
             }
             StatusCode::OK if got.n > 0 => {

@@ -25,6 +25,8 @@ enum Reply {
         len: usize,
         range: Option<String>,
     },
+    /// The whole blob, 200, with its `Content-Length`.
+    Whole,
     /// A 416 as Go's `http.ServeContent` gives it: `Content-Range: bytes */SIZE`.
     Unsatisfiable,
 }
@@ -70,6 +72,7 @@ async fn serve(
     };
     match script(n, range.as_deref()) {
         Reply::Status(s) => fake_http::respond(&mut sock, s, &[], b"").await,
+        Reply::Whole => fake_http::respond(&mut sock, "200 OK", &[], blob).await,
         Reply::Unsatisfiable => {
             let total = format!("bytes */{}", blob.len());
             let h = [("Content-Range", total.as_str())];
@@ -264,4 +267,44 @@ async fn retries_inside_retries_share_one_budget_and_say_their_requests() {
     // Pauses of 20, 40, 80, 160, 320 ms (+ up to a quarter): well under a second of them.
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(c.counters().requests as usize, seen, "{:?}", c.counters());
+}
+
+/// A 206 for another range than asked (`bytes 49990-…` for `bytes=50000-`): nothing of it is
+/// taken, and the download starts over from byte 0 as one more attempt.
+#[tokio::test]
+async fn a_206_for_another_range_starts_the_download_over() {
+    let blob = blob();
+    let size = blob.len();
+    let (addr, log) = fake(blob.clone(), move |n, _| match n {
+        0 => Reply::CutChunked {
+            from: 0,
+            len: 50_000,
+            range: None,
+        },
+        1 => Reply::CutChunked {
+            from: 49_990,
+            len: size - 49_990,
+            range: Some(format!("bytes 49990-{}/{size}", size - 1)),
+        },
+        _ => Reply::Whole,
+    })
+    .await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &d, size as u64, &dest),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
+    assert_eq!(std::fs::read(&dest).unwrap(), *blob);
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[1].ends_with("Some(\"bytes=50000-\")"), "{seen:?}");
+    assert!(seen[2].ends_with("None"), "the whole blob again: {seen:?}");
+    assert_eq!(c.counters().retries, 2, "{:?}", c.counters());
 }
