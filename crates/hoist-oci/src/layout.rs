@@ -247,8 +247,9 @@ impl OciLayout {
         let dest = self.blob_path(d);
         let dir = dest.parent().unwrap_or(Path::new("."));
         let tmp = readable_temp_file(dir)?;
+        let written = tmp.path().to_path_buf();
         let mut w = HashingWriter::new(tmp);
-        std::io::copy(&mut src, &mut w).map_err(|e| stored_blob::reading(from, e))?;
+        copy_telling_apart(&mut src, from, &mut w, &written)?;
         let (tmp, actual, n) = w.finish();
         check(&actual, n)?;
         tmp.persist(&dest).map_err(|e| Error::Io {
@@ -565,6 +566,29 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
 /// the umask), as skopeo and umoci write them. A layout holds no secrets, and other tools
 /// and users read it; tempfile's own default is 0600. Locked while open, so that a sweep
 /// removes it only once this process has ended ([`crate::temp_lock`]).
+/// `std::io::copy`, but an error names the file it came from: reading blob `from`, or
+/// writing `to` (a full disk is the store's problem, not the source's).
+fn copy_telling_apart(
+    src: &mut impl std::io::Read,
+    from: &Path,
+    dst: &mut impl Write,
+    to: &Path,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n = 0u64;
+    loop {
+        let k = match src.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(stored_blob::reading(from, e)),
+        };
+        dst.write_all(&buf[..k])
+            .ctx(|| format!("writing {}", to.display()))?;
+        n += k as u64;
+    }
+}
+
 pub(crate) fn readable_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
     crate::temp_lock::locked_temp_file(dir, crate::temp_lock::DOWNLOAD_PREFIX, "", 0o644)
 }
@@ -583,6 +607,37 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A disk that is full.
+    struct Full;
+
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from_raw_os_error(28))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_said_as_writing_the_file_written() {
+        let from = std::path::Path::new("/src/blob");
+        let to = std::path::Path::new("/store/blobs/sha256/.tmp-hoist-x");
+        let e = super::copy_telling_apart(&mut &b"data"[..], from, &mut Full, to).unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.starts_with("writing /store/blobs/sha256/.tmp-hoist-x"),
+            "{said}"
+        );
+        assert!(!said.contains("/src/blob"), "{said}");
+        let mut out = vec![];
+        assert_eq!(
+            super::copy_telling_apart(&mut &b"data"[..], from, &mut out, to).unwrap(),
+            4
+        );
+        assert_eq!(out, b"data");
+    }
+
     use super::*;
 
     fn manifest(i: usize) -> RawManifest {
