@@ -41,9 +41,10 @@ impl OciLayout {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        // Downloads of a hoist killed while writing here. (Not the root: a layout may be
-        // any directory of the user's, and only its index is written there, rarely.)
+        // Downloads of a hoist killed while writing here; in the root (any directory of
+        // the user's, where index.json is written) only temp files proven dead by lock.
         crate::build::sweep_once(&root.join("blobs/sha256"));
+        crate::temp_lock::sweep_dead_downloads(&root);
         let layout = Self::at(root);
         let index = layout.root.join("index.json");
         // Checked under the lock: another process may be storing its first image.
@@ -617,6 +618,28 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A `.tmp-hoist-*` file whose lock is free (its writer was killed) goes from the
+    /// root; a live one, other temp-looking files and the user's files stay.
+    #[test]
+    fn a_dead_writers_temp_file_in_the_root_is_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let dead = root.join(".tmp-hoist-dead");
+        std::fs::write(&dead, b"half an index").unwrap();
+        let other = root.join(".tmp-someone-else");
+        std::fs::write(&other, b"x").unwrap();
+        // Old enough for the age rule of blobs/sha256, which the root does not use.
+        let f = std::fs::File::options().write(true).open(&other).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let users = root.join("notes.txt");
+        std::fs::write(&users, b"mine").unwrap();
+        let live = super::readable_temp_file(root).unwrap();
+        super::OciLayout::create(root).unwrap();
+        assert!(!dead.exists(), "the dead writer's temp file is swept");
+        assert!(live.path().exists(), "a live one stays");
+        assert!(other.exists() && users.exists(), "other files stay");
     }
 
     #[test]

@@ -187,6 +187,31 @@ pub fn sweep(dir: &Path, fallback_age: Duration) -> usize {
     removed
 }
 
+/// Remove the `.tmp-hoist-*` files in `dir` whose lock is free, and nothing else: for a
+/// directory that may be the user's (a layout's root, where index.json is written), in
+/// which a file hoist cannot prove dead stays, however old.
+pub fn sweep_dead_downloads(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(|e| e.ok()) {
+        let path = e.path();
+        let ours = e.file_name().to_string_lossy().starts_with(DOWNLOAD_PREFIX)
+            && e.file_type().is_ok_and(|t| t.is_file());
+        if !ours {
+            continue;
+        }
+        if let Owner::Gone(_lock) = owner(&path)
+            && fs::remove_file(&path).is_ok()
+        {
+            tracing::debug!("removed {}, left by a hoist that has ended", path.display());
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
