@@ -120,9 +120,14 @@ pub fn human_bytes(n: u64) -> String {
 
 /// `1 layer`, `2 layers`: a count with its noun.
 pub fn count(n: u64, noun: &str) -> String {
+    count_irregular(n, noun, &format!("{noun}s"))
+}
+
+/// [`count`] for a noun whose plural is not `-s` ("retry", "retries").
+pub fn count_irregular(n: u64, one: &str, many: &str) -> String {
     match n {
-        1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
     }
 }
 
@@ -168,6 +173,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_say_their_plural() {
+        assert_eq!(count(1, "layer"), "1 layer");
+        assert_eq!(count(2, "layer"), "2 layers");
+        assert_eq!(count_irregular(1, "retry", "retries"), "1 retry");
+        assert_eq!(count_irregular(3, "retry", "retries"), "3 retries");
+    }
 
     #[test]
     fn sizes_and_counts_read_naturally() {

@@ -341,36 +341,19 @@ fn tries(attempts: u32) -> String {
 impl Error {
     /// A stored blob's error (corrupt, or under a wrong size), naming `image` (what it was
     /// read for) unless it names one already; any other error as it is.
-    pub fn in_image(self, image: &str) -> Self {
-        match self {
-            Error::CorruptBlob {
-                digest,
-                path,
-                reason,
-                fate,
-                image: None,
-            } => Error::CorruptBlob {
-                digest,
-                path,
-                reason,
-                fate,
-                image: Some(image.to_string()),
-            },
-            Error::BlobSizeWrong {
-                digest,
-                path,
-                descriptor,
-                actual,
-                image: None,
-            } => Error::BlobSizeWrong {
-                digest,
-                path,
-                descriptor,
-                actual,
-                image: Some(image.to_string()),
-            },
-            e => e,
+    pub fn in_image(mut self, image: &str) -> Self {
+        if let Error::CorruptBlob {
+            image: named @ None,
+            ..
         }
+        | Error::BlobSizeWrong {
+            image: named @ None,
+            ..
+        } = &mut self
+        {
+            *named = Some(image.to_string());
+        }
+        self
     }
 
     /// Worth trying again: a dropped or refused connection, an interrupted stream, a server

@@ -166,7 +166,12 @@ impl OciLayout {
         let read = FileIdentity::of(&read);
         // Hashed once, as it is written: the source's check is made on that hash.
         self.put_blob_from_reader(d, src, &path, |actual, n| {
-            stored_blob::check_read(from.owner, &path, read, d, actual, n, Some(size))
+            let of = stored_blob::ReadOf {
+                owner: from.owner,
+                path: &path,
+                identity: read,
+            };
+            of.check(d, actual, n, Some(size))
         })
     }
 

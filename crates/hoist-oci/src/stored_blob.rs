@@ -6,7 +6,7 @@
 //! a user's own `oci:DIR` layout it is left alone (the user's data) and only reported. Right
 //! bytes under a descriptor of another size are a wrong manifest: reported, never removed.
 //! Readers of layout blobs (configs, layer unpack, uploads) go through [`StoredBlob`];
-//! layout-to-layout copies, which hash as they write, through `check_read`.
+//! layout-to-layout copies, which hash as they write, through `ReadOf::check`.
 
 use std::fs;
 use std::io::{self, Read};
@@ -146,15 +146,12 @@ impl StoredBlob {
     fn check_end(&mut self) -> io::Result<()> {
         let actual = Digest::from_hasher(self.hasher.clone());
         let (owner, seen, size) = (self.owner, self.seen, self.size);
-        match verdict(
+        let of = ReadOf {
             owner,
-            &self.path,
-            self.identity,
-            &self.digest,
-            &actual,
-            seen,
-            size,
-        ) {
+            path: &self.path,
+            identity: self.identity,
+        };
+        match of.verdict(&self.digest, &actual, seen, size) {
             Ok(()) => {
                 self.state = State::Good;
                 Ok(())
@@ -185,51 +182,59 @@ impl Failure {
     }
 }
 
-/// The one rule for blob `digest` of a layout owned by `owner`, read whole from `path`
-/// (the file `read`): `seen` bytes hashing to `actual`, `size` what its descriptor says.
-/// Only bytes that fail their digest are corrupt, and dealt with by the owner's rule
-/// (removed from hoist's store, left in a user's layout); right bytes of another size than
-/// the descriptor's mean the manifest is wrong, and the blob, which other images may share,
-/// stays. For readers that hash as they copy (a layout-to-layout copy) rather than through
-/// a [`StoredBlob`].
-pub(crate) fn check_read(
-    owner: BlobOwner,
-    path: &Path,
-    read: FileIdentity,
-    digest: &Digest,
-    actual: &Digest,
-    seen: u64,
-    size: Option<u64>,
-) -> Result<()> {
-    verdict(owner, path, read, digest, actual, seen, size).map_err(|f| f.error(digest, path, seen))
+/// A blob file as it was read: in a layout owned by `owner`, at `path`, the file
+/// `identity` (what a removal checks the path still names).
+#[derive(Clone, Copy)]
+pub(crate) struct ReadOf<'a> {
+    pub owner: BlobOwner,
+    pub path: &'a Path,
+    pub identity: FileIdentity,
 }
 
-fn verdict(
-    owner: BlobOwner,
-    path: &Path,
-    read: FileIdentity,
-    digest: &Digest,
-    actual: &Digest,
-    seen: u64,
-    size: Option<u64>,
-) -> std::result::Result<(), Failure> {
-    let size_wrong = size.filter(|&s| s != seen);
-    if actual != digest {
-        let reason = match size_wrong {
-            Some(s) => format!(
-                "it is {seen} bytes, its descriptor says {s}, and its content hashes to {actual}"
-            ),
-            None => format!("its content hashes to {actual}"),
-        };
-        let fate = match owner {
-            BlobOwner::User => CorruptFate::LeftInUserLayout,
-            BlobOwner::Hoist => remove_if_same(path, read),
-        };
-        return Err(Failure::Corrupt { reason, fate });
+impl ReadOf<'_> {
+    /// [`ReadOf::verdict`] as an error, for readers that hash as they copy (a
+    /// layout-to-layout copy) rather than through a [`StoredBlob`].
+    pub(crate) fn check(
+        self,
+        digest: &Digest,
+        actual: &Digest,
+        seen: u64,
+        size: Option<u64>,
+    ) -> Result<()> {
+        (self.verdict(digest, actual, seen, size)).map_err(|f| f.error(digest, self.path, seen))
     }
-    match size_wrong {
-        Some(descriptor) => Err(Failure::WrongSize { descriptor }),
-        None => Ok(()),
+
+    /// The one rule for blob `digest` read whole: `seen` bytes hashing to `actual`, `size`
+    /// what its descriptor says. Only bytes that fail their digest are corrupt, and dealt
+    /// with by the owner's rule (removed from hoist's store, left in a user's layout);
+    /// right bytes of another size than the descriptor's mean the manifest is wrong, and
+    /// the blob, which other images may share, stays.
+    fn verdict(
+        self,
+        digest: &Digest,
+        actual: &Digest,
+        seen: u64,
+        size: Option<u64>,
+    ) -> std::result::Result<(), Failure> {
+        let (owner, path, read) = (self.owner, self.path, self.identity);
+        let size_wrong = size.filter(|&s| s != seen);
+        if actual != digest {
+            let reason = match size_wrong {
+                Some(s) => format!(
+                    "it is {seen} bytes, its descriptor says {s}, and its content hashes to {actual}"
+                ),
+                None => format!("its content hashes to {actual}"),
+            };
+            let fate = match owner {
+                BlobOwner::User => CorruptFate::LeftInUserLayout,
+                BlobOwner::Hoist => remove_if_same(path, read),
+            };
+            return Err(Failure::Corrupt { reason, fate });
+        }
+        match size_wrong {
+            Some(descriptor) => Err(Failure::WrongSize { descriptor }),
+            None => Ok(()),
+        }
     }
 }
 

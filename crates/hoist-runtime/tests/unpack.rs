@@ -109,9 +109,6 @@ fn missing_image_and_missing_layer_are_clear_errors() {
     );
 }
 
-/// A layer blob of hoist's store with one byte flipped (its size kept) fails the unpack with
-/// an error naming the blob and saying it was removed; the store no longer has it, so a
-/// pull fetches it again. The same blob in a user's own layout is reported and kept.
 /// A short layer (a full disk, a copy that broke off) fails inside the tar reader first:
 /// the error is still the corrupt blob with its hint, not a tar or "already failed" error.
 #[test]
@@ -135,10 +132,13 @@ fn a_truncated_layer_of_the_store_is_reported_as_corrupt() {
             && err.contains(&format!("`hoist image pull {reference}`")),
         "{err}"
     );
-    assert!(!path.exists(), "the corrupt blob stays in the store");
+    assert!(!path.exists(), "the corrupt blob is removed from the store");
     assert_eq!(std::fs::read_dir(unpacker.cache_dir()).unwrap().count(), 0);
 }
 
+/// A layer blob of hoist's store with one byte flipped (its size kept) fails the unpack with
+/// an error naming the blob and saying it was removed; the store no longer has it, so a
+/// pull fetches it again. The same blob in a user's own layout is reported and kept.
 #[test]
 fn a_corrupt_layer_of_the_store_is_removed_and_a_users_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -173,7 +173,7 @@ fn a_corrupt_layer_of_the_store_is_removed_and_a_users_kept() {
             && err.contains(&format!("`hoist image pull {reference}`")),
         "{err}"
     );
-    assert!(!path.exists(), "the corrupt blob stays in the store");
+    assert!(!path.exists(), "the corrupt blob is removed from the store");
     assert!(!store.layout().has_blob_of_size(&layer.digest, layer.size));
     assert_eq!(std::fs::read_dir(unpacker.cache_dir()).unwrap().count(), 0);
 

@@ -16,7 +16,7 @@ use miette::{IntoDiagnostic, miette};
 
 use super::interruptible;
 use crate::cli::GlobalOpts;
-use crate::output::{OutputFormat, count, human_bytes};
+use crate::output::{OutputFormat, count, count_irregular, human_bytes};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -291,11 +291,11 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
 fn retried(t: &hoist_oci::client::CounterSnapshot) -> String {
     match (t.retries, t.resent_bytes) {
         (0, _) => String::new(),
-        (n, 0) => format!(", after {}", count(n, "retry").replace("retrys", "retries")),
+        (n, 0) => format!(", after {}", count_irregular(n, "retry", "retries")),
         (n, b) => format!(
             ", {} re-sent after {}",
             human_bytes(b),
-            count(n, "retry").replace("retrys", "retries")
+            count_irregular(n, "retry", "retries")
         ),
     }
 }
