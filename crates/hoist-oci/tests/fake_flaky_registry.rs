@@ -308,3 +308,121 @@ async fn a_206_for_another_range_starts_the_download_over() {
     assert!(seen[2].ends_with("None"), "the whole blob again: {seen:?}");
     assert_eq!(c.counters().retries, 2, "{:?}", c.counters());
 }
+
+/// A FAKE registry taking one blob upload: sessions `u1`, `u2`, …; the first `lost` closing
+/// PUTs' answers are lost (the connection closes without one); a HEAD for the blob answers
+/// 200 with `head_length` as its `Content-Length`, or 404 for `None`. Returns its address
+/// and the request lines seen.
+async fn upload_fake(
+    lost: usize,
+    head_length: Option<u64>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Some((head, early)) = fake_http::read_head(&mut sock).await else {
+                    return;
+                };
+                let (sessions, puts) = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(format!("{} {}", head.method, head.path));
+                    let count = |m: &str| seen.iter().filter(|l| l.starts_with(m)).count();
+                    (count("POST "), count("PUT "))
+                };
+                match head.method.as_str() {
+                    "POST" => {
+                        let loc = format!("/v2/team/app/blobs/uploads/u{sessions}");
+                        let h = [("Location", loc.as_str())];
+                        fake_http::respond(&mut sock, "202 Accepted", &h, b"").await
+                    }
+                    "PUT" => {
+                        fake_http::read_body(&mut sock, &head, &early).await;
+                        if puts <= lost {
+                            // Taken, never answered.
+                            let _ = sock.shutdown().await;
+                            return;
+                        }
+                        fake_http::respond(&mut sock, "201 Created", &[], b"").await
+                    }
+                    "HEAD" => {
+                        let Some(head_length) = head_length else {
+                            return fake_http::respond(&mut sock, "404 Not Found", &[], b"").await;
+                        };
+                        let out = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {head_length}\r\nConnection: close\r\n\r\n"
+                        );
+                        let _ = sock.write_all(out.as_bytes()).await;
+                        let _ = sock.shutdown().await;
+                    }
+                    _ => fake_http::respond(&mut sock, "404 Not Found", &[], b"").await,
+                }
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// After an upload's closing answer is lost, a HEAD that finds the blob under another size
+/// (a broken proxy or cache in between) does not count as "it landed": the blob is sent
+/// again into a fresh session. A HEAD with the right size ends the transfer at once.
+#[tokio::test]
+async fn a_head_after_a_failed_upload_must_give_the_blobs_size() {
+    let data = bytes_of(5000);
+    let d = Digest::of(&data);
+    for (head_length, puts) in [(data.len() as u64 + 1, 2), (data.len() as u64, 1)] {
+        let (addr, log) = upload_fake(1, Some(head_length)).await;
+        let c = client(5);
+        let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            c.upload_blob(&r, &d, data.clone().into(), None),
+        )
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
+        let seen = log.lock().unwrap().clone();
+        let sent = seen.iter().filter(|l| l.starts_with("PUT ")).count();
+        assert_eq!(sent, puts, "HEAD said {head_length}: {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|l| l.starts_with("HEAD ")).count(),
+            1,
+            "{seen:?}"
+        );
+    }
+}
+
+fn bytes_of(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 253) as u8).collect()
+}
+
+/// A registry that takes every closing PUT and never answers it: the upload's sessions,
+/// PUTs and HEADs all draw from one budget, so it gives up after 5 retries of the transfer
+/// in all, and says as many requests as the fake saw.
+#[tokio::test]
+async fn an_upload_whose_every_closing_answer_is_lost_gives_up_within_one_budget() {
+    let data = bytes_of(5000);
+    let d = Digest::of(&data);
+    let (addr, log) = upload_fake(usize::MAX, None).await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let e = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.upload_blob(&r, &d, data.clone().into(), None),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
+    let seen = log.lock().unwrap().clone();
+    let count = |m: &str| seen.iter().filter(|l| l.starts_with(m)).count();
+    assert_eq!(count("PUT "), 6, "{seen:?}");
+    assert_eq!(count("HEAD "), 5, "{seen:?}");
+    match &e {
+        Error::GaveUp { requests, .. } => assert_eq!(*requests as usize, seen.len(), "{e}"),
+        e => panic!("expected GaveUp, got {e:?}"),
+    }
+}
