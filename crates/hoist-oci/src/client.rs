@@ -1791,17 +1791,21 @@ impl RegistryClient {
         d: &Digest,
         size: u64,
     ) -> Result<BlobOutcome> {
-        let same_registry = (src.registry == dst.registry).then_some(src.repository.as_str());
-        let session = match self.open_upload(dst, d, same_registry).await? {
-            Opened::Done(outcome) => return Ok(outcome),
-            Opened::Session(loc) => loc,
-        };
-        let what = format!("blob {d} of {}", src.name());
-        self.retry_transfer(dst, d, size, &what, Some(session), |session| {
-            self.stream_blob_into(src, dst, d, size, session)
+        // The probe that opens the session draws from the transfer's budget too.
+        self.budgeted(async {
+            let same_registry = (src.registry == dst.registry).then_some(src.repository.as_str());
+            let session = match self.open_upload(dst, d, same_registry).await? {
+                Opened::Done(outcome) => return Ok(outcome),
+                Opened::Session(loc) => loc,
+            };
+            let what = format!("blob {d} of {}", src.name());
+            self.retry_transfer(dst, d, size, &what, Some(session), |session| {
+                self.stream_blob_into(src, dst, d, size, session)
+            })
+            .await?;
+            Ok(BlobOutcome::Uploaded)
         })
-        .await?;
-        Ok(BlobOutcome::Uploaded)
+        .await
     }
 
     /// Run a transfer of blob `d` into `dst`, again (with a fresh upload session) while it
@@ -2116,12 +2120,16 @@ impl RegistryClient {
         path: &std::path::Path,
         size: u64,
     ) -> Result<BlobOutcome> {
-        let Some(session) = self.probe_upload(dst, d).await? else {
-            return Ok(BlobOutcome::Present);
-        };
-        self.upload_file_into(dst, d, path, size, Some(session))
-            .await?;
-        Ok(BlobOutcome::Uploaded)
+        // The probe that opens the session draws from the transfer's budget too.
+        self.budgeted(async {
+            let Some(session) = self.probe_upload(dst, d).await? else {
+                return Ok(BlobOutcome::Present);
+            };
+            self.upload_file_into(dst, d, path, size, Some(session))
+                .await?;
+            Ok(BlobOutcome::Uploaded)
+        })
+        .await
     }
 
     /// Stream the file up into `session` (or a new upload), retried with fresh sessions.
