@@ -1351,17 +1351,31 @@ impl RegistryClient {
         let mut tmp = crate::layout::readable_temp_file(dir)?;
         let mut got = Fetched::new(self.sent());
         let what = format!("blob {d} of {}", r.name());
-        loop {
+        let actual = loop {
             let e = match (self.download_into(r, d, size, &url, dest, &mut tmp, &mut got)).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    let actual = Digest::from_hasher(got.hash.clone());
+                    if &actual == d || !got.resumed {
+                        break actual;
+                    }
+                    // Pieces that do not make the blob (a registry or a proxy in between
+                    // that served the rest of something else): one more attempt, whole.
+                    got.restart(&mut tmp)
+                        .ctx(|| format!("writing {}", dest.display()))?;
+                    Error::Interrupted {
+                        what: format!("blob {d}"),
+                        reason: format!(
+                            "its resumed download hashes to {actual}; starting over from byte 0"
+                        ),
+                    }
+                }
                 Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
             };
             let delay = self.retry_or_give_up(r, &what, e)?;
             tokio::time::sleep(delay).await;
-        }
-        let Fetched { hash, n, sent } = got;
-        let actual = Digest::from_hasher(hash);
+        };
+        let Fetched { n, sent, .. } = got;
         if &actual != d {
             // `tmp` is deleted on drop: nothing lands.
             return Err(Error::DigestMismatch {
@@ -1444,6 +1458,7 @@ impl RegistryClient {
                         ),
                     });
                 }
+                got.resumed = true;
             }
             StatusCode::OK if got.n > 0 => {
                 tracing::debug!(
@@ -1730,6 +1745,8 @@ struct Fetched {
     hash: sha2::Sha256,
     n: u64,
     sent: crate::progress::Sent,
+    /// Whether some of it came by a `Range` request (and so may not fit what came before).
+    resumed: bool,
 }
 
 impl Fetched {
@@ -1739,6 +1756,7 @@ impl Fetched {
             hash: sha2::Sha256::new(),
             n: 0,
             sent,
+            resumed: false,
         }
     }
 
@@ -1750,6 +1768,7 @@ impl Fetched {
         tmp.as_file_mut().rewind()?;
         self.hash = sha2::Sha256::new();
         self.n = 0;
+        self.resumed = false;
         self.sent.restart();
         Ok(())
     }

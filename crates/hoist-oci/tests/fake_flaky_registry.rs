@@ -25,6 +25,12 @@ enum Reply {
         len: usize,
         range: Option<String>,
     },
+    /// [`Reply::CutChunked`] of other bytes than the blob's (each one flipped).
+    CutChunkedWrong {
+        from: usize,
+        len: usize,
+        range: Option<String>,
+    },
     /// The whole blob, 200, with its `Content-Length`.
     Whole,
     /// A 416 as Go's `http.ServeContent` gives it: `Content-Range: bytes */SIZE`.
@@ -78,27 +84,43 @@ async fn serve(
             let h = [("Content-Range", total.as_str())];
             fake_http::respond(&mut sock, "416 Requested Range Not Satisfiable", &h, b"").await
         }
+        Reply::CutChunkedWrong { from, len, range } => {
+            let wrong: Vec<u8> = blob.iter().map(|b| !b).collect();
+            cut_chunked(&mut sock, &wrong, from, len, range).await
+        }
         Reply::CutChunked { from, len, range } => {
-            let status = if range.is_some() {
-                "206 Partial Content"
-            } else {
-                "200 OK"
-            };
-            let mut out = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n");
-            if let Some(r) = range {
-                out.push_str(&format!("Content-Range: {r}\r\n"));
-            }
-            out.push_str("\r\n");
-            let part = &blob[from..(from + len).min(blob.len())];
-            let mut out = out.into_bytes();
-            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-            out.extend_from_slice(part);
-            out.extend_from_slice(b"\r\n");
-            let _ = sock.write_all(&out).await;
-            // No closing 0-chunk: the body breaks off.
-            let _ = sock.shutdown().await;
+            cut_chunked(&mut sock, blob, from, len, range).await
         }
     }
+}
+
+/// Answer with `blob[from..from + len]`, chunked, and close without the closing 0-chunk;
+/// `range` makes it a 206 with that `Content-Range`.
+async fn cut_chunked(
+    sock: &mut TcpStream,
+    blob: &[u8],
+    from: usize,
+    len: usize,
+    range: Option<String>,
+) {
+    let status = if range.is_some() {
+        "206 Partial Content"
+    } else {
+        "200 OK"
+    };
+    let mut out = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n");
+    if let Some(r) = range {
+        out.push_str(&format!("Content-Range: {r}\r\n"));
+    }
+    out.push_str("\r\n");
+    let part = &blob[from..(from + len).min(blob.len())];
+    let mut out = out.into_bytes();
+    out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+    out.extend_from_slice(part);
+    out.extend_from_slice(b"\r\n");
+    let _ = sock.write_all(&out).await;
+    // No closing 0-chunk: the body breaks off.
+    let _ = sock.shutdown().await;
 }
 
 fn client(retries: u32) -> RegistryClient {
@@ -425,4 +447,43 @@ async fn an_upload_whose_every_closing_answer_is_lost_gives_up_within_one_budget
         Error::GaveUp { requests, .. } => assert_eq!(*requests as usize, seen.len(), "{e}"),
         e => panic!("expected GaveUp, got {e:?}"),
     }
+}
+
+/// A resume whose bytes do not fit what came before (here: a 206 of other bytes, at the
+/// right offset) fails the digest check; the download starts over from byte 0 once, as
+/// one more attempt, instead of failing the pull.
+#[tokio::test]
+async fn a_resumed_download_that_does_not_hash_right_starts_over_whole() {
+    let blob = blob();
+    let size = blob.len();
+    let (addr, log) = fake(blob.clone(), move |n, _| match n {
+        0 => Reply::CutChunked {
+            from: 0,
+            len: 50_000,
+            range: None,
+        },
+        1 => Reply::CutChunkedWrong {
+            from: 50_000,
+            len: size - 50_000,
+            range: Some(format!("bytes 50000-{}/{size}", size - 1)),
+        },
+        _ => Reply::Whole,
+    })
+    .await;
+    let c = client(5);
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let d = Digest::of(&blob);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &d, size as u64, &dest),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
+    assert_eq!(std::fs::read(&dest).unwrap(), *blob);
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[2].ends_with("None"), "the whole blob again: {seen:?}");
 }
