@@ -1702,14 +1702,18 @@ impl RegistryClient {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes>>,
     {
-        let session = match self.open_upload(target, d, mount_from).await? {
-            Opened::Done(outcome) => return Ok(outcome),
-            Opened::Session(loc) => loc,
-        };
-        let data = fetch().await?;
-        d.verify(&data, &format!("blob {d}"))?;
-        self.upload_blob(target, d, data, Some(session)).await?;
-        Ok(BlobOutcome::Uploaded)
+        // The probe, the fetch and the upload: one transfer, one retry budget.
+        self.budgeted(async {
+            let session = match self.open_upload(target, d, mount_from).await? {
+                Opened::Done(outcome) => return Ok(outcome),
+                Opened::Session(loc) => loc,
+            };
+            let data = fetch().await?;
+            d.verify(&data, &format!("blob {d}"))?;
+            self.upload_blob(target, d, data, Some(session)).await?;
+            Ok(BlobOutcome::Uploaded)
+        })
+        .await
     }
 
     /// Whether `target` still needs blob `d` and, if so, the upload session to send it

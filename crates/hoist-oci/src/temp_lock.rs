@@ -76,7 +76,7 @@ pub fn locked_temp_file(
         }
     }
     Err(Error::Invalid(format!(
-        "{}: another process kept removing the temp files created there ({ATTEMPTS} times)",
+        "{}: another process kept removing the temp files created there ({ATTEMPTS} times)\nhint: is another tool cleaning that directory of hidden files while hoist runs?",
         context()
     )))
 }
@@ -113,7 +113,7 @@ pub fn locked_temp_dir(parent: &Path, prefix: &str) -> Result<LockedTempDir> {
         }
     }
     Err(Error::Invalid(format!(
-        "{}: another process kept removing the temp dirs created there ({ATTEMPTS} times)",
+        "{}: another process kept removing the temp dirs created there ({ATTEMPTS} times)\nhint: is another tool cleaning that directory of hidden files while hoist runs?",
         context()
     )))
 }
