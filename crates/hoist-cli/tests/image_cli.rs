@@ -258,6 +258,38 @@ fn bad_input_is_reported_not_panicked() {
     let copy = ["image", "copy", "127.0.0.1:1/x:y", "oci:/tmp/x"];
     let err = fails(t, &[&copy[..], &["--platform", "linux"]].concat());
     assert!(err.contains("invalid platform"), "{err}");
+    // A registry setting that is not what it takes is refused before anything is asked
+    // (it used to be dropped for the default without a word).
+    for (var, value, says) in [
+        (
+            "HOIST_REGISTRY_RETRIES",
+            "abc",
+            "is not a whole number of retries from 0 to 100",
+        ),
+        (
+            "HOIST_REGISTRY_RETRIES",
+            "1000",
+            "is not a whole number of retries from 0 to 100",
+        ),
+        (
+            "HOIST_REGISTRY_TIMEOUT",
+            "-5",
+            "is not a positive number of seconds",
+        ),
+    ] {
+        let a = hoist(t)
+            .env(var, value)
+            .args(["image", "inspect", "127.0.0.1:1/x:y"])
+            .assert()
+            .failure();
+        let err = stderr(&a);
+        assert!(
+            err.contains(&format!("{var}=\"{value}\" {says}"))
+                && err.contains("unset it to use the default")
+                && !err.contains("retrying"),
+            "{err}"
+        );
+    }
     // Nothing listens: the reason, once, without the HTTP client's layers around it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -56,6 +56,23 @@ pub struct ClientOptions {
     pub timeout: Duration,
 }
 
+impl ClientOptions {
+    /// The defaults, with `HOIST_REGISTRY_RETRIES` and `HOIST_REGISTRY_TIMEOUT` refused when
+    /// they are not what they take: a command should say so, not quietly use the default
+    /// ([`Default`] does that, with a logged warning, for library callers).
+    pub fn from_env() -> Result<Self> {
+        let hint = "unset it to use the default";
+        let bad = |why: String| Error::Invalid(format!("{why}; {hint}"));
+        let retries = retries_env().map_err(bad)?;
+        let timeout = crate::watch::timeout_env().map_err(bad)?;
+        Ok(Self {
+            retries,
+            timeout,
+            ..Self::default()
+        })
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         let insecure = std::env::var("HOIST_INSECURE_REGISTRIES")
@@ -74,7 +91,7 @@ impl Default for ClientOptions {
                 .map(PathBuf::from),
             tls_loopback: vec![],
             chunk_size: None,
-            max_concurrency: 6,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
             retries: retries_from_env(),
             retry_pause: FIRST_PAUSE,
             timeout: crate::watch::timeout_from_env(),
@@ -84,6 +101,8 @@ impl Default for ClientOptions {
 
 /// Sets [`ClientOptions::retries`].
 pub const RETRIES_ENV: &str = "HOIST_REGISTRY_RETRIES";
+/// Blob transfers at once unless `--jobs` says otherwise.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 6;
 pub const DEFAULT_RETRIES: u32 = 5;
 /// 250 ms, 0.5, 1, 2, 4 s: a registry restarting for several seconds is waited for.
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
@@ -125,20 +144,27 @@ impl Budget {
 }
 
 fn retries_from_env() -> u32 {
-    let Ok(v) = std::env::var(RETRIES_ENV) else {
-        return DEFAULT_RETRIES;
-    };
-    match v.trim().parse::<u32>() {
-        Ok(n) if n <= 100 => n,
-        _ => {
+    match retries_env() {
+        Ok(n) => n,
+        Err(why) => {
             static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    "{RETRIES_ENV}={v:?} is not a number of retries from 0 to 100; retrying {DEFAULT_RETRIES} times"
-                )
-            });
+            WARNED.call_once(|| tracing::warn!("{why}; retrying {DEFAULT_RETRIES} times"));
             DEFAULT_RETRIES
         }
+    }
+}
+
+/// `HOIST_REGISTRY_RETRIES`, or the default when it is not set; what is wrong with it when
+/// it is not a whole number from 0 to 100.
+fn retries_env() -> std::result::Result<u32, String> {
+    let Ok(v) = std::env::var(RETRIES_ENV) else {
+        return Ok(DEFAULT_RETRIES);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err(format!(
+            "{RETRIES_ENV}={v:?} is not a whole number of retries from 0 to 100"
+        )),
     }
 }
 

@@ -21,23 +21,32 @@ pub const TIMEOUT_ENV: &str = "HOIST_REGISTRY_TIMEOUT";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The timeout `HOIST_REGISTRY_TIMEOUT` asks for: a positive number of seconds. A value
-/// that is not one is reported (once per process) and the default used.
+/// that is not one is reported (once per process) and the default used; a CLI refuses it
+/// first ([`timeout_env`]).
 pub(crate) fn timeout_from_env() -> Duration {
-    let Ok(v) = std::env::var(TIMEOUT_ENV) else {
-        return DEFAULT_TIMEOUT;
-    };
-    match v.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
-        _ => {
+    match timeout_env() {
+        Ok(t) => t,
+        Err(why) => {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
-                tracing::warn!(
-                "{TIMEOUT_ENV}={v:?} is not a positive number of seconds; waiting {} for registries",
-                secs(DEFAULT_TIMEOUT)
-            )
+                tracing::warn!("{why}; waiting {} for registries", secs(DEFAULT_TIMEOUT))
             });
             DEFAULT_TIMEOUT
         }
+    }
+}
+
+/// `HOIST_REGISTRY_TIMEOUT`, or the default when it is not set; what is wrong with it when
+/// it is not a positive number of seconds.
+pub(crate) fn timeout_env() -> Result<Duration, String> {
+    let Ok(v) = std::env::var(TIMEOUT_ENV) else {
+        return Ok(DEFAULT_TIMEOUT);
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{TIMEOUT_ENV}={v:?} is not a positive number of seconds"
+        )),
     }
 }
 

@@ -99,6 +99,7 @@ async fn ci_run(
     }
     let (target, mut project) = resolve_target_off_runtime(project, &args.target).await?;
     let mut opts = EngineOptions {
+        registry: hoist_oci::client::ClientOptions::from_env().into_diagnostic()?,
         ready_timeout: timeout,
         fail_fast: true,
         // Test steps reach the services through the forwards; logs would be noise.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push, build_to_layout};
-use hoist_oci::client::{ClientOptions, RegistryClient};
+use hoist_oci::client::{ClientOptions, DEFAULT_MAX_CONCURRENCY, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::layout::OciLayout;
 use hoist_oci::manifest::{Parsed, Platform, RawManifest, parse_config};
@@ -55,7 +55,7 @@ pub struct RegistryOpts {
 #[derive(Debug, Args, Clone)]
 pub struct TransferOpts {
     /// Blob transfers at once (probes for the blobs queued behind them run ahead).
-    #[arg(long, short = 'j', value_name = "N", default_value_t = ClientOptions::default().max_concurrency as u16,
+    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENCY as u16,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 }
@@ -63,7 +63,7 @@ pub struct TransferOpts {
 impl RegistryOpts {
     /// A client for reading manifests and configs.
     pub(super) fn client(&self) -> miette::Result<RegistryClient> {
-        self.client_with(ClientOptions::default().max_concurrency)
+        self.client_with(DEFAULT_MAX_CONCURRENCY)
     }
 
     /// A client that moves blobs, `t.jobs` at once.
@@ -72,7 +72,7 @@ impl RegistryOpts {
     }
 
     fn client_with(&self, max_concurrency: usize) -> miette::Result<RegistryClient> {
-        let mut o = ClientOptions::default();
+        let mut o = ClientOptions::from_env().into_diagnostic()?;
         o.insecure.extend(self.insecure.iter().cloned());
         if let Some(f) = &self.ca_file {
             o.ca_file = Some(f.clone());

@@ -84,7 +84,7 @@ fn login(a: LoginArgs) -> miette::Result<ExitCode> {
     let registry = auth::registry_arg(&a.registry).into_diagnostic()?;
     // A reference on the registry makes the client pick scheme and host like any other call.
     let probe = Reference::parse(&format!("{registry}/hoist-login-probe")).into_diagnostic()?;
-    let mut opts = ClientOptions::default();
+    let mut opts = ClientOptions::from_env().into_diagnostic()?;
     if let Some(f) = &a.ca_file {
         opts.ca_file = Some(f.clone());
     }

@@ -91,6 +91,7 @@ async fn session_run(
     let overrides = args.set.overrides()?;
     let (target, mut project) = resolve_target_off_runtime(project, &args.target).await?;
     let mut opts = EngineOptions {
+        registry: hoist_oci::client::ClientOptions::from_env().into_diagnostic()?,
         ready_timeout: timeout,
         fail_fast: true,
         forwards: !args.once,
