@@ -2466,6 +2466,11 @@ fn retry_reason(e: &Error) -> String {
         Error::Transport { source, .. } => crate::error::reason(source),
         Error::Http { status, .. } => format!("HTTP {status}"),
         Error::Interrupted { reason, .. } => reason.clone(),
+        // Not the final error's words: the registry is named by the notice already, and
+        // this silence *is* being retried.
+        Error::NoAnswer {
+            timeout, silence, ..
+        } => format!("no answer within {}{silence}", crate::watch::secs(*timeout)),
         e => {
             let text = e.to_string();
             text.split_once('\n')
@@ -2592,6 +2597,24 @@ async fn http_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A silence being retried is said as one, not with the final error's "not retried"
+    /// and the registry named a second time (the notice names it).
+    #[test]
+    fn a_retried_silence_is_said_as_retried() {
+        let e = Error::NoAnswer {
+            registry: "127.0.0.1:5450".into(),
+            url: "http://127.0.0.1:5450/v2/x/blobs/sha256:44".into(),
+            timeout: Duration::from_secs(6),
+            silence: crate::error::Silence::AnswerBody,
+            attempts: 1,
+        };
+        let why = retry_reason(&e);
+        assert_eq!(
+            why,
+            "no answer within 6 s: it stopped sending in the middle of its answer"
+        );
+    }
 
     #[test]
     fn retry_notices_shorten_digests() {
