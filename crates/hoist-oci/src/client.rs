@@ -1911,11 +1911,20 @@ impl RegistryClient {
         let budget = Budget::current_or_new(&self.inner.opts);
         let (delay, backoff) = budget.with(|b| {
             let delay = match e {
-                // The request counted its silences in this budget already.
+                // The request counted this silence in the budget already: counting it again
+                // would end the transfer at its first silence.
                 Error::NoAnswer {
                     silence: Silence::Answer,
                     ..
-                } if b.silent >= SILENT_ATTEMPTS => None,
+                } => match b.silent >= SILENT_ATTEMPTS {
+                    true => None,
+                    false => {
+                        let pause = b.next(retries);
+                        b.last_silent = true;
+                        pause
+                    }
+                },
+                // A silence inside a body: no request counted it.
                 Error::NoAnswer { attempts, .. } => b.next_after(attempts, retries),
                 _ => b.next(retries),
             };

@@ -232,3 +232,51 @@ async fn stalled_source_of_a_streamed_copy_is_named() {
     assert_eq!(attempts, 2);
     assert!(t.elapsed() < 6 * TIMEOUT, "{:?}", t.elapsed());
 }
+
+/// The request that closes an upload meets silence once: it is an interrupted transfer,
+/// sent again (after a HEAD asking whether it landed) into a fresh session, and goes
+/// through. A registry is asked once more when silent (the silence used to be counted
+/// twice, by the request and by the transfer, so one silence ended the upload).
+#[tokio::test]
+async fn one_silent_closing_answer_is_retried() {
+    let puts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = puts.clone();
+    let addr = listen(move |mut sock| {
+        let puts = seen.clone();
+        async move {
+            while let Some((head, _)) = fake_http::read_head(&mut sock).await {
+                let answer = match head.method.as_str() {
+                    "POST" => Some(("202 Accepted", "/v2/t/bb/blobs/uploads/u1")),
+                    "PUT" if puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                        // The body arrives; the answer never does.
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                    "PUT" => Some(("201 Created", "")),
+                    _ => Some(("404 Not Found", "")),
+                };
+                let Some((status, loc)) = answer else { return };
+                let headers: Vec<(&str, &str)> = match loc {
+                    "" => vec![],
+                    l => vec![("Location", l)],
+                };
+                fake_http::respond(&mut sock, status, &headers, b"").await;
+            }
+        }
+    })
+    .await;
+    let c = RegistryClient::new(ClientOptions {
+        timeout: TIMEOUT,
+        retry_pause: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .unwrap();
+    let r = Reference::parse(&format!("{addr}/t/bb:v1")).unwrap();
+    let data = Bytes::from_static(b"a small blob");
+    let d = Digest::of(&data);
+    tokio::time::timeout(BOUND, c.upload_blob(&r, &d, data, None))
+        .await
+        .expect("hung")
+        .unwrap();
+    assert_eq!(puts.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
