@@ -22,7 +22,9 @@ pub(crate) async fn put_manifest(
     blobs: &[(Digest, u64)],
 ) -> Result<Put> {
     match client.put_manifest(target, raw).await {
-        Err(e) if blobs_unknown(&e) => {}
+        // No blobs: an index, whose refusal is about the manifests it lists, which this
+        // does not send again; its error stands as the registry gave it.
+        Err(e) if blobs_unknown(&e) && !blobs.is_empty() => {}
         done => return done.map(Put::Done),
     }
     let mut lacking = vec![];
