@@ -301,6 +301,8 @@ fn bad_input_is_reported_not_panicked() {
     let started = std::time::Instant::now();
     let a = hoist(t)
         .env("HOIST_REGISTRY_RETRIES", "2")
+        // Set but empty is unset: the default timeout, not an error.
+        .env("HOIST_REGISTRY_TIMEOUT", "")
         .args(["image", "inspect", &format!("127.0.0.1:{port}/x:y")])
         .assert()
         .failure();

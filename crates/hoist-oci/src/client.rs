@@ -157,7 +157,11 @@ fn retries_from_env() -> u32 {
 /// `HOIST_REGISTRY_RETRIES`, or the default when it is not set; what is wrong with it when
 /// it is not a whole number from 0 to 100.
 fn retries_env() -> std::result::Result<u32, String> {
-    let Ok(v) = std::env::var(RETRIES_ENV) else {
+    // Set but empty is unset (`HOIST_REGISTRY_RETRIES= hoist …`).
+    let Some(v) = std::env::var(RETRIES_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
         return Ok(DEFAULT_RETRIES);
     };
     match v.trim().parse::<u32>() {

@@ -39,7 +39,11 @@ pub(crate) fn timeout_from_env() -> Duration {
 /// `HOIST_REGISTRY_TIMEOUT`, or the default when it is not set; what is wrong with it when
 /// it is not a positive number of seconds.
 pub(crate) fn timeout_env() -> Result<Duration, String> {
-    let Ok(v) = std::env::var(TIMEOUT_ENV) else {
+    // Set but empty is unset.
+    let Some(v) = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
         return Ok(DEFAULT_TIMEOUT);
     };
     match v.trim().parse::<f64>() {

@@ -120,10 +120,10 @@ fn spawn_dying_with_hoist(
                 return Err(std::io::Error::last_os_error());
             }
             // hoist died before the prctl: nobody would ever send the signal.
+            // (An error number, not a message: nothing may allocate here, and only the
+            // number reaches the parent anyway.)
             if libc::getppid() != hoist {
-                return Err(std::io::Error::other(
-                    "hoist exited while the builder started",
-                ));
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
