@@ -61,20 +61,15 @@ impl ClientOptions {
     /// they are not what they take: a command should say so, not quietly use the default
     /// ([`Default`] does that, with a logged warning, for library callers).
     pub fn from_env() -> Result<Self> {
-        let hint = "unset it to use the default";
-        let bad = |why: String| Error::Invalid(format!("{why}; {hint}"));
-        let retries = retries_env().map_err(bad)?;
-        let timeout = crate::watch::timeout_env().map_err(bad)?;
-        Ok(Self {
-            retries,
-            timeout,
-            ..Self::default()
-        })
+        let bad = |why: String| Error::Invalid(format!("{why}; unset it to use the default"));
+        Ok(Self::with(
+            retries_env().map_err(bad)?,
+            crate::watch::timeout_env().map_err(bad)?,
+        ))
     }
-}
 
-impl Default for ClientOptions {
-    fn default() -> Self {
+    /// The defaults with these two settings.
+    fn with(retries: u32, timeout: Duration) -> Self {
         let insecure = std::env::var("HOIST_INSECURE_REGISTRIES")
             .map(|v| {
                 v.split(',')
@@ -92,11 +87,70 @@ impl Default for ClientOptions {
             tls_loopback: vec![],
             chunk_size: None,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            retries: retries_from_env(),
+            retries,
             retry_pause: FIRST_PAUSE,
-            timeout: crate::watch::timeout_from_env(),
+            timeout,
         }
     }
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        static RETRIES_WARNED: std::sync::Once = std::sync::Once::new();
+        static TIMEOUT_WARNED: std::sync::Once = std::sync::Once::new();
+        Self::with(
+            or_default(retries_env(), DEFAULT_RETRIES, &RETRIES_WARNED, || {
+                format!("retrying {DEFAULT_RETRIES} times")
+            }),
+            or_default(
+                crate::watch::timeout_env(),
+                crate::watch::DEFAULT_TIMEOUT,
+                &TIMEOUT_WARNED,
+                || {
+                    let t = crate::watch::secs(crate::watch::DEFAULT_TIMEOUT);
+                    format!("waiting {t} for registries")
+                },
+            ),
+        )
+    }
+}
+
+/// A setting, or `default` with a warning (once per process: options are made often) when
+/// it is wrong; `using` says what is done instead.
+fn or_default<T>(
+    setting: std::result::Result<T, String>,
+    default: T,
+    warned: &'static std::sync::Once,
+    using: impl FnOnce() -> String,
+) -> T {
+    setting.unwrap_or_else(|why| {
+        warned.call_once(|| tracing::warn!("{why}; {}", using()));
+        default
+    })
+}
+
+/// Environment variable `name` as `parse` reads it (trimmed), `default` when it is unset or
+/// empty (`NAME= hoist …`); when it is something else, what is wrong with it: not `takes`.
+pub(crate) fn env_setting<T>(
+    name: &str,
+    default: T,
+    takes: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> std::result::Result<T, String> {
+    let Some(v) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    parse(v.trim()).ok_or_else(|| format!("{name}={v:?} is not {takes}"))
+}
+
+/// `HOIST_REGISTRY_RETRIES`: a whole number from 0 to 100.
+fn retries_env() -> std::result::Result<u32, String> {
+    env_setting(
+        RETRIES_ENV,
+        DEFAULT_RETRIES,
+        "a whole number of retries from 0 to 100",
+        |v| v.parse::<u32>().ok().filter(|n| *n <= 100),
+    )
 }
 
 /// Sets [`ClientOptions::retries`].
@@ -140,35 +194,6 @@ impl Budget {
 
     fn with<T>(&self, f: impl FnOnce(&mut Backoff) -> T) -> T {
         f(&mut self.0.lock().unwrap())
-    }
-}
-
-fn retries_from_env() -> u32 {
-    match retries_env() {
-        Ok(n) => n,
-        Err(why) => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| tracing::warn!("{why}; retrying {DEFAULT_RETRIES} times"));
-            DEFAULT_RETRIES
-        }
-    }
-}
-
-/// `HOIST_REGISTRY_RETRIES`, or the default when it is not set; what is wrong with it when
-/// it is not a whole number from 0 to 100.
-fn retries_env() -> std::result::Result<u32, String> {
-    // Set but empty is unset (`HOIST_REGISTRY_RETRIES= hoist …`).
-    let Some(v) = std::env::var(RETRIES_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    else {
-        return Ok(DEFAULT_RETRIES);
-    };
-    match v.trim().parse::<u32>() {
-        Ok(n) if n <= 100 => Ok(n),
-        _ => Err(format!(
-            "{RETRIES_ENV}={v:?} is not a whole number of retries from 0 to 100"
-        )),
     }
 }
 

@@ -20,38 +20,18 @@ use tokio::time::Instant;
 pub const TIMEOUT_ENV: &str = "HOIST_REGISTRY_TIMEOUT";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The timeout `HOIST_REGISTRY_TIMEOUT` asks for: a positive number of seconds. A value
-/// that is not one is reported (once per process) and the default used; a CLI refuses it
-/// first ([`timeout_env`]).
-pub(crate) fn timeout_from_env() -> Duration {
-    match timeout_env() {
-        Ok(t) => t,
-        Err(why) => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!("{why}; waiting {} for registries", secs(DEFAULT_TIMEOUT))
-            });
-            DEFAULT_TIMEOUT
-        }
-    }
-}
-
-/// `HOIST_REGISTRY_TIMEOUT`, or the default when it is not set; what is wrong with it when
-/// it is not a positive number of seconds.
+/// `HOIST_REGISTRY_TIMEOUT`: a positive number of seconds.
 pub(crate) fn timeout_env() -> Result<Duration, String> {
-    // Set but empty is unset.
-    let Some(v) = std::env::var(TIMEOUT_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    else {
-        return Ok(DEFAULT_TIMEOUT);
-    };
-    match v.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!(
-            "{TIMEOUT_ENV}={v:?} is not a positive number of seconds"
-        )),
-    }
+    crate::client::env_setting(
+        TIMEOUT_ENV,
+        DEFAULT_TIMEOUT,
+        "a positive number of seconds",
+        |v| {
+            (v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .map(Duration::from_secs_f64)
+        },
+    )
 }
 
 /// `60 s`, `1.5 s`.
