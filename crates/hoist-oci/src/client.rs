@@ -1300,33 +1300,25 @@ impl RegistryClient {
 
     /// `HEAD` a blob: does the repository already have it?
     pub async fn has_blob(&self, r: &Reference, d: &Digest) -> Result<bool> {
-        let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
-        let resp = self
-            .send(
-                r,
-                &push_or_pull(r),
-                Method::HEAD,
-                &url,
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
-        match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(http_error(r, "HEAD", &url, s, resp).await),
-        }
+        self.head_blob(r, d, None).await
     }
 
     /// [`RegistryClient::has_blob`], where a blob whose `Content-Length` is not `size` is
     /// not there (a broken proxy or cache in between): asked after an upload seemed to
     /// fail, a wrong answer would lose the blob.
     async fn has_blob_of_size(&self, r: &Reference, d: &Digest, size: u64) -> Result<bool> {
+        self.head_blob(r, d, Some(size)).await
+    }
+
+    /// `HEAD` blob `d`: there, not there (404), or an error; with `size`, a `Content-Length`
+    /// of another size is "not there".
+    async fn head_blob(&self, r: &Reference, d: &Digest, size: Option<u64>) -> Result<bool> {
         let url = format!("{}/v2/{}/blobs/{d}", self.base_url(r), r.repository);
         let scope = push_or_pull(r);
         let resp = (self.send(r, &scope, Method::HEAD, &url, HeaderMap::new(), None)).await?;
         match resp.status() {
             s if s.is_success() => {
+                let Some(size) = size else { return Ok(true) };
                 let length = (resp.headers().get(header::CONTENT_LENGTH))
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
                 if length.is_some_and(|n| n != size) {
