@@ -425,11 +425,6 @@ pub async fn push_built(
     let config_size = img.config_bytes.len() as u64;
     let (base_layers, new_layers) = img.distinct_layers();
     let config_digest = img.manifest.image()?.config.digest;
-    // Every blob the manifest refers to, should the registry lose some before it.
-    let blobs: Vec<(Digest, u64)> = (base_layers.iter().map(|l| (l.digest.clone(), l.size)))
-        .chain(new_layers.iter().map(|l| (l.digest.clone(), l.size)))
-        .chain([(config_digest.clone(), config_size)])
-        .collect();
     let new_files: BTreeMap<Digest, PathBuf> = (new_layers.iter())
         .map(|l| (l.digest.clone(), l.path().to_path_buf()))
         .collect();
@@ -489,9 +484,7 @@ pub async fn push_built(
         }
         client.settle_plan(outcome, size);
     }
-    let digest = match crate::lost_blobs::put_manifest(client, target, &img.manifest, &blobs)
-        .await?
-    {
+    let digest = match crate::lost_blobs::put_manifest(client, target, &img.manifest).await? {
         Put::Done(d) => d,
         Put::Lacking(lacking) => {
             // Each sent again from where it came the first time.

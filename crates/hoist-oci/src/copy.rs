@@ -317,23 +317,12 @@ async fn put_manifest(
             } else {
                 target
             };
-            // An image's blobs, should the registry lose some before its manifest (an
-            // index refers to manifests, which went up before it).
-            let blobs: Vec<(Digest, u64)> = match raw.parse()? {
-                Parsed::Image(m) => (std::iter::once(&m.config).chain(m.layers.iter()))
-                    .map(|d| (d.digest.clone(), d.size))
-                    .collect(),
-                Parsed::Index(_) => vec![],
-            };
-            let lacking = match lost_blobs::put_manifest(client, &target, raw, &blobs).await? {
+            let lacking = match lost_blobs::put_manifest(client, &target, raw).await? {
                 Put::Done(_) => return Ok(()),
                 Put::Lacking(lacking) => lacking,
             };
             for (d, size) in &lacking {
-                let outcome = match source {
-                    Src::Registry(sr) => client.copy_blob(sr, r, d, *size).await?,
-                    Src::Layout(sl, _) => sl.upload_blob(client, r, d, *size).await?,
-                };
+                let outcome = send_blob(client, source, dest, d, *size).await?;
                 client.settle_plan(outcome, *size);
             }
             lost_blobs::put_again(client, &target, raw, lacking)
@@ -345,6 +334,27 @@ async fn put_manifest(
         // own (skopeo does the same), which would make `oci:DIR` ambiguous.
         Dst::Layout(l, _) => l.put_blob(&raw.digest, &raw.bytes),
     }
+}
+
+/// Make sure `dest` has blob `d` (`size` bytes) of `source`. Every path streams: no blob
+/// is ever held in memory whole.
+async fn send_blob(
+    c: &RegistryClient,
+    source: &Src,
+    dest: &Dst,
+    d: &Digest,
+    size: u64,
+) -> Result<BlobOutcome> {
+    Ok(match (source, dest) {
+        (Src::Registry(sr), Dst::Registry(target)) => c.copy_blob(sr, target, d, size).await?,
+        (Src::Layout(sl, _), Dst::Registry(target)) => sl.upload_blob(c, target, d, size).await?,
+        (Src::Layout(sl, _), Dst::Layout(l, _)) => l.copy_blob_from(c, sl, d, size).await?,
+        (_, Dst::Layout(l, _)) if l.has_blob_of_size(d, size) => BlobOutcome::Present,
+        (Src::Registry(sr), Dst::Layout(l, _)) => {
+            c.download_blob_to(sr, d, size, &l.blob_path(d)).await?;
+            BlobOutcome::Uploaded
+        }
+    })
 }
 
 /// Copy the blobs (configs and layers) of the image manifests `images`, each digest once.
@@ -374,24 +384,7 @@ async fn copy_blobs(
         let (c, s, t, sem) = (client.clone(), source.clone(), dest.clone(), sem.clone());
         tasks.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            // Every path streams: no blob is ever held in memory whole.
-            let outcome = match (&*s, &*t) {
-                (Src::Registry(sr), Dst::Registry(target)) => {
-                    c.copy_blob(sr, target, &d, size).await?
-                }
-                (Src::Layout(sl, _), Dst::Registry(target)) => {
-                    sl.upload_blob(&c, target, &d, size).await?
-                }
-                (Src::Layout(sl, _), Dst::Layout(l, _)) => {
-                    l.copy_blob_from(&c, sl, &d, size).await?
-                }
-                (_, Dst::Layout(l, _)) if l.has_blob_of_size(&d, size) => BlobOutcome::Present,
-                (Src::Registry(sr), Dst::Layout(l, _)) => {
-                    c.download_blob_to(sr, &d, size, &l.blob_path(&d)).await?;
-                    BlobOutcome::Uploaded
-                }
-            };
-            Ok((outcome, size))
+            Ok((send_blob(&c, &s, &t, &d, size).await?, size))
         });
     }
     for (outcome, size) in crate::join_all(tasks, "copy").await? {

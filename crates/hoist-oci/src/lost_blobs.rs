@@ -7,28 +7,36 @@
 use crate::client::RegistryClient;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::RawManifest;
+use crate::manifest::{Parsed, RawManifest};
 use crate::reference::Reference;
 
 /// Put `raw` as `target`. If the registry refuses it for blobs it does not have, the
-/// blobs among `blobs` (digest and size: every blob the manifest refers to) it lacks now,
-/// which the caller sends again (from where the push took them) before [`put_again`].
+/// blobs the image refers to (config and layers) it lacks now, which the caller sends again
+/// (from where the push took them) before [`put_again`]. An index refers to manifests,
+/// which this does not send again: its refusal stands as the registry gave it.
 /// (Two steps, not a callback: an async closure borrowing its arguments makes the
 /// caller's future lose `Send`.)
 pub(crate) async fn put_manifest(
     client: &RegistryClient,
     target: &Reference,
     raw: &RawManifest,
-    blobs: &[(Digest, u64)],
 ) -> Result<Put> {
+    let blobs: Vec<(Digest, u64)> = match raw.parse()? {
+        Parsed::Image(m) => {
+            let mut seen = std::collections::HashSet::new();
+            (std::iter::once(&m.config).chain(m.layers.iter()))
+                .filter(|d| seen.insert(d.digest.clone()))
+                .map(|d| (d.digest.clone(), d.size))
+                .collect()
+        }
+        Parsed::Index(_) => vec![],
+    };
     match client.put_manifest(target, raw).await {
-        // No blobs: an index, whose refusal is about the manifests it lists, which this
-        // does not send again; its error stands as the registry gave it.
         Err(e) if blobs_unknown(&e) && !blobs.is_empty() => {}
         done => return done.map(Put::Done),
     }
     let mut lacking = vec![];
-    for (d, size) in blobs {
+    for (d, size) in &blobs {
         if !client.has_blob(target, d).await? {
             lacking.push((d.clone(), *size));
         }
