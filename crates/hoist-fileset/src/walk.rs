@@ -159,7 +159,8 @@ fn walk(dir: &Path, rel: &str, set: &FileSet, out: &mut Vec<LayerEntry>) -> Resu
                     kind: EntryKind::Dir,
                 });
             }
-        } else if set.takes(&child_rel) {
+        } else if !excluded && set.includes(&child_rel) {
+            // (`FileSet::takes`, with the excludes already matched above.)
             out.push(entry_for(&path, &meta, child_rel)?);
         }
     }
