@@ -283,12 +283,8 @@ fn layer_origin(svc: &Service, i: usize, from: &str) -> String {
 /// `p` from service.yaml, relative to `dir`, without `.` components (so messages about it
 /// read `svc/data`, not `svc/./data`); `..` stays (a symlink gives it another meaning).
 fn absolute(dir: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.components().collect()
-    } else {
-        dir.join(p).components().collect()
-    }
+    // (`join` takes an absolute `p` as it is.)
+    dir.join(p).components().collect()
 }
 
 #[cfg(test)]

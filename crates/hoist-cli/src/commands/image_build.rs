@@ -231,24 +231,18 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> miette::Result<ExitCode> {
     }
 }
 
-/// The service `svc` is built on (directly or further down) that failed, if any.
+/// `svc`'s base service, if it failed. (Further down needs no walk: [`build_order`] puts
+/// a whole base chain first, and a service skipped for its base is a failure too.)
 fn failed_base<'p>(
     project: &'p Project,
     svc: &Service,
     failed: &[(String, miette::Report)],
 ) -> Option<&'p str> {
-    let mut cur = svc;
-    let mut seen = BTreeSet::new();
-    while let Some(base) = project.base_service(cur) {
-        if !seen.insert(base.name.as_str()) {
-            return None;
-        }
-        if failed.iter().any(|(n, _)| *n == base.name) {
-            return Some(&base.name);
-        }
-        cur = base;
-    }
-    None
+    let base = project.base_service(svc)?;
+    failed
+        .iter()
+        .any(|(n, _)| *n == base.name)
+        .then_some(base.name.as_str())
 }
 
 /// The ways out of [`implicit_docker_hub`]'s refusal.
