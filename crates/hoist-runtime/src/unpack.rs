@@ -75,7 +75,7 @@ impl ImageUnpacker {
         let img = store.resolve(reference)?;
         self.unpack_manifest(
             store.layout(),
-            &reference.to_string(),
+            Some(&reference.to_string()),
             &img.manifest_digest,
             &img.manifest,
             &img.config,
@@ -90,8 +90,7 @@ impl ImageUnpacker {
             &layout.read_blob(&manifest.config.digest)?,
             &manifest.config.digest,
         )?;
-        let label = name.unwrap_or("(only image)");
-        self.unpack_manifest(layout, label, &raw.digest, &manifest, &config)
+        self.unpack_manifest(layout, name, &raw.digest, &manifest, &config)
     }
 
     /// The cached image for `digest`, if it was unpacked before.
@@ -116,10 +115,11 @@ impl ImageUnpacker {
         Ok(())
     }
 
+    /// `image`: the name the image was asked by (`None`: a layout's only image).
     fn unpack_manifest(
         &self,
         layout: &OciLayout,
-        label: &str,
+        image: Option<&str>,
         digest: &Digest,
         manifest: &ImageManifest,
         config: &ImageConfig,
@@ -127,6 +127,7 @@ impl ImageUnpacker {
         if let Some(hit) = self.cached(digest) {
             return Ok(hit);
         }
+        let label = image.unwrap_or("(only image)");
         let lock = {
             let mut locks = self.locks.lock().expect("unpack lock map poisoned");
             locks.entry(digest.to_string()).or_default().clone()
@@ -166,10 +167,10 @@ impl ImageUnpacker {
                 // tar error it may have caused.
                 let checked = blob.finish().map_err(|e| Error::Image {
                     image: label.to_string(),
-                    reason: match label.starts_with('(') {
-                        // No name to pull it by ("(only image)").
-                        true => format!("layer {}: {e}", i + 1),
-                        false => format!("layer {}: {}", i + 1, e.in_image(label)),
+                    reason: match image {
+                        Some(name) => format!("layer {}: {}", i + 1, e.in_image(name)),
+                        // No name to pull it by.
+                        None => format!("layer {}: {e}", i + 1),
                     },
                 });
                 checked.and(applied)?;
