@@ -12,10 +12,7 @@ use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
 use crate::copy::Location;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{
-    BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch,
-    sweep_stale_temp_files,
-};
+use crate::layer::{BuiltLayer, LayerBuilder, LayerSpec, default_temp_dir, source_date_epoch};
 use crate::layout::OciLayout;
 use crate::lost_blobs::Put;
 use crate::manifest::{
@@ -198,21 +195,6 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Remove leftovers of killed hoists (no destructor ran) from `dir`, the first time this
-/// process builds or stores there ([`crate::temp_lock`]): the store's blob directory need
-/// not be listed again for every image of a pass.
-pub(crate) fn sweep_once(dir: &std::path::Path) {
-    static SWEPT: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let first = SWEPT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(dir.to_path_buf());
-    if first {
-        sweep_stale_temp_files(dir, crate::temp_lock::FALLBACK_AGE);
-    }
-}
-
 /// `to`, a relative layer destination, under working directory `workdir`.
 fn under_workdir(workdir: &str, to: &str) -> String {
     let workdir = workdir.trim_end_matches('/');
@@ -270,7 +252,7 @@ pub async fn build(
     opts: &BuildOptions,
 ) -> Result<BuiltImage> {
     let dir = opts.temp_dir.clone().unwrap_or_else(default_temp_dir);
-    sweep_once(&dir);
+    crate::temp_lock::sweep_once(&dir);
     // Dropping this future (Ctrl-C) stops the blocking builds, which remove their temp files.
     let cancel = CancelOnDrop::default();
     let mut tasks = JoinSet::new();

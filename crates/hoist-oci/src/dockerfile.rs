@@ -454,7 +454,7 @@ fn commands(builder: Builder, b: &Build) -> Commands {
 fn output_dir() -> Result<crate::temp_lock::LockedTempDir> {
     let parent = crate::layer::default_temp_dir();
     // What a killed hoist left there (no destructor ran) goes: its lock is free.
-    crate::build::sweep_once(&parent);
+    crate::temp_lock::sweep_once(&parent);
     crate::temp_lock::locked_temp_dir(&parent, crate::layer::BUILD_DIR_PREFIX)
 }
 

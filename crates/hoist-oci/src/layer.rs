@@ -451,14 +451,6 @@ impl<W: Write> Write for Cancellable<'_, W> {
     }
 }
 
-/// Remove the temp files and Dockerfile build output directories in `dir` left by a hoist
-/// that has ended before it could clean up (a second Ctrl-C, SIGKILL, a crash): those
-/// whose lock is free, or, where there is no lock to check, those older than
-/// `fallback_age` (see [`crate::temp_lock::sweep`]). Returns how many were removed.
-pub fn sweep_stale_temp_files(dir: &Path, fallback_age: std::time::Duration) -> usize {
-    crate::temp_lock::sweep(dir, fallback_age)
-}
-
 /// Where layers are built when no destination directory is given: `tmp` under hoist's
 /// cache directory (on disk; `/tmp` is often RAM-backed), else the system temp directory.
 pub fn default_temp_dir() -> PathBuf {
@@ -825,7 +817,7 @@ mod tests {
         fs::write(&other, "x").unwrap();
         age(&other);
 
-        let n = sweep_stale_temp_files(d, std::time::Duration::from_secs(3600));
+        let n = crate::temp_lock::sweep(d, std::time::Duration::from_secs(3600));
         assert_eq!(n, 5);
         for gone in [
             &dead_layer,

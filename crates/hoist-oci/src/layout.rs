@@ -43,7 +43,7 @@ impl OciLayout {
         }
         // Downloads of a hoist killed while writing here; in the root (any directory of
         // the user's, where index.json is written) only temp files proven dead by lock.
-        crate::build::sweep_once(&root.join("blobs/sha256"));
+        crate::temp_lock::sweep_once(&root.join("blobs/sha256"));
         crate::temp_lock::sweep_dead_downloads(&root);
         let layout = Self::at(root);
         let index = layout.root.join("index.json");

@@ -138,6 +138,21 @@ fn owner(lock_path: &Path) -> Owner {
     }
 }
 
+/// Remove leftovers of killed hoists (no destructor ran) from `dir`, the first time this
+/// process builds or stores there (see [`sweep`]): the store's blob directory need
+/// not be listed again for every image of a pass.
+pub(crate) fn sweep_once(dir: &Path) {
+    static SWEPT: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = SWEPT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(dir.to_path_buf());
+    if first {
+        sweep(dir, FALLBACK_AGE);
+    }
+}
+
 /// Remove the temp files and directories hoist left in `dir` whose owner has ended (see
 /// the module doc): layer temp files, download temp files and Dockerfile build output
 /// directories; ones whose owner cannot be checked only once older than `fallback_age`,
