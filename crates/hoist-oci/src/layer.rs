@@ -198,7 +198,8 @@ impl LayerBuilder {
         // Docker's COPY, a source that is a symlink stands for what it points to (`dist ->
         // build/out`; a missing or dangling one is its error); links inside stay links.
         let list = hoist_fileset::entries(&spec.from, &file_set(spec)?).map_err(walk_error)?;
-        let source_is_dir = spec.from.is_dir();
+        // A directory source lists itself first, as `""` (a file is named by its name).
+        let source_is_dir = list.first().is_some_and(|e| e.rel.is_empty());
         // The history names the source by its last component only: an image's digest
         // must not depend on where the checkout lives or how its path was typed.
         self.descriptions.push(format!(
