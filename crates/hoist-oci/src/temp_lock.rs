@@ -178,19 +178,15 @@ pub fn sweep(dir: &Path, fallback_age: Duration) -> usize {
         let gone = if kind.is_file()
             && (name.starts_with(TEMP_PREFIX) || name.starts_with(DOWNLOAD_PREFIX))
         {
-            match owner(&path) {
-                Owner::Gone(_lock) => fs::remove_file(&path).is_ok(),
-                Owner::Alive => false,
-                Owner::Unknown => old(&path) && fs::remove_file(&path).is_ok(),
-            }
+            reap(&path, || old(&path), || fs::remove_file(&path).is_ok())
         } else if kind.is_file() && name.starts_with(".tmp") {
             old(&path) && fs::remove_file(&path).is_ok()
         } else if kind.is_dir() && name.starts_with(BUILD_DIR_PREFIX) {
-            match owner(&path.join(DIR_LOCK)) {
-                Owner::Gone(_lock) => fs::remove_dir_all(&path).is_ok(),
-                Owner::Alive => false,
-                Owner::Unknown => old(&path) && fs::remove_dir_all(&path).is_ok(),
-            }
+            reap(
+                &path.join(DIR_LOCK),
+                || old(&path),
+                || fs::remove_dir_all(&path).is_ok(),
+            )
         } else {
             false
         };
@@ -200,6 +196,17 @@ pub fn sweep(dir: &Path, fallback_age: Duration) -> usize {
         }
     }
     removed
+}
+
+/// The sweep's rule for one temp file or directory, whose `lock` its owner holds: removed
+/// when the owner has ended (the lock is free; held here while removing), kept while it
+/// lives, and where the owner cannot be checked only if `old_enough`.
+fn reap(lock: &Path, old_enough: impl FnOnce() -> bool, remove: impl FnOnce() -> bool) -> bool {
+    match owner(lock) {
+        Owner::Gone(_lock) => remove(),
+        Owner::Alive => false,
+        Owner::Unknown => old_enough() && remove(),
+    }
 }
 
 /// Remove the `.tmp-hoist-*` files in `dir` whose lock is free, and nothing else: for a
@@ -217,9 +224,8 @@ pub fn sweep_dead_downloads(dir: &Path) -> usize {
         if !ours {
             continue;
         }
-        if let Owner::Gone(_lock) = owner(&path)
-            && fs::remove_file(&path).is_ok()
-        {
+        // However old, a file whose owner cannot be checked stays.
+        if reap(&path, || false, || fs::remove_file(&path).is_ok()) {
             tracing::debug!("removed {}, left by a hoist that has ended", path.display());
             removed += 1;
         }
