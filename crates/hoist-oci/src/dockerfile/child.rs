@@ -209,8 +209,8 @@ fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
     }
 }
 
-/// Removes a builder's image (`prog args`, e.g. `buildah rmi TAG`) when dropped, on the
-/// blocking pool when there is a runtime (which waits for it before it shuts down). A
+/// Removes a builder's image (`prog args`, e.g. `buildah rmi TAG`) when dropped, on a
+/// cleanup thread of its own ([`cleanup`]: `wait_for_cleanups` waits for it at exit). A
 /// cancelled push may still hold the storage lock for a moment: a failed removal is
 /// retried for up to [`STOP_GRACE`].
 pub(crate) struct Untag {
