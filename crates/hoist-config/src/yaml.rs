@@ -72,7 +72,43 @@ impl SourceFile {
         } else {
             &self.text
         };
+        // Before the typed parse, which would call a tag in a free-form map an "enum".
+        self.refuse_custom_tags()?;
         serde_norway::from_str(text).map_err(|e| self.yaml_error(&e))
+    }
+
+    /// hoist's files take values as written, and a string field reads a tagged scalar
+    /// (`!secret db-pass`) as its bare text: a tag some other tool would act on must not
+    /// be dropped without a word. Core tags (`!!str`, `!!int`, ...) are fine.
+    fn refuse_custom_tags(&self) -> Result<(), ConfigError> {
+        // Nearly every file has no `!` at all: no second parse for them.
+        if !self.text.contains('!') {
+            return Ok(());
+        }
+        let Ok(value) = serde_norway::from_str::<serde_norway::Value>(&self.text) else {
+            return Ok(());
+        };
+        let mut path = Vec::new();
+        let Some(tag) = first_custom_tag(&value, &mut path) else {
+            return Ok(());
+        };
+        let comps: Vec<&str> = path.iter().map(String::as_str).collect();
+        let label = "custom YAML tag";
+        // Point at the tag itself: the first occurrence after its key.
+        let location = locate_key(&self.text, &comps)
+            .and_then(|off| self.text[off..].find(&tag).map(|i| off + i))
+            .map(|off| Location::at(&self.path, &self.text, off, label))
+            .unwrap_or_else(|| self.locate(&comps, label));
+        let shown = dotted(&path);
+        Err(ConfigError::new(
+            ErrorKind::WrongType,
+            format!("`{shown}` has the YAML tag `{tag}`, which hoist does not interpret"),
+        )
+        .at(location)
+        .help(format!(
+            "remove the tag to use the value as written, or quote the whole value \
+             (`\"{tag} ...\"`) if the tag is meant to be part of the text"
+        )))
     }
 
     /// Turns a serde_norway error into a diagnostic pointing into this file.
@@ -133,6 +169,52 @@ pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, serde_norwa
         }
     }
     Ok(docs)
+}
+
+/// The first tagged value in `v` (depth first), with the key path to it.
+fn first_custom_tag(v: &serde_norway::Value, path: &mut Vec<String>) -> Option<String> {
+    use serde_norway::Value;
+    match v {
+        Value::Tagged(t) => Some(t.tag.to_string()),
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            path.push(match k {
+                Value::String(s) => s.clone(),
+                other => serde_norway::to_string(other)
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default(),
+            });
+            let found = first_custom_tag(v, path);
+            if found.is_none() {
+                path.pop();
+            }
+            found
+        }),
+        Value::Sequence(items) => items.iter().enumerate().find_map(|(i, v)| {
+            path.push(i.to_string());
+            let found = first_custom_tag(v, path);
+            if found.is_none() {
+                path.pop();
+            }
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// `["image", "layers", "0", "from"]` → `image.layers[0].from`.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for c in path {
+        if c.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{c}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(c);
+        }
+    }
+    out
 }
 
 fn strip_location_suffix(msg: &str) -> &str {
@@ -316,6 +398,50 @@ mod tests {
         assert_eq!(line_of(&["image", "layers", "0", "to"]), 6);
         assert_eq!(line_of(&["ports", "0", "name"]), 10);
         assert_eq!(locate_key(DOC, &["nope"]), None);
+    }
+
+    #[test]
+    fn a_custom_tag_is_refused_where_it_is_and_core_tags_pass() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct S {
+            name: String,
+            env: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            list: Vec<serde_json::Value>,
+        }
+        let src = SourceFile::new(
+            Path::new("svc/service.yaml"),
+            "name: a # not a tag: !x\nenv:\n  A: \"!quoted\"\n  B: !!str 0x1F\n  C: !secret db-pass\n",
+        );
+        let err = src.parse::<S>().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::WrongType);
+        let text = err.to_string();
+        assert!(text.starts_with("svc/service.yaml:5:6:"), "{text}");
+        assert!(
+            text.contains("`env.C` has the YAML tag `!secret`"),
+            "{text}"
+        );
+        assert!(err.help.as_deref().unwrap().contains("quote"), "{err:?}");
+
+        let src = SourceFile::new(
+            Path::new("s.yaml"),
+            "name: a\nenv: {}\nlist:\n  - x: 1\n  - y: !ref z\n",
+        );
+        let text = src.parse::<S>().unwrap_err().to_string();
+        assert!(text.starts_with("s.yaml:5:8:"), "{text}");
+        assert!(
+            text.contains("`list[1].y` has the YAML tag `!ref`"),
+            "{text}"
+        );
+
+        let ok = SourceFile::new(
+            Path::new("s.yaml"),
+            "name: a\nenv:\n  A: \"!quoted\"\n  B: !!str 0x1F\n",
+        );
+        let s = ok.parse::<S>().unwrap();
+        assert_eq!(s.env["A"], "!quoted");
+        assert_eq!(s.env["B"], "0x1F");
     }
 
     #[test]
