@@ -162,6 +162,16 @@ pub enum Error {
         /// Their digests, comma-separated.
         blobs: String,
     },
+    /// A Docker-typed manifest bound for an OCI layout holds a media type with no OCI
+    /// equivalent ([`crate::convert`]).
+    #[error(
+        "cannot convert manifest {manifest} to OCI media types for an OCI layout: {what} has media type {media_type:?}, which has no OCI equivalent\nhint: --preserve-digests stores the manifest as it is, with its Docker media types"
+    )]
+    NoOciMediaType {
+        manifest: String,
+        what: String,
+        media_type: String,
+    },
     #[error("unsupported media type {media_type:?} for {what}")]
     UnsupportedMediaType { what: String, media_type: String },
     #[error("no image for platform {wanted} in the index of {reference}; available: {available}")]

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod build;
 pub mod client;
+pub mod convert;
 pub mod copy;
 pub mod digest;
 pub mod dockerfile;
