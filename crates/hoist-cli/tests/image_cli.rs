@@ -7,7 +7,7 @@ mod registry;
 mod fault_proxy;
 
 use assert_cmd::Command;
-use registry::{PASS, Registry, USER, write_file};
+use registry::{PASS, Registry, USER, skopeo, write_file};
 
 fn hoist(docker_config: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("hoist").unwrap();
@@ -1962,4 +1962,430 @@ fn a_push_to_a_registry_that_lost_its_blobs_sends_them_again_and_says_so() {
         .timeout(std::time::Duration::from_secs(60))
         .assert()
         .success();
+}
+
+/// An image as `docker push` leaves it in a registry: hoist appends `layer` (SRC:DEST) onto
+/// scratch for `platform`, and skopeo copies that as Docker schema 2 to `repo_tag`. Returns
+/// its reference and its manifest as the registry serves it.
+fn schema2_image(
+    reg: &Registry,
+    t: &std::path::Path,
+    repo_tag: &str,
+    platform: &str,
+    layer: &str,
+) -> (String, hoist_oci::RawManifest) {
+    let oci = reg.reference(&format!("oci-{repo_tag}"));
+    hoist(t)
+        .args([
+            "image",
+            "append",
+            "--base",
+            "scratch",
+            "--platform",
+            platform,
+        ])
+        .args(["--layer", layer, "--tag", &oci])
+        .assert()
+        .success();
+    let s2 = reg.reference(repo_tag);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker://{oci}"),
+        &format!("docker://{s2}"),
+    ]);
+    let c = hoist_oci::RegistryClient::new(Default::default()).unwrap();
+    let raw = hoist_oci::block_on(c.get_manifest(&s2.parse().unwrap())).unwrap();
+    assert_eq!(
+        raw.media_type,
+        hoist_oci::manifest::media::DOCKER_MANIFEST,
+        "skopeo pushed schema 2"
+    );
+    (s2, raw)
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// The config and layer digests of a manifest (JSON).
+fn blob_digests(m: &serde_json::Value) -> Vec<String> {
+    let layers = m["layers"].as_array().unwrap().iter();
+    std::iter::once(&m["config"])
+        .chain(layers)
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The entries of a layout's index.json: (ref name, digest, media type).
+fn index_entries(dir: &std::path::Path) -> Vec<(String, String, String)> {
+    let index = json(&std::fs::read_to_string(dir.join("index.json")).unwrap());
+    (index["manifests"].as_array().unwrap().iter())
+        .map(|m| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let name = &m["annotations"]["org.opencontainers.image.ref.name"];
+            (s(name), s(&m["digest"]), s(&m["mediaType"]))
+        })
+        .collect()
+}
+
+/// A Docker schema 2 image copied into `oci:DIR:NAME` gets OCI media types, which skopeo and
+/// umoci need there (they failed on it before); its blobs are the same, its manifest digest
+/// is new and said. `--preserve-digests` writes it as it is; a layout holding such a
+/// manifest is read, back to a registry with the digest it had. hoist's store keeps the
+/// registry's digests.
+#[test]
+fn a_docker_image_copied_into_a_layout_gets_oci_media_types() {
+    use hoist_oci::manifest::media;
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("src/run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    write_file(&t.join("src/conf/app.conf"), b"x=1\n", 0o640);
+    let layer = format!("{}:/app", t.join("src").display());
+    let (src, source) = schema2_image(&reg, t, "s2/img:1", "linux/amd64", &layer);
+    let old = source.digest.to_string();
+    let source_json = json(std::str::from_utf8(&source.bytes).unwrap());
+
+    let lay = t.join("lay");
+    let at = |dir: &std::path::Path, name: &str| format!("oci:{}:{name}", dir.display());
+    let a = hoist(t)
+        .args(["image", "copy", &src, &at(&lay, "t")])
+        .assert()
+        .success();
+    let inspected = json(&skopeo(&["inspect", &at(&lay, "t")]));
+    let new = inspected["Digest"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    let said = stdout(&a);
+    assert!(
+        said.contains(&format!(
+            "\nconverted Docker media types to OCI (an OCI layout holds OCI manifests): {new}, \
+             {old} at the source; --preserve-digests keeps them\n"
+        )),
+        "{said}"
+    );
+    let raw = json(&skopeo(&["inspect", "--raw", &at(&lay, "t")]));
+    assert_eq!(raw["mediaType"], media::OCI_MANIFEST, "{raw}");
+    assert_eq!(raw["config"]["mediaType"], media::OCI_CONFIG, "{raw}");
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        media::OCI_LAYER_GZIP,
+        "{raw}"
+    );
+    assert_eq!(blob_digests(&raw), blob_digests(&source_json));
+    assert_eq!(
+        unpacked(&format!("{}:t", lay.display()), &t.join("b1")),
+        [
+            "app d755",
+            "app/conf d755",
+            "app/conf/app.conf f640",
+            "app/run.sh f755"
+        ]
+    );
+    // Scripts get both digests.
+    let a = hoist(t)
+        .args(["image", "copy", &src, &at(&lay, "j"), "-o", "json"])
+        .assert()
+        .success();
+    let rep = json(&stdout(&a));
+    assert_eq!(
+        (rep["digest"].as_str(), rep["converted_from"].as_str()),
+        (Some(&*new), Some(&*old))
+    );
+
+    // Back to a registry: the OCI manifest as it is in the layout, which registries and
+    // skopeo read.
+    let back = reg.reference("back/img:1");
+    let a = hoist(t)
+        .args(["image", "copy", &at(&lay, "t"), &back, "-o", "json"])
+        .assert()
+        .success();
+    let rep = json(&stdout(&a));
+    assert_eq!(
+        (rep["digest"].as_str(), &rep["converted_from"]),
+        (Some(&*new), &serde_json::Value::Null)
+    );
+    let pushed = json(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{back}"),
+    ]));
+    assert_eq!(pushed["Digest"], new);
+
+    // --preserve-digests: the Docker manifest as it is, under the source's digest.
+    let kept = t.join("kept");
+    let a = hoist(t)
+        .args(["image", "copy", "--preserve-digests", &src, &at(&kept, "t")])
+        .assert()
+        .success();
+    assert!(!stdout(&a).contains("converted"), "{}", stdout(&a));
+    assert_eq!(
+        index_entries(&kept),
+        [(
+            "t".to_string(),
+            old.clone(),
+            media::DOCKER_MANIFEST.to_string()
+        )]
+    );
+    // Such a layout is read: to a registry with the same digest, into another layout
+    // converted to the same manifest as straight from the registry.
+    let again = reg.reference("back/kept:1");
+    let a = hoist(t)
+        .args(["image", "copy", &at(&kept, "t"), &again, "-o", "json"])
+        .assert()
+        .success();
+    assert_eq!(json(&stdout(&a))["digest"], old);
+    let c = hoist_oci::RegistryClient::new(Default::default()).unwrap();
+    let got = hoist_oci::block_on(c.get_manifest(&again.parse().unwrap())).unwrap();
+    assert_eq!(got.bytes, source.bytes);
+    let a = hoist(t)
+        .args([
+            "image",
+            "copy",
+            &at(&kept, "t"),
+            &at(&lay, "from-kept"),
+            "-o",
+            "json",
+        ])
+        .assert()
+        .success();
+    let rep = json(&stdout(&a));
+    assert_eq!(
+        (rep["digest"].as_str(), rep["converted_from"].as_str()),
+        (Some(&*new), Some(&*old))
+    );
+
+    // hoist's store finds images by their registry digests: never converted, pulled or
+    // copied there by name.
+    let store = t.join("store");
+    hoist(t)
+        .args(["image", "pull", "--store"])
+        .arg(&store)
+        .arg(&src)
+        .assert()
+        .success();
+    let a = hoist(t)
+        .args(["image", "copy", &src, &at(&store, "copied"), "-o", "json"])
+        .assert()
+        .success();
+    assert_eq!(json(&stdout(&a))["converted_from"], serde_json::Value::Null);
+    let entries = index_entries(&store);
+    assert!(entries.iter().any(|(n, ..)| n == "copied"), "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, d, m)| *d == old && m == media::DOCKER_MANIFEST),
+        "{entries:?}"
+    );
+}
+
+/// A Docker manifest list copied with `--all` into a layout becomes an OCI index of the
+/// converted images, each platform readable by skopeo; the same list between registries
+/// keeps its digest.
+#[test]
+fn a_docker_manifest_list_copied_into_a_layout_becomes_an_oci_index() {
+    use hoist_oci::manifest::media;
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut images = vec![];
+    for arch in ["amd64", "arm64"] {
+        let dir = t.join(arch);
+        write_file(&dir.join(format!("{arch}.txt")), arch.as_bytes(), 0o644);
+        let layer = format!("{}:/", dir.display());
+        let (_, raw) = schema2_image(
+            &reg,
+            t,
+            &format!("s2/multi:{arch}"),
+            &format!("linux/{arch}"),
+            &layer,
+        );
+        images.push((arch, raw));
+    }
+    let entries: Vec<_> = (images.iter())
+        .map(|(arch, raw)| {
+            serde_json::json!({
+                "mediaType": media::DOCKER_MANIFEST,
+                "size": raw.bytes.len(),
+                "digest": raw.digest,
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        })
+        .collect();
+    let list = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::DOCKER_LIST,
+        "manifests": entries,
+    });
+    let list = hoist_oci::RawManifest::new(serde_json::to_vec(&list).unwrap(), None).unwrap();
+    let src = reg.reference("s2/multi:list");
+    let c = hoist_oci::RegistryClient::new(Default::default()).unwrap();
+    hoist_oci::block_on(c.put_manifest(&src.parse().unwrap(), &list)).unwrap();
+
+    let lay = t.join("lay");
+    let dst = format!("oci:{}:t", lay.display());
+    let a = hoist(t)
+        .args(["image", "copy", "--all", &src, &dst])
+        .assert()
+        .success();
+    let index = json(&skopeo(&["inspect", "--raw", &dst]));
+    assert_eq!(index["mediaType"], media::OCI_INDEX, "{index}");
+    let entry = index_entries(&lay);
+    assert_eq!(entry.len(), 1, "{entry:?}");
+    let (name, new, media_type) = &entry[0];
+    assert_eq!(
+        (name.as_str(), media_type.as_str()),
+        ("t", media::OCI_INDEX)
+    );
+    let said = stdout(&a);
+    assert!(
+        said.contains(&format!(
+            "converted Docker media types to OCI (an OCI layout holds OCI manifests): {new}, {} \
+             at the source",
+            list.digest
+        )),
+        "{said}"
+    );
+    let blob = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        let bytes = std::fs::read(lay.join("blobs/sha256").join(hex)).unwrap();
+        assert_eq!(hoist_oci::Digest::of(&bytes).hex(), hex);
+        json(std::str::from_utf8(&bytes).unwrap())
+    };
+    assert_eq!(blob(new), index);
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{index}");
+    for (entry, (arch, raw)) in listed.iter().zip(&images) {
+        assert_eq!(entry["mediaType"], media::OCI_MANIFEST, "{index}");
+        assert_eq!(entry["platform"]["architecture"], *arch, "{index}");
+        assert_ne!(entry["digest"], raw.digest.to_string());
+        let manifest = blob(entry["digest"].as_str().unwrap());
+        assert_eq!(manifest["mediaType"], media::OCI_MANIFEST, "{manifest}");
+        let source = json(std::str::from_utf8(&raw.bytes).unwrap());
+        assert_eq!(blob_digests(&manifest), blob_digests(&source));
+        // skopeo picks the platform's image through the index (its Digest is the index's).
+        let image = json(&skopeo(&["inspect", "--override-arch", arch, &dst]));
+        assert_eq!(image["Digest"].as_str(), Some(new.as_str()), "{image}");
+        assert_eq!(image["Architecture"], *arch, "{image}");
+        assert_eq!(
+            image["Layers"],
+            serde_json::json!([source["layers"][0]["digest"]])
+        );
+    }
+
+    // Between registries the list stays as it is.
+    let mirror = reg.reference("mirror/multi:list");
+    let a = hoist(t)
+        .args(["image", "copy", "--all", &src, &mirror, "-o", "json"])
+        .assert()
+        .success();
+    let rep = json(&stdout(&a));
+    assert_eq!(rep["digest"], list.digest.to_string(), "{rep}");
+    assert_eq!(rep["converted_from"], serde_json::Value::Null, "{rep}");
+}
+
+/// `append --tag oci:DIR:NAME` on a Docker schema 2 base stores an OCI-typed manifest that
+/// skopeo and umoci read (they failed on it before), says so with the digest a push to a
+/// registry gives, and `--preserve-digests` stores that very manifest.
+#[test]
+fn append_on_a_docker_base_into_a_layout_gets_oci_media_types() {
+    use hoist_oci::manifest::media;
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    write_file(&t.join("os/etc/os-release"), b"ID=test\n", 0o644);
+    let os = format!("{}:/", t.join("os").display());
+    let (base, base_raw) = schema2_image(&reg, t, "s2/base:1", "linux/amd64", &os);
+    let base_json = json(std::str::from_utf8(&base_raw.bytes).unwrap());
+    write_file(&t.join("app/run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    let app = format!("{}:/app", t.join("app").display());
+    let append = |tag: &str, extra: &[&str]| {
+        hoist(t)
+            .args(["image", "append", "--base", &base, "--layer", &app])
+            .args(["--cmd", "/app/run.sh", "--tag", tag])
+            .args(extra)
+            .assert()
+            .success()
+    };
+    // What a registry gets: Docker media types, as the base has.
+    let pushed = reg.reference("app/web:1");
+    let docker = json(&stdout(&append(&pushed, &["-o", "json"])))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = hoist_oci::RegistryClient::new(Default::default()).unwrap();
+    let raw = hoist_oci::block_on(c.get_manifest(&pushed.parse().unwrap())).unwrap();
+    assert_eq!(
+        (raw.media_type.as_str(), raw.digest.to_string()),
+        (media::DOCKER_MANIFEST, docker.clone())
+    );
+
+    let lay = t.join("lay");
+    let dst = format!("oci:{}:t", lay.display());
+    let said = stdout(&append(&dst, &[]));
+    let inspected = json(&skopeo(&["inspect", &dst]));
+    let new = inspected["Digest"].as_str().unwrap().to_string();
+    assert_ne!(new, docker);
+    assert!(
+        said.starts_with(&format!("stored {dst} ({new})"))
+            && said.contains(&format!(
+                "\nconverted Docker media types (of the Docker schema 2 base) to OCI (an OCI \
+                 layout holds OCI manifests): {new}, {docker} as pushed to a registry; \
+                 --preserve-digests keeps them\n"
+            )),
+        "{said}"
+    );
+    let manifest = json(&skopeo(&["inspect", "--raw", &dst]));
+    assert_eq!(manifest["mediaType"], media::OCI_MANIFEST, "{manifest}");
+    assert_eq!(manifest["config"]["mediaType"], media::OCI_CONFIG);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["mediaType"] == media::OCI_LAYER_GZIP),
+        "{manifest}"
+    );
+    // The base layer is the base's blob; the config is the one pushed.
+    assert_eq!(layers[0]["digest"], base_json["layers"][0]["digest"]);
+    let raw_json = json(std::str::from_utf8(&raw.bytes).unwrap());
+    assert_eq!(blob_digests(&manifest), blob_digests(&raw_json));
+    assert_eq!(
+        unpacked(&format!("{}:t", lay.display()), &t.join("b1")),
+        [
+            "app d755",
+            "app/run.sh f755",
+            "etc d755",
+            "etc/os-release f644"
+        ]
+    );
+    let rep = json(&stdout(&append(
+        &format!("oci:{}:j", lay.display()),
+        &["-o", "json"],
+    )));
+    assert_eq!(
+        (rep["digest"].as_str(), rep["converted_from"].as_str()),
+        (Some(&*new), Some(&*docker))
+    );
+
+    // --preserve-digests: the manifest a push gives, Docker-typed, under its digest.
+    let kept = t.join("kept");
+    let rep = json(&stdout(&append(
+        &format!("oci:{}:t", kept.display()),
+        &["--preserve-digests", "-o", "json"],
+    )));
+    assert_eq!(
+        (rep["digest"].as_str(), &rep["converted_from"]),
+        (Some(&*docker), &serde_json::Value::Null)
+    );
+    assert_eq!(
+        index_entries(&kept),
+        [(
+            "t".to_string(),
+            docker.clone(),
+            media::DOCKER_MANIFEST.to_string()
+        )]
+    );
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
+use crate::convert;
 use crate::copy::Location;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
 use crate::reference::Reference;
+use crate::stored_blob::BlobOwner;
 
 /// What to build: a service's `image:` section, or `hoist image append` flags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -51,6 +53,10 @@ pub struct BuildOptions {
     /// the user chose: an image already under it is this image, so a Dockerfile build
     /// whose target exists is skipped (hoist-engine's `build_and_deliver`).
     pub content_tag: bool,
+    /// Into a user's OCI layout, store an image built on a Docker-typed base with Docker
+    /// media types, as a push to a registry does (same digest), rather than convert it to
+    /// OCI ones ([`crate::convert`]), which skopeo and umoci need there.
+    pub preserve_digests: bool,
 }
 
 impl Default for BuildOptions {
@@ -60,6 +66,7 @@ impl Default for BuildOptions {
             require_platform: false,
             temp_dir: None,
             content_tag: false,
+            preserve_digests: false,
         }
     }
 }
@@ -68,6 +75,9 @@ impl Default for BuildOptions {
 pub struct PushReport {
     pub reference: String,
     pub digest: Digest,
+    /// The digest of the Docker-typed manifest built (the one a push to a registry gets)
+    /// when it was stored in an OCI layout with OCI media types as `digest`; else None.
+    pub converted_from: Option<Digest>,
     pub layers_uploaded: usize,
     pub layers_mounted: usize,
     pub layers_present: usize,
@@ -495,6 +505,7 @@ pub async fn push_built(
     Ok(PushReport {
         reference: target.to_string(),
         digest,
+        converted_from: None,
         layers_uploaded: up,
         layers_mounted: mounted,
         layers_present: present.saturating_sub(1),
@@ -545,15 +556,23 @@ pub async fn build_to_layout(
     .check_destination()?;
     let layout = OciLayout::create(dir)?;
     let img = build(client, spec, &opts.building_in(&layout)).await?;
+    // Converted before any blob lands: a base layer type with no OCI equivalent stops here.
+    let manifest = match layout.owner() {
+        BlobOwner::User if !opts.preserve_digests => convert::image_to_oci(&img.manifest)?,
+        // hoist's store finds images by the digests a registry gives them.
+        _ => img.manifest.clone(),
+    };
     let landed = land_blobs(client, &img, &layout).await?;
-    layout.put_manifest(&img.manifest, name)?;
+    layout.put_manifest(&manifest, name)?;
     Ok(PushReport {
         reference: Location::Layout {
             dir: dir.to_path_buf(),
             name: name.map(String::from),
         }
         .to_string(),
-        digest: img.manifest.digest.clone(),
+        converted_from: (manifest.digest != img.manifest.digest)
+            .then(|| img.manifest.digest.clone()),
+        digest: manifest.digest,
         layers_uploaded: landed.written,
         layers_mounted: 0,
         layers_present: landed.present,

@@ -1,5 +1,7 @@
-//! Copy images between registries and OCI layout directories, byte for byte (manifest
-//! digests are preserved), transferring only blobs the target lacks and mounting where possible.
+//! Copy images between registries and OCI layout directories, transferring only blobs the
+//! target lacks and mounting where possible. Byte for byte (manifest digests are preserved),
+//! but for a Docker-typed manifest written into a user's OCI layout: that gets OCI media
+//! types ([`crate::convert`]) unless [`CopyOptions::preserve_digests`] is set.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -9,12 +11,14 @@ use tokio::task::JoinSet;
 
 use crate::build::counters_delta;
 use crate::client::{BlobOutcome, CounterSnapshot, RegistryClient};
+use crate::convert;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::OciLayout;
 use crate::lost_blobs::{self, Put};
 use crate::manifest::{Parsed, Platform, RawManifest};
 use crate::reference::Reference;
+use crate::stored_blob::BlobOwner;
 
 /// Where an image lives: a registry, or an OCI layout directory (`oci:DIR[:NAME]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +141,9 @@ pub struct CopyOptions {
     pub all_platforms: bool,
     /// Otherwise copy only this platform's image.
     pub platform: Platform,
+    /// Write Docker-typed manifests into a user's OCI layout as they are (skopeo's flag):
+    /// digests unchanged, but skopeo and umoci cannot read them there.
+    pub preserve_digests: bool,
 }
 
 impl Default for CopyOptions {
@@ -144,6 +151,7 @@ impl Default for CopyOptions {
         Self {
             all_platforms: false,
             platform: Platform::linux_amd64(),
+            preserve_digests: false,
         }
     }
 }
@@ -152,7 +160,11 @@ impl Default for CopyOptions {
 pub struct CopyReport {
     pub source: String,
     pub destination: String,
+    /// The digest of the manifest written (with --all, the index's).
     pub digest: Digest,
+    /// The source's digest of that manifest when it was Docker-typed and written into an
+    /// OCI layout with OCI media types (so `digest` is new); None when copied as it is.
+    pub converted_from: Option<Digest>,
     pub blobs_copied: usize,
     pub blobs_mounted: usize,
     pub blobs_skipped: usize,
@@ -270,6 +282,14 @@ async fn copy_named(
             named.digest
         )));
     }
+    let source_digest = named.digest.clone();
+    let (images, named) = match &*dest {
+        Dst::Layout(l, _) if !opts.preserve_digests && l.owner() == BlobOwner::User => {
+            oci_typed(images, named)?
+        }
+        // A registry keeps digests; hoist's store finds images by their registry digests.
+        _ => (images, named),
+    };
     let mut stats = Tally::default();
     // Every platform's blobs at once: one plan for the bar, shared blobs sent once.
     copy_blobs(client, &source, &dest, &images, &mut stats).await?;
@@ -281,6 +301,7 @@ async fn copy_named(
     Ok(CopyReport {
         source: src.to_string(),
         destination: dst.to_string(),
+        converted_from: (written != source_digest).then_some(source_digest),
         digest: written,
         blobs_copied: stats.copied,
         blobs_mounted: stats.mounted,
@@ -288,6 +309,23 @@ async fn copy_named(
         bytes_copied: stats.bytes_copied,
         transfer: counters_delta(client.counters(), before),
     })
+}
+
+/// `images` (image manifests) and `named` (one of them, or the index of them all) with OCI
+/// media types for a user's OCI layout, where skopeo and umoci read only those. The index
+/// then points at the converted images. Manifests OCI already stay as they are.
+fn oci_typed(
+    images: Vec<RawManifest>,
+    named: RawManifest,
+) -> Result<(Vec<RawManifest>, RawManifest)> {
+    let converted = (images.iter())
+        .map(|m| Ok((m.digest.clone(), convert::image_to_oci(m)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let named = match converted.iter().find(|(d, _)| *d == named.digest) {
+        Some((_, image)) => image.clone(),
+        None => convert::index_to_oci(&named, &converted)?,
+    };
+    Ok((converted.into_iter().map(|(_, m)| m).collect(), named))
 }
 
 async fn put_manifest(

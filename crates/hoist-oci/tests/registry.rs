@@ -13,7 +13,9 @@ use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
 use hoist_oci::manifest::{Descriptor, ImageIndex, ImageManifest, Platform, RawManifest, media};
 use hoist_oci::{Digest, Error, LayerSpec, LocalStore, Reference};
-use support::registry::{PASS, Registry, USER, pseudo_random, skopeo_config, unpacked, write_file};
+use support::registry::{
+    PASS, Registry, USER, pseudo_random, skopeo, skopeo_config, unpacked, write_file,
+};
 
 fn client() -> RegistryClient {
     RegistryClient::new(ClientOptions::default()).unwrap()
@@ -42,19 +44,6 @@ fn assert_layers_stored(store: &LocalStore, layers: &[Descriptor]) {
         let bytes = std::fs::read(store.blob_path(&l.digest)).unwrap();
         assert_eq!(Digest::of(&bytes), l.digest);
     }
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Push a base image (scratch + `n` layers of incompressible data) and return its reference.

@@ -125,24 +125,44 @@ pub struct AppendArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Where the result goes: a registry reference (pushed), or oci:DIR[:NAME] (stored in
-    /// an OCI layout, created if missing).
+    /// an OCI layout, created if missing; built on a Docker schema 2 base, its manifest
+    /// gets OCI media types there, see --preserve-digests).
     #[arg(long, short = 't')]
     pub tag: String,
+    /// With --tag oci:DIR: keep the Docker media types an image built on a Docker schema 2
+    /// base has, so its digest is the one a push to a registry gives (skopeo and umoci
+    /// cannot read such a manifest from a layout).
+    #[arg(long)]
+    pub preserve_digests: bool,
     #[command(flatten)]
     pub reg: RegistryOpts,
     #[command(flatten)]
     pub transfer: TransferOpts,
 }
 
+/// `hoist image copy --help`, below the options.
+const COPY_ABOUT_LAYOUTS: &str = "\
+An OCI layout holds OCI manifests: a Docker schema 2 manifest (or manifest list) copied into \
+oci:DIR gets OCI media types, as `skopeo copy` gives it, so that skopeo, umoci and other OCI \
+tools can read it there. Its config and layers stay the same blobs, but the manifest is new \
+and so is its digest; the output gives both. --preserve-digests writes it as it is instead. \
+Copies to a registry, and into hoist's own image store, keep every digest.";
+
 #[derive(Debug, Args)]
+#[command(after_long_help = COPY_ABOUT_LAYOUTS)]
 pub struct CopyArgs {
     /// Source: a registry reference or oci:DIR[:NAME].
     pub src: String,
     /// Destination: a registry reference or oci:DIR[:NAME].
     pub dst: String,
-    /// Copy every platform of a multi-platform image (keeps the index digest).
+    /// Copy every platform of a multi-platform image (keeps the index digest, but for a
+    /// Docker manifest list copied into an OCI layout: see below).
     #[arg(long)]
     pub all: bool,
+    /// Write a Docker schema 2 manifest into an OCI layout as it is, digest unchanged,
+    /// rather than with OCI media types (skopeo and umoci cannot read it from the layout).
+    #[arg(long)]
+    pub preserve_digests: bool,
     #[command(flatten)]
     pub reg: RegistryOpts,
     #[command(flatten)]
@@ -247,6 +267,7 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
     let opts = BuildOptions {
         platform: a.reg.platform()?,
         require_platform: a.reg.platform_asked(),
+        preserve_digests: a.preserve_digests,
         ..Default::default()
     };
     let what = format!("appending to {}", spec.base);
@@ -283,6 +304,14 @@ fn append(a: AppendArgs) -> miette::Result<ExitCode> {
             retried(&rep.transfer),
         ),
     }
+    if let (None, Some(docker)) = (a.reg.output.document(), &rep.converted_from) {
+        outln!(
+            "converted Docker media types (of the Docker schema 2 base) to OCI (an OCI layout \
+             holds OCI manifests): {}, {docker} as pushed to a registry; --preserve-digests \
+             keeps them",
+            rep.digest
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -307,6 +336,7 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
     let opts = CopyOptions {
         all_platforms: a.all,
         platform: a.reg.platform()?,
+        preserve_digests: a.preserve_digests,
     };
     let started = std::time::Instant::now();
     let what = format!("copying {src} to {dst}");
@@ -326,6 +356,13 @@ fn copy_cmd(a: CopyArgs) -> miette::Result<ExitCode> {
             rep.blobs_mounted,
             rep.blobs_skipped
         ),
+    }
+    if let (None, Some(source)) = (a.reg.output.document(), &rep.converted_from) {
+        outln!(
+            "converted Docker media types to OCI (an OCI layout holds OCI manifests): {}, \
+             {source} at the source; --preserve-digests keeps them",
+            rep.digest
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -305,6 +305,20 @@ impl Drop for Registry {
     }
 }
 
+/// `skopeo ARGS`, which must succeed: its stdout.
+pub fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The image config an outside client reads: `skopeo inspect --config` of a
 /// `docker://` (plain HTTP allowed) or `oci:` location, which must succeed.
 pub fn skopeo_config(image: &str) -> serde_json::Value {
