@@ -540,7 +540,9 @@ pub async fn store_built(
 }
 
 /// Build `spec` into the OCI layout at `dir` (created if missing) as `name` (or unnamed):
-/// like [`build_and_push`], with a directory in place of a registry.
+/// like [`build_and_push`], with a directory in place of a registry. Built on a Docker
+/// schema 2 base, the manifest gets OCI media types in a user's layout (see
+/// [`BuildOptions::preserve_digests`]); the report's `converted_from` is then its Docker digest.
 pub async fn build_to_layout(
     client: &RegistryClient,
     spec: &BuildSpec,

@@ -5,7 +5,8 @@
 //! - [`build_and_push`] (a [`BuildSpec`]: base + layers + config changes → registry), and
 //!   [`build::build_to_store`] / [`build::build_to_layout`] (the same into the
 //!   [`LocalStore`] or an OCI layout, no registry needed; the base may be a layout too);
-//! - [`copy()`] between registries and OCI layout directories ([`Location`]);
+//! - [`copy()`] between registries and OCI layout directories ([`Location`]); into a
+//!   user's layout, Docker-typed manifests get OCI media types ([`convert`]);
 //! - [`LocalStore`]: `open`/`open_default`, `pull`, `put_image`, `resolve`, `blob_path`;
 //! - [`dockerfile::build_and_push_dockerfile`] for `dockerfile:` services;
 //! - [`RegistryClient`] for everything lower level. Call [`client::install_crypto_provider`]
