@@ -2158,6 +2158,36 @@ fn a_docker_image_copied_into_a_layout_gets_oci_media_types() {
         (Some(&*new), Some(&*old))
     );
 
+    // A media type with no OCI equivalent (Docker schema 2 has no zstd layer) stops the
+    // copy before anything is stored, and says what to do.
+    let odd = String::from_utf8(source.bytes.clone()).unwrap().replace(
+        media::DOCKER_LAYER_GZIP,
+        "application/vnd.docker.image.rootfs.diff.tar.zstd",
+    );
+    let odd = hoist_oci::RawManifest::new(odd.into_bytes(), None).unwrap();
+    let zstd = reg.reference("s2/img:zstd");
+    hoist_oci::block_on(c.put_manifest(&zstd.parse().unwrap(), &odd)).unwrap();
+    let bad = t.join("bad");
+    let err = fails(t, &["image", "copy", &zstd, &at(&bad, "t")]);
+    assert!(
+        err.contains(&format!(
+            "cannot convert manifest {} to OCI media types for an OCI layout: layer 0 has media \
+             type \"application/vnd.docker.image.rootfs.diff.tar.zstd\", which has no OCI \
+             equivalent",
+            odd.digest
+        )) && err.contains("hint: --preserve-digests stores the manifest as it is"),
+        "{err}"
+    );
+    assert_eq!(index_entries(&bad), []);
+    assert_eq!(
+        std::fs::read_dir(bad.join("blobs/sha256")).unwrap().count(),
+        0
+    );
+    hoist(t)
+        .args(["image", "copy", "--preserve-digests", &zstd, &at(&bad, "t")])
+        .assert()
+        .success();
+
     // hoist's store finds images by their registry digests: never converted, pulled or
     // copied there by name.
     let store = t.join("store");
@@ -2275,6 +2305,34 @@ fn a_docker_manifest_list_copied_into_a_layout_becomes_an_oci_index() {
             serde_json::json!([source["layers"][0]["digest"]])
         );
     }
+
+    // Without --all, the platform's image alone, converted.
+    let one = format!("oci:{}:arm", lay.display());
+    let a = hoist(t)
+        .args([
+            "image",
+            "copy",
+            "--platform",
+            "linux/arm64",
+            &src,
+            &one,
+            "-o",
+            "json",
+        ])
+        .assert()
+        .success();
+    let rep = json(&stdout(&a));
+    assert_eq!(
+        rep["converted_from"],
+        images[1].1.digest.to_string(),
+        "{rep}"
+    );
+    assert_eq!(rep["digest"], listed[1]["digest"], "{rep}");
+    let image = json(&skopeo(&["inspect", &one]));
+    assert_eq!(
+        (&image["Digest"], &image["Architecture"]),
+        (&rep["digest"], &"arm64".into())
+    );
 
     // Between registries the list stays as it is.
     let mirror = reg.reference("mirror/multi:list");

@@ -137,7 +137,8 @@ impl std::fmt::Display for Location {
 
 #[derive(Clone, Debug)]
 pub struct CopyOptions {
-    /// Copy every image of an index (the index digest is then preserved).
+    /// Copy every image of an index (the index digest is then preserved, but for a Docker
+    /// manifest list converted for a user's OCI layout).
     pub all_platforms: bool,
     /// Otherwise copy only this platform's image.
     pub platform: Platform,
