@@ -43,11 +43,6 @@ pub const OCI_LAYERS: &[&str] = &[
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 ];
 
-/// Is `raw` Docker-typed (a schema 2 manifest or manifest list)?
-pub fn is_docker(raw: &RawManifest) -> bool {
-    raw.media_type == media::DOCKER_MANIFEST || raw.media_type == media::DOCKER_LIST
-}
-
 /// `raw`, an image manifest, with OCI media types: the same manifest when it is OCI already,
 /// else a new one (new bytes, new digest) whose config and layers are the same blobs. A
 /// media type with no OCI equivalent is an error naming it.
