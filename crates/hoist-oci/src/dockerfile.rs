@@ -52,15 +52,19 @@ pub struct DockerfileSpec {
     pub platform: Option<crate::Platform>,
 }
 
-/// Builder-specific knobs; buildah's default from `HOIST_BUILDAH_STORAGE_DRIVER`,
-/// `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot` inside containers) and
-/// `HOIST_BUILDAH_ROOT` (a storage root of its own).
+/// Knobs for buildah and podman (both take them alike), by default from
+/// `HOIST_BUILDAH_STORAGE_DRIVER`, `HOIST_BUILDAH_ISOLATION` (e.g. `vfs` and `chroot`
+/// inside containers), `HOIST_BUILDAH_ROOT` (a storage root of its own) and
+/// `HOIST_BUILDAH_NETWORK` (e.g. `none`; chroot isolation takes only the host's).
 #[derive(Clone, Debug, Default)]
 pub struct BuilderOptions {
     pub storage_driver: Option<String>,
     pub isolation: Option<String>,
-    /// buildah/podman storage root (`--root`, with `--runroot` beside it).
+    /// buildah/podman storage root (`--root`, with `--runroot` beside it, and podman's
+    /// `--tmpdir`).
     pub root: Option<PathBuf>,
+    /// The network of `RUN` steps (`--network`); the builder's default when unset.
+    pub network: Option<String>,
     /// hoist's registry settings, for buildah and podman (docker buildx uses its daemon's).
     pub registries: RegistryAccess,
 }
@@ -72,6 +76,7 @@ impl BuilderOptions {
             storage_driver: var("HOIST_BUILDAH_STORAGE_DRIVER"),
             isolation: var("HOIST_BUILDAH_ISOLATION"),
             root: var("HOIST_BUILDAH_ROOT").map(PathBuf::from),
+            network: var("HOIST_BUILDAH_NETWORK"),
             registries: RegistryAccess::default(),
         }
     }
@@ -195,10 +200,11 @@ async fn run(
     env: &[(String, std::ffi::OsString)],
     dockerfile: &Path,
     scratch: Option<&Path>,
+    how: child::Stop,
 ) -> Result<()> {
     tracing::info!(%prog, ?args, ?env, "running image builder");
     // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
-    let out = child::run(prog, args, env, env_remove(builder), scratch)
+    let out = child::run(prog, args, env, env_remove(builder), scratch, how)
         .await
         .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
@@ -311,7 +317,25 @@ async fn build_to_layout_in(
         tmp_env.push(("TMPDIR".to_string(), t.into_os_string()));
     }
     let build_env: Vec<_> = access.env.iter().cloned().chain(tmp_env.clone()).collect();
-    run(builder, c.prog, &c.build, &build_env, &dockerfile, scratch).await?;
+    // From the build on, the builder's storage may hold the image under `tag` (a
+    // cancelled podman may still finish the build while it is stopped); it goes whether
+    // the build and push end, fail or are cancelled.
+    let untag = (builder != Builder::DockerBuildx)
+        .then(|| child::Untag::new(c.prog, c.rmi.clone(), env_remove(builder)));
+    let how = match builder {
+        Builder::Podman => child::Stop::Steps,
+        _ => child::Stop::Group,
+    };
+    run(
+        builder,
+        c.prog,
+        &c.build,
+        &build_env,
+        &dockerfile,
+        scratch,
+        how,
+    )
+    .await?;
     if builder == Builder::DockerBuildx {
         let tar = out.with_extension("tar");
         let f = std::fs::File::open(&tar).ctx(|| format!("opening {}", tar.display()))?;
@@ -320,12 +344,20 @@ async fn build_to_layout_in(
             .ctx(|| format!("unpacking {} into {}", tar.display(), out.display()))?;
         let _ = std::fs::remove_file(&tar);
     } else {
-        // From here the builder's storage holds the image under `tag`; it goes whether
-        // the push ends, fails or is cancelled.
-        let untag = child::Untag::new(c.prog, c.rmi, env_remove(builder));
-        run(builder, c.prog, &c.push, &tmp_env, &dockerfile, scratch).await?;
-        drop(untag);
+        // A push has nothing to clean up: stopped at once.
+        let push = child::Stop::Group;
+        run(
+            builder,
+            c.prog,
+            &c.push,
+            &tmp_env,
+            &dockerfile,
+            scratch,
+            push,
+        )
+        .await?;
     }
+    drop(untag);
     // buildx names the image with the full `name=`; point at it by that name.
     Ok(Location::Layout {
         dir: out.into(),
@@ -404,23 +436,35 @@ fn commands(builder: Builder, b: &Build) -> Commands {
     }
     let buildah = builder == Builder::Buildah;
     let mut global = vec![];
-    if buildah {
-        if let Some(d) = &opts.storage_driver {
-            global.extend(["--storage-driver".to_string(), d.clone()]);
-        }
-        if let Some(r) = &opts.root {
-            global.extend([
-                "--root".into(),
-                r.join("root").display().to_string(),
-                "--runroot".into(),
-                r.join("run").display().to_string(),
-            ]);
+    if let Some(d) = &opts.storage_driver {
+        global.extend(["--storage-driver".to_string(), d.clone()]);
+    }
+    if let Some(r) = &opts.root {
+        global.extend([
+            "--root".into(),
+            r.join("root").display().to_string(),
+            "--runroot".into(),
+            r.join("run").display().to_string(),
+        ]);
+        if !buildah {
+            // libpod's own state (events log, exit files) goes to /run/libpod unless
+            // told: beside the storage root too, so the build uses nothing of the machine's.
+            global.extend(["--tmpdir".into(), r.join("libpod").display().to_string()]);
         }
     }
     let mut build = global.clone();
     build.push(if buildah { "bud" } else { "build" }.into());
-    if buildah && let Some(i) = &opts.isolation {
+    if let Some(i) = &opts.isolation {
         build.extend(["--isolation".into(), i.clone()]);
+    }
+    if let Some(n) = &opts.network {
+        build.extend(["--network".into(), n.clone()]);
+    }
+    if !buildah {
+        // podman commits every step as an image of its own by default (buildah does
+        // not): extra copies (whole ones with vfs) that a build running beside this one
+        // may take a step from. As buildah, every build runs all its steps.
+        build.push("--layers=false".into());
     }
     // Reproducible: created times, history and file mtimes all at `epoch`.
     build.extend(["--timestamp".into(), b.epoch.to_string()]);
@@ -509,8 +553,8 @@ pub async fn build_into_store(
 mod tests {
     use super::*;
 
-    /// docker buildx and podman are not installed here: their command lines are checked
-    /// as they are built.
+    /// docker buildx is not installed here: its command line is checked as it is built
+    /// (buildah's and podman's too; tests/dockerfile.rs runs those for real).
     #[test]
     fn every_builder_gets_the_timestamp_and_buildah_podman_the_registry_settings() {
         let spec = DockerfileSpec {
@@ -522,8 +566,9 @@ mod tests {
         };
         let opts = BuilderOptions {
             storage_driver: Some("vfs".into()),
-            isolation: Some("chroot".into()),
+            isolation: Some("oci".into()),
             root: Some("/st".into()),
+            network: Some("none".into()),
             ..Default::default()
         };
         let access = ["--authfile".to_string(), "/d/config.json".into()];
@@ -542,8 +587,8 @@ mod tests {
         let c = commands(Builder::Buildah, &b);
         assert_eq!(
             words(&c.build),
-            "--storage-driver vfs --root /st/root --runroot /st/run bud --isolation chroot \
-             --timestamp 42 --authfile /d/config.json -t localhost/hoist-build/x:1-0 \
+            "--storage-driver vfs --root /st/root --runroot /st/run bud --isolation oci \
+             --network none --timestamp 42 --authfile /d/config.json -t localhost/hoist-build/x:1-0 \
              -f /ctx/Dockerfile --build-arg A=1 --target prod --platform linux/arm64 \
              --ignorefile /ctx/Dockerfile.dockerignore /ctx"
         );
@@ -556,11 +601,22 @@ mod tests {
         assert_eq!(c.prog, "podman");
         assert_eq!(
             words(&c.build),
-            "build --timestamp 42 --authfile /d/config.json -t localhost/hoist-build/x:1-0 \
-             -f /ctx/Dockerfile --build-arg A=1 --target prod --platform linux/arm64 \
+            "--storage-driver vfs --root /st/root --runroot /st/run --tmpdir /st/libpod \
+             build --isolation oci --network none --layers=false --timestamp 42 \
+             --authfile /d/config.json -t localhost/hoist-build/x:1-0 -f /ctx/Dockerfile \
+             --build-arg A=1 --target prod --platform linux/arm64 \
              --ignorefile /ctx/Dockerfile.dockerignore /ctx"
         );
-        assert_eq!(words(&c.rmi), "rmi localhost/hoist-build/x:1-0");
+        assert_eq!(
+            words(&c.push),
+            "--storage-driver vfs --root /st/root --runroot /st/run --tmpdir /st/libpod \
+             push localhost/hoist-build/x:1-0 oci:/o/layout:image"
+        );
+        assert_eq!(
+            words(&c.rmi),
+            "--storage-driver vfs --root /st/root --runroot /st/run --tmpdir /st/libpod \
+             rmi localhost/hoist-build/x:1-0"
+        );
         let c = commands(Builder::DockerBuildx, &b);
         assert_eq!(
             words(&c.build),

@@ -1,23 +1,41 @@
-//! Dockerfile builds with the real buildah (vfs storage, chroot isolation: works as root
-//! without daemons), pushed to a real registry and read back by skopeo.
+//! Dockerfile builds with the real buildah and podman (vfs storage of the test's own, no
+//! daemons: see support/builder.rs), pushed to a real registry and read back by skopeo.
+//! Each test runs for both builders.
 
 mod support;
 
 use hoist_oci::Reference;
 use hoist_oci::client::{ClientOptions, RegistryClient};
 use hoist_oci::copy::{CopyOptions, Location, copy};
-use hoist_oci::dockerfile::{Builder, BuilderOptions, DockerfileSpec, build_to_layout};
-use support::registry::{Registry, skopeo_config, write_file};
+use hoist_oci::dockerfile::{Builder, DockerfileSpec, build_to_layout};
+use support::builder;
+use support::registry::{Registry, skopeo_config, unpacked, write_file};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildah_builds_from_scratch_and_we_push() {
-    if std::process::Command::new("buildah")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("buildah is required for this test (apt-get install buildah)");
-    }
+    builds_from_scratch_and_we_push(Builder::Buildah).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_builds_from_scratch_and_we_push() {
+    builds_from_scratch_and_we_push(Builder::Podman).await;
+}
+
+/// The manifest digest of the only image in the OCI layout `dir`.
+fn layout_digest(dir: &std::path::Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A build with a `RUN` step, pushed; the same inputs again give the same digest; a
+/// broken Dockerfile fails with the builder's own error; the builder's storage keeps
+/// neither working containers nor the build's image.
+async fn builds_from_scratch_and_we_push(b: Builder) {
+    builder::require(b);
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
@@ -26,27 +44,20 @@ async fn buildah_builds_from_scratch_and_we_push() {
         &std::fs::read("/bin/busybox").unwrap(),
         0o755,
     );
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nENV GREETING=hi\nCMD [\"/bin/busybox\", \"true\"]\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo built > /built; /bin/busybox ip -o link > /links\"]\nENV GREETING=hi\nCMD [\"/bin/busybox\", \"true\"]\n",
+    )
+    .unwrap();
     let spec = DockerfileSpec {
         context: ctx.clone(),
         ..Default::default()
     };
-    // Separate buildah storage per test run, so nothing leaks into the machine's store.
-    let opts = BuilderOptions {
-        storage_driver: Some("vfs".into()),
-        isolation: Some("chroot".into()),
-        root: Some(tmp.path().join("storage")),
-        ..Default::default()
-    };
-    let loc = build_to_layout(
-        Builder::Buildah,
-        &spec,
-        &opts,
-        &tmp.path().join("out"),
-        "svc",
-    )
-    .await
-    .unwrap();
+    // Separate storage per test run, so nothing leaks into the machine's store.
+    let storage = tmp.path().join("storage");
+    let opts = builder::options(b, &storage);
+    let out = tmp.path().join("out");
+    let loc = build_to_layout(b, &spec, &opts, &out, "svc").await.unwrap();
     let c = RegistryClient::new(ClientOptions::default()).unwrap();
     let target = Reference::parse(&reg.reference("df/svc:1")).unwrap();
     let rep = copy(
@@ -69,7 +80,47 @@ async fn buildah_builds_from_scratch_and_we_push() {
             .iter()
             .any(|e| e == "GREETING=hi")
     );
+    assert_eq!(cfg["created"], "2000-01-01T00:00:00Z", "{cfg}");
     assert!(rep.blobs_copied >= 2);
+    // What was pushed, as skopeo copies it back from the registry and umoci unpacks it:
+    // the copied file and what the RUN step wrote.
+    let pulled = tmp.path().join("pulled");
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:x", pulled.display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    let bundle = tmp.path().join("bundle");
+    let files = unpacked(&format!("{}:x", pulled.display()), &bundle);
+    for f in [("bin/busybox", "f755"), ("built", "f644")] {
+        assert!(
+            files.contains(&(f.0.to_string(), f.1.to_string())),
+            "{f:?} missing: {files:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/built")).unwrap(),
+        "built\n"
+    );
+    if opts.network.as_deref() == Some("none") {
+        // The RUN step had no network: loopback only.
+        let links = std::fs::read_to_string(bundle.join("rootfs/links")).unwrap();
+        assert_eq!(links.lines().count(), 1, "{links}");
+        assert!(links.starts_with("1: lo:"), "{links}");
+    }
+
+    // The same inputs give the same image.
+    let again = tmp.path().join("again");
+    build_to_layout(b, &spec, &opts, &again, "svc")
+        .await
+        .unwrap();
+    assert_eq!(
+        layout_digest(&again),
+        layout_digest(&out),
+        "not reproducible"
+    );
 
     // A broken Dockerfile: the builder's own error comes back, naming the file.
     std::fs::write(
@@ -77,33 +128,42 @@ async fn buildah_builds_from_scratch_and_we_push() {
         "FROM scratch\nCOPY does-not-exist /x\n",
     )
     .unwrap();
-    let e = build_to_layout(
-        Builder::Buildah,
-        &spec,
-        &opts,
-        &tmp.path().join("out2"),
-        "svc",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let e = build_to_layout(b, &spec, &opts, &tmp.path().join("out2"), "svc")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.contains("buildah failed") && e.contains("Dockerfile"),
+        e.contains(&format!("{} failed", b.name()))
+            && e.contains("Dockerfile")
+            && e.contains("does-not-exist"),
         "{e}"
+    );
+    builder::assert_clean(b, &storage);
+    assert_eq!(
+        builder::images(b, &storage),
+        Vec::<String>::new(),
+        "a FROM scratch build leaves no image at all"
     );
 }
 
-/// Two Dockerfile builds at once in one process (the engine builds services in
-/// parallel, each under the same layout name): each layout gets its own image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_builds_do_not_mix_up_their_images() {
+async fn buildah_parallel_builds_do_not_mix_up_their_images() {
+    parallel_builds_do_not_mix_up_their_images(Builder::Buildah).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_parallel_builds_do_not_mix_up_their_images() {
+    parallel_builds_do_not_mix_up_their_images(Builder::Podman).await;
+}
+
+/// Two Dockerfile builds at once in one process (the engine builds services in
+/// parallel, each under the same layout name), on one storage: each layout gets its own
+/// image.
+async fn parallel_builds_do_not_mix_up_their_images(b: Builder) {
+    builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
-    let opts = BuilderOptions {
-        storage_driver: Some("vfs".into()),
-        isolation: Some("chroot".into()),
-        root: Some(tmp.path().join("storage")),
-        ..Default::default()
-    };
+    let storage = tmp.path().join("storage");
+    let opts = builder::options(b, &storage);
     let build = |n: usize| {
         let ctx = tmp.path().join(format!("ctx{n}"));
         std::fs::create_dir_all(&ctx).unwrap();
@@ -120,14 +180,14 @@ async fn parallel_builds_do_not_mix_up_their_images() {
         let out = tmp.path().join(format!("out{n}"));
         let opts = opts.clone();
         async move {
-            build_to_layout(Builder::Buildah, &spec, &opts, &out, "image")
+            build_to_layout(b, &spec, &opts, &out, "image")
                 .await
                 .unwrap();
             out
         }
     };
-    let (a, b) = tokio::join!(build(1), build(2));
-    for (n, out) in [(1, a), (2, b)] {
+    let (one, two) = tokio::join!(build(1), build(2));
+    for (n, out) in [(1, one), (2, two)] {
         let cfg = skopeo_config(&format!("oci:{}:image", out.display()));
         assert_eq!(
             cfg["config"]["Cmd"],
@@ -135,18 +195,29 @@ async fn parallel_builds_do_not_mix_up_their_images() {
             "layout {n} holds another build's image"
         );
     }
+    builder::assert_clean(b, &storage);
 }
 
-/// A registry with its own CA and a password: buildah pulls `FROM` it with hoist's
-/// settings, the CA (`--cert-dir`) and the Docker config hoist reads (`--authfile`);
-/// without them the same build fails on the certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildah_gets_the_ca_and_the_credentials() {
+    gets_the_ca_and_the_credentials(Builder::Buildah).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_gets_the_ca_and_the_credentials() {
+    gets_the_ca_and_the_credentials(Builder::Podman).await;
+}
+
+/// A registry with its own CA and a password: the builder pulls `FROM` it with hoist's
+/// settings, the CA (`--cert-dir`) and the Docker config hoist reads (`--authfile`);
+/// without them the same build fails on the certificate.
+async fn gets_the_ca_and_the_credentials(b: Builder) {
     use hoist_oci::auth::Credential;
     use hoist_oci::build::{BuildOptions, BuildSpec, build_and_push};
     use hoist_oci::dockerfile::RegistryAccess;
     use support::registry::{PASS, USER};
 
+    builder::require(b);
     let reg = Registry::start_with(true, true);
     let tmp = tempfile::tempdir().unwrap();
     let c = RegistryClient::new(ClientOptions {
@@ -201,11 +272,10 @@ async fn buildah_gets_the_ca_and_the_credentials() {
         context: ctx.clone(),
         ..Default::default()
     };
-    let with = |registries: RegistryAccess| BuilderOptions {
-        storage_driver: Some("vfs".into()),
-        isolation: Some("chroot".into()),
-        root: Some(tmp.path().join("storage")),
+    let storage = tmp.path().join("storage");
+    let with = |registries: RegistryAccess| hoist_oci::dockerfile::BuilderOptions {
         registries,
+        ..builder::options(b, &storage)
     };
     let no_ca = RegistryAccess {
         tls_loopback: vec![reg.addr.clone()],
@@ -213,7 +283,7 @@ async fn buildah_gets_the_ca_and_the_credentials() {
         ..Default::default()
     };
     let e = build_to_layout(
-        Builder::Buildah,
+        b,
         &spec,
         &with(no_ca.clone()),
         &tmp.path().join("out0"),
@@ -232,23 +302,17 @@ async fn buildah_gets_the_ca_and_the_credentials() {
         authfile: None,
         ..no_ca.clone()
     };
-    let e = build_to_layout(
-        Builder::Buildah,
-        &spec,
-        &with(no_auth),
-        &tmp.path().join("out1"),
-        "image",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let e = build_to_layout(b, &spec, &with(no_auth), &tmp.path().join("out1"), "image")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.to_lowercase().contains("unauthorized"), "{e}");
     let all = RegistryAccess {
         ca_file: Some(reg.ca_file()),
         ..no_ca
     };
     let out = tmp.path().join("out");
-    build_to_layout(Builder::Buildah, &spec, &with(all), &out, "image")
+    build_to_layout(b, &spec, &with(all), &out, "image")
         .await
         .unwrap();
     let cfg = skopeo_config(&format!("oci:{}:image", out.display()));
@@ -257,6 +321,9 @@ async fn buildah_gets_the_ca_and_the_credentials() {
         2,
         "{cfg}"
     );
+    assert!(layout_files(&out).iter().any(|f| f == "ok"));
+    // The pulled base stays in the builder's storage (its cache, as for any pull).
+    builder::assert_clean(b, &storage);
 }
 
 /// Every file in every layer of the image `name` in the OCI layout `dir` (GNU tar reads
@@ -289,13 +356,23 @@ fn layout_files(dir: &std::path::Path) -> Vec<String> {
     files
 }
 
-/// `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's
-/// `.dockerignore` (BuildKit's rule, which the content tag follows), and a
-/// `.containerignore` (which buildah alone would read first) does not count: buildah is
-/// handed the file with `--ignorefile`, so the image leaves out exactly what the tag does
-/// not hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildah_reads_the_ignore_file_the_content_tag_reads() {
+    reads_the_ignore_file_the_content_tag_reads(Builder::Buildah).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_reads_the_ignore_file_the_content_tag_reads() {
+    reads_the_ignore_file_the_content_tag_reads(Builder::Podman).await;
+}
+
+/// `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's
+/// `.dockerignore` (BuildKit's rule, which the content tag follows), and a
+/// `.containerignore` (which buildah and podman alone would read first) does not count:
+/// the builder is handed the file with `--ignorefile`, so the image leaves out exactly
+/// what the tag does not hash.
+async fn reads_the_ignore_file_the_content_tag_reads(b: Builder) {
+    builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     for f in ["app.txt", "notes.md", "secret.txt"] {
@@ -304,12 +381,7 @@ async fn buildah_reads_the_ignore_file_the_content_tag_reads() {
     std::fs::write(ctx.join(".dockerignore"), "*.md\n").unwrap();
     std::fs::write(ctx.join(".containerignore"), "app.txt\n").unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /app/\n").unwrap();
-    let opts = BuilderOptions {
-        storage_driver: Some("vfs".into()),
-        isolation: Some("chroot".into()),
-        root: Some(tmp.path().join("storage")),
-        ..Default::default()
-    };
+    let opts = builder::options(b, &tmp.path().join("storage"));
     let spec = DockerfileSpec {
         context: ctx.clone(),
         ..Default::default()
@@ -317,9 +389,7 @@ async fn buildah_reads_the_ignore_file_the_content_tag_reads() {
     let build = |out: &'static str| {
         let (spec, opts, dir) = (spec.clone(), opts.clone(), tmp.path().join(out));
         async move {
-            build_to_layout(Builder::Buildah, &spec, &opts, &dir, "svc")
-                .await
-                .unwrap();
+            build_to_layout(b, &spec, &opts, &dir, "svc").await.unwrap();
             let mut files = layout_files(&dir);
             files.retain(|f| f.contains("app/") && !f.ends_with('/'));
             files.sort();

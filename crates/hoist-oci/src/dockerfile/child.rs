@@ -1,10 +1,10 @@
 //! Running a builder so that cancelling the build stops it cleanly: it runs in a process
-//! group of its own, and a dropped run sends the group SIGTERM and gives the builder a
-//! few seconds to remove its working containers (buildah does on SIGTERM/SIGINT; killed
-//! outright it leaves them, each a full copy of the rootfs with the vfs driver) before
-//! SIGKILL. The wait (and removing the builder's build tag) runs on a thread of its own,
-//! not tied to a runtime that may be shutting down; [`wait_for_cleanups`] lets the process
-//! wait for them before it exits, so `hoist` ends only after the builder is gone.
+//! group of its own, and a dropped run signals it ([`Stop`]) and gives the builder a few
+//! seconds to remove its working containers (killed outright it leaves them, each a full
+//! copy of the rootfs with the vfs driver) before SIGKILL. The wait (and removing the
+//! builder's build tag) runs on a thread of its own, not tied to a runtime that may be
+//! shutting down; [`wait_for_cleanups`] lets the process wait for them before it exits,
+//! so `hoist` ends only after the builder is gone.
 
 use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
@@ -47,6 +47,20 @@ pub fn wait_for_cleanups(limit: Duration) {
     let _ = cv.wait_timeout_while(n, limit, |n| *n > 0);
 }
 
+/// How a cancelled builder is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// SIGTERM to its whole group: buildah removes its working container on it, and the
+    /// processes of its `RUN` step go with it.
+    Group,
+    /// SIGTERM to the processes of the running step only (the group but the builder),
+    /// again for each step that starts, until the builder exits. podman exits at once on
+    /// SIGTERM or SIGINT, leaving its working container behind (and with oci isolation
+    /// the step's container running); a step that fails instead makes it remove the
+    /// container and exit.
+    Steps,
+}
+
 /// The builder's exit status and output.
 pub(crate) struct Finished {
     pub status: ExitStatus,
@@ -64,6 +78,7 @@ pub(crate) async fn run(
     env: &[(String, OsString)],
     env_remove: &[&str],
     scratch: Option<&std::path::Path>,
+    how: Stop,
 ) -> std::io::Result<Finished> {
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
@@ -78,7 +93,12 @@ pub(crate) async fn run(
         cmd.env_remove(k);
     }
     let (child, keeper) = spawn_dying_with_hoist(cmd)?;
-    let mut guard = Running(Some(child), scratch.map(|d| d.to_path_buf()), Some(keeper));
+    let mut guard = Running(
+        Some(child),
+        scratch.map(|d| d.to_path_buf()),
+        Some(keeper),
+        how,
+    );
     let child = guard.0.as_mut().expect("just spawned");
     let (mut out, mut err) = (
         child.stdout.take().expect("piped"),
@@ -103,7 +123,9 @@ pub(crate) async fn run(
 
 /// Spawns the builder so that it gets SIGTERM when hoist dies, even killed outright
 /// (SIGKILL, the OOM killer), which no handler of hoist's sees: `PR_SET_PDEATHSIG`. SIGTERM,
-/// not SIGKILL, so buildah still removes its working container.
+/// not SIGKILL, so buildah still removes its working container. (podman exits on it
+/// without removing its own: the kernel signals the builder only, not its step, so there
+/// is no [`Stop::Steps`] then; `podman rm` removes what is left.)
 ///
 /// The signal comes when the *thread* that forked the builder ends, not the process. A
 /// runtime's threads may end while the build goes on (an idle blocking-pool thread after
@@ -150,13 +172,14 @@ fn spawn_dying_with_hoist(
 /// Keeps the thread that forked a builder alive ([`spawn_dying_with_hoist`]) until dropped.
 struct Keeper(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
 
-/// A builder still running, the scratch directory it writes into, and the keeper of the
-/// thread that forked it; dropping it stops the builder (see the module docs), then
-/// removes the directory.
+/// A builder still running, the scratch directory it writes into, the keeper of the
+/// thread that forked it, and how to stop it; dropping it stops the builder (see the
+/// module docs), then removes the directory.
 struct Running(
     Option<tokio::process::Child>,
     Option<std::path::PathBuf>,
     Option<Keeper>,
+    Stop,
 );
 
 impl Drop for Running {
@@ -167,11 +190,11 @@ impl Drop for Running {
         let keeper = self.2.take();
         let Some(pid) = child.id() else { return };
         let pgid = pid as libc::pid_t;
-        tracing::info!(pid, "stopping the cancelled image builder");
-        // SAFETY: signalling a process group we created; no memory is involved.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let how = self.3;
+        tracing::info!(pid, ?how, "stopping the cancelled image builder");
+        signal(pgid, how);
         cleanup(move || {
-            stop(child, pgid);
+            stop(child, pgid, how);
             drop(keeper);
             // The owner's temp dir went when the build was dropped; what the builder wrote
             // while it stopped goes now.
@@ -182,9 +205,36 @@ impl Drop for Running {
     }
 }
 
-/// Waits up to [`STOP_GRACE`] for the signalled builder to exit, then kills its group.
-fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
+/// Sends SIGTERM as `how` says to the builder leading group `pgid`.
+fn signal(pgid: libc::pid_t, how: Stop) {
+    match how {
+        // SAFETY: signalling a process group we created; no memory is involved.
+        Stop::Group => unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        },
+        Stop::Steps => {
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                return;
+            };
+            for e in entries.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+                    continue;
+                };
+                // SAFETY: getpgid only reads; the pid is of our group (not reaped: the
+                // builder, its leader, is not yet) or the signal is not sent.
+                if pid != pgid && unsafe { libc::getpgid(pid) } == pgid {
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to [`STOP_GRACE`] for the signalled builder to exit (signalling each step
+/// that starts meanwhile, for [`Stop::Steps`]), then kills its group.
+fn stop(mut child: tokio::process::Child, pgid: libc::pid_t, how: Stop) {
     let deadline = Instant::now() + STOP_GRACE;
+    let mut polls = 0u32;
     while Instant::now() < deadline {
         match child.try_wait() {
             Ok(Some(status)) => {
@@ -193,6 +243,10 @@ fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(_) => break,
+        }
+        polls += 1;
+        if how == Stop::Steps && polls.is_multiple_of(5) {
+            signal(pgid, how);
         }
     }
     tracing::warn!(
@@ -212,7 +266,8 @@ fn stop(mut child: tokio::process::Child, pgid: libc::pid_t) {
 /// Removes a builder's image (`prog args`, e.g. `buildah rmi TAG`) when dropped, on a
 /// cleanup thread of its own ([`cleanup`]: `wait_for_cleanups` waits for it at exit). A
 /// cancelled push may still hold the storage lock for a moment: a failed removal is
-/// retried for up to [`STOP_GRACE`].
+/// retried for up to [`STOP_GRACE`]; an image that is not there (the build failed or
+/// stopped before it was tagged) is not waited for.
 pub(crate) struct Untag {
     prog: &'static str,
     args: Vec<String>,
@@ -243,14 +298,13 @@ impl Drop for Untag {
                 for k in remove {
                     cmd.env_remove(k);
                 }
-                let ok = cmd
-                    .args(&args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok || Instant::now() >= deadline {
+                let out = cmd.args(&args).stdin(Stdio::null()).output();
+                let ok = out.as_ref().is_ok_and(|o| o.status.success());
+                // Both buildah's and podman's words for it.
+                let absent = out
+                    .as_ref()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("image not known"));
+                if ok || absent || Instant::now() >= deadline {
                     if !ok {
                         tracing::warn!(?args, "could not remove the builder's image");
                     }
@@ -280,7 +334,8 @@ mod tests {
         let args = ["-c".to_string(), "sleep 1; echo alive".to_string()];
         let started = std::thread::spawn(move || {
             let _in_runtime = handle.enter();
-            let mut fut = Box::pin(async move { run("sh", &args, &[], &[], None).await });
+            let mut fut =
+                Box::pin(async move { run("sh", &args, &[], &[], None, Stop::Group).await });
             // One poll forks the builder, then waits for its output.
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             assert!(fut.as_mut().poll(&mut cx).is_pending());

@@ -1,2 +1,3 @@
+pub mod builder;
 pub mod fault_proxy;
 pub mod registry;
