@@ -199,12 +199,12 @@ async fn run(
     args: &[String],
     env: &[(String, std::ffi::OsString)],
     dockerfile: &Path,
-    scratch: Option<&Path>,
+    scratch: Option<&child::Scratch>,
     how: child::Stop,
 ) -> Result<()> {
     tracing::info!(%prog, ?args, ?env, "running image builder");
     // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
-    let out = child::run(prog, args, env, env_remove(builder), scratch, how)
+    let out = child::run(prog, args, env, env_remove(builder), scratch.cloned(), how)
         .await
         .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
@@ -257,15 +257,15 @@ pub async fn build_to_layout(
     build_to_layout_in(builder, spec, opts, out, name, None).await
 }
 
-/// [`build_to_layout`], with `out` inside `scratch`, a temp dir of hoist's that is removed
-/// again after a cancelled builder has stopped (it may write there while it stops).
+/// [`build_to_layout`], with `out` inside `scratch`, a temp dir of hoist's that a cancelled
+/// builder keeps until it has stopped (it uses it while it stops).
 async fn build_to_layout_in(
     builder: Builder,
     spec: &DockerfileSpec,
     opts: &BuilderOptions,
     out: &Path,
     name: &str,
-    scratch: Option<&Path>,
+    scratch: Option<&child::Scratch>,
 ) -> Result<Location> {
     let dockerfile = spec
         .dockerfile
@@ -312,7 +312,7 @@ async fn build_to_layout_in(
     // says, and removed with it, even after a builder that had to be killed.
     let mut tmp_env = vec![];
     if let Some(dir) = scratch {
-        let t = dir.join("builder-tmp");
+        let t = dir.path().join("builder-tmp");
         std::fs::create_dir_all(&t).ctx(|| format!("creating {}", t.display()))?;
         tmp_env.push(("TMPDIR".to_string(), t.into_os_string()));
     }
@@ -492,14 +492,16 @@ fn commands(builder: Builder, b: &Build) -> Commands {
 }
 
 /// A temp dir for a build's output under hoist's cache (`$HOIST_CACHE_DIR/tmp`, owner-only,
-/// beside the store), removed when dropped. Not the system temp dir: that is often a small
+/// beside the store), removed when the last holder lets it go (a cancelled builder, once
+/// stopped). Not the system temp dir: that is often a small
 /// tmpfs an image does not fit in, and from the cache's disk the image's blobs move into
 /// the store by rename instead of being copied.
-fn output_dir() -> Result<crate::temp_lock::LockedTempDir> {
+fn output_dir() -> Result<child::Scratch> {
     let parent = crate::layer::default_temp_dir();
     // What a killed hoist left there (no destructor ran) goes: its lock is free.
     crate::temp_lock::sweep_once(&parent);
     crate::temp_lock::locked_temp_dir(&parent, crate::layer::BUILD_DIR_PREFIX)
+        .map(std::sync::Arc::new)
 }
 
 /// Build with the first builder found and push to `target` (only missing blobs).
@@ -512,7 +514,7 @@ pub async fn build_and_push_dockerfile(
     let tmp = output_dir()?;
     let out = tmp.path().join("layout");
     let opts = BuilderOptions::for_client(client);
-    let loc = build_to_layout_in(builder, spec, &opts, &out, "image", Some(tmp.path())).await?;
+    let loc = build_to_layout_in(builder, spec, &opts, &out, "image", Some(&tmp)).await?;
     copy(
         client,
         &loc,
@@ -535,7 +537,7 @@ pub async fn build_into_store(
     let tmp = output_dir()?;
     let out = tmp.path().join("layout");
     let opts = BuilderOptions::for_client(client);
-    build_to_layout_in(builder, spec, &opts, &out, "image", Some(tmp.path())).await?;
+    build_to_layout_in(builder, spec, &opts, &out, "image", Some(&tmp)).await?;
     let (store, name) = (store.clone(), name.clone());
     // Blob copies are file I/O; once started, the import finishes even if the caller is
     // cancelled (the store never holds half an image).

@@ -53,11 +53,12 @@ pub(crate) enum Stop {
     /// SIGTERM to its whole group: buildah removes its working container on it, and the
     /// processes of its `RUN` step go with it.
     Group,
-    /// SIGTERM to the processes of the running step only (the group but the builder),
-    /// again for each step that starts, until the builder exits. podman exits at once on
-    /// SIGTERM or SIGINT, leaving its working container behind (and with oci isolation
-    /// the step's container running); a step that fails instead makes it remove the
-    /// container and exit.
+    /// SIGTERM to the running step only (the builder's children: the runtime wrapper of a
+    /// `RUN` step, which stops the step's processes or container), and to each step that
+    /// starts later, until the builder exits. podman exits at once on SIGTERM or SIGINT,
+    /// leaving its working container behind (and with oci isolation the step's container
+    /// running); a step that fails instead makes it remove the container and exit. Each
+    /// child once: what a stopping wrapper starts (`runc delete`) must run.
     Steps,
 }
 
@@ -70,14 +71,15 @@ pub(crate) struct Finished {
 
 /// Runs `prog args` (stdin closed, output captured) to its end; see the module docs for
 /// what dropping the future does.
-/// `scratch`, if given, is a directory of hoist's the builder writes into: a cancelled
-/// builder may still write there while it stops, so it is removed (again) once it is gone.
+/// `scratch`, if given, is a directory of hoist's the builder writes into (its TMPDIR,
+/// where a `RUN` step's container bundle lives): a cancelled builder still uses it while
+/// it stops, so it is kept until then.
 pub(crate) async fn run(
     prog: &str,
     args: &[String],
     env: &[(String, OsString)],
     env_remove: &[&str],
-    scratch: Option<&std::path::Path>,
+    scratch: Option<Scratch>,
     how: Stop,
 ) -> std::io::Result<Finished> {
     let mut cmd = tokio::process::Command::new(prog);
@@ -93,12 +95,7 @@ pub(crate) async fn run(
         cmd.env_remove(k);
     }
     let (child, keeper) = spawn_dying_with_hoist(cmd)?;
-    let mut guard = Running(
-        Some(child),
-        scratch.map(|d| d.to_path_buf()),
-        Some(keeper),
-        how,
-    );
+    let mut guard = Running(Some(child), scratch, Some(keeper), how);
     let child = guard.0.as_mut().expect("just spawned");
     let (mut out, mut err) = (
         child.stdout.take().expect("piped"),
@@ -172,12 +169,16 @@ fn spawn_dying_with_hoist(
 /// Keeps the thread that forked a builder alive ([`spawn_dying_with_hoist`]) until dropped.
 struct Keeper(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
 
+/// A build's scratch dir, shared by its owner and the builder's runs: removed when the
+/// last of them lets it go.
+pub(crate) type Scratch = std::sync::Arc<crate::temp_lock::LockedTempDir>;
+
 /// A builder still running, the scratch directory it writes into, the keeper of the
 /// thread that forked it, and how to stop it; dropping it stops the builder (see the
-/// module docs), then removes the directory.
+/// module docs), then lets the directory go.
 struct Running(
     Option<tokio::process::Child>,
-    Option<std::path::PathBuf>,
+    Option<Scratch>,
     Option<Keeper>,
     Stop,
 );
@@ -192,37 +193,31 @@ impl Drop for Running {
         let pgid = pid as libc::pid_t;
         let how = self.3;
         tracing::info!(pid, ?how, "stopping the cancelled image builder");
-        signal(pgid, how);
+        let mut signalled = std::collections::HashSet::new();
+        signal(pgid, how, &mut signalled);
         cleanup(move || {
-            stop(child, pgid, how);
+            stop(child, pgid, how, signalled);
             drop(keeper);
-            // The owner's temp dir went when the build was dropped; what the builder wrote
-            // while it stopped goes now.
-            if let Some(d) = scratch {
-                let _ = std::fs::remove_dir_all(d);
-            }
+            // The owner let it go when the build was dropped: it goes now, with what the
+            // builder wrote while it stopped.
+            drop(scratch);
         });
     }
 }
 
-/// Sends SIGTERM as `how` says to the builder leading group `pgid`.
-fn signal(pgid: libc::pid_t, how: Stop) {
+/// Sends SIGTERM as `how` says to the builder `pgid` (its pid, and its group's id);
+/// `signalled` holds the children already signalled, for [`Stop::Steps`].
+fn signal(pgid: libc::pid_t, how: Stop, signalled: &mut std::collections::HashSet<libc::pid_t>) {
     match how {
         // SAFETY: signalling a process group we created; no memory is involved.
         Stop::Group => unsafe {
             libc::kill(-pgid, libc::SIGTERM);
         },
         Stop::Steps => {
-            let Ok(entries) = std::fs::read_dir("/proc") else {
-                return;
-            };
-            for e in entries.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<libc::pid_t>() else {
-                    continue;
-                };
-                // SAFETY: getpgid only reads; the pid is of our group (not reaped: the
-                // builder, its leader, is not yet) or the signal is not sent.
-                if pid != pgid && unsafe { libc::getpgid(pid) } == pgid {
+            for pid in children(pgid) {
+                if signalled.insert(pid) {
+                    // SAFETY: signalling a child of our unreaped child (its pid cannot have
+                    // been reused while it is one); no memory is involved.
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
             }
@@ -230,9 +225,33 @@ fn signal(pgid: libc::pid_t, how: Stop) {
     }
 }
 
+/// The processes whose parent is `parent` (from /proc: there is no call for it).
+fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
 /// Waits up to [`STOP_GRACE`] for the signalled builder to exit (signalling each step
 /// that starts meanwhile, for [`Stop::Steps`]), then kills its group.
-fn stop(mut child: tokio::process::Child, pgid: libc::pid_t, how: Stop) {
+fn stop(
+    mut child: tokio::process::Child,
+    pgid: libc::pid_t,
+    how: Stop,
+    mut signalled: std::collections::HashSet<libc::pid_t>,
+) {
     let deadline = Instant::now() + STOP_GRACE;
     let mut polls = 0u32;
     while Instant::now() < deadline {
@@ -246,7 +265,7 @@ fn stop(mut child: tokio::process::Child, pgid: libc::pid_t, how: Stop) {
         }
         polls += 1;
         if how == Stop::Steps && polls.is_multiple_of(5) {
-            signal(pgid, how);
+            signal(pgid, how, &mut signalled);
         }
     }
     tracing::warn!(
