@@ -1,7 +1,10 @@
-//! `dockerfile:` services end to end with the real buildah (vfs storage, chroot isolation,
-//! a storage root per test) and a real registry: `FROM` the project's own loopback
-//! registry, reproducible builds, no rebuild of a content tag that is there, and Ctrl-C.
+//! `dockerfile:` services end to end with the real buildah and podman (vfs storage, a
+//! storage root per test: see hoist-oci's tests/support/builder.rs) and a real registry:
+//! `FROM` the project's own loopback registry, reproducible builds, no rebuild of a
+//! content tag that is there, and Ctrl-C. Each test runs for both builders.
 
+#[path = "../../hoist-oci/tests/support/builder.rs"]
+mod builder;
 #[path = "../../hoist-oci/tests/support/registry.rs"]
 mod registry;
 
@@ -11,13 +14,37 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
+use hoist_oci::dockerfile::Builder;
 use registry::Registry;
 
-fn require_buildah() {
-    assert!(
-        Std::new("buildah").arg("--version").output().is_ok(),
-        "buildah is required for this test (scripts/install-deps)"
-    );
+/// Runs each test `$name(builder)` as `buildah::$name` and `podman::$name`.
+macro_rules! for_each_builder {
+    ($($name:ident),* $(,)?) => {
+        mod buildah {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Builder::Buildah);
+            })*
+        }
+        mod podman {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Builder::Podman);
+            })*
+        }
+    };
+}
+
+for_each_builder!(
+    from_the_projects_loopback_registry,
+    reproducible_and_built_only_once,
+    ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers,
+    builds_do_not_use_the_system_temp_dir,
+);
+
+/// The builder's storage root in the test's dir.
+fn storage(dir: &Path) -> PathBuf {
+    dir.join("storage")
 }
 
 /// A project with one Dockerfile service `df` (`dockerfile`; its context holds `app.txt`
@@ -42,32 +69,31 @@ fn project(dir: &Path, registry: &str, dockerfile: &str) -> PathBuf {
     root
 }
 
-/// The environment every hoist run here gets: a home of its own, buildah with a storage
-/// root in `dir`, and `bin` (where the test may put a `buildah` wrapper) first on PATH.
-fn env(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+/// The environment every hoist run here gets: a home of its own, the builder `b` with a
+/// storage root in `dir`, and `bin` (where the test may put a wrapper of the builder)
+/// first on PATH.
+fn env(dir: &Path, b: Builder) -> Vec<(&'static str, std::ffi::OsString)> {
     let path = std::env::join_paths(
         std::iter::once(dir.join("bin")).chain(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
         )),
     )
     .unwrap();
-    vec![
+    let mut env = vec![
         ("HOME", dir.join("home").into()),
         ("DOCKER_CONFIG", dir.join("docker").into()),
         ("HOIST_CACHE_DIR", dir.join("cache").into()),
-        ("HOIST_BUILDER", "buildah".into()),
-        ("HOIST_BUILDAH_STORAGE_DRIVER", "vfs".into()),
-        ("HOIST_BUILDAH_ISOLATION", "chroot".into()),
-        ("HOIST_BUILDAH_ROOT", dir.join("buildah").into()),
         ("PATH", path),
-    ]
+    ];
+    env.extend(builder::env(b, &storage(dir)));
+    env
 }
 
-fn hoist(root: &Path, dir: &Path) -> Command {
+fn hoist(root: &Path, dir: &Path, b: Builder) -> Command {
     let mut c = Command::cargo_bin("hoist").unwrap();
     c.arg("-C")
         .arg(root)
-        .envs(env(dir))
+        .envs(env(dir, b))
         .env_remove("HOIST_INSECURE_REGISTRIES")
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("CONTAINERS_REGISTRIES_CONF");
@@ -76,35 +102,20 @@ fn hoist(root: &Path, dir: &Path) -> Command {
 
 /// Pushes a busybox-only image to `reference` (a base that `RUN` works on, no network).
 fn push_busybox(root: &Path, dir: &Path, reference: &str) {
-    hoist(root, dir)
+    hoist(root, dir, Builder::Buildah)
         .args(["image", "append", "--base", "scratch", "--tag", reference])
         .args(["--layer", "/bin/busybox:/bin/busybox"])
         .assert()
         .success();
 }
 
-/// `buildah ARGS` on the test's storage root.
-fn buildah(dir: &Path, args: &[&str]) -> String {
-    let root = dir.join("buildah");
-    let out = Std::new("buildah")
-        .args(["--storage-driver", "vfs", "--root"])
-        .arg(root.join("root"))
-        .arg("--runroot")
-        .arg(root.join("run"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap()
+/// The builder's working containers in the test's storage root.
+fn containers(dir: &Path, b: Builder) -> String {
+    builder::containers(b, &storage(dir))
 }
 
-/// buildah's working containers in the test's storage root.
-fn buildah_containers(dir: &Path) -> String {
-    buildah(dir, &["containers", "--quiet"])
-}
-
-fn build_json(root: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = hoist(root, dir)
+fn build_json(root: &Path, dir: &Path, b: Builder, extra: &[&str]) -> serde_json::Value {
+    let out = hoist(root, dir, b)
         .args(["image", "build", "df", "-o", "json"])
         .args(extra)
         .assert()
@@ -115,9 +126,8 @@ fn build_json(root: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
 
 /// The project's registry is loopback, so hoist talks plain HTTP to it; the builder
 /// pulls `FROM` it the same way (before, buildah tried HTTPS and failed).
-#[test]
-fn from_the_projects_loopback_registry() {
-    require_buildah();
+fn from_the_projects_loopback_registry(b: Builder) {
+    builder::require(b);
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -130,25 +140,24 @@ fn from_the_projects_loopback_registry() {
         ),
     );
     push_busybox(&root, dir, &base);
-    let built = build_json(&root, dir, &[]);
+    let built = build_json(&root, dir, b, &[]);
     let cfg = registry::skopeo_config(&format!(
         "docker://{}",
         built["reference"].as_str().unwrap()
     ));
-    // The base's layer, then what the Dockerfile added (buildah makes it one layer).
+    // The base's layer, then what the Dockerfile added (the builder makes it one layer).
     let base_cfg = registry::skopeo_config(&format!("docker://{base}"));
     let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "{cfg}");
     assert_eq!(layers[0], base_cfg["rootfs"]["diff_ids"][0], "{cfg}");
-    assert_eq!(buildah_containers(dir), "");
+    builder::assert_clean(b, &storage(dir));
 }
 
 /// Two builds of the same inputs give the same digest (`--timestamp`), and a content tag
-/// already in the registry is not built again: the builder does not run (a `buildah`
-/// first on PATH counts its runs and execs the real one), the output says so.
-#[test]
-fn reproducible_and_built_only_once() {
-    require_buildah();
+/// already in the registry is not built again: the builder does not run (a wrapper of
+/// it first on PATH counts its runs and execs the real one), the output says so.
+fn reproducible_and_built_only_once(b: Builder) {
+    builder::require(b);
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -159,12 +168,13 @@ fn reproducible_and_built_only_once() {
     );
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let count = dir.join("buildah-runs");
-    let real = String::from_utf8(Std::new("which").arg("buildah").output().unwrap().stdout)
+    let prog = builder::prog(b);
+    let count = dir.join("builder-runs");
+    let real = String::from_utf8(Std::new("which").arg(prog).output().unwrap().stdout)
         .unwrap()
         .trim()
         .to_string();
-    let wrapper = bin.join("buildah");
+    let wrapper = bin.join(prog);
     std::fs::write(
         &wrapper,
         format!(
@@ -178,15 +188,19 @@ fn reproducible_and_built_only_once() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    let build_word = match b {
+        Builder::Podman => " build ",
+        _ => " bud ",
+    };
     let builds = || {
         std::fs::read_to_string(&count)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(" bud "))
+            .filter(|l| l.contains(build_word))
             .count()
     };
 
-    let first = build_json(&root, dir, &[]);
+    let first = build_json(&root, dir, b, &[]);
     assert_eq!(builds(), 1, "{first}");
     let reference = first["reference"].as_str().unwrap();
     assert!(reference.contains(":h-"), "{first}");
@@ -195,12 +209,12 @@ fn reproducible_and_built_only_once() {
     assert_eq!(cfg["created"], "2000-01-01T00:00:00Z", "{cfg}");
 
     // Again: the registry has the content tag, so no build and nothing sent.
-    let second = build_json(&root, dir, &[]);
+    let second = build_json(&root, dir, b, &[]);
     assert_eq!(builds(), 1, "built again: {second}");
     assert_eq!(second["already_there"], true, "{second}");
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(second["uploaded_bytes"], 0);
-    let text = hoist(&root, dir)
+    let text = hoist(&root, dir, b)
         .args(["image", "build", "df"])
         .assert()
         .success();
@@ -209,30 +223,34 @@ fn reproducible_and_built_only_once() {
     assert_eq!(builds(), 1);
 
     // An explicit tag is always built; the same inputs give the same image.
-    let tagged = build_json(&root, dir, &["--tag", "t1"]);
-    let again = build_json(&root, dir, &["--tag", "t1"]);
+    let tagged = build_json(&root, dir, b, &["--tag", "t1"]);
+    let again = build_json(&root, dir, b, &["--tag", "t1"]);
     assert_eq!(builds(), 3);
     assert_eq!(tagged["already_there"], false);
     assert_eq!(tagged["digest"], first["digest"], "not reproducible");
     assert_eq!(again["digest"], first["digest"], "not reproducible");
-    assert_eq!(buildah_containers(dir), "");
-    // The builder's storage keeps no image under hoist's build tags.
-    let images = buildah(dir, &["images", "--format", "{{.Name}}"]);
-    assert!(!images.contains("hoist-build"), "{images}");
+    // No working container, and no image under hoist's build tags (nor any other: the
+    // build is FROM scratch).
+    builder::assert_clean(b, &storage(dir));
+    assert_eq!(builder::images(b, &storage(dir)), Vec::<String>::new());
 }
 
 /// Ctrl-C or SIGTERM during a Dockerfile build: the builder is stopped gracefully, so it
 /// removes its working container (killed outright, it leaves it behind), and hoist exits
-/// 130 or 143 soon, its build output dir (with the dir's lock file) gone.
-#[test]
-fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers() {
-    require_buildah();
+/// 130 or 143 soon, its build output dir (with the dir's lock file) gone, no process of
+/// the build's `RUN` step left.
+fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
+    builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // The step's processes carry the test's dir in their environment, to be found by it.
+    let mark = format!("HOIST_TEST_DIR={}", dir.display());
     let root = project(
         dir,
         "127.0.0.1:1",
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nENV {mark}\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n"
+        ),
     );
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let mut child = Std::cargo_bin("hoist")
@@ -240,16 +258,16 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers() {
             .arg("-C")
             .arg(&root)
             .args(["image", "build", "df", "--store"])
-            .envs(env(dir))
+            .envs(env(dir, b))
             .env_remove("HOIST_INSECURE_REGISTRIES")
             .env_remove("CONTAINERS_REGISTRIES_CONF")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The build has started once buildah has its working container.
+        // The build has started once the builder has its working container.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while buildah_containers(dir).trim().is_empty() {
+        while containers(dir, b).trim().is_empty() {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "hoist ended before the build started"
@@ -281,11 +299,16 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers() {
             interrupted.elapsed()
         );
         assert!(stderr.contains("interrupted"), "{stderr}");
+        builder::assert_clean(b, &storage(dir));
+        // The step's `sleep 30` went too (with runc isolation it is in no group of
+        // hoist's: the builder must have stopped it).
         assert_eq!(
-            buildah_containers(dir),
-            "",
-            "working containers left behind"
+            processes_with_env(&mark),
+            Vec::<i32>::new(),
+            "RUN step left"
         );
+        // Nor its container's state in runc's machine-wide state dir.
+        assert_eq!(runc_states_naming(dir), Vec::<String>::new());
         assert_eq!(
             cache_tmp_entries(dir),
             Vec::<String>::new(),
@@ -309,6 +332,38 @@ fn processes_mentioning(dir: &Path) -> Vec<(i32, String)> {
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) && pid != std::process::id() as i32 {
             found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// The containers in runc's machine-wide state dir whose state names `dir`.
+fn runc_states_naming(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/runc") else {
+        return vec![];
+    };
+    let needle = dir.to_string_lossy().to_string();
+    entries
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("state.json")).is_ok_and(|s| s.contains(&needle))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The processes with `var` (`NAME=value`) in their environment.
+fn processes_with_env(var: &str) -> Vec<i32> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == var.as_bytes()) {
+            found.push(pid);
         }
     }
     found
@@ -344,23 +399,18 @@ impl Drop for KillGroup {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let root = self.1.join("buildah");
-        let _ = Std::new("buildah")
-            .args(["--storage-driver", "vfs", "--root"])
-            .arg(root.join("root"))
-            .arg("--runroot")
-            .arg(root.join("run"))
-            .args(["rm", "--all"])
-            .output();
+        builder::remove_containers(Builder::Buildah, &storage(&self.1));
     }
 }
 
 /// `hoist image build` killed outright (SIGKILL, no handler runs): the builder still dies
 /// with it (PR_SET_PDEATHSIG sends it SIGTERM), and cleans up its working container, well
-/// before its 30 s `RUN` would have ended.
+/// before its 30 s `RUN` would have ended. buildah only: podman exits on that SIGTERM
+/// without removing its working container (see `Stop::Steps` in hoist-oci).
 #[test]
 fn sigkill_of_hoist_ends_the_builder_too() {
-    require_buildah();
+    let b = Builder::Buildah;
+    builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let root = project(
@@ -373,7 +423,7 @@ fn sigkill_of_hoist_ends_the_builder_too() {
         .arg("-C")
         .arg(&root)
         .args(["image", "build", "df", "--store"])
-        .envs(env(dir))
+        .envs(env(dir, b))
         .env_remove("HOIST_INSECURE_REGISTRIES")
         .env_remove("CONTAINERS_REGISTRIES_CONF")
         .stdout(Stdio::null())
@@ -383,7 +433,7 @@ fn sigkill_of_hoist_ends_the_builder_too() {
     let mut guard = KillGroup(0, dir.to_path_buf());
     // The build has started once buildah has its working container.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while buildah_containers(dir).trim().is_empty() {
+    while containers(dir, b).trim().is_empty() {
         if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
             let _ = child.kill();
             panic!("the build never started (or hoist ended first)");
@@ -407,7 +457,7 @@ fn sigkill_of_hoist_ends_the_builder_too() {
     // it would have ended by itself.
     let limit = Duration::from_secs(15);
     loop {
-        let (left, containers) = (group_members(guard.0), buildah_containers(dir));
+        let (left, containers) = (group_members(guard.0), containers(dir, b));
         if left.is_empty() && containers.trim().is_empty() {
             break;
         }
@@ -435,9 +485,8 @@ fn cache_tmp_entries(dir: &Path) -> Vec<String> {
 /// The builder's output goes to hoist's cache temp dir, not the system temp dir (often a
 /// small tmpfs): a build works with `TMPDIR` missing or read-only, into the store and into
 /// a registry, and leaves nothing in the cache temp dir.
-#[test]
-fn builds_do_not_use_the_system_temp_dir() {
-    require_buildah();
+fn builds_do_not_use_the_system_temp_dir(b: Builder) {
+    builder::require(b);
     let reg = Registry::start(false);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -457,7 +506,7 @@ fn builds_do_not_use_the_system_temp_dir() {
         (dir.join("no-such-dir"), &["--store"][..]),
         (read_only.clone(), &["--tag", "pushed"][..]),
     ] {
-        let out = hoist(&root, dir)
+        let out = hoist(&root, dir, b)
             .env("TMPDIR", &tmpdir)
             .args(["image", "build", "df", "-o", "json"])
             .args(extra)
@@ -495,4 +544,5 @@ fn builds_do_not_use_the_system_temp_dir() {
     }
     assert!(!dir.join("no-such-dir").exists());
     assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
+    builder::assert_clean(b, &storage(dir));
 }
