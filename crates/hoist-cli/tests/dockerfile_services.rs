@@ -40,6 +40,7 @@ for_each_builder!(
     reproducible_and_built_only_once,
     ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers,
     builds_do_not_use_the_system_temp_dir,
+    a_broken_dockerfile_is_reported_and_leaves_nothing,
 );
 
 /// The builder's storage root in the test's dir.
@@ -545,4 +546,33 @@ fn builds_do_not_use_the_system_temp_dir(b: Builder) {
     assert!(!dir.join("no-such-dir").exists());
     assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
     builder::assert_clean(b, &storage(dir));
+}
+
+/// A Dockerfile the builder rejects: hoist fails at once with the builder's own error and
+/// the Dockerfile's path, and leaves nothing behind (the build tag it never got is not
+/// waited for, nor warned about).
+fn a_broken_dockerfile_is_reported_and_leaves_nothing(b: Builder) {
+    builder::require(b);
+    let reg = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = project(dir, &reg.addr, "FROM scratch\nCOPY does-not-exist /x\n");
+    let started = Instant::now();
+    let out = hoist(&root, dir, b)
+        .args(["image", "build", "df"])
+        .assert()
+        .code(1);
+    let took = started.elapsed();
+    let e = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        e.contains(&format!("{} failed", builder::prog(b)))
+            && e.contains("services/df/Dockerfile")
+            && e.contains("does-not-exist"),
+        "{e}"
+    );
+    assert!(!e.contains("could not remove"), "{e}");
+    assert!(took < hoist_oci::dockerfile::STOP_GRACE, "took {took:?}");
+    assert!(!reg.log().contains("PUT /v2/"), "registry saw a push");
+    builder::assert_clean(b, &storage(dir));
+    assert_eq!(cache_tmp_entries(dir), Vec::<String>::new());
 }

@@ -324,7 +324,7 @@ impl Drop for Untag {
                     .as_ref()
                     .is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("image not known"));
                 if ok || absent || Instant::now() >= deadline {
-                    if !ok {
+                    if !ok && !absent {
                         tracing::warn!(?args, "could not remove the builder's image");
                     }
                     return;
