@@ -381,7 +381,8 @@ async fn reads_the_ignore_file_the_content_tag_reads(b: Builder) {
     std::fs::write(ctx.join(".dockerignore"), "*.md\n").unwrap();
     std::fs::write(ctx.join(".containerignore"), "app.txt\n").unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /app/\n").unwrap();
-    let opts = builder::options(b, &tmp.path().join("storage"));
+    let storage = tmp.path().join("storage");
+    let opts = builder::options(b, &storage);
     let spec = DockerfileSpec {
         context: ctx.clone(),
         ..Default::default()
@@ -418,4 +419,5 @@ async fn reads_the_ignore_file_the_content_tag_reads(b: Builder) {
             "app/notes.md"
         ]
     );
+    builder::assert_clean(b, &storage);
 }

@@ -108,8 +108,11 @@ pub fn images(builder: Builder, root: &Path) -> Vec<String> {
 }
 
 /// Asserts that no working container and no image of hoist's builds (its build tags) is
-/// left in the storage root `root`.
+/// left in the storage root `root`, once this process's cleanups (the build tags' removal
+/// runs on threads of its own) are done: call it before the test's temp dir goes, which a
+/// builder still running there would fill again.
 pub fn assert_clean(builder: Builder, root: &Path) {
+    hoist_oci::dockerfile::wait_for_cleanups(std::time::Duration::from_secs(30));
     assert_eq!(
         containers(builder, root),
         "",
