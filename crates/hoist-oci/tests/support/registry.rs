@@ -1,5 +1,6 @@
 //! Test and benchmark harness: a real CNCF distribution registry (Debian's `docker-registry`)
-//! on a free loopback port, with or without htpasswd auth, killed on drop.
+//! on a free loopback port, open, with htpasswd auth, or with token auth (tokens from an
+//! issuer the test runs, e.g. `token_issuer.rs` beside this), killed on drop.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +10,23 @@ use std::time::{Duration, Instant};
 
 pub const USER: &str = "user";
 pub const PASS: &str = "pass";
+
+/// How the registry authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    Open,
+    /// htpasswd with [`USER`] / [`PASS`].
+    Htpasswd,
+    /// Bearer tokens from `realm`, verified by the registry itself: issuer, audience
+    /// (`service`), times, and the signing key's x5c chain (or `kid`) against the
+    /// certificates in `rootcertbundle`.
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        rootcertbundle: PathBuf,
+    },
+}
 
 pub struct Registry {
     pub addr: String,
@@ -32,6 +50,33 @@ impl Registry {
     /// With `tls`, serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (its PEM is
     /// at [`Registry::ca_file`]).
     pub fn start_with(with_auth: bool, tls: bool) -> Registry {
+        let auth = if with_auth {
+            Auth::Htpasswd
+        } else {
+            Auth::Open
+        };
+        Self::start_auth(auth, tls)
+    }
+
+    /// Token auth: see [`Auth::Token`].
+    pub fn start_token(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        rootcertbundle: &Path,
+    ) -> Registry {
+        Self::start_auth(
+            Auth::Token {
+                realm: realm.into(),
+                service: service.into(),
+                issuer: issuer.into(),
+                rootcertbundle: rootcertbundle.into(),
+            },
+            false,
+        )
+    }
+
+    pub fn start_auth(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         // The port is free now; another process could take it before the registry binds, so
         // retry a few times with a fresh port.
@@ -131,7 +176,19 @@ impl Registry {
                     key.display()
                 ));
             }
-            if with_auth {
+            if let Auth::Token {
+                realm,
+                service,
+                issuer,
+                rootcertbundle,
+            } = &auth
+            {
+                cfg.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                    rootcertbundle.display()
+                ));
+            }
+            if let Auth::Htpasswd = auth {
                 let out = Command::new("htpasswd")
                     .args(["-Bbn", USER, PASS])
                     .output()
