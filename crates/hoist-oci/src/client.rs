@@ -263,7 +263,36 @@ enum Challenge {
 struct RegistryAuth {
     lookup: Option<Lookup>,
     challenge: Option<Challenge>,
-    tokens: HashMap<String, String>,
+    /// Bearer tokens by scope.
+    tokens: HashMap<String, Token>,
+}
+
+/// A bearer token and when to stop using it.
+#[derive(Clone)]
+struct Token {
+    value: String,
+    /// Some time before it expires: a token is fetched again from then on, rather than
+    /// sent to be refused (which costs a round trip, and a streamed upload its bytes).
+    refresh_at: std::time::Instant,
+}
+
+impl Token {
+    /// `expires_in` (seconds; the token spec's default is 60) counted from `asked`, when
+    /// the request for it went out: never later than the issuer's own clock, whose
+    /// `issued_at` may be skewed from ours. Renewed 10 s early, or halfway through a
+    /// lifetime shorter than 20 s.
+    fn new(value: String, asked: std::time::Instant, expires_in: Option<u64>) -> Token {
+        let lifetime = Duration::from_secs(expires_in.unwrap_or(60));
+        let margin = (lifetime / 2).min(Duration::from_secs(10));
+        Token {
+            value,
+            refresh_at: asked + lifetime - margin,
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        std::time::Instant::now() < self.refresh_at
+    }
 }
 
 /// Async locks by key, made on first use.
@@ -643,14 +672,15 @@ impl RegistryClient {
             Challenge::Bearer { .. } => a
                 .tokens
                 .get(scope)
-                .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()),
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.value)).ok()),
         }
     }
 
     /// For a registry known to want bearer tokens, get `scope`'s token before the request
-    /// rather than after a 401 for it, once for all the requests that need it meanwhile.
+    /// rather than after a 401 for it, once for all the requests that need it meanwhile;
+    /// again when the one held is about to expire.
     async fn ensure_token(&self, r: &Reference, scope: &str) -> Result<()> {
-        let has_token = |a: &RegistryAuth| a.tokens.contains_key(scope);
+        let has_token = |a: &RegistryAuth| a.tokens.get(scope).is_some_and(Token::fresh);
         let (realm, service, lookup) = {
             let map = self.inner.auth.lock().await;
             match map.get(&r.registry) {
@@ -713,7 +743,7 @@ impl RegistryClient {
         service: Option<&str>,
         scope: &str,
         lookup: &Lookup,
-    ) -> Result<String> {
+    ) -> Result<Token> {
         let mut url = reqwest::Url::parse(realm).map_err(|e| {
             Error::Invalid(format!(
                 "{} sent an invalid token realm {realm:?}: {e}",
@@ -760,6 +790,7 @@ impl RegistryClient {
                 .basic_auth(username, Some(password)),
             None => self.inner.http.get(url.clone()),
         };
+        let asked = std::time::Instant::now();
         let resp = (self.exchange(req, &Watch::start()).await)
             .map_err(|f| self.failed(r, url.as_str(), f))?;
         add(&self.inner.counters.requests, 1);
@@ -771,6 +802,7 @@ impl RegistryClient {
                     url: url.to_string(),
                     lookup: lookup.description.clone(),
                     sent: lookup.credential.is_some(),
+                    token_server: true,
                 });
             }
             s => return Err(http_error(r, "GET", url.as_str(), s, resp).await),
@@ -780,11 +812,20 @@ impl RegistryClient {
             what: crate::error::without_query(url.as_str()).to_string(),
             source,
         })?;
-        v.get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .map(String::from)
-            .ok_or_else(|| Error::Invalid(format!("token endpoint {realm} returned no token")))
+        // The spec allows either name, or both (then the same token).
+        let value = (v.get("token").and_then(|t| t.as_str()))
+            .filter(|t| !t.is_empty())
+            .or_else(|| v.get("access_token").and_then(|t| t.as_str()))
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "the token server of {} ({}) returned no token (neither `token` nor `access_token`)",
+                    r.registry,
+                    crate::error::without_query(url.as_str())
+                ))
+            })?;
+        let expires_in = v.get("expires_in").and_then(|e| e.as_u64());
+        Ok(Token::new(value.to_string(), asked, expires_in))
     }
 
     /// Send with auth and retries. `scope` is the token scope this request needs.
@@ -994,12 +1035,27 @@ impl RegistryClient {
                         Err(e) => (e.to_string(), false),
                     },
                 };
+                // A bearer token can be anonymous: only credentials behind it were refused.
+                let sent = sent.is_some() && have_credentials;
+                // A fresh token for these credentials that still lacks the access: the
+                // token server accepted them but does not grant it; logging in again is
+                // no help, so say what was denied.
+                let params = www.as_deref().and_then(challenge_params);
+                let param = |k: &str| params.as_ref().and_then(|(_, p)| p.get(k).cloned());
+                if sent && authed && param("error").as_deref() == Some("insufficient_scope") {
+                    return Err(Error::Denied {
+                        registry: r.registry.clone(),
+                        url: url_str.to_string(),
+                        scope: param("scope").unwrap_or_else(|| scope.to_string()),
+                        lookup,
+                    });
+                }
                 return Err(Error::Unauthorized {
                     registry: r.registry.clone(),
                     url: url_str.to_string(),
                     lookup,
-                    // A bearer token can be anonymous: only credentials behind it were refused.
-                    sent: sent.is_some() && have_credentials,
+                    sent,
+                    token_server: false,
                 });
             }
             if resp.status() == StatusCode::FORBIDDEN {
@@ -2060,6 +2116,9 @@ impl RegistryClient {
         let loc = self.current_url(&dst.registry, loc);
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put_url = format!("{loc}{sep}digest={d}");
+        let scope = push_scope(&dst.repository, None);
+        // The session may have waited for its turn past the token's renewal time.
+        self.ensure_token(dst, &scope).await?;
         let watch = Watch::start();
         let mut req = self
             .inner
@@ -2067,7 +2126,6 @@ impl RegistryClient {
             .put(&put_url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap(Watched::new(body, watch.clone())));
-        let scope = push_scope(&dst.repository, None);
         let sent = self.auth_header(dst, &scope).await;
         if let Some(h) = &sent {
             req = req.header(header::AUTHORIZATION, h.clone());
@@ -2547,6 +2605,20 @@ fn urlencode(s: &str) -> String {
 
 /// Parse `Bearer realm="…",service="…"` or `Basic realm="…"`.
 fn parse_challenge(h: &str) -> Option<Challenge> {
+    let (scheme, mut params) = challenge_params(h)?;
+    match scheme.as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: params.remove("realm")?,
+            service: params.remove("service"),
+        }),
+        _ => None,
+    }
+}
+
+/// A `WWW-Authenticate` challenge's scheme (lowercase) and parameters (keys lowercase):
+/// `Bearer realm="…",service="…",scope="…",error="insufficient_scope"`.
+fn challenge_params(h: &str) -> Option<(String, HashMap<String, String>)> {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
     let mut params = HashMap::new();
     let mut s = rest.trim();
@@ -2562,14 +2634,7 @@ fn parse_challenge(h: &str) -> Option<Challenge> {
         params.insert(k.trim().to_ascii_lowercase(), v.to_string());
         s = tail.trim_start_matches([',', ' ']);
     }
-    match scheme.to_ascii_lowercase().as_str() {
-        "basic" => Some(Challenge::Basic),
-        "bearer" => Some(Challenge::Bearer {
-            realm: params.remove("realm")?,
-            service: params.remove("service"),
-        }),
-        _ => None,
-    }
+    Some((scheme.to_ascii_lowercase(), params))
 }
 
 /// An upload session's request (`PATCH`, closing `PUT`) refused: a 404 means the registry

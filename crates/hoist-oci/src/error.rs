@@ -75,7 +75,8 @@ pub enum Error {
         reference: String,
     },
     #[error(
-        "{registry} {} (HTTP 401 on {}); {lookup}\nhint: run `hoist registry login {registry}`",
+        "{}{registry} {} (HTTP 401 on {}); {lookup}\nhint: run `hoist registry login {registry}`",
+        if *.token_server { "the token server of " } else { "" },
         if *.sent { "refused the credentials" } else { "requires credentials" },
         without_query(.url)
     )]
@@ -86,6 +87,22 @@ pub enum Error {
         lookup: String,
         /// Whether the refused request carried credentials.
         sent: bool,
+        /// Refused by the registry's token server (`url` is its realm), not the registry.
+        token_server: bool,
+    },
+    /// The credentials were accepted, but the token the registry's token server gave for
+    /// them lacks access the request needs (`insufficient_scope`): asking again is no use.
+    #[error(
+        "{registry} denied the request: it needs {}, which the registry's token server did not grant to these credentials (HTTP 401 insufficient_scope on {}); {lookup}\nhint: the credentials were accepted but may not do this; ask for that access, or use an account that has it",
+        describe_scope(.scope),
+        without_query(.url)
+    )]
+    Denied {
+        registry: String,
+        url: String,
+        /// The scope the registry said the request needs (`repository:NAME:ACTIONS`, space-separated).
+        scope: String,
+        lookup: String,
     },
     #[error("{registry} denied access (HTTP 403 on {}); {lookup}", without_query(.url))]
     Forbidden {
@@ -469,6 +486,29 @@ fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
 /// `mount=…`) that says nothing to a person reading why a registry is unreachable.
 pub(crate) fn without_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
+}
+
+/// `repository:team/app:pull,push` as `pull,push access to repository team/app`; several
+/// scopes joined with "and"; anything else as it is.
+fn describe_scope(scope: &str) -> String {
+    let one = |s: &str| match s.split_once(':').and_then(|(kind, rest)| {
+        let (name, actions) = rest.rsplit_once(':')?;
+        Some((kind, name, actions))
+    }) {
+        Some((kind, name, actions)) => {
+            // Distribution lists them in map order: sorted, the same message every time.
+            let mut actions: Vec<&str> = actions.split(',').collect();
+            actions.sort_unstable();
+            format!("{} access to {kind} {name}", actions.join(","))
+        }
+        None => format!("access {s:?}"),
+    };
+    let parts: Vec<String> = scope.split_whitespace().map(one).collect();
+    if parts.is_empty() {
+        "access".into()
+    } else {
+        parts.join(" and ")
+    }
 }
 
 #[cfg(test)]
