@@ -1,7 +1,11 @@
-//! The bearer-token flow and retries, against a FAKE registry: Debian's docker-registry cannot
-//! issue tokens without a separate auth server and never fails on purpose, so this small
-//! loopback HTTP server plays a token-auth registry that answers 503 once and drops a
-//! connection once, and one whose token expires between opening an upload and sending it.
+//! Token auth where only a FAKE registry will do. The flow itself (scopes, the service
+//! parameter, caching, mounts, denied scopes, wrong passwords, expiry) is tested against
+//! the real registry in token_registry.rs. What stays here needs a registry that
+//! misbehaves at a moment the test chooses, which the real one never does: a 503 and a
+//! dropped connection on particular requests behind a bearer token, a blob whose bytes
+//! do not match its digest, and a token refused between opening an upload and its
+//! streamed PUT although it has not expired by its `expires_in` (revoked, or a skewed
+//! clock).
 
 #[path = "support/fake_http.rs"]
 mod fake_http;
@@ -47,9 +51,6 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
             seen.lock().unwrap().token_queries.push(path.clone());
             if auth == basic {
                 ("200 OK", vec![], br#"{"token":"good-token"}"#.to_vec())
-            } else if auth.is_empty() {
-                // Like Docker Hub: anyone gets a token, which then opens nothing private.
-                ("200 OK", vec![], br#"{"token":"anonymous"}"#.to_vec())
             } else {
                 ("401 Unauthorized", vec![], b"{}".to_vec())
             }
@@ -104,7 +105,7 @@ async fn serve(listener: TcpListener, seen: Arc<Mutex<Seen>>, manifest: Vec<u8>)
 }
 
 #[tokio::test]
-async fn bearer_token_flow_retries_and_verification() {
+async fn behind_a_bearer_token_503s_and_drops_are_retried_and_lies_rejected() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -123,40 +124,9 @@ async fn bearer_token_flow_retries_and_verification() {
     assert_eq!(&cfg[..], CONFIG);
     {
         let s = seen.lock().unwrap();
-        assert_eq!(
-            s.token_queries.len(),
-            1,
-            "token cached per scope: {:?}",
-            s.token_queries
-        );
-        assert!(
-            s.token_queries[0].contains("service=fake-registry")
-                && s.token_queries[0].contains("scope=repository%3Ateam%2Fapp%3Apull"),
-            "{:?}",
-            s.token_queries
-        );
+        assert_eq!(s.token_queries.len(), 1, "{:?}", s.token_queries);
         assert_eq!(s.manifest_gets, 2, "503 retried once");
         assert_eq!(s.blob_gets, 2, "dropped connection retried once");
-    }
-    // Six requests at once for a scope without a token yet: one token fetch, before they
-    // go out (the challenge is known), not one per request after a 401 each.
-    let other: Reference = format!("{addr}/team/other:v1").parse().unwrap();
-    let mut probes = tokio::task::JoinSet::new();
-    for _ in 0..6 {
-        let (c, other) = (c.clone(), other.clone());
-        probes.spawn(async move { c.has_blob(&other, &Digest::of(CONFIG)).await });
-    }
-    for found in probes.join_all().await {
-        assert!(!found.unwrap());
-    }
-    {
-        let s = seen.lock().unwrap();
-        assert_eq!(s.token_queries.len(), 2, "{:?}", s.token_queries);
-        assert!(
-            s.token_queries[1].contains("scope=repository%3Ateam%2Fother%3Apull"),
-            "{:?}",
-            s.token_queries
-        );
     }
     // The fake lies about a blob: rejected.
     let zero =
@@ -165,19 +135,6 @@ async fn bearer_token_flow_retries_and_verification() {
     let e = c.get_blob(&r, &zero).await.unwrap_err().to_string();
     assert!(e.contains("digest mismatch"), "{e}");
 
-    // Wrong password at the token endpoint: a 401 that names the credential source.
-    let (c2, _) = fake_http::client_as_user(addr, "bad");
-    let e = c2.get_manifest(&r).await.unwrap_err().to_string();
-    assert!(
-        e.contains("refused the credentials (HTTP 401")
-            && e.contains("credentials given on the command line"),
-        "{e}"
-    );
-    // No credentials at all: the anonymous token is refused, and the error says that
-    // credentials are missing, not that some were refused.
-    let anonymous = RegistryClient::new(ClientOptions::default()).unwrap();
-    let e = anonymous.get_manifest(&r).await.unwrap_err().to_string();
-    assert!(e.contains("requires credentials (HTTP 401"), "{e}");
     server.abort();
 }
 
@@ -192,9 +149,10 @@ struct Uploads {
     puts: Vec<(String, u64, u16)>,
 }
 
-/// A token registry whose first token expires as soon as it has opened one upload: the
-/// PUT that follows is refused, as a long wait for a transfer slot or a long upload would
-/// be by a registry with short-lived tokens.
+/// A token registry that refuses its first token as soon as it has opened one upload,
+/// though the token's lifetime (the spec's default 60 s: no `expires_in`) has not run out,
+/// so the client cannot see it coming: the PUT that follows is refused, as one would be
+/// after a revocation, or by a registry whose clock runs ahead of the token server's.
 async fn serve_expiring(listener: TcpListener, seen: Arc<Mutex<Uploads>>) {
     let port = listener.local_addr().unwrap().port();
     let challenge =
@@ -250,7 +208,7 @@ async fn serve_expiring(listener: TcpListener, seen: Arc<Mutex<Uploads>>) {
 }
 
 #[tokio::test]
-async fn a_token_that_expires_before_the_streamed_put_is_renewed_and_the_blob_sent_again() {
+async fn a_token_refused_before_the_streamed_put_is_renewed_and_the_blob_sent_again() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Uploads::default()));
