@@ -6,6 +6,9 @@ mod registry;
 #[path = "../../hoist-oci/tests/support/fault_proxy.rs"]
 mod fault_proxy;
 
+#[path = "../../hoist-oci/tests/support/token_issuer.rs"]
+mod token_issuer;
+
 use assert_cmd::Command;
 use registry::{PASS, Registry, USER, skopeo, write_file};
 
@@ -223,6 +226,137 @@ fn login_append_inspect_copy_logout() {
         .args(["image", "inspect", &target])
         .assert()
         .failure();
+}
+
+/// A registry with token auth (the real docker-registry verifying tokens from the test's
+/// issuer): `hoist registry login` through the token server, append, inspect, copy to a
+/// Basic-auth registry and back, a push the policy denies, and a stored password the
+/// token server refuses.
+#[test]
+fn token_auth_login_append_inspect_copy_and_refusals() {
+    use token_issuer::{SERVICE, TokenIssuer, grant};
+    let issuer = TokenIssuer::start(
+        &[("dev", "dev-secret")],
+        vec![
+            grant(Some("dev"), "team/*", &["pull", "push"]),
+            grant(Some("dev"), "base/*", &["pull"]),
+        ],
+    );
+    let tok = Registry::start_token(
+        &issuer.realm(),
+        SERVICE,
+        token_issuer::ISSUER,
+        &issuer.cert_file,
+    );
+    let basic = Registry::start(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("docker");
+    let src = tmp.path().join("src");
+    write_file(&src.join("run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    let login = |reg: &str, user: &str, pass: &str| {
+        hoist(&cfg)
+            .args(["registry", "login", reg, "-u", user, "--password-stdin"])
+            .write_stdin(format!("{pass}\n"))
+            .assert()
+    };
+
+    // The token server refuses the password: login fails, nothing is stored.
+    let e = stderr(&login(&tok.addr, "dev", "nope").failure());
+    assert!(
+        e.contains(&format!("login to {} failed", tok.addr)) && e.contains("refused user \"dev\""),
+        "{e}"
+    );
+    assert!(!cfg.join("config.json").exists());
+    login(&tok.addr, "dev", "dev-secret").success();
+    login(&basic.addr, USER, PASS).success();
+    // hoist asked the token server for the registry's service, as user dev.
+    let q = issuer.queries();
+    assert!(
+        q.iter().all(|q| q.service.as_deref() == Some(SERVICE)),
+        "{q:#?}"
+    );
+    assert_eq!(q.last().unwrap().user.as_deref(), Some("dev"), "{q:#?}");
+
+    let target = tok.reference("team/app:v1");
+    let a = hoist(&cfg)
+        .args(["image", "append", "--base", "scratch", "--layer"])
+        .arg(format!("{}:/app", src.display()))
+        .args(["--tag", &target, "-o", "json"])
+        .assert()
+        .success();
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(rep["layers_uploaded"], 1, "{rep}");
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &target, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["digest"], rep["digest"]);
+
+    // Token registry to Basic-auth registry, and back to another repository.
+    let mirror = basic.reference("mirror/app:v1");
+    let back = tok.reference("team/back:v1");
+    for (from, to) in [(&target, &mirror), (&mirror, &back)] {
+        let a = hoist(&cfg)
+            .args(["image", "copy", from, to, "-o", "json"])
+            .assert()
+            .success();
+        let c: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+        assert_eq!(c["digest"], rep["digest"], "{from} -> {to}: {c}");
+    }
+    let a = hoist(&cfg)
+        .args(["image", "inspect", &back, "-o", "json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["digest"], rep["digest"]);
+    let scopes: Vec<String> = (issuer.queries().iter())
+        .flat_map(|q| q.scopes.clone())
+        .collect();
+    for s in [
+        "repository:team/app:pull,push",
+        "repository:team/app:pull",
+        "repository:team/back:pull,push",
+    ] {
+        assert!(scopes.iter().any(|x| x == s), "{s} not asked: {scopes:?}");
+    }
+
+    // A push the policy denies: says what was denied, and does not say to log in.
+    let e = fails(
+        &cfg,
+        &["image", "copy", &target, &tok.reference("base/app:v1")],
+    );
+    assert!(
+        e.contains(&format!(
+            "{} denied the request: it needs pull,push access to repository base/app",
+            tok.addr
+        )) && !e.contains("hoist registry login"),
+        "{e}"
+    );
+
+    // A stored password the token server refuses: the error names the token server and
+    // where the credentials came from.
+    let config = cfg.join("config.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    use base64::Engine as _;
+    stored["auths"][&tok.addr]["auth"] = base64::engine::general_purpose::STANDARD
+        .encode("dev:stale")
+        .into();
+    std::fs::write(&config, stored.to_string()).unwrap();
+    let e = fails(&cfg, &["image", "inspect", &target]);
+    assert!(
+        e.contains(&format!(
+            "the token server of {} refused the credentials",
+            tok.addr
+        )) && e.contains(&issuer.realm())
+            && e.contains(&format!(
+                "credentials from auths[\"{}\"] in {}",
+                tok.addr,
+                config.display()
+            )),
+        "{e}"
+    );
 }
 
 /// Runs hoist with `args`, which must fail; its stderr.
