@@ -284,10 +284,11 @@ impl Token {
     fn new(value: String, asked: std::time::Instant, expires_in: Option<u64>) -> Token {
         let lifetime = Duration::from_secs(expires_in.unwrap_or(60));
         let margin = (lifetime / 2).min(Duration::from_secs(10));
-        Token {
-            value,
-            refresh_at: asked + lifetime - margin,
-        }
+        // A lifetime past what an Instant holds (a token server's "never") is a day.
+        let refresh_at = asked
+            .checked_add(lifetime - margin)
+            .unwrap_or_else(|| asked + Duration::from_secs(86_400));
+        Token { value, refresh_at }
     }
 
     fn fresh(&self) -> bool {
@@ -757,6 +758,10 @@ impl RegistryClient {
             }
             for s in scope.split(' ').filter(|s| !s.is_empty()) {
                 q.append_pair("scope", s);
+            }
+            // As Docker sends it: token servers may check it against the Basic user.
+            if let Some(Credential::Basic { username, .. }) = &lookup.credential {
+                q.append_pair("account", username);
             }
         }
         let req = match &lookup.credential {
@@ -2771,6 +2776,23 @@ mod tests {
             Some(Challenge::Basic)
         ));
         assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let now = std::time::Instant::now();
+        let at = |expires_in| Token::new("t".into(), now, expires_in).refresh_at - now;
+        assert_eq!(at(Some(300)), Duration::from_secs(290));
+        assert_eq!(
+            at(None),
+            Duration::from_secs(50),
+            "the spec's default: 60 s"
+        );
+        assert_eq!(at(Some(2)), Duration::from_secs(1));
+        assert_eq!(at(Some(0)), Duration::ZERO);
+        assert!(!Token::new("t".into(), now, Some(0)).fresh());
+        // No overflow on a lifetime no clock can hold.
+        assert_eq!(at(Some(u64::MAX)), Duration::from_secs(86_400));
     }
 
     #[test]

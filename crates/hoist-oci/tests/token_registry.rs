@@ -122,6 +122,7 @@ async fn push_pull_and_cross_repository_mount_with_tokens() {
     assert!(
         queries.iter().all(|q| q.service.as_deref() == Some(SERVICE)
             && q.user.as_deref() == Some(USER.0)
+            && q.account.as_deref() == Some(USER.0)
             && q.status == 200),
         "{queries:#?}"
     );
@@ -287,4 +288,85 @@ async fn a_token_refused_before_its_expires_in_is_fetched_again() {
     push_wait_push(&issuer, &reg).await;
     let log = reg.log();
     assert!(log.contains(EXPIRED), "no token was refused:\n{log}");
+}
+
+/// An identity token (what `docker login` stores as `identitytoken` for some registries)
+/// is exchanged at the token server by the OAuth2 form (`POST`, `grant_type=
+/// refresh_token`), with the scopes hoist needs; one the server does not know is refused
+/// there, and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_tokens_are_exchanged_by_the_oauth2_form() {
+    let (issuer, reg) = token_registry();
+    issuer.add_refresh_token("idt-user", USER.0);
+    let tmp = tempfile::tempdir().unwrap();
+    let c = RegistryClient::new(ClientOptions::default()).unwrap();
+    c.set_credential(&reg.addr, Credential::IdentityToken("idt-user".into()));
+    let target = r(&reg.reference("team/app:1"));
+    let rep = push(&c, "scratch", &target, 6, 1, 1000, tmp.path())
+        .await
+        .unwrap();
+    assert_eq!(c.get_manifest(&target).await.unwrap().digest, rep.digest);
+    let queries = issuer.queries();
+    assert!(
+        queries.iter().all(|q| q.method == "POST"
+            && q.user.as_deref() == Some(USER.0)
+            && q.service.as_deref() == Some(SERVICE)
+            && q.status == 200),
+        "{queries:#?}"
+    );
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.scopes == ["repository:team/app:pull,push"]),
+        "{queries:#?}"
+    );
+    // The policy still holds for the account behind it.
+    let e = push(
+        &c,
+        "scratch",
+        &r(&reg.reference("base/x:1")),
+        7,
+        1,
+        10,
+        tmp.path(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, hoist_oci::Error::Denied { .. }), "{e}");
+
+    let stale = RegistryClient::new(ClientOptions::default()).unwrap();
+    stale.set_credential(&reg.addr, Credential::IdentityToken("revoked".into()));
+    let e = stale.get_manifest(&target).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "the token server of {} refused the credentials (HTTP 401 on {})",
+            reg.addr,
+            issuer.realm()
+        )),
+        "{e}"
+    );
+}
+
+/// The harness proves nothing unless the registry really checks tokens: one signed by a
+/// key its rootcertbundle does not hold is refused, and its log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_refuses_tokens_it_cannot_verify() {
+    let trusted = TokenIssuer::start(&[USER], policy());
+    let impostor = TokenIssuer::start(&[USER], policy());
+    // Tokens come from the impostor; the registry trusts the other issuer's certificate.
+    let reg = Registry::start_token(
+        &impostor.realm(),
+        SERVICE,
+        support::token_issuer::ISSUER,
+        &trusted.cert_file,
+    );
+    let c = client_as(&reg, USER);
+    let e = c
+        .get_manifest(&r(&reg.reference("team/app:1")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, hoist_oci::Error::Unauthorized { .. }), "{e}");
+    assert!(impostor.issued() > 0);
+    let log = reg.log();
+    assert!(log.contains("unable to verify certificate chain"), "{log}");
 }

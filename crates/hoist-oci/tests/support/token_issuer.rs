@@ -1,5 +1,6 @@
 //! A token issuer for the real registry's token auth (the Docker token endpoint,
-//! `GET /token?service=…&scope=…&account=…`): the one part of a token-auth registry that
+//! `GET /token?service=…&scope=…&account=…`, and its OAuth2 form, `POST /token` with an
+//! identity token): the one part of a token-auth registry that
 //! Debian's `docker-registry` does not ship. The registry itself (started with
 //! [`super::registry::Registry::start_token`]) verifies what this signs: issuer, audience,
 //! times, the x5c chain against its `rootcertbundle`, the ES256 signature, and the access
@@ -60,7 +61,9 @@ pub enum TokenFields {
 /// A query the issuer got, and what it answered.
 #[derive(Clone, Debug)]
 pub struct Query {
-    /// The Basic user, if any (`None`: anonymous).
+    /// `GET` (Basic or anonymous) or `POST` (an identity token).
+    pub method: String,
+    /// Who signed in: the Basic user, or a refresh token's account (`None`: anonymous).
     pub user: Option<String>,
     pub service: Option<String>,
     pub account: Option<String>,
@@ -74,6 +77,8 @@ pub struct Query {
 
 struct State {
     users: Vec<(String, String)>,
+    /// Identity (OAuth2 refresh) tokens and the account each signs in as.
+    refresh_tokens: Vec<(String, String)>,
     grants: Vec<Grant>,
     lifetime: Duration,
     /// The `expires_in` told, if not the lifetime.
@@ -126,6 +131,7 @@ impl TokenIssuer {
             users: (users.iter())
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
+            refresh_tokens: vec![],
             grants,
             lifetime: Duration::from_secs(300),
             told: None,
@@ -176,6 +182,11 @@ impl TokenIssuer {
         let mut s = self.state.lock().unwrap();
         s.lifetime = lifetime;
         s.told = Some(told);
+    }
+
+    /// Accept `token` as an identity (refresh) token for `account`.
+    pub fn add_refresh_token(&self, token: &str, account: &str) {
+        (self.state.lock().unwrap().refresh_tokens).push((token.into(), account.into()));
     }
 
     pub fn set_fields(&self, fields: TokenFields) {
@@ -237,7 +248,15 @@ fn serve(mut sock: TcpStream, state: &Mutex<State>, signer: &Signer) {
     let _ = reader.read_exact(&mut body);
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, json) = answer(method, target, authorization.as_deref(), state, signer);
+    let body = String::from_utf8_lossy(&body);
+    let (status, json) = answer(
+        method,
+        target,
+        authorization.as_deref(),
+        &body,
+        state,
+        signer,
+    );
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -261,25 +280,37 @@ fn error_json(code: &str, message: &str) -> String {
     serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string()
 }
 
+/// `GET /token` (Basic or anonymous), or `POST /token` with an OAuth2 form
+/// (`grant_type=refresh_token`: an identity token, as `docker login` stores for some
+/// registries; its `scope` is space-separated).
 fn answer(
     method: &str,
     target: &str,
     authorization: Option<&str>,
+    body: &str,
     state: &Mutex<State>,
     signer: &Signer,
 ) -> (u16, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if method != "GET" || path != "/token" {
-        return (404, error_json("NOT_FOUND", "only GET /token is served"));
-    }
-    let params: Vec<(String, String)> = form_pairs(query);
+    let params: Vec<(String, String)> = match (method, path) {
+        ("GET", "/token") => form_pairs(query),
+        ("POST", "/token") => form_pairs(body),
+        _ => {
+            return (
+                404,
+                error_json("NOT_FOUND", "only GET and POST /token are served"),
+            );
+        }
+    };
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let scopes: Vec<String> = (params.iter())
         .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.clone())
+        .flat_map(|(_, v)| v.split(' ').map(String::from).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
         .collect();
     let mut s = state.lock().unwrap();
     let mut q = Query {
+        method: method.into(),
         user: None,
         service: get("service"),
         account: get("account"),
@@ -287,9 +318,28 @@ fn answer(
         status: 0,
         granted: vec![],
     };
-    let user = match authorization.and_then(|a| a.strip_prefix("Basic ")) {
-        None => None,
-        Some(b64) => {
+    let refresh = (method == "POST").then(|| (get("grant_type"), get("refresh_token")));
+    let user = match (
+        refresh,
+        authorization.and_then(|a| a.strip_prefix("Basic ")),
+    ) {
+        (Some((Some(grant), Some(token))), _) if grant == "refresh_token" => {
+            match (s.refresh_tokens.iter()).find(|(t, _)| *t == token) {
+                Some((_, account)) => Some(account.clone()),
+                None => {
+                    q.status = 401;
+                    s.queries.push(q);
+                    return (401, error_json("UNAUTHORIZED", "unknown refresh token"));
+                }
+            }
+        }
+        (Some(_), _) => {
+            q.status = 400;
+            s.queries.push(q);
+            return (400, error_json("UNSUPPORTED", "unsupported grant_type"));
+        }
+        (None, None) => None,
+        (None, Some(b64)) => {
             let decoded = STANDARD
                 .decode(b64.trim())
                 .ok()
@@ -313,6 +363,15 @@ fn answer(
         }
     };
     q.user = user.clone();
+    // As token servers that read it do: the account asked for is the one signed in.
+    if q.account.is_some() && q.account != user {
+        q.status = 400;
+        s.queries.push(q);
+        return (
+            400,
+            error_json("INVALID_REQUEST", "account is not the signed-in user"),
+        );
+    }
     let anonymous_allowed = s.grants.iter().any(|g| g.account.is_none());
     if user.is_none() && !anonymous_allowed {
         q.status = 401;
