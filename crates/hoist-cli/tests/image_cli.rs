@@ -1636,9 +1636,17 @@ fn an_unreadable_config_json_is_a_warning_for_anonymous_access() {
     // out anonymous bearer tokens, like Docker Hub, asks for credentials first); one that
     // needs a login says why there were none; login does not overwrite the file.
     std::fs::write(config, "{bad json").unwrap();
-    let anonymous = anonymous_token_registry();
+    // Anyone gets a token that may pull anything; there is nothing in it (404s).
+    let issuer =
+        token_issuer::TokenIssuer::start(&[], vec![token_issuer::grant(None, "*", &["pull"])]);
+    let anonymous = Registry::start_token(
+        &issuer.realm(),
+        token_issuer::SERVICE,
+        token_issuer::ISSUER,
+        &issuer.cert_file,
+    );
     let a = hoist(cfg)
-        .args(["image", "inspect", &format!("{anonymous}/h/img:1")])
+        .args(["image", "inspect", &anonymous.reference("h/img:1")])
         .assert()
         .failure();
     let said = stderr(&a);
@@ -1658,48 +1666,6 @@ fn an_unreadable_config_json_is_a_warning_for_anonymous_access() {
     );
     login(cfg, &authed.addr).failure();
     assert_eq!(std::fs::read_to_string(config).unwrap(), "{bad json");
-}
-
-/// A registry that, like Docker Hub, answers 401 with a bearer challenge and gives anyone
-/// an anonymous token, which opens everything (there is nothing in it: 404s); its address.
-/// One request per connection, on a thread that lives as long as the test process.
-fn anonymous_token_registry() -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let realm = format!("http://{addr}/token");
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let mut head = vec![];
-            let mut b = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&b[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&head).to_lowercase();
-            let (status, extra, body) = if head.starts_with("get /token") {
-                ("200 OK", String::new(), r#"{"token":"anon"}"#)
-            } else if head.contains("authorization: bearer anon") {
-                (
-                    "404 Not Found",
-                    String::new(),
-                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
-                )
-            } else {
-                let challenge =
-                    format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"x\"\r\n");
-                ("401 Unauthorized", challenge, "{}")
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
 }
 
 /// A relative layer destination lands under the working directory, as Docker's COPY puts
