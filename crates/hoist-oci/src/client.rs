@@ -699,10 +699,28 @@ impl RegistryClient {
             .or_default()
             .clone();
         let _fetching = lock.lock().await;
-        if (self.inner.auth.lock().await.get(&r.registry)).is_some_and(has_token) {
-            return Ok(());
-        }
-        let token = (self.fetch_token(r, &realm, service.as_deref(), scope, &lookup)).await?;
+        let held = {
+            let map = self.inner.auth.lock().await;
+            match map.get(&r.registry) {
+                Some(a) if has_token(a) => return Ok(()),
+                Some(a) => a.tokens.contains_key(scope),
+                None => false,
+            }
+        };
+        let token = match self
+            .fetch_token(r, &realm, service.as_deref(), scope, &lookup)
+            .await
+        {
+            Ok(t) => t,
+            // A renewal that failed while the token held may still be good (it is renewed
+            // early): the registry judges it, and if it refuses it, the fetch after that
+            // 401 is the error to show.
+            Err(e) if held => {
+                tracing::debug!(registry = %r.registry, scope, error = %e, "renewing a bearer token failed: using the one held");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let mut map = self.inner.auth.lock().await;
         let a = map.entry(r.registry.clone()).or_default();
         a.tokens.insert(scope.to_string(), token);

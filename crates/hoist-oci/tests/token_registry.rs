@@ -290,6 +290,28 @@ async fn a_token_refused_before_its_expires_in_is_fetched_again() {
     assert!(log.contains(EXPIRED), "no token was refused:\n{log}");
 }
 
+/// Renewal is early, so a token server that cannot be reached then is no failure while
+/// the token held is still good: here `expires_in` says 2 s (renewed after 1), the
+/// registry accepts it for 300, and the issuer is gone when hoist next needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_keeps_the_token_held() {
+    let (issuer, reg) = token_registry();
+    issuer.set_lifetime_telling(Duration::from_secs(300), Duration::from_secs(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let user = client_as(&reg, USER);
+    let target = r(&reg.reference("team/app:1"));
+    let rep = push(&user, "scratch", &target, 8, 1, 1000, tmp.path())
+        .await
+        .unwrap();
+    // A token for the pull scope, held from here on.
+    assert_eq!(user.get_manifest(&target).await.unwrap().digest, rep.digest);
+    drop(issuer);
+    // Past its renewal time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = user.get_manifest(&target).await.unwrap();
+    assert_eq!(again.digest, rep.digest);
+}
+
 /// An identity token (what `docker login` stores as `identitytoken` for some registries)
 /// is exchanged at the token server by the OAuth2 form (`POST`, `grant_type=
 /// refresh_token`), with the scopes hoist needs; one the server does not know is refused
