@@ -28,8 +28,8 @@ pub const SERVICE: &str = "hoist-test";
 pub const ISSUER: &str = "hoist-test-issuer";
 
 /// distribution's `token.Leeway`: it accepts a token until `exp` + 60 s (and from `nbf` −
-/// 60 s), for clock skew. To make the real registry stop accepting a token after
-/// `expires_in`, `exp` is set that much earlier.
+/// 60 s), for clock skew. To make the real registry stop accepting a token after its
+/// lifetime (within a second: claims are whole seconds), `exp` is set that much earlier.
 pub const REGISTRY_LEEWAY_SECS: u64 = 60;
 
 /// One grant: `account` (`None`: anonymous requests) may do `actions` on repositories
@@ -411,10 +411,11 @@ fn answer(
         q.granted.push((name.to_string(), allowed.clone()));
         access.push(serde_json::json!({"type": kind, "name": name, "actions": allowed}));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = since_epoch.as_secs();
+    // Claims are whole seconds: `exp` rounds up, so the registry accepts a token for at
+    // least its lifetime (rounded down, it could refuse one up to a second early).
+    let now_up = now + u64::from(since_epoch.subsec_nanos() > 0);
     let lifetime = s.lifetime.as_secs();
     s.issued += 1;
     let claims = serde_json::json!({
@@ -422,7 +423,7 @@ fn answer(
         "sub": user.clone().unwrap_or_default(),
         "aud": SERVICE,
         // See REGISTRY_LEEWAY_SECS: the registry then refuses it `lifetime` s from now.
-        "exp": (now + lifetime).saturating_sub(REGISTRY_LEEWAY_SECS),
+        "exp": (now_up + lifetime).saturating_sub(REGISTRY_LEEWAY_SECS),
         "nbf": now,
         "iat": now,
         "jti": format!("hoist-test-{}-{now}", s.issued),
