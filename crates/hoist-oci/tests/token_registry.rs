@@ -118,6 +118,22 @@ async fn push_pull_and_cross_repository_mount_with_tokens() {
         rep.transfer.upload_bytes < 10_000,
         "no base layer bytes went up: {rep:?}"
     );
+    // The registry's side: blob data came into team/app twice (new layer, config), and
+    // each base layer was mounted (201 to a POST with mount=).
+    let log = reg.log();
+    let lines = |method: &str, uri: &str, status: &str| {
+        (log.lines())
+            .filter(|l| {
+                l.contains("msg=\"response completed\"")
+                    && l.contains(&format!(" http.request.method={method} "))
+                    && l.contains("http.request.uri=\"/v2/team/app/blobs/uploads/")
+                    && l.contains(uri)
+                    && l.contains(&format!(" http.response.status={status} "))
+            })
+            .count()
+    };
+    assert_eq!(lines("PUT", "digest=", "201"), 2, "{log}");
+    assert_eq!(lines("POST", "&from=base/os\"", "201"), 2, "{log}");
     let queries = issuer.queries();
     assert!(
         queries.iter().all(|q| q.service.as_deref() == Some(SERVICE)
