@@ -20,7 +20,6 @@ use crate::manifest::{
     Descriptor, History, ImageConfig, ImageManifest, Platform, RawManifest, media, parse_config,
 };
 use crate::reference::Reference;
-use crate::stored_blob::BlobOwner;
 
 /// What to build: a service's `image:` section, or `hoist image append` flags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -559,10 +558,9 @@ pub async fn build_to_layout(
     let layout = OciLayout::create(dir)?;
     let img = build(client, spec, &opts.building_in(&layout)).await?;
     // Converted before any blob lands: a base layer type with no OCI equivalent stops here.
-    let manifest = match layout.owner() {
-        BlobOwner::User if !opts.preserve_digests => convert::image_to_oci(&img.manifest)?,
-        // hoist's store finds images by the digests a registry gives them.
-        _ => img.manifest.clone(),
+    let manifest = match convert::for_layout(&layout, opts.preserve_digests) {
+        true => convert::image_to_oci(&img.manifest)?,
+        false => img.manifest.clone(),
     };
     let landed = land_blobs(client, &img, &layout).await?;
     layout.put_manifest(&manifest, name)?;

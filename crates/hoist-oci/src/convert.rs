@@ -116,11 +116,23 @@ pub fn index_to_oci(raw: &RawManifest, converted: &[(Digest, RawManifest)]) -> R
     }
 }
 
+/// `raw` as a JSON object: a manifest serde read from an array (`[2, null, …]`, which it
+/// takes for a struct) has no fields to set.
 fn parse(raw: &RawManifest) -> Result<Value> {
-    serde_json::from_slice(&raw.bytes).map_err(|source| Error::Json {
+    let v: Value = serde_json::from_slice(&raw.bytes).map_err(|source| Error::Json {
         what: format!("manifest {}", raw.digest),
         source,
-    })
+    })?;
+    match v {
+        Value::Object(_) => Ok(v),
+        _ => Err(malformed(raw, "it is not a JSON object")),
+    }
+}
+
+/// Whether an image written into `layout` gets OCI media types: in a user's layout, unless
+/// `preserve_digests`; hoist's store finds images by the digests a registry gives them.
+pub fn for_layout(layout: &crate::layout::OciLayout, preserve_digests: bool) -> bool {
+    !preserve_digests && layout.owner() == crate::stored_blob::BlobOwner::User
 }
 
 /// The `mediaType` of descriptor `d` (`what` of `raw`).
@@ -157,6 +169,22 @@ fn malformed(raw: &RawManifest, why: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_written_as_an_array_is_an_error_not_a_panic() {
+        // serde reads a struct from an array, so these pass as manifests.
+        let m = RawManifest::new(
+            br#"[2,"application/vnd.docker.distribution.manifest.v2+json",{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"},[]]"#.to_vec(),
+            Some(media::DOCKER_MANIFEST),
+        )
+        .unwrap();
+        let e = image_to_oci(&m).unwrap_err().to_string();
+        assert!(e.contains("not a JSON object"), "{e}");
+        let list = "application/vnd.docker.distribution.manifest.list.v2+json";
+        let l = RawManifest::new(format!(r#"[2,"{list}",[]]"#).into_bytes(), Some(list)).unwrap();
+        let e = index_to_oci(&l, &[]).unwrap_err().to_string();
+        assert!(e.contains("not a JSON object"), "{e}");
+    }
 
     fn raw(json: &str) -> RawManifest {
         RawManifest::new(json.as_bytes().to_vec(), None).unwrap()

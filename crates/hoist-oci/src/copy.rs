@@ -18,7 +18,6 @@ use crate::layout::OciLayout;
 use crate::lost_blobs::{self, Put};
 use crate::manifest::{Parsed, Platform, RawManifest};
 use crate::reference::Reference;
-use crate::stored_blob::BlobOwner;
 
 /// Where an image lives: a registry, or an OCI layout directory (`oci:DIR[:NAME]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,10 +284,10 @@ async fn copy_named(
     }
     let source_digest = named.digest.clone();
     let (images, named) = match &*dest {
-        Dst::Layout(l, _) if !opts.preserve_digests && l.owner() == BlobOwner::User => {
+        Dst::Layout(l, _) if convert::for_layout(l, opts.preserve_digests) => {
             oci_typed(images, named)?
         }
-        // A registry keeps digests; hoist's store finds images by their registry digests.
+        // A registry keeps digests.
         _ => (images, named),
     };
     let mut stats = Tally::default();
@@ -319,8 +318,13 @@ fn oci_typed(
     images: Vec<RawManifest>,
     named: RawManifest,
 ) -> Result<(Vec<RawManifest>, RawManifest)> {
+    // An index nested in an index is not an image: left as it is for the copy to refuse
+    // as before, not called a manifest with no OCI equivalent.
     let converted = (images.iter())
-        .map(|m| Ok((m.digest.clone(), convert::image_to_oci(m)?)))
+        .map(|m| match crate::manifest::media::is_index(&m.media_type) {
+            true => Ok((m.digest.clone(), m.clone())),
+            false => Ok((m.digest.clone(), convert::image_to_oci(m)?)),
+        })
         .collect::<Result<Vec<_>>>()?;
     let named = match converted.iter().find(|(d, _)| *d == named.digest) {
         Some((_, image)) => image.clone(),
