@@ -274,6 +274,8 @@ struct Token {
     /// Some time before it expires: a token is fetched again from then on, rather than
     /// sent to be refused (which costs a round trip, and a streamed upload its bytes).
     refresh_at: std::time::Instant,
+    /// When its `expires_in` runs out.
+    expires_at: std::time::Instant,
 }
 
 impl Token {
@@ -282,13 +284,30 @@ impl Token {
     /// `issued_at` may be skewed from ours. Renewed 10 s early, or halfway through a
     /// lifetime shorter than 20 s.
     fn new(value: String, asked: std::time::Instant, expires_in: Option<u64>) -> Token {
-        let lifetime = Duration::from_secs(expires_in.unwrap_or(60));
+        // At least 2 s: a token server saying 0 would otherwise have every request fetch
+        // its own token, one at a time (a token the registry then refuses is fetched again
+        // after its 401 anyway).
+        let lifetime = Duration::from_secs(expires_in.unwrap_or(60).max(2));
         let margin = (lifetime / 2).min(Duration::from_secs(10));
         // A lifetime past what an Instant holds (a token server's "never") is a day.
-        let refresh_at = asked
-            .checked_add(lifetime - margin)
-            .unwrap_or_else(|| asked + Duration::from_secs(86_400));
-        Token { value, refresh_at }
+        let at = |d| {
+            asked
+                .checked_add(d)
+                .unwrap_or_else(|| asked + Duration::from_secs(86_400))
+        };
+        Token {
+            value,
+            refresh_at: at(lifetime - margin),
+            expires_at: at(lifetime),
+        }
+    }
+
+    /// After a renewal failed: keep using this token, without trying again for a few
+    /// seconds (the requests queued behind the failed renewal would each wait for a token
+    /// server that may not answer), but not past its expiry.
+    fn renewal_failed(&mut self) {
+        let retry_at = std::time::Instant::now() + Duration::from_secs(5);
+        self.refresh_at = retry_at.min(self.expires_at).max(self.refresh_at);
     }
 
     fn fresh(&self) -> bool {
@@ -717,6 +736,13 @@ impl RegistryClient {
             // 401 is the error to show.
             Err(e) if held => {
                 tracing::debug!(registry = %r.registry, scope, error = %e, "renewing a bearer token failed: using the one held");
+                let mut map = self.inner.auth.lock().await;
+                if let Some(t) = map
+                    .get_mut(&r.registry)
+                    .and_then(|a| a.tokens.get_mut(scope))
+                {
+                    t.renewal_failed();
+                }
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -2807,10 +2833,29 @@ mod tests {
             "the spec's default: 60 s"
         );
         assert_eq!(at(Some(2)), Duration::from_secs(1));
-        assert_eq!(at(Some(0)), Duration::ZERO);
-        assert!(!Token::new("t".into(), now, Some(0)).fresh());
+        assert_eq!(at(Some(0)), Duration::from_secs(1), "at least 2 s to live");
+        assert!(Token::new("t".into(), now, Some(0)).fresh());
         // No overflow on a lifetime no clock can hold.
         assert_eq!(at(Some(u64::MAX)), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_failed_renewal_holds_off_the_next_until_the_token_expires() {
+        let now = std::time::Instant::now();
+        // Due for renewal (asked 55 s ago, 60 s to live: refresh at 50 s, expiry at 60 s).
+        let asked = now - Duration::from_secs(55);
+        let mut t = Token::new("t".into(), asked, Some(60));
+        assert!(!t.fresh());
+        t.renewal_failed();
+        assert!(
+            t.fresh(),
+            "the requests queued behind it use the token held"
+        );
+        assert!(t.refresh_at <= t.expires_at);
+        // Expired already: nothing to hold off with.
+        let mut old = Token::new("t".into(), now - Duration::from_secs(120), Some(60));
+        old.renewal_failed();
+        assert!(!old.fresh());
     }
 
     #[test]

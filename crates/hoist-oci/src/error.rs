@@ -93,7 +93,7 @@ pub enum Error {
     /// The credentials were accepted, but the token the registry's token server gave for
     /// them lacks access the request needs (`insufficient_scope`): asking again is no use.
     #[error(
-        "{registry} denied the request: it needs {}, which the registry's token server did not grant to these credentials (HTTP 401 insufficient_scope on {}); {lookup}\nhint: the credentials were accepted but may not do this; ask for that access, or use an account that has it",
+        "{registry} denied the request: it needs {}, which the registry's token server did not grant to these credentials (HTTP 401 insufficient_scope on {}); {lookup}\nhint: the credentials were accepted but may not do this: check the repository's name (registries such as Docker Hub answer so for one that does not exist), ask for that access, or use an account that has it",
         describe_scope(.scope),
         without_query(.url)
     )]
