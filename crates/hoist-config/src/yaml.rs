@@ -94,9 +94,18 @@ impl SourceFile {
         };
         let comps: Vec<&str> = path.iter().map(String::as_str).collect();
         let label = "custom YAML tag";
-        // Point at the tag itself: the first occurrence after its key.
-        let location = locate_key(&self.text, &comps)
-            .and_then(|off| self.text[off..].find(&tag).map(|i| off + i))
+        // Point at the tag itself: its first occurrence after the deepest key found (in
+        // flow style, `env: {A: !x y}`, only `env` is found by indentation).
+        let location = (0..=comps.len())
+            .rev()
+            .find_map(|n| {
+                let from = if n == 0 {
+                    0
+                } else {
+                    locate_key(&self.text, &comps[..n])?
+                };
+                self.text[from..].find(&tag).map(|i| from + i)
+            })
             .map(|off| Location::at(&self.path, &self.text, off, label))
             .unwrap_or_else(|| self.locate(&comps, label));
         let shown = dotted(&path);
@@ -175,7 +184,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, serde_norwa
 fn first_custom_tag(v: &serde_norway::Value, path: &mut Vec<String>) -> Option<String> {
     use serde_norway::Value;
     match v {
-        Value::Tagged(t) => Some(t.tag.to_string()),
+        Value::Tagged(t) => match t.tag.to_string().as_str() {
+            // The non-specific tag (`! text`) only says "a plain string".
+            "!" | "!!" => first_custom_tag(&t.value, path),
+            tag => Some(tag.to_string()),
+        },
         Value::Mapping(m) => m.iter().find_map(|(k, v)| {
             path.push(match k {
                 Value::String(s) => s.clone(),
@@ -435,9 +448,13 @@ mod tests {
             "{text}"
         );
 
+        let src = SourceFile::new(Path::new("s.yaml"), "name: a\nenv: {A: x, B: !ref z}\n");
+        let text = src.parse::<S>().unwrap_err().to_string();
+        assert!(text.starts_with("s.yaml:2:16:"), "flow style: {text}");
+
         let ok = SourceFile::new(
             Path::new("s.yaml"),
-            "name: a\nenv:\n  A: \"!quoted\"\n  B: !!str 0x1F\n",
+            "name: ! a\nenv:\n  A: \"!quoted\"\n  B: !!str 0x1F\n",
         );
         let s = ok.parse::<S>().unwrap();
         assert_eq!(s.env["A"], "!quoted");
