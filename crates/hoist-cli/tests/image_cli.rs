@@ -2089,15 +2089,7 @@ fn schema2_image(
         .assert()
         .success();
     let s2 = reg.reference(repo_tag);
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--format",
-        "v2s2",
-        &format!("docker://{oci}"),
-        &format!("docker://{s2}"),
-    ]);
+    registry::push_as_docker_schema2(&oci, &s2);
     let c = hoist_oci::RegistryClient::new(Default::default()).unwrap();
     let raw = hoist_oci::block_on(c.get_manifest(&s2.parse().unwrap())).unwrap();
     assert_eq!(

@@ -1242,15 +1242,7 @@ async fn docker_schema2_base_gives_docker_media_types() {
     let c = client();
     let oci_base = push_base(&c, &reg, "conv/oci:1", 1, 1000, tmp.path()).await;
     let docker_base = reg.reference("conv/docker:1");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--format",
-        "v2s2",
-        &format!("docker://{oci_base}"),
-        &format!("docker://{docker_base}"),
-    ]);
+    support::registry::push_as_docker_schema2(&oci_base.to_string(), &docker_base);
     let src = tmp.path().join("app");
     write_file(&src.join("x"), b"x", 0o644);
     let target = r(&reg.reference("conv/app:1"));

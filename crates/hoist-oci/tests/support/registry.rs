@@ -376,6 +376,20 @@ pub fn skopeo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `src` (a registry reference) pushed by skopeo to `dst` as Docker schema 2: the
+/// manifest type a Docker-typed base or copy source needs.
+pub fn push_as_docker_schema2(src: &str, dst: &str) {
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("docker://{src}"),
+        &format!("docker://{dst}"),
+    ]);
+}
+
 /// The image config an outside client reads: `skopeo inspect --config` of a
 /// `docker://` (plain HTTP allowed) or `oci:` location, which must succeed.
 pub fn skopeo_config(image: &str) -> serde_json::Value {
