@@ -10,8 +10,6 @@ use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
-
 /// How long a cancelled builder may take to clean up before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -82,12 +80,19 @@ pub(crate) async fn run(
     scratch: Option<Scratch>,
     how: Stop,
 ) -> std::io::Result<Finished> {
+    // Output goes to unlinked files, not pipes: a cancelled (or killed) hoist would close
+    // a pipe's reading end, and buildah and podman die of SIGPIPE at their next line of
+    // progress or error output, before removing their working container.
+    let (stdout, stderr) = (
+        output_file(scratch.as_ref())?,
+        output_file(scratch.as_ref())?,
+    );
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
         // Its own group: we signal the builder and the processes of its `RUN` steps
         // together, and a terminal's Ctrl-C reaches hoist only, which stops it gracefully.
         .process_group(0);
@@ -96,26 +101,32 @@ pub(crate) async fn run(
     }
     let (child, keeper) = spawn_dying_with_hoist(cmd)?;
     let mut guard = Running(Some(child), scratch, Some(keeper), how);
-    let child = guard.0.as_mut().expect("just spawned");
-    let (mut out, mut err) = (
-        child.stdout.take().expect("piped"),
-        child.stderr.take().expect("piped"),
-    );
-    let (mut stdout, mut stderr) = (vec![], vec![]);
-    let (o, e, status) = tokio::join!(
-        out.read_to_end(&mut stdout),
-        err.read_to_end(&mut stderr),
-        child.wait()
-    );
+    let status = guard.0.as_mut().expect("just spawned").wait().await;
     guard.0 = None; // ended (or waiting failed): nothing to stop
     let status = status?;
-    o?;
-    e?;
     Ok(Finished {
         status,
-        stdout,
-        stderr,
+        stdout: read_all(stdout)?,
+        stderr: read_all(stderr)?,
     })
+}
+
+/// An anonymous file for a builder's output: in `scratch` (on the cache's disk) if given,
+/// else in the system temp dir; unlinked at once, so nothing is left whatever happens.
+fn output_file(scratch: Option<&Scratch>) -> std::io::Result<std::fs::File> {
+    match scratch {
+        Some(dir) => tempfile::tempfile_in(dir.path()),
+        None => tempfile::tempfile(),
+    }
+}
+
+/// All of `file`, from its start.
+fn read_all(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut all = vec![];
+    file.read_to_end(&mut all)?;
+    Ok(all)
 }
 
 /// Spawns the builder so that it gets SIGTERM when hoist dies, even killed outright
@@ -339,6 +350,38 @@ impl Drop for Untag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cancelled builder that writes while it cleans up (podman and buildah print
+    /// progress and errors, then would die of SIGPIPE on a closed pipe, leaving their
+    /// working container) still gets to finish its cleanup.
+    #[test]
+    fn a_cancelled_builder_may_write_while_it_cleans_up() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("cleaned-up");
+        let started = dir.path().join("started");
+        // On SIGTERM: output (after hoist has let go of the run), then the cleanup.
+        let script = format!(
+            "trap 'sleep 0.3; echo cleaning up; echo on stderr >&2; touch {done}; exit 1' TERM; \
+             touch {started}; while :; do sleep 0.05; done",
+            done = done.display(),
+            started = started.display()
+        );
+        let args = ["-c".to_string(), script];
+        let run = rt.spawn(async move { run("sh", &args, &[], &[], None, Stop::Group).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the builder never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.abort();
+        let _ = rt.block_on(run);
+        wait_for_cleanups(STOP_GRACE + Duration::from_secs(2));
+        assert!(
+            done.exists(),
+            "the cancelled builder did not finish its cleanup"
+        );
+    }
 
     /// PR_SET_PDEATHSIG fires when the thread that forked the child ends: a builder whose
     /// run was started on a thread that ended since must still run to its end.
