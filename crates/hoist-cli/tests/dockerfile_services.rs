@@ -239,21 +239,32 @@ fn reproducible_and_built_only_once(b: Builder) {
 /// Ctrl-C or SIGTERM during a Dockerfile build: the builder is stopped gracefully, so it
 /// removes its working container (killed outright, it leaves it behind), and hoist exits
 /// 130 or 143 soon, its build output dir (with the dir's lock file) gone, no process of
-/// the build's `RUN` step left.
+/// the build's `RUN` step left. In the `RUN` step, and before it: as soon as the builder
+/// has started (while it sets up its working container or copies), and in a build without
+/// `RUN` (podman has no step to fail then; what it prints meanwhile killed it while hoist
+/// read its output through a pipe).
 fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
     builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // The step's processes carry the test's dir in their environment, to be found by it.
     let mark = format!("HOIST_TEST_DIR={}", dir.display());
-    let root = project(
-        dir,
-        "127.0.0.1:1",
-        &format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\nENV {mark}\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n"
-        ),
+    let with_run = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nENV {mark}\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n"
     );
-    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    let without_run = "FROM scratch\nCOPY busybox /bin/busybox\nCOPY app.txt /app.txt\n";
+    let root = project(dir, "127.0.0.1:1", &with_run);
+    let dockerfile = root.join("services/df/Dockerfile");
+    // (Dockerfile, signal, exit code, in the RUN step: else as soon as the builder started)
+    let cases = [
+        (with_run.as_str(), libc::SIGINT, 130, true),
+        (with_run.as_str(), libc::SIGTERM, 143, true),
+        (with_run.as_str(), libc::SIGINT, 130, false),
+        (without_run, libc::SIGTERM, 143, false),
+    ];
+    for (df, signal, code, in_run) in cases {
+        let case = format!("signal {signal}, in the RUN step: {in_run}, Dockerfile {df:?}");
+        std::fs::write(&dockerfile, df).unwrap();
         let mut child = Std::cargo_bin("hoist")
             .unwrap()
             .arg("-C")
@@ -266,18 +277,28 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The build has started once the builder has its working container.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while containers(dir, b).trim().is_empty() {
+        let started = || {
+            if in_run {
+                // The build has started once the builder has its working container.
+                !containers(dir, b).trim().is_empty()
+            } else {
+                // The builder runs (it is given its storage root in the test's dir).
+                !processes_mentioning(&storage(dir)).is_empty()
+            }
+        };
+        while !started() {
             assert!(
                 child.try_wait().unwrap().is_none(),
-                "hoist ended before the build started"
+                "{case}: hoist ended before the build started"
             );
-            assert!(Instant::now() < deadline, "the build never started");
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "{case}: the build never started");
+            std::thread::sleep(Duration::from_millis(if in_run { 100 } else { 5 }));
         }
-        // Into the RUN step (the container exists a moment before it runs).
-        std::thread::sleep(Duration::from_millis(500));
+        if in_run {
+            // Into the RUN step (the container exists a moment before it runs).
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let interrupted = Instant::now();
         // SAFETY: signalling the child we started.
         assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
@@ -287,33 +308,33 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
             }
             if interrupted.elapsed() > Duration::from_secs(20) {
                 let _ = child.kill();
-                panic!("hoist did not stop within 20 s of signal {signal}");
+                panic!("{case}: hoist did not stop within 20 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert_eq!(status.code(), Some(code), "signal {signal}: {stderr}");
+        assert_eq!(status.code(), Some(code), "{case}: {stderr}");
         assert!(
             interrupted.elapsed() < Duration::from_secs(10),
-            "took {:?}",
+            "{case}: took {:?}",
             interrupted.elapsed()
         );
-        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert!(stderr.contains("interrupted"), "{case}: {stderr}");
         builder::assert_clean(b, &storage(dir));
         // The step's `sleep 30` went too (with runc isolation it is in no group of
         // hoist's: the builder must have stopped it).
         assert_eq!(
             processes_with_env(&mark),
             Vec::<i32>::new(),
-            "RUN step left"
+            "{case}: RUN step left"
         );
         // Nor its container's state in runc's machine-wide state dir.
-        assert_eq!(runc_states_naming(dir), Vec::<String>::new());
+        assert_eq!(runc_states_naming(dir), Vec::<String>::new(), "{case}");
         assert_eq!(
             cache_tmp_entries(dir),
             Vec::<String>::new(),
-            "build output left behind"
+            "{case}: build output left behind"
         );
     }
 }

@@ -52,7 +52,8 @@ pub(crate) enum Stop {
     /// processes of its `RUN` step go with it.
     Group,
     /// SIGTERM to the running step only (the builder's children: the runtime wrapper of a
-    /// `RUN` step, which stops the step's processes or container), and to each step that
+    /// `RUN` step, which stops the step's processes or container, or a `COPY`'s helper,
+    /// `buildah-copier`, which fails the copy), and to each step that
     /// starts later, until the builder exits. podman exits at once on SIGTERM or SIGINT,
     /// leaving its working container behind (and with oci isolation the step's container
     /// running); a step that fails instead makes it remove the container and exit. Each
