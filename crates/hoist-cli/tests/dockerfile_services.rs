@@ -321,6 +321,11 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
             interrupted.elapsed()
         );
         assert!(stderr.contains("interrupted"), "{case}: {stderr}");
+        assert_eq!(
+            containers(dir, b),
+            "",
+            "{case}: working containers left behind"
+        );
         builder::assert_clean(b, &storage(dir));
         // The step's `sleep 30` went too (with runc isolation it is in no group of
         // hoist's: the builder must have stopped it).

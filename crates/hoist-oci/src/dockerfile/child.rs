@@ -7,6 +7,7 @@
 //! so `hoist` ends only after the builder is gone.
 
 use std::ffi::OsString;
+use std::os::fd::FromRawFd;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,13 +52,14 @@ pub(crate) enum Stop {
     /// SIGTERM to its whole group: buildah removes its working container on it, and the
     /// processes of its `RUN` step go with it.
     Group,
-    /// SIGTERM to the running step only (the builder's children: the runtime wrapper of a
-    /// `RUN` step, which stops the step's processes or container, or a `COPY`'s helper,
-    /// `buildah-copier`, which fails the copy), and to each step that
-    /// starts later, until the builder exits. podman exits at once on SIGTERM or SIGINT,
-    /// leaving its working container behind (and with oci isolation the step's container
-    /// running); a step that fails instead makes it remove the container and exit. Each
-    /// child once: what a stopping wrapper starts (`runc delete`) must run.
+    /// Stops the running step only, and each step that starts later, until the builder
+    /// exits: SIGTERM to the builder's children (a `COPY`'s helper, `buildah-copier`,
+    /// which fails the copy), except the runtime wrapper of a `RUN` step with oci
+    /// isolation, whose step (the container's init) gets SIGKILL instead. podman exits at
+    /// once on SIGTERM or SIGINT, leaving its working container behind (and with oci
+    /// isolation the step's container running); a step that fails instead makes it
+    /// remove the container and exit. Each process once: what a stopping wrapper starts
+    /// (`runc delete`) must run.
     Steps,
 }
 
@@ -218,7 +220,7 @@ impl Drop for Running {
 }
 
 /// Sends SIGTERM as `how` says to the builder `pgid` (its pid, and its group's id);
-/// `signalled` holds the children already signalled, for [`Stop::Steps`].
+/// `signalled` holds the processes already signalled, for [`Stop::Steps`].
 fn signal(pgid: libc::pid_t, how: Stop, signalled: &mut std::collections::HashSet<libc::pid_t>) {
     match how {
         // SAFETY: signalling a process group we created; no memory is involved.
@@ -227,13 +229,83 @@ fn signal(pgid: libc::pid_t, how: Stop, signalled: &mut std::collections::HashSe
         },
         Stop::Steps => {
             for pid in children(pgid) {
-                if signalled.insert(pid) {
+                if is_oci_runtime_wrapper(pid) {
+                    // Not the wrapper itself: it handles SIGTERM only once the step's
+                    // container has started (before, it dies of it, leaving the container
+                    // created or running, and its runc state). Its step instead, the
+                    // container's init (in a pid namespace of its own, unlike the runc
+                    // commands the wrapper runs), killed: the wrapper then deletes the
+                    // container as after any step that ended, and the step fails.
+                    for step in children(pid) {
+                        if !signalled.contains(&step)
+                            && signal_if(step, libc::SIGKILL, |step| {
+                                parent(step) == Some(pid)
+                                    && matches!(
+                                        (pid_namespace(step), pid_namespace(pid)),
+                                        (Some(a), Some(b)) if a != b
+                                    )
+                            })
+                        {
+                            signalled.insert(step);
+                        }
+                    }
+                } else if signalled.insert(pid) {
                     // SAFETY: signalling a child of our unreaped child (its pid cannot have
                     // been reused while it is one); no memory is involved.
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
             }
         }
+    }
+}
+
+/// Whether `pid` is buildah's (and podman's) runtime wrapper of a `RUN` step with oci
+/// isolation: a re-executed builder named so in its arguments.
+fn is_oci_runtime_wrapper(pid: libc::pid_t) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(b"buildah-oci-runtime"))
+}
+
+/// The parent of `pid`.
+fn parent(pid: libc::pid_t) -> Option<libc::pid_t> {
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The pid namespace of `pid` (`pid:[inode]`).
+fn pid_namespace(pid: libc::pid_t) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+/// Sends `sig` to `pid` if `check(pid)` holds, checked once the process is pinned by a
+/// pidfd: a grandchild may be reaped (and its pid reused) between finding and signalling
+/// it. Whether the signal was sent.
+fn signal_if(pid: libc::pid_t, sig: libc::c_int, check: impl Fn(libc::pid_t) -> bool) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags; no memory is involved.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a descriptor we just opened and own.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) };
+    if !check(pid) {
+        return false;
+    }
+    // SAFETY: pidfd_send_signal on our pidfd, with no siginfo; no memory is involved.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        ) == 0
     }
 }
 
@@ -245,14 +317,7 @@ fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-                    == Some(parent)
-            })
-        })
+        .filter(|pid| self::parent(*pid) == Some(parent))
         .collect()
 }
 
