@@ -474,9 +474,13 @@ fn sigkill_of_hoist_ends_the_builder_too() {
         .collect();
     assert_eq!(builders.len(), 1, "{builders:?}");
     guard.0 = builders[0].0;
-    // Into the RUN step (the container exists a moment before it runs).
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(group_members(guard.0).len() > 1, "the RUN step runs");
+    // Into the RUN step (the container exists a moment before it runs; under load, more
+    // than a fixed wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while group_members(guard.0).len() < 2 {
+        assert!(Instant::now() < deadline, "the RUN step never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let killed = Instant::now();
