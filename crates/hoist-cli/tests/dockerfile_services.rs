@@ -432,18 +432,23 @@ impl Drop for KillGroup {
 
 /// `hoist image build` killed outright (SIGKILL, no handler runs): the builder still dies
 /// with it (PR_SET_PDEATHSIG sends it SIGTERM), and cleans up its working container, well
-/// before its 30 s `RUN` would have ended. buildah only: podman exits on that SIGTERM
-/// without removing its working container (see `Stop::Steps` in hoist-oci).
+/// before its 30 s `RUN` would have ended. buildah in its `RUN` step only: podman, and
+/// buildah before it, exit on that SIGTERM without removing their working container (see
+/// `Stop::Steps` in hoist-oci).
 #[test]
 fn sigkill_of_hoist_ends_the_builder_too() {
     let b = Builder::Buildah;
     builder::require(b);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // The step's processes carry the test's dir in their environment, to be found by it.
+    let mark = format!("HOIST_TEST_DIR={}", dir.display());
     let root = project(
         dir,
         "127.0.0.1:1",
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nENV {mark}\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n"
+        ),
     );
     let mut child = Std::cargo_bin("hoist")
         .unwrap()
@@ -474,10 +479,9 @@ fn sigkill_of_hoist_ends_the_builder_too() {
         .collect();
     assert_eq!(builders.len(), 1, "{builders:?}");
     guard.0 = builders[0].0;
-    // Into the RUN step (the container exists a moment before it runs; under load, more
-    // than a fixed wait).
+    // Into the RUN step: buildah cleans up on SIGTERM only then (before, it dies of it).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while group_members(guard.0).len() < 2 {
+    while processes_with_env(&mark).is_empty() {
         assert!(Instant::now() < deadline, "the RUN step never ran");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -323,8 +323,8 @@ async fn build_to_layout_in(
     let untag = (builder != Builder::DockerBuildx)
         .then(|| child::Untag::new(c.prog, c.rmi.clone(), env_remove(builder)));
     let how = match builder {
-        Builder::Podman => child::Stop::Steps,
-        _ => child::Stop::Group,
+        Builder::DockerBuildx => child::Stop::Group,
+        Builder::Buildah | Builder::Podman => child::Stop::Steps,
     };
     run(
         builder,

@@ -49,17 +49,17 @@ pub fn wait_for_cleanups(limit: Duration) {
 /// How a cancelled builder is asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
-    /// SIGTERM to its whole group: buildah removes its working container on it, and the
-    /// processes of its `RUN` step go with it.
+    /// SIGTERM to its whole group (docker buildx's client, a push).
     Group,
     /// Stops the running step only, and each step that starts later, until the builder
     /// exits: SIGTERM to the builder's children (a `COPY`'s helper, `buildah-copier`,
-    /// which fails the copy), except the runtime wrapper of a `RUN` step with oci
-    /// isolation, whose step (the container's init) gets SIGKILL instead. podman exits at
-    /// once on SIGTERM or SIGINT, leaving its working container behind (and with oci
-    /// isolation the step's container running); a step that fails instead makes it
-    /// remove the container and exit. Each process once: what a stopping wrapper starts
-    /// (`runc delete`) must run.
+    /// which fails the copy; a chroot `RUN` step's wrapper, which stops the step),
+    /// except the runtime wrapper of a `RUN` step with oci isolation, whose step (the
+    /// container's init) gets SIGKILL instead. podman exits at once on SIGTERM or SIGINT,
+    /// and buildah does outside a `RUN` step, leaving the working container behind (and
+    /// with oci isolation the step's container running); a step that fails instead makes
+    /// them remove the container and exit. Each process once: what a stopping wrapper
+    /// starts (`runc delete`) must run.
     Steps,
 }
 
@@ -134,9 +134,10 @@ fn read_all(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
 
 /// Spawns the builder so that it gets SIGTERM when hoist dies, even killed outright
 /// (SIGKILL, the OOM killer), which no handler of hoist's sees: `PR_SET_PDEATHSIG`. SIGTERM,
-/// not SIGKILL, so buildah still removes its working container. (podman exits on it
-/// without removing its own: the kernel signals the builder only, not its step, so there
-/// is no [`Stop::Steps`] then; `podman rm` removes what is left.)
+/// not SIGKILL, so buildah in a `RUN` step still removes its working container. (podman,
+/// and buildah before or between its `RUN` steps, exit on it without removing theirs: the
+/// kernel signals the builder only, not its step, so there is no [`Stop::Steps`] then;
+/// `podman rm` / `buildah rm` removes what is left.)
 ///
 /// The signal comes when the *thread* that forked the builder ends, not the process. A
 /// runtime's threads may end while the build goes on (an idle blocking-pool thread after
