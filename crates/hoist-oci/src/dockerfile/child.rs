@@ -229,7 +229,7 @@ fn signal(pgid: libc::pid_t, how: Stop, signalled: &mut std::collections::HashSe
             libc::kill(-pgid, libc::SIGTERM);
         },
         Stop::Steps => {
-            for pid in children(pgid) {
+            for pid in children(innermost_builder(pgid)) {
                 if is_oci_runtime_wrapper(pid) {
                     // Not the wrapper itself: it handles SIGTERM only once the step's
                     // container has started (before, it dies of it, leaving the container
@@ -258,6 +258,28 @@ fn signal(pgid: libc::pid_t, how: Stop, signalled: &mut std::collections::HashSe
             }
         }
     }
+}
+
+/// The builder that runs the steps, under `pid`: rootless, buildah and podman run again
+/// in a user namespace (the same program with the same arguments, as a child) and that
+/// copy does the build, so the steps are its children; a SIGTERM to it as one of them
+/// would end it without removing its working container. Helpers the builder re-executes
+/// (a COPY's, a RUN's wrapper) have arguments of their own.
+fn innermost_builder(pid: libc::pid_t) -> libc::pid_t {
+    let same = |a: libc::pid_t, b: libc::pid_t| {
+        let exe = |p| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+        let args = |p| std::fs::read(format!("/proc/{p}/cmdline")).ok();
+        exe(a).is_some() && exe(a) == exe(b) && args(a).is_some() && args(a) == args(b)
+    };
+    let mut builder = pid;
+    // Bounded: a chain of such copies is one deep in practice.
+    for _ in 0..4 {
+        match children(builder).into_iter().find(|c| same(*c, builder)) {
+            Some(inner) => builder = inner,
+            None => break,
+        }
+    }
+    builder
 }
 
 /// Whether `pid` is buildah's (and podman's) runtime wrapper of a `RUN` step with oci
@@ -417,6 +439,65 @@ impl Drop for Untag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rootless, the builder hoist starts runs itself again (same program, same arguments)
+    /// and that copy runs the steps: the steps looked for are the inner copy's children;
+    /// a child with other arguments (a helper) is not taken for such a copy.
+    #[test]
+    fn the_steps_are_looked_for_under_a_builder_that_runs_itself_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("builder.sh");
+        // The outer copy starts the inner one (same command line) and a helper of its own;
+        // the inner one runs a "step".
+        std::fs::write(
+            &script,
+            "if [ -z \"$INNER\" ]; then INNER=1 /bin/sh \"$0\" \"$@\" & /bin/sleep 29 & wait; \
+             else /bin/sleep 30; fi\n",
+        )
+        .unwrap();
+        let mut outer = std::process::Command::new("/bin/sh")
+            .arg(&script)
+            .arg("build")
+            .spawn()
+            .unwrap();
+        let pid = outer.id() as libc::pid_t;
+        let cmdline =
+            |p: libc::pid_t| std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let inner = loop {
+            let inner = innermost_builder(pid);
+            if inner != pid
+                && children(inner)
+                    .iter()
+                    .any(|c| cmdline(*c).starts_with(b"/bin/sleep\x0030"))
+            {
+                break inner;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the inner copy never ran its step"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(parent(inner), Some(pid));
+        assert_eq!(cmdline(inner), cmdline(pid));
+        // The outer copy's helper is no copy of it.
+        assert!(
+            children(pid)
+                .iter()
+                .any(|c| cmdline(*c).starts_with(b"/bin/sleep\x0029"))
+        );
+        for p in children(inner)
+            .into_iter()
+            .chain(children(pid))
+            .chain([inner])
+        {
+            // SAFETY: signalling the test's own processes; no memory is involved.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        outer.kill().unwrap();
+        outer.wait().unwrap();
+    }
 
     /// A cancelled builder that writes while it cleans up (podman and buildah print
     /// progress and errors, then would die of SIGPIPE on a closed pipe, leaving their
