@@ -137,6 +137,27 @@ fn blob() -> Arc<Vec<u8>> {
     Arc::new((0..100_000u32).map(|i| (i * 7 % 251) as u8).collect())
 }
 
+/// `c` downloads `blob`, said to be `size` bytes, from the fake at `addr` into a new temp
+/// dir, within 20 s: what it returned, and where the blob was to land (in the dir given
+/// back, kept as long as the test holds it).
+async fn download(
+    c: &RegistryClient,
+    addr: std::net::SocketAddr,
+    blob: &[u8],
+    size: u64,
+) -> (Result<u64, Error>, tempfile::TempDir, std::path::PathBuf) {
+    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.download_blob_to(&r, &Digest::of(blob), size, &dest),
+    )
+    .await
+    .expect("bounded");
+    (got, dir, dest)
+}
+
 fn get_count(log: &Mutex<Vec<String>>) -> usize {
     log.lock()
         .unwrap()
@@ -161,17 +182,8 @@ async fn a_download_whose_bytes_all_came_before_the_cut_is_done() {
     })
     .await;
     let c = client(5);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("blob");
-    let n = tokio::time::timeout(
-        Duration::from_secs(20),
-        c.download_blob_to(&r, &d, size as u64, &dest),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("the whole blob came: {e}\n{:?}", log.lock().unwrap()));
+    let (n, _dir, dest) = download(&c, addr, &blob, size as u64).await;
+    let n = n.unwrap_or_else(|e| panic!("the whole blob came: {e}\n{:?}", log.lock().unwrap()));
     assert_eq!(n, size as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), *blob);
     assert_eq!(
@@ -199,17 +211,8 @@ async fn a_416_saying_the_size_already_held_ends_the_download() {
     })
     .await;
     let c = client(5);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("blob");
-    let e = tokio::time::timeout(
-        Duration::from_secs(20),
-        c.download_blob_to(&r, &d, size as u64 + 10, &dest),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_err();
+    let (e, _dir, dest) = download(&c, addr, &blob, size as u64 + 10).await;
+    let e = e.unwrap_err();
     assert!(
         matches!(e, Error::ManifestSizeWrong { actual: Some(n), .. } if n == size as u64),
         "{e}\n{:?}",
@@ -226,18 +229,13 @@ async fn an_unexpected_status_says_itself_without_an_empty_body() {
     let blob = blob();
     let (addr, _log) = fake(blob.clone(), |_, _| Reply::Status("418 I'm a teapot")).await;
     let c = client(0);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
-    let e = c
-        .download_blob_to(&r, &d, blob.len() as u64, &dir.path().join("blob"))
-        .await
-        .unwrap_err();
+    let (e, _dir, dest) = download(&c, addr, &blob, blob.len() as u64).await;
+    let e = e.unwrap_err();
     let said = e.to_string();
     assert!(said.contains("unexpected HTTP 418 for GET"), "{said}");
     assert!(!said.contains(": \n") && !said.ends_with(": "), "{said}");
     assert!(said.contains("\nhint: "), "{said}");
-    assert!(!dir.path().join("blob").exists());
+    assert!(!dest.exists());
 }
 
 /// The reviewer's repro: five 503s, then a body cut in the middle, over and over. The
@@ -258,17 +256,8 @@ async fn retries_inside_retries_share_one_budget_and_say_their_requests() {
     })
     .await;
     let c = client(5);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let e = tokio::time::timeout(
-        Duration::from_secs(20),
-        c.download_blob_to(&r, &d, size as u64, &dir.path().join("blob")),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_err();
+    let e = download(&c, addr, &blob, size as u64).await.0.unwrap_err();
     let took = started.elapsed();
     let seen = get_count(&log);
     assert_eq!(
@@ -312,17 +301,8 @@ async fn a_206_for_another_range_starts_the_download_over() {
     })
     .await;
     let c = client(5);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("blob");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        c.download_blob_to(&r, &d, size as u64, &dest),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
+    let (got, _dir, dest) = download(&c, addr, &blob, size as u64).await;
+    got.unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
     assert_eq!(std::fs::read(&dest).unwrap(), *blob);
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "{seen:?}");
@@ -471,17 +451,8 @@ async fn a_resumed_download_that_does_not_hash_right_starts_over_whole() {
     })
     .await;
     let c = client(5);
-    let r = Reference::parse(&format!("{addr}/team/app:v1")).unwrap();
-    let d = Digest::of(&blob);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("blob");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        c.download_blob_to(&r, &d, size as u64, &dest),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
+    let (got, _dir, dest) = download(&c, addr, &blob, size as u64).await;
+    got.unwrap_or_else(|e| panic!("{e}\n{:?}", log.lock().unwrap()));
     assert_eq!(std::fs::read(&dest).unwrap(), *blob);
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "{seen:?}");
