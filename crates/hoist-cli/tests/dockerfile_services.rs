@@ -101,6 +101,23 @@ fn hoist(root: &Path, dir: &Path, b: Builder) -> Command {
     c
 }
 
+/// `hoist image build df --store` in `root`, running on (to be signalled or killed), its
+/// stderr to `stderr`.
+fn build_in_background(root: &Path, dir: &Path, b: Builder, stderr: Stdio) -> std::process::Child {
+    Std::cargo_bin("hoist")
+        .unwrap()
+        .arg("-C")
+        .arg(root)
+        .args(["image", "build", "df", "--store"])
+        .envs(env(dir, b))
+        .env_remove("HOIST_INSECURE_REGISTRIES")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// Pushes a busybox-only image to `reference` (a base that `RUN` works on, no network).
 fn push_busybox(root: &Path, dir: &Path, reference: &str) {
     hoist(root, dir, Builder::Buildah)
@@ -265,18 +282,7 @@ fn ctrl_c_or_sigterm_stops_the_builder_without_leaving_containers(b: Builder) {
     for (df, signal, code, in_run) in cases {
         let case = format!("signal {signal}, in the RUN step: {in_run}, Dockerfile {df:?}");
         std::fs::write(&dockerfile, df).unwrap();
-        let mut child = Std::cargo_bin("hoist")
-            .unwrap()
-            .arg("-C")
-            .arg(&root)
-            .args(["image", "build", "df", "--store"])
-            .envs(env(dir, b))
-            .env_remove("HOIST_INSECURE_REGISTRIES")
-            .env_remove("CONTAINERS_REGISTRIES_CONF")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = build_in_background(&root, dir, b, Stdio::piped());
         let deadline = Instant::now() + Duration::from_secs(60);
         let started = || {
             if in_run {
@@ -450,18 +456,7 @@ fn sigkill_of_hoist_ends_the_builder_too() {
             "FROM scratch\nCOPY busybox /bin/busybox\nENV {mark}\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n"
         ),
     );
-    let mut child = Std::cargo_bin("hoist")
-        .unwrap()
-        .arg("-C")
-        .arg(&root)
-        .args(["image", "build", "df", "--store"])
-        .envs(env(dir, b))
-        .env_remove("HOIST_INSECURE_REGISTRIES")
-        .env_remove("CONTAINERS_REGISTRIES_CONF")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = build_in_background(&root, dir, b, Stdio::null());
     let mut guard = KillGroup(0, dir.to_path_buf());
     // The build has started once buildah has its working container.
     let deadline = Instant::now() + Duration::from_secs(60);
