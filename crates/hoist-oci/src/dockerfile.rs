@@ -193,6 +193,7 @@ fn env_remove(builder: Builder) -> &'static [&'static str] {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     builder: Builder,
     prog: &str,
@@ -201,12 +202,21 @@ async fn run(
     dockerfile: &Path,
     scratch: Option<&child::Scratch>,
     how: child::Stop,
+    gone: Option<child::Gone>,
 ) -> Result<()> {
     tracing::info!(%prog, ?args, ?env, "running image builder");
     // A cancelled build (Ctrl-C) stops its builder gracefully: see `child`.
-    let out = child::run(prog, args, env, env_remove(builder), scratch.cloned(), how)
-        .await
-        .ctx(|| format!("running {prog}"))?;
+    let out = child::run(
+        prog,
+        args,
+        env,
+        env_remove(builder),
+        scratch.cloned(),
+        how,
+        gone,
+    )
+    .await
+    .ctx(|| format!("running {prog}"))?;
     if !out.status.success() {
         let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if stderr.trim().is_empty() {
@@ -320,8 +330,13 @@ async fn build_to_layout_in(
     // From the build on, the builder's storage may hold the image under `tag` (a
     // cancelled podman may still finish the build while it is stopped); it goes whether
     // the build and push end, fail or are cancelled.
-    let untag = (builder != Builder::DockerBuildx)
-        .then(|| child::Untag::new(c.prog, c.rmi.clone(), env_remove(builder)));
+    let (untag, gone) = match builder {
+        Builder::DockerBuildx => (None, None),
+        _ => {
+            let (untag, gone) = child::Untag::after(c.prog, c.rmi.clone(), env_remove(builder));
+            (Some(untag), Some(gone))
+        }
+    };
     let how = match builder {
         Builder::DockerBuildx => child::Stop::Group,
         Builder::Buildah | Builder::Podman => child::Stop::Steps,
@@ -334,6 +349,7 @@ async fn build_to_layout_in(
         &dockerfile,
         scratch,
         how,
+        gone,
     )
     .await?;
     if builder == Builder::DockerBuildx {
@@ -354,6 +370,7 @@ async fn build_to_layout_in(
             &dockerfile,
             scratch,
             push,
+            None,
         )
         .await?;
     }

@@ -74,7 +74,8 @@ pub(crate) struct Finished {
 /// what dropping the future does.
 /// `scratch`, if given, is a directory of hoist's the builder writes into (its TMPDIR,
 /// where a `RUN` step's container bundle lives): a cancelled builder still uses it while
-/// it stops, so it is kept until then.
+/// it stops, so it is kept until then; so is `gone` ([`Untag::after`]), which says when
+/// the builder has ended.
 pub(crate) async fn run(
     prog: &str,
     args: &[String],
@@ -82,6 +83,7 @@ pub(crate) async fn run(
     env_remove: &[&str],
     scratch: Option<Scratch>,
     how: Stop,
+    gone: Option<Gone>,
 ) -> std::io::Result<Finished> {
     // Output goes to unlinked files, not pipes: a cancelled (or killed) hoist would close
     // a pipe's reading end, and buildah and podman die of SIGPIPE at their next line of
@@ -103,7 +105,7 @@ pub(crate) async fn run(
         cmd.env_remove(k);
     }
     let (child, keeper) = spawn_dying_with_hoist(cmd)?;
-    let mut guard = Running(Some(child), scratch, Some(keeper), how);
+    let mut guard = Running(Some(child), scratch, Some(keeper), how, gone);
     let status = guard.0.as_mut().expect("just spawned").wait().await;
     guard.0 = None; // ended (or waiting failed): nothing to stop
     let status = status?;
@@ -189,13 +191,14 @@ struct Keeper(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
 pub(crate) type Scratch = std::sync::Arc<crate::temp_lock::LockedTempDir>;
 
 /// A builder still running, the scratch directory it writes into, the keeper of the
-/// thread that forked it, and how to stop it; dropping it stops the builder (see the
-/// module docs), then lets the directory go.
+/// thread that forked it, how to stop it, and what says it is gone; dropping it stops the
+/// builder (see the module docs), then lets the directory go.
 struct Running(
     Option<tokio::process::Child>,
     Option<Scratch>,
     Option<Keeper>,
     Stop,
+    Option<Gone>,
 );
 
 impl Drop for Running {
@@ -203,7 +206,7 @@ impl Drop for Running {
         let Some(child) = self.0.take() else { return };
         let scratch = self.1.take();
         // Dropped once the builder is gone (or given up on), with the cleanup below.
-        let keeper = self.2.take();
+        let (keeper, gone) = (self.2.take(), self.4.take());
         let Some(pid) = child.id() else { return };
         let pgid = pid as libc::pid_t;
         let how = self.3;
@@ -213,6 +216,7 @@ impl Drop for Running {
         cleanup(move || {
             stop(child, pgid, how, signalled);
             drop(keeper);
+            drop(gone);
             // The owner let it go when the build was dropped: it goes now, with what the
             // builder wrote while it stopped.
             drop(scratch);
@@ -383,34 +387,50 @@ fn stop(
 }
 
 /// Removes a builder's image (`prog args`, e.g. `buildah rmi TAG`) when dropped, on a
-/// cleanup thread of its own ([`cleanup`]: `wait_for_cleanups` waits for it at exit). A
-/// cancelled push may still hold the storage lock for a moment: a failed removal is
-/// retried for up to [`STOP_GRACE`]; an image that is not there (the build failed or
-/// stopped before it was tagged) is not waited for.
+/// cleanup thread of its own ([`cleanup`]: `wait_for_cleanups` waits for it at exit), once
+/// the build's builder has ended: a cancelled one may still be tagging the image while it
+/// stops, after a removal that found nothing. A cancelled push may still hold the storage
+/// lock for a moment: a failed removal is retried for up to [`STOP_GRACE`]; an image that
+/// is not there (the build failed or stopped before it was tagged) is not waited for.
 pub(crate) struct Untag {
     prog: &'static str,
     args: Vec<String>,
     env_remove: &'static [&'static str],
+    builder_gone: Option<std::sync::mpsc::Receiver<()>>,
 }
 
+/// Held by a build's [`run`] until its builder has ended (or was killed): its drop is what
+/// [`Untag`] waits for. No message is ever sent.
+pub(crate) struct Gone(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
 impl Untag {
-    pub(crate) fn new(
+    /// The removal, and the [`Gone`] to give the build's [`run`].
+    pub(crate) fn after(
         prog: &'static str,
         args: Vec<String>,
         env_remove: &'static [&'static str],
-    ) -> Self {
-        Self {
+    ) -> (Self, Gone) {
+        let (gone, builder_gone) = std::sync::mpsc::channel();
+        let untag = Self {
             prog,
             args,
             env_remove,
-        }
+            builder_gone: Some(builder_gone),
+        };
+        (untag, Gone(gone))
     }
 }
 
 impl Drop for Untag {
     fn drop(&mut self) {
         let (prog, args, remove) = (self.prog, std::mem::take(&mut self.args), self.env_remove);
+        let builder_gone = self.builder_gone.take();
         let work = move || {
+            // Disconnected once the builder has ended; a stop that kills it after its grace
+            // ends within a second more.
+            if let Some(gone) = builder_gone {
+                let _ = gone.recv_timeout(STOP_GRACE + Duration::from_secs(2));
+            }
             let deadline = Instant::now() + STOP_GRACE;
             loop {
                 let mut cmd = std::process::Command::new(prog);
@@ -516,7 +536,8 @@ mod tests {
             started = started.display()
         );
         let args = ["-c".to_string(), script];
-        let run = rt.spawn(async move { run("sh", &args, &[], &[], None, Stop::Group).await });
+        let run =
+            rt.spawn(async move { run("sh", &args, &[], &[], None, Stop::Group, None).await });
         let deadline = Instant::now() + Duration::from_secs(10);
         while !started.exists() {
             assert!(Instant::now() < deadline, "the builder never started");
@@ -528,6 +549,46 @@ mod tests {
         assert!(
             done.exists(),
             "the cancelled builder did not finish its cleanup"
+        );
+    }
+
+    /// A cancelled builder may still tag its image while it stops (one past its last step
+    /// runs to its end): the build tag's removal waits for it, rather than finding nothing
+    /// to remove and leaving the image the builder tags a moment later.
+    #[test]
+    fn the_build_tag_is_removed_after_a_cancelled_builder_has_ended() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (tagged, started) = (dir.path().join("tagged"), dir.path().join("started"));
+        // On SIGTERM the "builder" tags its image, late.
+        let script = format!(
+            "trap 'sleep 0.5; touch {tagged}; exit 1' TERM; touch {started}; \
+             while :; do sleep 0.05; done",
+            tagged = tagged.display(),
+            started = started.display()
+        );
+        // The "rmi": removes the tag, or says the image is not known (buildah's words).
+        let rmi = format!(
+            "if [ -e {t} ]; then rm {t}; else echo 'image not known' >&2; exit 1; fi",
+            t = tagged.display()
+        );
+        let (untag, gone) = Untag::after("sh", vec!["-c".into(), rmi], &[]);
+        let args = ["-c".to_string(), script];
+        let run = rt.spawn(async move {
+            let _untag = untag;
+            run("sh", &args, &[], &[], None, Stop::Group, Some(gone)).await
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the builder never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.abort();
+        let _ = rt.block_on(run);
+        wait_for_cleanups(2 * STOP_GRACE + Duration::from_secs(4));
+        assert!(
+            !tagged.exists(),
+            "the image tagged while the builder stopped was left"
         );
     }
 
@@ -545,7 +606,7 @@ mod tests {
         let started = std::thread::spawn(move || {
             let _in_runtime = handle.enter();
             let mut fut =
-                Box::pin(async move { run("sh", &args, &[], &[], None, Stop::Group).await });
+                Box::pin(async move { run("sh", &args, &[], &[], None, Stop::Group, None).await });
             // One poll forks the builder, then waits for its output.
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             assert!(fut.as_mut().poll(&mut cx).is_pending());
