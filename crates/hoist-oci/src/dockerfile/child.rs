@@ -519,6 +519,21 @@ mod tests {
         outer.wait().unwrap();
     }
 
+    /// Cancels `run` (a build on `rt`) once its builder has made the file `started`.
+    fn cancel_once_started<T>(
+        rt: &tokio::runtime::Runtime,
+        run: tokio::task::JoinHandle<T>,
+        started: &std::path::Path,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the builder never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.abort();
+        let _ = rt.block_on(run);
+    }
+
     /// A cancelled builder that writes while it cleans up (podman and buildah print
     /// progress and errors, then would die of SIGPIPE on a closed pipe, leaving their
     /// working container) still gets to finish its cleanup.
@@ -538,13 +553,7 @@ mod tests {
         let args = ["-c".to_string(), script];
         let run =
             rt.spawn(async move { run("sh", &args, &[], &[], None, Stop::Group, None).await });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !started.exists() {
-            assert!(Instant::now() < deadline, "the builder never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        run.abort();
-        let _ = rt.block_on(run);
+        cancel_once_started(&rt, run, &started);
         wait_for_cleanups(STOP_GRACE + Duration::from_secs(2));
         assert!(
             done.exists(),
@@ -578,13 +587,7 @@ mod tests {
             let _untag = untag;
             run("sh", &args, &[], &[], None, Stop::Group, Some(gone)).await
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !started.exists() {
-            assert!(Instant::now() < deadline, "the builder never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        run.abort();
-        let _ = rt.block_on(run);
+        cancel_once_started(&rt, run, &started);
         wait_for_cleanups(2 * STOP_GRACE + Duration::from_secs(4));
         assert!(
             !tagged.exists(),
