@@ -330,16 +330,13 @@ async fn build_to_layout_in(
     // From the build on, the builder's storage may hold the image under `tag` (a
     // cancelled podman may still finish the build while it is stopped); it goes whether
     // the build and push end, fail or are cancelled.
-    let (untag, gone) = match builder {
-        Builder::DockerBuildx => (None, None),
-        _ => {
+    // A cancelled buildah or podman is stopped by failing its running step (`child::Stop`).
+    let (untag, gone, how) = match builder {
+        Builder::DockerBuildx => (None, None, child::Stop::Group),
+        Builder::Buildah | Builder::Podman => {
             let (untag, gone) = child::Untag::after(c.prog, c.rmi.clone(), env_remove(builder));
-            (Some(untag), Some(gone))
+            (Some(untag), Some(gone), child::Stop::Steps)
         }
-    };
-    let how = match builder {
-        Builder::DockerBuildx => child::Stop::Group,
-        Builder::Buildah | Builder::Podman => child::Stop::Steps,
     };
     run(
         builder,
