@@ -102,12 +102,23 @@ async fn every_wait_shares_one_watch_per_kind() {
         .expect("still ready");
     assert_eq!(watches.watch_count(), 2);
 
-    // A missing object is reported as such, after the deadline.
+    // A missing object is reported as such, after the deadline. The watch learns of the
+    // deletion from its event, a moment after kubectl returns (under load, after a first
+    // wait has already found the ConfigMap): asked again until then, at most 10 s.
     c.kubectl(&["delete", "configmap", "web-config", "-n", "shop-ann"]);
-    let err = watches
-        .wait_ready(&of(&applied, "web"), Duration::from_millis(500))
-        .await
-        .unwrap_err();
+    let deletion_seen_by = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        match watches
+            .wait_ready(&of(&applied, "web"), Duration::from_millis(500))
+            .await
+        {
+            Err(e) => break e,
+            Ok(()) if Instant::now() < deletion_seen_by => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Ok(()) => panic!("the watch never saw web-config's deletion"),
+        }
+    };
     assert_eq!(
         err.to_string(),
         "ConfigMap/web-config in namespace shop-ann is not ready: does not exist\n"
