@@ -13,6 +13,7 @@
 //!   once at start-up (the client does it too): rustls uses `ring` only.
 
 pub mod auth;
+pub mod blob_locations;
 pub mod build;
 pub mod client;
 pub mod convert;

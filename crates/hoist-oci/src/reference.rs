@@ -50,6 +50,13 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
+/// A repository path as [`Reference::parse`] accepts it: components of
+/// [`valid_component`] joined by `/`, at most 255 bytes. For names read back from files
+/// hoist wrote (they go into URLs).
+pub(crate) fn valid_repository(path: &str) -> bool {
+    !path.is_empty() && path.len() <= 255 && path.split('/').all(valid_component)
+}
+
 fn is_alnum(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
@@ -271,6 +278,19 @@ mod tests {
             p("my_repo/a__b/c-d--e.f"),
             "docker.io/my_repo/a__b/c-d--e.f:latest"
         );
+    }
+
+    #[test]
+    fn repository_names() {
+        for ok in ["a", "library/busybox", "team/app-ann", "a__b/c-d--e.f"] {
+            assert!(valid_repository(ok), "{ok}");
+        }
+        for bad in [
+            "", "a//b", "/a", "a/", "A", "a?b", "a&from=b", "../a", "a b", "a\n",
+        ] {
+            assert!(!valid_repository(bad), "{bad:?}");
+        }
+        assert!(!valid_repository(&"a".repeat(256)));
     }
 
     #[test]
