@@ -98,8 +98,11 @@ fn a_corrupt_store_blob_is_removed_on_read_and_pulled_again() {
         );
         assert_eq!(Digest::of(&std::fs::read(&blob).unwrap()), *layer);
     };
-    // Read by a copy into a registry (streamed upload) and into a layout (file copy).
-    let pushed = reg.reference("corrupt/copy:1");
+    // Read by a copy into a registry (streamed upload) and into a layout (file copy). The
+    // registry is another one: on `reg` hoist remembers the blobs in corrupt/app and would
+    // mount them from there, reading nothing.
+    let other = Registry::start(false);
+    let pushed = other.reference("corrupt/copy:1");
     corrupt_and_read(&["image", "copy", &from_store, &pushed]);
     let out = t.join("out");
     let to_layout = format!("oci:{}:app", out.display());
@@ -134,7 +137,7 @@ fn a_corrupt_store_blob_is_removed_on_read_and_pulled_again() {
                 "image",
                 "copy",
                 &to_layout,
-                &reg.reference("corrupt/user:1"),
+                &other.reference("corrupt/user:1"),
             ])
             .assert()
             .failure(),

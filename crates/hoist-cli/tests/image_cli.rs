@@ -160,8 +160,10 @@ fn login_append_inspect_copy_logout() {
     assert_eq!(transfer_keys(&c), transfer_keys(&rep), "{c}");
     // The layer and the config.
     assert!(c["bytes_copied"].as_u64().unwrap() > v["size"].as_u64().unwrap());
-    // People get sizes and counts in words.
+    // People get sizes and counts in words. (A fresh cache: with the one above, hoist
+    // would remember the blobs in mirror/app and mount them; tests/blob_mounts.rs.)
     let a = hoist(&cfg)
+        .env("HOIST_CACHE_DIR", tmp.path().join("fresh-cache"))
         .args(["image", "copy", &target, &open.reference("mirror2/app:v1")])
         .assert()
         .success();
@@ -1098,9 +1100,11 @@ fn append_reads_and_writes_oci_layouts() {
     let gets = |r: &Registry| r.requests().get("GET").copied().unwrap_or(0);
     let gets_before = gets(&reg);
 
-    // Layout base, registry target: the base layer goes up from the layout's file.
+    // Layout base, registry target: the base layer goes up from the layout's file. (A
+    // fresh cache: hoist would otherwise remember pushing it to base/os, and mount it.)
     let pushed = reg.reference("app/web:v1");
     let a = hoist(t)
+        .env("HOIST_CACHE_DIR", t.join("fresh-cache"))
         .args(["image", "append", "--base"])
         .arg(format!("oci:{}:v1", prod.display()))
         .args(["--layer", &app_layer, "--cmd", "/app/run.sh"])

@@ -54,6 +54,13 @@ pub struct ClientOptions {
     /// pieces of a body. A silent registry gets one more attempt, so it fails after about
     /// twice this. Default 60 s, or `HOIST_REGISTRY_TIMEOUT` (seconds).
     pub timeout: Duration,
+    /// Where to remember which repositories of a registry hold which blobs, to mount them
+    /// from there into another repository ([`crate::blob_locations`]). [`from_env`] (what
+    /// commands use) puts it under hoist's cache directory; [`Default`] leaves it out, so
+    /// a library caller or a test opts in and never shares a user's cache by accident.
+    ///
+    /// [`from_env`]: ClientOptions::from_env
+    pub blob_locations: Option<PathBuf>,
 }
 
 impl ClientOptions {
@@ -62,10 +69,13 @@ impl ClientOptions {
     /// ([`Default`] does that, with a logged warning, for library callers).
     pub fn from_env() -> Result<Self> {
         let bad = |why: String| Error::Invalid(format!("{why}; unset it to use the default"));
-        Ok(Self::with(
-            retries_env().map_err(bad)?,
-            crate::watch::timeout_env().map_err(bad)?,
-        ))
+        Ok(Self {
+            blob_locations: Some(crate::blob_locations::BlobLocations::default_root()),
+            ..Self::with(
+                retries_env().map_err(bad)?,
+                crate::watch::timeout_env().map_err(bad)?,
+            )
+        })
     }
 
     /// The defaults with these two settings.
@@ -90,6 +100,7 @@ impl ClientOptions {
             retries,
             retry_pause: FIRST_PAUSE,
             timeout,
+            blob_locations: None,
         }
     }
 }
@@ -350,6 +361,16 @@ struct Inner {
     transfers_peak: std::sync::atomic::AtomicUsize,
     /// Which scheme each plain-HTTP-first registry (loopback, insecure) turned out to speak.
     schemes: std::sync::Mutex<HashMap<String, Scheme>>,
+    /// Where blobs were seen ([`ClientOptions::blob_locations`]).
+    locations: Option<crate::blob_locations::BlobLocations>,
+    /// Per (registry, repository) a remembered mount was asked from: whether the registry
+    /// took it (mounted or declined) or refused it (the credentials may not pull there).
+    /// A refused one is not asked again by this client: each refusal costs two requests
+    /// and a token.
+    mount_sources: std::sync::Mutex<HashMap<(String, String), bool>>,
+    /// One lock per (registry, repository) not yet mounted from: the blobs of a copy ask
+    /// one at a time until the first answer says whether they may.
+    mount_trials: Locks<(String, String)>,
 }
 
 /// What a registry that hoist first talks plain HTTP to was found to speak.
@@ -438,6 +459,8 @@ impl RegistryClient {
             .build()
             .map_err(|e| Error::Tls(e.to_string()))?;
         let transfers = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
+        let locations =
+            (opts.blob_locations.as_ref()).map(crate::blob_locations::BlobLocations::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 transfers,
@@ -452,6 +475,9 @@ impl RegistryClient {
                 progress: Default::default(),
                 last_notice: Default::default(),
                 schemes: Default::default(),
+                locations,
+                mount_sources: Default::default(),
+                mount_trials: Default::default(),
             }),
         })
     }
@@ -1440,7 +1466,11 @@ impl RegistryClient {
     /// Download a blob and verify its digest; nothing is returned if it does not match.
     pub async fn get_blob(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
         let what = format!("blob {d} of {}", r.name());
-        self.retry_read(r, &what, || self.get_blob_once(r, d)).await
+        let bytes = self
+            .retry_read(r, &what, || self.get_blob_once(r, d))
+            .await?;
+        self.remember_blob(r, d);
+        Ok(bytes)
     }
 
     async fn get_blob_once(&self, r: &Reference, d: &Digest) -> Result<Bytes> {
@@ -1486,8 +1516,9 @@ impl RegistryClient {
         size: u64,
         dest: &std::path::Path,
     ) -> Result<u64> {
-        self.budgeted(self.download_blob_to_budgeted(r, d, size, dest))
-            .await
+        let n = (self.budgeted(self.download_blob_to_budgeted(r, d, size, dest))).await?;
+        self.remember_blob(r, d);
+        Ok(n)
     }
 
     async fn download_blob_to_budgeted(
@@ -1871,7 +1902,9 @@ impl RegistryClient {
     /// Whether `target` still needs blob `d` and, if so, the upload session to send it
     /// into. With `mount_from` (another repository of the same registry): HEAD, then a
     /// cross-repository mount, whose 202 opens the session. Otherwise the one-request
-    /// [`RegistryClient::probe_upload`].
+    /// [`RegistryClient::probe_upload`], or, when the blob was seen in another repository
+    /// of the registry ([`crate::blob_locations`]), one mount from there instead: the same
+    /// one request, so a guess that no longer holds costs nothing.
     async fn open_upload(
         &self,
         target: &Reference,
@@ -1879,20 +1912,118 @@ impl RegistryClient {
         mount_from: Option<&str>,
     ) -> Result<Opened> {
         let opened = match mount_from.filter(|f| *f != target.repository) {
-            Some(from) => {
-                if self.has_blob(target, d).await? {
-                    return Ok(Opened::Done(BlobOutcome::Present));
+            Some(from) => match self.has_blob(target, d).await? {
+                true => Opened::Done(BlobOutcome::Present),
+                false => (self.mount_blob(target, d, from).await?)
+                    .map_or(Opened::Done(BlobOutcome::Mounted), Opened::Session),
+            },
+            None => {
+                // A copy within one repository reads the blob from the target itself.
+                let remembered = match mount_from {
+                    Some(_) => None,
+                    None => self.remembered_repository(target, d),
+                };
+                let mounted = match remembered {
+                    Some(from) => self.mount_remembered(target, d, &from).await?,
+                    None => None,
+                };
+                match mounted {
+                    Some(opened) => opened,
+                    None => (self.probe_upload(target, d).await?)
+                        .map_or(Opened::Done(BlobOutcome::Present), Opened::Session),
                 }
-                self.mount_blob(target, d, from)
-                    .await?
-                    .map_or(Opened::Done(BlobOutcome::Mounted), Opened::Session)
             }
-            None => self
-                .probe_upload(target, d)
-                .await?
-                .map_or(Opened::Done(BlobOutcome::Present), Opened::Session),
         };
+        if let Opened::Done(_) = opened {
+            self.remember_blob(target, d);
+        }
         Ok(opened)
+    }
+
+    /// The repository to mount blob `d` into `target` from, by what this client remembers:
+    /// the one it was last seen in on `target`'s registry. None when it was seen in
+    /// `target` itself (the probe then finds it there), or when a mount from that
+    /// repository was refused already.
+    fn remembered_repository(&self, target: &Reference, d: &Digest) -> Option<String> {
+        let repos = (self.inner.locations.as_ref()?).repositories(&target.registry, d);
+        if repos.contains(&target.repository) {
+            return None;
+        }
+        let from = repos.into_iter().next()?;
+        let key = (target.registry.clone(), from);
+        let refused = self.mount_source(&key) == Some(false);
+        (!refused).then_some(key.1)
+    }
+
+    /// Whether a mount from (registry, repository) `key` was taken (`Some(true)`) or
+    /// refused, as far as this client knows.
+    fn mount_source(&self, key: &(String, String)) -> Option<bool> {
+        self.inner.mount_sources.lock().unwrap().get(key).copied()
+    }
+
+    /// Mount `d` into `target` from `from`, a repository it was seen in: `None` when the
+    /// registry refused the request (the credentials may not pull `from`, or it takes no
+    /// mounts), for the caller to probe as if nothing were remembered.
+    async fn mount_remembered(
+        &self,
+        target: &Reference,
+        d: &Digest,
+        from: &str,
+    ) -> Result<Option<Opened>> {
+        let key = (target.registry.clone(), from.to_string());
+        // Until one answer is known, the others wait for it rather than each be refused.
+        let _first = match self.mount_source(&key) {
+            Some(true) => None,
+            Some(false) => return Ok(None),
+            None => {
+                let lock = (self.inner.mount_trials.lock().unwrap())
+                    .entry(key.clone())
+                    .or_default()
+                    .clone();
+                let guard = lock.lock_owned().await;
+                match self.mount_source(&key) {
+                    Some(true) => None,
+                    Some(false) => return Ok(None),
+                    None => Some(guard),
+                }
+            }
+        };
+        let taken = |ok: bool| {
+            (self.inner.mount_sources.lock().unwrap()).insert(key.clone(), ok);
+        };
+        match self.mount_blob(target, d, from).await {
+            Ok(mounted) => {
+                taken(true);
+                Ok(Some(mounted.map_or(
+                    Opened::Done(BlobOutcome::Mounted),
+                    Opened::Session,
+                )))
+            }
+            Err(e) if mount_refused(&e) => {
+                tracing::debug!(registry = %target.registry, from, error = %e, "mounting from where the blob was seen was refused: probing instead");
+                taken(false);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remember that `r`'s repository holds blob `d` (when this client keeps such a
+    /// memory): a later push or copy to another repository of the registry mounts it.
+    fn remember_blob(&self, r: &Reference, d: &Digest) {
+        if let Some(m) = &self.inner.locations {
+            m.remember(&r.registry, d, &r.repository);
+        }
+    }
+}
+
+/// Is `e` a registry's refusal of a mount (auth, or another client error) rather than a
+/// failure to reach it? Then the upload goes the way it would without the mount.
+fn mount_refused(e: &Error) -> bool {
+    match e {
+        Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Denied { .. } => true,
+        Error::Http { status, .. } => (400..500).contains(status) && *status != 429,
+        _ => false,
     }
 }
 
@@ -1955,7 +2086,8 @@ enum Opened {
 
 impl RegistryClient {
     /// Make sure `dst` has blob `d` (`size` bytes), taken from `src` without holding it in
-    /// memory: on the same registry a cross-repository mount, otherwise (or if the
+    /// memory: on the same registry a cross-repository mount (elsewhere one from the
+    /// repository of `dst`'s registry it was last seen in), otherwise (or if the
     /// registry declines it) a stream into the upload session
     /// [`RegistryClient::open_upload`] opened. Interrupted streams are retried with a fresh
     /// download and upload; bad content never is.
@@ -2027,6 +2159,8 @@ impl RegistryClient {
             }
         })
         .await
+        // Once per blob sent, whatever its retries.
+        .inspect(|()| self.remember_blob(dst, d))
     }
 
     /// After transient error `e` of a transfer (`what`, on `r`'s registry): the pause before
@@ -2080,7 +2214,9 @@ impl RegistryClient {
         d: &Digest,
         size: u64,
     ) -> Result<()> {
-        self.stream_blob_into(src, dst, d, size, None).await
+        self.stream_blob_into(src, dst, d, size, None).await?;
+        self.remember_blob(dst, d);
+        Ok(())
     }
 
     /// [`RegistryClient::stream_blob`] into an upload `session` already opened, or a new one.
@@ -2117,6 +2253,7 @@ impl RegistryClient {
         };
         add(&self.inner.counters.blob_downloads, 1);
         add(&self.inner.counters.download_bytes, n);
+        self.remember_blob(src, d);
         Ok(())
     }
 
@@ -2297,7 +2434,8 @@ impl RegistryClient {
     /// Make sure `dst` has blob `d` (`size` bytes) from the file at `path` (an OCI layout's
     /// blob or a freshly built layer), reading it as it goes up rather than into memory
     /// first; its digest is checked on the way. One request probes for the blob and opens
-    /// the upload ([`RegistryClient::probe_upload`]). Chunked (PATCH) when the options ask
+    /// the upload, or mounts it from where it was seen ([`RegistryClient::open_upload`]).
+    /// Chunked (PATCH) when the options ask
     /// for chunks.
     pub async fn upload_blob_file(
         &self,
@@ -2308,8 +2446,9 @@ impl RegistryClient {
     ) -> Result<BlobOutcome> {
         // The probe that opens the session draws from the transfer's budget too.
         self.budgeted(async {
-            let Some(session) = self.probe_upload(dst, d).await? else {
-                return Ok(BlobOutcome::Present);
+            let session = match self.open_upload(dst, d, None).await? {
+                Opened::Done(outcome) => return Ok(outcome),
+                Opened::Session(loc) => loc,
             };
             self.upload_file_into(dst, d, path, size, Some(session))
                 .await?;
