@@ -30,18 +30,6 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
-/// PATCHes and closing PUTs of blob uploads into `repo`, from `reg`'s access log.
-fn blob_writes(reg: &Registry, repo: &str) -> usize {
-    let uploads = format!("/v2/{repo}/blobs/uploads/");
-    (reg.log().lines())
-        .filter_map(|l| l.split_once(" \"")?.1.split_once(" HTTP/").map(|x| x.0))
-        .filter(|req| {
-            let (method, path) = req.split_once(' ').unwrap_or_default();
-            matches!(method, "PUT" | "PATCH") && path.starts_with(&uploads)
-        })
-        .count()
-}
-
 /// The config and layer digests of `image` (plain HTTP), as skopeo reads its manifest.
 fn blobs(image: &str) -> Vec<String> {
     let m = json(&skopeo(&[
@@ -119,7 +107,7 @@ fn copies_to_other_repositories_mount_what_an_earlier_copy_sent() {
         (&3.into(), &0.into()),
         "{two}"
     );
-    assert_eq!(blob_writes(&b, "x/two"), 0, "no blob byte went to x/two");
+    assert_eq!(b.blob_writes("x/two"), 0, "no blob byte went to x/two");
     assert_eq!(two["digest"], one["digest"]);
     assert_eq!(skopeo_digest(&b.reference("x/two:1")), two["digest"]);
     let inspected = json(&run(hoist(home, &cache).args([
@@ -153,7 +141,7 @@ fn copies_to_other_repositories_mount_what_an_earlier_copy_sent() {
         (&3.into(), &0.into()),
         "{fresh}"
     );
-    assert_eq!(blob_writes(&b, "x/four"), 3);
+    assert_eq!(b.blob_writes("x/four"), 3);
 
     // A memory naming a repository that does not hold the blobs (written by hand): the
     // mount it asks for is the one request the probe would have been, and the blobs go up.

@@ -57,19 +57,6 @@ async fn push(c: &RegistryClient, target: &str, seed: u64, layers: usize, tmp: &
         .unwrap();
 }
 
-/// Blob uploads into `repo` in `reg`'s access log: the PATCHes and closing PUTs of upload
-/// sessions (`/v2/REPO/blobs/uploads/…`).
-fn blob_writes(reg: &Registry, repo: &str) -> usize {
-    let uploads = format!("/v2/{repo}/blobs/uploads/");
-    (reg.log().lines())
-        .filter_map(|l| l.split_once(" \"")?.1.split_once(" HTTP/").map(|x| x.0))
-        .filter(|req| {
-            let (method, path) = req.split_once(' ').unwrap_or_default();
-            matches!(method, "PUT" | "PATCH") && path.starts_with(&uploads)
-        })
-        .count()
-}
-
 /// The digests of the config and layers `image` names, from the registry.
 async fn blobs_of(c: &RegistryClient, image: &str) -> Vec<Digest> {
     let m = c.get_manifest(&r(image)).await.unwrap();
@@ -100,7 +87,7 @@ async fn a_second_copy_mounts_from_where_the_first_put_the_blobs() {
     let c = client(&memory);
     let one = copied(&c, &src, &b.reference("x/one:1")).await;
     assert_eq!((one.blobs_copied, one.blobs_mounted), (4, 0), "{one:?}");
-    assert_eq!(blob_writes(&b, "x/one"), 4);
+    assert_eq!(b.blob_writes("x/one"), 4);
 
     let two = copied(&c, &src, &b.reference("x/two:1")).await;
     assert_eq!(
@@ -113,7 +100,7 @@ async fn a_second_copy_mounts_from_where_the_first_put_the_blobs() {
         (4, 0),
         "{two:?}"
     );
-    assert_eq!(blob_writes(&b, "x/two"), 0, "no blob byte went to x/two");
+    assert_eq!(b.blob_writes("x/two"), 0, "no blob byte went to x/two");
     assert_eq!(two.digest, one.digest);
     // The image is whole there: every blob reads back from x/two.
     let inspect = support::registry::skopeo(&[
@@ -137,7 +124,7 @@ async fn a_second_copy_mounts_from_where_the_first_put_the_blobs() {
         (4, 0),
         "{three:?}"
     );
-    assert_eq!(blob_writes(&b, "x/three"), 4);
+    assert_eq!(b.blob_writes("x/three"), 4);
 
     // The memory is on disk: a new client (another hoist process) mounts.
     let four = copied(&client(&memory), &src, &b.reference("x/four:1")).await;
@@ -221,10 +208,7 @@ async fn a_push_mounts_layers_pushed_to_another_repository() {
     assert_eq!((rep.layers_uploaded, rep.layers_mounted), (0, 2), "{rep:?}");
     // At most the config went up (the same bytes when the build is reproducible).
     assert!(rep.transfer.upload_bytes < 10_000, "{rep:?}");
-    assert_eq!(
-        blob_writes(&reg, "team/b") as u64,
-        rep.transfer.blob_uploads
-    );
+    assert_eq!(reg.blob_writes("team/b") as u64, rep.transfer.blob_uploads);
 }
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret");
@@ -311,5 +295,5 @@ async fn with_tokens_a_repository_the_user_may_not_pull_is_not_mounted_from() {
         (0, 4),
         "{three:?}"
     );
-    assert_eq!(blob_writes(&b, "team/three"), 0);
+    assert_eq!(b.blob_writes("team/three"), 0);
 }

@@ -257,6 +257,19 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// Blob uploads into `repo` in the access log: the PATCHes and closing PUTs of its
+    /// upload sessions (`/v2/REPO/blobs/uploads/…`).
+    pub fn blob_writes(&self, repo: &str) -> usize {
+        let uploads = format!("/v2/{repo}/blobs/uploads/");
+        (self.log().lines())
+            .filter_map(|l| l.split_once(" \"")?.1.split_once(" HTTP/").map(|x| x.0))
+            .filter(|req| {
+                let (method, path) = req.split_once(' ').unwrap_or_default();
+                matches!(method, "PUT" | "PATCH") && path.starts_with(&uploads)
+            })
+            .count()
+    }
+
     /// The registry process's id (benchmarks read its CPU time from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
