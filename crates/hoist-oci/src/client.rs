@@ -363,14 +363,26 @@ struct Inner {
     schemes: std::sync::Mutex<HashMap<String, Scheme>>,
     /// Where blobs were seen ([`ClientOptions::blob_locations`]).
     locations: Option<crate::blob_locations::BlobLocations>,
-    /// Per (registry, repository) a remembered mount was asked from: whether the registry
-    /// took it (mounted or declined) or refused it (the credentials may not pull there).
-    /// A refused one is not asked again by this client: each refusal costs two requests
-    /// and a token.
-    mount_sources: std::sync::Mutex<HashMap<(String, String), bool>>,
-    /// One lock per (registry, repository) not yet mounted from: the blobs of a copy ask
-    /// one at a time until the first answer says whether they may.
-    mount_trials: Locks<(String, String)>,
+    /// Per remembered mount (registry, target repository, source repository) asked: how
+    /// the registry answered. A refused one is not asked again by this client: each
+    /// refusal costs two requests and a token.
+    mount_sources: std::sync::Mutex<HashMap<MountKey, MountAnswer>>,
+    /// One lock per remembered mount not yet answered: the blobs of a copy ask one at a
+    /// time until the first answer says whether they may.
+    mount_trials: Locks<MountKey>,
+}
+
+/// (registry, target repository, source repository) of a mount from a remembered place:
+/// a refusal may be about either repository, so it holds for that pair only.
+type MountKey = (String, String, String);
+
+/// How a registry answered a mount from a remembered repository.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MountAnswer {
+    /// Mounted, or declined with an upload session: others may ask too.
+    Answers,
+    /// Refused (the credentials may not pull there, or the registry takes no mounts).
+    Refuses,
 }
 
 /// What a registry that hoist first talks plain HTTP to was found to speak.
@@ -1902,9 +1914,10 @@ impl RegistryClient {
     /// Whether `target` still needs blob `d` and, if so, the upload session to send it
     /// into. With `mount_from` (another repository of the same registry): HEAD, then a
     /// cross-repository mount, whose 202 opens the session. Otherwise the one-request
-    /// [`RegistryClient::probe_upload`], or, when the blob was seen in another repository
-    /// of the registry ([`crate::blob_locations`]), one mount from there instead: the same
-    /// one request, so a guess that no longer holds costs nothing.
+    /// [`RegistryClient::probe_upload`]; or, when the blob was seen in another repository
+    /// of the registry ([`crate::blob_locations`]), HEAD and a mount from there: a mount
+    /// never looks at the target, which may hold the blob already (pushed by someone else),
+    /// and must then be neither sent again nor counted as mounted.
     async fn open_upload(
         &self,
         target: &Reference,
@@ -1924,6 +1937,9 @@ impl RegistryClient {
                     None => self.remembered_repository(target, d),
                 };
                 let mounted = match remembered {
+                    Some(_) if self.has_blob(target, d).await? => {
+                        Some(Opened::Done(BlobOutcome::Present))
+                    }
                     Some(from) => self.mount_remembered(target, d, &from).await?,
                     None => None,
                 };
@@ -1941,23 +1957,21 @@ impl RegistryClient {
     }
 
     /// The repository to mount blob `d` into `target` from, by what this client remembers:
-    /// the one it was last seen in on `target`'s registry. None when it was seen in
-    /// `target` itself (the probe then finds it there), or when a mount from that
-    /// repository was refused already.
+    /// the most recent one it was seen in on `target`'s registry that has not refused a
+    /// mount into `target`. None when it was seen in `target` itself (the probe then finds
+    /// it there).
     fn remembered_repository(&self, target: &Reference, d: &Digest) -> Option<String> {
         let repos = (self.inner.locations.as_ref()?).repositories(&target.registry, d);
         if repos.contains(&target.repository) {
             return None;
         }
-        let from = repos.into_iter().next()?;
-        let key = (target.registry.clone(), from);
-        let refused = self.mount_source(&key) == Some(false);
-        (!refused).then_some(key.1)
+        repos
+            .into_iter()
+            .find(|from| self.mount_answer(&mount_key(target, from)) != Some(MountAnswer::Refuses))
     }
 
-    /// Whether a mount from (registry, repository) `key` was taken (`Some(true)`) or
-    /// refused, as far as this client knows.
-    fn mount_source(&self, key: &(String, String)) -> Option<bool> {
+    /// How a remembered mount `key` was answered, as far as this client knows.
+    fn mount_answer(&self, key: &MountKey) -> Option<MountAnswer> {
         self.inner.mount_sources.lock().unwrap().get(key).copied()
     }
 
@@ -1970,38 +1984,44 @@ impl RegistryClient {
         d: &Digest,
         from: &str,
     ) -> Result<Option<Opened>> {
-        let key = (target.registry.clone(), from.to_string());
-        // Until one answer is known, the others wait for it rather than each be refused.
-        let _first = match self.mount_source(&key) {
-            Some(true) => None,
-            Some(false) => return Ok(None),
+        let key = mount_key(target, from);
+        // Until one answer is known, the others wait for it rather than each be refused
+        // (the first request's retries, if the registry fails it, included).
+        let _first = match self.mount_answer(&key) {
+            Some(MountAnswer::Answers) => None,
+            Some(MountAnswer::Refuses) => return Ok(None),
             None => {
                 let lock = (self.inner.mount_trials.lock().unwrap())
                     .entry(key.clone())
                     .or_default()
                     .clone();
                 let guard = lock.lock_owned().await;
-                match self.mount_source(&key) {
-                    Some(true) => None,
-                    Some(false) => return Ok(None),
+                match self.mount_answer(&key) {
+                    Some(MountAnswer::Answers) => None,
+                    Some(MountAnswer::Refuses) => return Ok(None),
                     None => Some(guard),
                 }
             }
         };
-        let taken = |ok: bool| {
-            (self.inner.mount_sources.lock().unwrap()).insert(key.clone(), ok);
+        let answered = |a: MountAnswer| {
+            (self.inner.mount_sources.lock().unwrap()).insert(key.clone(), a);
         };
         match self.mount_blob(target, d, from).await {
-            Ok(mounted) => {
-                taken(true);
-                Ok(Some(mounted.map_or(
-                    Opened::Done(BlobOutcome::Mounted),
-                    Opened::Session,
-                )))
+            Ok(None) => {
+                answered(MountAnswer::Answers);
+                // It was there: keep that place fresh in the memory too.
+                if let Some(m) = &self.inner.locations {
+                    m.remember(&target.registry, d, from);
+                }
+                Ok(Some(Opened::Done(BlobOutcome::Mounted)))
+            }
+            Ok(Some(session)) => {
+                answered(MountAnswer::Answers);
+                Ok(Some(Opened::Session(session)))
             }
             Err(e) if mount_refused(&e) => {
                 tracing::debug!(registry = %target.registry, from, error = %e, "mounting from where the blob was seen was refused: probing instead");
-                taken(false);
+                answered(MountAnswer::Refuses);
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -2015,6 +2035,14 @@ impl RegistryClient {
             m.remember(&r.registry, d, &r.repository);
         }
     }
+}
+
+fn mount_key(target: &Reference, from: &str) -> MountKey {
+    (
+        target.registry.clone(),
+        target.repository.clone(),
+        from.to_string(),
+    )
 }
 
 /// Is `e` a registry's refusal of a mount (auth, or another client error) rather than a
@@ -2435,8 +2463,7 @@ impl RegistryClient {
     /// blob or a freshly built layer), reading it as it goes up rather than into memory
     /// first; its digest is checked on the way. One request probes for the blob and opens
     /// the upload, or mounts it from where it was seen ([`RegistryClient::open_upload`]).
-    /// Chunked (PATCH) when the options ask
-    /// for chunks.
+    /// Chunked (PATCH) when the options ask for chunks.
     pub async fn upload_blob_file(
         &self,
         dst: &Reference,

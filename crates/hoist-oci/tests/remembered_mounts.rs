@@ -140,10 +140,10 @@ async fn a_second_copy_mounts_from_where_the_first_put_the_blobs() {
 }
 
 /// A remembered repository that does not hold the blob (cleaned up since, or a file
-/// someone wrote) is the mount request the probe would have been: no request more, and
-/// the blob is uploaded into the session its 202 opened.
+/// someone wrote) costs one request per blob: the HEAD that asks the target first (a
+/// mount never looks there); the mount's 202 opens the session the blob is uploaded into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_memory_costs_no_request() {
+async fn a_stale_memory_costs_one_head_per_blob() {
     let (a, b) = (Registry::start(false), Registry::start(false));
     let tmp = tempfile::tempdir().unwrap();
     let src = a.reference("app:1");
@@ -165,8 +165,9 @@ async fn a_stale_memory_costs_no_request() {
     assert_eq!((rep.blobs_copied, rep.blobs_mounted), (3, 0), "{rep:?}");
     assert_eq!(rep.transfer.mounts_declined, 3, "{rep:?}");
     assert_eq!(
-        rep.transfer.requests, base.transfer.requests,
-        "as many requests as without the memory: {rep:?} vs {base:?}"
+        rep.transfer.requests,
+        base.transfer.requests + 3,
+        "a HEAD per blob more than without the memory: {rep:?} vs {base:?}"
     );
     let asked = b.log().matches("&from=x/nothere HTTP/").count();
     assert_eq!(asked, 3, "one mount from x/nothere per blob:\n{}", b.log());
@@ -175,6 +176,42 @@ async fn a_stale_memory_costs_no_request() {
         BlobLocations::new(&stale).repositories(&b.addr, &blobs[0]),
         ["x/other", "x/nothere"]
     );
+}
+
+/// A target that holds the blobs already (pushed there by someone else, so not in this
+/// memory) is neither sent them again nor told they were mounted, whether the remembered
+/// repository holds them (a mount would take) or not (a mount would open an upload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_has_the_blobs_is_not_sent_them_whatever_is_remembered() {
+    let (a, b) = (Registry::start(false), Registry::start(false));
+    let tmp = tempfile::tempdir().unwrap();
+    let src = a.reference("app:1");
+    push(&client(&tmp.path().join("m0")), &src, 5, 2, tmp.path()).await;
+    let blobs = blobs_of(&client(&tmp.path().join("m0")), &src).await;
+    // Someone else's copies: the target, and another repository, hold the blobs.
+    let other = client(&tmp.path().join("theirs"));
+    copied(&other, &src, &b.reference("x/target:1")).await;
+    copied(&other, &src, &b.reference("x/other:1")).await;
+    let writes = b.blob_writes("x/target");
+
+    for remembered in ["x/gone", "x/other"] {
+        let memory = tmp
+            .path()
+            .join(format!("mine-{}", remembered.replace('/', "-")));
+        for d in &blobs {
+            let path = BlobLocations::new(&memory).path(&b.addr, d);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{remembered}\n")).unwrap();
+        }
+        let rep = copied(&client(&memory), &src, &b.reference("x/target:1")).await;
+        assert_eq!(
+            (rep.blobs_copied, rep.blobs_mounted, rep.blobs_skipped),
+            (0, 0, 3),
+            "remembering {remembered}: {rep:?}"
+        );
+        assert_eq!(rep.transfer.upload_bytes, 0, "{rep:?}");
+        assert_eq!(b.blob_writes("x/target"), writes, "nothing sent again");
+    }
 }
 
 /// Layers pushed to one repository of a registry mount into another: a build pushed to
