@@ -16,6 +16,9 @@ fn hoist(docker_config: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("hoist").unwrap();
     c.env("DOCKER_CONFIG", docker_config)
         .env("HOME", docker_config)
+        // The cache (image store, blob locations) under this HOME, not the developer's.
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOIST_CACHE_DIR")
         .env_remove("HOIST_INSECURE_REGISTRIES")
         .env_remove("HOIST_CA_FILE");
     c
