@@ -139,16 +139,36 @@ async fn a_second_copy_mounts_from_where_the_first_put_the_blobs() {
     assert_eq!(m.repositories(&a.addr, &blobs[1]), ["app"]);
 }
 
+/// Registries A and B, and an image of two layers (seeded by `seed`) pushed to A as
+/// `app:1`; its source reference and blob digests.
+async fn two_registries_and_an_image(
+    seed: u64,
+    tmp: &Path,
+) -> (Registry, Registry, String, Vec<Digest>) {
+    let (a, b) = (Registry::start(false), Registry::start(false));
+    let src = a.reference("app:1");
+    push(&client(&tmp.join("m0")), &src, seed, 2, tmp).await;
+    let blobs = blobs_of(&client(&tmp.join("m0")), &src).await;
+    (a, b, src, blobs)
+}
+
+/// A memory at `memory` that names `repo` of `registry` for each of `blobs`, as someone
+/// else's file could.
+fn remember_by_hand(memory: &Path, registry: &str, blobs: &[Digest], repo: &str) {
+    for d in blobs {
+        let path = BlobLocations::new(memory).path(registry, d);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{repo}\n")).unwrap();
+    }
+}
+
 /// A remembered repository that does not hold the blob (cleaned up since, or a file
 /// someone wrote) costs one request per blob: the HEAD that asks the target first (a
 /// mount never looks there); the mount's 202 opens the session the blob is uploaded into.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_memory_costs_one_head_per_blob() {
-    let (a, b) = (Registry::start(false), Registry::start(false));
     let tmp = tempfile::tempdir().unwrap();
-    let src = a.reference("app:1");
-    push(&client(&tmp.path().join("m0")), &src, 2, 2, tmp.path()).await;
-    let blobs = blobs_of(&client(&tmp.path().join("m0")), &src).await;
+    let (_a, b, src, blobs) = two_registries_and_an_image(2, tmp.path()).await;
 
     // The baseline: nothing remembered.
     let plain = client(&tmp.path().join("m1"));
@@ -156,11 +176,7 @@ async fn a_stale_memory_costs_one_head_per_blob() {
     assert_eq!((base.blobs_copied, base.blobs_mounted), (3, 0), "{base:?}");
 
     let stale = tmp.path().join("m2");
-    for d in &blobs {
-        let path = BlobLocations::new(&stale).path(&b.addr, d);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "x/nothere\n").unwrap();
-    }
+    remember_by_hand(&stale, &b.addr, &blobs, "x/nothere");
     let rep = copied(&client(&stale), &src, &b.reference("x/other:1")).await;
     assert_eq!((rep.blobs_copied, rep.blobs_mounted), (3, 0), "{rep:?}");
     assert_eq!(rep.transfer.mounts_declined, 3, "{rep:?}");
@@ -183,11 +199,8 @@ async fn a_stale_memory_costs_one_head_per_blob() {
 /// repository holds them (a mount would take) or not (a mount would open an upload).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_has_the_blobs_is_not_sent_them_whatever_is_remembered() {
-    let (a, b) = (Registry::start(false), Registry::start(false));
     let tmp = tempfile::tempdir().unwrap();
-    let src = a.reference("app:1");
-    push(&client(&tmp.path().join("m0")), &src, 5, 2, tmp.path()).await;
-    let blobs = blobs_of(&client(&tmp.path().join("m0")), &src).await;
+    let (_a, b, src, blobs) = two_registries_and_an_image(5, tmp.path()).await;
     // Someone else's copies: the target, and another repository, hold the blobs.
     let other = client(&tmp.path().join("theirs"));
     copied(&other, &src, &b.reference("x/target:1")).await;
@@ -198,11 +211,7 @@ async fn a_target_that_has_the_blobs_is_not_sent_them_whatever_is_remembered() {
         let memory = tmp
             .path()
             .join(format!("mine-{}", remembered.replace('/', "-")));
-        for d in &blobs {
-            let path = BlobLocations::new(&memory).path(&b.addr, d);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, format!("{remembered}\n")).unwrap();
-        }
+        remember_by_hand(&memory, &b.addr, &blobs, remembered);
         let rep = copied(&client(&memory), &src, &b.reference("x/target:1")).await;
         assert_eq!(
             (rep.blobs_copied, rep.blobs_mounted, rep.blobs_skipped),
