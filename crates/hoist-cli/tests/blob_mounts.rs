@@ -39,11 +39,7 @@ fn blobs(image: &str) -> Vec<String> {
         "--tls-verify=false",
         &format!("docker://{image}"),
     ]));
-    let layers = m["layers"].as_array().unwrap().iter();
-    std::iter::once(&m["config"])
-        .chain(layers)
-        .map(|d| d["digest"].as_str().unwrap().to_string())
-        .collect()
+    registry::blob_digests(&m)
 }
 
 fn skopeo_digest(image: &str) -> String {

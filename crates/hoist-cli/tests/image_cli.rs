@@ -10,7 +10,7 @@ mod fault_proxy;
 mod token_issuer;
 
 use assert_cmd::Command;
-use registry::{PASS, Registry, USER, skopeo, write_file};
+use registry::{PASS, Registry, USER, blob_digests, skopeo, write_file};
 
 fn hoist(docker_config: &std::path::Path) -> Command {
     let mut c = Command::cargo_bin("hoist").unwrap();
@@ -2109,15 +2109,6 @@ fn schema2_image(
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-/// The config and layer digests of a manifest (JSON).
-fn blob_digests(m: &serde_json::Value) -> Vec<String> {
-    let layers = m["layers"].as_array().unwrap().iter();
-    std::iter::once(&m["config"])
-        .chain(layers)
-        .map(|d| d["digest"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The entries of a layout's index.json: (ref name, digest, media type).

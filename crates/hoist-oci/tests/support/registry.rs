@@ -403,6 +403,15 @@ pub fn push_as_docker_schema2(src: &str, dst: &str) {
     ]);
 }
 
+/// The config and layer digests a manifest (JSON) names, config first.
+pub fn blob_digests(m: &serde_json::Value) -> Vec<String> {
+    let layers = m["layers"].as_array().unwrap().iter();
+    std::iter::once(&m["config"])
+        .chain(layers)
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The image config an outside client reads: `skopeo inspect --config` of a
 /// `docker://` (plain HTTP allowed) or `oci:` location, which must succeed.
 pub fn skopeo_config(image: &str) -> serde_json::Value {
