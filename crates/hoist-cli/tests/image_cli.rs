@@ -2111,6 +2111,22 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
+/// `m` (a manifest's JSON) is OCI-typed: its own media type, its config's and every
+/// layer's (gzip), as a Docker schema 2 manifest converted for an OCI layout is.
+fn assert_oci_typed(m: &serde_json::Value) {
+    use hoist_oci::manifest::media;
+    assert_eq!(m["mediaType"], media::OCI_MANIFEST, "{m}");
+    assert_eq!(m["config"]["mediaType"], media::OCI_CONFIG, "{m}");
+    let layers = m["layers"].as_array().unwrap();
+    assert!(!layers.is_empty(), "{m}");
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["mediaType"] == media::OCI_LAYER_GZIP),
+        "{m}"
+    );
+}
+
 /// The entries of a layout's index.json: (ref name, digest, media type).
 fn index_entries(dir: &std::path::Path) -> Vec<(String, String, String)> {
     let index = json(&std::fs::read_to_string(dir.join("index.json")).unwrap());
@@ -2159,13 +2175,7 @@ fn a_docker_image_copied_into_a_layout_gets_oci_media_types() {
         "{said}"
     );
     let raw = json(&skopeo(&["inspect", "--raw", &at(&lay, "t")]));
-    assert_eq!(raw["mediaType"], media::OCI_MANIFEST, "{raw}");
-    assert_eq!(raw["config"]["mediaType"], media::OCI_CONFIG, "{raw}");
-    assert_eq!(
-        raw["layers"][0]["mediaType"],
-        media::OCI_LAYER_GZIP,
-        "{raw}"
-    );
+    assert_oci_typed(&raw);
     assert_eq!(blob_digests(&raw), blob_digests(&source_json));
     assert_eq!(
         unpacked(&format!("{}:t", lay.display()), &t.join("b1")),
@@ -2384,7 +2394,7 @@ fn a_docker_manifest_list_copied_into_a_layout_becomes_an_oci_index() {
         assert_eq!(entry["platform"]["architecture"], *arch, "{index}");
         assert_ne!(entry["digest"], raw.digest.to_string());
         let manifest = blob(entry["digest"].as_str().unwrap());
-        assert_eq!(manifest["mediaType"], media::OCI_MANIFEST, "{manifest}");
+        assert_oci_typed(&manifest);
         let source = json(std::str::from_utf8(&raw.bytes).unwrap());
         assert_eq!(blob_digests(&manifest), blob_digests(&source));
         // skopeo picks the platform's image through the index (its Digest is the index's).
@@ -2488,15 +2498,8 @@ fn append_on_a_docker_base_into_a_layout_gets_oci_media_types() {
         "{said}"
     );
     let manifest = json(&skopeo(&["inspect", "--raw", &dst]));
-    assert_eq!(manifest["mediaType"], media::OCI_MANIFEST, "{manifest}");
-    assert_eq!(manifest["config"]["mediaType"], media::OCI_CONFIG);
+    assert_oci_typed(&manifest);
     let layers = manifest["layers"].as_array().unwrap();
-    assert!(
-        layers
-            .iter()
-            .all(|l| l["mediaType"] == media::OCI_LAYER_GZIP),
-        "{manifest}"
-    );
     // The base layer is the base's blob; the config is the one pushed.
     assert_eq!(layers[0]["digest"], base_json["layers"][0]["digest"]);
     let raw_json = json(std::str::from_utf8(&raw.bytes).unwrap());
